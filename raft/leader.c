@@ -9,7 +9,8 @@ static raft_index next_after_reject(const struct raft *r, const struct raft_msg 
 	raft_index last = raft__log_last(&r->log);
 	if (j > last)
 		j = last;
-	while (j > r->log.base && raft__log_term(&r->log, j) > m->log_term)
+	/* Below the base the term is unknown (0): next <= base means a snapshot. */
+	while (j > 0 && j >= r->log.base && raft__log_term(&r->log, j) > m->log_term)
 		j--;
 	return j + 1;
 }

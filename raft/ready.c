@@ -62,11 +62,9 @@ void raft__out_clear(struct raft *r)
 	o->persist = o->apply = NULL;
 	o->n_msgs = o->n_ents = o->n_chunks = o->n_reads = 0;
 	/* Idle groups keep nothing: thousands of them must stay cheap. */
-	if (o->cap_msgs > 64) {
-		free(o->msgs);
-		o->msgs = NULL;
-		o->cap_msgs = 0;
-	}
+	free(o->msgs);
+	o->msgs = NULL;
+	o->cap_msgs = 0;
 	free(o->ents);
 	o->ents = NULL;
 	o->cap_ents = 0;

@@ -18,6 +18,8 @@ int raft__append_local(struct raft *r, uint8_t type, const void *data, uint32_t 
 	if (index != NULL)
 		*index = e.index;
 	raft__conf_on_append(r, raft__log_get(&r->log, e.index));
+	if (r->role != RAFT_LEADER)
+		return 0; /* stepped down: out of memory for the new progress */
 	raft__maybe_commit(r); /* a group of one commits at once */
 	r->need_flush = true;
 	return 0;
@@ -153,6 +155,7 @@ void raft__bcast_heartbeat(struct raft *r)
  * term (§5.4.2): older entries are committed indirectly (Figure 8). */
 void raft__maybe_commit(struct raft *r)
 {
+	assert(r->role == RAFT_LEADER);
 	raft_index q = raft__quorum_match(r);
 	if (q <= r->commit)
 		return;

@@ -97,6 +97,7 @@ static void install(struct raft *r, const struct raft_snap_meta *s)
 	} else {
 		raft__log_reset(&r->log, s->index, s->term);
 		r->log_reset = true;
+		r->stable = s->index;
 	}
 	if (r->stable < s->index)
 		r->stable = s->index;
