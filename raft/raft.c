@@ -63,6 +63,32 @@ static int check_boot(const struct raft_boot *b)
 	return 0;
 }
 
+/*
+ * A brand-new cluster (nothing persisted, initial members in snap.conf):
+ * every member writes the same CONF entry at index 1, term 1, as etcd does.
+ * The membership is then in the log itself, so a node added later learns it
+ * from the entries it receives and its own snapshots carry it.
+ */
+static int bootstrap(struct raft *r, const struct raft_boot *b)
+{
+	if (b->snap.index != 0 || b->snap.conf.n == 0 || b->n_entries != 0 || b->hs.term != 0)
+		return 0;
+	uint8_t buf[RAFT_CONF_MAX_BYTES];
+	struct raft_entry e = {
+		.term = 1,
+		.index = 1,
+		.type = RAFT_ENTRY_CONF,
+		.len = raft_conf_encode(&b->snap.conf, buf),
+		.data = buf,
+	};
+	int rv = raft__log_append(&r->log, &e);
+	if (rv != 0)
+		return rv;
+	r->term = 1;
+	r->stable = 0; /* the first batch persists it, with the term */
+	return 0;
+}
+
 int raft_new(const struct raft_config *cfg, const struct raft_boot *boot, struct raft **out)
 {
 	int rv = check_config(cfg);
@@ -91,9 +117,14 @@ int raft_new(const struct raft_config *cfg, const struct raft_boot *boot, struct
 	}
 	r->stable = raft__log_last(&r->log);
 	r->applied = boot->applied;
+	rv = bootstrap(r, boot);
+	if (rv != 0) {
+		raft_free(r);
+		return rv;
+	}
 	/* A persisted commit may lag; it never exceeds what is applied's floor. */
 	r->commit = boot->hs.commit > boot->applied ? boot->hs.commit : boot->applied;
-	r->saved = (struct raft_hard_state){r->term, r->vote, r->commit};
+	r->saved = boot->hs; /* what is durable; bootstrap may differ */
 	raft__conf_reload(r);
 	raft__reset_timers(r);
 	*out = r;

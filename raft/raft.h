@@ -240,8 +240,10 @@ struct raft_status {
 /* What a node recovers from its storage at start (or the bootstrap state). */
 struct raft_boot {
 	struct raft_hard_state hs;
-	/* Last snapshot. For a brand-new cluster: index 0, term 0 and conf the
-	 * initial members; for a node joining an existing group: conf.n = 0. */
+	/* Last snapshot. For a brand-new cluster: index 0, term 0, conf the
+	 * initial members and nothing else: every member then writes the same
+	 * CONF entry at index 1 in term 1, which its first batch persists.
+	 * For a node joining an existing group: all zero (conf.n = 0). */
 	struct raft_snap_meta snap;
 	const struct raft_entry *entries; /* persisted entries after snap.index; copied */
 	uint32_t n_entries;

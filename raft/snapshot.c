@@ -146,6 +146,11 @@ int raft__recv_snap(struct raft *r, const struct raft_msg *m)
 		raft__become_follower(r, m->term, m->from);
 	r->leader = m->from;
 	r->election_elapsed = 0;
+	/* One install per batch, and no chunk after it: the caller writes the
+	 * batch's chunks before installing, so a later chunk of another
+	 * snapshot would overwrite the staging about to be installed. */
+	if (r->snap_installed)
+		return 0;
 	struct raft_msg resp = {.type = RAFT_MSG_SNAP_RESP, .to = m->from, .index = m->snap.index};
 	if (m->snap.index <= r->commit) {
 		resp.last = true; /* we already have all of it */

@@ -1,0 +1,262 @@
+/* codec.c: protocol frames to and from bytes, with msgpack-c. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+
+/* ---- writing ---- */
+
+static void pack_bytes_str(msgpack_packer *pk, struct cm_bytes b)
+{
+	msgpack_pack_str(pk, b.len);
+	if (b.len > 0)
+		msgpack_pack_str_body(pk, b.p, b.len);
+}
+
+static void pack_bin(msgpack_packer *pk, const void *p, uint32_t len)
+{
+	msgpack_pack_bin(pk, len);
+	if (len > 0)
+		msgpack_pack_bin_body(pk, p, len);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	msgpack_pack_str(pk, n);
+	if (n > 0)
+		msgpack_pack_str_body(pk, s, n);
+}
+
+/* Reserve the 4-byte length; returns where the frame starts. */
+static size_t frame_open(msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+	size_t start = sb->size;
+	static const char zero[CM_FRAME_HDR];
+	msgpack_sbuffer_write(sb, zero, sizeof(zero));
+	msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+	return start;
+}
+
+/* Fill in the length, or undo the frame if it is too long or memory ran out. */
+static int frame_close(msgpack_sbuffer *sb, size_t start)
+{
+	if (sb->data == NULL || sb->size < start + CM_FRAME_HDR)
+		return -ENOMEM;
+	size_t body = sb->size - start - CM_FRAME_HDR;
+	if (body > CM_FRAME_MAX) {
+		sb->size = start;
+		return -EMSGSIZE;
+	}
+	unsigned char *p = (unsigned char *)sb->data + start;
+	p[0] = (unsigned char)(body >> 24);
+	p[1] = (unsigned char)(body >> 16);
+	p[2] = (unsigned char)(body >> 8);
+	p[3] = (unsigned char)body;
+	return 0;
+}
+
+int cm_codec_hello(msgpack_sbuffer *sb, uint8_t type, const struct cm_hello *h)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, type);
+	msgpack_pack_uint32(&pk, h->version);
+	pack_bytes_str(&pk, h->cluster);
+	msgpack_pack_uint64(&pk, h->node_id);
+	return frame_close(sb, start);
+}
+
+int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 16);
+	msgpack_pack_uint8(&pk, CM_FR_REQ);
+	msgpack_pack_uint64(&pk, r->id);
+	msgpack_pack_uint8(&pk, r->op);
+	msgpack_pack_uint64(&pk, r->group);
+	msgpack_pack_uint64(&pk, r->token);
+	msgpack_pack_uint8(&pk, r->consistency);
+	msgpack_pack_uint32(&pk, r->flags);
+	pack_bytes_str(&pk, r->path);
+	pack_bytes_str(&pk, r->path2);
+	pack_bin(&pk, r->value.p, r->value.len);
+	msgpack_pack_uint64(&pk, r->version);
+	msgpack_pack_uint32(&pk, r->mode);
+	msgpack_pack_uint32(&pk, r->uid);
+	msgpack_pack_uint32(&pk, r->gid);
+	msgpack_pack_uint64(&pk, r->from_index);
+	msgpack_pack_nil(&pk); /* reserved */
+	return frame_close(sb, start);
+}
+
+void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a)
+{
+	msgpack_pack_array(pk, 9);
+	msgpack_pack_uint32(pk, a->mode);
+	msgpack_pack_uint32(pk, a->uid);
+	msgpack_pack_uint32(pk, a->gid);
+	msgpack_pack_int64(pk, a->mtime_ns);
+	msgpack_pack_int64(pk, a->ctime_ns);
+	msgpack_pack_uint64(pk, a->create_index);
+	msgpack_pack_uint64(pk, a->mod_index);
+	msgpack_pack_uint64(pk, a->version);
+	msgpack_pack_uint32(pk, a->size);
+}
+
+static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
+{
+	msgpack_pack_array(pk, 2);
+	msgpack_pack_uint64(pk, r->node_id);
+	msgpack_pack_array(pk, r->n_groups);
+	for (uint32_t k = 0; k < r->n_groups; k++) {
+		const struct cm_group_status *g = &r->groups[k];
+		msgpack_pack_array(pk, 10);
+		msgpack_pack_uint64(pk, g->group);
+		pack_bytes_str(pk, g->prefix);
+		msgpack_pack_uint8(pk, g->role);
+		msgpack_pack_uint64(pk, g->term);
+		msgpack_pack_uint64(pk, g->leader);
+		msgpack_pack_uint64(pk, g->commit);
+		msgpack_pack_uint64(pk, g->applied);
+		msgpack_pack_uint64(pk, g->last);
+		msgpack_pack_uint64(pk, g->snap_index);
+		msgpack_pack_array(pk, g->n_members);
+		for (uint32_t j = 0; j < g->n_members; j++)
+			msgpack_pack_uint64(pk, g->members[j]);
+	}
+}
+
+static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
+{
+	if (r->err != 0) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	switch (r->op) {
+	case CM_OP_GET:
+		msgpack_pack_array(pk, 2);
+		cm_codec_pack_attr(pk, &r->attr);
+		pack_bin(pk, r->value.p, r->value.len);
+		return;
+	case CM_OP_LIST:
+		msgpack_pack_array(pk, r->n_ents);
+		for (uint32_t k = 0; k < r->n_ents; k++) {
+			msgpack_pack_array(pk, 2);
+			pack_bytes_str(pk, r->ents[k].name);
+			cm_codec_pack_attr(pk, &r->ents[k].attr);
+		}
+		return;
+	case CM_OP_STATUS:
+		pack_status(pk, r);
+		return;
+	default:
+		if (!r->has_attr) {
+			msgpack_pack_nil(pk);
+			return;
+		}
+		msgpack_pack_array(pk, 1);
+		cm_codec_pack_attr(pk, &r->attr);
+		return;
+	}
+}
+
+int cm_codec_resp(msgpack_sbuffer *sb, const struct cm_resp *r)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 9);
+	msgpack_pack_uint8(&pk, CM_FR_RESP);
+	msgpack_pack_uint64(&pk, r->id);
+	msgpack_pack_uint8(&pk, r->op);
+	msgpack_pack_int32(&pk, r->err);
+	msgpack_pack_uint64(&pk, r->group);
+	msgpack_pack_uint64(&pk, r->token);
+	msgpack_pack_uint64(&pk, r->leader_id);
+	pack_bytes_str(&pk, r->leader_addr);
+	pack_resp_body(&pk, r);
+	return frame_close(sb, start);
+}
+
+int cm_codec_event(msgpack_sbuffer *sb, const struct cm_event *e)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 8);
+	msgpack_pack_uint8(&pk, CM_FR_EVENT);
+	msgpack_pack_uint64(&pk, e->watch_id);
+	msgpack_pack_uint64(&pk, e->group);
+	msgpack_pack_uint64(&pk, e->index);
+	msgpack_pack_uint8(&pk, e->kind);
+	pack_bytes_str(&pk, e->path);
+	pack_bytes_str(&pk, e->path2);
+	if (e->has_attr)
+		cm_codec_pack_attr(&pk, &e->attr);
+	else
+		msgpack_pack_nil(&pk);
+	return frame_close(sb, start);
+}
+
+int cm_codec_error(msgpack_sbuffer *sb, int err, const char *message)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_uint8(&pk, CM_FR_ERROR);
+	msgpack_pack_int32(&pk, err);
+	pack_cstr(&pk, message);
+	return frame_close(sb, start);
+}
+
+static void pack_snap(msgpack_packer *pk, const struct raft_msg *m)
+{
+	if (m->type != RAFT_MSG_SNAP) {
+		msgpack_pack_nil(pk);
+		return;
+	}
+	uint8_t conf[RAFT_CONF_MAX_BYTES];
+	uint32_t n = raft_conf_encode(&m->snap.conf, conf);
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint64(pk, m->snap.index);
+	msgpack_pack_uint64(pk, m->snap.term);
+	pack_bin(pk, conf, n);
+	msgpack_pack_uint64(pk, m->snap.size);
+}
+
+int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 16);
+	msgpack_pack_uint8(&pk, CM_FR_RAFT);
+	msgpack_pack_uint64(&pk, group);
+	msgpack_pack_uint8(&pk, m->type);
+	msgpack_pack_uint8(&pk, (uint8_t)(m->reject | m->force << 1 | m->last << 2));
+	msgpack_pack_uint64(&pk, m->from);
+	msgpack_pack_uint64(&pk, m->to);
+	msgpack_pack_uint64(&pk, m->term);
+	msgpack_pack_uint64(&pk, m->index);
+	msgpack_pack_uint64(&pk, m->log_term);
+	msgpack_pack_uint64(&pk, m->commit);
+	msgpack_pack_uint64(&pk, m->hint);
+	msgpack_pack_uint64(&pk, m->ctx);
+	msgpack_pack_array(&pk, m->n_entries);
+	for (uint32_t k = 0; k < m->n_entries; k++) {
+		const struct raft_entry *e = &m->entries[k];
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint64(&pk, e->term);
+		msgpack_pack_uint64(&pk, e->index);
+		msgpack_pack_uint8(&pk, e->type);
+		pack_bin(&pk, e->data, e->len);
+	}
+	pack_snap(&pk, m);
+	msgpack_pack_uint64(&pk, m->offset);
+	if (m->type == RAFT_MSG_SNAP)
+		pack_bin(&pk, m->data, m->len);
+	else
+		msgpack_pack_nil(&pk);
+	return frame_close(sb, start);
+}

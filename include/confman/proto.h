@@ -1,0 +1,178 @@
+/* proto.h: Confman's wire protocol: frames, handshake, client requests, Raft messages. */
+#ifndef CONFMAN_PROTO_H
+#define CONFMAN_PROTO_H
+
+/*
+ * Every connection carries frames: a 4-byte big-endian length L, then L bytes
+ * holding ONE msgpack array whose first element is the frame type (enum
+ * cm_frame_type). L is at most CM_FRAME_MAX; a longer length, a malformed
+ * body or a wrong field type is a protocol error: the receiver sends an ERROR
+ * frame when it can and closes the connection. Nothing a peer declares is
+ * trusted before it is checked (see cm_proto_decode).
+ *
+ * A connection starts with HELLO from the side that dialed; the other side
+ * answers HELLO_OK or ERROR and closes. node_id 0 means a client.
+ *
+ * Layouts (msgpack arrays; "bin" is msgpack bin, "str" msgpack str):
+ *   HELLO     [1, version, cluster:str, node_id]
+ *   HELLO_OK  [2, version, cluster:str, node_id]
+ *   RAFT      [3, group, type, flags, from, to, term, index, log_term, commit,
+ *              hint, ctx, entries:[[term, index, type, data:bin]...],
+ *              snap:[index, term, conf:bin, size] | nil, offset, data:bin | nil]
+ *             flags: bit0 reject, bit1 force, bit2 last
+ *   REQ       [4, id, op, group, token, consistency, flags, path:str, path2:str,
+ *              value:bin, version, mode, uid, gid, from_index]
+ *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
+ *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
+ *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
+ *             STATUS [node_id, [[group, prefix:str, role, term, leader,
+ *             commit, applied, last, snap_index, [member ids]]...]]
+ *   EVENT     [6, watch_id, group, index, kind, path:str, path2:str, attr | nil]
+ *   ERROR     [7, err, message:str]
+ *   attr = [mode, uid, gid, mtime_ns, ctime_ns, create_index, mod_index,
+ *           version, size]
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "confman/error.h"
+
+#define CM_PROTO_VERSION 1
+#define CM_FRAME_HDR 4
+#define CM_FRAME_MAX (8u << 20)        /* any frame, header excluded */
+#define CM_VALUE_MAX_DEFAULT (1u << 20) /* a node's value, by default */
+#define CM_VALUE_MAX_LIMIT (4u << 20)   /* the most --max-value may allow */
+#define CM_PATH_MAX 1024                /* bytes of an absolute path */
+#define CM_NAME_MAX 255                 /* bytes of one path component */
+#define CM_CLUSTER_MAX 63               /* bytes of a cluster id */
+#define CM_ADDR_MAX 63                  /* "host:port" */
+
+enum cm_frame_type {
+	CM_FR_HELLO = 1,
+	CM_FR_HELLO_OK = 2,
+	CM_FR_RAFT = 3,
+	CM_FR_REQ = 4,
+	CM_FR_RESP = 5,
+	CM_FR_EVENT = 6,
+	CM_FR_ERROR = 7,
+};
+
+enum cm_op {
+	CM_OP_GET = 1,
+	CM_OP_LIST,
+	CM_OP_PUT,
+	CM_OP_DELETE,
+	CM_OP_MKDIR,
+	CM_OP_RENAME,
+	CM_OP_WATCH,
+	CM_OP_UNWATCH,
+	CM_OP_STATUS,
+	CM_OP_COUNT
+};
+
+enum cm_consistency {
+	CM_READ_LINEARIZABLE = 0, /* ReadIndex on the leader */
+	CM_READ_FOLLOWER = 1,     /* any replica whose applied index >= token */
+};
+
+/* REQ flags. */
+#define CM_PUT_IF_VERSION 0x01 /* CAS: only if the node's version == version (0: absent) */
+#define CM_PUT_CREATE 0x02     /* only if the node does not exist */
+#define CM_DEL_RECURSIVE 0x04  /* delete a directory and everything under it */
+#define CM_DEL_DIR 0x08        /* rmdir: only an (empty) directory */
+#define CM_SET_MODE 0x10       /* PUT: also set mode/uid/gid */
+
+/* Watch event kinds. */
+enum cm_event_kind { CM_EV_PUT = 1, CM_EV_DELETE, CM_EV_MKDIR, CM_EV_RENAME, CM_EV_RESYNC };
+
+/* A node's metadata. mode carries the file type (S_IFREG, S_IFDIR, S_IFLNK). */
+struct cm_attr {
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t create_index;
+	uint64_t mod_index;
+	uint64_t version; /* 1 on create, +1 on every change */
+	uint32_t size;    /* bytes of the value */
+};
+
+/* Strings and values below point into the frame they were decoded from. */
+struct cm_bytes {
+	const char *p;
+	uint32_t len;
+};
+
+struct cm_hello {
+	uint32_t version;
+	struct cm_bytes cluster;
+	uint64_t node_id;
+};
+
+struct cm_req {
+	uint64_t id;
+	uint8_t op; /* enum cm_op */
+	uint64_t group;
+	uint64_t token;      /* highest applied index the client has seen in group */
+	uint8_t consistency; /* enum cm_consistency */
+	uint32_t flags;
+	struct cm_bytes path;
+	struct cm_bytes path2; /* RENAME target */
+	struct cm_bytes value;
+	uint64_t version;      /* CM_PUT_IF_VERSION */
+	uint32_t mode, uid, gid;
+	uint64_t from_index;   /* WATCH */
+};
+
+struct cm_dirent {
+	struct cm_bytes name;
+	struct cm_attr attr;
+};
+
+struct cm_group_status {
+	uint64_t group;
+	struct cm_bytes prefix;
+	uint8_t role; /* enum raft_role */
+	uint64_t term, leader, commit, applied, last, snap_index;
+	uint32_t n_members;
+	uint64_t members[12];
+};
+
+struct cm_resp {
+	uint64_t id;
+	int32_t err;
+	uint64_t group;
+	uint64_t token;        /* the replica's applied index when it answered */
+	uint64_t leader_id;    /* CM_ENOTLEADER: hint, 0 if unknown */
+	struct cm_bytes leader_addr;
+	uint8_t op;            /* the request's op: says what body holds */
+	bool has_attr;
+	struct cm_attr attr;
+	struct cm_bytes value;
+	struct cm_dirent *ents; /* LIST; owned by the decoded message */
+	uint32_t n_ents;
+	uint64_t node_id;       /* STATUS */
+	struct cm_group_status *groups; /* STATUS; owned by the decoded message */
+	uint32_t n_groups;
+};
+
+struct cm_event {
+	uint64_t watch_id;
+	uint64_t group;
+	uint64_t index;
+	uint8_t kind; /* enum cm_event_kind */
+	struct cm_bytes path;
+	struct cm_bytes path2;
+	bool has_attr;
+	struct cm_attr attr;
+};
+
+struct cm_errframe {
+	int32_t err;
+	struct cm_bytes message;
+};
+
+#endif /* CONFMAN_PROTO_H */
