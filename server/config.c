@@ -1,0 +1,314 @@
+/* config.c: command-line flags and the cluster file (INI, via libinih). */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "confman/path.h"
+#include "server/config.h"
+
+static const char usage[] =
+	"usage: confmand --id N --cluster-file FILE --data DIR [options]\n"
+	"\n"
+	"Runs one Confman node: the Raft groups it hosts and the client API.\n"
+	"\n"
+	"  --id N                 this node's id, as in the cluster file (required)\n"
+	"  --cluster-file FILE    nodes, groups and cluster id (INI; required)\n"
+	"  --data DIR             directory of this node's LMDB store (required;\n"
+	"                         created if missing)\n"
+	"  --tick-ms MS           Raft tick length (default 50)\n"
+	"  --election-ticks N     election timeout in ticks, randomised in [N, 2N)\n"
+	"                         (default 10)\n"
+	"  --map-size MB          most the store may hold (default 1024)\n"
+	"  --snapshot-entries N   snapshot a group every N applied entries\n"
+	"                         (default 10000)\n"
+	"  --keep-entries N       log entries kept behind a snapshot (default 1000)\n"
+	"  --max-pending N        client requests in flight per group (default 10000)\n"
+	"  -v, --verbose          log more (repeat for debug)\n"
+	"  -h, --help             this text\n"
+	"\n"
+	"Cluster file:\n"
+	"  [cluster]\n"
+	"  id = confman\n"
+	"  max_value = 1048576\n"
+	"  [node.1]\n"
+	"  address = 127.0.0.1:7001\n"
+	"  [group.1]\n"
+	"  prefix = /\n"
+	"  replicas = 1,2,3\n";
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || *s == '-' || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static struct cm_group_info *group_slot(struct cm_config *c, uint64_t id)
+{
+	for (uint32_t k = 0; k < c->n_groups; k++)
+		if (c->groups[k].id == id)
+			return &c->groups[k];
+	if (c->n_groups == CM_MAX_GROUPS)
+		return NULL;
+	if (c->n_groups == c->cap_groups) {
+		uint32_t cap = c->cap_groups ? c->cap_groups * 2 : 4;
+		struct cm_group_info *g = realloc(c->groups, sizeof(*g) * cap);
+		if (g == NULL)
+			return NULL;
+		c->groups = g;
+		c->cap_groups = cap;
+	}
+	struct cm_group_info *g = &c->groups[c->n_groups++];
+	memset(g, 0, sizeof(*g));
+	g->id = id;
+	return g;
+}
+
+static int parse_replicas(struct cm_group_info *g, const char *v)
+{
+	char buf[512];
+	if (strlen(v) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, v);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		uint64_t id;
+		if (g->n_replicas == RAFT_MAX_NODES || parse_u64(t, 1, UINT32_MAX, &id) != 0)
+			return -EINVAL;
+		g->replicas[g->n_replicas++] = id;
+	}
+	return g->n_replicas ? 0 : -EINVAL;
+}
+
+static int on_cluster(struct cm_config *c, const char *name, const char *value)
+{
+	uint64_t v;
+	if (strcmp(name, "id") == 0) {
+		if (strlen(value) == 0 || strlen(value) > CM_CLUSTER_MAX)
+			return -EINVAL;
+		strcpy(c->cluster_id, value);
+		return 0;
+	}
+	if (strcmp(name, "max_value") == 0) {
+		if (parse_u64(value, 1, CM_VALUE_MAX_LIMIT, &v) != 0)
+			return -EINVAL;
+		c->max_value = (uint32_t)v;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int on_node(struct cm_config *c, uint64_t id, const char *name, const char *value)
+{
+	struct cm_node_info *n = NULL;
+	for (uint32_t k = 0; k < c->n_nodes; k++)
+		if (c->nodes[k].id == id)
+			n = &c->nodes[k];
+	if (n == NULL) {
+		if (c->n_nodes == CM_MAX_PEERS)
+			return -EINVAL;
+		n = &c->nodes[c->n_nodes++];
+		memset(n, 0, sizeof(*n));
+		n->id = id;
+	}
+	if (strcmp(name, "address") != 0 || strlen(value) > CM_ADDR_MAX || !strchr(value, ':'))
+		return -EINVAL;
+	strcpy(n->addr, value);
+	return 0;
+}
+
+static int on_group(struct cm_config *c, uint64_t id, const char *name, const char *value)
+{
+	struct cm_group_info *g = group_slot(c, id);
+	if (g == NULL)
+		return -EINVAL;
+	if (strcmp(name, "prefix") == 0) {
+		uint32_t len = (uint32_t)strlen(value);
+		if (cm_path_validate(value, len) != 0)
+			return -EINVAL;
+		strcpy(g->prefix, value);
+		return 0;
+	}
+	if (strcmp(name, "replicas") == 0)
+		return parse_replicas(g, value);
+	return -EINVAL;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct cm_config *c = user;
+	uint64_t id;
+	int rv = -EINVAL;
+	if (strcmp(section, "cluster") == 0)
+		rv = on_cluster(c, name, value);
+	else if (strncmp(section, "node.", 5) == 0 && parse_u64(section + 5, 1, UINT32_MAX, &id) == 0)
+		rv = on_node(c, id, name, value);
+	else if (strncmp(section, "group.", 6) == 0 && parse_u64(section + 6, 1, UINT32_MAX, &id) == 0)
+		rv = on_group(c, id, name, value);
+	if (rv != 0)
+		fprintf(stderr, "confmand: %s: [%s] %s = %s: invalid\n", c->cluster_file, section, name,
+			value);
+	return rv == 0;
+}
+
+const struct cm_node_info *cm_config_node(const struct cm_config *cfg, uint64_t id)
+{
+	for (uint32_t k = 0; k < cfg->n_nodes; k++)
+		if (cfg->nodes[k].id == id)
+			return &cfg->nodes[k];
+	return NULL;
+}
+
+/* Every group needs a prefix and known replicas; "/" must be served. */
+static int check_cluster(const struct cm_config *c)
+{
+	bool root = false;
+	if (cm_config_node(c, c->node_id) == NULL) {
+		fprintf(stderr, "confmand: node %llu is not in %s\n", (unsigned long long)c->node_id,
+			c->cluster_file);
+		return -EINVAL;
+	}
+	for (uint32_t k = 0; k < c->n_groups; k++) {
+		const struct cm_group_info *g = &c->groups[k];
+		if (g->prefix[0] == '\0' || g->n_replicas == 0) {
+			fprintf(stderr, "confmand: group %llu needs a prefix and replicas\n",
+				(unsigned long long)g->id);
+			return -EINVAL;
+		}
+		for (uint32_t j = 0; j < g->n_replicas; j++)
+			if (cm_config_node(c, g->replicas[j]) == NULL) {
+				fprintf(stderr, "confmand: group %llu: unknown node %llu\n",
+					(unsigned long long)g->id, (unsigned long long)g->replicas[j]);
+				return -EINVAL;
+			}
+		root |= strcmp(g->prefix, "/") == 0;
+	}
+	if (!root) {
+		fprintf(stderr, "confmand: %s: no group has prefix \"/\"\n", c->cluster_file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static const struct option long_opts[] = {
+	{"id", required_argument, NULL, 'i'},
+	{"cluster-file", required_argument, NULL, 'c'},
+	{"data", required_argument, NULL, 'd'},
+	{"tick-ms", required_argument, NULL, 't'},
+	{"election-ticks", required_argument, NULL, 'e'},
+	{"map-size", required_argument, NULL, 'm'},
+	{"snapshot-entries", required_argument, NULL, 's'},
+	{"keep-entries", required_argument, NULL, 'k'},
+	{"max-pending", required_argument, NULL, 'p'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static int set_flag(struct cm_config *c, int opt, const char *arg)
+{
+	uint64_t v = 0;
+	switch (opt) {
+	case 'i':
+		if (parse_u64(arg, 1, UINT32_MAX, &c->node_id))
+			return -EINVAL;
+		return 0;
+	case 'c':
+	case 'd':
+		if (strlen(arg) >= sizeof(c->data_dir))
+			return -EINVAL;
+		strcpy(opt == 'c' ? c->cluster_file : c->data_dir, arg);
+		return 0;
+	case 't':
+		if (parse_u64(arg, 1, 10000, &v))
+			return -EINVAL;
+		c->tick_ms = (uint32_t)v;
+		return 0;
+	case 'e':
+		if (parse_u64(arg, 3, 10000, &v))
+			return -EINVAL;
+		c->election_ticks = (uint32_t)v;
+		return 0;
+	case 'm':
+		if (parse_u64(arg, 1, 1u << 24, &v))
+			return -EINVAL;
+		c->map_bytes = v << 20;
+		return 0;
+	case 's':
+		return parse_u64(arg, 10, UINT32_MAX, &c->snapshot_entries);
+	case 'k':
+		return parse_u64(arg, 0, UINT32_MAX, &c->keep_entries);
+	case 'p':
+		if (parse_u64(arg, 1, 1000000, &v))
+			return -EINVAL;
+		c->max_pending = (uint32_t)v;
+		return 0;
+	case 'v':
+		c->verbose++;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static void defaults(struct cm_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->tick_ms = 50;
+	c->election_ticks = 10;
+	c->map_bytes = 1024ull << 20;
+	c->snapshot_entries = 10000;
+	c->keep_entries = 1000;
+	c->max_pending = 10000;
+	c->max_value = CM_VALUE_MAX_DEFAULT;
+	strcpy(c->cluster_id, "confman");
+}
+
+int cm_config_parse(struct cm_config *c, int argc, char **argv)
+{
+	defaults(c);
+	int opt;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(usage, stdout);
+			return 1;
+		}
+		if (opt == '?' || set_flag(c, opt, optarg) != 0) {
+			fprintf(stderr, "confmand: bad option (see --help)\n");
+			return -EINVAL;
+		}
+	}
+	if (optind != argc || c->node_id == 0 || !c->cluster_file[0] || !c->data_dir[0]) {
+		fprintf(stderr, "confmand: --id, --cluster-file and --data are required\n%s", usage);
+		return -EINVAL;
+	}
+	int rv = ini_parse(c->cluster_file, on_ini, c);
+	if (rv != 0) {
+		if (rv < 0)
+			fprintf(stderr, "confmand: cannot read %s\n", c->cluster_file);
+		else
+			fprintf(stderr, "confmand: %s: error on line %d\n", c->cluster_file, rv);
+		cm_config_free(c);
+		return -EINVAL;
+	}
+	if (check_cluster(c) != 0) {
+		cm_config_free(c);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void cm_config_free(struct cm_config *c)
+{
+	free(c->groups);
+	c->groups = NULL;
+	c->n_groups = c->cap_groups = 0;
+}

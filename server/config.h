@@ -1,0 +1,68 @@
+/* config.h: a node's configuration: command-line flags and the cluster file. */
+#ifndef CONFMAN_CONFIG_H
+#define CONFMAN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "confman/proto.h"
+#include "raft/raft.h"
+
+#define CM_MAX_PEERS 16   /* nodes in one cluster file */
+#define CM_MAX_GROUPS 4096 /* groups in one cluster file */
+
+struct cm_node_info {
+	uint64_t id;
+	char addr[CM_ADDR_MAX + 1]; /* host:port for peers and clients */
+};
+
+struct cm_group_info {
+	uint64_t id;
+	char prefix[CM_PATH_MAX + 1];
+	uint32_t n_replicas;
+	uint64_t replicas[RAFT_MAX_NODES];
+};
+
+/*
+ * The cluster file (INI, parsed with Debian's libinih):
+ *
+ *   [cluster]
+ *   id = confman            ; cluster id, checked in every handshake
+ *   max_value = 1048576     ; largest value in bytes
+ *   [node.1]
+ *   address = 127.0.0.1:7001
+ *   [group.1]
+ *   prefix = /
+ *   replicas = 1,2,3
+ */
+struct cm_config {
+	/* Flags. */
+	uint64_t node_id;
+	char cluster_file[4096];
+	char data_dir[4096];
+	uint32_t tick_ms;
+	uint32_t election_ticks;
+	uint64_t map_bytes;
+	uint64_t snapshot_entries; /* take a snapshot after this many applied entries */
+	uint64_t keep_entries;     /* log entries kept behind a snapshot */
+	uint32_t max_pending;      /* client requests in flight per group */
+	int verbose;
+	/* Cluster file. */
+	char cluster_id[CM_CLUSTER_MAX + 1];
+	uint32_t max_value;
+	uint32_t n_nodes;
+	struct cm_node_info nodes[CM_MAX_PEERS];
+	uint32_t n_groups, cap_groups;
+	struct cm_group_info *groups; /* owned */
+};
+
+/*
+ * cm_config_parse - fill cfg from argv and the cluster file it names.
+ * Prints a clear message to stderr on any error. Returns 0, 1 when --help
+ * was printed (exit 0), or -EINVAL.
+ */
+int cm_config_parse(struct cm_config *cfg, int argc, char **argv);
+void cm_config_free(struct cm_config *cfg);
+const struct cm_node_info *cm_config_node(const struct cm_config *cfg, uint64_t id);
+
+#endif /* CONFMAN_CONFIG_H */

@@ -1,0 +1,593 @@
+/* net.c: TCP transport of a node: framing, handshake, peers, clients, back-pressure. */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+#include "server/net.h"
+
+enum conn_state {
+	CONN_HELLO = 1, /* accepted, waiting for HELLO */
+	CONN_CLIENT,
+	CONN_PEER_IN,   /* a peer's connection to us: we receive on it */
+	CONN_DIALING,   /* our connection to a peer: we send on it */
+	CONN_OUT_HELLO, /* dialed, HELLO sent, waiting for HELLO_OK */
+	CONN_OUT_READY,
+};
+
+struct cm_peer;
+
+struct cm_conn {
+	uv_tcp_t tcp;
+	struct cm_net *net;
+	struct cm_framer fr;
+	msgpack_sbuffer out; /* queued until the end of the turn */
+	uint64_t node_id;    /* peer id after the handshake; 0 for clients */
+	uint8_t state;
+	bool closed;
+	bool dirty; /* in net->dirty */
+	bool linger; /* close once the queued bytes are written */
+	uint32_t refs;
+	size_t queued; /* bytes handed to uv_write and not yet written */
+	struct cm_peer *peer; /* outbound connections only */
+	uv_connect_t connect;
+	struct cm_conn *next, *prev; /* net->conns */
+};
+
+struct cm_peer {
+	struct cm_net *net;
+	uint64_t id;
+	struct sockaddr_in addr;
+	struct cm_conn *conn; /* outbound; NULL while down */
+	uv_timer_t timer;     /* reconnect */
+	uint32_t backoff_ms;
+};
+
+struct cm_net {
+	uv_loop_t *loop;
+	const struct cm_config *cfg;
+	struct cm_net_handlers h;
+	uv_tcp_t listener;
+	struct cm_peer peers[CM_MAX_PEERS];
+	uint32_t n_peers;
+	struct cm_conn *conns;
+	uint32_t n_conns;
+	struct cm_conn *dirty[CM_MAX_CONNS + CM_MAX_PEERS];
+	uint32_t n_dirty;
+	struct cm_net_stats stats;
+	bool stopping;
+	uint32_t handles; /* open handles, to know when memory can go */
+	char rbuf[64 * 1024];
+};
+
+struct write_req {
+	uv_write_t req;
+	struct cm_conn *conn;
+	char *data; /* owned */
+	size_t len;
+};
+
+static void conn_close(struct cm_conn *c);
+static void peer_schedule(struct cm_peer *p);
+
+int cm__net_parse_addr(const char *s, struct sockaddr_in *sa);
+
+int cm__net_parse_addr(const char *s, struct sockaddr_in *sa)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port <= 0 || port > 65535)
+		return -EINVAL;
+	return uv_ip4_addr(host, (int)port, sa) == 0 ? 0 : -EINVAL;
+}
+
+void cm_conn_ref(struct cm_conn *c)
+{
+	c->refs++;
+}
+
+void cm_conn_unref(struct cm_conn *c)
+{
+	assert(c->refs > 0);
+	if (--c->refs > 0)
+		return;
+	assert(c->closed);
+	cm_framer_free(&c->fr);
+	msgpack_sbuffer_destroy(&c->out);
+	free(c);
+}
+
+bool cm_conn_closed(const struct cm_conn *c)
+{
+	return c->closed;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct cm_conn *c = w->conn;
+	c->queued -= w->len;
+	c->net->stats.bytes_out += status == 0 ? w->len : 0;
+	if (!c->closed && (status != 0 || (c->linger && c->queued == 0)))
+		conn_close(c);
+	free(w->data);
+	free(w);
+	cm_conn_unref(c);
+}
+
+/* Hand the connection's queued bytes to libuv in one write. */
+static void conn_write_out(struct cm_conn *c)
+{
+	c->dirty = false;
+	if (c->closed || c->out.size == 0)
+		return;
+	struct write_req *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		conn_close(c);
+		return;
+	}
+	w->conn = c;
+	w->len = c->out.size;
+	w->data = msgpack_sbuffer_release(&c->out);
+	uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+	cm_conn_ref(c);
+	c->queued += w->len;
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
+		c->queued -= w->len;
+		free(w->data);
+		free(w);
+		cm_conn_unref(c);
+		conn_close(c);
+	}
+}
+
+static void mark_dirty(struct cm_conn *c)
+{
+	if (c->dirty)
+		return;
+	assert(c->net->n_dirty < sizeof(c->net->dirty) / sizeof(c->net->dirty[0]));
+	c->dirty = true;
+	cm_conn_ref(c);
+	c->net->dirty[c->net->n_dirty++] = c;
+}
+
+void cm_net_flush(struct cm_net *n)
+{
+	for (uint32_t k = 0; k < n->n_dirty; k++) {
+		conn_write_out(n->dirty[k]);
+		cm_conn_unref(n->dirty[k]);
+	}
+	n->n_dirty = 0;
+}
+
+/* The net's memory goes with its last handle, once it is stopping. */
+static void net_handle_gone(struct cm_net *n)
+{
+	assert(n->handles > 0);
+	if (--n->handles == 0 && n->stopping)
+		free(n);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct cm_conn *c = h->data;
+	struct cm_net *n = c->net;
+	cm_conn_unref(c);
+	net_handle_gone(n);
+}
+
+static void conn_close(struct cm_conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	struct cm_net *n = c->net;
+	if (c->peer != NULL) {
+		c->peer->conn = NULL;
+		peer_schedule(c->peer);
+	} else {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			n->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		n->n_conns--;
+		if (c->state == CONN_CLIENT && n->h.on_close)
+			n->h.on_close(n->h.arg, c);
+	}
+	uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* Send an ERROR frame, then close once it is written. */
+static void conn_fail(struct cm_conn *c, int err, const char *why)
+{
+	c->net->stats.bad_frames++;
+	if (c->closed || c->linger)
+		return;
+	c->linger = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	cm_codec_error(&c->out, err, why);
+	conn_write_out(c);
+	if (c->queued == 0)
+		conn_close(c);
+}
+
+static struct cm_conn *conn_new(struct cm_net *n)
+{
+	struct cm_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->net = n;
+	c->refs = 1; /* released by on_closed */
+	cm_framer_init(&c->fr, CM_FRAME_MAX);
+	msgpack_sbuffer_init(&c->out);
+	uv_tcp_init(n->loop, &c->tcp);
+	c->tcp.data = c;
+	n->handles++;
+	return c;
+}
+
+/* ---- receiving ---- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	(void)hint;
+	struct cm_conn *c = h->data;
+	/* One buffer per node: read_cb consumes it before the next read. */
+	*buf = uv_buf_init(c->net->rbuf, sizeof(c->net->rbuf));
+}
+
+static const struct cm_node_info *known_node(const struct cm_net *n, uint64_t id)
+{
+	return id != 0 && id != n->cfg->node_id ? cm_config_node(n->cfg, id) : NULL;
+}
+
+static void on_hello(struct cm_conn *c, const struct cm_msg *m)
+{
+	struct cm_net *n = c->net;
+	const struct cm_hello *h = &m->hello;
+	if (h->version != CM_PROTO_VERSION) {
+		cm_log_warn("refused a connection: protocol version %u", h->version);
+		conn_fail(c, -EPROTONOSUPPORT, "unsupported protocol version");
+		return;
+	}
+	if (h->cluster.len != strlen(n->cfg->cluster_id) ||
+	    memcmp(h->cluster.p, n->cfg->cluster_id, h->cluster.len) != 0) {
+		cm_log_warn("refused node %llu: cluster id '%.*s' is not ours ('%s')",
+			    (unsigned long long)h->node_id, (int)h->cluster.len, h->cluster.p,
+			    n->cfg->cluster_id);
+		n->stats.refused++;
+		conn_fail(c, CM_EUNKNOWNPEER, "wrong cluster id");
+		return;
+	}
+	if (h->node_id != 0 && known_node(n, h->node_id) == NULL) {
+		cm_log_warn("refused unknown node %llu", (unsigned long long)h->node_id);
+		n->stats.refused++;
+		conn_fail(c, CM_EUNKNOWNPEER, "unknown node id");
+		return;
+	}
+	c->node_id = h->node_id;
+	c->state = h->node_id ? CONN_PEER_IN : CONN_CLIENT;
+	struct cm_hello ok = {CM_PROTO_VERSION,
+			      {n->cfg->cluster_id, (uint32_t)strlen(n->cfg->cluster_id)},
+			      n->cfg->node_id};
+	cm_codec_hello(&c->out, CM_FR_HELLO_OK, &ok);
+	mark_dirty(c);
+}
+
+static void on_frame(struct cm_conn *c, const struct cm_msg *m)
+{
+	struct cm_net *n = c->net;
+	n->stats.frames_in++;
+	switch (c->state) {
+	case CONN_HELLO:
+		if (m->type != CM_FR_HELLO)
+			conn_fail(c, -EPROTO, "expected HELLO");
+		else
+			on_hello(c, m);
+		return;
+	case CONN_OUT_HELLO:
+		if (m->type == CM_FR_HELLO_OK && m->hello.node_id == c->node_id) {
+			c->state = CONN_OUT_READY;
+			c->peer->backoff_ms = 0;
+			cm_log_info("connected to node %llu", (unsigned long long)c->node_id);
+		} else {
+			cm_log_warn("node %llu refused our handshake", (unsigned long long)c->node_id);
+			conn_fail(c, -EPROTO, "expected HELLO_OK");
+		}
+		return;
+	case CONN_PEER_IN:
+		if (m->type != CM_FR_RAFT || m->raft.from != c->node_id ||
+		    m->raft.to != n->cfg->node_id) {
+			conn_fail(c, -EPROTO, "expected a Raft message from the peer");
+			return;
+		}
+		n->h.on_raft(n->h.arg, c->node_id, m->group, &m->raft);
+		return;
+	case CONN_CLIENT:
+		if (m->type != CM_FR_REQ) {
+			conn_fail(c, -EPROTO, "expected a request");
+			return;
+		}
+		n->h.on_req(n->h.arg, c, &m->req);
+		return;
+	default:
+		conn_fail(c, -EPROTO, "unexpected frame");
+	}
+}
+
+static void drain_frames(struct cm_conn *c)
+{
+	const char *body;
+	size_t len;
+	int rv;
+	while (!c->closed && !c->linger && (rv = cm_framer_next(&c->fr, &body, &len)) == 1) {
+		struct cm_msg m;
+		int drv = cm_codec_decode(body, len, &m);
+		if (drv != 0) {
+			cm_log_warn("bad frame from %s %llu: %s", c->node_id ? "node" : "client",
+				    (unsigned long long)c->node_id, cm_strerror(drv));
+			conn_fail(c, drv, "malformed frame");
+			return;
+		}
+		on_frame(c, &m);
+		cm_codec_free(&m);
+		cm_framer_consume(&c->fr, len);
+	}
+	if (rv < 0 && !c->closed) {
+		cm_log_warn("frame over %u bytes: closing", CM_FRAME_MAX);
+		conn_fail(c, -EMSGSIZE, "frame too long");
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct cm_conn *c = s->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	if (nread == 0 || c->closed)
+		return;
+	c->net->stats.bytes_in += (uint64_t)nread;
+	if (cm_framer_feed(&c->fr, buf->base, (size_t)nread) != 0) {
+		conn_close(c);
+		return;
+	}
+	cm_conn_ref(c);
+	drain_frames(c);
+	cm_conn_unref(c);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+	struct cm_net *n = server->data;
+	if (status != 0 || n->stopping)
+		return;
+	struct cm_conn *c = conn_new(n);
+	if (c == NULL)
+		return;
+	c->state = CONN_HELLO;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || n->n_conns >= CM_MAX_CONNS) {
+		c->closed = true;
+		uv_close((uv_handle_t *)&c->tcp, on_closed);
+		return;
+	}
+	c->next = n->conns;
+	if (n->conns)
+		n->conns->prev = c;
+	n->conns = c;
+	n->n_conns++;
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- peers: one outbound connection each, redialled with backoff ---- */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct cm_conn *c = req->data;
+	if (c->closed)
+		return;
+	if (status != 0) {
+		cm_log_debug("dial node %llu: %s", (unsigned long long)c->node_id, uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	struct cm_net *n = c->net;
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->state = CONN_OUT_HELLO;
+	struct cm_hello h = {CM_PROTO_VERSION,
+			     {n->cfg->cluster_id, (uint32_t)strlen(n->cfg->cluster_id)},
+			     n->cfg->node_id};
+	cm_codec_hello(&c->out, CM_FR_HELLO, &h);
+	conn_write_out(c);
+	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void peer_dial(uv_timer_t *t)
+{
+	struct cm_peer *p = t->data;
+	struct cm_net *n = p->net;
+	if (n->stopping || p->conn != NULL)
+		return;
+	struct cm_conn *c = conn_new(n);
+	if (c == NULL) {
+		peer_schedule(p);
+		return;
+	}
+	c->peer = p;
+	c->node_id = p->id;
+	c->state = CONN_DIALING;
+	c->connect.data = c;
+	p->conn = c;
+	if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&p->addr, on_connect) != 0)
+		conn_close(c);
+}
+
+/* Redial after a pause that doubles up to 1 s, so a dead peer costs little. */
+static void peer_schedule(struct cm_peer *p)
+{
+	if (p->net->stopping)
+		return;
+	p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : 20;
+	if (p->backoff_ms > 1000)
+		p->backoff_ms = 1000;
+	uv_timer_start(&p->timer, peer_dial, p->backoff_ms, 0);
+}
+
+static struct cm_peer *find_peer(struct cm_net *n, uint64_t id)
+{
+	for (uint32_t k = 0; k < n->n_peers; k++)
+		if (n->peers[k].id == id)
+			return &n->peers[k];
+	return NULL;
+}
+
+int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct raft_msg *m)
+{
+	struct cm_peer *p = find_peer(n, to);
+	struct cm_conn *c = p ? p->conn : NULL;
+	if (c == NULL || c->state != CONN_OUT_READY) {
+		n->stats.dropped++;
+		return -ENOTCONN;
+	}
+	/* Back-pressure: a slow peer loses messages (Raft resends), it never
+	 * grows a queue without bound. */
+	if (c->queued + c->out.size > CM_PEER_QUEUE_MAX) {
+		n->stats.dropped++;
+		return -ENOBUFS;
+	}
+	int rv = cm_codec_raft(&c->out, group, m);
+	if (rv != 0) {
+		n->stats.dropped++;
+		return rv;
+	}
+	n->stats.frames_out++;
+	mark_dirty(c);
+	return 0;
+}
+
+/* ---- client replies ---- */
+
+static void client_queue(struct cm_conn *c, int rv)
+{
+	if (rv != 0) {
+		cm_log_warn("reply not encoded: %s", cm_strerror(rv));
+		return;
+	}
+	c->net->stats.frames_out++;
+	if (c->queued + c->out.size > CM_CLIENT_QUEUE_MAX) {
+		cm_log_warn("client too slow (%zu bytes queued): closing", c->queued);
+		conn_close(c);
+		return;
+	}
+	mark_dirty(c);
+}
+
+void cm_net_reply(struct cm_conn *c, const struct cm_resp *r)
+{
+	if (c->closed || c->linger)
+		return;
+	client_queue(c, cm_codec_resp(&c->out, r));
+}
+
+void cm_net_event(struct cm_conn *c, const struct cm_event *e)
+{
+	if (c->closed || c->linger)
+		return;
+	client_queue(c, cm_codec_event(&c->out, e));
+}
+
+void cm_net_stats(const struct cm_net *n, struct cm_net_stats *st)
+{
+	*st = n->stats;
+}
+
+/* ---- start and stop ---- */
+
+static int start_peers(struct cm_net *n)
+{
+	for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
+		const struct cm_node_info *ni = &n->cfg->nodes[k];
+		if (ni->id == n->cfg->node_id)
+			continue;
+		struct cm_peer *p = &n->peers[n->n_peers++];
+		p->net = n;
+		p->id = ni->id;
+		if (cm__net_parse_addr(ni->addr, &p->addr) != 0) {
+			cm_log_error("node %llu: bad address '%s' (want IPv4:port)",
+				     (unsigned long long)ni->id, ni->addr);
+			return -EINVAL;
+		}
+		uv_timer_init(n->loop, &p->timer);
+		p->timer.data = p;
+		n->handles++;
+		uv_timer_start(&p->timer, peer_dial, 0, 0);
+	}
+	return 0;
+}
+
+int cm_net_start(uv_loop_t *loop, const struct cm_config *cfg, const struct cm_net_handlers *h,
+		 struct cm_net **out)
+{
+	struct cm_net *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->loop = loop;
+	n->cfg = cfg;
+	n->h = *h;
+	struct sockaddr_in sa;
+	const struct cm_node_info *me = cm_config_node(cfg, cfg->node_id);
+	int rv = cm__net_parse_addr(me->addr, &sa);
+	if (rv != 0) {
+		cm_log_error("bad address '%s' for this node (want IPv4:port)", me->addr);
+		free(n);
+		return rv;
+	}
+	uv_tcp_init(loop, &n->listener);
+	n->listener.data = n;
+	n->handles++;
+	rv = uv_tcp_bind(&n->listener, (const struct sockaddr *)&sa, 0);
+	if (rv == 0)
+		rv = uv_listen((uv_stream_t *)&n->listener, 512, on_accept);
+	if (rv == 0)
+		rv = start_peers(n);
+	if (rv != 0) {
+		cm_log_error("listen on %s: %s", me->addr, uv_strerror(rv));
+		*out = n;
+		cm_net_stop(n);
+		return rv;
+	}
+	*out = n;
+	return 0;
+}
+
+static void on_net_handle_closed(uv_handle_t *h)
+{
+	net_handle_gone(h->data);
+}
+
+void cm_net_stop(struct cm_net *n)
+{
+	n->stopping = true;
+	for (uint32_t k = 0; k < n->n_peers; k++) {
+		if (n->peers[k].conn)
+			conn_close(n->peers[k].conn);
+		n->peers[k].timer.data = n;
+		uv_close((uv_handle_t *)&n->peers[k].timer, on_net_handle_closed);
+	}
+	while (n->conns)
+		conn_close(n->conns);
+	n->listener.data = n;
+	uv_close((uv_handle_t *)&n->listener, on_net_handle_closed);
+}

@@ -1,0 +1,229 @@
+/* node.c: a node's life: recovery of its groups, ticks, routing, shutdown. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "confman/path.h"
+#include "server/log.h"
+#include "server/node.h"
+
+static bool hosts(const struct cm_node *n, const struct cm_group_info *gi)
+{
+	for (uint32_t k = 0; k < gi->n_replicas; k++)
+		if (gi->replicas[k] == n->cfg->node_id)
+			return true;
+	return false;
+}
+
+struct cm_group *cm__node_group(struct cm_node *n, uint64_t id)
+{
+	for (uint32_t k = 0; k < n->n_groups; k++)
+		if (n->groups[k].info->id == id)
+			return &n->groups[k];
+	return NULL;
+}
+
+/* The shard of a path: the longest matching prefix (DESIGN.md, Sharding). */
+struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t len, int *err)
+{
+	const struct cm_group_info *best = NULL;
+	size_t best_len = 0;
+	for (uint32_t k = 0; k < n->cfg->n_groups; k++) {
+		const struct cm_group_info *gi = &n->cfg->groups[k];
+		size_t plen = strlen(gi->prefix);
+		if (cm_path_is_under(path, len, gi->prefix, (uint32_t)plen) && (!best || plen > best_len)) {
+			best = gi;
+			best_len = plen;
+		}
+	}
+	struct cm_group *g = best ? cm__node_group(n, best->id) : NULL;
+	*err = g ? 0 : CM_EWRONGSHARD;
+	return g;
+}
+
+/* Recover a group from the store, or bootstrap it from the cluster file. */
+static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
+{
+	uint64_t id = g->info->id;
+	struct raft_boot boot = {0};
+	struct raft_entry *ents = NULL;
+	uint32_t n_ents = 0;
+	int rv = cm_store_hs_get(n->store, txn, id, &boot.hs);
+	if (rv != 0 && rv != -ENOENT)
+		return rv;
+	bool fresh = rv == -ENOENT;
+	rv = cm_store_meta_get(n->store, txn, id, &boot.applied, &boot.snap);
+	if (rv == -ENOENT && fresh) {
+		boot.snap.conf.n = g->info->n_replicas;
+		for (uint32_t k = 0; k < g->info->n_replicas; k++) {
+			boot.snap.conf.ids[k] = g->info->replicas[k];
+			boot.snap.conf.kinds[k] = RAFT_VOTER;
+		}
+	} else if (rv != 0 && rv != -ENOENT) {
+		return rv;
+	} else {
+		rv = cm_store_log_load(n->store, txn, id, boot.snap.index, &ents, &n_ents);
+		if (rv != 0)
+			return rv;
+	}
+	boot.entries = ents;
+	boot.n_entries = n_ents;
+	struct raft_config rc;
+	raft_config_default(&rc, n->cfg->node_id, (uint64_t)uv_hrtime() ^ id);
+	rc.election_ticks = n->cfg->election_ticks;
+	rc.max_entry_bytes = n->cfg->max_value + 64 * 1024; /* value + command envelope */
+	rv = raft_new(&rc, &boot, &g->raft);
+	cm_store_entries_free(ents, n_ents);
+	if (rv != 0)
+		return rv;
+	g->snap = boot.snap;
+	g->applied = boot.applied;
+	cm_log_info("group %llu: term %llu, applied %llu, snapshot %llu, %u log entries%s",
+		    (unsigned long long)id, (unsigned long long)boot.hs.term,
+		    (unsigned long long)boot.applied, (unsigned long long)boot.snap.index, n_ents,
+		    fresh ? " (new)" : "");
+	return 0;
+}
+
+static int groups_boot(struct cm_node *n)
+{
+	n->groups = calloc(n->cfg->n_groups ? n->cfg->n_groups : 1, sizeof(*n->groups));
+	if (n->groups == NULL)
+		return -ENOMEM;
+	MDB_txn *txn;
+	int rv = cm_store_txn_begin(n->store, false, &txn);
+	if (rv != 0)
+		return rv;
+	for (uint32_t k = 0; k < n->cfg->n_groups && rv == 0; k++) {
+		if (!hosts(n, &n->cfg->groups[k]))
+			continue;
+		struct cm_group *g = &n->groups[n->n_groups++];
+		g->info = &n->cfg->groups[k];
+		rv = group_boot(n, txn, g);
+		if (rv != 0)
+			cm_log_error("group %llu: recovery failed: %s",
+				     (unsigned long long)g->info->id, cm_strerror(rv));
+	}
+	cm_store_txn_abort(txn);
+	return rv;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct cm_node *n = t->data;
+	n->ticks++;
+	for (uint32_t k = 0; k < n->n_groups; k++)
+		raft_tick(n->groups[k].raft);
+	cm__req_expire(n);
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+	cm__turn(p->data);
+}
+
+static void on_idle(uv_idle_t *i)
+{
+	(void)i; /* only here so that the loop polls without blocking */
+}
+
+/* Work is left for the next turn: do not let the loop sleep. */
+void cm__node_kick(struct cm_node *n)
+{
+	uv_idle_start(&n->idle, on_idle);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct cm_node *n = s->data;
+	cm_log_info("signal %d: shutting down", signum);
+	cm_node_stop(n);
+}
+
+static int start_handles(struct cm_node *n)
+{
+	uv_timer_init(n->loop, &n->tick);
+	n->tick.data = n;
+	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
+	uv_prepare_init(n->loop, &n->prepare);
+	n->prepare.data = n;
+	uv_prepare_start(&n->prepare, on_prepare);
+	uv_idle_init(n->loop, &n->idle);
+	n->idle.data = n;
+	uv_signal_init(n->loop, &n->sig_term);
+	uv_signal_init(n->loop, &n->sig_int);
+	n->sig_term.data = n->sig_int.data = n;
+	uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&n->sig_int, on_signal, SIGINT);
+	struct cm_net_handlers h = {
+		.arg = n,
+		.on_raft = cm__turn_on_raft,
+		.on_req = cm__req_handle,
+		.on_close = cm__req_conn_closed,
+	};
+	return cm_net_start(n->loop, n->cfg, &h, &n->net);
+}
+
+int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
+{
+	struct cm_node *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return -ENOMEM;
+	n->loop = loop;
+	n->cfg = cfg;
+	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
+		cm_log_error("cannot create %s: %s", cfg->data_dir, strerror(errno));
+		free(n);
+		return -errno;
+	}
+	int rv = cm_store_open(cfg->data_dir, cfg->map_bytes, &n->store);
+	if (rv != 0) {
+		cm_log_error("cannot open the store in %s: %s", cfg->data_dir, cm_strerror(rv));
+		free(n);
+		return rv;
+	}
+	rv = groups_boot(n);
+	if (rv == 0)
+		rv = start_handles(n);
+	*out = n;
+	return rv;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+void cm_node_stop(struct cm_node *n)
+{
+	if (n->stopping)
+		return;
+	n->stopping = true;
+	uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+	uv_close((uv_handle_t *)&n->prepare, on_handle_closed);
+	uv_close((uv_handle_t *)&n->idle, on_handle_closed);
+	uv_close((uv_handle_t *)&n->sig_term, on_handle_closed);
+	uv_close((uv_handle_t *)&n->sig_int, on_handle_closed);
+	if (n->net)
+		cm_net_stop(n->net);
+}
+
+void cm_node_free(struct cm_node *n)
+{
+	while (n->watches) {
+		struct cm_watch *w = n->watches;
+		n->watches = w->next;
+		cm_conn_unref(w->conn);
+		free(w->prefix);
+		free(w);
+	}
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		cm__pending_free(&n->groups[k].writes);
+		cm__pending_free(&n->groups[k].reads);
+		raft_free(n->groups[k].raft);
+	}
+	free(n->groups);
+	cm_store_close(n->store);
+	free(n);
+}

@@ -1,0 +1,109 @@
+/* node.h: one confmand node: its groups, its loop turn, its client requests. */
+#ifndef CONFMAN_NODE_H
+#define CONFMAN_NODE_H
+
+#include <uv.h>
+
+#include "raft/raft.h"
+#include "server/config.h"
+#include "server/net.h"
+#include "server/store.h"
+
+#define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
+#define CM_LIN_READ_WAIT_MS 5000 /* a ReadIndex read waits this long */
+#define CM_STORE_HIGH_WATER 0.90 /* refuse client writes above this map usage */
+
+/* A client request waiting for its entry to apply or its read point. */
+struct cm_pending {
+	struct cm_conn *conn; /* referenced while pending */
+	uint64_t req_id;
+	uint8_t op;
+	uint8_t consistency;
+	uint64_t index;    /* write: its entry; read: the index it must see */
+	raft_term term;    /* write: the term it was proposed in */
+	uint64_t ctx;      /* linearizable read: the ReadIndex context; 0 once known */
+	uint64_t deadline; /* ms, loop time */
+	bool done;         /* write applied: err/attr hold the result */
+	int err;
+	struct cm_attr attr;
+	char *path;        /* read: owned copy */
+	uint32_t path_len;
+};
+
+struct cm_pending_list {
+	struct cm_pending *v; /* owned */
+	uint32_t n, cap;
+};
+
+struct cm_watch {
+	struct cm_conn *conn; /* referenced */
+	uint64_t id;
+	uint64_t group;
+	uint64_t sent; /* events up to this index were sent */
+	char *prefix;  /* owned */
+	uint32_t plen;
+	struct cm_watch *next;
+};
+
+struct cm_group {
+	const struct cm_group_info *info;
+	struct raft *raft;
+	struct raft_snap_meta snap; /* the current snapshot, as persisted */
+	uint64_t applied;           /* mirrors the core, for requests */
+	uint64_t read_seq;
+	struct cm_pending_list writes; /* in index order */
+	struct cm_pending_list reads;
+	struct raft_ready rd;
+	bool in_ready;
+	bool applied_moved; /* meta must be persisted this turn */
+};
+
+struct cm_node {
+	uv_loop_t *loop;
+	struct cm_config *cfg;
+	struct cm_store *store;
+	struct cm_net *net;
+	struct cm_group *groups; /* owned; the groups this node hosts */
+	uint32_t n_groups;
+	struct cm_watch *watches;
+	uv_timer_t tick;
+	uv_prepare_t prepare;
+	uv_idle_t idle; /* keeps the loop spinning while work is left */
+	uv_signal_t sig_term, sig_int;
+	uint64_t ticks;
+	bool stopping;
+};
+
+/* Start: open the store, recover every hosted group, listen, dial peers.
+ * 0 or a negative errno; on failure call cm_node_stop, run the loop, free. */
+int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out);
+/* Close every handle (SIGTERM does this); the loop then ends by itself. */
+void cm_node_stop(struct cm_node *n);
+/* Free what is left once the loop has ended. */
+void cm_node_free(struct cm_node *n);
+
+/* node.c */
+struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t len, int *err);
+struct cm_group *cm__node_group(struct cm_node *n, uint64_t id);
+void cm__node_kick(struct cm_node *n);
+
+/* turn.c: the group commit */
+void cm__turn(struct cm_node *n);
+void cm__turn_on_raft(void *arg, uint64_t from, uint64_t group, const struct raft_msg *m);
+
+/* request.c */
+void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req);
+void cm__req_conn_closed(void *arg, struct cm_conn *c);
+void cm__req_after_turn(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
+void cm__req_expire(struct cm_node *n);
+void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *req,
+		   struct cm_resp *r);
+int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out);
+void cm__pending_free(struct cm_pending_list *l);
+
+/* watch.c */
+int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req);
+void cm__watch_remove(struct cm_node *n, struct cm_conn *c, uint64_t id);
+void cm__watch_deliver(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
+
+#endif /* CONFMAN_NODE_H */

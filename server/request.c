@@ -1,0 +1,390 @@
+/* request.c: client requests: validation, routing, proposals, reads, replies. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "confman/path.h"
+#include "server/kv.h"
+#include "server/log.h"
+#include "server/node.h"
+
+int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out)
+{
+	if (l->n >= max)
+		return -EBUSY;
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 16;
+		struct cm_pending *v = realloc(l->v, sizeof(*v) * cap);
+		if (v == NULL)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	*out = &l->v[l->n++];
+	memset(*out, 0, sizeof(**out));
+	return 0;
+}
+
+static void pending_release(struct cm_pending *p)
+{
+	cm_conn_unref(p->conn);
+	free(p->path);
+}
+
+void cm__pending_free(struct cm_pending_list *l)
+{
+	for (uint32_t k = 0; k < l->n; k++)
+		pending_release(&l->v[k]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *req,
+		   struct cm_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = req->id;
+	r->op = req->op;
+	if (g == NULL)
+		return;
+	r->group = g->info->id;
+	r->token = g->applied;
+	r->leader_id = raft_leader(g->raft);
+	const struct cm_node_info *li = r->leader_id ? cm_config_node(n->cfg, r->leader_id) : NULL;
+	if (li != NULL)
+		r->leader_addr = (struct cm_bytes){li->addr, (uint32_t)strlen(li->addr)};
+}
+
+static void reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		      const struct cm_req *req, int err)
+{
+	struct cm_resp r;
+	cm__resp_init(n, g, req, &r);
+	r.err = err;
+	cm_net_reply(c, &r);
+}
+
+static uint64_t now_ms(struct cm_node *n)
+{
+	return uv_now(n->loop);
+}
+
+/* ---- reads ---- */
+
+struct list_ctx {
+	struct cm_dirent *v;
+	uint32_t n, cap;
+};
+
+static int list_cb(void *arg, struct cm_bytes name, const struct cm_attr *attr)
+{
+	struct list_ctx *l = arg;
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 32;
+		struct cm_dirent *v = realloc(l->v, sizeof(*v) * cap);
+		if (v == NULL)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct cm_dirent){name, *attr};
+	return 0;
+}
+
+/* Serve a GET or LIST from this replica's applied state. */
+static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, struct cm_conn *c,
+		       const struct cm_req *req, struct cm_bytes path)
+{
+	struct cm_resp r;
+	cm__resp_init(n, g, req, &r);
+	if (req->op == CM_OP_GET) {
+		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr, &r.value);
+		r.has_attr = r.err == 0;
+		cm_net_reply(c, &r);
+		return;
+	}
+	struct list_ctx l = {0};
+	r.err = cm_kv_list(n->store, txn, g->info->id, path, list_cb, &l);
+	r.ents = l.v;
+	r.n_ents = l.n;
+	cm_net_reply(c, &r);
+	free(l.v);
+}
+
+static void serve_read_now(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+			   const struct cm_req *req)
+{
+	MDB_txn *txn;
+	int rv = cm_store_txn_begin(n->store, false, &txn);
+	if (rv != 0) {
+		reply_err(n, g, c, req, rv);
+		return;
+	}
+	serve_read(n, g, txn, c, req, req->path);
+	cm_store_txn_abort(txn);
+}
+
+/*
+ * A read: follower reads are served as soon as this replica has applied the
+ * client's token (read-your-writes, monotonic reads); linearizable ones first
+ * get a read index from the leader (ReadIndex, thesis §6.4).
+ */
+static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+			const struct cm_req *req)
+{
+	if (req->consistency == CM_READ_FOLLOWER && g->applied >= req->token) {
+		serve_read_now(n, g, c, req);
+		return;
+	}
+	struct cm_pending *p;
+	int rv = cm__pending_push(&g->reads, n->cfg->max_pending, &p);
+	if (rv != 0) {
+		reply_err(n, g, c, req, rv);
+		return;
+	}
+	p->path = malloc(req->path.len ? req->path.len : 1);
+	if (p->path == NULL) {
+		rv = -ENOMEM;
+	} else if (req->consistency != CM_READ_FOLLOWER) {
+		p->ctx = ++g->read_seq;
+		rv = raft_read_index(g->raft, p->ctx);
+	}
+	if (rv != 0) {
+		free(p->path);
+		g->reads.n--; /* the last one: the read never started */
+		reply_err(n, g, c, req, rv);
+		return;
+	}
+	memcpy(p->path, req->path.p, req->path.len);
+	p->path_len = req->path.len;
+	p->conn = c;
+	cm_conn_ref(c);
+	p->req_id = req->id;
+	p->op = req->op;
+	p->consistency = req->consistency;
+	p->index = req->consistency == CM_READ_FOLLOWER ? req->token : 0;
+	p->deadline = now_ms(n) + (req->consistency == CM_READ_FOLLOWER ? CM_READ_WAIT_MS
+									: CM_LIN_READ_WAIT_MS);
+}
+
+/* ---- writes ---- */
+
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static enum raft_role role_of(const struct raft *r)
+{
+	struct raft_status st;
+	raft_status(r, &st);
+	return st.role;
+}
+
+static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_req *req)
+{
+	if (role_of(g->raft) != RAFT_LEADER)
+		return raft_leader(g->raft) ? CM_ENOTLEADER : CM_ENOLEADER;
+	if (req->op == CM_OP_PUT && req->value.len > n->cfg->max_value)
+		return -EFBIG;
+	if (req->op == CM_OP_RENAME) {
+		int err;
+		int rv = cm_path_validate(req->path2.p, req->path2.len);
+		if (rv != 0)
+			return rv;
+		if (cm__node_route(n, req->path2.p, req->path2.len, &err) != g)
+			return -EXDEV; /* rename across shards: tools copy and delete */
+	}
+	/* Leave room for Raft's own writes: clients get ENOSPC, reads go on. */
+	if (cm_store_usage(n->store) > CM_STORE_HIGH_WATER)
+		return -ENOSPC;
+	return 0;
+}
+
+/* Propose a write; the reply goes out once its entry is applied and durable. */
+static void handle_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+			 const struct cm_req *req)
+{
+	int rv = check_write(n, g, req);
+	struct cm_pending *p = NULL;
+	if (rv == 0)
+		rv = cm__pending_push(&g->writes, n->cfg->max_pending, &p);
+	if (rv != 0) {
+		reply_err(n, g, c, req, rv);
+		return;
+	}
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	raft_index index = 0;
+	rv = cm_kv_cmd_encode(&sb, req, wall_ns(), n->cfg->max_value);
+	if (rv == 0)
+		rv = raft_propose(g->raft, sb.data, (uint32_t)sb.size, &index);
+	msgpack_sbuffer_destroy(&sb);
+	if (rv != 0) {
+		g->writes.n--;
+		reply_err(n, g, c, req, rv == -EMSGSIZE ? -EFBIG : rv);
+		return;
+	}
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	p->conn = c;
+	cm_conn_ref(c);
+	p->req_id = req->id;
+	p->op = req->op;
+	p->index = index;
+	p->term = st.term;
+	p->deadline = UINT64_MAX; /* answered when its index applies, whoever leads */
+}
+
+/* ---- status ---- */
+
+static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
+{
+	struct cm_resp r;
+	cm__resp_init(n, NULL, req, &r);
+	r.node_id = n->cfg->node_id;
+	r.groups = calloc(n->n_groups ? n->n_groups : 1, sizeof(*r.groups));
+	if (r.groups == NULL) {
+		reply_err(n, NULL, c, req, -ENOMEM);
+		return;
+	}
+	r.n_groups = n->n_groups;
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		struct cm_group_status *gs = &r.groups[k];
+		struct raft_status st;
+		raft_status(g->raft, &st);
+		gs->group = g->info->id;
+		gs->prefix = (struct cm_bytes){g->info->prefix, (uint32_t)strlen(g->info->prefix)};
+		gs->role = (uint8_t)st.role;
+		gs->term = st.term;
+		gs->leader = st.leader;
+		gs->commit = st.commit;
+		gs->applied = st.applied;
+		gs->last = st.last_index;
+		gs->snap_index = st.snap_index;
+		gs->n_members = st.conf.n;
+		memcpy(gs->members, st.conf.ids, sizeof(uint64_t) * st.conf.n);
+	}
+	cm_net_reply(c, &r);
+	free(r.groups);
+}
+
+void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
+{
+	struct cm_node *n = arg;
+	if (req->op == CM_OP_STATUS) {
+		handle_status(n, c, req);
+		return;
+	}
+	if (req->op == CM_OP_UNWATCH) {
+		cm__watch_remove(n, c, req->version);
+		reply_err(n, NULL, c, req, 0);
+		return;
+	}
+	int err = cm_path_validate(req->path.p, req->path.len);
+	struct cm_group *g = err ? NULL : cm__node_route(n, req->path.p, req->path.len, &err);
+	if (err != 0) {
+		reply_err(n, g, c, req, err);
+		return;
+	}
+	switch (req->op) {
+	case CM_OP_GET:
+	case CM_OP_LIST:
+		handle_read(n, g, c, req);
+		return;
+	case CM_OP_WATCH:
+		err = cm__watch_add(n, g, c, req);
+		if (err != 0)
+			reply_err(n, g, c, req, err);
+		return;
+	default:
+		handle_write(n, g, c, req);
+		return;
+	}
+}
+
+/* ---- completion ---- */
+
+static void reply_write(struct cm_node *n, struct cm_group *g, struct cm_pending *p)
+{
+	struct cm_req req = {.id = p->req_id, .op = p->op};
+	struct cm_resp r;
+	cm__resp_init(n, g, &req, &r);
+	r.err = p->err;
+	r.has_attr = p->err == 0 && p->op != CM_OP_DELETE;
+	r.attr = p->attr;
+	cm_net_reply(p->conn, &r);
+}
+
+static void complete_writes(struct cm_node *n, struct cm_group *g)
+{
+	struct cm_pending_list *l = &g->writes;
+	uint32_t kept = 0;
+	for (uint32_t k = 0; k < l->n; k++) {
+		struct cm_pending *p = &l->v[k];
+		if (!p->done && p->index > g->applied) {
+			l->v[kept++] = *p;
+			continue;
+		}
+		if (!p->done) /* applied, yet not seen: taken over by a snapshot */
+			p->err = -EIO; /* outcome unknown to us: the client must re-read */
+		reply_write(n, g, p);
+		pending_release(p);
+	}
+	l->n = kept;
+}
+
+static void complete_reads(struct cm_node *n, struct cm_group *g, MDB_txn *txn)
+{
+	struct cm_pending_list *l = &g->reads;
+	uint32_t kept = 0;
+	for (uint32_t k = 0; k < l->n; k++) {
+		struct cm_pending *p = &l->v[k];
+		if (p->ctx != 0 || p->index > g->applied) {
+			l->v[kept++] = *p;
+			continue;
+		}
+		struct cm_req req = {.id = p->req_id, .op = p->op};
+		serve_read(n, g, txn, p->conn, &req, (struct cm_bytes){p->path, p->path_len});
+		pending_release(p);
+	}
+	l->n = kept;
+}
+
+void cm__req_after_turn(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn)
+{
+	complete_writes(n, g);
+	complete_reads(n, g, rtxn);
+}
+
+/* Reads that waited too long: a follower read lets the client try elsewhere. */
+void cm__req_expire(struct cm_node *n)
+{
+	uint64_t now = now_ms(n);
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		struct cm_pending_list *l = &g->reads;
+		uint32_t kept = 0;
+		for (uint32_t j = 0; j < l->n; j++) {
+			struct cm_pending *p = &l->v[j];
+			if (p->deadline > now) {
+				l->v[kept++] = *p;
+				continue;
+			}
+			struct cm_req req = {.id = p->req_id, .op = p->op};
+			reply_err(n, g, p->conn, &req,
+				  p->consistency == CM_READ_FOLLOWER ? CM_ESTALE : -ETIMEDOUT);
+			pending_release(p);
+		}
+		l->n = kept;
+	}
+}
+
+void cm__req_conn_closed(void *arg, struct cm_conn *c)
+{
+	cm__watch_remove(arg, c, 0);
+}

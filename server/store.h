@@ -1,0 +1,95 @@
+/* store.h: one LMDB environment per node: every group's Raft state, kv data and events. */
+#ifndef CONFMAN_STORE_H
+#define CONFMAN_STORE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raft/raft.h"
+
+/*
+ * Named databases (all keys big-endian so LMDB orders them numerically):
+ *   "hs"     group                      -> term u64, vote u64, commit u64
+ *   "log"    group, index               -> term u64, type u8, data
+ *   "meta"   group                      -> applied u64, snapshot meta (index,
+ *                                          term, size, conf as raft_conf_encode)
+ *   "snap"   group                      -> the current snapshot's bytes
+ *   "stage"  group, offset              -> a received snapshot chunk
+ *   "kv"     group, depth u16, path     -> node record (see kv.h)
+ *   "events" group, index               -> watch event record (see kv.h)
+ * Every function that writes takes the caller's write transaction: the node
+ * puts everything of one loop turn, for all groups, in ONE transaction and ONE
+ * fsync (group commit). LMDB errors become negative errno at this boundary:
+ * MDB_MAP_FULL and MDB_TXN_FULL -> -ENOSPC, MDB_NOTFOUND -> -ENOENT,
+ * MDB_CORRUPTED/MDB_PAGE_NOTFOUND -> -EIO, anything else -> -EIO.
+ */
+
+struct cm_store; /* opaque */
+
+/* The databases, for kv.c (and tests); valid while the store is open. */
+struct cm_store_dbs {
+	MDB_dbi hs, log, meta, snap, stage, kv, events;
+};
+
+/*
+ * cm_store_open - open (creating if needed) the environment in directory dir.
+ * @map_bytes: LMDB map size: the most the store may hold.
+ * Returns 0, -ENOENT (dir missing), -EACCES, -ENOMEM, -EIO.
+ */
+int cm_store_open(const char *dir, uint64_t map_bytes, struct cm_store **out);
+void cm_store_close(struct cm_store *s);
+MDB_env *cm_store_env(struct cm_store *s);
+const struct cm_store_dbs *cm_store_dbs(const struct cm_store *s);
+
+/* Transactions. begin: 0, -ENOSPC, -EIO. commit: 0, -ENOSPC (nothing written), -EIO. */
+int cm_store_txn_begin(struct cm_store *s, bool write, MDB_txn **txn);
+int cm_store_txn_commit(MDB_txn *txn);
+void cm_store_txn_abort(MDB_txn *txn);
+
+/* Fraction of the map in use, 0..1, for refusing writes before the map is full. */
+double cm_store_usage(struct cm_store *s);
+
+/* Hard state. get: 0 or -ENOENT (never written: all zero). */
+int cm_store_hs_put(struct cm_store *s, MDB_txn *txn, uint64_t group, const struct raft_hard_state *hs);
+int cm_store_hs_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct raft_hard_state *hs);
+
+/* Log. append deletes every entry >= entries[0].index first (a follower's
+ * truncation), then writes these. truncate_prefix deletes entries <= index. */
+int cm_store_log_append(struct cm_store *s, MDB_txn *txn, uint64_t group,
+			const struct raft_entry *entries, uint32_t n);
+int cm_store_log_truncate_prefix(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index);
+int cm_store_log_delete_all(struct cm_store *s, MDB_txn *txn, uint64_t group);
+/*
+ * cm_store_log_load - every entry of group after `after`, in order, as one
+ * malloc'd array; each entry's data is malloc'd too (free with
+ * cm_store_entries_free). 0, -ENOMEM, -EIO (a gap or a corrupt record).
+ */
+int cm_store_log_load(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t after,
+		      struct raft_entry **entries, uint32_t *n);
+void cm_store_entries_free(struct raft_entry *entries, uint32_t n);
+/* One entry, data borrowed from LMDB (valid until the txn ends). 0, -ENOENT. */
+int cm_store_log_get(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
+		     struct raft_entry *e);
+
+/* Meta: applied index and current snapshot meta. get: 0 or -ENOENT. */
+int cm_store_meta_put(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t applied,
+		      const struct raft_snap_meta *snap);
+int cm_store_meta_get(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t *applied,
+		      struct raft_snap_meta *snap);
+
+/* Snapshot bytes of the current snapshot. get borrows (valid until txn ends). */
+int cm_store_snap_put(struct cm_store *s, MDB_txn *txn, uint64_t group, const void *data, uint64_t len);
+int cm_store_snap_get(struct cm_store *s, MDB_txn *txn, uint64_t group, const void **data, uint64_t *len);
+
+/* Staging of a snapshot being received: chunk at offset 0 discards older chunks.
+ * stage_take concatenates the chunks into one malloc'd buffer of exactly len bytes
+ * (-EIO if they do not cover [0, len)) and deletes them. */
+int cm_store_stage_put(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t offset,
+		       const void *data, uint32_t len);
+int cm_store_stage_take(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t len, void **data);
+
+/* Groups that have any hard state, for recovery: malloc'd array. */
+int cm_store_groups(struct cm_store *s, MDB_txn *txn, uint64_t **groups, uint32_t *n);
+
+#endif /* CONFMAN_STORE_H */

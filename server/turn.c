@@ -1,0 +1,246 @@
+/* turn.c: one loop turn: every group's batch in ONE transaction and ONE fsync. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/kv.h"
+#include "server/log.h"
+#include "server/node.h"
+
+#define TURN_MAX_SNAPSHOTS 4 /* groups snapshotted per turn: bounds a turn's work */
+
+void cm__turn_on_raft(void *arg, uint64_t from, uint64_t group, const struct raft_msg *m)
+{
+	struct cm_node *n = arg;
+	struct cm_group *g = cm__node_group(n, group);
+	if (g == NULL) {
+		cm_log_debug("node %llu: message for group %llu, not hosted here",
+			     (unsigned long long)from, (unsigned long long)group);
+		return;
+	}
+	int rv = raft_step(g->raft, m);
+	if (rv != 0)
+		cm_log_warn("group %llu: %s from node %llu rejected: %s", (unsigned long long)group,
+			    raft_msg_type_name(m->type), (unsigned long long)from, cm_strerror(rv));
+}
+
+/* A storage failure leaves the core and the disk out of step: stop (fail-stop). */
+static void fail_stop(const char *what, int rv)
+{
+	cm_log_error("%s: %s: stopping (fail-stop)", what, cm_strerror(rv));
+	exit(3);
+}
+
+/* Snapshot a group whose log grew long, inside the turn's transaction. */
+static int maybe_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
+{
+	if (g->applied < g->snap.index + n->cfg->snapshot_entries)
+		return 0;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	uint64_t id = g->info->id;
+	int rv = cm_kv_snapshot(n->store, txn, id, &sb);
+	struct raft_snap_meta meta;
+	if (rv == 0)
+		rv = raft_snapshot_taken(g->raft, g->applied, sb.size, n->cfg->keep_entries, &meta);
+	if (rv == 0)
+		rv = cm_store_snap_put(n->store, txn, id, sb.data, sb.size);
+	if (rv == 0)
+		rv = cm_store_meta_put(n->store, txn, id, g->applied, &meta);
+	uint64_t upto = meta.index > n->cfg->keep_entries ? meta.index - n->cfg->keep_entries : 0;
+	if (rv == 0)
+		rv = cm_store_log_truncate_prefix(n->store, txn, id, upto);
+	if (rv == 0)
+		rv = cm_kv_events_compact(n->store, txn, id, upto);
+	msgpack_sbuffer_destroy(&sb);
+	if (rv == 0) {
+		g->snap = meta;
+		cm_log_info("group %llu: snapshot at %llu (%llu bytes)", (unsigned long long)id,
+			    (unsigned long long)meta.index, (unsigned long long)meta.size);
+	}
+	return rv;
+}
+
+/* Snapshot chunks received and an install, in that order (raft.h, item 1-2). */
+static int persist_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
+{
+	const struct raft_ready *rd = &g->rd;
+	uint64_t id = g->info->id;
+	int rv = 0;
+	for (uint32_t k = 0; k < rd->n_chunks && rv == 0; k++)
+		rv = cm_store_stage_put(n->store, txn, id, rd->chunks[k].offset, rd->chunks[k].data,
+					rd->chunks[k].len);
+	if (rv != 0 || !rd->snap_installed)
+		return rv;
+	void *blob = NULL;
+	rv = cm_store_stage_take(n->store, txn, id, rd->snap.size, &blob);
+	if (rv == 0)
+		rv = cm_kv_restore(n->store, txn, id, blob, rd->snap.size);
+	if (rv == 0)
+		rv = cm_store_snap_put(n->store, txn, id, blob, rd->snap.size);
+	free(blob);
+	if (rv == 0 && rd->log_reset)
+		rv = cm_store_log_delete_all(n->store, txn, id);
+	else if (rv == 0)
+		rv = cm_store_log_truncate_prefix(n->store, txn, id, rd->snap.index);
+	if (rv == 0)
+		rv = cm_kv_events_compact(n->store, txn, id, rd->snap.index);
+	g->snap = rd->snap;
+	g->applied = rd->snap.index;
+	g->applied_moved = true;
+	cm_log_info("group %llu: installed snapshot %llu from the leader", (unsigned long long)id,
+		    (unsigned long long)rd->snap.index);
+	return rv;
+}
+
+/* A write we proposed came back applied: keep the result for the reply. */
+static void note_result(struct cm_group *g, const struct raft_entry *e, const struct cm_kv_result *res)
+{
+	struct cm_pending_list *l = &g->writes;
+	for (uint32_t k = 0; k < l->n; k++) {
+		struct cm_pending *p = &l->v[k];
+		if (p->index != e->index)
+			continue;
+		p->done = true;
+		/* Another leader's entry took our index: ours was never applied. */
+		p->err = p->term == e->term ? res->err : CM_ENOTLEADER;
+		p->attr = res->attr;
+		return;
+	}
+}
+
+static int apply_committed(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
+{
+	const struct raft_ready *rd = &g->rd;
+	for (uint32_t k = 0; k < rd->n_committed; k++) {
+		const struct raft_entry *e = &rd->committed[k];
+		struct cm_kv_result res = {0};
+		if (e->type == RAFT_ENTRY_NORMAL) {
+			int rv = cm_kv_apply(n->store, txn, g->info->id, e->index, e->data, e->len, &res);
+			if (rv != 0)
+				return rv;
+			note_result(g, e, &res);
+		}
+		g->applied = e->index;
+		g->applied_moved = true;
+	}
+	return 0;
+}
+
+static int persist_group(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
+{
+	const struct raft_ready *rd = &g->rd;
+	uint64_t id = g->info->id;
+	int rv = persist_snapshot(n, txn, g);
+	if (rv == 0 && rd->n_entries > 0)
+		rv = cm_store_log_append(n->store, txn, id, rd->entries, rd->n_entries);
+	if (rv == 0 && rd->hs_changed)
+		rv = cm_store_hs_put(n->store, txn, id, &rd->hs);
+	if (rv == 0)
+		rv = apply_committed(n, txn, g);
+	if (rv == 0 && g->applied_moved)
+		rv = cm_store_meta_put(n->store, txn, id, g->applied, &g->snap);
+	g->applied_moved = false;
+	return rv;
+}
+
+static void send_msgs(struct cm_node *n, MDB_txn *rtxn, struct cm_group *g)
+{
+	struct raft_ready *rd = &g->rd;
+	for (uint32_t k = 0; k < rd->n_msgs; k++) {
+		struct raft_msg *m = &rd->msgs[k];
+		if (m->type == RAFT_MSG_SNAP) {
+			/* The core names the chunk; the bytes are ours to attach. */
+			const void *data;
+			uint64_t len;
+			if (m->snap.index != g->snap.index ||
+			    cm_store_snap_get(n->store, rtxn, g->info->id, &data, &len) != 0 ||
+			    len != m->snap.size || m->offset + m->len > len)
+				continue; /* gone: the core sends the newer one later */
+			m->data = (const char *)data + m->offset;
+		}
+		(void)cm_net_send_raft(n->net, m->to, g->info->id, m);
+	}
+}
+
+/* ReadIndex answers: the read may be served once applied reaches index. */
+static void note_reads(struct cm_group *g)
+{
+	const struct raft_ready *rd = &g->rd;
+	for (uint32_t k = 0; k < rd->n_reads; k++)
+		for (uint32_t j = 0; j < g->reads.n; j++) {
+			struct cm_pending *p = &g->reads.v[j];
+			if (p->ctx != 0 && p->ctx == rd->reads[k].ctx) {
+				p->index = rd->reads[k].index;
+				p->ctx = 0;
+			}
+		}
+}
+
+static bool turn_has_work(struct cm_node *n)
+{
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		if (raft_has_ready(g->raft) || g->applied >= g->snap.index + n->cfg->snapshot_entries)
+			return true;
+	}
+	return false;
+}
+
+static void turn_persist(struct cm_node *n)
+{
+	MDB_txn *txn;
+	int rv = cm_store_txn_begin(n->store, true, &txn);
+	if (rv != 0)
+		fail_stop("begin the turn's transaction", rv);
+	uint32_t snaps = 0;
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		if (snaps < TURN_MAX_SNAPSHOTS &&
+		    g->applied >= g->snap.index + n->cfg->snapshot_entries) {
+			snaps++;
+			if ((rv = maybe_snapshot(n, txn, g)) != 0)
+				fail_stop("snapshot", rv);
+		}
+		if (!raft_has_ready(g->raft))
+			continue;
+		raft_ready(g->raft, &g->rd);
+		g->in_ready = true;
+		if ((rv = persist_group(n, txn, g)) != 0)
+			fail_stop("persist a batch", rv);
+	}
+	/* The one fsync of this turn: nothing below happens before it. */
+	if ((rv = cm_store_txn_commit(txn)) != 0)
+		fail_stop("commit the turn's transaction", rv);
+}
+
+void cm__turn(struct cm_node *n)
+{
+	if (n->stopping)
+		return;
+	uv_idle_stop(&n->idle);
+	if (!turn_has_work(n)) {
+		cm_net_flush(n->net);
+		return;
+	}
+	turn_persist(n);
+	MDB_txn *rtxn;
+	int rv = cm_store_txn_begin(n->store, false, &rtxn);
+	if (rv != 0)
+		fail_stop("begin a read transaction", rv);
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		if (g->in_ready) {
+			note_reads(g);
+			send_msgs(n, rtxn, g);
+			raft_advance(g->raft);
+			g->in_ready = false;
+		}
+		cm__req_after_turn(n, g, rtxn);
+		cm__watch_deliver(n, g, rtxn);
+	}
+	cm_store_txn_abort(rtxn);
+	cm_net_flush(n->net);
+	if (turn_has_work(n))
+		cm__node_kick(n);
+}
