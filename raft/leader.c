@@ -48,11 +48,12 @@ int raft__recv_append_resp(struct raft *r, const struct raft_msg *m)
 	}
 	if (m->index > raft__log_last(&r->log))
 		return -EBADMSG; /* acknowledges what we never had */
+	/* Every ack frees the slots it covers, also a commit-only APPEND's. */
+	raft__progress_acked(r, pr, m->index);
 	if (m->index > pr->match) {
 		pr->match = m->index;
 		if (pr->next <= pr->match)
 			pr->next = pr->match + 1;
-		raft__progress_acked(r, pr, pr->match);
 		raft__maybe_commit(r);
 		if (r->role != RAFT_LEADER)
 			return 0;

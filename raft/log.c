@@ -77,8 +77,9 @@ static int grow(struct raft_log *l)
 	return 0;
 }
 
-/* Shrink a mostly empty ring so that idle groups stay small. */
-static void maybe_shrink(struct raft_log *l)
+/* Shrink a mostly empty ring so that idle groups stay small. Called from
+ * the tick, not from compaction: a busy group would only grow it back. */
+void raft__log_shrink(struct raft_log *l)
 {
 	if (l->cap <= LOG_MIN_CAP || l->count * 4 > l->cap)
 		return;
@@ -139,7 +140,6 @@ void raft__log_compact(struct raft_log *l, raft_index i)
 	l->head = (l->head + drop) & (l->cap - 1);
 	l->count -= drop;
 	l->base = i;
-	maybe_shrink(l);
 }
 
 void raft__log_reset(struct raft_log *l, raft_index base, raft_term term)

@@ -27,7 +27,8 @@ int raft__progress_sync(struct raft *r)
 {
 	assert(r->role == RAFT_LEADER);
 	uint32_t n = 0;
-	struct raft_progress *prs = calloc(r->conf.n ? r->conf.n : 1, sizeof(*prs));
+	uint32_t others = r->conf.n - (raft_conf_kind(&r->conf, r->id) != 0);
+	struct raft_progress *prs = calloc(others ? others : 1, sizeof(*prs));
 	if (prs == NULL) {
 		raft__become_follower(r, r->term, 0);
 		return -ENOMEM;
@@ -49,6 +50,7 @@ int raft__progress_sync(struct raft *r)
 		}
 		n++;
 	}
+	assert(n == others);
 	raft__progress_free(r);
 	r->prs = prs;
 	r->n_prs = n;

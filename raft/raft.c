@@ -57,7 +57,7 @@ static int check_boot(const struct raft_boot *b)
 		prev = e->index;
 		prev_term = e->term;
 	}
-	if (b->hs.commit > prev || b->applied < s->index || b->applied > prev ||
+	if (b->hs.commit > prev || b->applied < s->index || b->applied > b->hs.commit ||
 	    prev_term > b->hs.term)
 		return -EINVAL;
 	return 0;
@@ -122,8 +122,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_boot *boot, struct
 		raft_free(r);
 		return rv;
 	}
-	/* A persisted commit may lag; it never exceeds what is applied's floor. */
-	r->commit = boot->hs.commit > boot->applied ? boot->hs.commit : boot->applied;
+	r->commit = boot->hs.commit;
 	r->saved = boot->hs; /* what is durable; bootstrap may differ */
 	raft__conf_reload(r);
 	raft__reset_timers(r);
@@ -173,6 +172,10 @@ void raft__reset_timers(struct raft *r)
 void raft_tick(struct raft *r)
 {
 	assert(!r->in_ready);
+	if (++r->idle_ticks >= r->cfg.election_ticks) {
+		r->idle_ticks = 0;
+		raft__log_shrink(&r->log);
+	}
 	if (r->role == RAFT_LEADER)
 		raft__tick_leader(r);
 	else

@@ -208,7 +208,9 @@ struct raft_config {
 	uint32_t election_ticks;    /* follower timeout; randomised in [e, 2e) */
 	uint32_t heartbeat_ticks;   /* leader heartbeat interval, < election_ticks */
 	bool pre_vote;              /* Raft thesis §9.6 */
-	bool check_quorum;          /* leader steps down without a live majority */
+	bool check_quorum;          /* leader steps down without a live majority; also
+				     * the leader lease: followers that heard from a
+				     * leader within the election timeout ignore (pre)votes */
 	uint32_t max_msg_entries;   /* entries in one APPEND */
 	uint32_t max_msg_bytes;     /* payload bytes in one APPEND (soft: >= 1 entry) */
 	uint32_t max_inflight;      /* APPENDs in flight to one follower */
@@ -322,7 +324,8 @@ int raft_transfer(struct raft *r, raft_id to);
  * state {ctx, index} appears in a later batch's reads[] once the leader has
  * confirmed its leadership with a quorum; serve it when applied >= index.
  * On a follower it is forwarded to the leader; a lost request simply never
- * completes, so the caller keeps a timeout.
+ * completes, so the caller keeps a timeout, and a duplicated answer can hand
+ * out the same ctx twice, so the caller ignores a ctx it no longer waits for.
  * Returns 0, CM_ENOLEADER, -EBUSY (max_pending_reads queued).
  */
 int raft_read_index(struct raft *r, uint64_t ctx);

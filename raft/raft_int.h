@@ -44,6 +44,8 @@ int raft__log_append(struct raft_log *l, const struct raft_entry *e);
 void raft__log_truncate(struct raft_log *l, raft_index i);
 /* Drop entries <= i (base <= i <= last); i becomes the base. */
 void raft__log_compact(struct raft_log *l, raft_index i);
+/* Give back ring slots when at most a quarter is used. */
+void raft__log_shrink(struct raft_log *l);
 /* Drop everything; the log restarts after (base, term). */
 void raft__log_reset(struct raft_log *l, raft_index base, raft_term term);
 
@@ -191,6 +193,7 @@ struct raft {
 	uint64_t rng;
 	uint32_t election_elapsed;
 	uint32_t heartbeat_elapsed;
+	uint32_t idle_ticks; /* ticks since the log last shrank */
 	uint32_t timeout; /* randomised election timeout */
 	uint16_t granted; /* candidate: bit per conf slot */
 	uint16_t refused;

@@ -145,6 +145,12 @@ void raft__bcast_heartbeat(struct raft *r)
 			.ctx = r->read_seq,
 		};
 		raft__send(r, &m);
+		/* An idle follower needs no in-flight ring: idle groups stay small. */
+		if (pr->in_count == 0 && pr->inflight != NULL) {
+			free(pr->inflight);
+			pr->inflight = NULL;
+			pr->in_head = 0;
+		}
 		/* A lost snapshot chunk is sent again after two silent beats. */
 		if (pr->state == PR_SNAPSHOT && ++pr->snap_wait >= 2)
 			raft__send_snap_chunk(r, pr);
