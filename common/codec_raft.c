@@ -35,8 +35,8 @@ static int dec_entry(const msgpack_object *o, struct raft_entry *e)
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4)
 		return -EBADMSG;
 	const msgpack_object *f = o->via.array.ptr;
-	uint64_t type;
-	const void *data;
+	uint64_t type = 0;
+	const void *data = NULL;
 	if (u64(&f[0], &e->term) | u64(&f[1], &e->index) | u64(&f[2], &type) |
 	    bin(&f[3], &data, &e->len))
 		return -EBADMSG;
@@ -71,8 +71,8 @@ static int dec_snap(const msgpack_object *o, struct raft_snap_meta *s)
 	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4)
 		return -EBADMSG;
 	const msgpack_object *f = o->via.array.ptr;
-	const void *conf;
-	uint32_t len;
+	const void *conf = NULL;
+	uint32_t len = 0;
 	if (u64(&f[0], &s->index) | u64(&f[1], &s->term) | bin(&f[2], &conf, &len) |
 	    u64(&f[3], &s->size))
 		return -EBADMSG;
@@ -86,7 +86,7 @@ int cm__codec_dec_raft(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	struct raft_msg *r = &m->raft;
 	if (n != 16)
 		return -EBADMSG;
-	uint64_t type, flags, offset;
+	uint64_t type = 0, flags = 0, offset = 0;
 	if (u64(&f[1], &m->group) | u64(&f[2], &type) | u64(&f[3], &flags) |
 	    u64(&f[4], &r->from) | u64(&f[5], &r->to) | u64(&f[6], &r->term) |
 	    u64(&f[7], &r->index) | u64(&f[8], &r->log_term) | u64(&f[9], &r->commit) |

@@ -10,16 +10,24 @@
 #include "server/store.h"
 
 /*
- * A group's kv data lives in the store's "kv" database under keys
- * (group u64 BE, depth u16 BE, path bytes): the depth of "/" is 0, of "/a" 1,
- * of "/a/b" 2, so the children of a directory are ONE contiguous range
- * (depth+1, "dir/") and listing never scans a subtree. A record holds
- * struct cm_attr's fields in a fixed little-endian layout, then the value.
- * "/" always exists (a directory, mode 040755, created lazily on first use).
+ * A group's kv data lives in the store's "kv" database. Every node has an
+ * ino, and its key is (group u64 BE, parent's ino u64 BE, name): the children
+ * of a directory are ONE contiguous range (group, ino), in byte order of
+ * name, so listing never scans a subtree. (Not (group, depth, path): paths
+ * reach CM_PATH_MAX = 1024 bytes and LMDB keys stop at 511; and with inos a
+ * directory rename moves one record, its subtree following atomically.)
+ * A record holds struct cm_attr's fields in a fixed little-endian layout,
+ * the ino, then the value (server/kv_int.h). Inos are (index << 16 | n) for
+ * the n-th node created by the entry at log index `index`.
+ * "/" always exists: a directory, mode 040755, uid/gid 0, version 1; it is
+ * synthesised until its first change (chmod) writes it.
  *
  * Determinism: applying the same command bytes at the same index gives the
  * same bytes on every replica. Times come from the command (stamped by the
  * leader when it proposed), never from the applying node's clock.
+ *
+ * Pointers into the store (values returned by get, names and attrs given to
+ * callbacks) follow store.h's rule: valid until the txn ends or writes.
  */
 
 /* A decoded command, as the leader proposes it (a write request + stamp). */
@@ -30,21 +38,36 @@ struct cm_kv_cmd {
 	uint64_t version;
 	uint32_t mode, uid, gid;
 	int64_t stamp_ns; /* leader's clock at proposal: mtime/ctime */
-	uint32_t max_value; /* value limit in force (deterministic) */
+	uint32_t max_value; /* value limit in force (deterministic); 0: CM_VALUE_MAX_DEFAULT */
 };
 
 /* What applying one command did; the event (if any) goes to watchers. */
 struct cm_kv_result {
 	int err; /* 0, -ENOENT, -EEXIST, -ENOTEMPTY, -ENOTDIR, -EISDIR, -EINVAL,
-		  * -ECANCELED (CAS conflict), -EFBIG, -EBADMSG (undecodable) */
-	struct cm_attr attr; /* the node after the change (PUT, MKDIR, RENAME) */
+		  * -ECANCELED (CAS conflict), -EFBIG, -ENAMETOOLONG, -EOVERFLOW
+		  * (index >= 2^48: no inos left), -EBADMSG (undecodable) */
+	struct cm_attr attr; /* the node after the change (PUT, MKDIR, RENAME);
+			      * DELETE: the node as it was; all zero on error */
 	uint8_t event_kind;  /* 0 if nothing changed */
 };
 
-/* Encode a write request as command bytes (msgpack) into sb. 0 or -ENOMEM. */
+/*
+ * cm_kv_cmd_encode - append a write request (op PUT, DELETE, MKDIR, RENAME)
+ * as command bytes: msgpack [op, flags, path:str, path2:str, value:bin,
+ * version, mode, uid, gid, stamp_ns, max_value]. 0, -EINVAL (not a write
+ * op), -ENOMEM; on error sb is as it was.
+ */
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value);
-/* Decode command bytes; pointers refer into *up (free with msgpack_unpacked_destroy). 0 or -EBADMSG. */
+/*
+ * cm_kv_cmd_decode - decode command bytes with a bounds-checked reader that
+ * allocates nothing, whatever lengths the bytes declare. cmd's path, path2
+ * and value point into buf, which must outlive cmd. *up is only initialised
+ * (empty), so msgpack_unpacked_destroy(up) is always right; it is kept for
+ * the interface's sake. 0 or -EBADMSG: not an 11-element array, a wrong type
+ * or width, an unknown op or flag bit, max_value > CM_VALUE_MAX_LIMIT,
+ * truncated, or bytes after the array.
+ */
 int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct cm_kv_cmd *cmd);
 
 /*
@@ -53,30 +76,79 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  * go in res->err and nothing changes. The return value is 0, or a storage
  * error (-ENOSPC, -EIO, -ENOMEM) that means the transaction must be aborted.
  * A change also writes an event record (index, kind, path, path2, attr) to the
- * "events" database.
+ * "events" database. cmd must not point into the store (LMDB may move it on
+ * the first write); the core's committed entries are fine.
+ *
+ * Semantics, as a filesystem user expects (paths checked by cm_path_validate):
+ *  PUT     creates missing parents (040755, the request's uid/gid) like
+ *          mkdir -p. New node: mode = req.mode, S_IFREG added if it has no
+ *          type bits, 0100644 if 0; S_IFLNK makes a symlink (value = target).
+ *          Existing node: value replaced, type from req.mode's type bits if
+ *          any, permissions/uid/gid only with CM_SET_MODE. CM_PUT_KEEP_VALUE:
+ *          the value is kept (chmod/chown with CM_SET_MODE; works on
+ *          directories and "/"; -ENOENT if absent). CM_PUT_CREATE: -EEXIST if
+ *          present. CM_PUT_IF_VERSION: -ECANCELED unless version == current
+ *          (0: absent). -EISDIR onto a directory, -ENOTDIR under a file,
+ *          -EFBIG beyond max_value, -EINVAL for another type (dir, device).
+ *          version 1 on create, +1 per change; mtime/ctime = stamp_ns
+ *          (KEEP_VALUE: ctime only).
+ *  MKDIR   creates parents too; -EEXIST if present; mode's permission bits
+ *          (040755 if mode is 0).
+ *  DELETE  a file; a directory needs CM_DEL_DIR (empty, else -ENOTEMPTY) or
+ *          CM_DEL_RECURSIVE (the whole subtree, one change; also fine on a
+ *          file); neither: -EISDIR; CM_DEL_DIR on a file: -ENOTDIR; "/":
+ *          -EINVAL; CM_PUT_IF_VERSION as for PUT.
+ *  RENAME  path -> path2 like rename(2): a target file is replaced; a
+ *          directory replaces an empty directory (-ENOTEMPTY otherwise);
+ *          directory onto file -ENOTDIR, file onto directory -EISDIR; into its
+ *          own subtree or from/to "/" -EINVAL; -ENOENT without a source;
+ *          missing target parents are created; a descendant path that would
+ *          exceed CM_PATH_MAX: -ENAMETOOLONG. CM_PUT_CREATE: -EEXIST if the
+ *          target exists (RENAME_NOREPLACE); CM_PUT_IF_VERSION checks the
+ *          TARGET's version (0: absent). The moved node keeps its ino and
+ *          create_index; its version becomes max(source, replaced target) + 1
+ *          so a CAS holding the old target's version fails. Onto itself: 0,
+ *          nothing changes, no event.
  */
 int cm_kv_apply(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
 		const void *cmd, uint32_t len, struct cm_kv_result *res);
 
-/* Read one node. value borrowed from LMDB: valid until txn ends. 0, -ENOENT. */
+/* Read one node. value (may be NULL) borrowed from LMDB. 0, -ENOENT, -ENOTDIR
+ * (a parent is a file), -EINVAL, -ENAMETOOLONG (bad path), -EIO. */
 int cm_kv_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes path,
 	      struct cm_attr *attr, struct cm_bytes *value);
 
-/* List the children of directory path: cb(name, attr) per child in byte order
- * of name; stops early if cb returns nonzero. 0, -ENOENT, -ENOTDIR, or cb's value. */
+/* List the children of directory path (not grandchildren): cb(name, attr) per
+ * child in byte order of name; stops early if cb returns nonzero. cb must not
+ * write in txn. 0, -ENOENT, -ENOTDIR, -EINVAL, -ENAMETOOLONG, -EIO, or cb's value. */
 typedef int (*cm_kv_list_cb)(void *arg, struct cm_bytes name, const struct cm_attr *attr);
 int cm_kv_list(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes path,
 	       cm_kv_list_cb cb, void *arg);
 
-/* Snapshot: serialise the group's whole kv range (msgpack) into sb; and replace
- * the group's kv range with a serialised one (-EBADMSG if it does not parse). */
+/*
+ * cm_kv_snapshot - append the group's whole kv tree to sb: msgpack array32
+ * of records [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns,
+ * create_index, mod_index, version, value:bin], parents before children.
+ * The same tree gives the same bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
+ *
+ * cm_kv_restore - replace the group's kv tree with a serialised one, and drop
+ * all the group's events (the caller then treats events up to the snapshot
+ * index as compacted). txn must be a write txn; buf must not point into the
+ * store. Runs in a nested transaction: on ANY error nothing has changed.
+ * 0, -EBADMSG (does not parse; bad path, type, ino, a dir with a value, a
+ * value over CM_VALUE_MAX_LIMIT; a record before its parent, under a file,
+ * twice; two directories with one ino; trailing bytes), -ENOSPC, -ENOMEM, -EIO.
+ */
 int cm_kv_snapshot(struct cm_store *s, MDB_txn *txn, uint64_t group, msgpack_sbuffer *sb);
 int cm_kv_restore(struct cm_store *s, MDB_txn *txn, uint64_t group, const void *buf, uint64_t len);
 
-/* Watch history: events of group with index > from whose path or path2 is
- * under prefix, in index order, cb per event; stops if cb returns nonzero.
- * Events at or below compacted_upto are gone: returns CM_ECOMPACTED if
- * from < compacted_upto. Also drop events <= index (compaction). */
+/* Watch history: events of group with index > from, in index order, cb per
+ * event; stops if cb returns nonzero (and returns that). An event is
+ * delivered if its path or path2 is under prefix, or, for DELETE and RENAME,
+ * if prefix is under path or path2 (an ancestor of what is watched was
+ * removed or replaced). Events at or below compacted_upto are gone: returns
+ * CM_ECOMPACTED if from < compacted_upto; -EINVAL for a bad prefix; -EIO.
+ * cm_kv_events_compact drops events <= index: 0, -ENOSPC, -EIO. */
 typedef int (*cm_kv_event_cb)(void *arg, uint64_t index, uint8_t kind, struct cm_bytes path,
 			      struct cm_bytes path2, const struct cm_attr *attr);
 int cm_kv_events(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes prefix,

@@ -16,16 +16,25 @@
  *                                          term, size, conf as raft_conf_encode)
  *   "snap"   group                      -> the current snapshot's bytes
  *   "stage"  group, offset              -> a received snapshot chunk
- *   "kv"     group, depth u16, path     -> node record (see kv.h)
+ *   "kv"     group, parent ino, name    -> node record (see kv.h)
  *   "events" group, index               -> watch event record (see kv.h)
  * Every function that writes takes the caller's write transaction: the node
  * puts everything of one loop turn, for all groups, in ONE transaction and ONE
  * fsync (group commit). LMDB errors become negative errno at this boundary:
  * MDB_MAP_FULL and MDB_TXN_FULL -> -ENOSPC, MDB_NOTFOUND -> -ENOENT,
  * MDB_CORRUPTED/MDB_PAGE_NOTFOUND -> -EIO, anything else -> -EIO.
+ *
+ * Pointers "borrowed from LMDB" stay valid until the transaction ends AND no
+ * write happens in it: LMDB may move a page on the next put or delete (see
+ * mdb_get()). Copy what you need before writing in the same transaction.
+ *
+ * The environment is opened without MDB_NOTLS and used from one thread.
  */
 
 struct cm_store; /* opaque */
+
+/* cm_store_mdb_err - translate an LMDB (or errno) return code as above; 0 stays 0. */
+int cm_store_mdb_err(int rc);
 
 /* The databases, for kv.c (and tests); valid while the store is open. */
 struct cm_store_dbs {
@@ -36,6 +45,7 @@ struct cm_store_dbs {
  * cm_store_open - open (creating if needed) the environment in directory dir.
  * @map_bytes: LMDB map size: the most the store may hold.
  * Returns 0, -ENOENT (dir missing), -EACCES, -ENOMEM, -EIO.
+ * cm_store_close: NULL is fine; every transaction must have ended.
  */
 int cm_store_open(const char *dir, uint64_t map_bytes, struct cm_store **out);
 void cm_store_close(struct cm_store *s);
@@ -47,15 +57,24 @@ int cm_store_txn_begin(struct cm_store *s, bool write, MDB_txn **txn);
 int cm_store_txn_commit(MDB_txn *txn);
 void cm_store_txn_abort(MDB_txn *txn);
 
-/* Fraction of the map in use, 0..1, for refusing writes before the map is full. */
+/* Fraction of the map in use, 0..1, for refusing writes before the map is full:
+ * the high-water page (pages freed inside the file count as used). 1.0 if unknown. */
 double cm_store_usage(struct cm_store *s);
+
+/*
+ * cm_store_range_delete - delete every key of dbi that starts with (group u64
+ * BE, x u64 BE) with lo <= x <= hi. Works on "log", "stage", "events" (x is
+ * the index or offset) and "kv" (x is the parent ino). 0, -ENOSPC, -EIO.
+ */
+int cm_store_range_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t group, uint64_t lo, uint64_t hi);
 
 /* Hard state. get: 0 or -ENOENT (never written: all zero). */
 int cm_store_hs_put(struct cm_store *s, MDB_txn *txn, uint64_t group, const struct raft_hard_state *hs);
 int cm_store_hs_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct raft_hard_state *hs);
 
 /* Log. append deletes every entry >= entries[0].index first (a follower's
- * truncation), then writes these. truncate_prefix deletes entries <= index. */
+ * truncation), then writes these (contiguous: asserted). truncate_prefix
+ * deletes entries <= index. All: 0, -ENOSPC, -EIO. */
 int cm_store_log_append(struct cm_store *s, MDB_txn *txn, uint64_t group,
 			const struct raft_entry *entries, uint32_t n);
 int cm_store_log_truncate_prefix(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index);
@@ -63,33 +82,39 @@ int cm_store_log_delete_all(struct cm_store *s, MDB_txn *txn, uint64_t group);
 /*
  * cm_store_log_load - every entry of group after `after`, in order, as one
  * malloc'd array; each entry's data is malloc'd too (free with
- * cm_store_entries_free). 0, -ENOMEM, -EIO (a gap or a corrupt record).
+ * cm_store_entries_free). The first must be after + 1 and none may be
+ * missing up to the last. No entries: 0 with *n = 0 (*entries NULL).
+ * 0, -ENOMEM, -EIO (a gap or a corrupt record).
  */
 int cm_store_log_load(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t after,
 		      struct raft_entry **entries, uint32_t *n);
 void cm_store_entries_free(struct raft_entry *entries, uint32_t n);
-/* One entry, data borrowed from LMDB (valid until the txn ends). 0, -ENOENT. */
+/* One entry, data borrowed from LMDB (read-only; see "borrowed" above). 0, -ENOENT, -EIO. */
 int cm_store_log_get(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
 		     struct raft_entry *e);
 
-/* Meta: applied index and current snapshot meta. get: 0 or -ENOENT. */
+/* Meta: applied index and current snapshot meta (snap NULL: none, all zero).
+ * get: 0, -ENOENT (all zero), -EIO (corrupt). */
 int cm_store_meta_put(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t applied,
 		      const struct raft_snap_meta *snap);
 int cm_store_meta_get(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t *applied,
 		      struct raft_snap_meta *snap);
 
-/* Snapshot bytes of the current snapshot. get borrows (valid until txn ends). */
+/* Snapshot bytes of the current snapshot. get borrows (see "borrowed" above); 0, -ENOENT. */
 int cm_store_snap_put(struct cm_store *s, MDB_txn *txn, uint64_t group, const void *data, uint64_t len);
 int cm_store_snap_get(struct cm_store *s, MDB_txn *txn, uint64_t group, const void **data, uint64_t *len);
 
 /* Staging of a snapshot being received: chunk at offset 0 discards older chunks.
  * stage_take concatenates the chunks into one malloc'd buffer of exactly len bytes
- * (-EIO if they do not cover [0, len)) and deletes them. */
+ * (-EIO if they do not cover [0, len) exactly, or reach beyond it; then nothing
+ * is deleted) and deletes them. Overlapping chunks are fine (same bytes).
+ * len is checked against the staged bytes before anything is allocated. */
 int cm_store_stage_put(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t offset,
 		       const void *data, uint32_t len);
 int cm_store_stage_take(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t len, void **data);
 
-/* Groups that have any hard state, for recovery: malloc'd array. */
+/* Groups that have any hard state, for recovery: malloc'd array in group order
+ * (NULL if none). 0, -ENOMEM, -EIO. */
 int cm_store_groups(struct cm_store *s, MDB_txn *txn, uint64_t **groups, uint32_t *n);
 
 #endif /* CONFMAN_STORE_H */

@@ -83,6 +83,7 @@ enum cm_consistency {
 #define CM_DEL_RECURSIVE 0x04  /* delete a directory and everything under it */
 #define CM_DEL_DIR 0x08        /* rmdir: only an (empty) directory */
 #define CM_SET_MODE 0x10       /* PUT: also set mode/uid/gid */
+#define CM_PUT_KEEP_VALUE 0x20 /* PUT: keep the node's value (chmod/chown with CM_SET_MODE) */
 
 /* Watch event kinds. */
 enum cm_event_kind { CM_EV_PUT = 1, CM_EV_DELETE, CM_EV_MKDIR, CM_EV_RENAME, CM_EV_RESYNC };

@@ -1,0 +1,216 @@
+/* client_int.h: the asynchronous client's internals, shared by the files of client/. */
+#ifndef CONFMAN_CLIENT_INT_H
+#define CONFMAN_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/codec.h"
+#include "confman/client.h"
+#include "confman/path.h"
+
+/*
+ * Lifetimes. Every piece of memory with a libuv handle is freed in that
+ * handle's close callback, never synchronously: a user callback may close
+ * the client at any point, and the code that called it still touches the
+ * request, the connection and the client afterwards. A watch has no handle;
+ * it is reference-counted while its callback runs.
+ *
+ * Out of memory is returned (-ENOMEM), never fatal: this is a library.
+ */
+
+#define CM_AC_BACKOFF_MIN_MS 20
+#define CM_AC_BACKOFF_MAX_MS 500
+#define CM_AC_REDIRECTS_FAST 3   /* redirects followed without waiting */
+#define CM_AC_ATTEMPT_MIN_MS 100 /* a read waits at least this for one server */
+#define CM_AC_CONNECT_MAX_MS 1000 /* connect + handshake, at most */
+#define CM_AC_RECV_CHUNK 65536
+#define CM_AC_STATUS_EVERY_MS 1000 /* shard map refreshes at most this often */
+
+/* An intrusive doubly-linked list (libuv's QUEUE, by another name). */
+struct cm_ac__link {
+	struct cm_ac__link *prev, *next;
+};
+
+void cm_ac__list_init(struct cm_ac__link *h);
+bool cm_ac__list_empty(const struct cm_ac__link *h);
+void cm_ac__list_push(struct cm_ac__link *h, struct cm_ac__link *n);
+void cm_ac__list_remove(struct cm_ac__link *n);
+#define CM_AC__CONTAINER(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+enum cm_ac__conn_state {
+	CM_AC_CONN_RESOLVING = 1,
+	CM_AC_CONN_CONNECTING,
+	CM_AC_CONN_HANDSHAKE,
+	CM_AC_CONN_READY,
+	CM_AC_CONN_CLOSING,
+};
+
+struct cm_ac__conn {
+	struct cm_ac *ac;
+	uint32_t server; /* index in ac->servers */
+	enum cm_ac__conn_state state;
+	int refs;        /* the tcp and timer handles + a pending getaddrinfo */
+	uv_getaddrinfo_t gai;
+	uv_timer_t timer; /* connect + handshake deadline */
+	uv_connect_t creq;
+	uv_tcp_t tcp;
+	uv_write_t wreq;
+	struct cm_framer fr;
+	msgpack_sbuffer out;  /* frames not yet handed to the socket */
+	msgpack_sbuffer wbuf; /* the frames of the write in progress */
+	bool writing;
+	uint64_t wgen;        /* uv_write()s started so far */
+	struct cm_ac__link waitq; /* requests not yet encoded, in order */
+	struct cm_ac__link sentq; /* requests encoded, awaiting an answer */
+	struct cm_ac__link watches; /* active watches subscribed here */
+	char rbuf[CM_AC_RECV_CHUNK];
+};
+
+struct cm_ac__server {
+	char addr[CM_ADDR_MAX + 1];  /* "host:port" as listed or redirected to */
+	char host[CM_ADDR_MAX + 1];
+	char port[8];
+	struct cm_ac__conn *conn;    /* NULL when not connected */
+	uint64_t down_until;         /* uv_now(): avoid it until then */
+	uint32_t backoff;            /* ms, for the next failure */
+};
+
+struct cm_ac__group {
+	uint64_t id;
+	uint64_t token;  /* highest applied index seen */
+	int32_t leader;  /* server index, -1 unknown */
+	char *prefix;    /* from STATUS; owned, NULL unknown */
+	uint32_t plen;
+};
+
+enum cm_ac__kind {
+	CM_AC_RQ_USER = 1,
+	CM_AC_RQ_STATUS_MAP, /* internal: learn shard prefixes and leaders */
+	CM_AC_RQ_WATCH,      /* internal: (re)subscribe a watch */
+	CM_AC_RQ_UNWATCH,    /* internal: fire and forget */
+};
+
+enum cm_ac__rq_state {
+	CM_AC_RQ_IDLE = 1, /* waiting for its backoff timer */
+	CM_AC_RQ_WAITING,  /* on a connection's waitq */
+	CM_AC_RQ_SENT,     /* on a connection's sentq */
+	CM_AC_RQ_DONE,     /* completed; timer closing */
+};
+
+struct cm_ac__watch;
+
+struct cm_ac__req {
+	struct cm_ac *ac;
+	enum cm_ac__kind kind;
+	enum cm_ac__rq_state state;
+	struct cm_ac__link all;   /* ac->reqs */
+	struct cm_ac__link qlink; /* conn->waitq or sentq */
+	struct cm_ac__req *hnext; /* ac->ids bucket chain */
+	struct cm_req req;        /* path, path2, value point into data */
+	cm_ac_cb cb;
+	void *arg;
+	struct cm_ac__watch *watch; /* CM_AC_RQ_WATCH */
+	uv_timer_t timer;         /* deadline, attempt timeout and backoff */
+	uint64_t deadline;        /* uv_now() */
+	uint32_t backoff;         /* ms */
+	uint32_t redirects;
+	int32_t pinned;           /* server index, or -1 */
+	int32_t avoid;            /* server that just failed it, or -1 */
+	int32_t target;           /* server the next attempt goes to, or -1 */
+	int32_t srv;              /* server of the current/last attempt, or -1 */
+	uint64_t pgroup;          /* predicted group of the path, 0 unknown */
+	struct cm_ac__conn *conn; /* while WAITING or SENT */
+	uint64_t wgen;            /* the write its frame went out with */
+	int last_err;             /* why the last attempt failed */
+	bool is_write;
+	char data[];              /* path, path2, value */
+};
+
+struct cm_ac__watch {
+	struct cm_ac *ac;
+	struct cm_ac__link link;  /* ac->watches */
+	struct cm_ac__link clink; /* conn->watches while active */
+	uint64_t handle;          /* what cm_ac_watch() returned */
+	uint64_t wire_id;         /* id of the subscription request in force */
+	struct cm_ac__conn *conn; /* where it is active, or NULL */
+	struct cm_ac__req *rq;    /* subscription in progress, or NULL */
+	cm_ac_event_cb cb;
+	void *arg;
+	uint64_t from;            /* from_index asked for */
+	uint64_t last;            /* last index delivered (or acked from) */
+	bool has_last;
+	bool dead;
+	int refs;                 /* callbacks running */
+	uint32_t plen;
+	char prefix[];
+};
+
+struct cm_ac {
+	uv_loop_t *loop;
+	char cluster[CM_CLUSTER_MAX + 1];
+	uint32_t timeout_ms;
+	uint8_t consistency;
+	uint32_t max_outstanding;
+	uint32_t n_outstanding;   /* user requests not yet completed */
+	uint64_t next_id;         /* wire ids: unique per client, never reused */
+	uint64_t next_watch;
+	uint64_t rng;
+	bool closing;
+	cm_ac_close_cb close_cb;
+	void *close_arg;
+	uint32_t n_handles;       /* open libuv handles; freed when 0 */
+	uv_timer_t anchor;        /* makes closing asynchronous even when idle */
+	struct cm_ac__server servers[CM_CLIENT_MAX_SERVERS];
+	uint32_t n_servers;
+	uint32_t n_listed;        /* servers[0, n_listed) came from opts */
+	uint32_t home;            /* preferred server for reads */
+	struct cm_ac__group *groups;
+	uint32_t n_groups;
+	bool status_pending;
+	uint64_t status_at;       /* uv_now() of the last map refresh */
+	struct cm_ac__req **ids;  /* in-flight requests by wire id */
+	uint32_t id_mask;
+	struct cm_ac__link reqs;  /* every request not yet DONE */
+	struct cm_ac__link watches;
+	uint32_t n_watches;
+};
+
+/* ac.c */
+int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
+		  const struct cm_req *req, cm_ac_cb cb, void *arg, struct cm_ac__req **out);
+void cm_ac__attempt(struct cm_ac__req *rq);
+void cm_ac__retry(struct cm_ac__req *rq, int err, bool now);
+void cm_ac__finish(struct cm_ac__req *rq, int err, const struct cm_resp *resp);
+void cm_ac__on_resp(struct cm_ac__conn *c, const struct cm_resp *resp);
+void cm_ac__handle_gone(struct cm_ac *ac);
+void cm_ac__id_remove(struct cm_ac *ac, struct cm_ac__req *rq);
+uint32_t cm_ac__rand(struct cm_ac *ac, uint32_t n);
+
+/* conn.c */
+int cm_ac__conn_get(struct cm_ac *ac, uint32_t server, struct cm_ac__conn **out);
+void cm_ac__conn_enqueue(struct cm_ac__conn *c, struct cm_ac__req *rq);
+void cm_ac__conn_pump(struct cm_ac__conn *c);
+void cm_ac__conn_fail(struct cm_ac__conn *c, int err);
+
+/* route.c */
+int cm_ac__parse_servers(struct cm_ac *ac, const char *list);
+int cm_ac__server_find(struct cm_ac *ac, const char *addr, uint32_t len, bool add);
+int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq);
+void cm_ac__server_failed(struct cm_ac *ac, uint32_t server);
+void cm_ac__server_ok(struct cm_ac *ac, uint32_t server);
+struct cm_ac__group *cm_ac__group_get(struct cm_ac *ac, uint64_t id, bool add);
+uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len);
+void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp);
+void cm_ac__status_map(struct cm_ac *ac, int32_t server);
+void cm_ac__status_merge(struct cm_ac *ac, uint32_t server, const struct cm_resp *resp);
+void cm_ac__groups_free(struct cm_ac *ac);
+
+/* watch.c */
+void cm_ac__watch_on_event(struct cm_ac__conn *c, const struct cm_event *ev);
+void cm_ac__watch_sub_done(struct cm_ac__req *rq, int err, const struct cm_resp *resp);
+void cm_ac__watch_conn_lost(struct cm_ac__conn *c);
+void cm_ac__watch_close_all(struct cm_ac *ac);
+
+#endif /* CONFMAN_CLIENT_INT_H */

@@ -1,0 +1,642 @@
+/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/ctl.h"
+#include "confman/client.h"
+
+/*
+ * Out of memory is an error like any other here: reported (ENOMEM) with
+ * exit code 1. Options of a command come before its arguments ("rm -r /a");
+ * "--" ends them, so a value may start with '-'.
+ */
+
+static const char usage_text[] =
+	"usage: confmanctl [OPTIONS] COMMAND [ARGS]\n"
+	"\n"
+	"Options:\n"
+	"  -s, --servers H:P,...   servers to talk to (default: $CONFMAN_SERVERS, else\n"
+	"                          " CM_CLIENT_DEFAULT_SERVERS ")\n"
+	"  -c, --cluster ID        cluster id (default: " CM_CLIENT_DEFAULT_CLUSTER ")\n"
+	"  -t, --timeout MS        per request, retries included (default: 5000)\n"
+	"      --consistency C     reads: linearizable or follower (default: follower)\n"
+	"  -j, --json              machine-readable output\n"
+	"  -h, --help              this text\n"
+	"\n"
+	"Commands:\n"
+	"  get PATH                        print the value, raw (--json: an object with\n"
+	"                                  the value, as base64 when not UTF-8, and metadata)\n"
+	"  put [--if-version N] [--create] PATH VALUE|-\n"
+	"                                  write a value (- reads it from stdin);\n"
+	"                                  --if-version: only if the version is N (0: absent)\n"
+	"  rm [-r] [-d] PATH               remove a file; -d an empty directory,\n"
+	"                                  -r a directory and everything below it\n"
+	"  ls [-l] PATH                    list a directory (-l: mode, version, size, mtime)\n"
+	"  mkdir PATH                      create a directory\n"
+	"  mv FROM TO                      rename, atomically (same shard only)\n"
+	"  watch [--from INDEX] PATH       print \"INDEX KIND PATH [-> PATH2]\" per change\n"
+	"                                  below PATH until interrupted\n"
+	"  status                          every server's node id and groups: role, term,\n"
+	"                                  leader, commit/applied/last indexes\n"
+	"  help                            this text\n"
+	"\n"
+	"Exit codes:\n"
+	"  0  success\n"
+	"  1  other error\n"
+	"  2  usage error\n"
+	"  3  not found (ENOENT)\n"
+	"  4  conflict: version mismatch or already exists (ECANCELED, EEXIST)\n"
+	"  5  unavailable: timeout, no leader, connection refused (ETIMEDOUT,\n"
+	"     NOLEADER, ECONNREFUSED; also EIO: a write's outcome is then unknown)\n"
+	"  6  invalid: bad argument or path, too big, not empty, wrong type (EINVAL,\n"
+	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR)\n";
+
+struct ctl {
+	struct cm_client_opts opts;
+	const char *servers;      /* the list in force, for status */
+	bool json;
+	struct cm_client *client; /* opened by the command */
+};
+
+typedef int (*ctl_cmd_fn)(struct ctl *ctl, int argc, char **argv);
+
+/* ---- reporting ---- */
+
+static int fail(const char *what, int err)
+{
+	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, cm_strerror(err), cm_errname(err));
+	return cm_ctl_exit_code(err);
+}
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("confmanctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs("\nTry 'confmanctl help'.\n", stderr);
+	va_end(ap);
+	return CM_CTL_USAGE;
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	*v = x;
+	return true;
+}
+
+static int open_client(struct ctl *ctl)
+{
+	int rv = cm_client_open(&ctl->opts, &ctl->client);
+	if (rv == -EINVAL)
+		return usage_error("bad --servers or --cluster ('%s')", ctl->servers);
+	return rv ? fail("client", rv) : 0;
+}
+
+/* Parse a command's options; returns the index of its first argument or -1. */
+static int cmd_opts(int argc, char **argv, const char *sopts, const struct option *lopts,
+		    int (*on)(void *arg, int opt, const char *val), void *arg)
+{
+	optind = 0; /* GNU: restart scanning, on a new argv */
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, sopts, lopts, NULL)) != -1) {
+		if (c == '?' || c == ':') {
+			usage_error("%s: bad option '%s'", argv[0], argv[optind - 1]);
+			return -1;
+		}
+		if (on(arg, c, optarg) != 0)
+			return -1;
+	}
+	return optind;
+}
+
+static int want_args(int argc, int first, int n, const char *cmd)
+{
+	if (first < 0)
+		return CM_CTL_USAGE;
+	if (argc - first != n)
+		return usage_error("%s: expected %d argument%s", cmd, n, n == 1 ? "" : "s");
+	return 0;
+}
+
+/* ---- get ---- */
+
+static void print_attr_json(const struct cm_attr *a)
+{
+	printf("\"version\":%" PRIu64 ",\"mod_index\":%" PRIu64 ",\"create_index\":%" PRIu64
+	       ",\"mode\":%" PRIu32 ",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32 ",\"size\":%" PRIu32
+	       ",\"mtime_ns\":%" PRId64 ",\"ctime_ns\":%" PRId64,
+	       a->version, a->mod_index, a->create_index, a->mode, a->uid, a->gid, a->size,
+	       a->mtime_ns, a->ctime_ns);
+}
+
+static void print_get_json(const char *path, const char *v, uint32_t len,
+			   const struct cm_attr *a)
+{
+	fputs("{\"path\":", stdout);
+	cm_ctl_json_str(stdout, path, strlen(path));
+	fputs(",\"value\":", stdout);
+	if (cm_ctl_utf8_valid(v, len)) {
+		cm_ctl_json_str(stdout, v, len);
+	} else {
+		cm_ctl_base64(stdout, v, len);
+		fputs(",\"encoding\":\"base64\"", stdout);
+	}
+	fputc(',', stdout);
+	print_attr_json(a);
+	fputs("}\n", stdout);
+}
+
+static int json_opt(void *arg, int opt, const char *val)
+{
+	(void)val;
+	if (opt == 'j')
+		((struct ctl *)arg)->json = true;
+	return 0;
+}
+
+static const struct option json_only[] = {{"json", no_argument, NULL, 'j'}, {0}};
+
+static int cmd_get(struct ctl *ctl, int argc, char **argv)
+{
+	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	int rv = want_args(argc, first, 1, "get");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	const char *path = argv[first];
+	void *v;
+	uint32_t len;
+	struct cm_attr a;
+	int err = cm_get(ctl->client, path, &v, &len, &a);
+	if (err)
+		return fail(path, err);
+	if (ctl->json)
+		print_get_json(path, v, len, &a);
+	else
+		fwrite(v, 1, len, stdout);
+	free(v);
+	return CM_CTL_OK;
+}
+
+/* ---- put ---- */
+
+struct put_opts {
+	struct ctl *ctl;
+	uint32_t flags;
+	uint64_t version;
+};
+
+static int put_opt(void *arg, int opt, const char *val)
+{
+	struct put_opts *po = arg;
+	switch (opt) {
+	case 'v':
+		if (!parse_u64(val, &po->version))
+			return usage_error("put: --if-version wants a number, not '%s'", val);
+		po->flags |= CM_PUT_IF_VERSION;
+		return 0;
+	case 'c':
+		po->flags |= CM_PUT_CREATE;
+		return 0;
+	default:
+		return json_opt(po->ctl, opt, val);
+	}
+}
+
+/* Read stdin whole, up to one byte past the largest value any server takes. */
+static int read_stdin(char **out, uint32_t *len)
+{
+	size_t cap = 65536, n = 0, limit = (size_t)CM_VALUE_MAX_LIMIT + 1;
+	char *buf = malloc(cap);
+	while (buf != NULL) {
+		n += fread(buf + n, 1, cap - n, stdin);
+		if (n < cap || n >= limit)
+			break;
+		char *b = realloc(buf, cap * 2);
+		if (b == NULL)
+			break;
+		buf = b;
+		cap *= 2;
+	}
+	if (buf == NULL || (n == cap && n < limit)) {
+		free(buf);
+		return -ENOMEM;
+	}
+	int err = ferror(stdin) ? -EIO : n > CM_VALUE_MAX_LIMIT ? -EFBIG : 0;
+	if (err)
+		free(buf);
+	*out = err ? NULL : buf;
+	*len = (uint32_t)n;
+	return err;
+}
+
+static int cmd_put(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"if-version", required_argument, NULL, 'v'},
+					   {"create", no_argument, NULL, 'c'},
+					   {"json", no_argument, NULL, 'j'}, {0}};
+	struct put_opts po = {.ctl = ctl};
+	int first = cmd_opts(argc, argv, "+v:cj", lo, put_opt, &po);
+	int rv = want_args(argc, first, 2, "put");
+	if (rv)
+		return rv;
+	const char *path = argv[first], *value = argv[first + 1];
+	char *buf = NULL;
+	uint32_t len = (uint32_t)strnlen(value, (size_t)CM_VALUE_MAX_LIMIT + 1);
+	if (strcmp(value, "-") == 0 && (rv = read_stdin(&buf, &len)) != 0)
+		return fail("stdin", rv);
+	if ((rv = open_client(ctl)) != 0) {
+		free(buf);
+		return rv;
+	}
+	struct cm_attr a;
+	int err = cm_put(ctl->client, path, buf ? buf : value, len, po.flags, po.version, &a);
+	free(buf);
+	if (err)
+		return fail(path, err);
+	if (ctl->json) {
+		fputs("{\"path\":", stdout);
+		cm_ctl_json_str(stdout, path, strlen(path));
+		fputc(',', stdout);
+		print_attr_json(&a);
+		fputs("}\n", stdout);
+	}
+	return CM_CTL_OK;
+}
+
+/* ---- rm, mkdir, mv ---- */
+
+static int rm_opt(void *arg, int opt, const char *val)
+{
+	(void)val;
+	*(uint32_t *)arg |= opt == 'r' ? CM_DEL_RECURSIVE : CM_DEL_DIR;
+	return 0;
+}
+
+static int cmd_rm(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"recursive", no_argument, NULL, 'r'},
+					   {"dir", no_argument, NULL, 'd'}, {0}};
+	uint32_t flags = 0;
+	int first = cmd_opts(argc, argv, "+rd", lo, rm_opt, &flags);
+	int rv = want_args(argc, first, 1, "rm");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	int err = cm_delete(ctl->client, argv[first], flags);
+	return err ? fail(argv[first], err) : CM_CTL_OK;
+}
+
+static int cmd_mkdir(struct ctl *ctl, int argc, char **argv)
+{
+	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	int rv = want_args(argc, first, 1, "mkdir");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	int err = cm_mkdir(ctl->client, argv[first], 0, NULL);
+	return err ? fail(argv[first], err) : CM_CTL_OK;
+}
+
+static int cmd_mv(struct ctl *ctl, int argc, char **argv)
+{
+	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	int rv = want_args(argc, first, 2, "mv");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	int err = cm_rename(ctl->client, argv[first], argv[first + 1], NULL);
+	return err ? fail(argv[first], err) : CM_CTL_OK;
+}
+
+/* ---- ls ---- */
+
+static void print_entry_long(const struct cm_list_entry *e)
+{
+	char mode[11], when[32];
+	cm_ctl_mode_str(e->attr.mode, mode);
+	cm_ctl_time_str(e->attr.mtime_ns, when, sizeof(when));
+	printf("%s %8" PRIu64 " %8" PRIu32 " %s %s\n", mode, e->attr.version, e->attr.size,
+	       when, e->name);
+}
+
+static void print_list_json(const char *path, const struct cm_list_entry *e, uint32_t n)
+{
+	fputs("{\"path\":", stdout);
+	cm_ctl_json_str(stdout, path, strlen(path));
+	fputs(",\"entries\":[", stdout);
+	for (uint32_t k = 0; k < n; k++) {
+		fputs(k ? ",{\"name\":" : "{\"name\":", stdout);
+		cm_ctl_json_str(stdout, e[k].name, strlen(e[k].name));
+		fputc(',', stdout);
+		print_attr_json(&e[k].attr);
+		fputc('}', stdout);
+	}
+	fputs("]}\n", stdout);
+}
+
+struct ls_opts {
+	struct ctl *ctl;
+	bool longfmt;
+};
+
+static int ls_opt(void *arg, int opt, const char *val)
+{
+	struct ls_opts *lo = arg;
+	if (opt == 'l')
+		lo->longfmt = true;
+	return json_opt(lo->ctl, opt, val);
+}
+
+static int cmd_ls(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"long", no_argument, NULL, 'l'},
+					   {"json", no_argument, NULL, 'j'}, {0}};
+	struct ls_opts o = {.ctl = ctl};
+	int first = cmd_opts(argc, argv, "+lj", lo, ls_opt, &o);
+	int rv = want_args(argc, first, 1, "ls");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	struct cm_list_entry *e;
+	uint32_t n;
+	int err = cm_list(ctl->client, argv[first], &e, &n);
+	if (err)
+		return fail(argv[first], err);
+	if (ctl->json)
+		print_list_json(argv[first], e, n);
+	for (uint32_t k = 0; !ctl->json && k < n; k++) {
+		if (o.longfmt)
+			print_entry_long(&e[k]);
+		else
+			printf("%s\n", e[k].name);
+	}
+	cm_list_free(e, n);
+	return CM_CTL_OK;
+}
+
+/* ---- watch ---- */
+
+static void print_event_json(const struct cm_event *ev)
+{
+	printf("{\"index\":%" PRIu64 ",\"group\":%" PRIu64 ",\"kind\":\"%s\",\"path\":",
+	       ev->index, ev->group, cm_ctl_kind_name(ev->kind));
+	cm_ctl_json_str(stdout, ev->path.p, ev->path.len);
+	if (ev->path2.len > 0) {
+		fputs(",\"path2\":", stdout);
+		cm_ctl_json_str(stdout, ev->path2.p, ev->path2.len);
+	}
+	if (ev->has_attr) {
+		fputc(',', stdout);
+		print_attr_json(&ev->attr);
+	}
+	fputs("}\n", stdout);
+}
+
+static int on_event(void *arg, const struct cm_event *ev)
+{
+	const struct ctl *ctl = arg;
+	if (ctl->json) {
+		print_event_json(ev);
+	} else {
+		printf("%" PRIu64 " %s %.*s", ev->index, cm_ctl_kind_name(ev->kind),
+		       (int)ev->path.len, ev->path.p);
+		if (ev->path2.len > 0)
+			printf(" -> %.*s", (int)ev->path2.len, ev->path2.p);
+		putchar('\n');
+	}
+	/* One line per change, now: a pipe reader must not wait for a buffer. */
+	return fflush(stdout) != 0 || ferror(stdout) ? 1 : 0;
+}
+
+struct watch_opts {
+	struct ctl *ctl;
+	uint64_t from;
+};
+
+static int watch_opt(void *arg, int opt, const char *val)
+{
+	struct watch_opts *wo = arg;
+	if (opt == 'f' && !parse_u64(val, &wo->from))
+		return usage_error("watch: --from wants an index, not '%s'", val);
+	return json_opt(wo->ctl, opt, val);
+}
+
+static int cmd_watch(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"from", required_argument, NULL, 'f'},
+					   {"json", no_argument, NULL, 'j'}, {0}};
+	struct watch_opts wo = {.ctl = ctl};
+	int first = cmd_opts(argc, argv, "+f:j", lo, watch_opt, &wo);
+	int rv = want_args(argc, first, 1, "watch");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	int err = cm_watch(ctl->client, argv[first], wo.from, on_event, ctl);
+	if (err > 0)
+		return CM_CTL_OK; /* stdout went away: nobody is listening */
+	return fail(argv[first], err);
+}
+
+/* ---- status ---- */
+
+static void print_group_text(const struct cm_group_info *g)
+{
+	printf("  %-6" PRIu64 " %-16s %-13s %6" PRIu64 " %6" PRIu64 " %8" PRIu64 " %8" PRIu64
+	       " %8" PRIu64 " %8" PRIu64 "  ",
+	       g->group, g->prefix, cm_ctl_role_name(g->role), g->term, g->leader, g->commit,
+	       g->applied, g->last, g->snap_index);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		printf(k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+	putchar('\n');
+}
+
+static void print_status_text(const char *addr, const struct cm_node_status *st, int err)
+{
+	if (err) {
+		printf("%s  unreachable: %s (%s)\n", addr, cm_strerror(err), cm_errname(err));
+		return;
+	}
+	printf("%s  node %" PRIu64 "\n", addr, st->node_id);
+	printf("  %-6s %-16s %-13s %6s %6s %8s %8s %8s %8s  %s\n", "GROUP", "PREFIX", "ROLE",
+	       "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAP", "MEMBERS");
+	for (uint32_t k = 0; k < st->n_groups; k++)
+		print_group_text(&st->groups[k]);
+}
+
+static void print_group_json(const struct cm_group_info *g)
+{
+	printf("{\"group\":%" PRIu64 ",\"prefix\":", g->group);
+	cm_ctl_json_str(stdout, g->prefix, strlen(g->prefix));
+	printf(",\"role\":\"%s\",\"term\":%" PRIu64 ",\"leader\":%" PRIu64 ",\"commit\":%" PRIu64
+	       ",\"applied\":%" PRIu64 ",\"last\":%" PRIu64 ",\"snap_index\":%" PRIu64
+	       ",\"members\":[",
+	       cm_ctl_role_name(g->role), g->term, g->leader, g->commit, g->applied, g->last,
+	       g->snap_index);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		printf(k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+	fputs("]}", stdout);
+}
+
+static void print_status_json(const char *addr, const struct cm_node_status *st, int err)
+{
+	fputs("{\"addr\":", stdout);
+	cm_ctl_json_str(stdout, addr, strlen(addr));
+	if (err) {
+		printf(",\"reachable\":false,\"error\":\"%s\",\"message\":", cm_errname(err));
+		const char *m = cm_strerror(err);
+		cm_ctl_json_str(stdout, m, strlen(m));
+		fputc('}', stdout);
+		return;
+	}
+	printf(",\"reachable\":true,\"node_id\":%" PRIu64 ",\"groups\":[", st->node_id);
+	for (uint32_t k = 0; k < st->n_groups; k++) {
+		if (k)
+			fputc(',', stdout);
+		print_group_json(&st->groups[k]);
+	}
+	fputs("]}", stdout);
+}
+
+/* Ask one server; returns whether it answered. */
+static bool status_one(struct ctl *ctl, const char *addr, bool first)
+{
+	struct cm_node_status *st = NULL;
+	int err = cm_status(ctl->client, addr, &st);
+	if (ctl->json) {
+		fputs(first ? "" : ",", stdout);
+		print_status_json(addr, st, err);
+	} else {
+		print_status_text(addr, st, err);
+	}
+	cm_status_free(st);
+	return err == 0;
+}
+
+static int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	int rv = want_args(argc, first, 0, "status");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	char *list = strdup(ctl->servers);
+	if (list == NULL)
+		return fail("status", -ENOMEM);
+	int up = 0, n = 0;
+	if (ctl->json)
+		fputs("{\"servers\":[", stdout);
+	char *save = NULL;
+	for (char *a = strtok_r(list, ", ", &save); a; a = strtok_r(NULL, ", ", &save))
+		up += status_one(ctl, a, n++ == 0);
+	if (ctl->json)
+		fputs("]}\n", stdout);
+	free(list);
+	return up > 0 ? CM_CTL_OK : CM_CTL_UNAVAILABLE;
+}
+
+/* ---- main ---- */
+
+static int cmd_help(struct ctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	(void)argc;
+	(void)argv;
+	fputs(usage_text, stdout);
+	return CM_CTL_OK;
+}
+
+static const struct {
+	const char *name;
+	ctl_cmd_fn fn;
+} commands[] = {
+	{"get", cmd_get},     {"put", cmd_put},     {"rm", cmd_rm},
+	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
+	{"watch", cmd_watch}, {"status", cmd_status}, {"help", cmd_help},
+};
+
+static int global_opt(struct ctl *ctl, int c, const char *val)
+{
+	uint64_t ms;
+	switch (c) {
+	case 's':
+		ctl->servers = ctl->opts.servers = val;
+		return 0;
+	case 'c':
+		ctl->opts.cluster = val;
+		return 0;
+	case 't':
+		if (!parse_u64(val, &ms) || ms == 0 || ms > 86400000)
+			return usage_error("--timeout wants milliseconds, not '%s'", val);
+		ctl->opts.timeout_ms = (uint32_t)ms;
+		return 0;
+	case 'C':
+		if (strcmp(val, "linearizable") == 0)
+			ctl->opts.consistency = CM_READ_LINEARIZABLE;
+		else if (strcmp(val, "follower") == 0)
+			ctl->opts.consistency = CM_READ_FOLLOWER;
+		else
+			return usage_error("--consistency: linearizable or follower, not '%s'", val);
+		return 0;
+	case 'j':
+		ctl->json = true;
+		return 0;
+	case 'h':
+		fputs(usage_text, stdout);
+		exit(CM_CTL_OK);
+	default:
+		return usage_error("unknown option '%s'", val ? val : "?");
+	}
+}
+
+static int parse_globals(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"servers", required_argument, NULL, 's'},
+		{"cluster", required_argument, NULL, 'c'},
+		{"timeout", required_argument, NULL, 't'},
+		{"consistency", required_argument, NULL, 'C'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "+s:c:t:jh", lo, NULL)) != -1) {
+		const char *val = c == '?' || c == ':' ? argv[optind - 1] : optarg;
+		if (global_opt(ctl, c, val) != 0)
+			return -1;
+	}
+	return optind;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl ctl = {0};
+	cm_client_opts_init(&ctl.opts);
+	int first = parse_globals(&ctl, argc, argv);
+	if (first < 0)
+		return CM_CTL_USAGE;
+	if (first >= argc)
+		return usage_error("no command");
+	if (ctl.servers == NULL)
+		ctl.servers = getenv("CONFMAN_SERVERS");
+	if (ctl.servers == NULL || *ctl.servers == '\0')
+		ctl.servers = CM_CLIENT_DEFAULT_SERVERS;
+	ctl.opts.servers = ctl.servers;
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
+		if (strcmp(argv[first], commands[k].name) != 0)
+			continue;
+		int rv = commands[k].fn(&ctl, argc - first, argv + first);
+		cm_client_close(ctl.client);
+		return rv;
+	}
+	return usage_error("unknown command '%s'", argv[first]);
+}

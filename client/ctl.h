@@ -1,0 +1,45 @@
+/* ctl.h: confmanctl's output helpers: JSON, base64, modes, times, exit codes. */
+#ifndef CONFMAN_CTL_H
+#define CONFMAN_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes, as documented by `confmanctl help`. */
+enum cm_ctl_exit {
+	CM_CTL_OK = 0,
+	CM_CTL_ERROR = 1,
+	CM_CTL_USAGE = 2,
+	CM_CTL_NOTFOUND = 3,
+	CM_CTL_CONFLICT = 4,
+	CM_CTL_UNAVAILABLE = 5,
+	CM_CTL_INVALID = 6,
+};
+
+/* cm_ctl_exit_code - the exit code for an error code (0 for 0). */
+int cm_ctl_exit_code(int err);
+
+/* cm_ctl_utf8_valid - whether p[0, n) is well-formed UTF-8 without NUL. */
+bool cm_ctl_utf8_valid(const char *p, size_t n);
+
+/* cm_ctl_json_str - print p[0, n) (UTF-8) as a quoted JSON string. */
+void cm_ctl_json_str(FILE *f, const char *p, size_t n);
+
+/* cm_ctl_base64 - print p[0, n) as a quoted base64 (RFC 4648) JSON string. */
+void cm_ctl_base64(FILE *f, const void *p, size_t n);
+
+/* cm_ctl_mode_str - "drwxr-xr-x" for mode; out holds 11 bytes. */
+void cm_ctl_mode_str(uint32_t mode, char out[11]);
+
+/* cm_ctl_time_str - "2026-11-24T12:00:00Z" (UTC) for nanoseconds since the epoch. */
+void cm_ctl_time_str(int64_t ns, char *out, size_t n);
+
+/* cm_ctl_kind_name - "put", "delete", "mkdir", "rename", "resync" or "?". */
+const char *cm_ctl_kind_name(uint8_t kind);
+
+/* cm_ctl_role_name - "follower", "pre-candidate", "candidate", "leader" or "?". */
+const char *cm_ctl_role_name(uint8_t role);
+
+#endif /* CONFMAN_CTL_H */

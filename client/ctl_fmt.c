@@ -1,0 +1,141 @@
+/* ctl_fmt.c: confmanctl's output helpers: JSON, base64, modes, times, exit codes. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "client/ctl.h"
+#include "confman/error.h"
+
+int cm_ctl_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return CM_CTL_OK;
+	case -ENOENT:
+		return CM_CTL_NOTFOUND;
+	case -ECANCELED: case -EEXIST:
+		return CM_CTL_CONFLICT;
+	case -ETIMEDOUT: case -ECONNREFUSED: case -ECONNRESET: case -EHOSTUNREACH:
+	case -ENETUNREACH: case -EIO: case CM_ENOLEADER: case CM_ENOTLEADER:
+	case CM_ETRANSFERRING: case CM_ESTALE: case CM_ESHUTDOWN: case CM_EWRONGSHARD:
+		return CM_CTL_UNAVAILABLE;
+	case -EINVAL: case -ENAMETOOLONG: case -EFBIG: case -ENOTEMPTY: case -EISDIR:
+	case -ENOTDIR: case -EMSGSIZE:
+		return CM_CTL_INVALID;
+	default:
+		return CM_CTL_ERROR;
+	}
+}
+
+/* Length of the UTF-8 sequence starting at p (n bytes left), 0 if malformed. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+	if (p[0] < 0x80)
+		return p[0] != 0;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2, cp = p[0] & 0x1fu;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3, cp = p[0] & 0x0fu;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4, cp = p[0] & 0x07u;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t k = 1; k < len; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[k] & 0x3fu);
+	}
+	/* Overlong forms, surrogates and beyond U+10FFFF are not UTF-8. */
+	static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+	if (cp < min[len] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+bool cm_ctl_utf8_valid(const char *p, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)p;
+	for (size_t k = 0; k < n;) {
+		size_t l = utf8_seq(u + k, n - k);
+		if (l == 0)
+			return false;
+		k += l;
+	}
+	return true;
+}
+
+void cm_ctl_json_str(FILE *f, const char *p, size_t n)
+{
+	fputc('"', f);
+	for (size_t k = 0; k < n; k++) {
+		unsigned char c = (unsigned char)p[k];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void cm_ctl_base64(FILE *f, const void *data, size_t n)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = data;
+	fputc('"', f);
+	for (size_t k = 0; k < n; k += 3) {
+		uint32_t v = (uint32_t)p[k] << 16;
+		if (k + 1 < n)
+			v |= (uint32_t)p[k + 1] << 8;
+		if (k + 2 < n)
+			v |= p[k + 2];
+		fputc(tab[v >> 18 & 63], f);
+		fputc(tab[v >> 12 & 63], f);
+		fputc(k + 1 < n ? tab[v >> 6 & 63] : '=', f);
+		fputc(k + 2 < n ? tab[v & 63] : '=', f);
+	}
+	fputc('"', f);
+}
+
+void cm_ctl_mode_str(uint32_t mode, char out[11])
+{
+	static const char rwx[] = "rwxrwxrwx";
+	out[0] = S_ISDIR(mode) ? 'd' : S_ISLNK(mode) ? 'l' : '-';
+	for (int k = 0; k < 9; k++)
+		out[k + 1] = mode & (1u << (8 - k)) ? rwx[k] : '-';
+	out[10] = '\0';
+}
+
+void cm_ctl_time_str(int64_t ns, char *out, size_t n)
+{
+	time_t s = (time_t)(ns / 1000000000);
+	struct tm tm;
+	if (gmtime_r(&s, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, n, "-");
+}
+
+const char *cm_ctl_kind_name(uint8_t kind)
+{
+	static const char *const names[] = {"?", "put", "delete", "mkdir", "rename", "resync"};
+	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
+const char *cm_ctl_role_name(uint8_t role)
+{
+	static const char *const names[] = {"?", "follower", "pre-candidate", "candidate",
+					    "leader"};
+	return role < sizeof(names) / sizeof(names[0]) ? names[role] : "?";
+}

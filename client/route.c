@@ -1,0 +1,277 @@
+/* route.c: where a request goes: servers, leaders, shard prefixes and tokens. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client_int.h"
+
+/* ---- servers ---- */
+
+static bool port_ok(const char *p, size_t n)
+{
+	if (n == 0 || n > 5)
+		return false;
+	unsigned v = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (p[k] < '0' || p[k] > '9')
+			return false;
+		v = v * 10 + (unsigned)(p[k] - '0');
+	}
+	return v > 0 && v <= 65535;
+}
+
+/* Split "host:port" or "[v6]:port" into srv. */
+static int server_parse(struct cm_ac__server *srv, const char *a, size_t n)
+{
+	if (n == 0 || n > CM_ADDR_MAX)
+		return -EINVAL;
+	const char *colon = NULL;
+	size_t hs = 0, hn;
+	if (a[0] == '[') {
+		const char *rb = memchr(a, ']', n);
+		if (rb == NULL || rb + 1 >= a + n || rb[1] != ':')
+			return -EINVAL;
+		hs = 1;
+		hn = (size_t)(rb - a) - 1;
+		colon = rb + 1;
+	} else {
+		for (size_t k = n; k-- > 0;)
+			if (a[k] == ':') {
+				colon = a + k;
+				break;
+			}
+		if (colon == NULL)
+			return -EINVAL;
+		hn = (size_t)(colon - a);
+	}
+	size_t pn = n - (size_t)(colon + 1 - a);
+	if (hn == 0 || memchr(a, '\0', n) || !port_ok(colon + 1, pn))
+		return -EINVAL;
+	memset(srv, 0, sizeof(*srv));
+	memcpy(srv->addr, a, n);
+	memcpy(srv->host, a + hs, hn);
+	memcpy(srv->port, colon + 1, pn);
+	srv->backoff = CM_AC_BACKOFF_MIN_MS;
+	return 0;
+}
+
+int cm_ac__server_find(struct cm_ac *ac, const char *addr, uint32_t len, bool add)
+{
+	for (uint32_t k = 0; k < ac->n_servers; k++)
+		if (strlen(ac->servers[k].addr) == len && memcmp(ac->servers[k].addr, addr, len) == 0)
+			return (int)k;
+	if (!add)
+		return -ENOENT;
+	if (ac->n_servers == CM_CLIENT_MAX_SERVERS)
+		return -ENOSPC;
+	int rv = server_parse(&ac->servers[ac->n_servers], addr, len);
+	if (rv != 0)
+		return rv;
+	return (int)ac->n_servers++;
+}
+
+int cm_ac__parse_servers(struct cm_ac *ac, const char *list)
+{
+	const char *p = list;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t n = strcspn(p, ", ");
+		if (n == 0)
+			break;
+		int rv = cm_ac__server_find(ac, p, (uint32_t)(n > CM_ADDR_MAX ? CM_ADDR_MAX + 1 : n),
+					    true);
+		if (rv < 0)
+			return -EINVAL;
+		p += n;
+	}
+	ac->n_listed = ac->n_servers;
+	return ac->n_servers > 0 ? 0 : -EINVAL;
+}
+
+static uint32_t jitter(struct cm_ac *ac, uint32_t ms)
+{
+	return ms / 2 + cm_ac__rand(ac, ms / 2 + 1);
+}
+
+void cm_ac__server_failed(struct cm_ac *ac, uint32_t server)
+{
+	struct cm_ac__server *srv = &ac->servers[server];
+	srv->down_until = uv_now(ac->loop) + jitter(ac, srv->backoff);
+	srv->backoff = srv->backoff * 2 > CM_AC_BACKOFF_MAX_MS ? CM_AC_BACKOFF_MAX_MS
+							       : srv->backoff * 2;
+	for (uint32_t k = 0; k < ac->n_groups; k++)
+		if (ac->groups[k].leader == (int32_t)server)
+			ac->groups[k].leader = -1;
+}
+
+void cm_ac__server_ok(struct cm_ac *ac, uint32_t server)
+{
+	ac->servers[server].backoff = CM_AC_BACKOFF_MIN_MS;
+	ac->servers[server].down_until = 0;
+}
+
+static bool usable(const struct cm_ac *ac, uint32_t s, int32_t avoid, uint64_t now)
+{
+	return (int32_t)s != avoid && ac->servers[s].down_until <= now;
+}
+
+/* The next server after home that is not down; if all are, the one that
+ * comes back first (a retry has to go somewhere). */
+static uint32_t next_home(struct cm_ac *ac, int32_t avoid, uint64_t now)
+{
+	uint32_t n = ac->n_servers, best = ac->home;
+	for (uint32_t k = 1; k <= n; k++) {
+		uint32_t s = (ac->home + k) % n;
+		if (usable(ac, s, avoid, now))
+			return s;
+		if ((int32_t)best == avoid ||
+		    ((int32_t)s != avoid && ac->servers[s].down_until < ac->servers[best].down_until))
+			best = s;
+	}
+	return best;
+}
+
+static bool wants_leader(const struct cm_ac__req *rq)
+{
+	return rq->is_write ||
+	       (rq->req.op != CM_OP_STATUS && rq->req.consistency == CM_READ_LINEARIZABLE);
+}
+
+int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq)
+{
+	if (rq->pinned >= 0)
+		return rq->pinned;
+	if (rq->target >= 0) {
+		int32_t s = rq->target; /* a redirect names the leader */
+		rq->target = -1;
+		return s;
+	}
+	uint64_t now = uv_now(ac->loop);
+	if (wants_leader(rq) && rq->pgroup) {
+		struct cm_ac__group *g = cm_ac__group_get(ac, rq->pgroup, false);
+		if (g && g->leader >= 0 && usable(ac, (uint32_t)g->leader, rq->avoid, now))
+			return g->leader;
+	}
+	if (!usable(ac, ac->home, rq->avoid, now))
+		ac->home = next_home(ac, rq->avoid, now);
+	return (int32_t)ac->home;
+}
+
+/* ---- groups: tokens, leaders, prefixes ---- */
+
+struct cm_ac__group *cm_ac__group_get(struct cm_ac *ac, uint64_t id, bool add)
+{
+	if (id == 0)
+		return NULL;
+	for (uint32_t k = 0; k < ac->n_groups; k++)
+		if (ac->groups[k].id == id)
+			return &ac->groups[k];
+	if (!add || ac->n_groups == CM_CLIENT_MAX_GROUPS)
+		return NULL;
+	if ((ac->n_groups & (ac->n_groups - 1)) == 0) { /* 0, 1, 2, 4 ...: grow */
+		uint32_t cap = ac->n_groups ? ac->n_groups * 2 : 4;
+		struct cm_ac__group *g = realloc(ac->groups, cap * sizeof(*g));
+		if (g == NULL)
+			return NULL;
+		ac->groups = g;
+	}
+	struct cm_ac__group *g = &ac->groups[ac->n_groups++];
+	*g = (struct cm_ac__group){.id = id, .leader = -1};
+	return g;
+}
+
+void cm_ac__groups_free(struct cm_ac *ac)
+{
+	for (uint32_t k = 0; k < ac->n_groups; k++)
+		free(ac->groups[k].prefix);
+	free(ac->groups);
+	ac->groups = NULL;
+	ac->n_groups = 0;
+}
+
+static bool is_under(const char *p, uint32_t n, const char *pre, uint32_t pn)
+{
+	if (pn == 1 && pre[0] == '/')
+		return true;
+	return n >= pn && memcmp(p, pre, pn) == 0 && (n == pn || p[pn] == '/');
+}
+
+uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)
+{
+	const struct cm_ac__group *best = NULL;
+	if (len == 0)
+		return 0;
+	for (uint32_t k = 0; k < ac->n_groups; k++) {
+		const struct cm_ac__group *g = &ac->groups[k];
+		if (g->prefix && is_under(path, len, g->prefix, g->plen) &&
+		    (best == NULL || g->plen > best->plen))
+			best = g;
+	}
+	if (best)
+		return best->id;
+	/* No shard map yet: with one group seen, it is the one. */
+	return ac->n_groups == 1 ? ac->groups[0].id : 0;
+}
+
+void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp)
+{
+	struct cm_ac__group *g = cm_ac__group_get(ac, resp->group, true);
+	if (g == NULL)
+		return;
+	if (resp->token > g->token)
+		g->token = resp->token;
+	if (rq == NULL || rq->req.group != 0 || rq->req.path.len == 0)
+		return;
+	if (resp->err == 0 && rq->is_write && rq->srv >= 0)
+		g->leader = rq->srv; /* it just committed a write: it leads */
+	if (rq->pgroup != resp->group && (rq->pgroup != 0 || ac->n_groups > 1))
+		cm_ac__status_map(ac, -1); /* our shard map was wrong or missing */
+}
+
+void cm_ac__status_map(struct cm_ac *ac, int32_t server)
+{
+	uint64_t now = uv_now(ac->loop);
+	if (server < 0) {
+		if (ac->status_pending || now - ac->status_at < CM_AC_STATUS_EVERY_MS)
+			return;
+		ac->status_pending = true;
+		ac->status_at = now;
+	}
+	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
+	int rv = cm_ac__submit(ac, CM_AC_RQ_STATUS_MAP, server, &r, NULL, NULL, NULL);
+	if (rv != 0 && server < 0)
+		ac->status_pending = false; /* a hint only: nothing else to undo */
+}
+
+static void set_prefix(struct cm_ac__group *g, struct cm_bytes p)
+{
+	if (p.len == 0 || p.p[0] != '/' || p.len > CM_PATH_MAX)
+		return; /* e.g. the meta group: no path range */
+	if (g->prefix && g->plen == p.len && memcmp(g->prefix, p.p, p.len) == 0)
+		return;
+	char *s = malloc(p.len + 1);
+	if (s == NULL)
+		return; /* the map is a hint: do without */
+	memcpy(s, p.p, p.len);
+	s[p.len] = '\0';
+	free(g->prefix);
+	g->prefix = s;
+	g->plen = p.len;
+}
+
+void cm_ac__status_merge(struct cm_ac *ac, uint32_t server, const struct cm_resp *resp)
+{
+	for (uint32_t k = 0; k < resp->n_groups; k++) {
+		const struct cm_group_status *gs = &resp->groups[k];
+		struct cm_ac__group *g = cm_ac__group_get(ac, gs->group, true);
+		if (g == NULL)
+			continue;
+		set_prefix(g, gs->prefix);
+		if (gs->role == RAFT_LEADER)
+			g->leader = (int32_t)server;
+		else if (g->leader == (int32_t)server)
+			g->leader = -1;
+	}
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test_ctl.sh CONFMANCTL: confmanctl's usage, argument checks and exit codes
+# that need no server (127.0.0.1:1 refuses connections).
+set -u
+ctl=$1
+fails=0
+out=$(mktemp)
+err=$(mktemp)
+trap 'rm -f -- "$out" "$err"' EXIT
+
+# expect CODE ARGS...: run confmanctl, check the exit code.
+expect() {
+	local want=$1 got
+	shift
+	"$ctl" "$@" >"$out" 2>"$err" </dev/null
+	got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "FAIL: confmanctl $* exited $got, want $want" >&2
+		sed 's/^/  stderr: /' "$err" >&2
+		fails=$((fails + 1))
+	fi
+}
+
+# expect_err PATTERN: the last stderr matches PATTERN (extended regex).
+expect_err() {
+	if ! grep -Eq -- "$1" "$err"; then
+		echo "FAIL: stderr does not match '$1':" >&2
+		sed 's/^/  stderr: /' "$err" >&2
+		fails=$((fails + 1))
+	fi
+}
+
+down=(--servers 127.0.0.1:1 --timeout 300)
+
+expect 0 help
+grep -q '^Exit codes' "$out" || { echo "FAIL: help lists no exit codes" >&2; fails=$((fails + 1)); }
+expect 0 --help
+expect 2
+expect 2 frobnicate
+expect 2 get
+expect 2 get /a /b
+expect 2 --timeout abc get /a
+expect 2 --consistency eventual get /a
+expect 2 --servers 'no-port' get /a
+expect 2 put --if-version x /a v
+expect 2 rm -z /a
+expect 5 "${down[@]}" get /a
+expect_err '^confmanctl: /a: .* \(ECONNREFUSED\)$'
+expect 5 "${down[@]}" put /a v
+expect 6 "${down[@]}" get relative/path
+expect_err '^confmanctl: relative/path: .* \(EINVAL\)$'
+expect 6 "${down[@]}" put /a/../b v
+expect 6 "${down[@]}" ls "/$(printf 'x%.0s' {1..300})"
+expect_err '\(ENAMETOOLONG\)$'
+# A value from stdin over the 4 MiB limit fails before any connection.
+head -c $((4 * 1024 * 1024 + 1)) /dev/zero | "$ctl" "${down[@]}" put /big - >"$out" 2>"$err"
+got=$?
+[ "$got" -eq 6 ] || { echo "FAIL: oversized stdin value exited $got, want 6" >&2; fails=$((fails + 1)); }
+expect_err '\(EFBIG\)$'
+expect 5 "${down[@]}" status
+grep -q 'unreachable' "$out" || { echo "FAIL: status does not say unreachable" >&2; fails=$((fails + 1)); }
+expect 5 "${down[@]}" --json status
+grep -q '"reachable":false' "$out" || { echo "FAIL: status --json: $(cat "$out")" >&2; fails=$((fails + 1)); }
+
+if [ "$fails" -ne 0 ]; then
+	echo "$fails check(s) failed" >&2
+	exit 1
+fi
+echo "all confmanctl checks passed"

@@ -1,0 +1,299 @@
+/* client.h: Confman's client library: an asynchronous core on libuv and a synchronous API. */
+#ifndef CONFMAN_CLIENT_H
+#define CONFMAN_CLIENT_H
+
+/*
+ * The library hides shards, leaders, redirects and retries (DESIGN.md: the
+ * client is the ambassador of the sharding pattern).
+ *
+ * - It keeps at most one TCP connection per server, opened on first use.
+ * - Requests are routed by path (REQ.group = 0); per group it remembers the
+ *   leader and the highest version token (applied index) any answer carried,
+ *   and sends that token with every later request of the group, so a process
+ *   reads its own writes and never reads backwards, whichever replica answers.
+ * - Writes (PUT, DELETE, MKDIR, RENAME) follow NOT_LEADER redirects.
+ * - What is safe is retried with exponential backoff (20 ms doubling to
+ *   500 ms, jittered) until the request's timeout: every read, and a write
+ *   only when it provably was not applied (CM_ENOTLEADER, CM_ENOLEADER,
+ *   CM_ETRANSFERRING, CM_EWRONGSHARD, or a connection that failed before
+ *   the request's frame was handed to the socket).
+ * - A write whose connection broke after its frame was sent fails with -EIO,
+ *   and one that got no answer in time with -ETIMEDOUT: in both cases the
+ *   OUTCOME IS UNKNOWN, the write may or may not have been applied. Use
+ *   CM_PUT_IF_VERSION / CM_PUT_CREATE to make a retry safe.
+ *
+ * Errors are 0 or negative: a negative errno or a CM_E* code of
+ * confman/error.h (cm_strerror(), cm_errname()). Error codes a server
+ * returns for an operation (-ENOENT, -EEXIST, -ECANCELED for a failed CAS,
+ * -ENOTEMPTY, -ENOTDIR, -EISDIR, -EFBIG, -EXDEV, -EINVAL, -ENAMETOOLONG,
+ * -ENOSPC) are passed through unchanged.
+ *
+ * Nothing here is thread-safe: a struct cm_ac belongs to its loop's thread,
+ * a struct cm_client to one thread at a time.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "confman/error.h"
+#include "confman/proto.h"
+
+/* libuv's loop, declared as uv.h does (C11 allows the repeated typedef): a
+ * program using only the synchronous API needs no libuv headers, which do
+ * not compile under strict -std=c17 without a POSIX feature macro. */
+typedef struct uv_loop_s uv_loop_t;
+
+#define CM_CLIENT_DEFAULT_SERVERS "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+#define CM_CLIENT_DEFAULT_CLUSTER "confman"
+#define CM_CLIENT_DEFAULT_TIMEOUT_MS 5000
+#define CM_CLIENT_DEFAULT_OUTSTANDING 4096 /* requests in flight per client */
+#define CM_CLIENT_MAX_SERVERS 64 /* listed plus learned from redirects */
+#define CM_CLIENT_MAX_WATCHES 1024
+#define CM_CLIENT_MAX_GROUPS 4096 /* groups whose token and leader are tracked */
+#define CM_CLIENT_SEND_MAX (16u << 20) /* bytes queued per connection */
+
+/* cm_req.consistency: use the client's default (struct cm_client_opts). */
+#define CM_READ_DEFAULT 0xff
+
+struct cm_client_opts {
+	/* "host:port,host:port" ("[v6addr]:port" too). NULL: $CONFMAN_SERVERS,
+	 * or CM_CLIENT_DEFAULT_SERVERS when that is unset. Borrowed during the
+	 * call that takes the options. */
+	const char *servers;
+	const char *cluster;      /* NULL: CM_CLIENT_DEFAULT_CLUSTER; borrowed */
+	uint32_t timeout_ms;      /* per request, retries included; 0: 5000 */
+	/* Reads whose cm_req.consistency is CM_READ_DEFAULT use this. Zero is
+	 * CM_READ_LINEARIZABLE (the strongest); cm_client_opts_init() picks
+	 * CM_READ_FOLLOWER, DESIGN.md's default. */
+	uint8_t consistency;
+	uint32_t max_outstanding; /* 0: CM_CLIENT_DEFAULT_OUTSTANDING */
+};
+
+/* cm_client_opts_init - fill opts with the defaults (follower reads). */
+void cm_client_opts_init(struct cm_client_opts *opts);
+
+/* ======================== asynchronous core ======================== */
+
+struct cm_ac; /* opaque */
+
+/*
+ * A request's completion: fires exactly once for every request accepted by
+ * cm_ac_submit(). err is 0 or the error; resp is the server's answer when
+ * there is one (also for an error the server returned, e.g. -ENOENT), NULL
+ * when the library gave up (-ETIMEDOUT, -EIO, -ECANCELED, ...). resp and
+ * everything it points at are valid only during the call.
+ */
+typedef void (*cm_ac_cb)(void *arg, int err, const struct cm_resp *resp);
+
+/*
+ * A watch's events: (0, ev) per event, in the order the server sent them,
+ * ev valid during the call only; then, unless cm_ac_unwatch() stopped it,
+ * exactly one final call (err < 0, NULL).
+ */
+typedef void (*cm_ac_event_cb)(void *arg, int err, const struct cm_event *ev);
+
+typedef void (*cm_ac_close_cb)(void *arg);
+
+/*
+ * cm_ac_new - create a client on loop. Nothing is connected until the first
+ * request.
+ * @loop: borrowed; must outlive the client (until the close callback)
+ * @opts: copied; NULL means all defaults (cm_client_opts_init())
+ * @out:  the client, freed by cm_ac_close()
+ * Returns 0, -EINVAL (malformed server list, empty list, too many servers,
+ * cluster id longer than CM_CLUSTER_MAX, bad consistency), -ENOMEM.
+ */
+int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac **out);
+
+/*
+ * cm_ac_submit - send a request; cb fires exactly once, later (never from
+ * inside this call).
+ * @req: borrowed for the call (path, path2 and value are copied). The
+ *       library fills id and token; group 0 means "route by path", which is
+ *       what callers normally want. consistency may be CM_READ_DEFAULT.
+ *       op is GET, LIST, PUT, DELETE, MKDIR, RENAME or STATUS (watches have
+ *       their own functions).
+ * Returns 0, or (and then cb never fires):
+ *   -EINVAL       bad op, consistency, or path (must be absolute and clean:
+ *                 no "//", ".", "..", trailing '/', NUL), RENAME without
+ *                 a valid path2
+ *   -ENAMETOOLONG a path over CM_PATH_MAX or a component over CM_NAME_MAX
+ *   -EFBIG        value over CM_VALUE_MAX_LIMIT
+ *   -EBUSY        max_outstanding requests already in flight
+ *   -ECANCELED    the client is closing
+ *   -ENOMEM
+ * Errors cb may get: anything the server returns for the op, -ETIMEDOUT
+ * (deadline passed; for a write the outcome is unknown), -EIO (a write's
+ * connection broke after sending: outcome unknown), -ECONNREFUSED (no
+ * server accepted a connection before the deadline), CM_ENOLEADER (none
+ * known before the deadline), CM_EUNKNOWNPEER or -EPROTO (a server refused
+ * the handshake: wrong cluster id or protocol version), -ECANCELED
+ * (cm_ac_close()), -ENOMEM.
+ */
+int cm_ac_submit(struct cm_ac *ac, const struct cm_req *req, cm_ac_cb cb, void *arg);
+
+/*
+ * cm_ac_submit_to - like cm_ac_submit() but always to one server ("host:port",
+ * listed or not) and without failing over: for STATUS of a given node. A
+ * refused connection fails the request at once (-ECONNREFUSED).
+ * Returns as cm_ac_submit(), and -EINVAL for a malformed address, -ENOSPC
+ * when CM_CLIENT_MAX_SERVERS are known already.
+ */
+int cm_ac_submit_to(struct cm_ac *ac, const char *server, const struct cm_req *req, cm_ac_cb cb,
+		    void *arg);
+
+/*
+ * cm_ac_watch - watch every change under prefix (the prefix itself included).
+ * @from_index: deliver changes from this log index on; 0 means from now.
+ * @watch_id:   out, the handle for cm_ac_unwatch(); may be NULL
+ * When a connection drops the watch re-subscribes on another server from the
+ * index after the last event delivered, so no change is lost or repeated; an
+ * event of kind CM_EV_RESYNC means history was compacted away: re-read
+ * what you cache. The watch ends (final callback) with -ECANCELED on
+ * cm_ac_close(), with the server's error if it refused the watch, or with
+ * -ETIMEDOUT if no server accepted a (re-)subscription within the timeout.
+ * Caveat: one from_index is kept per watch; a prefix spanning several shards
+ * (groups) resumes from the index of the group that sent the last event.
+ * Returns 0, -EINVAL / -ENAMETOOLONG (bad prefix), -EBUSY
+ * (CM_CLIENT_MAX_WATCHES), -ECANCELED (closing), -ENOMEM.
+ */
+int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac_event_cb cb,
+		void *arg, uint64_t *watch_id);
+
+/*
+ * cm_ac_unwatch - stop a watch: its callback is never called again (not even
+ * the final call), from the moment this returns. May be called from the
+ * watch's own callback. Returns 0, -ENOENT (unknown or finished watch).
+ */
+int cm_ac_unwatch(struct cm_ac *ac, uint64_t watch_id);
+
+/*
+ * cm_ac_close - shut the client down: every pending request completes with
+ * -ECANCELED and every watch ends with -ECANCELED (callbacks fire during this
+ * call), connections close, and cb (may be NULL) fires once every handle is
+ * closed; the client's memory is then gone. May be called from a callback.
+ * Calling it twice is a programming error.
+ */
+void cm_ac_close(struct cm_ac *ac, cm_ac_close_cb cb, void *arg);
+
+/* cm_ac_token - the highest version token seen for group (0 if none). */
+uint64_t cm_ac_token(const struct cm_ac *ac, uint64_t group);
+
+/* ======================== synchronous API ======================== */
+
+struct cm_client; /* opaque; runs a private loop inside each call */
+
+/*
+ * cm_client_open - create a synchronous client; nothing is connected yet.
+ * @opts: copied; NULL for the defaults
+ * @out:  freed with cm_client_close()
+ * Returns 0, -EINVAL (see cm_ac_new()), -ENOMEM.
+ */
+int cm_client_open(const struct cm_client_opts *opts, struct cm_client **out);
+
+/* cm_client_close - close connections and free c (NULL is fine). */
+void cm_client_close(struct cm_client *c);
+
+/*
+ * cm_get - read a file.
+ * @path:  absolute path, NUL-terminated
+ * @value: out, malloc'd copy of the value (NUL-terminated for convenience,
+ *         the terminator not counted in len); the caller frees it. May be NULL.
+ * @len:   out, bytes of the value (may be NULL)
+ * @attr:  out, its metadata (may be NULL)
+ * Returns 0, -ENOENT, -EISDIR (a directory), -EINVAL / -ENAMETOOLONG (bad
+ * path), -ETIMEDOUT, -ECONNREFUSED, CM_ENOLEADER (linearizable reads),
+ * -ENOMEM, and the other cm_ac_submit() errors.
+ */
+int cm_get(struct cm_client *c, const char *path, void **value, uint32_t *len,
+	   struct cm_attr *attr);
+
+/*
+ * cm_put - create or replace a file.
+ * @flags:      0, or CM_PUT_IF_VERSION (compare-and-set against if_version,
+ *              0 meaning "must not exist"), CM_PUT_CREATE (must not exist)
+ * @attr:       out, the node after the write (new version); may be NULL
+ * Returns 0, -ECANCELED (CAS: the version differed), -EEXIST (CM_PUT_CREATE
+ * and it exists), -ENOENT (parent missing, if the server requires it),
+ * -EISDIR, -ENOTDIR, -EFBIG (value over the server's limit), -EINVAL /
+ * -ENAMETOOLONG (bad path or flags), -ETIMEDOUT / -EIO (outcome unknown),
+ * CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
+ */
+int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t len,
+	   uint32_t flags, uint64_t if_version, struct cm_attr *attr);
+
+/*
+ * cm_delete - remove a file, or a directory with CM_DEL_DIR (must be empty)
+ * or CM_DEL_RECURSIVE (with everything below it).
+ * Returns 0, -ENOENT, -ENOTEMPTY, -EISDIR (a directory without a DEL flag),
+ * -ENOTDIR (CM_DEL_DIR on a file), -EINVAL, -ETIMEDOUT / -EIO (outcome
+ * unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
+ */
+int cm_delete(struct cm_client *c, const char *path, uint32_t flags);
+
+/*
+ * cm_mkdir - create a directory; mode 0 means 0755.
+ * Returns 0, -EEXIST, -ENOENT, -ENOTDIR, -EINVAL, -ENAMETOOLONG, -ETIMEDOUT /
+ * -EIO (outcome unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
+ */
+int cm_mkdir(struct cm_client *c, const char *path, uint32_t mode, struct cm_attr *attr);
+
+/*
+ * cm_rename - move from to to, atomically (one Raft entry) within a shard.
+ * Returns 0, -ENOENT, -EEXIST / -ENOTEMPTY (target in the way), -EXDEV
+ * (different shards), -EINVAL (e.g. into its own subtree), -ETIMEDOUT / -EIO
+ * (outcome unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
+ */
+int cm_rename(struct cm_client *c, const char *from, const char *to, struct cm_attr *attr);
+
+struct cm_list_entry {
+	char *name; /* NUL-terminated, owned by the array */
+	struct cm_attr attr;
+};
+
+/*
+ * cm_list - the children of a directory, in byte order of name.
+ * @ents: out, malloc'd array freed with cm_list_free() (NULL when n is 0)
+ * Returns 0, -ENOENT, -ENOTDIR, -EINVAL, -ETIMEDOUT, -ECONNREFUSED,
+ * CM_ENOLEADER, -ENOMEM.
+ */
+int cm_list(struct cm_client *c, const char *path, struct cm_list_entry **ents, uint32_t *n);
+void cm_list_free(struct cm_list_entry *ents, uint32_t n);
+
+struct cm_group_info {
+	uint64_t group;
+	char *prefix; /* owned by the status */
+	uint8_t role; /* 1 follower, 2 pre-candidate, 3 candidate, 4 leader */
+	uint64_t term, leader, commit, applied, last, snap_index;
+	uint32_t n_members;
+	uint64_t members[12];
+};
+
+struct cm_node_status {
+	uint64_t node_id;
+	uint32_t n_groups;
+	struct cm_group_info *groups; /* owned */
+};
+
+/*
+ * cm_status - ask one server ("host:port") for its node id and groups.
+ * @out: freed with cm_status_free()
+ * Returns 0, -ECONNREFUSED, -ETIMEDOUT, -EINVAL (bad address), -ENOMEM.
+ */
+int cm_status(struct cm_client *c, const char *server, struct cm_node_status **out);
+void cm_status_free(struct cm_node_status *st);
+
+/* Return 0 to go on watching, nonzero to stop. */
+typedef int (*cm_watch_fn)(void *arg, const struct cm_event *ev);
+
+/*
+ * cm_watch - call fn for each change under prefix from from_index (0: from
+ * now), blocking, until fn returns nonzero or the watch fails.
+ * Returns fn's nonzero value, or -EINVAL / -ENAMETOOLONG (bad prefix),
+ * -ETIMEDOUT (no server took the (re-)subscription within the timeout), the
+ * server's error for the watch, -ENOMEM.
+ */
+int cm_watch(struct cm_client *c, const char *prefix, uint64_t from_index, cm_watch_fn fn,
+	     void *arg);
+
+#endif /* CONFMAN_CLIENT_H */

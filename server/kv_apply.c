@@ -1,0 +1,404 @@
+/* kv_apply.c: applying a committed command: PUT, MKDIR, DELETE, RENAME. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "confman/path.h"
+#include "server/kv.h"
+#include "server/kv_int.h"
+
+/*
+ * Every operation decides all its errors before its first write: an
+ * operation error must leave the group unchanged, and the transaction is
+ * shared with other groups, so nothing can be rolled back by aborting it.
+ */
+struct apply {
+	struct cm_kv__ctx c;
+	const struct cm_kv_cmd *cmd;
+	uint64_t index;
+	uint32_t made;  /* nodes created so far: the low bits of the next ino */
+	bool wrote;     /* anything written yet (then only storage errors may follow) */
+	struct cm_kv_result *res;
+};
+
+static uint64_t ino_next(struct apply *a)
+{
+	assert(a->made < (1u << CM_KV_INO_SHIFT));
+	return a->index << CM_KV_INO_SHIFT | a->made++;
+}
+
+static struct cm_attr attr_new(const struct apply *a, uint32_t mode, uint32_t size)
+{
+	return (struct cm_attr){
+		.mode = mode,
+		.uid = a->cmd->uid,
+		.gid = a->cmd->gid,
+		.mtime_ns = a->cmd->stamp_ns,
+		.ctime_ns = a->cmd->stamp_ns,
+		.create_index = a->index,
+		.mod_index = a->index,
+		.version = 1,
+		.size = size,
+	};
+}
+
+/* The name of path's node under its parent ("" for "/"). */
+static struct cm_bytes base(struct cm_bytes path)
+{
+	return path.len == 1 ? (struct cm_bytes){"", 0} : cm_kv__basename(path.p, path.len);
+}
+
+static int put(struct apply *a, uint64_t parent, struct cm_bytes name, const struct cm_kv__node *n)
+{
+	a->wrote = true;
+	return cm_kv__node_put(&a->c, parent, name.p, name.len, n);
+}
+
+static int del(struct apply *a, uint64_t parent, struct cm_bytes name)
+{
+	a->wrote = true;
+	return cm_kv__node_del(&a->c, parent, name.p, name.len);
+}
+
+/* The change succeeded: report it and record its event. */
+static int done(struct apply *a, uint8_t kind, const struct cm_attr *attr)
+{
+	struct cm_bytes none = {"", 0};
+	a->res->attr = *attr;
+	a->res->event_kind = kind;
+	a->wrote = true;
+	return cm_kv__event_put(&a->c, a->index, kind, a->cmd->path,
+				kind == CM_EV_RENAME ? a->cmd->path2 : none, attr);
+}
+
+/* CM_PUT_IF_VERSION: the node's version (0: absent) must be the expected one. */
+static int cas_check(const struct apply *a, uint64_t version)
+{
+	if ((a->cmd->flags & CM_PUT_IF_VERSION) && a->cmd->version != version)
+		return -ECANCELED;
+	return 0;
+}
+
+/* mkdir -p of path's missing ancestors, from where walk w stopped; *parent: the last one. */
+static int make_parents(struct apply *a, const struct cm_kv__walk *w, struct cm_bytes path,
+			uint64_t *parent)
+{
+	assert(!w->found);
+	uint64_t cur = w->dir;
+	for (uint32_t start = w->miss;;) {
+		uint32_t end = start;
+		while (end < path.len && path.p[end] != '/')
+			end++;
+		if (end == path.len)
+			break;
+		struct cm_kv__node n = {
+			.attr = attr_new(a, S_IFDIR | 0755, 0),
+			.ino = ino_next(a),
+			.value = {"", 0},
+		};
+		int rc = put(a, cur, (struct cm_bytes){path.p + start, end - start}, &n);
+		if (rc != 0)
+			return rc;
+		cur = n.ino;
+		start = end + 1;
+	}
+	*parent = cur;
+	return 0;
+}
+
+/* A copy of a value read from LMDB: the next write may move what it points at. */
+static int value_copy(struct cm_bytes v, char **copy)
+{
+	*copy = malloc(v.len ? v.len : 1);
+	if (*copy == NULL)
+		return -ENOMEM;
+	if (v.len != 0)
+		memcpy(*copy, v.p, v.len);
+	return 0;
+}
+
+/* PUT with CM_PUT_KEEP_VALUE: chmod/chown (with CM_SET_MODE), value untouched. */
+static int put_keep(struct apply *a, const struct cm_kv__walk *w)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	struct cm_kv__node n = w->node;
+	uint32_t type = k->mode & S_IFMT;
+	if (type != 0 && type != (n.attr.mode & S_IFMT))
+		return -EINVAL; /* a type changes only with new content */
+	char *copy;
+	int rc = value_copy(n.value, &copy);
+	if (rc != 0)
+		return rc;
+	n.value.p = copy;
+	if (k->flags & CM_SET_MODE) {
+		n.attr.mode = (n.attr.mode & S_IFMT) | (k->mode & 07777);
+		n.attr.uid = k->uid;
+		n.attr.gid = k->gid;
+	}
+	n.attr.ctime_ns = k->stamp_ns;
+	n.attr.version++;
+	n.attr.mod_index = a->index;
+	rc = put(a, w->parent, base(k->path), &n);
+	free(copy);
+	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
+}
+
+/* PUT onto an existing node. */
+static int put_existing(struct apply *a, const struct cm_kv__walk *w)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	const struct cm_attr *old = &w->node.attr;
+	if (S_ISDIR(old->mode) && !(k->flags & CM_PUT_KEEP_VALUE))
+		return -EISDIR;
+	if (k->flags & CM_PUT_CREATE)
+		return -EEXIST;
+	int rc = cas_check(a, old->version);
+	if (rc != 0)
+		return rc;
+	if (k->flags & CM_PUT_KEEP_VALUE)
+		return put_keep(a, w);
+	uint32_t type = k->mode & S_IFMT;
+	if (type != 0 && type != S_IFREG && type != S_IFLNK)
+		return -EINVAL;
+	struct cm_kv__node n = w->node;
+	n.attr.mode = (type ? type : (old->mode & S_IFMT)) | (old->mode & 07777);
+	if (k->flags & CM_SET_MODE) {
+		n.attr.mode = (n.attr.mode & S_IFMT) | (k->mode & 07777);
+		n.attr.uid = k->uid;
+		n.attr.gid = k->gid;
+	}
+	n.value = k->value;
+	n.attr.size = k->value.len;
+	n.attr.mtime_ns = n.attr.ctime_ns = k->stamp_ns;
+	n.attr.version++;
+	n.attr.mod_index = a->index;
+	rc = put(a, w->parent, base(k->path), &n);
+	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
+}
+
+static int op_put(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	uint32_t limit = k->max_value ? k->max_value : CM_VALUE_MAX_DEFAULT;
+	if (!(k->flags & CM_PUT_KEEP_VALUE) && k->value.len > limit)
+		return -EFBIG;
+	struct cm_kv__walk w;
+	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
+	if (rc != 0)
+		return rc;
+	if (w.found)
+		return put_existing(a, &w);
+	if (k->flags & CM_PUT_KEEP_VALUE)
+		return -ENOENT; /* chmod of nothing */
+	rc = cas_check(a, 0);
+	if (rc != 0)
+		return rc;
+	uint32_t type = k->mode & S_IFMT;
+	if (type != 0 && type != S_IFREG && type != S_IFLNK)
+		return -EINVAL;
+	uint32_t mode = k->mode == 0 ? (S_IFREG | 0644) : ((type ? type : S_IFREG) | (k->mode & 07777));
+	uint64_t parent;
+	rc = make_parents(a, &w, k->path, &parent);
+	if (rc != 0)
+		return rc;
+	struct cm_kv__node n = {
+		.attr = attr_new(a, mode, k->value.len),
+		.ino = ino_next(a),
+		.value = k->value,
+	};
+	rc = put(a, parent, base(k->path), &n);
+	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
+}
+
+static int op_mkdir(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	struct cm_kv__walk w;
+	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
+	if (rc != 0)
+		return rc;
+	if (w.found)
+		return -EEXIST;
+	rc = cas_check(a, 0);
+	if (rc != 0)
+		return rc;
+	uint32_t type = k->mode & S_IFMT;
+	if (type != 0 && type != S_IFDIR)
+		return -EINVAL;
+	uint32_t mode = k->mode == 0 ? (S_IFDIR | 0755) : (S_IFDIR | (k->mode & 07777));
+	uint64_t parent;
+	rc = make_parents(a, &w, k->path, &parent);
+	if (rc != 0)
+		return rc;
+	struct cm_kv__node n = {.attr = attr_new(a, mode, 0), .ino = ino_next(a), .value = {"", 0}};
+	rc = put(a, parent, base(k->path), &n);
+	return rc ? rc : done(a, CM_EV_MKDIR, &n.attr);
+}
+
+static int op_delete(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	if (k->path.len == 1)
+		return -EINVAL; /* "/" always exists */
+	struct cm_kv__walk w;
+	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
+	if (rc != 0)
+		return rc;
+	if (!w.found)
+		return -ENOENT;
+	rc = cas_check(a, w.node.attr.version);
+	if (rc != 0)
+		return rc;
+	bool dir = S_ISDIR(w.node.attr.mode);
+	bool recursive = k->flags & CM_DEL_RECURSIVE;
+	if (dir && !recursive && !(k->flags & CM_DEL_DIR))
+		return -EISDIR;
+	if (!dir && !recursive && (k->flags & CM_DEL_DIR))
+		return -ENOTDIR;
+	if (dir && !recursive) {
+		rc = cm_kv__dir_has_children(&a->c, w.node.ino);
+		if (rc != 0)
+			return rc > 0 ? -ENOTEMPTY : rc;
+	}
+	struct cm_attr attr = w.node.attr;
+	if (dir && recursive) {
+		a->wrote = true;
+		rc = cm_kv__tree_delete(&a->c, w.node.ino);
+	}
+	rc = rc ? rc : del(a, w.parent, base(k->path));
+	return rc ? rc : done(a, CM_EV_DELETE, &attr);
+}
+
+/* rename(2)'s rules for an existing target t replaced by source s. */
+static int rename_target_check(struct apply *a, const struct cm_attr *s, const struct cm_kv__node *t)
+{
+	if (a->cmd->flags & CM_PUT_CREATE)
+		return -EEXIST; /* RENAME_NOREPLACE */
+	int rc = cas_check(a, t->attr.version);
+	if (rc != 0)
+		return rc;
+	if (S_ISDIR(s->mode) && !S_ISDIR(t->attr.mode))
+		return -ENOTDIR;
+	if (!S_ISDIR(s->mode) && S_ISDIR(t->attr.mode))
+		return -EISDIR;
+	if (!S_ISDIR(t->attr.mode))
+		return 0;
+	rc = cm_kv__dir_has_children(&a->c, t->ino);
+	return rc > 0 ? -ENOTEMPTY : rc;
+}
+
+/* The writes of a rename whose checks all passed. */
+static int rename_do(struct apply *a, const struct cm_kv__walk *src, const struct cm_kv__walk *dst)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	struct cm_kv__node n = src->node;
+	char *copy;
+	int rc = value_copy(n.value, &copy);
+	if (rc != 0)
+		return rc;
+	n.value.p = copy;
+	/* The path's version never goes back: a CAS holding the replaced
+	 * target's version must fail against what replaced it. */
+	uint64_t v = dst->found && dst->node.attr.version > n.attr.version ? dst->node.attr.version
+									   : n.attr.version;
+	n.attr.version = v + 1;
+	n.attr.mod_index = a->index;
+	n.attr.ctime_ns = k->stamp_ns;
+	uint64_t parent = dst->parent;
+	if (dst->found)
+		rc = del(a, dst->parent, base(k->path2));
+	else
+		rc = make_parents(a, dst, k->path2, &parent);
+	rc = rc ? rc : del(a, src->parent, base(k->path));
+	/* A directory's children hang off its ino: they move with it. */
+	rc = rc ? rc : put(a, parent, base(k->path2), &n);
+	free(copy);
+	return rc ? rc : done(a, CM_EV_RENAME, &n.attr);
+}
+
+static int op_rename(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	if (k->path.len == 1 || k->path2.len == 1)
+		return -EINVAL;
+	struct cm_kv__walk src, dst;
+	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &src);
+	if (rc != 0)
+		return rc;
+	if (!src.found)
+		return -ENOENT;
+	if (k->path.len == k->path2.len && memcmp(k->path.p, k->path2.p, k->path.len) == 0) {
+		a->res->attr = src.node.attr; /* rename(2) onto itself: nothing to do */
+		return 0;
+	}
+	bool dir = S_ISDIR(src.node.attr.mode);
+	if (dir && cm_path_is_under(k->path2.p, k->path2.len, k->path.p, k->path.len))
+		return -EINVAL; /* into its own subtree */
+	rc = cm_kv__walk(&a->c, k->path2.p, k->path2.len, &dst);
+	if (rc != 0)
+		return rc;
+	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, 0);
+	if (rc == 0 && dir)
+		rc = cm_kv__tree_fits(&a->c, src.node.ino, k->path.len, k->path2.len);
+	if (rc != 0)
+		return rc;
+	/* The walks' values point into LMDB; src.node's is copied in rename_do. */
+	return rename_do(a, &src, &dst);
+}
+
+static int op_dispatch(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	int rc = cm_path_validate(k->path.p, k->path.len);
+	if (rc == 0 && k->op == CM_OP_RENAME)
+		rc = cm_path_validate(k->path2.p, k->path2.len);
+	if (rc != 0)
+		return rc;
+	if (a->index >= (UINT64_C(1) << (64 - CM_KV_INO_SHIFT)))
+		return -EOVERFLOW; /* no inos left; ~2^48 entries is centuries away */
+	switch (k->op) {
+	case CM_OP_PUT:
+		return op_put(a);
+	case CM_OP_MKDIR:
+		return op_mkdir(a);
+	case CM_OP_DELETE:
+		return op_delete(a);
+	case CM_OP_RENAME:
+		return op_rename(a);
+	default:
+		return -EBADMSG; /* cm_kv_cmd_decode lets no other op through */
+	}
+}
+
+static bool is_storage_err(int rc)
+{
+	return rc == -ENOSPC || rc == -EIO || rc == -ENOMEM;
+}
+
+int cm_kv_apply(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
+		const void *cmd, uint32_t len, struct cm_kv_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	msgpack_unpacked up;
+	struct cm_kv_cmd k;
+	int rc = cm_kv_cmd_decode(cmd, len, &up, &k);
+	msgpack_unpacked_destroy(&up); /* k points into cmd, not into up */
+	if (rc != 0) {
+		res->err = -EBADMSG; /* the same on every replica: a result */
+		return 0;
+	}
+	struct apply a = {.cmd = &k, .index = index, .res = res};
+	cm_kv__ctx_init(&a.c, s, txn, group);
+	rc = op_dispatch(&a);
+	if (rc == 0 || is_storage_err(rc))
+		return rc;
+	/* An operation error after a write would leave half a change behind:
+	 * that is a bug or corruption, and the transaction must not commit. */
+	if (a.wrote)
+		return -EIO;
+	memset(res, 0, sizeof(*res));
+	res->err = rc;
+	return 0;
+}

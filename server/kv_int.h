@@ -1,0 +1,131 @@
+/* kv_int.h: what the kv module's files share: records, keys, path walking, a msgpack reader. */
+#ifndef CONFMAN_KV_INT_H
+#define CONFMAN_KV_INT_H
+
+#include <assert.h>
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "confman/proto.h"
+#include "server/kv.h"
+
+/*
+ * Layout (see kv.h for why it is not keyed by path):
+ *
+ *   key    group u64 BE, parent ino u64 BE, name (0..CM_NAME_MAX bytes)
+ *   record attr (CM_KV_ATTR_BYTES, below), ino u64 LE, value (attr.size bytes)
+ *   attr   mode u32, uid u32, gid u32, mtime i64, ctime i64, create_index u64,
+ *          mod_index u64, version u64, size u32 -- all little-endian
+ *
+ * "/" is the only node with parent 0 (and an empty name); its ino is 1. Every
+ * other ino is (index << 16 | n) for the n-th node created by the command at
+ * log index `index`: unique forever, and the same on every replica.
+ *
+ *   event  kind u8, 0, path len u16 LE, path2 len u16 LE, 0, 0, attr, path, path2
+ */
+#define CM_KV_ATTR_BYTES 56
+#define CM_KV_REC_HDR (CM_KV_ATTR_BYTES + 8)
+#define CM_KV_EV_HDR (8 + CM_KV_ATTR_BYTES)
+#define CM_KV_KEY_HDR 16
+#define CM_KV_KEY_MAX (CM_KV_KEY_HDR + CM_NAME_MAX)
+#define CM_KV_ROOT_INO 1u
+#define CM_KV_INO_SHIFT 16
+#define CM_KV_MAX_DEPTH (CM_PATH_MAX / 2) /* "/a/a/...": 2 bytes per component */
+
+static_assert(CM_KV_KEY_MAX <= 511, "kv keys must fit LMDB's default key size limit");
+static_assert((1u << CM_KV_INO_SHIFT) > CM_KV_MAX_DEPTH + 1, "a command creates at most depth nodes");
+
+/* One node as stored. value borrowed from LMDB: valid until the next write in the txn. */
+struct cm_kv__node {
+	struct cm_attr attr;
+	uint64_t ino;
+	struct cm_bytes value;
+};
+
+/* The databases and group one operation works on. */
+struct cm_kv__ctx {
+	MDB_txn *txn;
+	MDB_dbi kv;
+	MDB_dbi events;
+	uint64_t group;
+};
+
+void cm_kv__ctx_init(struct cm_kv__ctx *c, struct cm_store *s, MDB_txn *txn, uint64_t group);
+
+/* Attr to and from its fixed little-endian layout. */
+void cm_kv__attr_enc(uint8_t *b, const struct cm_attr *a);
+void cm_kv__attr_dec(const uint8_t *b, struct cm_attr *a);
+
+/* Build the key of (parent, name) into kb (CM_KV_KEY_MAX bytes); returns its length. */
+uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *name, uint32_t nlen);
+
+/* Decode a record: 0 or -EIO (too short, size disagrees with length). */
+int cm_kv__node_dec(const void *rec, size_t len, struct cm_kv__node *n);
+
+/* One node by (parent, name): 0, -ENOENT, -EIO. "/" is synthesised when never written. */
+int cm_kv__node_get(const struct cm_kv__ctx *c, uint64_t parent, const char *name, uint32_t nlen,
+		    struct cm_kv__node *n);
+/* Write a node; value is copied (it must not point into the store). 0, -ENOSPC, -EIO. */
+int cm_kv__node_put(const struct cm_kv__ctx *c, uint64_t parent, const char *name, uint32_t nlen,
+		    const struct cm_kv__node *n);
+int cm_kv__node_del(const struct cm_kv__ctx *c, uint64_t parent, const char *name, uint32_t nlen);
+/*
+ * Iterate the children of directory dir with cursor cur, in name order:
+ * first/next return 0 with the child's key and record in k, v; -ENOENT when
+ * there are no more; a storage error. child_dec decodes them (-EIO if corrupt).
+ */
+int cm_kv__child_first(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t dir, MDB_val *k, MDB_val *v);
+int cm_kv__child_next(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t dir, MDB_val *k, MDB_val *v);
+int cm_kv__child_dec(const MDB_val *k, const MDB_val *v, struct cm_bytes *name, struct cm_kv__node *n);
+/* Whether directory ino has any child: 1, 0, or a negative storage error. */
+int cm_kv__dir_has_children(const struct cm_kv__ctx *c, uint64_t ino);
+
+/*
+ * Resolve a valid path. On 0: found says whether the node exists; if it does,
+ * node and parent are set; if not, dir is the deepest existing directory on
+ * the way and miss the offset in the path of the first missing component.
+ * -ENOTDIR: a component before the last is not a directory. -EIO: corrupt.
+ */
+struct cm_kv__walk {
+	bool found;
+	uint64_t parent;
+	struct cm_kv__node node;
+	uint64_t dir;
+	uint32_t miss;
+};
+int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct cm_kv__walk *w);
+
+/*
+ * Subtrees. tree_delete deletes everything below directory ino (not ino
+ * itself): 0 or a storage error. tree_fits says whether every path below
+ * directory ino, now at a path of oldlen bytes, still fits CM_PATH_MAX at a
+ * path of newlen bytes: 0, -ENAMETOOLONG, or a storage error.
+ */
+int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino);
+int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen);
+
+/* The last component of a valid path other than "/". */
+struct cm_bytes cm_kv__basename(const char *p, uint32_t len);
+
+/* Append an event record at index. 0, -ENOSPC, -EIO. */
+int cm_kv__event_put(const struct cm_kv__ctx *c, uint64_t index, uint8_t kind, struct cm_bytes path,
+		     struct cm_bytes path2, const struct cm_attr *attr);
+
+/*
+ * A bounds-checked msgpack reader over a buffer: every function consumes one
+ * object of the named type or returns -EBADMSG without reading past end.
+ * Nothing is allocated, whatever lengths the bytes declare.
+ */
+struct cm_kv__rd {
+	const uint8_t *p;
+	const uint8_t *end;
+};
+int cm_kv__rd_array(struct cm_kv__rd *r, uint32_t *n);
+int cm_kv__rd_u64(struct cm_kv__rd *r, uint64_t *v);
+int cm_kv__rd_u32(struct cm_kv__rd *r, uint32_t *v);
+int cm_kv__rd_i64(struct cm_kv__rd *r, int64_t *v);
+int cm_kv__rd_str(struct cm_kv__rd *r, struct cm_bytes *b);
+int cm_kv__rd_bin(struct cm_kv__rd *r, struct cm_bytes *b);
+
+#endif /* CONFMAN_KV_INT_H */

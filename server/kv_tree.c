@@ -1,0 +1,100 @@
+/* kv_tree.c: walks over a whole subtree: recursive delete, and the path-length check of a move. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "server/kv.h"
+#include "server/kv_int.h"
+
+/* A growable stack of u64, for walking subtrees without recursion. */
+struct stack {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int push(struct stack *s, uint64_t x)
+{
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 32;
+		uint64_t *nv = realloc(s->v, ncap * sizeof(*nv));
+		if (nv == NULL)
+			return -ENOMEM;
+		s->v = nv;
+		s->cap = ncap;
+	}
+	s->v[s->n++] = x;
+	return 0;
+}
+
+int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	struct stack st = {0};
+	rc = push(&st, ino);
+	while (rc == 0 && st.n != 0) {
+		uint64_t dir = st.v[--st.n];
+		MDB_val k, v;
+		/* Each deletion shrinks the tree, so even a corrupt tree whose
+		 * inos form a cycle cannot keep this loop going. */
+		while ((rc = cm_kv__child_first(c, cur, dir, &k, &v)) == 0) {
+			struct cm_bytes name;
+			struct cm_kv__node n;
+			rc = cm_kv__child_dec(&k, &v, &name, &n);
+			if (rc == 0 && S_ISDIR(n.attr.mode))
+				rc = push(&st, n.ino);
+			if (rc == 0)
+				rc = cm_store_mdb_err(mdb_cursor_del(cur, 0));
+			if (rc != 0)
+				break;
+		}
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	free(st.v);
+	mdb_cursor_close(cur);
+	return rc;
+}
+
+int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen)
+{
+	if (newlen <= oldlen)
+		return 0;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	struct stack st = {0}; /* pairs: ino, length of its path relative to src */
+	rc = push(&st, ino);
+	rc = rc ? rc : push(&st, 0);
+	while (rc == 0 && st.n != 0) {
+		uint64_t rel = st.v[--st.n], dir = st.v[--st.n];
+		MDB_val k, v;
+		for (rc = cm_kv__child_first(c, cur, dir, &k, &v); rc == 0;
+		     rc = cm_kv__child_next(c, cur, dir, &k, &v)) {
+			struct cm_bytes name;
+			struct cm_kv__node n;
+			rc = cm_kv__child_dec(&k, &v, &name, &n);
+			if (rc != 0)
+				break;
+			uint64_t crel = rel + 1 + name.len;
+			/* Lengths grow at every level: this also ends a corrupt cycle. */
+			if (newlen + crel > CM_PATH_MAX)
+				rc = -ENAMETOOLONG;
+			if (rc == 0 && S_ISDIR(n.attr.mode)) {
+				rc = push(&st, n.ino);
+				rc = rc ? rc : push(&st, crel);
+			}
+			if (rc != 0)
+				break;
+		}
+		if (rc == -ENOENT)
+			rc = 0;
+	}
+	free(st.v);
+	mdb_cursor_close(cur);
+	return rc;
+}
+

@@ -1,0 +1,14 @@
+/* store_int.h: what store.c and store_log.c share; nothing outside the store includes it. */
+#ifndef CONFMAN_STORE_INT_H
+#define CONFMAN_STORE_INT_H
+
+#include <lmdb.h>
+
+#include "server/store.h"
+
+struct cm_store {
+	MDB_env *env; /* owned */
+	struct cm_store_dbs dbs;
+};
+
+#endif /* CONFMAN_STORE_INT_H */

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Integration: a 3-node confmand cluster on loopback under crashes and restarts."""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Cluster, run  # noqa: E402
+
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "17100"))
+
+
+def test_basic_operations():
+    c = Cluster(base_port=BASE).up()
+    try:
+        c.leader()
+        c.ctl("put", "/app/db/host", "db1", check=True)
+        rc, out, _ = c.ctl("get", "/app/db/host")
+        assert rc == 0 and out == b"db1", (rc, out)
+        c.ctl("mkdir", "/app/empty", check=True)
+        rc, out, _ = c.ctl("ls", "/app")
+        assert out.split() == [b"db", b"empty"], out
+        rc, _, _ = c.ctl("put", "--if-version", "7", "/app/db/host", "x")
+        assert rc == 4, "CAS conflict must exit 4, got %d" % rc
+        c.ctl("mv", "/app/db/host", "/app/db/primary", check=True)
+        rc, _, _ = c.ctl("get", "/app/db/host")
+        assert rc == 3, "not found must exit 3, got %d" % rc
+        rc, _, _ = c.ctl("rm", "/app")
+        assert rc != 0, "rm of a non-empty directory without -r must fail"
+        c.ctl("rm", "-r", "/app", check=True)
+        rc, out, _ = c.ctl("ls", "/")
+        assert out.strip() == b"", out
+        # Every node serves the same data once it has applied it.
+        c.ctl("put", "/k", "v", check=True)
+        for i in (1, 2, 3):
+            c.wait_value(i, "/k", b"v")
+    finally:
+        c.down()
+
+
+def _writer(c, acked, stop, errors):
+    k = 0
+    while not stop.is_set():
+        path, value = "/load/k%04d" % k, b"v%d" % k
+        rc, _, err = c.ctl("put", path, value.decode(), timeout=30)
+        if rc == 0:
+            acked.append((path, value))
+        else:
+            errors.append(err)
+        k += 1
+
+
+def test_kill_leader_during_load_loses_no_acked_write():
+    c = Cluster(base_port=BASE + 10).up()
+    try:
+        old = c.leader()
+        acked, errors, stop = [], [], threading.Event()
+        t = threading.Thread(target=_writer, args=(c, acked, stop, errors))
+        t.start()
+        time.sleep(1.5)
+        before = len(acked)
+        c.kill(old)
+        new = c.leader()
+        assert new != old
+        time.sleep(2.0)
+        stop.set()
+        t.join()
+        after = len(acked)
+        assert before > 5, "the load did not run before the kill (%d)" % before
+        assert after > before + 5, "the load did not go on after the kill (%d -> %d)" % (before, after)
+        c.start(old)
+        for i in (1, 2, 3):
+            for path, value in acked:
+                c.wait_value(i, path, value)
+        print("  %d writes acknowledged, %d failed or unknown, leader %d -> %d"
+              % (after, len(errors), old, new))
+    finally:
+        c.down()
+
+
+def test_lagging_node_catches_up_by_snapshot():
+    c = Cluster(base_port=BASE + 20, extra=["--snapshot-entries", "50", "--keep-entries", "10"]).up()
+    try:
+        c.leader()
+        c.stop(3)
+        for k in range(200):
+            c.ctl("put", "/snap/k%03d" % k, "v%d" % k, check=True)
+        c.start(3)
+        c.wait_value(3, "/snap/k199", b"v199")
+        for k in range(0, 200, 17):
+            c.wait_value(3, "/snap/k%03d" % k, b"v%d" % k)
+        assert "installed snapshot" in c.log(3), "node 3 caught up without a snapshot"
+    finally:
+        c.down()
+
+
+def test_full_restart_loses_nothing():
+    c = Cluster(base_port=BASE + 30).up()
+    try:
+        c.leader()
+        for k in range(50):
+            c.ctl("put", "/r/k%02d" % k, "v%d" % k, check=True)
+        for i in (1, 2, 3):
+            c.kill(i)
+        c.up()
+        c.leader()
+        for k in range(50):
+            rc, out, err = c.ctl("get", "/r/k%02d" % k)
+            assert rc == 0 and out == b"v%d" % k, (k, rc, out, err)
+    finally:
+        c.down()
+
+
+if __name__ == "__main__":
+    run([test_basic_operations, test_kill_leader_during_load_loses_no_acked_write,
+         test_lagging_node_catches_up_by_snapshot, test_full_restart_loses_nothing])

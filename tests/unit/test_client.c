@@ -1,0 +1,1072 @@
+/* test_client.c: the client library (client/) against fake servers on loopback. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <uv.h>
+
+#include "common/codec.h"
+#include "confman/client.h"
+
+/*
+ * A fake server speaks the protocol on 127.0.0.1 from the same loop as the
+ * client (or from its own thread for the blocking API). It answers the
+ * handshake and the client's own STATUS requests itself and hands every
+ * other request to the test's handler, after recording it.
+ */
+
+#define MAX_SEEN 256
+
+struct seen {
+	uint8_t op;
+	uint64_t id, group, token, from_index, version;
+	char path[64];
+	struct fake_conn *conn;
+};
+
+struct fake;
+typedef void (*fake_handler)(struct fake *f, struct fake_conn *c, const struct cm_req *r);
+
+struct fake_conn {
+	struct fake *f;
+	uv_tcp_t tcp;
+	struct cm_framer fr;
+	bool closing;
+	struct fake_conn *next;
+	char buf[65536];
+};
+
+struct fake {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	bool listening;
+	int port;
+	char addr[32];
+	fake_handler handler;
+	bool own_status;        /* the handler answers STATUS too */
+	int reject_hello;       /* error to answer HELLO with, 0 to accept */
+	int mute_hellos;        /* leave this many HELLOs unanswered */
+	char hello_cluster[64]; /* last cluster id presented */
+	int hellos;
+	struct fake_conn *conns;
+	struct seen seen[MAX_SEEN];
+	int n_seen;
+	void *user;
+};
+
+/* ---- the fake server ---- */
+
+static void fconn_closed(uv_handle_t *h)
+{
+	struct fake_conn *c = h->data;
+	cm_framer_free(&c->fr);
+	free(c);
+}
+
+static void fconn_close(struct fake_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	for (struct fake_conn **p = &c->f->conns; *p; p = &(*p)->next) {
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	}
+	uv_close((uv_handle_t *)&c->tcp, fconn_closed);
+}
+
+static void fwrite_done(uv_write_t *w, int status)
+{
+	(void)status;
+	free(w->data);
+	free(w);
+}
+
+static void fsend(struct fake_conn *c, msgpack_sbuffer *sb)
+{
+	if (c->closing) {
+		msgpack_sbuffer_destroy(sb);
+		return;
+	}
+	uv_write_t *w = malloc(sizeof(*w));
+	w->data = sb->data; /* freed when written */
+	uv_buf_t b = uv_buf_init(sb->data, (unsigned)sb->size);
+	assert_int_equal(uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, fwrite_done), 0);
+	msgpack_sbuffer_init(sb);
+}
+
+static struct cm_attr attr_v(uint64_t version, uint32_t size)
+{
+	return (struct cm_attr){.mode = 0100644, .version = version, .mod_index = version,
+				.create_index = 1, .size = size};
+}
+
+/* Answer request id: a value for GET, an attr for the other ops. */
+static void freply(struct fake_conn *c, uint64_t id, uint8_t op, int err, uint64_t group,
+		   uint64_t token, const char *value)
+{
+	struct cm_resp r = {.id = id, .op = op, .err = err, .group = group, .token = token};
+	if (err == 0 && op != CM_OP_DELETE && op != CM_OP_WATCH && op != CM_OP_UNWATCH) {
+		r.has_attr = true;
+		r.attr = attr_v(3, value ? (uint32_t)strlen(value) : 0);
+	}
+	if (value)
+		r.value = (struct cm_bytes){value, (uint32_t)strlen(value)};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &r), 0);
+	fsend(c, &sb);
+}
+
+static void freply_redirect(struct fake_conn *c, uint64_t id, uint8_t op, const char *addr)
+{
+	struct cm_resp r = {.id = id, .op = op, .err = CM_ENOTLEADER, .group = 1, .token = 1,
+			    .leader_id = 2, .leader_addr = {addr, (uint32_t)strlen(addr)}};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &r), 0);
+	fsend(c, &sb);
+}
+
+static void fevent(struct fake_conn *c, uint64_t watch_id, uint64_t index, uint8_t kind,
+		   const char *path)
+{
+	struct cm_event e = {.watch_id = watch_id, .group = 1, .index = index, .kind = kind,
+			     .path = {path, (uint32_t)strlen(path)}};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_event(&sb, &e), 0);
+	fsend(c, &sb);
+}
+
+static void fhello(struct fake *f, struct fake_conn *c, const struct cm_hello *h)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	f->hellos++;
+	snprintf(f->hello_cluster, sizeof(f->hello_cluster), "%.*s", (int)h->cluster.len,
+		 h->cluster.p);
+	assert_int_equal(h->version, CM_PROTO_VERSION);
+	assert_int_equal(h->node_id, 0);
+	if (f->mute_hellos > 0) {
+		f->mute_hellos--;
+		msgpack_sbuffer_destroy(&sb);
+		return;
+	}
+	if (f->reject_hello) {
+		assert_int_equal(cm_codec_error(&sb, f->reject_hello, "wrong cluster"), 0);
+		fsend(c, &sb);
+		fconn_close(c);
+		return;
+	}
+	struct cm_hello ok = {.version = CM_PROTO_VERSION, .cluster = h->cluster, .node_id = 9};
+	assert_int_equal(cm_codec_hello(&sb, CM_FR_HELLO_OK, &ok), 0);
+	fsend(c, &sb);
+}
+
+static void fstatus(struct fake_conn *c, uint64_t id)
+{
+	struct cm_resp r = {.id = id, .op = CM_OP_STATUS, .node_id = 9};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &r), 0);
+	fsend(c, &sb);
+}
+
+static void frecord(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	assert_true(f->n_seen < MAX_SEEN);
+	struct seen *s = &f->seen[f->n_seen++];
+	*s = (struct seen){.op = r->op, .id = r->id, .group = r->group, .token = r->token,
+			   .from_index = r->from_index, .version = r->version, .conn = c};
+	snprintf(s->path, sizeof(s->path), "%.*s", (int)r->path.len, r->path.p);
+}
+
+static void fframe(struct fake *f, struct fake_conn *c, const struct cm_msg *m)
+{
+	if (m->type == CM_FR_HELLO) {
+		fhello(f, c, &m->hello);
+		return;
+	}
+	assert_int_equal(m->type, CM_FR_REQ);
+	if (m->req.op == CM_OP_STATUS && !f->own_status) {
+		fstatus(c, m->req.id);
+		return;
+	}
+	frecord(f, c, &m->req);
+	if (f->handler)
+		f->handler(f, c, &m->req);
+}
+
+static void falloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct fake_conn *c = h->data;
+	(void)hint;
+	*b = uv_buf_init(c->buf, sizeof(c->buf));
+}
+
+static void fread_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct fake_conn *c = s->data;
+	if (n < 0) {
+		fconn_close(c);
+		return;
+	}
+	assert_int_equal(cm_framer_feed(&c->fr, b->base, (size_t)n), 0);
+	const char *body;
+	size_t len;
+	while (!c->closing && cm_framer_next(&c->fr, &body, &len) == 1) {
+		struct cm_msg m;
+		assert_int_equal(cm_codec_decode(body, len, &m), 0);
+		fframe(c->f, c, &m);
+		cm_codec_free(&m);
+		cm_framer_consume(&c->fr, len);
+	}
+}
+
+static void faccept(uv_stream_t *l, int status)
+{
+	struct fake *f = l->data;
+	assert_int_equal(status, 0);
+	struct fake_conn *c = calloc(1, sizeof(*c));
+	c->f = f;
+	cm_framer_init(&c->fr, CM_FRAME_MAX);
+	uv_tcp_init(f->loop, &c->tcp);
+	c->tcp.data = c;
+	assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
+	c->next = f->conns;
+	f->conns = c;
+	uv_read_start((uv_stream_t *)&c->tcp, falloc, fread_cb);
+}
+
+/* Listen on 127.0.0.1:port (0: any free port). */
+static void fake_start(struct fake *f, uv_loop_t *loop, int port, fake_handler h)
+{
+	f->loop = loop;
+	f->handler = h;
+	struct sockaddr_in sa;
+	uv_ip4_addr("127.0.0.1", port, &sa);
+	assert_int_equal(uv_tcp_init(loop, &f->listener), 0);
+	f->listener.data = f;
+	assert_int_equal(uv_tcp_bind(&f->listener, (const struct sockaddr *)&sa, 0), 0);
+	assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 16, faccept), 0);
+	struct sockaddr_in got;
+	int len = sizeof(got);
+	uv_tcp_getsockname(&f->listener, (struct sockaddr *)&got, &len);
+	f->port = ntohs(got.sin_port);
+	snprintf(f->addr, sizeof(f->addr), "127.0.0.1:%d", f->port);
+	f->listening = true;
+}
+
+static void fake_stop(struct fake *f)
+{
+	while (f->conns)
+		fconn_close(f->conns);
+	if (f->listening)
+		uv_close((uv_handle_t *)&f->listener, NULL);
+	f->listening = false;
+}
+
+/* Requests of op the fake has seen (the client's own STATUS excluded). */
+static int fake_count(const struct fake *f, uint8_t op)
+{
+	int n = 0;
+	for (int k = 0; k < f->n_seen; k++)
+		n += f->seen[k].op == op;
+	return n;
+}
+
+/* ---- the client side ---- */
+
+struct done {
+	bool fired;
+	int calls;
+	int err;
+	char value[64];
+	uint64_t group, token, version;
+};
+
+static void done_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct done *d = arg;
+	d->fired = true;
+	d->calls++;
+	d->err = err;
+	if (resp) {
+		snprintf(d->value, sizeof(d->value), "%.*s", (int)resp->value.len, resp->value.p);
+		d->group = resp->group;
+		d->token = resp->token;
+		d->version = resp->attr.version;
+	}
+}
+
+static void guard_cb(uv_timer_t *t)
+{
+	*(bool *)t->data = true;
+}
+
+static void stack_closed(uv_handle_t *h)
+{
+	*(bool *)h->data = true;
+}
+
+/* Close a handle that lives on the caller's stack, and wait until libuv is
+ * done with it. */
+static void close_on_stack(uv_loop_t *loop, uv_handle_t *h)
+{
+	bool closed = false;
+	h->data = &closed;
+	uv_close(h, stack_closed);
+	while (!closed)
+		uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Run the loop until *flag, failing the test after ms. */
+static void run_until(uv_loop_t *loop, const bool *flag, uint64_t ms)
+{
+	bool expired = false;
+	uv_timer_t guard;
+	uv_timer_init(loop, &guard);
+	guard.data = &expired;
+	uv_timer_start(&guard, guard_cb, ms, 0);
+	while (!*flag && !expired)
+		uv_run(loop, UV_RUN_ONCE);
+	close_on_stack(loop, (uv_handle_t *)&guard);
+	assert_true(*flag);
+}
+
+/* Run the loop for ms, whatever happens. */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+	bool flag = false;
+	uv_timer_t t;
+	uv_timer_init(loop, &t);
+	t.data = &flag;
+	uv_timer_start(&t, guard_cb, ms, 0);
+	while (!flag)
+		uv_run(loop, UV_RUN_ONCE);
+	close_on_stack(loop, (uv_handle_t *)&t);
+}
+
+static void closed_cb(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+struct env {
+	uv_loop_t loop;
+	struct fake f1, f2;
+	struct cm_ac *ac;
+};
+
+static int env_setup(void **state)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	uv_loop_init(&e->loop);
+	*state = e;
+	return 0;
+}
+
+static int env_teardown(void **state)
+{
+	struct env *e = *state;
+	if (e->ac) {
+		bool closed = false;
+		cm_ac_close(e->ac, closed_cb, &closed);
+		run_until(&e->loop, &closed, 2000);
+	}
+	fake_stop(&e->f1);
+	fake_stop(&e->f2);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&e->loop), 0); /* every handle closed */
+	free(e);
+	return 0;
+}
+
+static void env_client(struct env *e, const char *servers, uint32_t timeout_ms)
+{
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = servers;
+	o.cluster = "testcl";
+	o.timeout_ms = timeout_ms;
+	assert_int_equal(cm_ac_new(&e->loop, &o, &e->ac), 0);
+}
+
+static struct cm_req req_of(uint8_t op, const char *path)
+{
+	return (struct cm_req){.op = op, .path = {path, (uint32_t)strlen(path)},
+			       .consistency = CM_READ_DEFAULT};
+}
+
+static void submit(struct env *e, uint8_t op, const char *path, const char *value,
+		   struct done *d)
+{
+	struct cm_req r = req_of(op, path);
+	if (value)
+		r.value = (struct cm_bytes){value, (uint32_t)strlen(value)};
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, d), 0);
+}
+
+/* ---- handlers ---- */
+
+static void h_get_hello(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	freply(c, r->id, r->op, 0, 1, 7, "hello");
+}
+
+static void h_ok(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	freply(c, r->id, r->op, 0, 1, 10, r->op == CM_OP_GET ? "v" : NULL);
+}
+
+static void h_redirect(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	freply_redirect(c, r->id, r->op, (const char *)f->user);
+}
+
+static void h_silent(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	(void)c;
+	(void)r;
+}
+
+static void h_close_after_read(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	(void)r;
+	fconn_close(c);
+}
+
+static void h_stale(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	freply(c, r->id, r->op, CM_ESTALE, 1, 1, NULL);
+}
+
+/* ---- tests ---- */
+
+static void test_handshake_then_get_answered(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_get_hello);
+	env_client(e, e->f1.addr, 2000);
+	struct done d = {0};
+	submit(e, CM_OP_GET, "/app/key", NULL, &d);
+	assert_false(d.fired); /* never from inside cm_ac_submit() */
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+	assert_string_equal(d.value, "hello");
+	assert_int_equal(d.version, 3);
+	assert_int_equal(e->f1.hellos, 1);
+	assert_string_equal(e->f1.hello_cluster, "testcl");
+	assert_int_equal(fake_count(&e->f1, CM_OP_GET), 1);
+	assert_string_equal(e->f1.seen[0].path, "/app/key");
+	assert_int_equal(e->f1.seen[0].group, 0); /* routed by path */
+	assert_int_equal(cm_ac_token(e->ac, 1), 7);
+}
+
+static void test_not_leader_redirects_to_named_leader(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f2, &e->loop, 0, h_ok);
+	fake_start(&e->f1, &e->loop, 0, h_redirect);
+	e->f1.user = e->f2.addr;
+	env_client(e, e->f1.addr, 2000);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v1", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+	assert_int_equal(fake_count(&e->f2, CM_OP_PUT), 1);
+	/* The leader is remembered: the next write goes straight to it. */
+	struct done d2 = {0};
+	submit(e, CM_OP_PUT, "/k", "v2", &d2);
+	run_until(&e->loop, &d2.fired, 2000);
+	assert_int_equal(d2.err, 0);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+	assert_int_equal(fake_count(&e->f2, CM_OP_PUT), 2);
+}
+
+static void test_redirect_without_address_is_noleader_then_times_out(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_redirect);
+	e->f1.user = ""; /* leader unknown */
+	env_client(e, e->f1.addr, 300);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, CM_ENOLEADER);
+	assert_true(fake_count(&e->f1, CM_OP_PUT) >= 2); /* retried: not applied */
+}
+
+struct late_start {
+	struct env *e;
+	int port;
+};
+
+static void start_later(uv_timer_t *t)
+{
+	struct late_start *ls = t->data;
+	fake_start(&ls->e->f1, &ls->e->loop, ls->port, h_ok);
+}
+
+static void test_write_retried_after_connection_refused(void **state)
+{
+	struct env *e = *state;
+	/* Find a free port, and leave it closed for a while. */
+	fake_start(&e->f1, &e->loop, 0, h_ok);
+	int port = e->f1.port;
+	char addr[32];
+	snprintf(addr, sizeof(addr), "%s", e->f1.addr);
+	fake_stop(&e->f1);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	env_client(e, addr, 3000);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	struct late_start ls = {e, port};
+	uv_timer_t t;
+	uv_timer_init(&e->loop, &t);
+	t.data = &ls;
+	uv_timer_start(&t, start_later, 150, 0);
+	run_until(&e->loop, &d.fired, 3000);
+	close_on_stack(&e->loop, (uv_handle_t *)&t);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+}
+
+static void test_refused_everywhere_reports_econnrefused(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_ok);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "%s", e->f1.addr);
+	fake_stop(&e->f1);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+	env_client(e, addr, 200);
+	struct done d = {0};
+	submit(e, CM_OP_GET, "/k", NULL, &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, -ECONNREFUSED);
+}
+
+static void test_no_answer_times_out_with_etimedout(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_silent);
+	env_client(e, e->f1.addr, 300);
+	struct done rd = {0}, wd = {0};
+	uint64_t t0 = uv_now(&e->loop);
+	submit(e, CM_OP_GET, "/k", NULL, &rd);
+	submit(e, CM_OP_PUT, "/k", "v", &wd);
+	run_until(&e->loop, &wd.fired, 3000);
+	run_until(&e->loop, &rd.fired, 3000);
+	uint64_t took = uv_now(&e->loop) - t0;
+	assert_int_equal(rd.err, -ETIMEDOUT);
+	assert_int_equal(wd.err, -ETIMEDOUT);
+	assert_true(took >= 250 && took < 1500);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1); /* never resent */
+	assert_int_equal(rd.calls, 1);
+	assert_int_equal(wd.calls, 1);
+}
+
+static void test_write_not_retried_after_connection_broke(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_close_after_read);
+	env_client(e, e->f1.addr, 2000);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, -EIO); /* outcome unknown */
+	run_for(&e->loop, 100);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+}
+
+static void test_read_retried_after_connection_broke(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_close_after_read);
+	fake_start(&e->f2, &e->loop, 0, h_ok);
+	char list[80];
+	snprintf(list, sizeof(list), "%s,%s", e->f1.addr, e->f2.addr);
+	env_client(e, list, 2000);
+	struct done d[4] = {{0}};
+	for (int k = 0; k < 4; k++)
+		submit(e, CM_OP_GET, "/k", NULL, &d[k]);
+	for (int k = 0; k < 4; k++) {
+		run_until(&e->loop, &d[k].fired, 2000);
+		assert_int_equal(d[k].err, 0);
+		assert_string_equal(d[k].value, "v");
+	}
+}
+
+static void test_stale_replica_read_goes_to_another(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_stale);
+	fake_start(&e->f2, &e->loop, 0, h_ok);
+	char list[80];
+	snprintf(list, sizeof(list), "%s,%s", e->f1.addr, e->f2.addr);
+	env_client(e, list, 2000);
+	for (int k = 0; k < 3; k++) {
+		struct done d = {0};
+		submit(e, CM_OP_GET, "/k", NULL, &d);
+		run_until(&e->loop, &d.fired, 2000);
+		assert_int_equal(d.err, 0);
+	}
+	assert_true(fake_count(&e->f2, CM_OP_GET) >= 3);
+}
+
+/* Answers GET with group 3 and the tokens 10 then 5 then 6. */
+static void h_tokens(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	static const uint64_t tokens[] = {10, 5, 6, 6};
+	int n = fake_count(f, CM_OP_GET) - 1;
+	freply(c, r->id, r->op, 0, 3, tokens[n < 4 ? n : 3], "v");
+}
+
+static void test_token_sent_is_highest_seen(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_tokens);
+	env_client(e, e->f1.addr, 2000);
+	for (int k = 0; k < 4; k++) {
+		struct done d = {0};
+		submit(e, CM_OP_GET, "/t", NULL, &d);
+		run_until(&e->loop, &d.fired, 2000);
+		assert_int_equal(d.err, 0);
+	}
+	assert_int_equal(fake_count(&e->f1, CM_OP_GET), 4);
+	assert_int_equal(e->f1.seen[0].token, 0);  /* nothing seen yet */
+	assert_int_equal(e->f1.seen[1].token, 10);
+	assert_int_equal(e->f1.seen[2].token, 10); /* 5 does not lower it */
+	assert_int_equal(e->f1.seen[3].token, 10);
+	assert_int_equal(cm_ac_token(e->ac, 3), 10);
+}
+
+/* Holds GETs until two arrived, then answers the second first. */
+static void h_reorder(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)r;
+	if (fake_count(f, CM_OP_GET) < 2)
+		return;
+	for (int k = 1; k >= 0; k--)
+		freply(c, f->seen[k].id, CM_OP_GET, 0, 1, 1, f->seen[k].path + 1);
+}
+
+static void test_out_of_order_answers_matched_by_id(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_reorder);
+	env_client(e, e->f1.addr, 2000);
+	struct done a = {0}, b = {0};
+	submit(e, CM_OP_GET, "/A", NULL, &a);
+	submit(e, CM_OP_GET, "/B", NULL, &b);
+	run_until(&e->loop, &a.fired, 2000);
+	run_until(&e->loop, &b.fired, 2000);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(b.err, 0);
+	assert_string_equal(a.value, "A");
+	assert_string_equal(b.value, "B");
+}
+
+/* Watch: acks with token 20, then sends events 21 and 22. */
+static void h_watch(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (r->op == CM_OP_UNWATCH)
+		return;
+	assert_int_equal(r->op, CM_OP_WATCH);
+	freply(c, r->id, r->op, 0, 1, 20, NULL);
+	if (fake_count(f, CM_OP_WATCH) == 1) {
+		fevent(c, r->id, 21, CM_EV_PUT, "/w/x");
+		fevent(c, r->id + 1000, 21, CM_EV_PUT, "/w/other"); /* no such watch */
+		fevent(c, r->id, 22, CM_EV_DELETE, "/w/x");
+	} else {
+		fevent(c, r->id, r->from_index, CM_EV_MKDIR, "/w/d");
+	}
+}
+
+struct events {
+	int n;
+	uint64_t index[8];
+	uint8_t kind[8];
+	int final_err;
+	bool ended;
+};
+
+static void event_cb(void *arg, int err, const struct cm_event *ev)
+{
+	struct events *evs = arg;
+	if (err) {
+		evs->ended = true;
+		evs->final_err = err;
+		return;
+	}
+	assert_true(evs->n < 8);
+	evs->index[evs->n] = ev->index;
+	evs->kind[evs->n++] = ev->kind;
+}
+
+static bool events_at_least(struct env *e, struct events *evs, int n)
+{
+	bool got = false;
+	for (int k = 0; k < 200 && !got; k++) {
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		got = evs->n >= n;
+		if (!got)
+			run_for(&e->loop, 5);
+	}
+	return got;
+}
+
+static void test_watch_events_delivered_and_resumed(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_watch);
+	env_client(e, e->f1.addr, 2000);
+	struct events evs = {0};
+	uint64_t wid;
+	assert_int_equal(cm_ac_watch(e->ac, "/w", 0, event_cb, &evs, &wid), 0);
+	assert_true(events_at_least(e, &evs, 2));
+	assert_int_equal(evs.n, 2);
+	assert_int_equal(evs.index[0], 21);
+	assert_int_equal(evs.kind[0], CM_EV_PUT);
+	assert_int_equal(evs.index[1], 22);
+	assert_int_equal(evs.kind[1], CM_EV_DELETE);
+	assert_int_equal(e->f1.seen[0].from_index, 0);
+	/* The server drops the connection: the watch resumes after 22. */
+	fconn_close(e->f1.conns);
+	assert_true(events_at_least(e, &evs, 3));
+	assert_int_equal(fake_count(&e->f1, CM_OP_WATCH), 2);
+	assert_int_equal(e->f1.seen[1].from_index, 23);
+	assert_int_equal(evs.index[2], 23);
+	assert_int_equal(evs.kind[2], CM_EV_MKDIR);
+	assert_int_equal(cm_ac_unwatch(e->ac, wid), 0);
+	assert_int_equal(cm_ac_unwatch(e->ac, wid), -ENOENT);
+	run_for(&e->loop, 50);
+	assert_int_equal(fake_count(&e->f1, CM_OP_UNWATCH), 1);
+	assert_int_equal(e->f1.seen[e->f1.n_seen - 1].version, e->f1.seen[1].id);
+	assert_false(evs.ended); /* unwatched: no final call */
+}
+
+static void test_close_cancels_requests_and_watches(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_silent);
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = e->f1.addr;
+	o.max_outstanding = 2;
+	assert_int_equal(cm_ac_new(&e->loop, &o, &e->ac), 0);
+	struct done a = {0}, b = {0}, c = {0};
+	submit(e, CM_OP_GET, "/a", NULL, &a);
+	submit(e, CM_OP_PUT, "/b", "v", &b);
+	struct cm_req r = req_of(CM_OP_GET, "/c");
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &c), -EBUSY);
+	struct events evs = {0};
+	assert_int_equal(cm_ac_watch(e->ac, "/", 0, event_cb, &evs, NULL), 0);
+	run_for(&e->loop, 50);
+	bool closed = false;
+	cm_ac_close(e->ac, closed_cb, &closed);
+	e->ac = NULL;
+	assert_int_equal(a.err, -ECANCELED);
+	assert_int_equal(b.err, -ECANCELED);
+	assert_true(evs.ended);
+	assert_int_equal(evs.final_err, -ECANCELED);
+	assert_false(c.fired);
+	run_until(&e->loop, &closed, 2000);
+	assert_int_equal(a.calls + b.calls, 2);
+}
+
+static void test_handshake_refused_fails_fast(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_ok);
+	e->f1.reject_hello = CM_EUNKNOWNPEER;
+	env_client(e, e->f1.addr, 5000);
+	struct done d = {0};
+	uint64_t t0 = uv_now(&e->loop);
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, CM_EUNKNOWNPEER);
+	assert_true(uv_now(&e->loop) - t0 < 1000);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 0);
+}
+
+static void test_hung_handshake_reconnects_and_write_goes_through(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_ok);
+	e->f1.mute_hellos = 1; /* accepts, then says nothing */
+	env_client(e, e->f1.addr, 2000);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	run_until(&e->loop, &d.fired, 3000);
+	assert_int_equal(d.err, 0); /* never sent on the hung connection: safe */
+	assert_int_equal(e->f1.hellos, 2);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+}
+
+static void test_bad_arguments_rejected_without_callback(void **state)
+{
+	struct env *e = *state;
+	struct cm_ac *ac;
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	const char *bad[] = {"", "nohost", "h:0", "h:65536", "h:12x", ":7001", "[::1]7001"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		o.servers = bad[k];
+		assert_int_equal(cm_ac_new(&e->loop, &o, &ac), -EINVAL);
+	}
+	o.servers = "localhost:7001, [::1]:7002";
+	o.cluster = "a-cluster-id-that-is-far-too-long-to-be-accepted-by-the-protocol!";
+	assert_int_equal(cm_ac_new(&e->loop, &o, &ac), -EINVAL);
+	o.cluster = NULL;
+	env_client(e, o.servers, 1000);
+	struct done d = {0};
+	const char *paths[] = {"rel", "/a//b", "/a/", "/a/./b", "/..", ""};
+	for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++) {
+		struct cm_req r = req_of(CM_OP_GET, paths[k]);
+		assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -EINVAL);
+	}
+	char longname[300];
+	memset(longname, 'x', sizeof(longname));
+	longname[0] = '/';
+	struct cm_req r = req_of(CM_OP_GET, "/");
+	r.path.p = longname;
+	r.path.len = sizeof(longname);
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -ENAMETOOLONG);
+	r = req_of(CM_OP_PUT, "/big");
+	r.value.p = longname;
+	r.value.len = CM_VALUE_MAX_LIMIT + 1;
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -EFBIG);
+	r = req_of(CM_OP_WATCH, "/w");
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -EINVAL);
+	r = req_of(CM_OP_RENAME, "/a");
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -EINVAL); /* no target */
+	assert_int_equal(cm_ac_watch(e->ac, "w", 0, event_cb, NULL, NULL), -EINVAL);
+	run_for(&e->loop, 20);
+	assert_false(d.fired);
+}
+
+/* ---- the blocking API, against a fake in its own thread ---- */
+
+struct kv {
+	char path[8][64];
+	char value[8][64];
+	uint64_t version[8];
+	int n;
+	uint64_t index;
+};
+
+static int kv_find(struct kv *kv, const struct cm_bytes *p)
+{
+	for (int k = 0; k < kv->n; k++)
+		if (strlen(kv->path[k]) == p->len && memcmp(kv->path[k], p->p, p->len) == 0)
+			return k;
+	return -1;
+}
+
+static void kv_get(struct kv *kv, struct fake_conn *c, const struct cm_req *r)
+{
+	int k = kv_find(kv, &r->path);
+	if (k < 0) {
+		freply(c, r->id, r->op, -ENOENT, 1, kv->index, NULL);
+		return;
+	}
+	struct cm_resp resp = {.id = r->id, .op = r->op, .group = 1, .token = kv->index,
+			       .has_attr = true, .attr = attr_v(kv->version[k], 0),
+			       .value = {kv->value[k], (uint32_t)strlen(kv->value[k])}};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static void kv_put(struct kv *kv, struct fake_conn *c, const struct cm_req *r)
+{
+	int k = kv_find(kv, &r->path);
+	uint64_t cur = k < 0 ? 0 : kv->version[k];
+	if ((r->flags & CM_PUT_IF_VERSION) && r->version != cur) {
+		freply(c, r->id, r->op, -ECANCELED, 1, kv->index, NULL);
+		return;
+	}
+	if (k < 0) {
+		k = kv->n++;
+		snprintf(kv->path[k], 64, "%.*s", (int)r->path.len, r->path.p);
+	}
+	snprintf(kv->value[k], 64, "%.*s", (int)r->value.len, r->value.p);
+	kv->version[k] = cur + 1;
+	kv->index++;
+	struct cm_resp resp = {.id = r->id, .op = r->op, .group = 1, .token = kv->index,
+			       .has_attr = true, .attr = attr_v(cur + 1, r->value.len)};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static void kv_list(struct kv *kv, struct fake_conn *c, const struct cm_req *r)
+{
+	struct cm_dirent ents[8];
+	for (int k = 0; k < kv->n; k++)
+		ents[k] = (struct cm_dirent){{kv->path[k] + 1, (uint32_t)strlen(kv->path[k]) - 1},
+					     attr_v(kv->version[k], 0)};
+	struct cm_resp resp = {.id = r->id, .op = r->op, .group = 1, .token = kv->index,
+			       .ents = ents, .n_ents = (uint32_t)kv->n};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static void kv_status(struct fake_conn *c, const struct cm_req *r)
+{
+	struct cm_group_status g = {.group = 1, .prefix = {"/", 1}, .role = 4, .term = 2,
+				    .leader = 9, .commit = 5, .applied = 5, .last = 5,
+				    .n_members = 1, .members = {9}};
+	struct cm_resp resp = {.id = r->id, .op = r->op, .node_id = 9, .groups = &g,
+			       .n_groups = 1};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static void h_kv(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	struct kv *kv = f->user;
+	switch (r->op) {
+	case CM_OP_GET: kv_get(kv, c, r); return;
+	case CM_OP_PUT: kv_put(kv, c, r); return;
+	case CM_OP_LIST: kv_list(kv, c, r); return;
+	case CM_OP_STATUS: kv_status(c, r); return;
+	case CM_OP_DELETE:
+		if (kv_find(kv, &r->path) < 0) {
+			freply(c, r->id, r->op, -ENOENT, 1, kv->index, NULL);
+			return;
+		}
+		kv->n = 0; /* good enough for one key */
+		freply(c, r->id, r->op, 0, 1, ++kv->index, NULL);
+		return;
+	default:
+		freply(c, r->id, r->op, -EINVAL, 1, kv->index, NULL);
+	}
+}
+
+struct server_thread {
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct fake f;
+	struct kv kv;
+	pthread_t thread;
+};
+
+static void on_stop(uv_async_t *a)
+{
+	struct server_thread *st = a->data;
+	fake_stop(&st->f);
+	uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *serve(void *arg)
+{
+	struct server_thread *st = arg;
+	uv_run(&st->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static void test_sync_api_round_trip(void **state)
+{
+	(void)state;
+	struct server_thread *st = calloc(1, sizeof(*st));
+	uv_loop_init(&st->loop);
+	fake_start(&st->f, &st->loop, 0, h_kv);
+	st->f.user = &st->kv;
+	st->f.own_status = true;
+	uv_async_init(&st->loop, &st->stop, on_stop);
+	st->stop.data = st;
+	pthread_create(&st->thread, NULL, serve, st);
+
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = st->f.addr;
+	o.timeout_ms = 2000;
+	struct cm_client *c;
+	assert_int_equal(cm_client_open(&o, &c), 0);
+	struct cm_attr a;
+	assert_int_equal(cm_put(c, "/cfg", "one", 3, 0, 0, &a), 0);
+	assert_int_equal(a.version, 1);
+	void *v;
+	uint32_t len;
+	assert_int_equal(cm_get(c, "/cfg", &v, &len, &a), 0);
+	assert_int_equal(len, 3);
+	assert_string_equal(v, "one");
+	free(v);
+	assert_int_equal(cm_put(c, "/cfg", "two", 3, CM_PUT_IF_VERSION, 1, &a), 0);
+	assert_int_equal(a.version, 2);
+	assert_int_equal(cm_put(c, "/cfg", "three", 5, CM_PUT_IF_VERSION, 1, NULL), -ECANCELED);
+	assert_int_equal(cm_put(c, "/cfg", "x", 1, 0x8000, 0, NULL), -EINVAL);
+	struct cm_list_entry *ents;
+	uint32_t n;
+	assert_int_equal(cm_list(c, "/", &ents, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ents[0].name, "cfg");
+	cm_list_free(ents, n);
+	struct cm_node_status *ns;
+	assert_int_equal(cm_status(c, st->f.addr, &ns), 0);
+	assert_int_equal(ns->node_id, 9);
+	assert_int_equal(ns->n_groups, 1);
+	assert_string_equal(ns->groups[0].prefix, "/");
+	cm_status_free(ns);
+	assert_int_equal(cm_delete(c, "/cfg", 0), 0);
+	assert_int_equal(cm_get(c, "/cfg", NULL, NULL, NULL), -ENOENT);
+	assert_int_equal(cm_get(c, "cfg", NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(cm_status(c, "127.0.0.1:1", &ns), -ECONNREFUSED);
+	cm_client_close(c);
+
+	uv_async_send(&st->stop);
+	pthread_join(st->thread, NULL);
+	uv_run(&st->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&st->loop), 0);
+	free(st);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_handshake_then_get_answered),
+		T(test_not_leader_redirects_to_named_leader),
+		T(test_redirect_without_address_is_noleader_then_times_out),
+		T(test_write_retried_after_connection_refused),
+		T(test_refused_everywhere_reports_econnrefused),
+		T(test_no_answer_times_out_with_etimedout),
+		T(test_write_not_retried_after_connection_broke),
+		T(test_read_retried_after_connection_broke),
+		T(test_stale_replica_read_goes_to_another),
+		T(test_token_sent_is_highest_seen),
+		T(test_out_of_order_answers_matched_by_id),
+		T(test_watch_events_delivered_and_resumed),
+		T(test_close_cancels_requests_and_watches),
+		T(test_handshake_refused_fails_fast),
+		T(test_hung_handshake_reconnects_and_write_goes_through),
+		T(test_bad_arguments_rejected_without_callback),
+		cmocka_unit_test(test_sync_api_round_trip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,785 @@
+/* test_codec.c: the wire codec (common/codec*.c): round trips, hostile input, framing. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/codec.h"
+
+#define B(s) ((struct cm_bytes){(s), (uint32_t)strlen(s)})
+
+/* ---- helpers ---- */
+
+/* Strip the 4-byte length off the one frame in sb, checking it. */
+static const char *frame_body(const msgpack_sbuffer *sb, size_t *len)
+{
+	assert_true(sb->size > CM_FRAME_HDR);
+	const unsigned char *p = (const unsigned char *)sb->data;
+	size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+	assert_int_equal(n, sb->size - CM_FRAME_HDR);
+	*len = n;
+	return sb->data + CM_FRAME_HDR;
+}
+
+/* Decode the frame in sb into m (the caller frees m and sb). */
+static void decode_sb(const msgpack_sbuffer *sb, struct cm_msg *m)
+{
+	size_t len;
+	const char *body = frame_body(sb, &len);
+	assert_int_equal(cm_codec_decode(body, len, m), 0);
+}
+
+static void assert_bytes(struct cm_bytes got, const char *want)
+{
+	assert_int_equal(got.len, strlen(want));
+	if (got.len)
+		assert_memory_equal(got.p, want, got.len);
+}
+
+static struct cm_attr sample_attr(uint64_t seed)
+{
+	return (struct cm_attr){
+		.mode = 0100644, .uid = 1000 + (uint32_t)seed, .gid = 100,
+		.mtime_ns = -5 - (int64_t)seed, .ctime_ns = 1700000000123456789ll,
+		.create_index = 3, .mod_index = 40 + seed, .version = 7 + seed, .size = 5,
+	};
+}
+
+static void assert_attr(const struct cm_attr *a, const struct cm_attr *b)
+{
+	assert_int_equal(a->mode, b->mode);
+	assert_int_equal(a->uid, b->uid);
+	assert_int_equal(a->gid, b->gid);
+	assert_int_equal(a->mtime_ns, b->mtime_ns);
+	assert_int_equal(a->ctime_ns, b->ctime_ns);
+	assert_int_equal(a->create_index, b->create_index);
+	assert_int_equal(a->mod_index, b->mod_index);
+	assert_int_equal(a->version, b->version);
+	assert_int_equal(a->size, b->size);
+}
+
+/* Every prefix of a valid body must be rejected, never crash. */
+static void assert_truncations_fail(const msgpack_sbuffer *sb)
+{
+	size_t len;
+	const char *body = frame_body(sb, &len);
+	for (size_t k = 0; k < len; k++) {
+		struct cm_msg m;
+		char *copy = malloc(k ? k : 1); /* exact size: ASan sees overreads */
+		memcpy(copy, body, k);
+		assert_int_equal(cm_codec_decode(copy, k, &m), -EBADMSG);
+		free(copy);
+	}
+}
+
+/* ---- round trips ---- */
+
+static void test_hello_roundtrip(void **state)
+{
+	(void)state;
+	uint8_t types[] = {CM_FR_HELLO, CM_FR_HELLO_OK};
+	for (int k = 0; k < 2; k++) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		struct cm_hello h = {.version = CM_PROTO_VERSION, .cluster = B("prod-eu"),
+				     .node_id = (uint64_t)k * 7};
+		assert_int_equal(cm_codec_hello(&sb, types[k], &h), 0);
+		struct cm_msg m;
+		decode_sb(&sb, &m);
+		assert_int_equal(m.type, types[k]);
+		assert_int_equal(m.hello.version, CM_PROTO_VERSION);
+		assert_bytes(m.hello.cluster, "prod-eu");
+		assert_int_equal(m.hello.node_id, (uint64_t)k * 7);
+		assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
+static void test_req_roundtrip_every_field(void **state)
+{
+	(void)state;
+	for (uint8_t op = CM_OP_GET; op < CM_OP_COUNT; op++) {
+		struct cm_req r = {
+			.id = UINT64_MAX - op, .op = op, .group = 9, .token = 123456789012ull,
+			.consistency = CM_READ_FOLLOWER, .flags = CM_PUT_IF_VERSION | CM_SET_MODE,
+			.path = B("/etc/app/conf"), .path2 = B("/etc/app/conf.new"),
+			.value = {"\0bin\xff", 5}, .version = 42, .mode = 0100600, .uid = 7,
+			.gid = 8, .from_index = 99,
+		};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_req(&sb, &r), 0);
+		struct cm_msg m;
+		decode_sb(&sb, &m);
+		assert_int_equal(m.type, CM_FR_REQ);
+		assert_int_equal(m.req.id, r.id);
+		assert_int_equal(m.req.op, op);
+		assert_int_equal(m.req.group, 9);
+		assert_int_equal(m.req.token, r.token);
+		assert_int_equal(m.req.consistency, CM_READ_FOLLOWER);
+		assert_int_equal(m.req.flags, r.flags);
+		assert_bytes(m.req.path, "/etc/app/conf");
+		assert_bytes(m.req.path2, "/etc/app/conf.new");
+		assert_int_equal(m.req.value.len, 5);
+		assert_memory_equal(m.req.value.p, "\0bin\xff", 5);
+		assert_int_equal(m.req.version, 42);
+		assert_int_equal(m.req.mode, 0100600);
+		assert_int_equal(m.req.uid, 7);
+		assert_int_equal(m.req.gid, 8);
+		assert_int_equal(m.req.from_index, 99);
+		if (op == CM_OP_PUT)
+			assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
+static void resp_roundtrip(const struct cm_resp *r, struct cm_msg *m, msgpack_sbuffer *sb)
+{
+	msgpack_sbuffer_init(sb);
+	assert_int_equal(cm_codec_resp(sb, r), 0);
+	decode_sb(sb, m);
+	assert_int_equal(m->type, CM_FR_RESP);
+	assert_int_equal(m->resp.id, r->id);
+	assert_int_equal(m->resp.op, r->op);
+	assert_int_equal(m->resp.err, r->err);
+	assert_int_equal(m->resp.group, r->group);
+	assert_int_equal(m->resp.token, r->token);
+	assert_int_equal(m->resp.leader_id, r->leader_id);
+}
+
+static void test_resp_get_roundtrip(void **state)
+{
+	(void)state;
+	struct cm_resp r = {.id = 5, .op = CM_OP_GET, .group = 2, .token = 77,
+			    .has_attr = true, .attr = sample_attr(1), .value = B("hello")};
+	struct cm_msg m;
+	msgpack_sbuffer sb;
+	resp_roundtrip(&r, &m, &sb);
+	assert_true(m.resp.has_attr);
+	assert_attr(&m.resp.attr, &r.attr);
+	assert_bytes(m.resp.value, "hello");
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_resp_list_roundtrip(void **state)
+{
+	(void)state;
+	struct cm_dirent ents[3] = {
+		{B("a"), sample_attr(1)}, {B("bb"), sample_attr(2)}, {B("dir"), sample_attr(3)},
+	};
+	ents[2].attr.mode = 040755;
+	struct cm_resp r = {.id = 6, .op = CM_OP_LIST, .group = 1, .token = 3, .ents = ents,
+			    .n_ents = 3};
+	struct cm_msg m;
+	msgpack_sbuffer sb;
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.n_ents, 3);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(m.resp.ents[k].name.len, ents[k].name.len);
+		assert_memory_equal(m.resp.ents[k].name.p, ents[k].name.p, ents[k].name.len);
+		assert_attr(&m.resp.ents[k].attr, &ents[k].attr);
+	}
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	/* An empty directory. */
+	r.n_ents = 0;
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.n_ents, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_resp_status_roundtrip(void **state)
+{
+	(void)state;
+	struct cm_group_status gs[2] = {
+		{.group = 1, .prefix = B("/"), .role = 4, .term = 3, .leader = 1, .commit = 10,
+		 .applied = 9, .last = 11, .snap_index = 2, .n_members = 3, .members = {1, 2, 3}},
+		{.group = 2, .prefix = B("/etc"), .role = 1, .term = 5, .leader = 2, .commit = 8,
+		 .applied = 8, .last = 8, .snap_index = 0, .n_members = 12,
+		 .members = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
+	};
+	struct cm_resp r = {.id = 7, .op = CM_OP_STATUS, .node_id = 3, .groups = gs,
+			    .n_groups = 2};
+	struct cm_msg m;
+	msgpack_sbuffer sb;
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.node_id, 3);
+	assert_int_equal(m.resp.n_groups, 2);
+	for (int k = 0; k < 2; k++) {
+		const struct cm_group_status *a = &m.resp.groups[k], *b = &gs[k];
+		assert_int_equal(a->group, b->group);
+		assert_int_equal(a->prefix.len, b->prefix.len);
+		assert_memory_equal(a->prefix.p, b->prefix.p, b->prefix.len);
+		assert_int_equal(a->role, b->role);
+		assert_int_equal(a->term, b->term);
+		assert_int_equal(a->leader, b->leader);
+		assert_int_equal(a->commit, b->commit);
+		assert_int_equal(a->applied, b->applied);
+		assert_int_equal(a->last, b->last);
+		assert_int_equal(a->snap_index, b->snap_index);
+		assert_int_equal(a->n_members, b->n_members);
+		assert_memory_equal(a->members, b->members, b->n_members * sizeof(uint64_t));
+	}
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_resp_write_ops_roundtrip(void **state)
+{
+	(void)state;
+	uint8_t ops[] = {CM_OP_PUT, CM_OP_MKDIR, CM_OP_RENAME};
+	for (int k = 0; k < 3; k++) {
+		struct cm_resp r = {.id = 8, .op = ops[k], .group = 4, .token = 100 + (uint64_t)k,
+				    .has_attr = true, .attr = sample_attr((uint64_t)k)};
+		struct cm_msg m;
+		msgpack_sbuffer sb;
+		resp_roundtrip(&r, &m, &sb);
+		assert_true(m.resp.has_attr);
+		assert_attr(&m.resp.attr, &r.attr);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* DELETE and WATCH carry no body. */
+	uint8_t nil_ops[] = {CM_OP_DELETE, CM_OP_WATCH, CM_OP_UNWATCH};
+	for (int k = 0; k < 3; k++) {
+		struct cm_resp r = {.id = 9, .op = nil_ops[k], .group = 4, .token = 5};
+		struct cm_msg m;
+		msgpack_sbuffer sb;
+		resp_roundtrip(&r, &m, &sb);
+		assert_false(m.resp.has_attr);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
+static void test_resp_error_carries_leader_hint(void **state)
+{
+	(void)state;
+	struct cm_resp r = {.id = 10, .op = CM_OP_PUT, .err = CM_ENOTLEADER, .group = 2,
+			    .token = 50, .leader_id = 3, .leader_addr = B("10.0.0.3:7001")};
+	struct cm_msg m;
+	msgpack_sbuffer sb;
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.err, CM_ENOTLEADER);
+	assert_bytes(m.resp.leader_addr, "10.0.0.3:7001");
+	assert_false(m.resp.has_attr);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	r.err = -ENOENT; /* errno values travel negative */
+	r.leader_addr = B("");
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.err, -ENOENT);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_event_roundtrip(void **state)
+{
+	(void)state;
+	for (int with_attr = 0; with_attr < 2; with_attr++) {
+		struct cm_event e = {.watch_id = 11, .group = 3, .index = 1234,
+				     .kind = CM_EV_RENAME, .path = B("/a/x"), .path2 = B("/a/y"),
+				     .has_attr = with_attr, .attr = sample_attr(9)};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_event(&sb, &e), 0);
+		struct cm_msg m;
+		decode_sb(&sb, &m);
+		assert_int_equal(m.type, CM_FR_EVENT);
+		assert_int_equal(m.event.watch_id, 11);
+		assert_int_equal(m.event.group, 3);
+		assert_int_equal(m.event.index, 1234);
+		assert_int_equal(m.event.kind, CM_EV_RENAME);
+		assert_bytes(m.event.path, "/a/x");
+		assert_bytes(m.event.path2, "/a/y");
+		assert_int_equal(m.event.has_attr, with_attr);
+		if (with_attr)
+			assert_attr(&m.event.attr, &e.attr);
+		assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
+static void test_error_roundtrip(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_error(&sb, CM_EUNKNOWNPEER, "wrong cluster id"), 0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.type, CM_FR_ERROR);
+	assert_int_equal(m.error.err, CM_EUNKNOWNPEER);
+	assert_bytes(m.error.message, "wrong cluster id");
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	/* A NULL message is an empty string. */
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_error(&sb, -EPROTO, NULL), 0);
+	decode_sb(&sb, &m);
+	assert_int_equal(m.error.err, -EPROTO);
+	assert_int_equal(m.error.message.len, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void assert_raft_header(const struct raft_msg *a, const struct raft_msg *b)
+{
+	assert_int_equal(a->type, b->type);
+	assert_int_equal(a->reject, b->reject);
+	assert_int_equal(a->force, b->force);
+	assert_int_equal(a->last, b->last);
+	assert_int_equal(a->from, b->from);
+	assert_int_equal(a->to, b->to);
+	assert_int_equal(a->term, b->term);
+	assert_int_equal(a->index, b->index);
+	assert_int_equal(a->log_term, b->log_term);
+	assert_int_equal(a->commit, b->commit);
+	assert_int_equal(a->hint, b->hint);
+	assert_int_equal(a->ctx, b->ctx);
+	assert_int_equal(a->offset, b->offset);
+}
+
+static void test_raft_append_with_entries_roundtrip(void **state)
+{
+	(void)state;
+	struct raft_entry ents[3] = {
+		{.term = 2, .index = 10, .type = RAFT_ENTRY_NORMAL, .len = 3, .data = "abc"},
+		{.term = 2, .index = 11, .type = RAFT_ENTRY_NOOP, .len = 0, .data = NULL},
+		{.term = 3, .index = 12, .type = RAFT_ENTRY_NORMAL, .len = 1, .data = "z"},
+	};
+	struct raft_msg r = {.type = RAFT_MSG_APPEND, .reject = true, .force = false, .last = true,
+			     .from = 1, .to = 2, .term = 3, .index = 9, .log_term = 2,
+			     .commit = 8, .hint = 4, .ctx = 77, .n_entries = 3, .entries = ents};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_raft(&sb, 42, &r), 0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.type, CM_FR_RAFT);
+	assert_int_equal(m.group, 42);
+	assert_raft_header(&m.raft, &r);
+	assert_int_equal(m.raft.n_entries, 3);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(m.raft.entries[k].term, ents[k].term);
+		assert_int_equal(m.raft.entries[k].index, ents[k].index);
+		assert_int_equal(m.raft.entries[k].type, ents[k].type);
+		assert_int_equal(m.raft.entries[k].len, ents[k].len);
+		if (ents[k].len)
+			assert_memory_equal(m.raft.entries[k].data, ents[k].data, ents[k].len);
+	}
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_raft_snap_chunk_roundtrip(void **state)
+{
+	(void)state;
+	struct raft_msg r = {.type = RAFT_MSG_SNAP, .force = true, .last = true, .from = 1,
+			     .to = 3, .term = 7, .offset = 65536, .len = 6, .data = "chunk!"};
+	r.snap = (struct raft_snap_meta){.index = 500, .term = 6, .size = 65542};
+	r.snap.conf.n = 3;
+	for (uint32_t k = 0; k < 3; k++) {
+		r.snap.conf.ids[k] = k + 1;
+		r.snap.conf.kinds[k] = k == 2 ? RAFT_LEARNER : RAFT_VOTER;
+	}
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_raft(&sb, 5, &r), 0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.group, 5);
+	assert_raft_header(&m.raft, &r);
+	assert_int_equal(m.raft.snap.index, 500);
+	assert_int_equal(m.raft.snap.term, 6);
+	assert_int_equal(m.raft.snap.size, 65542);
+	assert_int_equal(m.raft.snap.conf.n, 3);
+	for (uint32_t k = 0; k < 3; k++) {
+		assert_int_equal(raft_conf_kind(&m.raft.snap.conf, k + 1),
+				 k == 2 ? RAFT_LEARNER : RAFT_VOTER);
+	}
+	assert_int_equal(m.raft.len, 6);
+	assert_memory_equal(m.raft.data, "chunk!", 6);
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_encode_over_frame_max_is_emsgsize_and_undone(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	struct cm_hello h = {.version = 1, .cluster = B("c")};
+	assert_int_equal(cm_codec_hello(&sb, CM_FR_HELLO, &h), 0);
+	size_t before = sb.size;
+	char *big = calloc(1, CM_FRAME_MAX + 1);
+	assert_non_null(big);
+	struct cm_req r = {.id = 1, .op = CM_OP_PUT, .path = B("/big"),
+			   .value = {big, CM_FRAME_MAX + 1}};
+	assert_int_equal(cm_codec_req(&sb, &r), -EMSGSIZE);
+	assert_int_equal(sb.size, before); /* the earlier frame is intact */
+	free(big);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- hostile input ---- */
+
+static int decode_raw(const void *p, size_t n)
+{
+	struct cm_msg m;
+	int rv = cm_codec_decode(p, n, &m);
+	if (rv == 0)
+		cm_codec_free(&m);
+	return rv;
+}
+
+static void test_huge_declared_array_fails_fast(void **state)
+{
+	(void)state;
+	/* array32 declaring 2^31 elements, then nothing: 5 bytes. */
+	static const unsigned char arr[] = {0xdd, 0x80, 0x00, 0x00, 0x00};
+	assert_int_equal(decode_raw(arr, sizeof(arr)), -EBADMSG);
+	/* The same count inside a RESP LIST body, after valid fields. */
+	static const unsigned char list[] = {0x99, 0x05, 0x01, 0x02, 0x00, 0x01, 0x01, 0x00,
+					     0xa0, 0xdd, 0x80, 0x00, 0x00, 0x00};
+	assert_int_equal(decode_raw(list, sizeof(list)), -EBADMSG);
+	/* map32, bin32 and str32 lengths of 2^31 too. */
+	static const unsigned char map[] = {0xdf, 0x80, 0x00, 0x00, 0x00};
+	static const unsigned char bin[] = {0x92, 0x07, 0xc6, 0x80, 0x00, 0x00, 0x00};
+	static const unsigned char str[] = {0x92, 0x07, 0xdb, 0x80, 0x00, 0x00, 0x00};
+	assert_int_equal(decode_raw(map, sizeof(map)), -EBADMSG);
+	assert_int_equal(decode_raw(bin, sizeof(bin)), -EBADMSG);
+	assert_int_equal(decode_raw(str, sizeof(str)), -EBADMSG);
+}
+
+/* Pack a whole body with a callback into sb; returns it for decoding. */
+static int decode_packed(void (*pack)(msgpack_packer *pk))
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	pack(&pk);
+	int rv = decode_raw(sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	return rv;
+}
+
+static void pack_hello_str_version(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint8(pk, CM_FR_HELLO);
+	msgpack_pack_str_with_body(pk, "1", 1); /* version must be an integer */
+	msgpack_pack_str_with_body(pk, "c", 1);
+	msgpack_pack_uint64(pk, 0);
+}
+
+static void pack_req_int_path(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 16);
+	msgpack_pack_uint8(pk, CM_FR_REQ);
+	for (int k = 0; k < 6; k++)
+		msgpack_pack_uint64(pk, 1); /* id op group token consistency flags */
+	msgpack_pack_uint64(pk, 5); /* path: an integer, not a string */
+	for (int k = 0; k < 8; k++)
+		msgpack_pack_nil(pk);
+}
+
+static void pack_resp_str_err(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 9);
+	msgpack_pack_uint8(pk, CM_FR_RESP);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_DELETE);
+	msgpack_pack_str_with_body(pk, "ENOENT", 6); /* err must be an integer */
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_nil(pk);
+}
+
+static void pack_resp_short_attr(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 9);
+	msgpack_pack_uint8(pk, CM_FR_RESP);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_PUT);
+	msgpack_pack_int32(pk, 0);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_array(pk, 8); /* attr has 9 fields */
+	for (int k = 0; k < 8; k++)
+		msgpack_pack_uint64(pk, 1);
+}
+
+static void pack_event_negative_index(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 8);
+	msgpack_pack_uint8(pk, CM_FR_EVENT);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_int64(pk, -3); /* index is unsigned */
+	msgpack_pack_uint8(pk, CM_EV_PUT);
+	msgpack_pack_str_with_body(pk, "/a", 2);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_nil(pk);
+}
+
+static void pack_not_an_array(msgpack_packer *pk)
+{
+	msgpack_pack_map(pk, 1);
+	msgpack_pack_uint8(pk, CM_FR_HELLO);
+	msgpack_pack_uint8(pk, 1);
+}
+
+static void test_wrong_field_types_rejected(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_packed(pack_hello_str_version), -EBADMSG);
+	assert_int_equal(decode_packed(pack_req_int_path), -EBADMSG);
+	assert_int_equal(decode_packed(pack_resp_str_err), -EBADMSG);
+	assert_int_equal(decode_packed(pack_resp_short_attr), -EBADMSG);
+	assert_int_equal(decode_packed(pack_event_negative_index), -EBADMSG);
+	assert_int_equal(decode_packed(pack_not_an_array), -EBADMSG);
+}
+
+static void pack_unknown_type(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_uint8(pk, 99);
+	msgpack_pack_uint32(pk, 1);
+	msgpack_pack_str_with_body(pk, "c", 1);
+	msgpack_pack_uint64(pk, 0);
+}
+
+static void pack_type_zero(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint8(pk, 0);
+	msgpack_pack_int32(pk, -1);
+	msgpack_pack_str_with_body(pk, "", 0);
+}
+
+static void pack_req_unknown_op(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 16);
+	msgpack_pack_uint8(pk, CM_FR_REQ);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_COUNT); /* one past the last op */
+	for (int k = 0; k < 13; k++)
+		msgpack_pack_nil(pk);
+}
+
+static void test_unknown_frame_type_rejected(void **state)
+{
+	(void)state;
+	assert_int_equal(decode_packed(pack_unknown_type), -EBADMSG);
+	assert_int_equal(decode_packed(pack_type_zero), -EBADMSG);
+	assert_int_equal(decode_packed(pack_req_unknown_op), -EBADMSG);
+	assert_int_equal(decode_raw("", 0), -EBADMSG);
+}
+
+static void test_trailing_bytes_rejected(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_error(&sb, -EIO, "x"), 0);
+	size_t len;
+	const char *body = frame_body(&sb, &len);
+	char *buf = malloc(len + 1);
+	memcpy(buf, body, len);
+	buf[len] = (char)0xc0; /* a whole extra object: nil */
+	assert_int_equal(decode_raw(buf, len), 0);
+	assert_int_equal(decode_raw(buf, len + 1), -EBADMSG);
+	free(buf);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- framing ---- */
+
+static void test_framer_byte_by_byte(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	struct cm_hello h = {.version = 1, .cluster = B("cluster")};
+	assert_int_equal(cm_codec_hello(&sb, CM_FR_HELLO, &h), 0);
+	size_t end1 = sb.size;
+	assert_int_equal(cm_codec_error(&sb, -EIO, "second"), 0);
+	size_t end2 = sb.size;
+	struct cm_event e = {.watch_id = 1, .index = 2, .kind = CM_EV_PUT, .path = B("/p")};
+	assert_int_equal(cm_codec_event(&sb, &e), 0);
+	size_t ends[] = {end1, end2, sb.size};
+	uint8_t types[] = {CM_FR_HELLO, CM_FR_ERROR, CM_FR_EVENT};
+	struct cm_framer f;
+	cm_framer_init(&f, CM_FRAME_MAX);
+	int got = 0;
+	for (size_t k = 0; k < sb.size; k++) {
+		assert_int_equal(cm_framer_feed(&f, sb.data + k, 1), 0);
+		const char *body;
+		size_t len;
+		int rv = cm_framer_next(&f, &body, &len);
+		if (k + 1 != ends[got]) {
+			assert_int_equal(rv, 0); /* incomplete until the last byte */
+			continue;
+		}
+		assert_int_equal(rv, 1);
+		struct cm_msg m;
+		assert_int_equal(cm_codec_decode(body, len, &m), 0);
+		assert_int_equal(m.type, types[got]);
+		cm_codec_free(&m);
+		cm_framer_consume(&f, len);
+		assert_int_equal(cm_framer_next(&f, &body, &len), 0);
+		got++;
+	}
+	assert_int_equal(got, 3);
+	cm_framer_free(&f);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_framer_oversize_length_is_emsgsize(void **state)
+{
+	(void)state;
+	struct cm_framer f;
+	cm_framer_init(&f, 1024);
+	const unsigned char hdr[] = {0x00, 0x00, 0x04, 0x01}; /* 1025 > max */
+	assert_int_equal(cm_framer_feed(&f, hdr, sizeof(hdr)), 0);
+	const char *body;
+	size_t len;
+	assert_int_equal(cm_framer_next(&f, &body, &len), -EMSGSIZE);
+	cm_framer_free(&f);
+	/* The protocol maximum: 2^31 declared with the real limit. */
+	cm_framer_init(&f, CM_FRAME_MAX);
+	const unsigned char big[] = {0x80, 0x00, 0x00, 0x00};
+	assert_int_equal(cm_framer_feed(&f, big, sizeof(big)), 0);
+	assert_int_equal(cm_framer_next(&f, &body, &len), -EMSGSIZE);
+	cm_framer_free(&f);
+	/* A zero length is no frame either. */
+	cm_framer_init(&f, CM_FRAME_MAX);
+	const unsigned char zero[] = {0, 0, 0, 0};
+	assert_int_equal(cm_framer_feed(&f, zero, sizeof(zero)), 0);
+	assert_int_equal(cm_framer_next(&f, &body, &len), -EMSGSIZE);
+	cm_framer_free(&f);
+}
+
+/* ---- random input ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Valid frames to mutate: random bytes alone rarely get past the header. */
+static void seed_frames(msgpack_sbuffer *seeds, size_t *offs, int *n)
+{
+	struct cm_attr a = sample_attr(1);
+	struct cm_dirent ents[2] = {{B("a"), a}, {B("b"), a}};
+	struct cm_group_status gs = {.group = 1, .prefix = B("/"), .n_members = 2,
+				     .members = {1, 2}};
+	struct cm_resp list = {.id = 1, .op = CM_OP_LIST, .ents = ents, .n_ents = 2};
+	struct cm_resp get = {.id = 2, .op = CM_OP_GET, .has_attr = true, .attr = a,
+			      .value = B("v")};
+	struct cm_resp st = {.id = 3, .op = CM_OP_STATUS, .groups = &gs, .n_groups = 1};
+	struct cm_req req = {.id = 4, .op = CM_OP_PUT, .path = B("/x"), .value = B("y")};
+	struct cm_event ev = {.watch_id = 5, .kind = CM_EV_PUT, .path = B("/x"),
+			      .has_attr = true, .attr = a};
+	struct raft_entry e = {.term = 1, .index = 1, .type = 1, .len = 1, .data = "d"};
+	struct raft_msg rm = {.type = RAFT_MSG_APPEND, .n_entries = 1, .entries = &e};
+	*n = 0;
+	offs[(*n)++] = seeds->size;
+	cm_codec_resp(seeds, &list);
+	offs[(*n)++] = seeds->size;
+	cm_codec_resp(seeds, &get);
+	offs[(*n)++] = seeds->size;
+	cm_codec_resp(seeds, &st);
+	offs[(*n)++] = seeds->size;
+	cm_codec_req(seeds, &req);
+	offs[(*n)++] = seeds->size;
+	cm_codec_event(seeds, &ev);
+	offs[(*n)++] = seeds->size;
+	cm_codec_raft(seeds, 1, &rm);
+	offs[*n] = seeds->size;
+}
+
+static void test_random_buffers_never_crash(void **state)
+{
+	(void)state;
+	msgpack_sbuffer seeds;
+	msgpack_sbuffer_init(&seeds);
+	size_t offs[8];
+	int n_seeds;
+	seed_frames(&seeds, offs, &n_seeds);
+	uint64_t s = 0x9e3779b97f4a7c15ull;
+	int ok = 0;
+	for (int iter = 0; iter < 200000; iter++) {
+		unsigned char buf[256];
+		size_t len;
+		if (iter % 2 == 0) {
+			len = rng_next(&s) % 64;
+			for (size_t k = 0; k < len; k++)
+				buf[k] = (unsigned char)rng_next(&s);
+		} else {
+			int k = (int)(rng_next(&s) % (uint64_t)n_seeds);
+			len = offs[k + 1] - offs[k] - CM_FRAME_HDR;
+			memcpy(buf, seeds.data + offs[k] + CM_FRAME_HDR, len);
+			for (int flips = 1 + (int)(rng_next(&s) % 4); flips > 0; flips--)
+				buf[rng_next(&s) % len] = (unsigned char)rng_next(&s);
+			if (rng_next(&s) % 4 == 0)
+				len = rng_next(&s) % (len + 1);
+		}
+		unsigned char *exact = malloc(len ? len : 1); /* ASan sees any overread */
+		memcpy(exact, buf, len);
+		int rv = decode_raw(exact, len);
+		assert_true(rv == 0 || rv == -EBADMSG);
+		ok += rv == 0;
+		free(exact);
+	}
+	assert_true(ok > 0); /* some mutations stay valid: the path is exercised */
+	msgpack_sbuffer_destroy(&seeds);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hello_roundtrip),
+		cmocka_unit_test(test_req_roundtrip_every_field),
+		cmocka_unit_test(test_resp_get_roundtrip),
+		cmocka_unit_test(test_resp_list_roundtrip),
+		cmocka_unit_test(test_resp_status_roundtrip),
+		cmocka_unit_test(test_resp_write_ops_roundtrip),
+		cmocka_unit_test(test_resp_error_carries_leader_hint),
+		cmocka_unit_test(test_event_roundtrip),
+		cmocka_unit_test(test_error_roundtrip),
+		cmocka_unit_test(test_raft_append_with_entries_roundtrip),
+		cmocka_unit_test(test_raft_snap_chunk_roundtrip),
+		cmocka_unit_test(test_encode_over_frame_max_is_emsgsize_and_undone),
+		cmocka_unit_test(test_huge_declared_array_fails_fast),
+		cmocka_unit_test(test_wrong_field_types_rejected),
+		cmocka_unit_test(test_unknown_frame_type_rejected),
+		cmocka_unit_test(test_trailing_bytes_rejected),
+		cmocka_unit_test(test_framer_byte_by_byte),
+		cmocka_unit_test(test_framer_oversize_length_is_emsgsize),
+		cmocka_unit_test(test_random_buffers_never_crash),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1198 @@
+/* test_kv.c: the replicated kv state machine (server/kv*.c) on a real store. */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "confman/path.h"
+#include "server/kv.h"
+#include "server/store.h"
+
+#define G 1 /* the group most tests use */
+#define STAMP 1700000000000000000ll
+
+struct fx {
+	char dir[64];
+	struct cm_store *s;
+	uint64_t index; /* next log index to apply at */
+	struct cm_kv_result res; /* of the last op() */
+};
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	strcpy(f->dir, "/tmp/cm-test-kv-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(cm_store_open(f->dir, 256u << 20, &f->s), 0);
+	f->index = 1;
+	*state = f;
+	return 0;
+}
+
+/* Runs after a failed test too (cmocka), so no temp dir is left behind. */
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+	cm_store_close(f->s);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static struct cm_bytes B(const char *s)
+{
+	return (struct cm_bytes){s, (uint32_t)strlen(s)};
+}
+
+/* A write request, for op() and the codec tests. */
+struct w {
+	uint8_t op;
+	uint32_t flags;
+	const char *path, *path2, *value;
+	uint64_t version;
+	uint32_t mode;
+};
+
+/* Apply one command to group g at the next index, in its own transaction; the result's err. */
+static int op_in(struct fx *f, uint64_t g, struct w w)
+{
+	struct cm_req req = {.op = w.op, .flags = w.flags, .path = B(w.path),
+			     .path2 = B(w.path2 ? w.path2 : ""), .value = B(w.value ? w.value : ""),
+			     .version = w.version, .mode = w.mode, .uid = 1000, .gid = 100};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int64_t stamp = STAMP + (int64_t)f->index;
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, stamp, 64), 0);
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(cm_kv_apply(f->s, t, g, f->index++, sb.data, (uint32_t)sb.size, &f->res), 0);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+	msgpack_sbuffer_destroy(&sb);
+	return f->res.err;
+}
+
+static int op(struct fx *f, struct w w)
+{
+	return op_in(f, G, w);
+}
+
+static int put(struct fx *f, const char *path, const char *value)
+{
+	return op(f, (struct w){CM_OP_PUT, 0, path, NULL, value, 0, 0});
+}
+
+static int mkdir_(struct fx *f, const char *path)
+{
+	return op(f, (struct w){CM_OP_MKDIR, 0, path, NULL, NULL, 0, 0});
+}
+
+static int del(struct fx *f, const char *path, uint32_t flags)
+{
+	return op(f, (struct w){CM_OP_DELETE, flags, path, NULL, NULL, 0, 0});
+}
+
+static int ren(struct fx *f, const char *from, const char *to)
+{
+	return op(f, (struct w){CM_OP_RENAME, 0, from, to, NULL, 0, 0});
+}
+
+/* get into attr and a NUL-terminated copy of the value. */
+static int get_in(struct fx *f, uint64_t g, const char *path, struct cm_attr *attr, char *val, size_t cap)
+{
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	struct cm_attr a;
+	struct cm_bytes v = {0};
+	int rc = cm_kv_get(f->s, t, g, B(path), &a, &v);
+	if (rc == 0 && attr)
+		*attr = a;
+	if (rc == 0 && val) {
+		assert_true(v.len < cap);
+		memcpy(val, v.p, v.len);
+		val[v.len] = 0;
+	}
+	cm_store_txn_abort(t);
+	return rc;
+}
+
+static int get(struct fx *f, const char *path, struct cm_attr *attr, char *val, size_t cap)
+{
+	return get_in(f, G, path, attr, val, cap);
+}
+
+static void expect_val_in(struct fx *f, uint64_t g, const char *path, const char *want)
+{
+	char v[256];
+	assert_int_equal(get_in(f, g, path, NULL, v, sizeof(v)), 0);
+	assert_string_equal(v, want);
+}
+
+static void expect_val(struct fx *f, const char *path, const char *want)
+{
+	expect_val_in(f, G, path, want);
+}
+
+struct names {
+	char s[1024];
+	int stop_after; /* stop the listing after this many, if nonzero */
+	int seen;
+};
+
+static int collect(void *arg, struct cm_bytes name, const struct cm_attr *attr)
+{
+	struct names *n = arg;
+	size_t at = strlen(n->s);
+	snprintf(n->s + at, sizeof(n->s) - at, "%s%.*s%s", at ? "," : "", (int)name.len, name.p,
+		 S_ISDIR(attr->mode) ? "/" : "");
+	n->seen++;
+	return n->stop_after && n->seen == n->stop_after ? 77 : 0;
+}
+
+/* The children of path as "a,b/,c" (directories with a '/'), or the error. */
+static int list_in(struct fx *f, uint64_t g, const char *path, struct names *n)
+{
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	int rc = cm_kv_list(f->s, t, g, B(path), collect, n);
+	cm_store_txn_abort(t);
+	return rc;
+}
+
+static void expect_list_in(struct fx *f, uint64_t g, const char *path, const char *want)
+{
+	struct names n = {0};
+	assert_int_equal(list_in(f, g, path, &n), 0);
+	assert_string_equal(n.s, want);
+}
+
+static void expect_list(struct fx *f, const char *path, const char *want)
+{
+	expect_list_in(f, G, path, want);
+}
+
+/* Field by field: memcmp would compare padding too. */
+static void assert_attr_equal(const struct cm_attr *a, const struct cm_attr *b)
+{
+	assert_int_equal(a->mode, b->mode);
+	assert_int_equal(a->uid, b->uid);
+	assert_int_equal(a->gid, b->gid);
+	assert_int_equal(a->mtime_ns, b->mtime_ns);
+	assert_int_equal(a->ctime_ns, b->ctime_ns);
+	assert_int_equal(a->create_index, b->create_index);
+	assert_int_equal(a->mod_index, b->mod_index);
+	assert_int_equal(a->version, b->version);
+	assert_int_equal(a->size, b->size);
+}
+
+/* ---- PUT ---- */
+
+static void test_root_exists_as_directory_before_any_write(void **state)
+{
+	struct fx *f = *state;
+	struct cm_attr a;
+	assert_int_equal(get(f, "/", &a, NULL, 0), 0);
+	assert_true(S_ISDIR(a.mode));
+	assert_int_equal(a.mode & 07777, 0755);
+	expect_list(f, "/", "");
+}
+
+static void test_put_then_get_returns_value_and_attr(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a", "hello"), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_PUT);
+	struct cm_attr a;
+	expect_val(f, "/a", "hello");
+	assert_int_equal(get(f, "/a", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFREG | 0644);
+	assert_int_equal(a.uid, 1000);
+	assert_int_equal(a.gid, 100);
+	assert_int_equal(a.size, 5);
+	assert_int_equal(a.version, 1);
+	assert_int_equal(a.create_index, 1);
+	assert_int_equal(a.mod_index, 1);
+	assert_int_equal(a.mtime_ns, STAMP + 1);
+	assert_int_equal(a.ctime_ns, STAMP + 1);
+	assert_attr_equal(&a, &f->res.attr);
+	assert_int_equal(get(f, "/b", &a, NULL, 0), -ENOENT);
+}
+
+static void test_put_overwrite_bumps_version_and_keeps_create_index(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a", "one"), 0);
+	assert_int_equal(put(f, "/b", "x"), 0);
+	assert_int_equal(put(f, "/a", ""), 0);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/a", &a, NULL, 0), 0);
+	assert_int_equal(a.version, 2);
+	assert_int_equal(a.create_index, 1);
+	assert_int_equal(a.mod_index, 3);
+	assert_int_equal(a.mtime_ns, STAMP + 3);
+	assert_int_equal(a.size, 0);
+	expect_val(f, "/a", "");
+}
+
+static void test_put_creates_missing_parents_like_mkdir_p(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/x/y/z", "deep"), 0);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/x/y", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	assert_int_equal(a.uid, 1000);
+	assert_int_equal(a.gid, 100);
+	assert_int_equal(a.create_index, 1);
+	expect_list(f, "/", "x/");
+	expect_list(f, "/x", "y/");
+	expect_list(f, "/x/y", "z");
+	expect_val(f, "/x/y/z", "deep");
+}
+
+static void test_put_under_a_file_returns_enotdir(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/f", "file"), 0);
+	assert_int_equal(put(f, "/f/x", "v"), -ENOTDIR);
+	assert_int_equal(put(f, "/f/x/y", "v"), -ENOTDIR);
+	assert_int_equal(f->res.event_kind, 0);
+	assert_int_equal(get(f, "/f/x", NULL, NULL, 0), -ENOTDIR);
+}
+
+static void test_put_onto_directory_returns_eisdir(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(put(f, "/d", "v"), -EISDIR);
+	assert_int_equal(put(f, "/", "v"), -EISDIR);
+}
+
+static void test_put_create_on_existing_returns_eexist(void **state)
+{
+	struct fx *f = *state;
+	struct w w = {CM_OP_PUT, CM_PUT_CREATE, "/a", NULL, "1", 0, 0};
+	assert_int_equal(op(f, w), 0);
+	assert_int_equal(op(f, w), -EEXIST);
+	expect_val(f, "/a", "1");
+}
+
+static void test_put_if_version_conflict_returns_ecanceled(void **state)
+{
+	struct fx *f = *state;
+	struct w w = {CM_OP_PUT, CM_PUT_IF_VERSION, "/a", NULL, "v1", 1, 0};
+	assert_int_equal(op(f, w), -ECANCELED); /* absent: version 0 */
+	w.version = 0;
+	assert_int_equal(op(f, w), 0);
+	assert_int_equal(op(f, w), -ECANCELED); /* exists now */
+	w.version = 1;
+	w.value = "v2";
+	assert_int_equal(op(f, w), 0);
+	assert_int_equal(f->res.attr.version, 2);
+	w.value = "v3";
+	assert_int_equal(op(f, w), -ECANCELED); /* lost the race */
+	expect_val(f, "/a", "v2");
+}
+
+static void test_put_value_too_large_returns_efbig(void **state)
+{
+	struct fx *f = *state;
+	char v[66];
+	memset(v, 'v', sizeof(v) - 1);
+	v[sizeof(v) - 1] = 0; /* 65 bytes, max_value is 64 in op_in() */
+	assert_int_equal(put(f, "/a", v), -EFBIG);
+	v[64] = 0;
+	assert_int_equal(put(f, "/a", v), 0);
+}
+
+static void test_put_bad_path_returns_einval_or_enametoolong(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "a", "v"), -EINVAL);
+	assert_int_equal(put(f, "/a/", "v"), -EINVAL);
+	assert_int_equal(put(f, "/a/../b", "v"), -EINVAL);
+	assert_int_equal(put(f, "", "v"), -EINVAL);
+	char p[CM_NAME_MAX + 3] = "/";
+	memset(p + 1, 'n', CM_NAME_MAX + 1);
+	assert_int_equal(put(f, p, "v"), -ENAMETOOLONG);
+	expect_list(f, "/", "");
+}
+
+static void test_put_mode_sets_type_and_permissions(void **state)
+{
+	struct fx *f = *state;
+	struct cm_attr a;
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, 0, "/secret", NULL, "s", 0, 0600}), 0);
+	assert_int_equal(get(f, "/secret", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFREG | 0600);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, 0, "/link", NULL, "/secret", 0, S_IFLNK | 0777}), 0);
+	assert_int_equal(get(f, "/link", &a, NULL, 0), 0);
+	assert_true(S_ISLNK(a.mode));
+	expect_val(f, "/link", "/secret");
+	/* an overwrite without CM_SET_MODE keeps the permissions */
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, 0, "/secret", NULL, "t", 0, 0666}), 0);
+	assert_int_equal(get(f, "/secret", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFREG | 0600);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, CM_SET_MODE, "/secret", NULL, "u", 0, 0640}), 0);
+	assert_int_equal(get(f, "/secret", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFREG | 0640);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, 0, "/dev", NULL, "", 0, S_IFCHR | 0600}), -EINVAL);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, 0, "/d", NULL, "", 0, S_IFDIR | 0755}), -EINVAL);
+}
+
+static void test_put_keep_value_with_set_mode_is_chmod(void **state)
+{
+	struct fx *f = *state;
+	struct cm_attr a;
+	uint32_t chmod = CM_SET_MODE | CM_PUT_KEEP_VALUE;
+	assert_int_equal(put(f, "/a", "keep me"), 0);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/a", NULL, "", 0, 0600}), 0);
+	assert_int_equal(get(f, "/a", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFREG | 0600);
+	assert_int_equal(a.version, 2);
+	assert_int_equal(a.mtime_ns, STAMP + 1); /* content untouched */
+	assert_int_equal(a.ctime_ns, STAMP + 2);
+	expect_val(f, "/a", "keep me");
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/d", NULL, "", 0, 0700}), 0);
+	assert_int_equal(get(f, "/d", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0700);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/", NULL, "", 0, 0711}), 0);
+	assert_int_equal(get(f, "/", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0711);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/none", NULL, "", 0, 0600}), -ENOENT);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/a", NULL, "", 0, S_IFDIR | 0600}), -EINVAL);
+}
+
+/* ---- MKDIR ---- */
+
+static void test_mkdir_creates_parents_and_existing_returns_eexist(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(op(f, (struct w){CM_OP_MKDIR, 0, "/a/b/c", NULL, NULL, 0, 0700}), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_MKDIR);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/a/b/c", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0700);
+	assert_int_equal(get(f, "/a/b", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	assert_int_equal(mkdir_(f, "/a/b/c"), -EEXIST);
+	assert_int_equal(mkdir_(f, "/a"), -EEXIST);
+	assert_int_equal(mkdir_(f, "/"), -EEXIST);
+	assert_int_equal(put(f, "/a/file", "x"), 0);
+	assert_int_equal(mkdir_(f, "/a/file"), -EEXIST);
+	assert_int_equal(mkdir_(f, "/a/file/sub"), -ENOTDIR);
+}
+
+/* ---- DELETE ---- */
+
+static void test_delete_file_and_missing_returns_enoent(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/d/a", "x"), 0);
+	assert_int_equal(del(f, "/d/a", 0), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_DELETE);
+	assert_int_equal(get(f, "/d/a", NULL, NULL, 0), -ENOENT);
+	assert_int_equal(del(f, "/d/a", 0), -ENOENT);
+	assert_int_equal(del(f, "/nope/a", 0), -ENOENT);
+	expect_list(f, "/d", "");
+}
+
+static void test_delete_directory_needs_a_flag(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(put(f, "/f", "x"), 0);
+	assert_int_equal(del(f, "/d", 0), -EISDIR);
+	assert_int_equal(del(f, "/f", CM_DEL_DIR), -ENOTDIR);
+	assert_int_equal(put(f, "/d/x", "x"), 0);
+	assert_int_equal(del(f, "/d", CM_DEL_DIR), -ENOTEMPTY);
+	assert_int_equal(del(f, "/d/x", 0), 0);
+	assert_int_equal(del(f, "/d", CM_DEL_DIR), 0);
+	assert_int_equal(del(f, "/", CM_DEL_RECURSIVE), -EINVAL);
+	expect_list(f, "/", "f");
+}
+
+static void test_delete_recursive_removes_the_whole_subtree(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a/b/c/d", "1"), 0);
+	assert_int_equal(put(f, "/a/b/e", "2"), 0);
+	assert_int_equal(put(f, "/a/f", "3"), 0);
+	assert_int_equal(mkdir_(f, "/a/g/h"), 0);
+	assert_int_equal(put(f, "/ab", "sibling"), 0);
+	uint64_t at = f->index;
+	assert_int_equal(del(f, "/a", CM_DEL_RECURSIVE), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_DELETE);
+	expect_list(f, "/", "ab");
+	assert_int_equal(get(f, "/a/b/c/d", NULL, NULL, 0), -ENOENT);
+	/* a new /a starts empty: nothing of the old subtree reappears */
+	assert_int_equal(mkdir_(f, "/a"), 0);
+	expect_list(f, "/a", "");
+	assert_int_equal(f->res.attr.create_index, at + 1);
+	/* CM_DEL_RECURSIVE on a file is rm -rf: fine */
+	assert_int_equal(del(f, "/ab", CM_DEL_RECURSIVE), 0);
+}
+
+static void test_delete_if_version_checks_the_version(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a", "1"), 0);
+	assert_int_equal(op(f, (struct w){CM_OP_DELETE, CM_PUT_IF_VERSION, "/a", NULL, NULL, 2, 0}),
+			 -ECANCELED);
+	assert_int_equal(op(f, (struct w){CM_OP_DELETE, CM_PUT_IF_VERSION, "/a", NULL, NULL, 1, 0}), 0);
+}
+
+/* ---- LIST ---- */
+
+static void test_list_returns_children_only_in_name_order(void **state)
+{
+	struct fx *f = *state;
+	const char *paths[] = {"/d/b", "/d/a", "/d/c/deep", "/d/c/deeper/x", "/d/a.b", "/d0",
+			       "/e/zz"};
+	for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++)
+		assert_int_equal(put(f, paths[k], "v"), 0);
+	expect_list(f, "/", "d/,d0,e/");
+	expect_list(f, "/d", "a,a.b,b,c/");
+	expect_list(f, "/d/c", "deep,deeper/");
+	struct names n = {0};
+	assert_int_equal(list_in(f, G, "/d/a", &n), -ENOTDIR);
+	assert_int_equal(list_in(f, G, "/nope", &n), -ENOENT);
+	assert_int_equal(list_in(f, G, "/d/", &n), -EINVAL);
+	struct names stop = {.stop_after = 2};
+	assert_int_equal(list_in(f, G, "/d", &stop), 77);
+	assert_string_equal(stop.s, "a,a.b");
+}
+
+static void test_groups_do_not_see_each_other(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(op_in(f, 2, (struct w){CM_OP_PUT, 0, "/x", NULL, "two", 0, 0}), 0);
+	assert_int_equal(put(f, "/y", "one"), 0);
+	expect_list_in(f, 2, "/", "x");
+	expect_list(f, "/", "y");
+	assert_int_equal(get(f, "/x", NULL, NULL, 0), -ENOENT);
+	assert_int_equal(del(f, "/y", 0), 0);
+	expect_list_in(f, 2, "/", "x");
+}
+
+/* ---- RENAME ---- */
+
+static void test_rename_file_replaces_target_and_version_never_goes_back(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/cfg", "old"), 0);
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(put(f, "/cfg", "old"), 0); /* version 5 */
+	assert_int_equal(put(f, "/.cfg.tmp", "new"), 0);
+	assert_int_equal(ren(f, "/.cfg.tmp", "/cfg"), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_RENAME);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/cfg", &a, NULL, 0), 0);
+	assert_int_equal(a.version, 6);
+	assert_int_equal(a.create_index, 6);
+	assert_int_equal(a.mod_index, 7);
+	expect_val(f, "/cfg", "new");
+	assert_int_equal(get(f, "/.cfg.tmp", NULL, NULL, 0), -ENOENT);
+	expect_list(f, "/", "cfg");
+}
+
+static void test_rename_directory_moves_its_subtree(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/src/a", "1"), 0);
+	assert_int_equal(put(f, "/src/sub/b", "2"), 0);
+	assert_int_equal(put(f, "/src/sub/deeper/c", "3"), 0);
+	assert_int_equal(put(f, "/srcfile", "keep"), 0);
+	assert_int_equal(ren(f, "/src", "/new/place"), 0); /* target parent made too */
+	expect_list(f, "/", "new/,srcfile");
+	expect_list(f, "/new", "place/");
+	expect_list(f, "/new/place", "a,sub/");
+	expect_list(f, "/new/place/sub", "b,deeper/");
+	expect_val(f, "/new/place/sub/deeper/c", "3");
+	assert_int_equal(get(f, "/src/a", NULL, NULL, 0), -ENOENT);
+	/* and back over an empty directory */
+	assert_int_equal(mkdir_(f, "/empty"), 0);
+	assert_int_equal(ren(f, "/new/place", "/empty"), 0);
+	expect_list(f, "/empty", "a,sub/");
+	expect_list(f, "/new", "");
+}
+
+static void test_rename_follows_rename_2_rules(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/d1/x", "1"), 0);
+	assert_int_equal(put(f, "/d2/y", "2"), 0);
+	assert_int_equal(mkdir_(f, "/e"), 0);
+	assert_int_equal(put(f, "/f", "file"), 0);
+	assert_int_equal(ren(f, "/d1", "/d2"), -ENOTEMPTY);
+	assert_int_equal(ren(f, "/d1", "/f"), -ENOTDIR);
+	assert_int_equal(ren(f, "/f", "/e"), -EISDIR);
+	assert_int_equal(ren(f, "/d1", "/d1/x/inside"), -EINVAL);
+	assert_int_equal(ren(f, "/d1", "/d1/sub"), -EINVAL);
+	assert_int_equal(ren(f, "/nope", "/z"), -ENOENT);
+	assert_int_equal(ren(f, "/f", "/f/z"), -ENOTDIR);
+	assert_int_equal(ren(f, "/", "/z"), -EINVAL);
+	assert_int_equal(ren(f, "/f", "/"), -EINVAL);
+	assert_int_equal(ren(f, "/f", "/bad/"), -EINVAL);
+	assert_int_equal(ren(f, "/d1/x", "/d1"), -EISDIR); /* onto its own parent */
+	assert_int_equal(op(f, (struct w){CM_OP_RENAME, CM_PUT_CREATE, "/d1/x", "/d2/y", NULL, 0, 0}),
+			 -EEXIST);
+	assert_int_equal(op(f, (struct w){CM_OP_RENAME, CM_PUT_IF_VERSION, "/d1/x", "/d2/y", NULL, 2, 0}),
+			 -ECANCELED);
+	assert_int_equal(op(f, (struct w){CM_OP_RENAME, CM_PUT_IF_VERSION, "/d1/x", "/d2/y", NULL, 1, 0}),
+			 0);
+	expect_val(f, "/d2/y", "1");
+	expect_list(f, "/d1", "");
+}
+
+static void test_rename_onto_itself_changes_nothing(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a", "v"), 0);
+	assert_int_equal(ren(f, "/a", "/a"), 0);
+	assert_int_equal(f->res.event_kind, 0);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/a", &a, NULL, 0), 0);
+	assert_int_equal(a.version, 1);
+}
+
+static void test_rename_that_makes_a_path_too_long_returns_enametoolong(void **state)
+{
+	struct fx *f = *state;
+	char deep[CM_PATH_MAX + 1] = "/d";
+	while (strlen(deep) + 101 <= CM_PATH_MAX) {
+		strcat(deep, "/");
+		memset(deep + strlen(deep), 'x', 99);
+	}
+	size_t len = strlen(deep); /* > 900 */
+	assert_int_equal(put(f, deep, "leaf"), 0);
+	char target[CM_PATH_MAX + 1] = "/";
+	memset(target + 1, 't', CM_PATH_MAX - len + 2);
+	target[CM_PATH_MAX - len + 3] = 0; /* the leaf would be CM_PATH_MAX + 1 bytes */
+	assert_int_equal(ren(f, "/d", target), -ENAMETOOLONG);
+	target[strlen(target) - 1] = 0; /* one byte shorter: fits exactly */
+	assert_int_equal(ren(f, "/d", target), 0);
+}
+
+/* ---- failures change nothing; determinism ---- */
+
+static void snapshot_of(struct fx *f, uint64_t g, msgpack_sbuffer *sb)
+{
+	MDB_txn *t;
+	msgpack_sbuffer_init(sb);
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_snapshot(f->s, t, g, sb), 0);
+	cm_store_txn_abort(t);
+}
+
+static void build_tree(struct fx *f, uint64_t g)
+{
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_PUT, 0, "/etc/app/conf", NULL, "a=1", 0, 0}), 0);
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_PUT, 0, "/etc/app/bin", NULL, "\x01\x00\xff", 0, 0}), 0);
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_MKDIR, 0, "/var/empty", NULL, NULL, 0, 0700}), 0);
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_PUT, 0, "/ln", NULL, "/etc", 0, S_IFLNK | 0777}), 0);
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_RENAME, 0, "/etc/app", "/opt/app", NULL, 0, 0}), 0);
+	assert_int_equal(op_in(f, g, (struct w){CM_OP_PUT, CM_SET_MODE | CM_PUT_KEEP_VALUE, "/", NULL, NULL, 0, 0750}), 0);
+}
+
+static void test_failed_ops_change_nothing(void **state)
+{
+	struct fx *f = *state;
+	build_tree(f, G);
+	msgpack_sbuffer before, after;
+	snapshot_of(f, G, &before);
+	assert_int_equal(put(f, "/opt/app/conf/x", "v"), -ENOTDIR);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, CM_PUT_CREATE, "/opt/app/conf", NULL, "v", 0, 0}), -EEXIST);
+	assert_int_equal(del(f, "/opt", CM_DEL_DIR), -ENOTEMPTY);
+	assert_int_equal(ren(f, "/opt", "/var"), -ENOTEMPTY);
+	assert_int_equal(mkdir_(f, "/ln/x"), -ENOTDIR);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, CM_PUT_IF_VERSION, "/new/dir/file", NULL, "v", 3, 0}),
+			 -ECANCELED); /* no parents made either */
+	snapshot_of(f, G, &after);
+	assert_int_equal(before.size, after.size);
+	assert_memory_equal(before.data, after.data, before.size);
+	msgpack_sbuffer_destroy(&before);
+	msgpack_sbuffer_destroy(&after);
+}
+
+static void test_same_commands_give_same_bytes(void **state)
+{
+	struct fx *f = *state;
+	uint64_t start = f->index;
+	build_tree(f, 10);
+	f->index = start; /* the same indexes, as on another replica */
+	build_tree(f, 11);
+	msgpack_sbuffer a, b;
+	snapshot_of(f, 10, &a);
+	snapshot_of(f, 11, &b);
+	assert_int_equal(a.size, b.size);
+	assert_memory_equal(a.data, b.data, a.size);
+	msgpack_sbuffer_destroy(&a);
+	msgpack_sbuffer_destroy(&b);
+}
+
+static void test_apply_garbage_is_an_ebadmsg_result(void **state)
+{
+	struct fx *f = *state;
+	MDB_txn *t;
+	struct cm_kv_result res;
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(cm_kv_apply(f->s, t, G, 1, "\x93\x01\x02", 3, &res), 0);
+	assert_int_equal(res.err, -EBADMSG);
+	assert_int_equal(res.event_kind, 0);
+	assert_int_equal(cm_kv_apply(f->s, t, G, 2, NULL, 0, &res), 0);
+	assert_int_equal(res.err, -EBADMSG);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+}
+
+/* ---- command codec ---- */
+
+static size_t encode(const struct cm_req *req, uint8_t *out, size_t cap)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_kv_cmd_encode(&sb, req, -5, 1000), 0);
+	assert_true(sb.size <= cap);
+	memcpy(out, sb.data, sb.size);
+	size_t n = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+static int decode(const void *buf, size_t len, struct cm_kv_cmd *c)
+{
+	msgpack_unpacked up;
+	int rc = cm_kv_cmd_decode(buf, (uint32_t)len, &up, c);
+	msgpack_unpacked_destroy(&up);
+	return rc;
+}
+
+static void test_cmd_encode_decode_round_trip(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_RENAME, .flags = CM_PUT_IF_VERSION, .path = B("/a/b"),
+			     .path2 = B("/c"), .value = B("bytes"), .version = 1ull << 40,
+			     .mode = 0100600, .uid = 4000000000u, .gid = 7};
+	uint8_t buf[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	struct cm_kv_cmd c;
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.op, CM_OP_RENAME);
+	assert_int_equal(c.flags, CM_PUT_IF_VERSION);
+	assert_int_equal(c.path.len, 4);
+	assert_memory_equal(c.path.p, "/a/b", 4);
+	assert_memory_equal(c.path2.p, "/c", 2);
+	assert_memory_equal(c.value.p, "bytes", 5);
+	assert_int_equal(c.version, 1ull << 40);
+	assert_int_equal(c.mode, 0100600);
+	assert_int_equal(c.uid, 4000000000u);
+	assert_int_equal(c.gid, 7);
+	assert_int_equal(c.stamp_ns, -5);
+	assert_int_equal(c.max_value, 1000);
+	struct cm_req get = {.op = CM_OP_GET, .path = B("/a")};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_kv_cmd_encode(&sb, &get, 0, 0), -EINVAL);
+	assert_int_equal(sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_cmd_decode_rejects_malformed_commands(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_PUT, .path = B("/a"), .value = B("v")};
+	uint8_t buf[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	struct cm_kv_cmd c;
+	for (size_t k = 0; k < n; k++) /* every truncation */
+		assert_int_equal(decode(buf, k, &c), -EBADMSG);
+	uint8_t longer[300];
+	memcpy(longer, buf, n);
+	longer[n] = 0;
+	assert_int_equal(decode(longer, n + 1, &c), -EBADMSG); /* trailing byte */
+	memcpy(longer, buf, n);
+	longer[1] = CM_OP_GET; /* [0x9b, op, ...]: op is a positive fixint */
+	assert_int_equal(decode(longer, n, &c), -EBADMSG);
+	longer[1] = 0x7f;
+	assert_int_equal(decode(longer, n, &c), -EBADMSG);
+	memcpy(longer, buf, n);
+	longer[0] = 0x9a; /* ten fields */
+	assert_int_equal(decode(longer, n, &c), -EBADMSG);
+	memcpy(longer, buf, n);
+	longer[2] = 0x40; /* unknown flag */
+	assert_int_equal(decode(longer, n, &c), -EBADMSG);
+	memcpy(longer, buf, n);
+	longer[3] = 0xc4; /* path as bin instead of str: wrong type */
+	assert_int_equal(decode(longer, n, &c), -EBADMSG);
+	assert_int_equal(decode(buf, n, &c), 0);
+}
+
+static void test_cmd_decode_of_random_bytes_never_crashes(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_PUT, .flags = CM_SET_MODE, .path = B("/some/path"),
+			     .path2 = B(""), .value = B("value bytes"), .version = 3, .mode = 0644};
+	uint8_t valid[256], buf[300];
+	size_t n = encode(&req, valid, sizeof(valid));
+	srand(12345);
+	int ok = 0;
+	for (int round = 0; round < 100000; round++) {
+		size_t len = (size_t)rand() % sizeof(buf);
+		if (round % 2) { /* a valid command with a few bytes changed */
+			len = n;
+			memcpy(buf, valid, n);
+			for (int k = rand() % 4; k >= 0; k--)
+				buf[(size_t)rand() % n] = (uint8_t)rand();
+		} else {
+			for (size_t k = 0; k < len; k++)
+				buf[k] = (uint8_t)rand();
+		}
+		/* exactly len bytes on the heap, so ASan sees any overread */
+		uint8_t *heap = malloc(len ? len : 1);
+		assert_non_null(heap);
+		memcpy(heap, buf, len);
+		struct cm_kv_cmd c;
+		if (decode(heap, len, &c) == 0) {
+			ok++;
+			assert_true(c.path.p >= (char *)heap && c.path.p + c.path.len <= (char *)heap + len);
+			assert_true(c.value.p + c.value.len <= (char *)heap + len);
+		}
+		free(heap);
+	}
+	assert_true(ok > 0 && ok < 50000);
+}
+
+/* ---- events ---- */
+
+struct evs {
+	char s[2048];
+};
+
+static int ev_collect(void *arg, uint64_t index, uint8_t kind, struct cm_bytes path,
+		      struct cm_bytes path2, const struct cm_attr *attr)
+{
+	struct evs *e = arg;
+	size_t at = strlen(e->s);
+	(void)attr;
+	snprintf(e->s + at, sizeof(e->s) - at, "%s%llu:%d:%.*s%s%.*s", at ? " " : "",
+		 (unsigned long long)index, kind, (int)path.len, path.p, path2.len ? ">" : "",
+		 (int)path2.len, path2.p);
+	return 0;
+}
+
+static int events(struct fx *f, const char *prefix, uint64_t from, uint64_t compacted, struct evs *e)
+{
+	MDB_txn *t;
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	int rc = cm_kv_events(f->s, t, G, B(prefix), from, compacted, ev_collect, e);
+	cm_store_txn_abort(t);
+	return rc;
+}
+
+static void test_events_record_changes_filtered_by_prefix(void **state)
+{
+	struct fx *f = *state;
+	char big[100];
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(put(f, "/a/x", "1"), 0);    /* 1 */
+	assert_int_equal(mkdir_(f, "/b"), 0);        /* 2 */
+	assert_int_equal(put(f, "/ab", "2"), 0);     /* 3 */
+	assert_int_equal(put(f, "/a/x", big), -EFBIG); /* 4: no event */
+	assert_int_equal(put(f, "/a/x", "3"), 0);    /* 5 */
+	struct evs e;
+	assert_int_equal(events(f, "/", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:1:/a/x 2:3:/b 3:1:/ab 5:1:/a/x");
+	assert_int_equal(events(f, "/a", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:1:/a/x 5:1:/a/x");
+	assert_int_equal(events(f, "/a", 1, 0, &e), 0);
+	assert_string_equal(e.s, "5:1:/a/x");
+	assert_int_equal(events(f, "/a", 5, 0, &e), 0);
+	assert_string_equal(e.s, "");
+}
+
+static void test_events_cover_renames_deletes_and_compaction(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/a/x", "1"), 0);                  /* 1 */
+	assert_int_equal(put(f, "/ab", "2"), 0);                   /* 2 */
+	assert_int_equal(mkdir_(f, "/b"), 0);                      /* 3 */
+	assert_int_equal(ren(f, "/a/x", "/b/x"), 0);               /* 4 */
+	assert_int_equal(del(f, "/nope", 0), -ENOENT);             /* 5: no event */
+	assert_int_equal(put(f, "/a/deep/er", "3"), 0);            /* 6 */
+	assert_int_equal(del(f, "/a", CM_DEL_RECURSIVE), 0);       /* 7 */
+	struct evs e;
+	assert_int_equal(events(f, "/", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:1:/a/x 2:1:/ab 3:3:/b 4:4:/a/x>/b/x 6:1:/a/deep/er 7:2:/a");
+	assert_int_equal(events(f, "/a", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:1:/a/x 4:4:/a/x>/b/x 6:1:/a/deep/er 7:2:/a");
+	assert_int_equal(events(f, "/b", 3, 0, &e), 0);
+	assert_string_equal(e.s, "4:4:/a/x>/b/x");
+	/* a watcher below a deleted ancestor hears of it */
+	assert_int_equal(events(f, "/a/deep/er", 5, 0, &e), 0);
+	assert_string_equal(e.s, "6:1:/a/deep/er 7:2:/a");
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(cm_kv_events_compact(f->s, t, G, 4), 0);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+	assert_int_equal(events(f, "/", 3, 4, &e), CM_ECOMPACTED);
+	assert_int_equal(events(f, "/", 4, 4, &e), 0);
+	assert_string_equal(e.s, "6:1:/a/deep/er 7:2:/a");
+	assert_int_equal(events(f, "/", 0, 0, &e), 0); /* the caller's floor says what is gone */
+	assert_string_equal(e.s, "6:1:/a/deep/er 7:2:/a");
+	assert_int_equal(events(f, "bad", 0, 0, &e), -EINVAL);
+}
+
+/* ---- snapshot and restore ---- */
+
+static int restore(struct fx *f, uint64_t g, const void *buf, size_t len)
+{
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	int rc = cm_kv_restore(f->s, t, g, buf, len);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+	return rc;
+}
+
+static void expect_same_node(struct fx *f, uint64_t g1, uint64_t g2, const char *path)
+{
+	struct cm_attr a, b;
+	char va[64], vb[64];
+	assert_int_equal(get_in(f, g1, path, &a, va, sizeof(va)), 0);
+	assert_int_equal(get_in(f, g2, path, &b, vb, sizeof(vb)), 0);
+	assert_attr_equal(&a, &b);
+	assert_string_equal(va, vb);
+	if (S_ISDIR(a.mode)) {
+		struct names na = {0}, nb = {0};
+		assert_int_equal(list_in(f, g1, path, &na), 0);
+		assert_int_equal(list_in(f, g2, path, &nb), 0);
+		assert_string_equal(na.s, nb.s);
+	}
+}
+
+static void test_snapshot_restore_round_trip_into_another_group(void **state)
+{
+	struct fx *f = *state;
+	build_tree(f, G);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/stale/x", NULL, "old", 0, 0}), 0);
+	msgpack_sbuffer sb, again;
+	snapshot_of(f, G, &sb);
+	assert_int_equal(restore(f, 9, sb.data, sb.size), 0);
+	const char *paths[] = {"/", "/opt", "/opt/app", "/opt/app/conf", "/opt/app/bin", "/var",
+			       "/var/empty", "/ln", "/etc"};
+	for (size_t k = 0; k < sizeof(paths) / sizeof(paths[0]); k++)
+		expect_same_node(f, G, 9, paths[k]);
+	assert_int_equal(get_in(f, 9, "/stale", NULL, NULL, 0), -ENOENT);
+	snapshot_of(f, 9, &again);
+	assert_int_equal(sb.size, again.size);
+	assert_memory_equal(sb.data, again.data, sb.size);
+	/* the restored group keeps working, with the same inos as the original */
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/opt/app/new", NULL, "n", 0, 0}), 0);
+	expect_list_in(f, 9, "/opt/app", "bin,conf,new");
+	struct evs e;
+	MDB_txn *t;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_events(f->s, t, 9, B("/"), 0, 0, ev_collect, &e), 0);
+	cm_store_txn_abort(t);
+	assert_int_equal(strchr(e.s, ' '), NULL); /* only the put after the restore */
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&again);
+}
+
+static void test_snapshot_of_empty_group_restores_to_empty(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/x", NULL, "old", 0, 0}), 0);
+	msgpack_sbuffer sb;
+	snapshot_of(f, G, &sb);
+	assert_int_equal(restore(f, 9, sb.data, sb.size), 0);
+	expect_list_in(f, 9, "/", "");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_restore_of_garbage_returns_ebadmsg_and_changes_nothing(void **state)
+{
+	struct fx *f = *state;
+	build_tree(f, G);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/keep", NULL, "me", 0, 0}), 0);
+	msgpack_sbuffer good, before, after;
+	snapshot_of(f, G, &good);
+	snapshot_of(f, 9, &before);
+	for (size_t k = 0; k < good.size; k++) /* every truncation */
+		assert_int_equal(restore(f, 9, good.data, k), -EBADMSG);
+	srand(99);
+	uint8_t *bad = malloc(good.size);
+	assert_non_null(bad);
+	for (int round = 0; round < 2000; round++) {
+		memcpy(bad, good.data, good.size);
+		bad[(size_t)rand() % good.size] ^= (uint8_t)(1 + rand() % 255);
+		int rc = restore(f, 9, bad, good.size);
+		if (rc == 0) /* a flip in a value or a time: still a valid tree */
+			assert_int_equal(restore(f, 9, before.data, before.size), 0);
+		else
+			assert_int_equal(rc, -EBADMSG);
+	}
+	free(bad);
+	snapshot_of(f, 9, &after);
+	assert_int_equal(before.size, after.size);
+	assert_memory_equal(before.data, after.data, before.size);
+	expect_val(f, "/opt/app/conf", "a=1");
+	msgpack_sbuffer_destroy(&good);
+	msgpack_sbuffer_destroy(&before);
+	msgpack_sbuffer_destroy(&after);
+}
+
+/* One snapshot record, packed the way cm_kv_snapshot does. */
+static void rec(msgpack_packer *pk, const char *path, uint64_t ino, uint32_t mode, const char *value)
+{
+	msgpack_pack_array(pk, 11);
+	msgpack_pack_str_with_body(pk, path, strlen(path));
+	msgpack_pack_uint64(pk, ino);
+	msgpack_pack_uint32(pk, mode);
+	for (int k = 0; k < 4; k++)
+		msgpack_pack_uint32(pk, 0); /* uid, gid, mtime, ctime */
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 1); /* create, mod, version */
+	msgpack_pack_bin_with_body(pk, value, strlen(value));
+}
+
+/* Restore into group 9 a blob of n records built by recs(); the result. */
+static int restore_recs(struct fx *f, uint32_t n, void (*recs)(msgpack_packer *))
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, n);
+	recs(&pk);
+	int rc = restore(f, 9, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static void recs_good(msgpack_packer *pk)
+{
+	rec(pk, "/d", 1 << 16, S_IFDIR | 0755, "");
+	rec(pk, "/d/f", 2 << 16, S_IFREG | 0644, "v");
+}
+
+static void recs_orphan(msgpack_packer *pk)
+{
+	rec(pk, "/d/f", 2 << 16, S_IFREG | 0644, "v");
+	rec(pk, "/d", 1 << 16, S_IFDIR | 0755, "");
+}
+
+static void recs_dup_path(msgpack_packer *pk)
+{
+	recs_good(pk);
+	rec(pk, "/d/f", 3 << 16, S_IFREG | 0644, "w");
+}
+
+static void recs_dup_dir_ino(msgpack_packer *pk)
+{
+	recs_good(pk);
+	rec(pk, "/e", 1 << 16, S_IFDIR | 0755, "");
+}
+
+static void recs_under_file(msgpack_packer *pk)
+{
+	recs_good(pk);
+	rec(pk, "/d/f/g", 3 << 16, S_IFREG | 0644, "w");
+}
+
+static void recs_bad_values(msgpack_packer *pk)
+{
+	rec(pk, "/d", 1 << 16, S_IFDIR | 0755, "dirs have no value");
+}
+
+static void recs_bad_root(msgpack_packer *pk)
+{
+	rec(pk, "/", 5, S_IFDIR | 0755, "");
+}
+
+static void recs_bad_path(msgpack_packer *pk)
+{
+	rec(pk, "/d/../x", 1 << 16, S_IFREG | 0644, "");
+}
+
+static void test_restore_rejects_trees_that_cannot_be(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(restore_recs(f, 2, recs_good), 0);
+	expect_val_in(f, 9, "/d/f", "v");
+	assert_int_equal(restore_recs(f, 2, recs_orphan), -EBADMSG);
+	assert_int_equal(restore_recs(f, 3, recs_dup_path), -EBADMSG);
+	assert_int_equal(restore_recs(f, 3, recs_dup_dir_ino), -EBADMSG);
+	assert_int_equal(restore_recs(f, 3, recs_under_file), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_bad_values), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_bad_root), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_bad_path), -EBADMSG);
+	assert_int_equal(restore_recs(f, 3, recs_good), -EBADMSG); /* count says 3, holds 2 */
+	assert_int_equal(restore(f, 9, "", 0), -EBADMSG);
+	expect_val_in(f, 9, "/d/f", "v"); /* still the good tree */
+}
+
+/* Put raw bytes under a raw key of one of the store's databases. */
+static void raw_put(struct fx *f, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	MDB_txn *t;
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(mdb_put(t, dbi, &k, &v, 0), 0);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+}
+
+static void test_corrupt_records_give_eio_never_a_crash(void **state)
+{
+	struct fx *f = *state;
+	const struct cm_store_dbs *d = cm_store_dbs(f->s);
+	assert_int_equal(put(f, "/ok", "v"), 0);
+	/* group 1, parent "/" (ino 1), name "bad": a record too short to hold an attr */
+	uint8_t key[19] = {0, 0, 0, 0, 0, 0, 0, G, 0, 0, 0, 0, 0, 0, 0, 1, 'b', 'a', 'd'};
+	raw_put(f, d->kv, key, sizeof(key), "short", 5);
+	assert_int_equal(get(f, "/bad", NULL, NULL, 0), -EIO);
+	struct names n = {0};
+	assert_int_equal(list_in(f, G, "/", &n), -EIO);
+	MDB_txn *t;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_snapshot(f->s, t, G, &sb), -EIO);
+	cm_store_txn_abort(t);
+	assert_int_equal(sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+	/* a record whose size field disagrees with its length */
+	uint8_t rec[70] = {0};
+	rec[0] = 0xa4; rec[1] = 0x81; /* mode 0100644 */
+	rec[52] = 200;                /* size 200, but 6 value bytes follow */
+	rec[56] = 9;                  /* ino */
+	raw_put(f, d->kv, key, sizeof(key), rec, sizeof(rec));
+	assert_int_equal(get(f, "/bad", NULL, NULL, 0), -EIO);
+	/* apply reports it as a storage failure: the turn must not commit */
+	struct cm_req req = {.op = CM_OP_PUT, .path = B("/bad"), .value = B("x")};
+	struct cm_kv_result res;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, 1, 0), 0);
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(cm_kv_apply(f->s, t, G, 50, sb.data, (uint32_t)sb.size, &res), -EIO);
+	cm_store_txn_abort(t);
+	msgpack_sbuffer_destroy(&sb);
+	/* an event record too short for the lengths it declares */
+	uint8_t ekey[16] = {0, 0, 0, 0, 0, 0, 0, G, 0, 0, 0, 0, 0, 0, 0, 99};
+	uint8_t ev[70] = {CM_EV_PUT, 0, 50, 0};
+	raw_put(f, d->events, ekey, sizeof(ekey), ev, sizeof(ev));
+	struct evs e;
+	assert_int_equal(events(f, "/", 0, 0, &e), -EIO);
+}
+
+static void test_full_store_makes_apply_return_enospc(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cm-test-kv-full-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	struct cm_store *s;
+	assert_int_equal(cm_store_open(dir, 1u << 20, &s), 0);
+	static char big[50000];
+	memset(big, 'z', sizeof(big));
+	int rc = 0, rc_read = 0;
+	uint64_t index = 1;
+	struct cm_kv_result res = {0};
+	while (rc == 0 && index < 1000) {
+		char path[32];
+		snprintf(path, sizeof(path), "/f%llu", (unsigned long long)index);
+		struct cm_req req = {.op = CM_OP_PUT, .path = B(path), .value = {big, sizeof(big)}};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		rc = cm_kv_cmd_encode(&sb, &req, 1, CM_VALUE_MAX_DEFAULT);
+		MDB_txn *t;
+		rc = rc ? rc : cm_store_txn_begin(s, true, &t);
+		if (rc == 0) {
+			rc = cm_kv_apply(s, t, G, index++, sb.data, (uint32_t)sb.size, &res);
+			if (rc == 0 && res.err == 0)
+				rc = cm_store_txn_commit(t);
+			else
+				cm_store_txn_abort(t);
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
+	MDB_txn *t;
+	struct cm_attr a;
+	struct cm_bytes v = {0};
+	rc_read = cm_store_txn_begin(s, false, &t);
+	if (rc_read == 0) {
+		rc_read = cm_kv_get(s, t, G, B("/f1"), &a, &v);
+		cm_store_txn_abort(t);
+	}
+	cm_store_close(s);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(index > 3);
+	assert_int_equal(rc_read, 0);
+	assert_int_equal(a.size, sizeof(big));
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_root_exists_as_directory_before_any_write),
+		T(test_put_then_get_returns_value_and_attr),
+		T(test_put_overwrite_bumps_version_and_keeps_create_index),
+		T(test_put_creates_missing_parents_like_mkdir_p),
+		T(test_put_under_a_file_returns_enotdir),
+		T(test_put_onto_directory_returns_eisdir),
+		T(test_put_create_on_existing_returns_eexist),
+		T(test_put_if_version_conflict_returns_ecanceled),
+		T(test_put_value_too_large_returns_efbig),
+		T(test_put_bad_path_returns_einval_or_enametoolong),
+		T(test_put_mode_sets_type_and_permissions),
+		T(test_put_keep_value_with_set_mode_is_chmod),
+		T(test_mkdir_creates_parents_and_existing_returns_eexist),
+		T(test_delete_file_and_missing_returns_enoent),
+		T(test_delete_directory_needs_a_flag),
+		T(test_delete_recursive_removes_the_whole_subtree),
+		T(test_delete_if_version_checks_the_version),
+		T(test_list_returns_children_only_in_name_order),
+		T(test_groups_do_not_see_each_other),
+		T(test_rename_file_replaces_target_and_version_never_goes_back),
+		T(test_rename_directory_moves_its_subtree),
+		T(test_rename_follows_rename_2_rules),
+		T(test_rename_onto_itself_changes_nothing),
+		T(test_rename_that_makes_a_path_too_long_returns_enametoolong),
+		T(test_failed_ops_change_nothing),
+		T(test_same_commands_give_same_bytes),
+		T(test_apply_garbage_is_an_ebadmsg_result),
+		T(test_cmd_encode_decode_round_trip),
+		T(test_cmd_decode_rejects_malformed_commands),
+		T(test_cmd_decode_of_random_bytes_never_crashes),
+		T(test_events_record_changes_filtered_by_prefix),
+		T(test_events_cover_renames_deletes_and_compaction),
+		T(test_snapshot_restore_round_trip_into_another_group),
+		T(test_snapshot_of_empty_group_restores_to_empty),
+		T(test_restore_of_garbage_returns_ebadmsg_and_changes_nothing),
+		T(test_restore_rejects_trees_that_cannot_be),
+		T(test_corrupt_records_give_eio_never_a_crash),
+		cmocka_unit_test(test_full_store_makes_apply_return_enospc),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
