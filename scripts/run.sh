@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# run.sh: the run command. Installs missing Debian packages and builds build/.
-# The server (confmand) does not exist yet; until it does this says so and
-# points at what can be run: the Raft core's simulator and benchmark.
+# run.sh: the run command. Installs missing Debian packages, builds build/,
+# and starts a local 3-node Confman cluster on loopback (scripts/cluster),
+# with its data in run/cluster. Stop it with `scripts/cluster down`.
+# The FUSE mount (confman-fs) comes with issue 5; until then the cluster is
+# used through confmanctl.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,6 +16,25 @@ cm_setup build --buildtype=debugoptimized
 echo "==> build"
 ninja -C build
 
-echo "confmand: server not built yet (issue 3); the Raft core and its simulator" \
-	"are built: try build/tests/sim/raft-sim --seeds 100 --steps 2000"
-exit 0
+echo "==> start a 3-node cluster"
+scripts/cluster up
+servers=$(scripts/cluster env | cut -d= -f2)
+# Wait until the group has a leader, so the first command works.
+for _ in $(seq 1 100); do
+	if build/client/confmanctl --servers "$servers" --timeout 500 status 2>/dev/null |
+		grep -q leader; then
+		break
+	fi
+	sleep 0.1
+done
+build/client/confmanctl --servers "$servers" status
+cat <<MSG
+
+Confman is running. Try:
+  export CONFMAN_SERVERS=$servers
+  build/client/confmanctl put /app/db/host db1.example
+  build/client/confmanctl get /app/db/host
+  build/client/confmanctl watch /app        # in another terminal
+  scripts/cluster kill 1                     # the cluster goes on
+  scripts/cluster down                       # stop it (data stays in run/cluster)
+MSG

@@ -33,8 +33,9 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 
 class Cluster:
-    def __init__(self, nodes=3, base_port=17000, extra=None, keep=False):
+    def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",)):
         self.n = nodes
+        self.prefixes = prefixes
         self.base = base_port
         self.extra = list(extra or [])
         self.dir = tempfile.mkdtemp(prefix="confman-it-")
@@ -54,8 +55,9 @@ class Cluster:
             f.write("[cluster]\nid = confman\n")
             for i in range(1, self.n + 1):
                 f.write("[node.%d]\naddress = %s\n" % (i, self.addr(i)))
-            f.write("[group.1]\nprefix = /\nreplicas = %s\n"
-                    % ",".join(str(i) for i in range(1, self.n + 1)))
+            for g, prefix in enumerate(self.prefixes, 1):
+                f.write("[group.%d]\nprefix = %s\nreplicas = %s\n"
+                        % (g, prefix, ",".join(str(i) for i in range(1, self.n + 1))))
 
     def start(self, i):
         if i in self.procs and self.procs[i].poll() is None:

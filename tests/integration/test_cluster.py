@@ -112,6 +112,29 @@ def test_full_restart_loses_nothing():
         c.down()
 
 
+def test_one_node_hosts_several_groups():
+    c = Cluster(base_port=BASE + 40, prefixes=("/", "/apps", "/apps/payments")).up()
+    try:
+        c.leader()
+        import json
+        for path in ("/top", "/apps/web", "/apps/payments/limit"):
+            c.ctl("put", path, path + "!", check=True)
+        for path in ("/top", "/apps/web", "/apps/payments/limit"):
+            rc, out, err = c.ctl("get", path)
+            assert rc == 0 and out == (path + "!").encode(), (path, rc, out, err)
+        rc, out, _ = c.ctl("status", "--json", servers=c.addr(1))
+        groups = json.loads(out)["servers"][0]["groups"]
+        assert sorted(g["prefix"] for g in groups) == ["/", "/apps", "/apps/payments"], groups
+        # Each group has its own log: the write to /apps/payments went to group 3.
+        by_prefix = {g["prefix"]: g for g in groups}
+        assert by_prefix["/apps/payments"]["commit"] >= 3, by_prefix
+        rc, _, err = c.ctl("mv", "/apps/web", "/top2")
+        assert rc != 0 and ("EXDEV" in err or "device" in err), (rc, err)
+    finally:
+        c.down()
+
+
 if __name__ == "__main__":
     run([test_basic_operations, test_kill_leader_during_load_loses_no_acked_write,
-         test_lagging_node_catches_up_by_snapshot, test_full_restart_loses_nothing])
+         test_lagging_node_catches_up_by_snapshot, test_full_restart_loses_nothing,
+         test_one_node_hosts_several_groups])
