@@ -72,7 +72,7 @@ struct cm_ac__server {
 	char addr[CM_ADDR_MAX + 1];  /* "host:port" as listed or redirected to */
 	char host[CM_ADDR_MAX + 1];
 	char port[8];
-	struct cm_ac__conn *conn;    /* NULL when not connected */
+	struct cm_ac__conn *conn;    /* owned; NULL when not connected */
 	uint64_t down_until;         /* uv_now(): avoid it until then */
 	uint32_t backoff;            /* ms, for the next failure */
 };
@@ -111,7 +111,7 @@ struct cm_ac__req {
 	struct cm_req req;        /* path, path2, value point into data */
 	cm_ac_cb cb;
 	void *arg;
-	struct cm_ac__watch *watch; /* CM_AC_RQ_WATCH */
+	struct cm_ac__watch *watch; /* CM_AC_RQ_WATCH: borrowed, outlives rq */
 	uv_timer_t timer;         /* deadline, attempt timeout and backoff */
 	uint64_t deadline;        /* uv_now() */
 	uint32_t backoff;         /* ms */
@@ -121,7 +121,7 @@ struct cm_ac__req {
 	int32_t target;           /* server the next attempt goes to, or -1 */
 	int32_t srv;              /* server of the current/last attempt, or -1 */
 	uint64_t pgroup;          /* predicted group of the path, 0 unknown */
-	struct cm_ac__conn *conn; /* while WAITING or SENT */
+	struct cm_ac__conn *conn; /* borrowed, while WAITING or SENT */
 	uint64_t wgen;            /* the write its frame went out with */
 	int last_err;             /* why the last attempt failed */
 	bool is_write;
@@ -134,8 +134,8 @@ struct cm_ac__watch {
 	struct cm_ac__link clink; /* conn->watches while active */
 	uint64_t handle;          /* what cm_ac_watch() returned */
 	uint64_t wire_id;         /* id of the subscription request in force */
-	struct cm_ac__conn *conn; /* where it is active, or NULL */
-	struct cm_ac__req *rq;    /* subscription in progress, or NULL */
+	struct cm_ac__conn *conn; /* borrowed: where it is active, or NULL */
+	struct cm_ac__req *rq;    /* borrowed: subscription in progress, or NULL */
 	cm_ac_event_cb cb;
 	void *arg;
 	uint64_t from;            /* from_index asked for */
@@ -161,19 +161,20 @@ struct cm_ac {
 	cm_ac_close_cb close_cb;
 	void *close_arg;
 	uint32_t n_handles;       /* open libuv handles; freed when 0 */
+	uint64_t n_reads;         /* read callbacks so far (sync.c's catch-up) */
 	uv_timer_t anchor;        /* makes closing asynchronous even when idle */
 	struct cm_ac__server servers[CM_CLIENT_MAX_SERVERS];
 	uint32_t n_servers;
 	uint32_t n_listed;        /* servers[0, n_listed) came from opts */
 	uint32_t home;            /* preferred server for reads */
-	struct cm_ac__group *groups;
+	struct cm_ac__group *groups;  /* owned array */
 	uint32_t n_groups;
 	bool status_pending;
 	uint64_t status_at;       /* uv_now() of the last map refresh */
-	struct cm_ac__req **ids;  /* in-flight requests by wire id */
+	struct cm_ac__req **ids;  /* owned buckets of borrowed requests, by wire id */
 	uint32_t id_mask;
-	struct cm_ac__link reqs;  /* every request not yet DONE */
-	struct cm_ac__link watches;
+	struct cm_ac__link reqs;  /* every request not yet DONE (owned) */
+	struct cm_ac__link watches; /* live watches (owned) */
 	uint32_t n_watches;
 };
 

@@ -24,7 +24,7 @@ static const char usage_text[] =
 	"                          " CM_CLIENT_DEFAULT_SERVERS ")\n"
 	"  -c, --cluster ID        cluster id (default: " CM_CLIENT_DEFAULT_CLUSTER ")\n"
 	"  -t, --timeout MS        per request, retries included (default: 5000)\n"
-	"      --consistency C     reads: linearizable or follower (default: follower)\n"
+	"      --consistency C     reads: linearizable or follower (default: linearizable)\n"
 	"  -j, --json              machine-readable output\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -69,7 +69,10 @@ typedef int (*ctl_cmd_fn)(struct ctl *ctl, int argc, char **argv);
 
 static int fail(const char *what, int err)
 {
-	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, cm_strerror(err), cm_errname(err));
+	/* strerror's "Operation canceled" would puzzle whoever ran a CAS. */
+	const char *msg = err == -ECANCELED ? "version mismatch (compare-and-set failed)"
+					    : cm_strerror(err);
+	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, msg, cm_errname(err));
 	return cm_ctl_exit_code(err);
 }
 
@@ -448,75 +451,14 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
 
 /* ---- status ---- */
 
-static void print_group_text(const struct cm_group_info *g)
-{
-	printf("  %-6" PRIu64 " %-16s %-13s %6" PRIu64 " %6" PRIu64 " %8" PRIu64 " %8" PRIu64
-	       " %8" PRIu64 " %8" PRIu64 "  ",
-	       g->group, g->prefix, cm_ctl_role_name(g->role), g->term, g->leader, g->commit,
-	       g->applied, g->last, g->snap_index);
-	for (uint32_t k = 0; k < g->n_members; k++)
-		printf(k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
-	putchar('\n');
-}
-
-static void print_status_text(const char *addr, const struct cm_node_status *st, int err)
-{
-	if (err) {
-		printf("%s  unreachable: %s (%s)\n", addr, cm_strerror(err), cm_errname(err));
-		return;
-	}
-	printf("%s  node %" PRIu64 "\n", addr, st->node_id);
-	printf("  %-6s %-16s %-13s %6s %6s %8s %8s %8s %8s  %s\n", "GROUP", "PREFIX", "ROLE",
-	       "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAP", "MEMBERS");
-	for (uint32_t k = 0; k < st->n_groups; k++)
-		print_group_text(&st->groups[k]);
-}
-
-static void print_group_json(const struct cm_group_info *g)
-{
-	printf("{\"group\":%" PRIu64 ",\"prefix\":", g->group);
-	cm_ctl_json_str(stdout, g->prefix, strlen(g->prefix));
-	printf(",\"role\":\"%s\",\"term\":%" PRIu64 ",\"leader\":%" PRIu64 ",\"commit\":%" PRIu64
-	       ",\"applied\":%" PRIu64 ",\"last\":%" PRIu64 ",\"snap_index\":%" PRIu64
-	       ",\"members\":[",
-	       cm_ctl_role_name(g->role), g->term, g->leader, g->commit, g->applied, g->last,
-	       g->snap_index);
-	for (uint32_t k = 0; k < g->n_members; k++)
-		printf(k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
-	fputs("]}", stdout);
-}
-
-static void print_status_json(const char *addr, const struct cm_node_status *st, int err)
-{
-	fputs("{\"addr\":", stdout);
-	cm_ctl_json_str(stdout, addr, strlen(addr));
-	if (err) {
-		printf(",\"reachable\":false,\"error\":\"%s\",\"message\":", cm_errname(err));
-		const char *m = cm_strerror(err);
-		cm_ctl_json_str(stdout, m, strlen(m));
-		fputc('}', stdout);
-		return;
-	}
-	printf(",\"reachable\":true,\"node_id\":%" PRIu64 ",\"groups\":[", st->node_id);
-	for (uint32_t k = 0; k < st->n_groups; k++) {
-		if (k)
-			fputc(',', stdout);
-		print_group_json(&st->groups[k]);
-	}
-	fputs("]}", stdout);
-}
-
 /* Ask one server; returns whether it answered. */
 static bool status_one(struct ctl *ctl, const char *addr, bool first)
 {
 	struct cm_node_status *st = NULL;
 	int err = cm_status(ctl->client, addr, &st);
-	if (ctl->json) {
+	if (ctl->json)
 		fputs(first ? "" : ",", stdout);
-		print_status_json(addr, st, err);
-	} else {
-		print_status_text(addr, st, err);
-	}
+	cm_ctl_print_status(stdout, addr, st, err, ctl->json);
 	cm_status_free(st);
 	return err == 0;
 }
@@ -583,7 +525,8 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 		else if (strcmp(val, "follower") == 0)
 			ctl->opts.consistency = CM_READ_FOLLOWER;
 		else
-			return usage_error("--consistency: linearizable or follower, not '%s'", val);
+			return usage_error("--consistency: linearizable or follower, not '%s'",
+					   val);
 		return 0;
 	case 'j':
 		ctl->json = true;
@@ -621,6 +564,9 @@ int main(int argc, char **argv)
 {
 	struct ctl ctl = {0};
 	cm_client_opts_init(&ctl.opts);
+	/* Each run is a new process with no token: read linearizably unless asked
+	 * otherwise, as etcdctl does; --consistency follower opts in. */
+	ctl.opts.consistency = CM_READ_LINEARIZABLE;
 	int first = parse_globals(&ctl, argc, argv);
 	if (first < 0)
 		return CM_CTL_USAGE;

@@ -268,6 +268,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct cm_ac__conn *c = s->data;
 	(void)buf;
+	c->ac->n_reads++;
 	if (c->state == CM_AC_CONN_CLOSING)
 		return;
 	if (nread < 0) {

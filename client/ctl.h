@@ -1,4 +1,4 @@
-/* ctl.h: confmanctl's output helpers: JSON, base64, modes, times, exit codes. */
+/* ctl.h: confmanctl's output helpers: JSON, base64, modes, times, status, exit codes. */
 #ifndef CONFMAN_CTL_H
 #define CONFMAN_CTL_H
 
@@ -41,5 +41,12 @@ const char *cm_ctl_kind_name(uint8_t kind);
 
 /* cm_ctl_role_name - "follower", "pre-candidate", "candidate", "leader" or "?". */
 const char *cm_ctl_role_name(uint8_t role);
+
+struct cm_node_status;
+
+/* cm_ctl_print_status - one server's status (st), or why it is unreachable
+ * (err != 0), as a text table or one JSON object (no newline). */
+void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status *st, int err,
+			 bool json);
 
 #endif /* CONFMAN_CTL_H */

@@ -1,11 +1,12 @@
-/* ctl_fmt.c: confmanctl's output helpers: JSON, base64, modes, times, exit codes. */
+/* ctl_fmt.c: confmanctl's output helpers: JSON, base64, modes, times, status, exit codes. */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include "client/ctl.h"
-#include "confman/error.h"
+#include "confman/client.h"
 
 int cm_ctl_exit_code(int err)
 {
@@ -138,4 +139,75 @@ const char *cm_ctl_role_name(uint8_t role)
 	static const char *const names[] = {"?", "follower", "pre-candidate", "candidate",
 					    "leader"};
 	return role < sizeof(names) / sizeof(names[0]) ? names[role] : "?";
+}
+
+/* ---- status ---- */
+
+static void print_group_text(FILE *f, const struct cm_group_info *g)
+{
+	fprintf(f, "  %-6" PRIu64 " %-16s %-13s %6" PRIu64 " %6" PRIu64 " %8" PRIu64 " %8" PRIu64
+		   " %8" PRIu64 " %8" PRIu64 "  ",
+		   g->group, g->prefix, cm_ctl_role_name(g->role), g->term, g->leader, g->commit,
+		   g->applied, g->last, g->snap_index);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+	fputc('\n', f);
+}
+
+static void print_status_text(FILE *f, const char *addr, const struct cm_node_status *st,
+			      int err)
+{
+	if (err) {
+		fprintf(f, "%s  unreachable: %s (%s)\n", addr, cm_strerror(err), cm_errname(err));
+		return;
+	}
+	fprintf(f, "%s  node %" PRIu64 "\n", addr, st->node_id);
+	fprintf(f, "  %-6s %-16s %-13s %6s %6s %8s %8s %8s %8s  %s\n", "GROUP", "PREFIX", "ROLE",
+		   "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAP", "MEMBERS");
+	for (uint32_t k = 0; k < st->n_groups; k++)
+		print_group_text(f, &st->groups[k]);
+}
+
+static void print_group_json(FILE *f, const struct cm_group_info *g)
+{
+	fprintf(f, "{\"group\":%" PRIu64 ",\"prefix\":", g->group);
+	cm_ctl_json_str(f, g->prefix, strlen(g->prefix));
+	fprintf(f, ",\"role\":\"%s\",\"term\":%" PRIu64 ",\"leader\":%" PRIu64
+		   ",\"commit\":%" PRIu64 ",\"applied\":%" PRIu64 ",\"last\":%" PRIu64
+		   ",\"snap_index\":%" PRIu64 ",\"members\":[",
+		   cm_ctl_role_name(g->role), g->term, g->leader, g->commit, g->applied, g->last,
+		   g->snap_index);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+	fputs("]}", f);
+}
+
+static void print_status_json(FILE *f, const char *addr, const struct cm_node_status *st,
+			      int err)
+{
+	fputs("{\"addr\":", f);
+	cm_ctl_json_str(f, addr, strlen(addr));
+	if (err) {
+		fprintf(f, ",\"reachable\":false,\"error\":\"%s\",\"message\":", cm_errname(err));
+		const char *m = cm_strerror(err);
+		cm_ctl_json_str(f, m, strlen(m));
+		fputc('}', f);
+		return;
+	}
+	fprintf(f, ",\"reachable\":true,\"node_id\":%" PRIu64 ",\"groups\":[", st->node_id);
+	for (uint32_t k = 0; k < st->n_groups; k++) {
+		if (k)
+			fputc(',', f);
+		print_group_json(f, &st->groups[k]);
+	}
+	fputs("]}", f);
+}
+
+void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status *st, int err,
+			 bool json)
+{
+	if (json)
+		print_status_json(f, addr, st, err);
+	else
+		print_status_text(f, addr, st, err);
 }

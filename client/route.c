@@ -58,9 +58,11 @@ static int server_parse(struct cm_ac__server *srv, const char *a, size_t n)
 
 int cm_ac__server_find(struct cm_ac *ac, const char *addr, uint32_t len, bool add)
 {
-	for (uint32_t k = 0; k < ac->n_servers; k++)
-		if (strlen(ac->servers[k].addr) == len && memcmp(ac->servers[k].addr, addr, len) == 0)
+	for (uint32_t k = 0; k < ac->n_servers; k++) {
+		const char *a = ac->servers[k].addr;
+		if (strlen(a) == len && memcmp(a, addr, len) == 0)
 			return (int)k;
+	}
 	if (!add)
 		return -ENOENT;
 	if (ac->n_servers == CM_CLIENT_MAX_SERVERS)
@@ -80,8 +82,8 @@ int cm_ac__parse_servers(struct cm_ac *ac, const char *list)
 		size_t n = strcspn(p, ", ");
 		if (n == 0)
 			break;
-		int rv = cm_ac__server_find(ac, p, (uint32_t)(n > CM_ADDR_MAX ? CM_ADDR_MAX + 1 : n),
-					    true);
+		uint32_t len = (uint32_t)(n > CM_ADDR_MAX ? CM_ADDR_MAX + 1 : n); /* too long */
+		int rv = cm_ac__server_find(ac, p, len, true);
 		if (rv < 0)
 			return -EINVAL;
 		p += n;
@@ -126,8 +128,9 @@ static uint32_t next_home(struct cm_ac *ac, int32_t avoid, uint64_t now)
 		uint32_t s = (ac->home + k) % n;
 		if (usable(ac, s, avoid, now))
 			return s;
+		uint64_t until = ac->servers[s].down_until;
 		if ((int32_t)best == avoid ||
-		    ((int32_t)s != avoid && ac->servers[s].down_until < ac->servers[best].down_until))
+		    ((int32_t)s != avoid && until < ac->servers[best].down_until))
 			best = s;
 	}
 	return best;

@@ -72,9 +72,30 @@ static void sync_cb(void *arg, int err, const struct cm_resp *resp)
 		s->err = s->copy(s, resp);
 }
 
+/*
+ * Between calls nobody runs the loop: a connection the server closed
+ * meanwhile is still open to us. Notice that before sending, or a write
+ * would go out on a dead socket and come back -EIO (outcome unknown).
+ * One turn is not enough: libuv stops reading a socket after a short read,
+ * so an end-of-stream behind buffered bytes shows on the next turn. Turn
+ * while there is something to read, a bounded number of times.
+ */
+#define CATCH_UP_TURNS 16
+
+static void catch_up(struct cm_client *c)
+{
+	for (int k = 0; k < CATCH_UP_TURNS; k++) {
+		uint64_t before = c->ac->n_reads;
+		uv_run(&c->loop, UV_RUN_NOWAIT);
+		if (c->ac->n_reads == before)
+			return;
+	}
+}
+
 static int sync_run(struct cm_client *c, const char *server, const struct cm_req *req,
 		    struct sync_call *s)
 {
+	catch_up(c);
 	int rv = server ? cm_ac_submit_to(c->ac, server, req, sync_cb, s)
 			: cm_ac_submit(c->ac, req, sync_cb, s);
 	if (rv != 0)
@@ -316,6 +337,7 @@ int cm_watch(struct cm_client *c, const char *prefix, uint64_t from_index, cm_wa
 	if (fn == NULL)
 		return -EINVAL;
 	struct sync_watch sw = {.ac = c->ac, .fn = fn, .arg = arg};
+	catch_up(c);
 	int rv = cm_ac_watch(c->ac, prefix, from_index, sync_event, &sw, &sw.id);
 	if (rv != 0)
 		return rv;

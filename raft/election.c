@@ -126,8 +126,13 @@ static bool log_ok(const struct raft *r, const struct raft_msg *m)
 int raft__recv_vote(struct raft *r, const struct raft_msg *m)
 {
 	bool pre = m->type == RAFT_MSG_PREVOTE;
-	bool can = r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
-		   (pre && m->term > r->term);
+	/* Only a voter by its own configuration votes. A node that was wiped and
+	 * re-added (or is new) knows no membership yet; a lagging candidate whose
+	 * older configuration still lists it must not win its vote with a stale
+	 * log (found by the simulator: a wiped node re-added under its old id). */
+	bool can = raft__promotable(r) &&
+		   (r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
+		    (pre && m->term > r->term));
 	bool grant = can && log_ok(r, m);
 	struct raft_msg resp = {
 		.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,

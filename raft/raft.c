@@ -197,6 +197,9 @@ void raft_status(const struct raft *r, struct raft_status *st)
 	st->snap_index = r->snap.index;
 	st->snap_term = r->snap.term;
 	st->transferee = r->transferee;
+	/* election_elapsed restarts on every message from the leader (and on a
+	 * granted vote, which also means no other leader is known to be live). */
+	st->leader_silence = r->role == RAFT_LEADER ? 0 : r->election_elapsed;
 	st->conf = r->conf;
 }
 

@@ -236,6 +236,7 @@ struct raft_status {
 	raft_index snap_index;
 	raft_term snap_term;
 	raft_id transferee; /* leadership transfer target, or 0 */
+	uint32_t leader_silence; /* follower: ticks since it last heard from a leader */
 	struct raft_conf conf;  /* latest configuration in the log (in effect) */
 };
 

@@ -26,6 +26,10 @@ static const char usage[] =
 	"                         (default 10000)\n"
 	"  --keep-entries N       log entries kept behind a snapshot (default 1000)\n"
 	"  --max-pending N        client requests in flight per group (default 10000)\n"
+	"  --max-staleness-ms MS  a follower that has not heard from its leader for\n"
+	"                         this long refuses follower reads (CM_ESTALE) so a\n"
+	"                         partitioned replica never serves old data\n"
+	"                         (default: the election timeout, ticks x tick-ms)\n"
 	"  -v, --verbose          log more (repeat for debug)\n"
 	"  -h, --help             this text\n"
 	"\n"
@@ -207,6 +211,7 @@ static const struct option long_opts[] = {
 	{"snapshot-entries", required_argument, NULL, 's'},
 	{"keep-entries", required_argument, NULL, 'k'},
 	{"max-pending", required_argument, NULL, 'p'},
+	{"max-staleness-ms", required_argument, NULL, 'S'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -250,6 +255,11 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 			return -EINVAL;
 		c->max_pending = (uint32_t)v;
 		return 0;
+	case 'S':
+		if (parse_u64(arg, 1, 3600000, &v))
+			return -EINVAL;
+		c->max_staleness_ms = (uint32_t)v;
+		return 0;
 	case 'v':
 		c->verbose++;
 		return 0;
@@ -290,6 +300,8 @@ int cm_config_parse(struct cm_config *c, int argc, char **argv)
 		fprintf(stderr, "confmand: --id, --cluster-file and --data are required\n%s", usage);
 		return -EINVAL;
 	}
+	if (c->max_staleness_ms == 0)
+		c->max_staleness_ms = c->election_ticks * c->tick_ms;
 	int rv = ini_parse(c->cluster_file, on_ini, c);
 	if (rv != 0) {
 		if (rv < 0)

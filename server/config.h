@@ -46,6 +46,7 @@ struct cm_config {
 	uint64_t snapshot_entries; /* take a snapshot after this many applied entries */
 	uint64_t keep_entries;     /* log entries kept behind a snapshot */
 	uint32_t max_pending;      /* client requests in flight per group */
+	uint32_t max_staleness_ms; /* a follower this long without its leader refuses reads */
 	int verbose;
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];

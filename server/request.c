@@ -126,6 +126,22 @@ static void serve_read_now(struct cm_node *n, struct cm_group *g, struct cm_conn
 }
 
 /*
+ * A follower that has not heard from a leader for max_staleness_ms may be cut
+ * off from a majority that moved on: it refuses follower reads, and the
+ * client goes to another replica (DESIGN.md, Consistency contract).
+ */
+static bool replica_stale(const struct cm_node *n, const struct cm_group *g)
+{
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	if (st.role == RAFT_LEADER)
+		return false; /* CheckQuorum: a cut-off leader steps down in time */
+	if (st.role != RAFT_FOLLOWER || st.leader == 0)
+		return true;
+	return (uint64_t)st.leader_silence * n->cfg->tick_ms > n->cfg->max_staleness_ms;
+}
+
+/*
  * A read: follower reads are served as soon as this replica has applied the
  * client's token (read-your-writes, monotonic reads); linearizable ones first
  * get a read index from the leader (ReadIndex, thesis §6.4).
@@ -133,6 +149,10 @@ static void serve_read_now(struct cm_node *n, struct cm_group *g, struct cm_conn
 static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 			const struct cm_req *req)
 {
+	if (req->consistency == CM_READ_FOLLOWER && replica_stale(n, g)) {
+		reply_err(n, g, c, req, CM_ESTALE);
+		return;
+	}
 	if (req->consistency == CM_READ_FOLLOWER && g->applied >= req->token) {
 		serve_read_now(n, g, c, req);
 		return;

@@ -21,7 +21,7 @@
  *              snap:[index, term, conf:bin, size] | nil, offset, data:bin | nil]
  *             flags: bit0 reject, bit1 force, bit2 last
  *   REQ       [4, id, op, group, token, consistency, flags, path:str, path2:str,
- *              value:bin, version, mode, uid, gid, from_index]
+ *              value:bin, version, mode, uid, gid, from_index, reserved:nil]
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;

@@ -34,11 +34,13 @@ static void check_pair(struct sim *s, const struct sim_node *a, const struct sim
 		const struct raft_entry *x = sim_store_entry(&a->disk, i);
 		const struct raft_entry *y = sim_store_entry(&b->disk, i);
 		if (!entry_same(x, y)) {
-			sim_fail(s, "log-matching",
-				 "n%llu and n%llu agree on %llu/t%llu but differ at %llu: t%llu type %u "
-				 "vs t%llu type %u", (ull)a->id, (ull)b->id, (ull)top,
-				 (ull)sim_store_entry(&a->disk, top)->term, (ull)i, (ull)x->term,
-				 x->type, (ull)y->term, y->type);
+			sim_fail(
+			    s, "log-matching",
+			    "n%llu and n%llu agree on %llu/t%llu but differ at %llu: t%llu type %u "
+			    "vs t%llu type %u",
+			    (ull)a->id, (ull)b->id, (ull)top,
+			    (ull)sim_store_entry(&a->disk, top)->term, (ull)i, (ull)x->term,
+			    x->type, (ull)y->term, y->type);
 			return;
 		}
 	}
@@ -77,19 +79,21 @@ static void check_leader(struct sim *s, const struct sim_node *l)
 {
 	raft_index top = committed_before(s, l->st.term);
 	if (l->st.last_index < top) {
-		sim_fail(s, "leader-completeness",
-			 "n%llu leads term %llu with last index %llu, but %llu was committed before",
-			 (ull)l->id, (ull)l->st.term, (ull)l->st.last_index, (ull)top);
+		sim_fail(
+		    s, "leader-completeness",
+		    "n%llu leads term %llu with last index %llu, but %llu was committed before",
+		    (ull)l->id, (ull)l->st.term, (ull)l->st.last_index, (ull)top);
 		return;
 	}
 	const struct sim_log *lg = &l->disk.log;
 	for (uint32_t k = 0; k < lg->n && lg->e[k].index <= top; k++) {
 		const struct sim_hist_ent *h = sim_hist_at(s, lg->e[k].index);
 		if (h && lg->e[k].term != h->term) {
-			sim_fail(s, "leader-completeness",
-				 "n%llu leads term %llu with %llu/t%llu, but %llu/t%llu was committed",
-				 (ull)l->id, (ull)l->st.term, (ull)lg->e[k].index, (ull)lg->e[k].term,
-				 (ull)lg->e[k].index, (ull)h->term);
+			sim_fail(
+			    s, "leader-completeness",
+			    "n%llu leads term %llu with %llu/t%llu, but %llu/t%llu was committed",
+			    (ull)l->id, (ull)l->st.term, (ull)lg->e[k].index, (ull)lg->e[k].term,
+			    (ull)lg->e[k].index, (ull)h->term);
 			return;
 		}
 	}

@@ -7,7 +7,6 @@
 
 typedef unsigned long long ull; /* for printf */
 
-
 /*
  * Whoever applies index i first defines H[i]; every later applier of i must
  * agree (Raft's State Machine Safety). H is contiguous: a node applies in
@@ -19,7 +18,7 @@ void sim_hist_init(struct sim_hist *h, const struct raft_conf *initial)
 	memset(h, 0, sizeof(*h));
 	h->cap_confs = 16;
 	h->confs = sim_xmalloc(h->cap_confs * sizeof(*h->confs));
-	h->confs[0] = (struct sim_conf_at){ 0, *initial };
+	h->confs[0] = (struct sim_conf_at){0, *initial};
 	h->n_confs = 1;
 }
 
@@ -52,7 +51,7 @@ static void hist_push(struct sim *s, const struct raft_entry *e, uint64_t dh, ui
 		h->cap = h->cap ? 2 * h->cap : 4096;
 		h->e = sim_xrealloc(h->e, h->cap * sizeof(*h->e));
 	}
-	h->e[h->n++] = (struct sim_hist_ent){ e->term, e->type, dh, hash, s->max_term };
+	h->e[h->n++] = (struct sim_hist_ent){e->term, e->type, dh, hash, s->max_term};
 }
 
 static void conf_push(struct sim *s, raft_index i, const struct raft_conf *c)
@@ -62,12 +61,12 @@ static void conf_push(struct sim *s, raft_index i, const struct raft_conf *c)
 		h->cap_confs *= 2;
 		h->confs = sim_xrealloc(h->confs, h->cap_confs * sizeof(*h->confs));
 	}
-	h->confs[h->n_confs++] = (struct sim_conf_at){ i, *c };
+	h->confs[h->n_confs++] = (struct sim_conf_at){i, *c};
 }
 
 /* The state machine's transition for e; false (and a violation) if e is garbage. */
-static bool sm_next(struct sim *s, struct sim_node *n, const struct raft_entry *e,
-		    uint64_t *hash, struct raft_conf *conf)
+static bool sm_next(struct sim *s, struct sim_node *n, const struct raft_entry *e, uint64_t *hash,
+		    struct raft_conf *conf)
 {
 	uint64_t id;
 	*hash = n->sm.hash;
@@ -94,8 +93,8 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
 		return;
 	const struct sim_hist_ent *h = sim_hist_at(s, e->index);
 	if (!h && e->index != s->hist.n + 1) {
-		sim_fail(s, "history-gap", "n%llu: applies %llu but nobody applied %llu", (ull)n->id,
-			 (ull)e->index, (ull)s->hist.n + 1);
+		sim_fail(s, "history-gap", "n%llu: applies %llu but nobody applied %llu",
+			 (ull)n->id, (ull)e->index, (ull)s->hist.n + 1);
 		return;
 	}
 	if (!h) {
@@ -104,11 +103,12 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
 			conf_push(s, e->index, &conf);
 	} else if (h->term != e->term || h->type != e->type || h->data_hash != dh ||
 		   h->sm_hash != hash) {
-		sim_fail(s, "state-machine-safety",
-			 "n%llu applies %llu/t%llu type %u, but %llu/t%llu type %u was applied before%s",
-			 (ull)n->id, (ull)e->index, (ull)e->term, e->type, (ull)e->index,
-			 (ull)h->term, h->type,
-			 h->term == e->term && h->type == e->type ? " (same term, other data)" : "");
+		sim_fail(
+		    s, "state-machine-safety",
+		    "n%llu applies %llu/t%llu type %u, but %llu/t%llu type %u was applied before%s",
+		    (ull)n->id, (ull)e->index, (ull)e->term, e->type, (ull)e->index, (ull)h->term,
+		    h->type,
+		    h->term == e->term && h->type == e->type ? " (same term, other data)" : "");
 		return;
 	}
 	n->sm.applied = e->index;

@@ -13,8 +13,8 @@ typedef unsigned long long ull; /* for printf */
 struct opts {
 	uint64_t seeds;
 	uint64_t steps;
-	uint64_t seed;    /* 0: run seeds 1..seeds */
-	uint32_t nodes;   /* 0: 3 for odd seeds, 5 for even ones */
+	uint64_t seed;  /* 0: run seeds 1..seeds */
+	uint32_t nodes; /* 0: 3 for odd seeds, 5 for even ones */
 	bool trace;
 	bool quiet;
 	bool expect_violations;
@@ -25,19 +25,19 @@ struct opts {
 
 static void usage(FILE *f, const char *argv0)
 {
-	fprintf(f,
-		"usage: %s --seeds N --steps M [--seed S] [--nodes 3|5] [--trace] [--quiet] [--stats]\n"
-		"          [--expect-violations] [--scenario figure8]\n"
-		"  --seeds N   run seeds 1..N (3 voters for odd seeds, 5 for even ones)\n"
-		"  --steps M   faulty steps per seed, followed by a calm liveness phase\n"
-		"  --seed S    run only seed S (replay); with --trace print every event\n"
-		"  --nodes K   voters at start, 3 or 5, for every seed\n"
-		"  --quiet     on a violation, no trace dump\n"
-		"  --stats     print what the runs exercised (elections, crashes, ...)\n"
-		"  --expect-violations  exit 0 only if some seed found a violation\n"
-		"  --scenario figure8   the scripted Figure 8 sequence (Raft paper §5.4.2)\n"
-		"Exit: 0 no violation, 1 violations, 2 usage error.\n",
+	fprintf(f, "usage: %s --seeds N --steps M [--seed S] [--nodes 3|5] [--trace] [--quiet]\n",
 		argv0);
+	fputs("          [--stats] [--expect-violations] [--scenario figure8]\n"
+	      "  --seeds N   run seeds 1..N (3 voters for odd seeds, 5 for even ones)\n"
+	      "  --steps M   faulty steps per seed, followed by a calm liveness phase\n"
+	      "  --seed S    run only seed S (replay); with --trace print every event\n"
+	      "  --nodes K   voters at start, 3 or 5, for every seed\n"
+	      "  --quiet     on a violation, no trace dump\n"
+	      "  --stats     print what the runs exercised (elections, crashes, ...)\n"
+	      "  --expect-violations  exit 0 only if some seed found a violation\n"
+	      "  --scenario figure8   the scripted Figure 8 sequence (Raft paper §5.4.2)\n"
+	      "Exit: 0 no violation, 1 violations, 2 usage error.\n",
+	      f);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -72,8 +72,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		} else if (!strcmp(a, "--scenario") && next) {
 			o->scenario = next;
 			i++;
-		} else if (!parse_u64(next, &v) && (!strcmp(a, "--seeds") || !strcmp(a, "--steps") ||
-						    !strcmp(a, "--seed") || !strcmp(a, "--nodes"))) {
+		} else if (!parse_u64(next, &v) &&
+			   (!strcmp(a, "--seeds") || !strcmp(a, "--steps") ||
+			    !strcmp(a, "--seed") || !strcmp(a, "--nodes"))) {
 			if (!v && strcmp(a, "--steps"))
 				return -EINVAL; /* seeds are numbered from 1 */
 			if (!strcmp(a, "--seeds"))
@@ -135,20 +136,21 @@ static void stats_print(const struct sim_stats *t, uint64_t seeds)
 {
 	const uint64_t *e = t->ev;
 	printf("per seed: %.1f leaders elected, %.1f committed entries (%.1f accepted, %.1f busy), "
-	       "%.1f messages (%.1f dropped)\n", (double)t->elected / (double)seeds,
-	       (double)t->committed / (double)seeds, (double)t->accepted / (double)seeds,
-	       (double)t->busy / (double)seeds, (double)e[SIM_EV_SEND] / (double)seeds,
-	       (double)e[SIM_EV_DROP] / (double)seeds);
+	       "%.1f messages (%.1f dropped)\n",
+	       (double)t->elected / (double)seeds, (double)t->committed / (double)seeds,
+	       (double)t->accepted / (double)seeds, (double)t->busy / (double)seeds,
+	       (double)e[SIM_EV_SEND] / (double)seeds, (double)e[SIM_EV_DROP] / (double)seeds);
 	printf("per seed: %.2f crashes, %.2f wipes, %.2f partitions, %.2f slow writes, "
-	       "%.2f snapshots taken, %.2f installed\n", (double)e[SIM_EV_CRASH] / (double)seeds,
-	       (double)e[SIM_EV_WIPE] / (double)seeds, (double)e[SIM_EV_PARTITION] / (double)seeds,
+	       "%.2f snapshots taken, %.2f installed\n",
+	       (double)e[SIM_EV_CRASH] / (double)seeds, (double)e[SIM_EV_WIPE] / (double)seeds,
+	       (double)e[SIM_EV_PARTITION] / (double)seeds,
 	       (double)e[SIM_EV_SLOW_DISK] / (double)seeds,
 	       (double)e[SIM_EV_SNAP_TAKE] / (double)seeds,
 	       (double)e[SIM_EV_SNAP_INSTALL] / (double)seeds);
 	printf("per seed: %.2f membership changes, %.2f transfers, %.2f reads served; "
-	       "highest term %llu\n", (double)t->changes / (double)seeds,
-	       (double)t->transfers / (double)seeds, (double)t->served / (double)seeds,
-	       (ull)t->max_term);
+	       "highest term %llu\n",
+	       (double)t->changes / (double)seeds, (double)t->transfers / (double)seeds,
+	       (double)t->served / (double)seeds, (ull)t->max_term);
 }
 
 /* Runs one seed; returns 1 on a violation. */
@@ -169,24 +171,23 @@ static int run_seed(uint64_t seed, const struct opts *o, struct sim_stats *total
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .argv0 = argv[0] };
+	struct opts o = {.argv0 = argv[0]};
 	if (parse_args(argc, argv, &o)) {
 		usage(stderr, argv[0]);
 		return 2;
 	}
 	uint64_t first = o.seed ? o.seed : 1, last = o.seed ? o.seed : o.seeds;
 	uint64_t violations = 0;
-	struct sim_stats total = { 0 };
+	struct sim_stats total = {0};
 	for (uint64_t seed = first; seed <= last; seed++)
 		violations += (uint64_t)run_seed(seed, &o, &total);
 	if (o.stats)
 		stats_print(&total, last - first + 1);
+	if (o.expect_violations && !violations)
+		printf("expected violations (a deliberately broken core), found none\n");
 	printf("seeds: %llu, steps: %llu, violations: %llu\n", (ull)(last - first + 1),
 	       (ull)o.steps, (ull)violations);
-	if (o.expect_violations) {
-		if (!violations)
-			printf("expected violations, found none\n");
+	if (o.expect_violations)
 		return violations ? 0 : 1;
-	}
 	return violations ? 1 : 0;
 }

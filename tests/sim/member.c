@@ -47,11 +47,11 @@ static void do_change(struct sim *s, struct sim_node *l, enum raft_change_op op,
 	int rc = raft_change(l->r, op, id, &idx);
 	sim_trace(s, SIM_EV_CHANGE, l->id, id, (uint8_t)op, (uint32_t)rc, idx, 0, 0, 0);
 	if (!change_rc_ok(op, rc))
-		sim_fail(s, "api", "n%llu (t%llu, %u members): raft_change(%s, n%llu): %s", (ull)l->id,
-			 (ull)term, l->st.conf.n, op_name(op), (ull)id, cm_errname(rc));
+		sim_fail(s, "api", "n%llu (t%llu, %u members): raft_change(%s, n%llu): %s",
+			 (ull)l->id, (ull)term, l->st.conf.n, op_name(op), (ull)id, cm_errname(rc));
 	if (rc == 0) {
 		s->stats.changes++;
-		s->change = (struct sim_pending){ true, idx, term, s->now, 0 };
+		s->change = (struct sim_pending){true, idx, term, s->now, 0};
 		if (op == RAFT_ADD_LEARNER)
 			sim_node_by_id(s, id)->was_member = true;
 	}

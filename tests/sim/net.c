@@ -55,10 +55,12 @@ static const uint8_t *snap_chunk(struct sim *s, struct sim_node *from, const str
 	}
 	if (m->snap.term != d->snap.term || m->snap.size != d->snap.size ||
 	    m->offset > d->snap.size || m->len > d->snap.size - m->offset) {
-		sim_fail(s, "snap-msg", "n%llu: SNAP %llu/t%llu %llu+%u of %llu bytes, stored %llu/t%llu "
-			 "(%llu bytes)", (ull)from->id, (ull)m->snap.index, (ull)m->snap.term,
-			 (ull)m->offset, m->len, (ull)m->snap.size, (ull)d->snap.index,
-			 (ull)d->snap.term, (ull)d->snap.size);
+		sim_fail(s, "snap-msg",
+			 "n%llu: SNAP %llu/t%llu %llu+%u of %llu bytes, stored %llu/t%llu "
+			 "(%llu bytes)",
+			 (ull)from->id, (ull)m->snap.index, (ull)m->snap.term, (ull)m->offset,
+			 m->len, (ull)m->snap.size, (ull)d->snap.index, (ull)d->snap.term,
+			 (ull)d->snap.size);
 		*drop = true;
 		return NULL;
 	}
@@ -176,7 +178,7 @@ static struct sim_node *some_leader(struct sim *s)
 
 static void cut_split(struct sim *s)
 {
-	bool side[SIM_MAX_NODES + 1] = { 0 };
+	bool side[SIM_MAX_NODES + 1] = {0};
 	uint32_t a = 0;
 	for (uint32_t i = 1; i <= s->n_slots; i++)
 		a += side[i] = sim_rng_below(&s->rng, 2);

@@ -6,7 +6,6 @@
 
 typedef unsigned long long ull; /* for printf */
 
-
 static void node_config(const struct sim *s, const struct sim_node *n, struct raft_config *cfg)
 {
 	uint64_t seed = sim_mix64(s->seed * 1000003u + n->id * 7919u + n->incarnation);
@@ -55,8 +54,9 @@ void sim_node_start(struct sim *s, struct sim_node *n)
 	int rc = raft_new(&cfg, &boot, &n->r);
 	if (rc != 0 || !n->r) {
 		n->r = NULL;
-		sim_fail(s, "recovery", "n%llu: raft_new: %s (hs t%llu c%llu, snap %llu, %u entries)",
-			 (ull)n->id, cm_errname(rc), (ull)boot.hs.term, (ull)boot.hs.commit,
+		sim_fail(s, "recovery",
+			 "n%llu: raft_new: %s (hs t%llu c%llu, snap %llu, %u entries)", (ull)n->id,
+			 cm_errname(rc), (ull)boot.hs.term, (ull)boot.hs.commit,
 			 (ull)boot.snap.index, boot.n_entries);
 		return;
 	}
@@ -157,10 +157,11 @@ static bool check_msgs(struct sim *s, struct sim_node *n, const struct raft_read
 {
 	for (uint32_t i = 0; i < rd->n_msgs; i++) {
 		const struct raft_msg *m = &rd->msgs[i];
-		if (m->from != n->id || m->to == n->id || !sim_node_by_id(s, m->to) ||
-		    !m->type || m->type >= RAFT_MSG_TYPE_COUNT)
-			return !sim_fail(s, "ready-msgs", "n%llu: message %u: type %u from %llu to %llu",
-					 (ull)n->id, i, m->type, (ull)m->from, (ull)m->to);
+		if (m->from != n->id || m->to == n->id || !sim_node_by_id(s, m->to) || !m->type ||
+		    m->type >= RAFT_MSG_TYPE_COUNT)
+			return !sim_fail(s, "ready-msgs",
+					 "n%llu: message %u: type %u from %llu to %llu", (ull)n->id,
+					 i, m->type, (ull)m->from, (ull)m->to);
 	}
 	return true;
 }
@@ -237,10 +238,11 @@ static void take_snapshot(struct sim *s, struct sim_node *n)
 	const struct sim_hist_ent *h = sim_hist_at(s, idx);
 	if (meta.index != idx || meta.size != size || !h || meta.term != h->term ||
 	    !sim_conf_equal(&meta.conf, sim_hist_conf_at(s, idx))) {
-		sim_fail(s, "snapshot-meta", "n%llu: snapshot %llu/t%llu (%llu bytes, %u members): "
-			 "expected %llu/t%llu (%llu bytes)", (ull)n->id, (ull)meta.index,
-			 (ull)meta.term, (ull)meta.size, meta.conf.n, (ull)idx,
-			 h ? (ull)h->term : 0ULL, (ull)size);
+		sim_fail(s, "snapshot-meta",
+			 "n%llu: snapshot %llu/t%llu (%llu bytes, %u members): "
+			 "expected %llu/t%llu (%llu bytes)",
+			 (ull)n->id, (ull)meta.index, (ull)meta.term, (ull)meta.size, meta.conf.n,
+			 (ull)idx, h ? (ull)h->term : 0ULL, (ull)size);
 		return;
 	}
 	uint8_t *data = sim_xmalloc(size);
@@ -274,7 +276,8 @@ void sim_node_process(struct sim *s, struct sim_node *n)
 		/* One empty batch is a harmless spurious wake-up; two in a row would
 		 * spin a real event loop forever. */
 		if (ready_empty(&n->rd) && was_empty) {
-			sim_fail(s, "empty-ready", "n%llu: raft_has_ready() stays true, batches are empty",
+			sim_fail(s, "empty-ready",
+				 "n%llu: raft_has_ready() stays true, batches are empty",
 				 (ull)n->id);
 			return;
 		}

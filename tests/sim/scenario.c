@@ -75,7 +75,8 @@ static bool run_until(struct sim *s, bool (*pred)(struct sim *, uint64_t), uint6
 		sim_step(s);
 	}
 	if (!s->failed)
-		sim_fail(s, "scenario", "figure8: %s did not happen in %d steps", phase, PHASE_STEPS);
+		sim_fail(s, "scenario", "figure8: %s did not happen in %d steps", phase,
+			 PHASE_STEPS);
 	return false;
 }
 

@@ -76,7 +76,7 @@ void sim_init(struct sim *s, uint64_t seed, uint32_t n_voters, bool trace, bool 
 	pick_params(s);
 	if (scripted)
 		sim_scenario_params(&s->p);
-	struct raft_conf conf = { .n = n_voters };
+	struct raft_conf conf = {.n = n_voters};
 	for (uint32_t i = 0; i < n_voters; i++) {
 		conf.ids[i] = i + 1;
 		conf.kinds[i] = RAFT_VOTER;
@@ -126,13 +126,14 @@ static void crash_one(struct sim *s)
 	struct sim_node *victim = cand[sim_rng_below(&s->rng, up)];
 	if (leader && sim_rng_below(&s->rng, 2))
 		victim = leader;
-	sim_node_crash(s, victim, s->now + s->p.restart_min + sim_rng_below(&s->rng, s->p.restart_span));
+	sim_node_crash(s, victim,
+		       s->now + s->p.restart_min + sim_rng_below(&s->rng, s->p.restart_span));
 }
 
 static void faults(struct sim *s)
 {
-	if (s->net.partitioned ? sim_rng_ppm(&s->rng, s->p.heal) :
-				 s->p.partition && sim_rng_ppm(&s->rng, s->p.partition)) {
+	if (s->net.partitioned ? sim_rng_ppm(&s->rng, s->p.heal)
+			       : s->p.partition && sim_rng_ppm(&s->rng, s->p.partition)) {
 		if (s->net.partitioned)
 			sim_net_heal(s);
 		else
@@ -147,8 +148,9 @@ static void faults(struct sim *s)
 		if (sim_rng_below(&s->rng, 2))
 			sim_net_isolate(s, l->id);
 		else
-			sim_node_crash(s, l, s->now + s->p.restart_min +
-						     sim_rng_below(&s->rng, s->p.restart_span));
+			sim_node_crash(s, l,
+				       s->now + s->p.restart_min +
+					   sim_rng_below(&s->rng, s->p.restart_span));
 	}
 }
 
@@ -197,9 +199,9 @@ static void describe(struct sim *s)
 	const char *end = s->detail + sizeof(s->detail);
 	for (uint32_t i = 0; i < s->n_slots && p < end - 1; i++) {
 		const struct sim_node *n = &s->nodes[i];
-		int w = n->r ? snprintf(p, (size_t)(end - p), "; n%u %s t%llu c%llu a%llu", (unsigned)n->id,
-					raft_role_name(n->st.role), (ull)n->st.term,
-					(ull)n->st.commit, (ull)n->sm.applied)
+		int w = n->r ? snprintf(p, (size_t)(end - p), "; n%u %s t%llu c%llu a%llu",
+					(unsigned)n->id, raft_role_name(n->st.role),
+					(ull)n->st.term, (ull)n->st.commit, (ull)n->sm.applied)
 			     : snprintf(p, (size_t)(end - p), "; n%u down", (unsigned)n->id);
 		p += w > 0 ? w : 0;
 	}
@@ -218,8 +220,10 @@ bool sim_liveness(struct sim *s)
 		}
 	}
 	if (!s->failed) {
-		sim_fail(s, "liveness", "%llu calm steps without one leader and a fresh entry "
-			 "applied on every voter", (ull)bound);
+		sim_fail(s, "liveness",
+			 "%llu calm steps without one leader and a fresh entry "
+			 "applied on every voter",
+			 (ull)bound);
 		describe(s);
 	}
 	return false;

@@ -39,7 +39,7 @@ struct sim_rng {
 void sim_rng_seed(struct sim_rng *g, uint64_t seed);
 uint64_t sim_rng_next(struct sim_rng *g);
 uint64_t sim_rng_below(struct sim_rng *g, uint64_t n); /* uniform in [0, n), n > 0 */
-bool sim_rng_ppm(struct sim_rng *g, uint32_t ppm);    /* true with ppm / 1e6 */
+bool sim_rng_ppm(struct sim_rng *g, uint32_t ppm);     /* true with ppm / 1e6 */
 uint64_t sim_mix64(uint64_t x);
 uint64_t sim_hash_bytes(const void *p, size_t len);
 
@@ -73,9 +73,9 @@ struct sim_log {
 /* What survives a crash. Everything is owned. */
 struct sim_store {
 	struct raft_hard_state hs;
-	struct raft_snap_meta snap; /* index 0: none (conf = initial members or n = 0) */
-	uint8_t *snap_data;         /* snap.size bytes, NULL when snap.index == 0 */
-	struct sim_log log;         /* may start at or below snap.index (a kept tail) */
+	struct raft_snap_meta snap;  /* index 0: none (conf = initial members or n = 0) */
+	uint8_t *snap_data;          /* snap.size bytes, NULL when snap.index == 0 */
+	struct sim_log log;          /* may start at or below snap.index (a kept tail) */
 	struct raft_snap_meta stage; /* snapshot being received; stage.index 0: none */
 	uint8_t *stage_data;         /* stage.size bytes */
 	uint64_t stage_next;         /* bytes [0, stage_next) received */
@@ -94,17 +94,17 @@ struct sim_sm {
 
 struct sim_node {
 	raft_id id;
-	struct raft *r;          /* owned; NULL while down */
-	struct sim_store disk;   /* durable */
-	struct sim_sm sm;        /* volatile: rebuilt from disk.snap on restart */
-	struct raft_ready rd;    /* batch on a slow disk, valid while persist_left > 0 */
-	uint32_t persist_left;   /* steps until rd is durable; 0: not persisting */
-	uint64_t restart_at;     /* crashed: step of the restart; 0: stays down */
-	uint32_t incarnation;    /* starts so far, to vary the core's seed */
-	struct raft_status st;   /* last observed status (valid while up) */
-	bool was_member;         /* appeared in a configuration since its last wipe */
-	bool log_dirty;          /* durable log changed since the last Log Matching check */
-	uint64_t snap_every;     /* take a snapshot once applied - snap.index exceeds this */
+	struct raft *r;        /* owned; NULL while down */
+	struct sim_store disk; /* durable */
+	struct sim_sm sm;      /* volatile: rebuilt from disk.snap on restart */
+	struct raft_ready rd;  /* batch on a slow disk, valid while persist_left > 0 */
+	uint32_t persist_left; /* steps until rd is durable; 0: not persisting */
+	uint64_t restart_at;   /* crashed: step of the restart; 0: stays down */
+	uint32_t incarnation;  /* starts so far, to vary the core's seed */
+	struct raft_status st; /* last observed status (valid while up) */
+	bool was_member;       /* appeared in a configuration since its last wipe */
+	bool log_dirty;        /* durable log changed since the last Log Matching check */
+	uint64_t snap_every;   /* take a snapshot once applied - snap.index exceeds this */
 };
 
 /* Fault and load rates of one seed, in parts per million per step. */
@@ -124,7 +124,7 @@ struct sim_hist_ent {
 	raft_term term;
 	uint8_t type;
 	uint64_t data_hash;
-	uint64_t sm_hash;    /* state machine hash after applying this entry */
+	uint64_t sm_hash;     /* state machine hash after applying this entry */
 	raft_term known_term; /* highest term seen anywhere when first applied */
 };
 
@@ -144,8 +144,8 @@ struct sim_hist {
 };
 
 struct sim_msg {
-	uint64_t at;  /* step of delivery */
-	uint64_t seq; /* send order: tie-break, keeps delivery deterministic */
+	uint64_t at;       /* step of delivery */
+	uint64_t seq;      /* send order: tie-break, keeps delivery deterministic */
 	struct raft_msg m; /* entries and data point into this same allocation */
 };
 
@@ -175,14 +175,14 @@ struct sim_trace {
 
 /* What a run exercised (--stats), to see that faults and features really happen. */
 struct sim_stats {
-	uint64_t ev[32];      /* trace records by enum sim_ev */
-	uint64_t elected;     /* nodes seen becoming leader */
-	uint64_t accepted;    /* proposals accepted */
-	uint64_t busy;        /* -EBUSY from raft_propose or raft_read_index */
-	uint64_t changes;     /* membership changes accepted */
-	uint64_t transfers;   /* transfers accepted */
-	uint64_t served;      /* read states checked */
-	uint64_t committed;   /* history length at the end */
+	uint64_t ev[32];    /* trace records by enum sim_ev */
+	uint64_t elected;   /* nodes seen becoming leader */
+	uint64_t accepted;  /* proposals accepted */
+	uint64_t busy;      /* -EBUSY from raft_propose or raft_read_index */
+	uint64_t changes;   /* membership changes accepted */
+	uint64_t transfers; /* transfers accepted */
+	uint64_t served;    /* read states checked */
+	uint64_t committed; /* history length at the end */
 	uint64_t max_term;
 };
 
@@ -227,7 +227,7 @@ struct sim {
 	uint64_t next_payload;
 	struct sim_pending change;
 	struct sim_pending probe;
-	bool calm; /* liveness phase: no faults */
+	bool calm;            /* liveness phase: no faults */
 	raft_id fresh_leader; /* became leader during this step (for the nemesis) */
 	bool failed;
 	char what[48];
@@ -244,7 +244,7 @@ void sim_calm(struct sim *s);
 bool sim_run(struct sim *s, uint64_t steps); /* false: a violation (s->what) */
 bool sim_liveness(struct sim *s);
 bool sim_fail(struct sim *s, const char *what, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 struct sim_node *sim_node_by_id(struct sim *s, raft_id id);
 bool sim_node_busy(const struct sim_node *n);
 
@@ -259,8 +259,8 @@ raft_index sim_store_last(const struct sim_store *d);
 const struct raft_entry *sim_store_entry(const struct sim_store *d, raft_index i);
 void sim_store_boot(const struct sim_store *d, struct raft_boot *b);
 bool sim_store_persist(struct sim *s, struct sim_node *n, const struct raft_ready *rd);
-void sim_store_snapshot(struct sim_store *d, const struct raft_snap_meta *meta,
-			uint8_t *data, uint64_t keep);
+void sim_store_snapshot(struct sim_store *d, const struct raft_snap_meta *meta, uint8_t *data,
+			uint64_t keep);
 
 /* node.c */
 void sim_node_start(struct sim *s, struct sim_node *n);
@@ -325,8 +325,8 @@ enum sim_ev {
 /* Reasons for SIM_EV_DROP (sub). */
 enum sim_drop { SIM_DROP_LOSS = 1, SIM_DROP_FULL, SIM_DROP_CUT, SIM_DROP_DOWN, SIM_DROP_SNAP };
 
-void sim_trace(struct sim *s, uint8_t kind, raft_id node, raft_id peer, uint8_t sub,
-	       uint32_t n, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+void sim_trace(struct sim *s, uint8_t kind, raft_id node, raft_id peer, uint8_t sub, uint32_t n,
+	       uint64_t a, uint64_t b, uint64_t c, uint64_t d);
 void sim_trace_msg(struct sim *s, uint8_t kind, uint8_t sub, const struct raft_msg *m);
 void sim_trace_dump(const struct sim *s, unsigned lines);
 

@@ -101,13 +101,13 @@ void sim_store_boot(const struct sim_store *d, struct raft_boot *b)
 	}
 }
 
-static bool stage_reset(struct sim_store *d, const struct raft_snap_meta *m)
+/* Offset 0 starts a snapshot afresh, discarding whatever was staged. */
+static void stage_reset(struct sim_store *d, const struct raft_snap_meta *m)
 {
 	free(d->stage_data);
 	d->stage = *m;
 	d->stage_data = sim_xcalloc(1, m->size);
 	d->stage_next = 0;
-	return true;
 }
 
 /* Step 1 of struct raft_ready: write a chunk into the staging area. */
@@ -116,15 +116,15 @@ static bool stage_chunk(struct sim *s, struct sim_node *n, const struct raft_sna
 	struct sim_store *d = &n->disk;
 	if (!c->meta.size || c->offset > c->meta.size || c->len > c->meta.size - c->offset ||
 	    (c->len && !c->data))
-		return !sim_fail(s, "snap-chunk", "n%llu: chunk of snapshot %llu at %llu+%u, size %llu",
-				 (ull)n->id, (ull)c->meta.index, (ull)c->offset, c->len,
-				 (ull)c->meta.size);
+		return !sim_fail(s, "snap-chunk",
+				 "n%llu: chunk of snapshot %llu at %llu+%u, size %llu", (ull)n->id,
+				 (ull)c->meta.index, (ull)c->offset, c->len, (ull)c->meta.size);
 	if (c->offset == 0)
 		stage_reset(d, &c->meta);
 	if (d->stage.index != c->meta.index || d->stage.size != c->meta.size)
-		return !sim_fail(s, "snap-chunk", "n%llu: chunk of snapshot %llu at %llu but %llu is staged",
-				 (ull)n->id, (ull)c->meta.index, (ull)c->offset,
-				 (ull)d->stage.index);
+		return !sim_fail(
+		    s, "snap-chunk", "n%llu: chunk of snapshot %llu at %llu but %llu is staged",
+		    (ull)n->id, (ull)c->meta.index, (ull)c->offset, (ull)d->stage.index);
 	if (c->offset > d->stage_next)
 		return !sim_fail(s, "snap-chunk", "n%llu: chunk at %llu leaves a gap after %llu",
 				 (ull)n->id, (ull)c->offset, (ull)d->stage_next);
@@ -140,10 +140,11 @@ static bool install(struct sim *s, struct sim_node *n, const struct raft_ready *
 	struct sim_store *d = &n->disk;
 	const struct raft_snap_meta *m = &rd->snap;
 	if (d->stage.index != m->index || d->stage.size != m->size || d->stage_next != m->size)
-		return !sim_fail(s, "snap-install",
-				 "n%llu: installs %llu (%llu bytes) but staged %llu (%llu of %llu bytes)",
-				 (ull)n->id, (ull)m->index, (ull)m->size, (ull)d->stage.index,
-				 (ull)d->stage_next, (ull)d->stage.size);
+		return !sim_fail(
+		    s, "snap-install",
+		    "n%llu: installs %llu (%llu bytes) but staged %llu (%llu of %llu bytes)",
+		    (ull)n->id, (ull)m->index, (ull)m->size, (ull)d->stage.index,
+		    (ull)d->stage_next, (ull)d->stage.size);
 	if (m->index < d->snap.index)
 		return !sim_fail(s, "snap-install", "n%llu: installs %llu over newer snapshot %llu",
 				 (ull)n->id, (ull)m->index, (ull)d->snap.index);
@@ -166,7 +167,8 @@ static bool install(struct sim *s, struct sim_node *n, const struct raft_ready *
 	memset(&d->stage, 0, sizeof(d->stage));
 	d->stage_next = 0;
 	n->log_dirty = true;
-	sim_trace(s, SIM_EV_SNAP_INSTALL, n->id, 0, rd->log_reset, 0, m->index, m->term, m->size, 0);
+	sim_trace(s, SIM_EV_SNAP_INSTALL, n->id, 0, rd->log_reset, 0, m->index, m->term, m->size,
+		  0);
 	return true;
 }
 
@@ -179,9 +181,10 @@ static bool check_batch_entries(struct sim *s, struct sim_node *n, const struct 
 			   e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONF ||
 			   (e->len && !e->data) || (k && e->term < es[k - 1].term);
 		if (bad)
-			return !sim_fail(s, "ready-entries",
-					 "n%llu: entry %u of %u: index %llu term %llu type %u len %u",
-					 (ull)n->id, k, cnt, (ull)e->index, (ull)e->term, e->type, e->len);
+			return !sim_fail(
+			    s, "ready-entries",
+			    "n%llu: entry %u of %u: index %llu term %llu type %u len %u",
+			    (ull)n->id, k, cnt, (ull)e->index, (ull)e->term, e->type, e->len);
 	}
 	return true;
 }
@@ -196,10 +199,11 @@ static bool check_truncation(struct sim *s, struct sim_node *n, const struct raf
 		const struct raft_entry *old = sim_store_entry(d, i);
 		const struct raft_entry *nw = i < es[0].index + cnt ? &es[i - es[0].index] : NULL;
 		if (old && (!nw || nw->term != old->term))
-			return !sim_fail(s, "truncate-committed",
-					 "n%llu: entry %llu/t%llu <= durable commit %llu replaced by %s t%llu",
-					 (ull)n->id, (ull)i, (ull)old->term, (ull)d->hs.commit,
-					 nw ? "an entry of" : "nothing,", nw ? (ull)nw->term : 0ULL);
+			return !sim_fail(
+			    s, "truncate-committed",
+			    "n%llu: entry %llu/t%llu <= durable commit %llu replaced by %s t%llu",
+			    (ull)n->id, (ull)i, (ull)old->term, (ull)d->hs.commit,
+			    nw ? "an entry of" : "nothing,", nw ? (ull)nw->term : 0ULL);
 	}
 	return true;
 }
@@ -212,8 +216,9 @@ static bool append(struct sim *s, struct sim_node *n, const struct raft_entry *e
 		return false;
 	raft_index first = es[0].index;
 	if (first > sim_store_last(d) + 1)
-		return !sim_fail(s, "append-gap", "n%llu: appends at %llu, durable log ends at %llu",
-				 (ull)n->id, (ull)first, (ull)sim_store_last(d));
+		return !sim_fail(s, "append-gap",
+				 "n%llu: appends at %llu, durable log ends at %llu", (ull)n->id,
+				 (ull)first, (ull)sim_store_last(d));
 	const struct raft_entry *prev = sim_store_entry(d, first - 1);
 	raft_term prev_term = prev ? prev->term : (first - 1 == d->snap.index ? d->snap.term : 0);
 	if (es[0].term < prev_term)
@@ -266,7 +271,8 @@ bool sim_store_persist(struct sim *s, struct sim_node *n, const struct raft_read
 		return false;
 	struct sim_store *d = &n->disk;
 	if (d->log.n && log_first(&d->log) > d->snap.index + 1)
-		return !sim_fail(s, "log-gap", "n%llu: durable log starts at %llu after snapshot %llu",
+		return !sim_fail(s, "log-gap",
+				 "n%llu: durable log starts at %llu after snapshot %llu",
 				 (ull)n->id, (ull)log_first(&d->log), (ull)d->snap.index);
 	if (rd->n_entries || rd->hs_changed || rd->n_chunks)
 		sim_trace(s, SIM_EV_PERSIST, n->id, 0, (uint8_t)rd->n_chunks, rd->n_entries,

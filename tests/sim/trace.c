@@ -10,12 +10,12 @@ enum { F_REJECT = 1, F_FORCE = 2, F_LAST = 4 };
 static void print_ev(const struct sim_trace_ev *ev);
 
 /* Recording is a few stores: formatting every event would cost more than simulating it. */
-void sim_trace(struct sim *s, uint8_t kind, raft_id node, raft_id peer, uint8_t sub,
-	       uint32_t n, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+void sim_trace(struct sim *s, uint8_t kind, raft_id node, raft_id peer, uint8_t sub, uint32_t n,
+	       uint64_t a, uint64_t b, uint64_t c, uint64_t d)
 {
 	struct sim_trace_ev *ev = &s->trace.ring[s->trace.count++ % SIM_TRACE_RING];
 	s->stats.ev[kind & 31]++;
-	*ev = (struct sim_trace_ev){ s->now, kind, (uint8_t)node, (uint8_t)peer, sub, n, a, b, c, d };
+	*ev = (struct sim_trace_ev){s->now, kind, (uint8_t)node, (uint8_t)peer, sub, n, a, b, c, d};
 	if (s->trace.live)
 		print_ev(ev);
 }
@@ -55,7 +55,7 @@ void sim_trace_msg(struct sim *s, uint8_t kind, uint8_t reason, const struct raf
 
 static const char *drop_reason(unsigned r)
 {
-	static const char *names[] = { "?", "lost", "queue full", "cut", "node down", "no snapshot" };
+	static const char *names[] = {"?", "lost", "queue full", "cut", "node down", "no snapshot"};
 	return r < sizeof(names) / sizeof(names[0]) ? names[r] : "?";
 }
 
@@ -73,7 +73,8 @@ static void print_msg(const struct sim_trace_ev *ev)
 		break;
 	case RAFT_MSG_VOTE:
 	case RAFT_MSG_PREVOTE:
-		printf(" last %llu/t%llu%s", (ull)ev->b, (ull)ev->c, flags & F_FORCE ? " force" : "");
+		printf(" last %llu/t%llu%s", (ull)ev->b, (ull)ev->c,
+		       flags & F_FORCE ? " force" : "");
 		break;
 	case RAFT_MSG_HEARTBEAT:
 		printf(" commit %llu ctx %llu", (ull)ev->d, (ull)ev->c);
@@ -83,7 +84,8 @@ static void print_msg(const struct sim_trace_ev *ev)
 		       flags & F_LAST ? " last" : "");
 		break;
 	case RAFT_MSG_SNAP_RESP:
-		printf(" snap %llu next %llu%s", (ull)ev->b, (ull)ev->c, flags & F_LAST ? " done" : "");
+		printf(" snap %llu next %llu%s", (ull)ev->b, (ull)ev->c,
+		       flags & F_LAST ? " done" : "");
 		break;
 	case RAFT_MSG_READ_INDEX_RESP:
 		printf(" ctx %llu index %llu%s", (ull)ev->c, (ull)ev->b, rej);
@@ -123,8 +125,8 @@ static void print_node_ev(const struct sim_trace_ev *ev)
 		       raft_role_name((enum raft_role)ev->sub), a, b, c, d);
 		break;
 	case SIM_EV_PERSIST:
-		printf("n%u persist %u entries from %llu, %u chunks, hs t%llu v%llu c%llu", ev->node,
-		       ev->n, a, ev->sub, b, c, d);
+		printf("n%u persist %u entries from %llu, %u chunks, hs t%llu v%llu c%llu",
+		       ev->node, ev->n, a, ev->sub, b, c, d);
 		break;
 	case SIM_EV_APPLY:
 		printf("n%u apply %llu..%llu, %u reads", ev->node, a, b, ev->n);
@@ -137,21 +139,23 @@ static void print_node_ev(const struct sim_trace_ev *ev)
 		       ev->sub ? " log reset" : "");
 		break;
 	case SIM_EV_CRASH:
-		printf("n%u CRASH%s, restart at %llu", ev->node, ev->sub ? " (losing a batch)" : "", a);
+		printf("n%u CRASH%s, restart at %llu", ev->node, ev->sub ? " (losing a batch)" : "",
+		       a);
 		break;
 	case SIM_EV_RESTART:
-		printf("n%u start: t%llu commit %llu snap %llu last %llu, %u entries", ev->node, a, b,
-		       c, d, ev->n);
+		printf("n%u start: t%llu commit %llu snap %llu last %llu, %u entries", ev->node, a,
+		       b, c, d, ev->n);
 		break;
 	case SIM_EV_WIPE:
 		printf("n%u WIPED (fresh storage)", ev->node);
 		break;
 	case SIM_EV_PROPOSE:
-		printf("n%u propose #%llu in t%llu -> %s index %llu", ev->node, a, c, cm_errname(rc), b);
+		printf("n%u propose #%llu in t%llu -> %s index %llu", ev->node, a, c,
+		       cm_errname(rc), b);
 		break;
 	case SIM_EV_CHANGE:
-		printf("n%u change %s n%u -> %s index %llu", ev->node, change_name(ev->sub), ev->peer,
-		       cm_errname(rc), a);
+		printf("n%u change %s n%u -> %s index %llu", ev->node, change_name(ev->sub),
+		       ev->peer, cm_errname(rc), a);
 		break;
 	case SIM_EV_TRANSFER:
 		printf("n%u transfer to n%u -> %s", ev->node, ev->peer, cm_errname(rc));
@@ -178,7 +182,9 @@ static void print_ev(const struct sim_trace_ev *ev)
 	case SIM_EV_SEND:
 	case SIM_EV_RECV:
 	case SIM_EV_DROP:
-		printf("%s ", ev->kind == SIM_EV_SEND ? "send" : ev->kind == SIM_EV_RECV ? "recv" : "drop");
+		printf("%s ", ev->kind == SIM_EV_SEND   ? "send"
+			      : ev->kind == SIM_EV_RECV ? "recv"
+							: "drop");
 		print_msg(ev);
 		break;
 	case SIM_EV_PARTITION:
@@ -190,7 +196,9 @@ static void print_ev(const struct sim_trace_ev *ev)
 			printf(" }");
 			break;
 		}
-		printf("PARTITION (%s):", ev->sub == 0 ? "split" : ev->sub == 1 ? "one-way" : "leader");
+		printf("PARTITION (%s):", ev->sub == 0   ? "split"
+					  : ev->sub == 1 ? "one-way"
+							 : "leader");
 		print_cuts(ev->a);
 		break;
 	case SIM_EV_HEAL:

@@ -155,7 +155,7 @@ int sim_payload_decode(const void *buf, uint32_t len, uint64_t *id)
 }
 
 /* Snapshots: magic, index, hash, filler, sized to need several chunks. */
-static const char snap_magic[8] = { 'C', 'M', 'S', 'I', 'M', 'S', 'N', 'P' };
+static const char snap_magic[8] = {'C', 'M', 'S', 'I', 'M', 'S', 'N', 'P'};
 
 uint64_t sim_snap_size(raft_index index)
 {

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <uv.h>
 
@@ -973,6 +975,8 @@ struct server_thread {
 	struct fake f;
 	struct kv kv;
 	pthread_t thread;
+	uv_async_t drop; /* close every connection, from the test thread */
+	bool dropped;
 };
 
 static void on_stop(uv_async_t *a)
@@ -980,6 +984,15 @@ static void on_stop(uv_async_t *a)
 	struct server_thread *st = a->data;
 	fake_stop(&st->f);
 	uv_close((uv_handle_t *)a, NULL);
+	uv_close((uv_handle_t *)&st->drop, NULL);
+}
+
+static void drop_conns(uv_async_t *a)
+{
+	struct server_thread *st = a->data;
+	while (st->f.conns)
+		fconn_close(st->f.conns);
+	__atomic_store_n(&st->dropped, true, __ATOMIC_RELEASE);
 }
 
 static void *serve(void *arg)
@@ -989,9 +1002,8 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static void test_sync_api_round_trip(void **state)
+static struct server_thread *kv_server_start(void)
 {
-	(void)state;
 	struct server_thread *st = calloc(1, sizeof(*st));
 	uv_loop_init(&st->loop);
 	fake_start(&st->f, &st->loop, 0, h_kv);
@@ -999,8 +1011,25 @@ static void test_sync_api_round_trip(void **state)
 	st->f.own_status = true;
 	uv_async_init(&st->loop, &st->stop, on_stop);
 	st->stop.data = st;
+	uv_async_init(&st->loop, &st->drop, drop_conns);
+	st->drop.data = st;
 	pthread_create(&st->thread, NULL, serve, st);
+	return st;
+}
 
+static void kv_server_stop(struct server_thread *st)
+{
+	uv_async_send(&st->stop);
+	pthread_join(st->thread, NULL);
+	uv_run(&st->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&st->loop), 0);
+	free(st);
+}
+
+static void test_sync_api_round_trip(void **state)
+{
+	(void)state;
+	struct server_thread *st = kv_server_start();
 	struct cm_client_opts o;
 	cm_client_opts_init(&o);
 	o.servers = st->f.addr;
@@ -1037,12 +1066,91 @@ static void test_sync_api_round_trip(void **state)
 	assert_int_equal(cm_get(c, "cfg", NULL, NULL, NULL), -EINVAL);
 	assert_int_equal(cm_status(c, "127.0.0.1:1", &ns), -ECONNREFUSED);
 	cm_client_close(c);
+	kv_server_stop(st);
+}
 
-	uv_async_send(&st->stop);
-	pthread_join(st->thread, NULL);
-	uv_run(&st->loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&st->loop), 0);
-	free(st);
+static void test_sync_write_after_idle_connection_dropped(void **state)
+{
+	(void)state;
+	struct server_thread *st = kv_server_start();
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = st->f.addr;
+	o.timeout_ms = 2000;
+	struct cm_client *c;
+	assert_int_equal(cm_client_open(&o, &c), 0);
+	assert_int_equal(cm_put(c, "/cfg", "one", 3, 0, 0, NULL), 0);
+	/* The server closes the idle connection (a restart, say)... */
+	uv_async_send(&st->drop);
+	while (!__atomic_load_n(&st->dropped, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	usleep(20000); /* the FIN reaches us */
+	/* ... and the next write is not lost to it. */
+	assert_int_equal(cm_put(c, "/cfg", "two", 3, 0, 0, NULL), 0);
+	cm_client_close(c);
+	kv_server_stop(st);
+}
+
+/* Run "confmanctl --servers addr ARGS" through sh; its stdout and stderr
+ * land in out. Returns the exit code. */
+static int run_ctl(const char *addr, const char *args, char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s --servers %s --timeout 2000 %s 2>&1", getenv("CONFMANCTL"),
+		 addr, args);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	size_t got = fread(out, 1, n - 1, p);
+	out[got] = '\0';
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void assert_has(const char *out, const char *want)
+{
+	if (strstr(out, want) == NULL)
+		fail_msg("output lacks '%s':\n%s", want, out);
+}
+
+static void test_confmanctl_output_and_exit_codes(void **state)
+{
+	(void)state;
+	if (getenv("CONFMANCTL") == NULL)
+		skip(); /* set by meson to the confmanctl it built */
+	struct server_thread *st = kv_server_start();
+	const char *a = st->f.addr;
+	char out[4096];
+	assert_int_equal(run_ctl(a, "put /cfg hello", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(run_ctl(a, "get /cfg", out, sizeof(out)), 0);
+	assert_string_equal(out, "hello"); /* raw: nothing added */
+	assert_int_equal(run_ctl(a, "get --json /cfg", out, sizeof(out)), 0);
+	assert_has(out, "{\"path\":\"/cfg\",\"value\":\"hello\",\"version\":1,");
+	assert_int_equal(run_ctl(a, "put --if-version 7 /cfg x", out, sizeof(out)), 4);
+	assert_has(out, "confmanctl: /cfg: ");
+	assert_has(out, "(ECANCELED)\n");
+	assert_int_equal(run_ctl(a, "put --if-version 1 /cfg again", out, sizeof(out)), 0);
+	assert_int_equal(run_ctl(a, "ls /", out, sizeof(out)), 0);
+	assert_string_equal(out, "cfg\n");
+	assert_int_equal(run_ctl(a, "ls -l /", out, sizeof(out)), 0);
+	assert_has(out, "-rw-r--r--");
+	assert_has(out, " cfg\n");
+	assert_int_equal(run_ctl(a, "status", out, sizeof(out)), 0);
+	assert_has(out, "node 9");
+	assert_has(out, "leader");
+	assert_int_equal(run_ctl(a, "--json status", out, sizeof(out)), 0);
+	assert_has(out, "\"reachable\":true,\"node_id\":9,\"groups\":[{\"group\":1,");
+	assert_int_equal(run_ctl(a, "rm /cfg", out, sizeof(out)), 0);
+	assert_int_equal(run_ctl(a, "get /cfg", out, sizeof(out)), 3);
+	assert_has(out, "(ENOENT)");
+	/* Not UTF-8: base64 in JSON. Value from stdin. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "put /bin - < /dev/null; printf '\\377\\376' | %s "
+		 "--servers %s put /bin -", getenv("CONFMANCTL"), a);
+	assert_int_equal(run_ctl(a, cmd, out, sizeof(out)), 0);
+	assert_int_equal(run_ctl(a, "get --json /bin", out, sizeof(out)), 0);
+	assert_has(out, "\"value\":\"//4=\",\"encoding\":\"base64\"");
+	kv_server_stop(st);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -1067,6 +1175,8 @@ int main(void)
 		T(test_hung_handshake_reconnects_and_write_goes_through),
 		T(test_bad_arguments_rejected_without_callback),
 		cmocka_unit_test(test_sync_api_round_trip),
+		cmocka_unit_test(test_sync_write_after_idle_connection_dropped),
+		cmocka_unit_test(test_confmanctl_output_and_exit_codes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
