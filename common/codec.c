@@ -130,6 +130,28 @@ static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
 	}
 }
 
+static void pack_shards(msgpack_packer *pk, const struct cm_resp *r)
+{
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint64(pk, r->epoch);
+	msgpack_pack_array(pk, r->n_shards);
+	for (uint32_t k = 0; k < r->n_shards; k++) {
+		const struct cm_shard *sh = &r->shards[k];
+		msgpack_pack_array(pk, 3);
+		msgpack_pack_uint64(pk, sh->group);
+		pack_bytes_str(pk, sh->prefix);
+		msgpack_pack_array(pk, sh->n_replicas);
+		for (uint32_t j = 0; j < sh->n_replicas; j++)
+			msgpack_pack_uint64(pk, sh->replicas[j]);
+	}
+	msgpack_pack_array(pk, r->n_nodes);
+	for (uint32_t k = 0; k < r->n_nodes; k++) {
+		msgpack_pack_array(pk, 2);
+		msgpack_pack_uint64(pk, r->nodes[k].id);
+		pack_bytes_str(pk, r->nodes[k].addr);
+	}
+}
+
 static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
 {
 	if (r->err != 0) {
@@ -152,6 +174,9 @@ static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
 		return;
 	case CM_OP_STATUS:
 		pack_status(pk, r);
+		return;
+	case CM_OP_SHARDS:
+		pack_shards(pk, r);
 		return;
 	default:
 		if (!r->has_attr) {

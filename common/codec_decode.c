@@ -246,6 +246,43 @@ static int dec_status(const msgpack_object *o, struct cm_resp *r)
 	return 0;
 }
 
+static int dec_shard(const msgpack_object *o, struct cm_shard *sh)
+{
+	const msgpack_object *f = array_of(o, 3);
+	if (f == NULL || get_u64(&f[0], &sh->group) || get_bytes(&f[1], &sh->prefix) ||
+	    f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size > 12)
+		return -EBADMSG;
+	sh->n_replicas = f[2].via.array.size;
+	for (uint32_t k = 0; k < sh->n_replicas; k++)
+		if (get_u64(&f[2].via.array.ptr[k], &sh->replicas[k]))
+			return -EBADMSG;
+	return 0;
+}
+
+static int dec_shards(const msgpack_object *o, struct cm_resp *r)
+{
+	const msgpack_object *f = array_of(o, 3);
+	if (f == NULL || get_u64(&f[0], &r->epoch) || f[1].type != MSGPACK_OBJECT_ARRAY ||
+	    f[2].type != MSGPACK_OBJECT_ARRAY)
+		return -EBADMSG;
+	uint32_t ns = f[1].via.array.size, nn = f[2].via.array.size;
+	r->shards = ns ? calloc(ns, sizeof(*r->shards)) : NULL;
+	r->nodes = nn ? calloc(nn, sizeof(*r->nodes)) : NULL;
+	if ((ns && r->shards == NULL) || (nn && r->nodes == NULL))
+		return -ENOMEM;
+	r->n_shards = ns;
+	r->n_nodes = nn;
+	for (uint32_t k = 0; k < ns; k++)
+		if (dec_shard(&f[1].via.array.ptr[k], &r->shards[k]))
+			return -EBADMSG;
+	for (uint32_t k = 0; k < nn; k++) {
+		const msgpack_object *e = array_of(&f[2].via.array.ptr[k], 2);
+		if (e == NULL || get_u64(&e[0], &r->nodes[k].id) || get_bytes(&e[1], &r->nodes[k].addr))
+			return -EBADMSG;
+	}
+	return 0;
+}
+
 static int dec_resp_body(const msgpack_object *o, struct cm_resp *r)
 {
 	if (o->type == MSGPACK_OBJECT_NIL)
@@ -261,6 +298,8 @@ static int dec_resp_body(const msgpack_object *o, struct cm_resp *r)
 		return dec_list(o, r);
 	case CM_OP_STATUS:
 		return dec_status(o, r);
+	case CM_OP_SHARDS:
+		return dec_shards(o, r);
 	default:
 		if ((f = array_of(o, 1)) == NULL)
 			return -EBADMSG;
@@ -354,6 +393,8 @@ void cm_codec_free(struct cm_msg *m)
 {
 	free(m->resp.ents);
 	free(m->resp.groups);
+	free(m->resp.shards);
+	free(m->resp.nodes);
 	free(m->raft.entries);
 	msgpack_unpacked_destroy(&m->up);
 	memset(m, 0, sizeof(*m));

@@ -9,7 +9,7 @@
 CM_DEPS_PACKAGES=(
 	build-essential meson ninja-build pkg-config python3
 	libuv1-dev libmsgpack-dev liblmdb-dev libfuse3-dev fuse3
-	libcmocka-dev libinih-dev
+	libcmocka-dev libinih-dev libmicrohttpd-dev
 )
 CM_DEPS_OPTIONAL=(clang)
 

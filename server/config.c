@@ -154,7 +154,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		rv = on_cluster(c, name, value);
 	else if (strncmp(section, "node.", 5) == 0 && parse_u64(section + 5, 1, UINT32_MAX, &id) == 0)
 		rv = on_node(c, id, name, value);
-	else if (strncmp(section, "group.", 6) == 0 && parse_u64(section + 6, 1, UINT32_MAX, &id) == 0)
+	else if (strncmp(section, "group.", 6) == 0 && parse_u64(section + 6, 1, UINT32_MAX - 1, &id) == 0)
 		rv = on_group(c, id, name, value);
 	if (rv != 0)
 		fprintf(stderr, "confmand: %s: [%s] %s = %s: invalid\n", c->cluster_file, section, name,

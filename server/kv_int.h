@@ -6,6 +6,7 @@
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "confman/proto.h"
 #include "server/kv.h"
@@ -17,6 +18,12 @@
  *   record attr (CM_KV_ATTR_BYTES, below), ino u64 LE, value (attr.size bytes)
  *   attr   mode u32, uid u32, gid u32, mtime i64, ctime i64, create_index u64,
  *          mod_index u64, version u64, size u32 -- all little-endian
+ *
+ * In a record (not in an event), mode's low 16 bits are the st_mode (type and
+ * permissions, which never need more) and its high 16 bits the node's flags
+ * (CM_KV_NODE_*, below). cm_kv__node_dec splits them: flags never reach a
+ * struct cm_attr, so no client, event or result ever sees them. Records
+ * written before flags existed read as flags 0.
  *
  * "/" is the only node with parent 0 (and an empty name); its ino is 1. Every
  * other ino is (index << 16 | n) for the n-th node created by the command at
@@ -32,14 +39,28 @@
 #define CM_KV_ROOT_INO 1u
 #define CM_KV_INO_SHIFT 16
 #define CM_KV_MAX_DEPTH (CM_PATH_MAX / 2) /* "/a/a/...": 2 bytes per component */
+#define CM_KV_MODE_MASK 0xffffu          /* a record's mode word: st_mode below, flags above */
+#define CM_KV_FLAGS_SHIFT 16
+
+/*
+ * Node flags. BOUNDARY: the top directory of a shard split off from this
+ * group (MKDIR with CM_MKDIR_BOUNDARY). It has no children, and no write at
+ * or below it is accepted here any more (CM_EWRONGSHARD); nothing may remove
+ * or move it, nor a directory above it (-EBUSY).
+ */
+#define CM_KV_NODE_BOUNDARY 0x1u
+#define CM_KV_NODE_FLAGS_KNOWN CM_KV_NODE_BOUNDARY
 
 static_assert(CM_KV_KEY_MAX <= 511, "kv keys must fit LMDB's default key size limit");
 static_assert((1u << CM_KV_INO_SHIFT) > CM_KV_MAX_DEPTH + 1, "a command creates at most depth nodes");
+static_assert((S_IFMT | 07777) == CM_KV_MODE_MASK, "st_mode fits below the record's flags");
+static_assert((CM_KV_NODE_FLAGS_KNOWN >> (32 - CM_KV_FLAGS_SHIFT)) == 0, "flags fit above st_mode");
 
 /* One node as stored. value borrowed from LMDB: valid until the next write in the txn. */
 struct cm_kv__node {
-	struct cm_attr attr;
+	struct cm_attr attr; /* mode <= CM_KV_MODE_MASK: never a flag in it */
 	uint64_t ino;
+	uint32_t flags;      /* CM_KV_NODE_* */
 	struct cm_bytes value;
 };
 
@@ -60,7 +81,7 @@ void cm_kv__attr_dec(const uint8_t *b, struct cm_attr *a);
 /* Build the key of (parent, name) into kb (CM_KV_KEY_MAX bytes); returns its length. */
 uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *name, uint32_t nlen);
 
-/* Decode a record: 0 or -EIO (too short, size disagrees with length). */
+/* Decode a record: 0 or -EIO (too short, size disagrees with length, unknown flag). */
 int cm_kv__node_dec(const void *rec, size_t len, struct cm_kv__node *n);
 
 /* One node by (parent, name): 0, -ENOENT, -EIO. "/" is synthesised when never written. */
@@ -85,10 +106,13 @@ int cm_kv__dir_has_children(const struct cm_kv__ctx *c, uint64_t ino);
  * Resolve a valid path. On 0: found says whether the node exists; if it does,
  * node and parent are set; if not, dir is the deepest existing directory on
  * the way and miss the offset in the path of the first missing component.
+ * fenced says whether the path is at or below a boundary: the node found is
+ * one, or the walk went through one (and then stopped just below it).
  * -ENOTDIR: a component before the last is not a directory. -EIO: corrupt.
  */
 struct cm_kv__walk {
 	bool found;
+	bool fenced;
 	uint64_t parent;
 	struct cm_kv__node node;
 	uint64_t dir;
@@ -100,10 +124,13 @@ int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct 
  * Subtrees. tree_delete deletes everything below directory ino (not ino
  * itself): 0 or a storage error. tree_fits says whether every path below
  * directory ino, now at a path of oldlen bytes, still fits CM_PATH_MAX at a
- * path of newlen bytes: 0, -ENAMETOOLONG, or a storage error.
+ * path of newlen bytes: 0, -ENAMETOOLONG, or a storage error. tree_busy says
+ * whether a boundary lies anywhere below directory ino: -EBUSY, 0, or a
+ * storage error (-EIO too for a tree deeper than any path allows: corrupt).
  */
 int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino);
 int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen);
+int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino);
 
 /* The last component of a valid path other than "/". */
 struct cm_bytes cm_kv__basename(const char *p, uint32_t len);

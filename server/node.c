@@ -8,14 +8,6 @@
 #include "server/log.h"
 #include "server/node.h"
 
-static bool hosts(const struct cm_node *n, const struct cm_group_info *gi)
-{
-	for (uint32_t k = 0; k < gi->n_replicas; k++)
-		if (gi->replicas[k] == n->cfg->node_id)
-			return true;
-	return false;
-}
-
 struct cm_group *cm__node_group(struct cm_node *n, uint64_t id)
 {
 	for (uint32_t k = 0; k < n->n_groups; k++)
@@ -24,20 +16,12 @@ struct cm_group *cm__node_group(struct cm_node *n, uint64_t id)
 	return NULL;
 }
 
-/* The shard of a path: the longest matching prefix (DESIGN.md, Sharding). */
+/* The shard of a path: the longest matching prefix (DESIGN.md, Sharding);
+ * CM_EWRONGSHARD when this node does not host it. */
 struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t len, int *err)
 {
-	const struct cm_group_info *best = NULL;
-	size_t best_len = 0;
-	for (uint32_t k = 0; k < n->cfg->n_groups; k++) {
-		const struct cm_group_info *gi = &n->cfg->groups[k];
-		size_t plen = strlen(gi->prefix);
-		if (cm_path_is_under(path, len, gi->prefix, (uint32_t)plen) && (!best || plen > best_len)) {
-			best = gi;
-			best_len = plen;
-		}
-	}
-	struct cm_group *g = best ? cm__node_group(n, best->id) : NULL;
+	const struct cm_group_info *gi = cm_reg_route(&n->reg, path, len);
+	struct cm_group *g = gi ? cm__node_group(n, gi->id) : NULL;
 	*err = g ? 0 : CM_EWRONGSHARD;
 	return g;
 }
@@ -86,27 +70,83 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	return 0;
 }
 
+/* Host gi: recover it, or bootstrap it when the store has nothing of it. */
+static int group_add(struct cm_node *n, MDB_txn *txn, const struct cm_group_info *gi)
+{
+	if (n->n_groups == n->cap_groups) {
+		uint32_t cap = n->cap_groups ? n->cap_groups * 2 : 8;
+		struct cm_group *v = realloc(n->groups, sizeof(*v) * cap);
+		if (v == NULL)
+			return -ENOMEM;
+		n->groups = v;
+		n->cap_groups = cap;
+	}
+	struct cm_group *g = &n->groups[n->n_groups];
+	memset(g, 0, sizeof(*g));
+	g->info = gi;
+	int rv = group_boot(n, txn, g);
+	if (rv != 0) {
+		cm_log_error("group %llu: recovery failed: %s", (unsigned long long)gi->id,
+			     cm_strerror(rv));
+		return rv;
+	}
+	n->n_groups++;
+	return 0;
+}
+
+/* Start every hosted group of the registry that is not running yet. */
+static int groups_start_new(struct cm_node *n, MDB_txn *txn)
+{
+	for (uint32_t k = 0; k < n->reg.n; k++) {
+		const struct cm_group_info *gi = n->reg.v[k];
+		if (!cm_reg_hosts(gi, n->cfg->node_id) || cm__node_group(n, gi->id) != NULL)
+			continue;
+		int rv = group_add(n, txn, gi);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
+/* The meta group first: the shards it added since the cluster file are
+ * part of the map the other groups are started from. */
 static int groups_boot(struct cm_node *n)
 {
-	n->groups = calloc(n->cfg->n_groups ? n->cfg->n_groups : 1, sizeof(*n->groups));
-	if (n->groups == NULL)
-		return -ENOMEM;
-	MDB_txn *txn;
-	int rv = cm_store_txn_begin(n->store, false, &txn);
+	int rv = cm_reg_init(&n->reg, n->cfg);
 	if (rv != 0)
 		return rv;
-	for (uint32_t k = 0; k < n->cfg->n_groups && rv == 0; k++) {
-		if (!hosts(n, &n->cfg->groups[k]))
-			continue;
-		struct cm_group *g = &n->groups[n->n_groups++];
-		g->info = &n->cfg->groups[k];
-		rv = group_boot(n, txn, g);
-		if (rv != 0)
-			cm_log_error("group %llu: recovery failed: %s",
-				     (unsigned long long)g->info->id, cm_strerror(rv));
-	}
+	MDB_txn *txn;
+	rv = cm_store_txn_begin(n->store, false, &txn);
+	if (rv != 0)
+		return rv;
+	rv = group_add(n, txn, &n->reg.meta);
+	if (rv == 0)
+		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
+	if (rv >= 0)
+		rv = groups_start_new(n, txn);
+	n->meta_seen = n->n_groups ? n->groups[0].applied : 0;
 	cm_store_txn_abort(txn);
 	return rv;
+}
+
+void cm__node_sync_registry(struct cm_node *n)
+{
+	struct cm_group *meta = &n->groups[0];
+	if (meta->applied == n->meta_seen)
+		return;
+	n->meta_seen = meta->applied;
+	MDB_txn *txn;
+	if (cm_store_txn_begin(n->store, false, &txn) != 0)
+		return;
+	int rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
+	if (rv > 0) {
+		cm_log_info("shard map: epoch %llu, %u shards", (unsigned long long)n->reg.epoch,
+			    n->reg.n);
+		rv = groups_start_new(n, txn);
+	}
+	if (rv < 0)
+		cm_log_error("shard map: %s", cm_strerror(rv));
+	cm_store_txn_abort(txn);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -224,6 +264,7 @@ void cm_node_free(struct cm_node *n)
 		raft_free(n->groups[k].raft);
 	}
 	free(n->groups);
+	cm_reg_free(&n->reg);
 	cm_store_close(n->store);
 	free(n);
 }

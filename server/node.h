@@ -7,6 +7,7 @@
 #include "raft/raft.h"
 #include "server/config.h"
 #include "server/net.h"
+#include "server/registry.h"
 #include "server/store.h"
 
 #define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
@@ -63,8 +64,10 @@ struct cm_node {
 	struct cm_config *cfg;
 	struct cm_store *store;
 	struct cm_net *net;
-	struct cm_group *groups; /* owned; the groups this node hosts */
-	uint32_t n_groups;
+	struct cm_group *groups; /* owned; the groups this node hosts, meta first */
+	uint32_t n_groups, cap_groups;
+	struct cm_registry reg;  /* the shard map */
+	uint64_t meta_seen;      /* the meta group's applied index the map reflects */
 	struct cm_watch *watches;
 	uv_timer_t tick;
 	uv_prepare_t prepare;
@@ -85,6 +88,8 @@ void cm_node_free(struct cm_node *n);
 /* node.c */
 struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t len, int *err);
 struct cm_group *cm__node_group(struct cm_node *n, uint64_t id);
+/* After a turn: pick up shards the meta group added, starting their groups. */
+void cm__node_sync_registry(struct cm_node *n);
 void cm__node_kick(struct cm_node *n);
 
 /* turn.c: the group commit */
@@ -96,10 +101,16 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req);
 void cm__req_conn_closed(void *arg, struct cm_conn *c);
 void cm__req_after_turn(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
 void cm__req_expire(struct cm_node *n);
+/* Propose a write in g; the reply goes out once it applied (or failed). */
+void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		   const struct cm_req *req);
 void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *req,
 		   struct cm_resp *r);
 int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out);
 void cm__pending_free(struct cm_pending_list *l);
+
+/* shards.c: the registry ops */
+void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 
 /* watch.c */
 int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req);

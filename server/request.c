@@ -209,7 +209,7 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 	if (role_of(g->raft) != RAFT_LEADER)
 		return raft_leader(g->raft) ? CM_ENOTLEADER : CM_ENOLEADER;
 	const uint32_t known = CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR |
-			       CM_SET_MODE | CM_PUT_KEEP_VALUE;
+			       CM_SET_MODE | CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY;
 	if (req->flags & ~known)
 		return -EINVAL; /* refused here: the log only holds what applies */
 	if (req->op == CM_OP_PUT && req->value.len > n->cfg->max_value)
@@ -229,8 +229,8 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 }
 
 /* Propose a write; the reply goes out once its entry is applied and durable. */
-static void handle_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
-			 const struct cm_req *req)
+void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		   const struct cm_req *req)
 {
 	int rv = check_write(n, g, req);
 	struct cm_pending *p = NULL;
@@ -309,8 +309,24 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		reply_err(n, NULL, c, req, 0);
 		return;
 	}
+	if (req->op == CM_OP_SHARDS || req->op == CM_OP_SHARD_ADD) {
+		cm__shards_handle(n, c, req);
+		return;
+	}
 	int err = cm_path_validate(req->path.p, req->path.len);
 	struct cm_group *g = err ? NULL : cm__node_route(n, req->path.p, req->path.len, &err);
+	/* The client names the group it thinks owns the path: a stale map must
+	 * not pair its token with another group's index space. */
+	if (err == 0 && req->group != 0 && req->group != g->info->id)
+		err = CM_EWRONGSHARD;
+	if (err == CM_EWRONGSHARD) {
+		struct cm_resp r;
+		cm__resp_init(n, NULL, req, &r);
+		r.err = err;
+		r.token = n->reg.epoch;
+		cm_net_reply(c, &r);
+		return;
+	}
 	if (err != 0) {
 		reply_err(n, g, c, req, err);
 		return;
@@ -326,7 +342,7 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 			reply_err(n, g, c, req, err);
 		return;
 	default:
-		handle_write(n, g, c, req);
+		cm__req_write(n, g, c, req);
 		return;
 	}
 }

@@ -240,6 +240,7 @@ void cm__turn(struct cm_node *n)
 		cm__watch_deliver(n, g, rtxn);
 	}
 	cm_store_txn_abort(rtxn);
+	cm__node_sync_registry(n);
 	cm_net_flush(n->net);
 	if (turn_has_work(n))
 		cm__node_kick(n);

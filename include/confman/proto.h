@@ -26,7 +26,12 @@
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
  *             STATUS [node_id, [[group, prefix:str, role, term, leader,
- *             commit, applied, last, snap_index, [member ids]]...]]
+ *             commit, applied, last, snap_index, [member ids]]...]];
+ *             SHARDS [epoch, [[group, prefix:str, [replica ids]]...],
+ *             [[node id, addr:str]...]]
+ *             A WRONGSHARD answer carries the server's registry epoch in token.
+ *   REQ.group: 0 = route by path; else the group the client believes owns
+ *             the path: a server that disagrees answers CM_EWRONGSHARD.
  *   EVENT     [6, watch_id, group, index, kind, path:str, path2:str, attr | nil]
  *   ERROR     [7, err, message:str]
  *   attr = [mode, uid, gid, mtime_ns, ctime_ns, create_index, mod_index,
@@ -69,6 +74,8 @@ enum cm_op {
 	CM_OP_WATCH,
 	CM_OP_UNWATCH,
 	CM_OP_STATUS,
+	CM_OP_SHARDS,    /* the shard registry: any node answers from what it applied */
+	CM_OP_SHARD_ADD, /* path = prefix, value = replica ids "1,2,3": meta leader */
 	CM_OP_COUNT
 };
 
@@ -84,6 +91,12 @@ enum cm_consistency {
 #define CM_DEL_DIR 0x08        /* rmdir: only an (empty) directory */
 #define CM_SET_MODE 0x10       /* PUT: also set mode/uid/gid */
 #define CM_PUT_KEEP_VALUE 0x20 /* PUT: keep the node's value (chmod/chown with CM_SET_MODE) */
+#define CM_MKDIR_BOUNDARY 0x40 /* MKDIR: a shard's top directory in its parent shard:
+				* create-only (so the prefix was empty), and from
+				* then on no write below it is accepted there */
+
+/* The meta group holds the shard registry; its id is never a shard's. */
+#define CM_META_GROUP 0xffffffffu
 
 /* Watch event kinds. */
 enum cm_event_kind { CM_EV_PUT = 1, CM_EV_DELETE, CM_EV_MKDIR, CM_EV_RENAME, CM_EV_RESYNC };
@@ -142,6 +155,18 @@ struct cm_group_status {
 	uint64_t members[12];
 };
 
+struct cm_shard {
+	uint64_t group;
+	struct cm_bytes prefix;
+	uint32_t n_replicas;
+	uint64_t replicas[12];
+};
+
+struct cm_node_addr {
+	uint64_t id;
+	struct cm_bytes addr;
+};
+
 struct cm_resp {
 	uint64_t id;
 	int32_t err;
@@ -158,6 +183,11 @@ struct cm_resp {
 	uint64_t node_id;       /* STATUS */
 	struct cm_group_status *groups; /* STATUS; owned by the decoded message */
 	uint32_t n_groups;
+	uint64_t epoch;                 /* SHARDS */
+	struct cm_shard *shards;        /* SHARDS; owned by the decoded message */
+	uint32_t n_shards;
+	struct cm_node_addr *nodes;     /* SHARDS; owned by the decoded message */
+	uint32_t n_nodes;
 };
 
 struct cm_event {

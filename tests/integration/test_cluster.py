@@ -124,7 +124,7 @@ def test_one_node_hosts_several_groups():
             assert rc == 0 and out == (path + "!").encode(), (path, rc, out, err)
         rc, out, _ = c.ctl("status", "--json", servers=c.addr(1))
         groups = json.loads(out)["servers"][0]["groups"]
-        assert sorted(g["prefix"] for g in groups) == ["/", "/apps", "/apps/payments"], groups
+        assert sorted(g["prefix"] for g in groups) == ["", "/", "/apps", "/apps/payments"], groups  # "" is the meta group
         # Each group has its own log: the write to /apps/payments went to group 3.
         by_prefix = {g["prefix"]: g for g in groups}
         assert by_prefix["/apps/payments"]["commit"] >= 3, by_prefix

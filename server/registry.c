@@ -1,0 +1,220 @@
+/* registry.c: the shard map: path prefix -> group and replicas, and its epoch. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "confman/path.h"
+#include "server/kv.h"
+#include "server/registry.h"
+
+static int reg_push(struct cm_registry *reg, const struct cm_group_info *gi, bool owned)
+{
+	if (reg->n == CM_MAX_SHARDS)
+		return -ENOSPC;
+	if (reg->n == reg->cap) {
+		uint32_t cap = reg->cap ? reg->cap * 2 : 16;
+		const struct cm_group_info **v = realloc(reg->v, sizeof(*v) * cap);
+		if (v == NULL)
+			return -ENOMEM;
+		reg->v = v;
+		bool *o = realloc(reg->owned, sizeof(*o) * cap);
+		if (o == NULL)
+			return -ENOMEM;
+		reg->owned = o;
+		reg->cap = cap;
+	}
+	reg->v[reg->n] = gi;
+	reg->owned[reg->n] = owned;
+	reg->n++;
+	return 0;
+}
+
+int cm_reg_init(struct cm_registry *reg, const struct cm_config *cfg)
+{
+	memset(reg, 0, sizeof(*reg));
+	reg->epoch = 1;
+	reg->meta.id = CM_META_GROUP;
+	for (uint32_t k = 0; k < cfg->n_nodes && k < RAFT_MAX_NODES; k++)
+		reg->meta.replicas[reg->meta.n_replicas++] = cfg->nodes[k].id;
+	for (uint32_t k = 0; k < cfg->n_groups; k++) {
+		int rv = reg_push(reg, &cfg->groups[k], false);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
+void cm_reg_free(struct cm_registry *reg)
+{
+	for (uint32_t k = 0; k < reg->n; k++)
+		if (reg->owned[k])
+			free((void *)reg->v[k]);
+	free(reg->v);
+	free(reg->owned);
+	memset(reg, 0, sizeof(*reg));
+}
+
+bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id)
+{
+	for (uint32_t k = 0; k < gi->n_replicas; k++)
+		if (gi->replicas[k] == node_id)
+			return true;
+	return false;
+}
+
+const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const char *path,
+					 uint32_t len)
+{
+	const struct cm_group_info *best = NULL;
+	size_t best_len = 0;
+	for (uint32_t k = 0; k < reg->n; k++) {
+		size_t plen = strlen(reg->v[k]->prefix);
+		if (cm_path_is_under(path, len, reg->v[k]->prefix, (uint32_t)plen) &&
+		    (best == NULL || plen > best_len)) {
+			best = reg->v[k];
+			best_len = plen;
+		}
+	}
+	return best;
+}
+
+const struct cm_group_info *cm_reg_find(const struct cm_registry *reg, const char *prefix,
+					uint32_t len)
+{
+	for (uint32_t k = 0; k < reg->n; k++)
+		if (strlen(reg->v[k]->prefix) == len && memcmp(reg->v[k]->prefix, prefix, len) == 0)
+			return reg->v[k];
+	return NULL;
+}
+
+int cm_reg_key(const char *prefix, uint32_t len, char *buf, uint32_t *out_len)
+{
+	if (len < 2 || len + 4 > CM_PATH_MAX)
+		return -ENAMETOOLONG;
+	memcpy(buf, "/p", 2);
+	memcpy(buf + 2, prefix, len);
+	memcpy(buf + 2 + len, "/@", 2);
+	*out_len = len + 4;
+	buf[*out_len] = '\0';
+	return 0;
+}
+
+int cm_reg_parse_replicas(const struct cm_config *cfg, const char *s, uint32_t len,
+			  uint64_t *ids, uint32_t *n)
+{
+	char buf[256];
+	if (len == 0 || len >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	*n = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *end;
+		unsigned long long id = strtoull(t, &end, 10);
+		if (*end != '\0' || id == 0 || *n == RAFT_MAX_NODES || !cm_config_node(cfg, id))
+			return -EINVAL;
+		for (uint32_t k = 0; k < *n; k++)
+			if (ids[k] == id)
+				return -EINVAL;
+		ids[(*n)++] = id;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+/* ---- loading the added shards from the meta group's kv ---- */
+
+struct names {
+	char (*v)[CM_NAME_MAX + 1];
+	bool *dir;
+	uint32_t n, cap;
+};
+
+static int collect(void *arg, struct cm_bytes name, const struct cm_attr *attr)
+{
+	struct names *ns = arg;
+	if (name.len > CM_NAME_MAX)
+		return -EIO;
+	if (ns->n == ns->cap) {
+		uint32_t cap = ns->cap ? ns->cap * 2 : 8;
+		void *v = realloc(ns->v, sizeof(*ns->v) * cap);
+		if (v == NULL)
+			return -ENOMEM;
+		ns->v = v;
+		bool *d = realloc(ns->dir, sizeof(*d) * cap);
+		if (d == NULL)
+			return -ENOMEM;
+		ns->dir = d;
+		ns->cap = cap;
+	}
+	memcpy(ns->v[ns->n], name.p, name.len);
+	ns->v[ns->n][name.len] = '\0';
+	ns->dir[ns->n] = (attr->mode & 0170000) == 0040000;
+	ns->n++;
+	return 0;
+}
+
+/* The shard file at path ("/p<prefix>/@"): add it if new. */
+static int add_file(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
+		    MDB_txn *txn, const char *path, uint32_t len)
+{
+	struct cm_attr attr;
+	struct cm_bytes value;
+	int rv = cm_kv_get(s, txn, CM_META_GROUP, (struct cm_bytes){path, len}, &attr, &value);
+	if (rv != 0)
+		return rv;
+	uint32_t plen = len - 4; /* strip "/p" and "/@" */
+	if (cm_reg_find(reg, path + 2, plen) != NULL)
+		return 0;
+	struct cm_group_info *gi = calloc(1, sizeof(*gi));
+	if (gi == NULL)
+		return -ENOMEM;
+	gi->id = CM_SHARD_GID_BASE + attr.create_index;
+	memcpy(gi->prefix, path + 2, plen);
+	gi->prefix[plen] = '\0';
+	rv = cm_reg_parse_replicas(cfg, value.p, value.len, gi->replicas, &gi->n_replicas);
+	if (rv == 0)
+		rv = reg_push(reg, gi, true);
+	if (rv != 0) {
+		free(gi);
+		return rv;
+	}
+	if (attr.create_index + 1 > reg->epoch)
+		reg->epoch = attr.create_index + 1;
+	return 1;
+}
+
+static int walk(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
+		MDB_txn *txn, char *path, uint32_t len)
+{
+	struct names ns = {0};
+	int rv = cm_kv_list(s, txn, CM_META_GROUP, (struct cm_bytes){path, len}, collect, &ns);
+	int added = 0;
+	for (uint32_t k = 0; rv >= 0 && k < ns.n; k++) {
+		uint32_t nl = (uint32_t)strlen(ns.v[k]);
+		if (len + 1 + nl > CM_PATH_MAX)
+			continue;
+		path[len] = '/';
+		memcpy(path + len + 1, ns.v[k], nl + 1);
+		if (ns.dir[k])
+			rv = walk(reg, cfg, s, txn, path, len + 1 + nl);
+		else if (strcmp(ns.v[k], "@") == 0)
+			rv = add_file(reg, cfg, s, txn, path, len + 1 + nl);
+		if (rv > 0)
+			added += rv;
+		path[len] = '\0';
+	}
+	free(ns.v);
+	free(ns.dir);
+	if (rv == -ENOENT)
+		rv = 0; /* nothing added yet */
+	return rv < 0 ? rv : added;
+}
+
+int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
+		MDB_txn *txn)
+{
+	char path[CM_PATH_MAX + 1] = "/p";
+	return walk(reg, cfg, s, txn, path, 2);
+}

@@ -1,0 +1,95 @@
+/* shards.c: the registry operations: SHARDS (read the map) and SHARD_ADD. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "confman/path.h"
+#include "server/log.h"
+#include "server/node.h"
+
+static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
+{
+	struct cm_resp r;
+	cm__resp_init(n, NULL, req, &r);
+	r.epoch = n->reg.epoch;
+	r.shards = calloc(n->reg.n ? n->reg.n : 1, sizeof(*r.shards));
+	r.nodes = calloc(n->cfg->n_nodes ? n->cfg->n_nodes : 1, sizeof(*r.nodes));
+	if (r.shards == NULL || r.nodes == NULL) {
+		r.err = -ENOMEM;
+	} else {
+		r.n_shards = n->reg.n;
+		for (uint32_t k = 0; k < n->reg.n; k++) {
+			const struct cm_group_info *gi = n->reg.v[k];
+			struct cm_shard *sh = &r.shards[k];
+			sh->group = gi->id;
+			sh->prefix = (struct cm_bytes){gi->prefix, (uint32_t)strlen(gi->prefix)};
+			sh->n_replicas = gi->n_replicas;
+			memcpy(sh->replicas, gi->replicas, sizeof(uint64_t) * gi->n_replicas);
+		}
+		r.n_nodes = n->cfg->n_nodes;
+		for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
+			const struct cm_node_info *ni = &n->cfg->nodes[k];
+			r.nodes[k] = (struct cm_node_addr){ni->id, {ni->addr, (uint32_t)strlen(ni->addr)}};
+		}
+	}
+	cm_net_reply(c, &r);
+	free(r.shards);
+	free(r.nodes);
+}
+
+static void reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		      const struct cm_req *req, int err)
+{
+	struct cm_resp r;
+	cm__resp_init(n, g, req, &r);
+	r.err = err;
+	cm_net_reply(c, &r);
+}
+
+/*
+ * Add a shard: one create-only file in the meta group's kv. The client has
+ * already made the prefix a boundary in its parent shard (a create-only MKDIR
+ * with CM_MKDIR_BOUNDARY): that proved it empty and fences later writes there.
+ */
+static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
+{
+	struct cm_group *meta = &n->groups[0];
+	assert(meta->info->id == CM_META_GROUP);
+	uint64_t ids[RAFT_MAX_NODES];
+	uint32_t n_ids;
+	int err = cm_path_validate(req->path.p, req->path.len);
+	if (err == 0 && req->path.len == 1)
+		err = -EINVAL; /* "/" always has its shard */
+	if (err == 0 && cm_reg_find(&n->reg, req->path.p, req->path.len) != NULL)
+		err = -EEXIST;
+	if (err == 0)
+		err = cm_reg_parse_replicas(n->cfg, req->value.p, req->value.len, ids, &n_ids);
+	char key[CM_PATH_MAX + 1];
+	uint32_t key_len = 0;
+	if (err == 0)
+		err = cm_reg_key(req->path.p, req->path.len, key, &key_len);
+	if (err != 0) {
+		reply_err(n, meta, c, req, err);
+		return;
+	}
+	struct cm_req put = {
+		.id = req->id,
+		.op = CM_OP_PUT,
+		.flags = CM_PUT_CREATE, /* a prefix is added once */
+		.path = {key, key_len},
+		.value = req->value,
+		.mode = 0100644,
+	};
+	cm_log_info("shard add %.*s on %.*s", (int)req->path.len, req->path.p, (int)req->value.len,
+		    req->value.p);
+	cm__req_write(n, meta, c, &put);
+}
+
+void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
+{
+	if (req->op == CM_OP_SHARDS)
+		reply_shards(n, c, req);
+	else
+		shard_add(n, c, req);
+}
