@@ -30,6 +30,9 @@ static const char usage[] =
 	"                         this long refuses follower reads (CM_ESTALE) so a\n"
 	"                         partitioned replica never serves old data\n"
 	"                         (default: the election timeout, ticks x tick-ms)\n"
+	"  --http ADDR            serve /healthz, /readyz and /metrics on ADDR\n"
+	"                         (IPv4:port; default: the node's http = in the\n"
+	"                         cluster file, else none)\n"
 	"  -v, --verbose          log more (repeat for debug)\n"
 	"  -h, --help             this text\n"
 	"\n"
@@ -39,6 +42,7 @@ static const char usage[] =
 	"  max_value = 1048576\n"
 	"  [node.1]\n"
 	"  address = 127.0.0.1:7001\n"
+	"  http = 127.0.0.1:8001   ; optional\n"
 	"  [group.1]\n"
 	"  prefix = /\n"
 	"  replicas = 1,2,3\n";
@@ -122,9 +126,14 @@ static int on_node(struct cm_config *c, uint64_t id, const char *name, const cha
 		memset(n, 0, sizeof(*n));
 		n->id = id;
 	}
-	if (strcmp(name, "address") != 0 || strlen(value) > CM_ADDR_MAX || !strchr(value, ':'))
+	if (strlen(value) > CM_ADDR_MAX || !strchr(value, ':'))
 		return -EINVAL;
-	strcpy(n->addr, value);
+	if (strcmp(name, "address") == 0)
+		strcpy(n->addr, value);
+	else if (strcmp(name, "http") == 0)
+		strcpy(n->http, value);
+	else
+		return -EINVAL;
 	return 0;
 }
 
@@ -212,6 +221,7 @@ static const struct option long_opts[] = {
 	{"keep-entries", required_argument, NULL, 'k'},
 	{"max-pending", required_argument, NULL, 'p'},
 	{"max-staleness-ms", required_argument, NULL, 'S'},
+	{"http", required_argument, NULL, 'H'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -259,6 +269,11 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		if (parse_u64(arg, 1, 3600000, &v))
 			return -EINVAL;
 		c->max_staleness_ms = (uint32_t)v;
+		return 0;
+	case 'H':
+		if (strlen(arg) > CM_ADDR_MAX || !strchr(arg, ':'))
+			return -EINVAL;
+		strcpy(c->http_addr, arg);
 		return 0;
 	case 'v':
 		c->verbose++;

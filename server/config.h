@@ -14,6 +14,7 @@
 struct cm_node_info {
 	uint64_t id;
 	char addr[CM_ADDR_MAX + 1]; /* host:port for peers and clients */
+	char http[CM_ADDR_MAX + 1]; /* host:port of /healthz, /readyz, /metrics; "" none */
 };
 
 struct cm_group_info {
@@ -48,6 +49,7 @@ struct cm_config {
 	uint32_t max_pending;      /* client requests in flight per group */
 	uint32_t max_staleness_ms; /* a follower this long without its leader refuses reads */
 	int verbose;
+	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
 	uint32_t max_value;

@@ -63,6 +63,11 @@ int cm_kv__node_dec(const void *rec, size_t len, struct cm_kv__node *n)
 	cm_kv__attr_dec(b, &n->attr);
 	if (n->attr.size != len - CM_KV_REC_HDR)
 		return -EIO;
+	/* The mode word carries the node's flags above st_mode (kv_int.h). */
+	n->flags = n->attr.mode >> CM_KV_FLAGS_SHIFT;
+	n->attr.mode &= CM_KV_MODE_MASK;
+	if ((n->flags & ~CM_KV_NODE_FLAGS_KNOWN) != 0)
+		return -EIO;
 	n->ino = cm_bo_get_le64(b + CM_KV_ATTR_BYTES);
 	n->value.p = (const char *)b + CM_KV_REC_HDR;
 	n->value.len = n->attr.size;
@@ -99,6 +104,8 @@ int cm_kv__node_put(const struct cm_kv__ctx *c, uint64_t parent, const char *nam
 {
 	assert(n->attr.size == n->value.len);
 	assert(n->ino != 0);
+	assert((n->attr.mode & ~CM_KV_MODE_MASK) == 0);
+	assert((n->flags & ~CM_KV_NODE_FLAGS_KNOWN) == 0);
 	uint8_t kb[CM_KV_KEY_MAX];
 	MDB_val k = {cm_kv__key(kb, c->group, parent, name, nlen), kb};
 	MDB_val v = {CM_KV_REC_HDR + (size_t)n->value.len, NULL};
@@ -106,7 +113,9 @@ int cm_kv__node_put(const struct cm_kv__ctx *c, uint64_t parent, const char *nam
 	if (rc != 0)
 		return cm_store_mdb_err(rc);
 	uint8_t *b = v.mv_data;
-	cm_kv__attr_enc(b, &n->attr);
+	struct cm_attr a = n->attr;
+	a.mode |= n->flags << CM_KV_FLAGS_SHIFT;
+	cm_kv__attr_enc(b, &a);
 	cm_bo_put_le64(b + CM_KV_ATTR_BYTES, n->ino);
 	if (n->value.len != 0)
 		memcpy(b + CM_KV_REC_HDR, n->value.p, n->value.len);
@@ -199,6 +208,8 @@ int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct 
 		}
 		if (rc != 0)
 			return rc;
+		if (w->node.flags & CM_KV_NODE_BOUNDARY)
+			w->fenced = true; /* a boundary has no children: the walk ends below it */
 		if (end == len) {
 			w->found = true;
 			w->parent = w->dir;

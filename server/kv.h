@@ -16,9 +16,10 @@
  * name, so listing never scans a subtree. (Not (group, depth, path): paths
  * reach CM_PATH_MAX = 1024 bytes and LMDB keys stop at 511; and with inos a
  * directory rename moves one record, its subtree following atomically.)
- * A record holds struct cm_attr's fields in a fixed little-endian layout,
- * the ino, then the value (server/kv_int.h). Inos are (index << 16 | n) for
- * the n-th node created by the entry at log index `index`.
+ * A record holds struct cm_attr's fields in a fixed little-endian layout
+ * (the node's flags riding above st_mode in the mode word), the ino, then the
+ * value (server/kv_int.h). Inos are (index << 16 | n) for the n-th node
+ * created by the entry at log index `index`.
  * "/" always exists: a directory, mode 040755, uid/gid 0, version 1; it is
  * synthesised until its first change (chmod) writes it.
  *
@@ -28,6 +29,17 @@
  *
  * Pointers into the store (values returned by get, names and attrs given to
  * callbacks) follow store.h's rule: valid until the txn ends or writes.
+ *
+ * Shard boundaries. When a shard for prefix P is split off from this group,
+ * one command in this group's log, MKDIR P with CM_MKDIR_BOUNDARY, both
+ * proves that P held nothing here (it is create-only) and fences P off: from
+ * its index on, every write at or below P is refused with CM_EWRONGSHARD, in
+ * the same log order on every replica, so no write can land here after the
+ * split. The boundary node reads as an ordinary directory (get, list, events,
+ * results: the mark is never in a struct cm_attr); reads below it find
+ * nothing (-ENOENT), as the server routes them to the new shard. Nothing
+ * removes or moves the boundary: not even a recursive DELETE or a RENAME of
+ * a directory above it (-EBUSY). Snapshots carry the mark.
  */
 
 /* A decoded command, as the leader proposes it (a write request + stamp). */
@@ -45,7 +57,9 @@ struct cm_kv_cmd {
 struct cm_kv_result {
 	int err; /* 0, -ENOENT, -EEXIST, -ENOTEMPTY, -ENOTDIR, -EISDIR, -EINVAL,
 		  * -ECANCELED (CAS conflict), -EFBIG, -ENAMETOOLONG, -EOVERFLOW
-		  * (index >= 2^48: no inos left), -EBADMSG (undecodable) */
+		  * (index >= 2^48: no inos left), -EBADMSG (undecodable),
+		  * CM_EWRONGSHARD (at or below a boundary; already negative),
+		  * -EBUSY (a boundary below what would be removed or moved) */
 	struct cm_attr attr; /* the node after the change (PUT, MKDIR, RENAME);
 			      * DELETE: the node as it was; all zero on error */
 	uint8_t event_kind;  /* 0 if nothing changed */
@@ -55,7 +69,8 @@ struct cm_kv_result {
  * cm_kv_cmd_encode - append a write request (op PUT, DELETE, MKDIR, RENAME)
  * as command bytes: msgpack [op, flags, path:str, path2:str, value:bin,
  * version, mode, uid, gid, stamp_ns, max_value]. 0, -EINVAL (not a write
- * op), -ENOMEM; on error sb is as it was.
+ * op, or CM_MKDIR_BOUNDARY with an op other than MKDIR), -ENOMEM; on error
+ * sb is as it was.
  */
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value);
@@ -65,7 +80,9 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
  * and value point into buf, which must outlive cmd. *up is only initialised
  * (empty), so msgpack_unpacked_destroy(up) is always right; it is kept for
  * the interface's sake. 0 or -EBADMSG: not an 11-element array, a wrong type
- * or width, an unknown op or flag bit, max_value > CM_VALUE_MAX_LIMIT,
+ * or width, an unknown op or flag bit, CM_MKDIR_BOUNDARY with an op other
+ * than MKDIR (which the encoder never writes; apply then gives an -EBADMSG
+ * result, like any undecodable command), max_value > CM_VALUE_MAX_LIMIT,
  * truncated, or bytes after the array.
  */
 int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct cm_kv_cmd *cmd);
@@ -93,7 +110,10 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          version 1 on create, +1 per change; mtime/ctime = stamp_ns
  *          (KEEP_VALUE: ctime only).
  *  MKDIR   creates parents too; -EEXIST if present; mode's permission bits
- *          (040755 if mode is 0).
+ *          (040755 if mode is 0). CM_MKDIR_BOUNDARY: the same, and the new
+ *          directory is a shard boundary (see above); -EEXIST if the path
+ *          exists (the prefix was not empty: a node at it is the only way to
+ *          anything below it); "/": -EINVAL. Its event is an ordinary MKDIR.
  *  DELETE  a file; a directory needs CM_DEL_DIR (empty, else -ENOTEMPTY) or
  *          CM_DEL_RECURSIVE (the whole subtree, one change; also fine on a
  *          file); neither: -EISDIR; CM_DEL_DIR on a file: -ENOTDIR; "/":
@@ -109,12 +129,24 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          create_index; its version becomes max(source, replaced target) + 1
  *          so a CAS holding the old target's version fails. Onto itself: 0,
  *          nothing changes, no event.
+ *
+ * Boundaries, in every op: a path at or below a boundary (the boundary
+ * itself too) gives CM_EWRONGSHARD as soon as it is resolved: after the
+ * path checks (and PUT's -EFBIG), before -ENOENT, -EEXIST, CAS and the rest.
+ * That includes a second boundary MKDIR of the same prefix: a retried split
+ * learns it already happened (-EEXIST would say the prefix was not empty).
+ * RENAME checks path (before -ENOENT) and path2 (after -EINVAL for a move
+ * into its own subtree). DELETE with CM_DEL_RECURSIVE of a directory, and
+ * RENAME of a directory, with a boundary anywhere below: -EBUSY, after the
+ * other checks (a RENAME's -ENAMETOOLONG excepted), so after a scan of the
+ * subtree. CM_DEL_DIR of a directory holding a boundary: -ENOTEMPTY.
  */
 int cm_kv_apply(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
 		const void *cmd, uint32_t len, struct cm_kv_result *res);
 
 /* Read one node. value (may be NULL) borrowed from LMDB. 0, -ENOENT, -ENOTDIR
- * (a parent is a file), -EINVAL, -ENAMETOOLONG (bad path), -EIO. */
+ * (a parent is a file), -EINVAL, -ENAMETOOLONG (bad path), -EIO. A boundary
+ * is an ordinary directory here, and has no children. */
 int cm_kv_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes path,
 	      struct cm_attr *attr, struct cm_bytes *value);
 
@@ -128,16 +160,20 @@ int cm_kv_list(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes
 /*
  * cm_kv_snapshot - append the group's whole kv tree to sb: msgpack array32
  * of records [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns,
- * create_index, mod_index, version, value:bin], parents before children.
- * The same tree gives the same bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
+ * create_index, mod_index, version, value:bin, flags], parents before
+ * children; flags: 1 for a boundary, else 0. The same tree gives the same
+ * bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
  *
  * cm_kv_restore - replace the group's kv tree with a serialised one, and drop
  * all the group's events (the caller then treats events up to the snapshot
  * index as compacted). txn must be a write txn; buf must not point into the
  * store. Runs in a nested transaction: on ANY error nothing has changed.
+ * Records of 11 fields (blobs from before boundaries: flags 0) are taken too.
  * 0, -EBADMSG (does not parse; bad path, type, ino, a dir with a value, a
- * value over CM_VALUE_MAX_LIMIT; a record before its parent, under a file,
- * twice; two directories with one ino; trailing bytes), -ENOSPC, -ENOMEM, -EIO.
+ * value over CM_VALUE_MAX_LIMIT, mode bits beyond S_IFMT | 07777, an unknown
+ * flag, a boundary that is "/" or not a directory; a record before its
+ * parent, under a file or a boundary, twice; two directories with one ino;
+ * trailing bytes), -ENOSPC, -ENOMEM, -EIO.
  */
 int cm_kv_snapshot(struct cm_store *s, MDB_txn *txn, uint64_t group, msgpack_sbuffer *sb);
 int cm_kv_restore(struct cm_store *s, MDB_txn *txn, uint64_t group, const void *buf, uint64_t len);

@@ -188,6 +188,8 @@ static int op_put(struct apply *a)
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
 	if (rc != 0)
 		return rc;
+	if (w.fenced)
+		return CM_EWRONGSHARD;
 	if (w.found)
 		return put_existing(a, &w);
 	if (k->flags & CM_PUT_KEEP_VALUE)
@@ -212,13 +214,26 @@ static int op_put(struct apply *a)
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
 }
 
+/*
+ * MKDIR; with CM_MKDIR_BOUNDARY, the top directory of a shard split off from
+ * this group. Its create-only rule is the split's proof that the prefix held
+ * nothing: any node below it would have needed a node at it (PUT and MKDIR
+ * create parents). From the boundary's index on, the fence checks of every
+ * op refuse what the new shard now owns, in the same log order everywhere.
+ */
 static int op_mkdir(struct apply *a)
 {
 	const struct cm_kv_cmd *k = a->cmd;
+	bool boundary = k->flags & CM_MKDIR_BOUNDARY;
+	if (boundary && k->path.len == 1)
+		return -EINVAL; /* "/" cannot leave its own group */
 	struct cm_kv__walk w;
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
 	if (rc != 0)
 		return rc;
+	/* Before -EEXIST: a retried split learns that it already happened. */
+	if (w.fenced)
+		return CM_EWRONGSHARD;
 	if (w.found)
 		return -EEXIST;
 	rc = cas_check(a, 0);
@@ -232,8 +247,14 @@ static int op_mkdir(struct apply *a)
 	rc = make_parents(a, &w, k->path, &parent);
 	if (rc != 0)
 		return rc;
-	struct cm_kv__node n = {.attr = attr_new(a, mode, 0), .ino = ino_next(a), .value = {"", 0}};
+	struct cm_kv__node n = {
+		.attr = attr_new(a, mode, 0),
+		.ino = ino_next(a),
+		.flags = boundary ? CM_KV_NODE_BOUNDARY : 0,
+		.value = {"", 0},
+	};
 	rc = put(a, parent, base(k->path), &n);
+	/* Watchers see an ordinary MKDIR: the mark is not in attr. */
 	return rc ? rc : done(a, CM_EV_MKDIR, &n.attr);
 }
 
@@ -246,6 +267,8 @@ static int op_delete(struct apply *a)
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
 	if (rc != 0)
 		return rc;
+	if (w.fenced)
+		return CM_EWRONGSHARD; /* also the boundary itself: no un-split */
 	if (!w.found)
 		return -ENOENT;
 	rc = cas_check(a, w.node.attr.version);
@@ -257,8 +280,11 @@ static int op_delete(struct apply *a)
 		return -EISDIR;
 	if (!dir && !recursive && (k->flags & CM_DEL_DIR))
 		return -ENOTDIR;
-	if (dir && !recursive) {
-		rc = cm_kv__dir_has_children(&a->c, w.node.ino);
+	if (dir) {
+		/* rmdir needs it empty; rm -r must not take a boundary (what
+		 * another shard owns now) with it: -EBUSY. */
+		rc = recursive ? cm_kv__tree_busy(&a->c, w.node.ino)
+			       : cm_kv__dir_has_children(&a->c, w.node.ino);
 		if (rc != 0)
 			return rc > 0 ? -ENOTEMPTY : rc;
 	}
@@ -327,6 +353,8 @@ static int op_rename(struct apply *a)
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &src);
 	if (rc != 0)
 		return rc;
+	if (src.fenced)
+		return CM_EWRONGSHARD;
 	if (!src.found)
 		return -ENOENT;
 	if (k->path.len == k->path2.len && memcmp(k->path.p, k->path2.p, k->path.len) == 0) {
@@ -339,7 +367,11 @@ static int op_rename(struct apply *a)
 	rc = cm_kv__walk(&a->c, k->path2.p, k->path2.len, &dst);
 	if (rc != 0)
 		return rc;
+	if (dst.fenced)
+		return CM_EWRONGSHARD; /* into (or onto) what another shard owns */
 	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, 0);
+	if (rc == 0 && dir)
+		rc = cm_kv__tree_busy(&a->c, src.node.ino); /* a boundary never moves */
 	if (rc == 0 && dir)
 		rc = cm_kv__tree_fits(&a->c, src.node.ino, k->path.len, k->path2.len);
 	if (rc != 0)

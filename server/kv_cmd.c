@@ -9,7 +9,7 @@
 #define CMD_FIELDS 11
 #define CMD_FLAGS_KNOWN                                                                   \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
-	 CM_PUT_KEEP_VALUE)
+	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY)
 
 static int need(const struct cm_kv__rd *r, size_t n)
 {
@@ -164,10 +164,16 @@ static bool is_write_op(uint32_t op)
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME;
 }
 
+/* A boundary is only ever made by MKDIR: on another op the flag means a broken proposer. */
+static bool flags_fit_op(uint32_t op, uint32_t flags)
+{
+	return !(flags & CM_MKDIR_BOUNDARY) || op == CM_OP_MKDIR;
+}
+
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value)
 {
-	if (!is_write_op(req->op))
+	if (!is_write_op(req->op) || !flags_fit_op(req->op, req->flags))
 		return -EINVAL;
 	size_t before = sb->size;
 	msgpack_packer pk;
@@ -218,7 +224,8 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	if (cm_kv__rd_u32(&r, &op) != 0 || !is_write_op(op))
 		return -EBADMSG;
 	c.op = (uint8_t)op;
-	if (cm_kv__rd_u32(&r, &c.flags) != 0 || (c.flags & ~(uint32_t)CMD_FLAGS_KNOWN) != 0)
+	if (cm_kv__rd_u32(&r, &c.flags) != 0 || (c.flags & ~(uint32_t)CMD_FLAGS_KNOWN) != 0 ||
+	    !flags_fit_op(op, c.flags))
 		return -EBADMSG;
 	if (cm_kv__rd_str(&r, &c.path) != 0 || cm_kv__rd_str(&r, &c.path2) != 0 ||
 	    cm_kv__rd_bin(&r, &c.value) != 0)

@@ -11,10 +11,14 @@
 /*
  * Blob: array32 of records, parents before their children:
  *   [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns, create_index,
- *    mod_index, version, value:bin]
+ *    mod_index, version, value:bin, flags]
+ * flags are the node's CM_KV_NODE_* (a boundary). Restore also takes the
+ * records of blobs made before flags existed (11 fields: flags 0), which a
+ * node may still hold as its latest snapshot and send to an upgraded one.
  * The count is patched in at the end, so the tree is walked only once.
  */
-#define SNAP_FIELDS 11
+#define SNAP_FIELDS 12
+#define SNAP_FIELDS_NOFLAGS 11
 
 /* A directory still to be listed, with its path (owned). */
 struct pending {
@@ -49,6 +53,7 @@ static int pack_record(struct snap *sn, const char *path, uint32_t len, const st
 	rc = rc ? rc : msgpack_pack_bin(pk, n->value.len);
 	if (rc == 0 && n->value.len != 0)
 		rc = msgpack_pack_bin_body(pk, n->value.p, n->value.len);
+	rc = rc ? rc : msgpack_pack_uint32(pk, n->flags);
 	sn->count++;
 	return rc ? -ENOMEM : 0;
 }
@@ -196,7 +201,7 @@ static int record_parse(struct cm_kv__rd *r, struct cm_bytes *path, struct cm_kv
 {
 	struct cm_attr *a = &n->attr;
 	uint32_t m;
-	if (cm_kv__rd_array(r, &m) != 0 || m != SNAP_FIELDS)
+	if (cm_kv__rd_array(r, &m) != 0 || (m != SNAP_FIELDS && m != SNAP_FIELDS_NOFLAGS))
 		return -EBADMSG;
 	if (cm_kv__rd_str(r, path) != 0 || cm_kv__rd_u64(r, &n->ino) != 0 ||
 	    cm_kv__rd_u32(r, &a->mode) != 0 || cm_kv__rd_u32(r, &a->uid) != 0 ||
@@ -206,6 +211,9 @@ static int record_parse(struct cm_kv__rd *r, struct cm_bytes *path, struct cm_kv
 	    cm_kv__rd_bin(r, &n->value) != 0)
 		return -EBADMSG;
 	a->size = n->value.len;
+	n->flags = 0;
+	if (m == SNAP_FIELDS && cm_kv__rd_u32(r, &n->flags) != 0)
+		return -EBADMSG;
 	return 0;
 }
 
@@ -215,6 +223,8 @@ static int record_check(struct cm_bytes path, const struct cm_kv__node *n)
 	uint32_t type = n->attr.mode & S_IFMT;
 	if (cm_path_validate(path.p, path.len) != 0)
 		return -EBADMSG;
+	if ((n->attr.mode & ~CM_KV_MODE_MASK) != 0 || (n->flags & ~CM_KV_NODE_FLAGS_KNOWN) != 0)
+		return -EBADMSG; /* in a record, such mode bits would read as flags */
 	if (type != S_IFDIR && type != S_IFREG && type != S_IFLNK)
 		return -EBADMSG;
 	if (n->ino == 0 || n->attr.version == 0 || n->value.len > CM_VALUE_MAX_LIMIT)
@@ -224,6 +234,8 @@ static int record_check(struct cm_bytes path, const struct cm_kv__node *n)
 	bool root = path.len == 1;
 	if (root != (n->ino == CM_KV_ROOT_INO) || (root && type != S_IFDIR))
 		return -EBADMSG;
+	if ((n->flags & CM_KV_NODE_BOUNDARY) && (root || type != S_IFDIR))
+		return -EBADMSG; /* only MKDIR makes one, never of "/" */
 	return 0;
 }
 
@@ -246,8 +258,9 @@ static int restore_one(struct restore *rs)
 	if (rc != 0)
 		return rc;
 	struct cm_bytes name = cm_kv__basename(path.p, path.len);
-	/* Only the last component may be missing: parents come first. */
-	if (w.found || w.miss != path.len - name.len)
+	/* Only the last component may be missing: parents come first. And
+	 * nothing lies below a boundary: apply refuses every write there. */
+	if (w.found || w.miss != path.len - name.len || w.fenced)
 		return -EBADMSG;
 	return cm_kv__node_put(rs->c, w.dir, name.p, name.len, &n);
 }

@@ -1,4 +1,4 @@
-/* kv_tree.c: walks over a whole subtree: recursive delete, and the path-length check of a move. */
+/* kv_tree.c: walks over a whole subtree: recursive delete, and the checks of a move (lengths, boundaries). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -58,15 +58,22 @@ int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
 	return rc;
 }
 
-int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen)
+/* Called for each node below the walked directory, with the length of its path relative to it. */
+typedef int (*tree_visit_fn)(void *arg, const struct cm_kv__node *n, uint64_t rel);
+
+/*
+ * Visit every node below directory ino, depth first; visit's nonzero value
+ * stops the walk and is returned. In a valid tree no relative path is longer
+ * than CM_PATH_MAX: a longer one means a corrupt tree whose inos form a
+ * cycle, and ends the walk with -EIO.
+ */
+static int tree_each(const struct cm_kv__ctx *c, uint64_t ino, tree_visit_fn visit, void *arg)
 {
-	if (newlen <= oldlen)
-		return 0;
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
 	if (rc != 0)
 		return cm_store_mdb_err(rc);
-	struct stack st = {0}; /* pairs: ino, length of its path relative to src */
+	struct stack st = {0}; /* pairs: ino, length of its path relative to the top */
 	rc = push(&st, ino);
 	rc = rc ? rc : push(&st, 0);
 	while (rc == 0 && st.n != 0) {
@@ -80,9 +87,9 @@ int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, 
 			if (rc != 0)
 				break;
 			uint64_t crel = rel + 1 + name.len;
-			/* Lengths grow at every level: this also ends a corrupt cycle. */
-			if (newlen + crel > CM_PATH_MAX)
-				rc = -ENAMETOOLONG;
+			rc = visit(arg, &n, crel);
+			if (rc == 0 && crel > CM_PATH_MAX)
+				rc = -EIO;
 			if (rc == 0 && S_ISDIR(n.attr.mode)) {
 				rc = push(&st, n.ino);
 				rc = rc ? rc : push(&st, crel);
@@ -98,3 +105,28 @@ int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, 
 	return rc;
 }
 
+static int fits_visit(void *arg, const struct cm_kv__node *n, uint64_t rel)
+{
+	const uint32_t *newlen = arg;
+	(void)n;
+	return *newlen + rel > CM_PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen)
+{
+	if (newlen <= oldlen)
+		return 0;
+	return tree_each(c, ino, fits_visit, &newlen);
+}
+
+static int busy_visit(void *arg, const struct cm_kv__node *n, uint64_t rel)
+{
+	(void)arg;
+	(void)rel;
+	return n->flags & CM_KV_NODE_BOUNDARY ? -EBUSY : 0;
+}
+
+int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino)
+{
+	return tree_each(c, ino, busy_visit, NULL);
+}

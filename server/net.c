@@ -43,6 +43,7 @@ struct cm_peer {
 	struct cm_conn *conn; /* outbound; NULL while down */
 	uv_timer_t timer;     /* reconnect */
 	uint32_t backoff_ms;
+	struct cm_peer_stats stats;
 };
 
 struct cm_net {
@@ -71,6 +72,7 @@ struct write_req {
 
 static void conn_close(struct cm_conn *c);
 static void peer_schedule(struct cm_peer *p);
+static struct cm_peer *find_peer(struct cm_net *n, uint64_t id);
 
 int cm__net_parse_addr(const char *s, struct sockaddr_in *sa);
 
@@ -311,6 +313,9 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 			conn_fail(c, -EPROTO, "expected a Raft message from the peer");
 			return;
 		}
+		struct cm_peer *from = find_peer(n, c->node_id);
+		if (from != NULL)
+			from->stats.frames_in++;
 		n->h.on_raft(n->h.arg, c->node_id, m->group, &m->raft);
 		return;
 	case CONN_CLIENT:
@@ -338,6 +343,11 @@ static void drain_frames(struct cm_conn *c)
 				    (unsigned long long)c->node_id, cm_strerror(drv));
 			conn_fail(c, drv, "malformed frame");
 			return;
+		}
+		if (c->state == CONN_PEER_IN) {
+			struct cm_peer *p = find_peer(c->net, c->node_id);
+			if (p != NULL)
+				p->stats.bytes_in += len + CM_FRAME_HDR;
 		}
 		on_frame(c, &m);
 		cm_codec_free(&m);
@@ -459,20 +469,27 @@ int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct
 	struct cm_conn *c = p ? p->conn : NULL;
 	if (c == NULL || c->state != CONN_OUT_READY) {
 		n->stats.dropped++;
+		if (p != NULL)
+			p->stats.dropped++;
 		return -ENOTCONN;
 	}
 	/* Back-pressure: a slow peer loses messages (Raft resends), it never
 	 * grows a queue without bound. */
 	if (c->queued + c->out.size > CM_PEER_QUEUE_MAX) {
 		n->stats.dropped++;
+		p->stats.dropped++;
 		return -ENOBUFS;
 	}
+	size_t before = c->out.size;
 	int rv = cm_codec_raft(&c->out, group, m);
 	if (rv != 0) {
 		n->stats.dropped++;
+		p->stats.dropped++;
 		return rv;
 	}
 	n->stats.frames_out++;
+	p->stats.frames_out++;
+	p->stats.bytes_out += c->out.size - before;
 	mark_dirty(c);
 	return 0;
 }
@@ -496,6 +513,8 @@ static void client_queue(struct cm_conn *c, int rv)
 
 void cm_net_reply(struct cm_conn *c, const struct cm_resp *r)
 {
+	if (c->net->h.on_reply != NULL)
+		c->net->h.on_reply(c->net->h.arg, r);
 	if (c->closed || c->linger)
 		return;
 	client_queue(c, cm_codec_resp(&c->out, r));
@@ -511,6 +530,19 @@ void cm_net_event(struct cm_conn *c, const struct cm_event *e)
 void cm_net_stats(const struct cm_net *n, struct cm_net_stats *st)
 {
 	*st = n->stats;
+}
+
+uint32_t cm_net_peer_count(const struct cm_net *n)
+{
+	return n->n_peers;
+}
+
+void cm_net_peer_stats(const struct cm_net *n, uint32_t k, struct cm_peer_stats *st)
+{
+	assert(k < n->n_peers);
+	*st = n->peers[k].stats;
+	st->id = n->peers[k].id;
+	st->connected = n->peers[k].conn != NULL && n->peers[k].conn->state == CONN_OUT_READY;
 }
 
 /* ---- start and stop ---- */

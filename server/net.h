@@ -21,6 +21,7 @@ struct cm_net_handlers {
 	void (*on_raft)(void *arg, uint64_t from, uint64_t group, const struct raft_msg *m);
 	void (*on_req)(void *arg, struct cm_conn *c, const struct cm_req *req);
 	void (*on_close)(void *arg, struct cm_conn *c); /* a client connection went away */
+	void (*on_reply)(void *arg, const struct cm_resp *r); /* counted for metrics; may be NULL */
 };
 
 /*
@@ -54,5 +55,14 @@ struct cm_net_stats {
 	uint64_t frames_in, frames_out, bytes_in, bytes_out, dropped, refused, bad_frames;
 };
 void cm_net_stats(const struct cm_net *n, struct cm_net_stats *st);
+
+/* Traffic with one peer node: peer k of this node (k < count), for metrics. */
+struct cm_peer_stats {
+	uint64_t id;
+	bool connected;
+	uint64_t frames_in, frames_out, bytes_in, bytes_out, dropped;
+};
+uint32_t cm_net_peer_count(const struct cm_net *n);
+void cm_net_peer_stats(const struct cm_net *n, uint32_t k, struct cm_peer_stats *st);
 
 #endif /* CONFMAN_NET_H */

@@ -6,6 +6,7 @@
 
 #include "confman/path.h"
 #include "server/log.h"
+#include "server/http.h"
 #include "server/node.h"
 
 struct cm_group *cm__node_group(struct cm_node *n, uint64_t id)
@@ -201,6 +202,7 @@ static int start_handles(struct cm_node *n)
 		.on_raft = cm__turn_on_raft,
 		.on_req = cm__req_handle,
 		.on_close = cm__req_conn_closed,
+		.on_reply = cm__admin_count,
 	};
 	return cm_net_start(n->loop, n->cfg, &h, &n->net);
 }
@@ -226,6 +228,8 @@ int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 	rv = groups_boot(n);
 	if (rv == 0)
 		rv = start_handles(n);
+	if (rv == 0)
+		rv = cm__admin_start(n);
 	*out = n;
 	return rv;
 }
@@ -247,6 +251,8 @@ void cm_node_stop(struct cm_node *n)
 	uv_close((uv_handle_t *)&n->sig_int, on_handle_closed);
 	if (n->net)
 		cm_net_stop(n->net);
+	if (n->http)
+		cm_http_stop(n->http);
 }
 
 void cm_node_free(struct cm_node *n)

@@ -7,6 +7,7 @@
 #include "raft/raft.h"
 #include "server/config.h"
 #include "server/net.h"
+#include "server/metrics.h"
 #include "server/registry.h"
 #include "server/store.h"
 
@@ -75,6 +76,9 @@ struct cm_node {
 	uv_signal_t sig_term, sig_int;
 	uint64_t ticks;
 	bool stopping;
+	struct cm_http *http;        /* NULL without an HTTP address */
+	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
+	struct cm_req_counters reqs; /* answered requests by op and result */
 };
 
 /* Start: open the store, recover every hosted group, listen, dial peers.
@@ -111,6 +115,10 @@ void cm__pending_free(struct cm_pending_list *l);
 
 /* shards.c: the registry ops */
 void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
+/* admin.c: /healthz, /readyz, /metrics */
+int cm__admin_start(struct cm_node *n);
+void cm__admin_count(void *arg, const struct cm_resp *r);
 
 /* watch.c */
 int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req);

@@ -47,6 +47,19 @@ class Cluster:
     def addr(self, i):
         return "127.0.0.1:%d" % (self.base + i - 1)
 
+    def http(self, i):
+        return "127.0.0.1:%d" % (self.base + 50 + i - 1)
+
+    def get_http(self, i, path):
+        """(status, body) of GET path on node i's HTTP endpoint."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://%s%s" % (self.http(i), path), timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
     def servers(self):
         return ",".join(self.addr(i) for i in range(1, self.n + 1))
 
@@ -54,7 +67,7 @@ class Cluster:
         with open(os.path.join(self.dir, "cluster.ini"), "w") as f:
             f.write("[cluster]\nid = confman\n")
             for i in range(1, self.n + 1):
-                f.write("[node.%d]\naddress = %s\n" % (i, self.addr(i)))
+                f.write("[node.%d]\naddress = %s\nhttp = %s\n" % (i, self.addr(i), self.http(i)))
             for g, prefix in enumerate(self.prefixes, 1):
                 f.write("[group.%d]\nprefix = %s\nreplicas = %s\n"
                         % (g, prefix, ",".join(str(i) for i in range(1, self.n + 1))))
