@@ -357,6 +357,8 @@ static void reply_write(struct cm_node *n, struct cm_group *g, struct cm_pending
 	r.err = p->err;
 	r.has_attr = p->err == 0 && p->op != CM_OP_DELETE;
 	r.attr = p->attr;
+	if (p->err == CM_EWRONGSHARD)
+		r.token = n->reg.epoch; /* fenced by a boundary: the map moved on */
 	cm_net_reply(p->conn, &r);
 }
 

@@ -736,7 +736,7 @@ static void test_cmd_decode_rejects_malformed_commands(void **state)
 	longer[0] = 0x9a; /* ten fields */
 	assert_int_equal(decode(longer, n, &c), -EBADMSG);
 	memcpy(longer, buf, n);
-	longer[2] = 0x40; /* unknown flag */
+	longer[2] = 0x80; /* unknown flag */
 	assert_int_equal(decode(longer, n, &c), -EBADMSG);
 	memcpy(longer, buf, n);
 	longer[3] = 0xc4; /* path as bin instead of str: wrong type */
@@ -961,10 +961,12 @@ static void test_restore_of_garbage_returns_ebadmsg_and_changes_nothing(void **s
 	msgpack_sbuffer_destroy(&after);
 }
 
-/* One snapshot record, packed the way cm_kv_snapshot does. */
-static void rec(msgpack_packer *pk, const char *path, uint64_t ino, uint32_t mode, const char *value)
+/* One snapshot record, packed the way cm_kv_snapshot does; flags < 0: the
+ * 11 fields of blobs from before boundaries, which restore still takes. */
+static void rec_f(msgpack_packer *pk, const char *path, uint64_t ino, uint32_t mode, const char *value,
+		  int64_t flags)
 {
-	msgpack_pack_array(pk, 11);
+	msgpack_pack_array(pk, flags < 0 ? 11 : 12);
 	msgpack_pack_str_with_body(pk, path, strlen(path));
 	msgpack_pack_uint64(pk, ino);
 	msgpack_pack_uint32(pk, mode);
@@ -973,6 +975,14 @@ static void rec(msgpack_packer *pk, const char *path, uint64_t ino, uint32_t mod
 	for (int k = 0; k < 3; k++)
 		msgpack_pack_uint64(pk, 1); /* create, mod, version */
 	msgpack_pack_bin_with_body(pk, value, strlen(value));
+	if (flags >= 0)
+		msgpack_pack_int64(pk, flags);
+}
+
+/* A record without flags (the older layout). */
+static void rec(msgpack_packer *pk, const char *path, uint64_t ino, uint32_t mode, const char *value)
+{
+	rec_f(pk, path, ino, mode, value, -1);
 }
 
 /* Restore into group 9 a blob of n records built by recs(); the result. */
@@ -1051,6 +1061,302 @@ static void test_restore_rejects_trees_that_cannot_be(void **state)
 	expect_val_in(f, 9, "/d/f", "v"); /* still the good tree */
 }
 
+/* ---- shard boundaries ---- */
+
+static int boundary(struct fx *f, const char *path)
+{
+	return op(f, (struct w){CM_OP_MKDIR, CM_MKDIR_BOUNDARY, path, NULL, NULL, 0, 0});
+}
+
+static void expect_snapshot_equal(struct fx *f, uint64_t g, const msgpack_sbuffer *want)
+{
+	msgpack_sbuffer now;
+	snapshot_of(f, g, &now);
+	assert_int_equal(now.size, want->size);
+	assert_memory_equal(now.data, want->data, now.size);
+	msgpack_sbuffer_destroy(&now);
+}
+
+static void test_boundary_on_empty_prefix_reads_as_an_ordinary_directory(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/apps/web/conf", "w"), 0);
+	assert_int_equal(boundary(f, "/apps/payments"), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_MKDIR);
+	assert_int_equal(f->res.attr.mode, S_IFDIR | 0755);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/apps/payments", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	assert_int_equal(a.version, 1);
+	assert_int_equal(a.create_index, 2);
+	assert_int_equal(a.size, 0);
+	expect_list(f, "/apps", "payments/,web/");
+	expect_list(f, "/apps/payments", "");
+	/* reads below it find nothing: the new shard answers them */
+	assert_int_equal(get(f, "/apps/payments/x", NULL, NULL, 0), -ENOENT);
+	/* parents are made as for MKDIR */
+	assert_int_equal(boundary(f, "/new/deep/shard"), 0);
+	assert_int_equal(get(f, "/new/deep", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	expect_list(f, "/new/deep", "shard/");
+}
+
+static void test_boundary_on_existing_path_returns_eexist(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/apps/payments/x", "1"), 0);
+	assert_int_equal(mkdir_(f, "/apps/empty"), 0);
+	assert_int_equal(put(f, "/apps/file", "f"), 0);
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	assert_int_equal(boundary(f, "/apps/payments"), -EEXIST);
+	assert_int_equal(boundary(f, "/apps/empty"), -EEXIST); /* even empty: it exists */
+	assert_int_equal(boundary(f, "/apps/file"), -EEXIST);
+	assert_int_equal(boundary(f, "/apps"), -EEXIST);
+	assert_int_equal(boundary(f, "/apps/file/sub"), -ENOTDIR);
+	assert_int_equal(f->res.event_kind, 0);
+	expect_snapshot_equal(f, G, &before);
+	/* nothing was fenced off */
+	assert_int_equal(put(f, "/apps/payments/y", "2"), 0);
+	msgpack_sbuffer_destroy(&before);
+}
+
+static void test_boundary_at_root_returns_einval(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(boundary(f, "/"), -EINVAL);
+	assert_int_equal(put(f, "/a", "still writable"), 0);
+}
+
+static void test_writes_at_or_below_a_boundary_return_ewrongshard(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t chmod = CM_SET_MODE | CM_PUT_KEEP_VALUE;
+	assert_int_equal(put(f, "/f", "file"), 0);
+	assert_int_equal(boundary(f, "/p"), 0);
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	struct w refused[] = {
+		{CM_OP_PUT, 0, "/p", NULL, "v", 0, 0},
+		{CM_OP_PUT, 0, "/p/x", NULL, "v", 0, 0},
+		{CM_OP_PUT, 0, "/p/x/y", NULL, "v", 0, 0},
+		{CM_OP_PUT, CM_PUT_CREATE, "/p/x", NULL, "v", 0, 0},
+		{CM_OP_PUT, CM_PUT_IF_VERSION, "/p/x", NULL, "v", 0, 0},
+		{CM_OP_PUT, chmod, "/p", NULL, NULL, 0, 0700},
+		{CM_OP_MKDIR, 0, "/p", NULL, NULL, 0, 0},
+		{CM_OP_MKDIR, 0, "/p/x/y", NULL, NULL, 0, 0},
+		{CM_OP_MKDIR, CM_MKDIR_BOUNDARY, "/p", NULL, NULL, 0, 0}, /* a retried split */
+		{CM_OP_MKDIR, CM_MKDIR_BOUNDARY, "/p/sub", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, 0, "/p", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, CM_DEL_DIR, "/p", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, CM_DEL_RECURSIVE, "/p", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, CM_PUT_IF_VERSION, "/p", NULL, NULL, 1, 0},
+		{CM_OP_DELETE, 0, "/p/x", NULL, NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/p", "/q", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/p", "/p", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/p/x", "/q", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/f", "/p", NULL, 0, 0},
+	};
+	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+		assert_int_equal(op(f, refused[k]), CM_EWRONGSHARD);
+		assert_int_equal(f->res.event_kind, 0);
+	}
+	expect_snapshot_equal(f, G, &before);
+	/* fenced by path components, not by bytes: siblings stay writable */
+	assert_int_equal(put(f, "/p2/x", "v"), 0);
+	assert_int_equal(put(f, "/p.bak", "v"), 0);
+	msgpack_sbuffer_destroy(&before);
+}
+
+static void test_rename_into_a_boundary_returns_ewrongshard(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/f", "file"), 0);
+	assert_int_equal(put(f, "/d/x", "1"), 0);
+	assert_int_equal(boundary(f, "/apps/payments"), 0);
+	assert_int_equal(ren(f, "/f", "/apps/payments/f"), CM_EWRONGSHARD);
+	assert_int_equal(ren(f, "/f", "/apps/payments/new/f"), CM_EWRONGSHARD);
+	assert_int_equal(ren(f, "/d", "/apps/payments/d"), CM_EWRONGSHARD);
+	assert_int_equal(op(f, (struct w){CM_OP_RENAME, CM_PUT_CREATE, "/d", "/apps/payments", NULL, 0, 0}),
+			 CM_EWRONGSHARD);
+	expect_val(f, "/f", "file");
+	expect_val(f, "/d/x", "1");
+	expect_list(f, "/apps/payments", "");
+	/* next to the boundary is still this group's */
+	assert_int_equal(ren(f, "/f", "/apps/f"), 0);
+	expect_list(f, "/apps", "f,payments/");
+}
+
+static void test_recursive_delete_above_a_boundary_returns_ebusy_and_deletes_nothing(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/apps/a", "1"), 0);
+	assert_int_equal(put(f, "/apps/b/c", "2"), 0);
+	assert_int_equal(boundary(f, "/apps/b/deep/payments"), 0);
+	assert_int_equal(boundary(f, "/lone/shard"), 0);
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	assert_int_equal(del(f, "/apps", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(del(f, "/apps/b", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(del(f, "/apps/b/deep", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(del(f, "/apps", CM_DEL_DIR), -ENOTEMPTY);
+	/* a directory whose only child is a boundary is not empty */
+	assert_int_equal(del(f, "/lone", CM_DEL_DIR), -ENOTEMPTY);
+	assert_int_equal(del(f, "/lone", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(f->res.event_kind, 0);
+	expect_snapshot_equal(f, G, &before);
+	/* what is beside the boundary can still go */
+	assert_int_equal(del(f, "/apps/a", 0), 0);
+	assert_int_equal(del(f, "/apps/b/c", 0), 0);
+	expect_list(f, "/apps/b", "deep/");
+	msgpack_sbuffer_destroy(&before);
+}
+
+static void test_rename_above_a_boundary_returns_ebusy(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/apps/a", "1"), 0);
+	assert_int_equal(boundary(f, "/apps/sub/payments"), 0);
+	assert_int_equal(mkdir_(f, "/empty"), 0);
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	assert_int_equal(ren(f, "/apps", "/moved"), -EBUSY);
+	assert_int_equal(ren(f, "/apps/sub", "/moved"), -EBUSY);
+	assert_int_equal(ren(f, "/apps", "/empty"), -EBUSY);
+	/* onto a directory holding a boundary: not empty, as rename(2) says */
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(ren(f, "/d", "/apps/sub"), -ENOTEMPTY);
+	assert_int_equal(del(f, "/d", CM_DEL_DIR), 0);
+	expect_snapshot_equal(f, G, &before);
+	assert_int_equal(ren(f, "/apps/a", "/apps/b"), 0);
+	expect_list(f, "/apps", "b,sub/");
+	msgpack_sbuffer_destroy(&before);
+}
+
+static void test_snapshot_restore_keeps_boundaries_refusing_writes(void **state)
+{
+	struct fx *f = *state;
+	build_tree(f, G);
+	assert_int_equal(boundary(f, "/opt/app/payments"), 0);
+	msgpack_sbuffer sb;
+	snapshot_of(f, G, &sb);
+	assert_int_equal(restore(f, 9, sb.data, sb.size), 0);
+	expect_snapshot_equal(f, 9, &sb);
+	expect_same_node(f, G, 9, "/opt/app");
+	expect_same_node(f, G, 9, "/opt/app/payments");
+	struct cm_attr a;
+	assert_int_equal(get_in(f, 9, "/opt/app/payments", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/opt/app/payments/x", NULL, "v", 0, 0}),
+			 CM_EWRONGSHARD);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_DELETE, CM_DEL_RECURSIVE, "/opt", NULL, NULL, 0, 0}),
+			 -EBUSY);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_RENAME, 0, "/opt", "/x", NULL, 0, 0}), -EBUSY);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/opt/app/other", NULL, "v", 0, 0}), 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void recs_boundary(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 0);
+	rec_f(pk, "/d/p", 2 << 16, S_IFDIR | 0755, "", 1);
+}
+
+static void recs_boundary_file(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFREG | 0644, "", 1);
+}
+
+static void recs_boundary_root(msgpack_packer *pk)
+{
+	rec_f(pk, "/", 1, S_IFDIR | 0755, "", 1);
+}
+
+static void recs_under_boundary(msgpack_packer *pk)
+{
+	recs_boundary(pk);
+	rec_f(pk, "/d/p/x", 3 << 16, S_IFREG | 0644, "v", 0);
+}
+
+static void recs_unknown_flag(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 2);
+}
+
+static void recs_mode_beyond_st_mode(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, (1u << 16) | S_IFDIR | 0755, "", 0);
+}
+
+static void test_restore_rejects_boundaries_that_cannot_be(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(restore_recs(f, 2, recs_boundary), 0);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_PUT, 0, "/d/p/x", NULL, "v", 0, 0}), CM_EWRONGSHARD);
+	assert_int_equal(restore_recs(f, 1, recs_boundary_file), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_boundary_root), -EBADMSG);
+	assert_int_equal(restore_recs(f, 3, recs_under_boundary), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_unknown_flag), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_mode_beyond_st_mode), -EBADMSG);
+	expect_list_in(f, 9, "/d", "p/"); /* still the good tree */
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_DELETE, CM_DEL_RECURSIVE, "/d", NULL, NULL, 0, 0}),
+			 -EBUSY);
+}
+
+static int ev_modes(void *arg, uint64_t index, uint8_t kind, struct cm_bytes path, struct cm_bytes path2,
+		    const struct cm_attr *attr)
+{
+	struct evs *e = arg;
+	size_t at = strlen(e->s);
+	(void)index;
+	(void)path2;
+	snprintf(e->s + at, sizeof(e->s) - at, "%s%d:%.*s:%o", at ? " " : "", kind, (int)path.len, path.p,
+		 attr->mode);
+	return 0;
+}
+
+static void test_boundary_mkdir_produces_an_ordinary_mkdir_event(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(boundary(f, "/apps/payments"), 0);
+	assert_int_equal(put(f, "/apps/payments/x", "v"), CM_EWRONGSHARD); /* no event */
+	struct evs e;
+	assert_int_equal(events(f, "/", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:3:/apps/payments");
+	assert_int_equal(events(f, "/apps/payments", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:3:/apps/payments");
+	MDB_txn *t;
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_events(f->s, t, G, B("/"), 0, 0, ev_modes, &e), 0);
+	cm_store_txn_abort(t);
+	assert_string_equal(e.s, "3:/apps/payments:40755");
+}
+
+static void test_cmd_boundary_flag_only_with_mkdir(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_MKDIR, .flags = CM_MKDIR_BOUNDARY, .path = B("/p")};
+	uint8_t buf[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	struct cm_kv_cmd c;
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.op, CM_OP_MKDIR);
+	assert_int_equal(c.flags, CM_MKDIR_BOUNDARY);
+	buf[1] = CM_OP_PUT; /* [0x9b, op, flags, ...] */
+	assert_int_equal(decode(buf, n, &c), -EBADMSG);
+	buf[1] = CM_OP_DELETE;
+	assert_int_equal(decode(buf, n, &c), -EBADMSG);
+	buf[1] = CM_OP_RENAME;
+	assert_int_equal(decode(buf, n, &c), -EBADMSG);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	req.op = CM_OP_PUT;
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, 0, 0), -EINVAL);
+	assert_int_equal(sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 /* Put raw bytes under a raw key of one of the store's databases. */
 static void raw_put(struct fx *f, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -1080,6 +1386,11 @@ static void test_corrupt_records_give_eio_never_a_crash(void **state)
 	cm_store_txn_abort(t);
 	assert_int_equal(sb.size, 0);
 	msgpack_sbuffer_destroy(&sb);
+	/* a record whose mode word holds an unknown node flag */
+	uint8_t flagged[64] = {0xed, 0x41, 0x02, 0x00}; /* mode 040755, flag 2 */
+	flagged[56] = 9;                                /* ino */
+	raw_put(f, d->kv, key, sizeof(key), flagged, sizeof(flagged));
+	assert_int_equal(get(f, "/bad", NULL, NULL, 0), -EIO);
 	/* a record whose size field disagrees with its length */
 	uint8_t rec[70] = {0};
 	rec[0] = 0xa4; rec[1] = 0x81; /* mode 0100644 */
@@ -1190,6 +1501,17 @@ int main(void)
 		T(test_snapshot_of_empty_group_restores_to_empty),
 		T(test_restore_of_garbage_returns_ebadmsg_and_changes_nothing),
 		T(test_restore_rejects_trees_that_cannot_be),
+		T(test_boundary_on_empty_prefix_reads_as_an_ordinary_directory),
+		T(test_boundary_on_existing_path_returns_eexist),
+		T(test_boundary_at_root_returns_einval),
+		T(test_writes_at_or_below_a_boundary_return_ewrongshard),
+		T(test_rename_into_a_boundary_returns_ewrongshard),
+		T(test_recursive_delete_above_a_boundary_returns_ebusy_and_deletes_nothing),
+		T(test_rename_above_a_boundary_returns_ebusy),
+		T(test_snapshot_restore_keeps_boundaries_refusing_writes),
+		T(test_restore_rejects_boundaries_that_cannot_be),
+		T(test_boundary_mkdir_produces_an_ordinary_mkdir_event),
+		T(test_cmd_boundary_flag_only_with_mkdir),
 		T(test_corrupt_records_give_eio_never_a_crash),
 		cmocka_unit_test(test_full_store_makes_apply_return_enospc),
 	};
