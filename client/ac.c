@@ -55,7 +55,8 @@ void cm_client_opts_init(struct cm_client_opts *o)
 
 static bool op_is_write(uint8_t op)
 {
-	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME;
+	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
+	       op == CM_OP_SHARD_ADD;
 }
 
 /* ---- wire ids of requests in flight ---- */
@@ -110,6 +111,7 @@ static void ac_free(struct cm_ac *ac)
 	assert(cm_ac__list_empty(&ac->reqs));
 	assert(cm_ac__list_empty(&ac->watches));
 	cm_ac__groups_free(ac);
+	cm_ac__map_free(ac);
 	free(ac->ids);
 	free(ac);
 	if (cb)
@@ -212,7 +214,8 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	bool internal = kind != CM_AC_RQ_USER;
 	switch (r->op) {
 	case CM_OP_GET: case CM_OP_LIST: case CM_OP_PUT: case CM_OP_DELETE:
-	case CM_OP_MKDIR: case CM_OP_RENAME: case CM_OP_STATUS:
+	case CM_OP_MKDIR: case CM_OP_RENAME: case CM_OP_STATUS: case CM_OP_SHARDS:
+	case CM_OP_SHARD_ADD:
 		break;
 	case CM_OP_WATCH: case CM_OP_UNWATCH:
 		if (!internal)
@@ -227,7 +230,7 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 		return -EFBIG;
 	if ((r->value.len > 0 && r->value.p == NULL) || (r->path2.len > 0 && r->path2.p == NULL))
 		return -EINVAL;
-	if (r->op == CM_OP_STATUS || r->op == CM_OP_UNWATCH)
+	if (r->op == CM_OP_STATUS || r->op == CM_OP_SHARDS || r->op == CM_OP_UNWATCH)
 		return 0;
 	int rv = check_path(r->path);
 	if (rv == 0 && r->op == CM_OP_RENAME)
@@ -284,6 +287,8 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	if (rq->req.consistency == CM_READ_DEFAULT)
 		rq->req.consistency = ac->consistency;
 	rq->is_write = op_is_write(req->op);
+	if (req->op == CM_OP_SHARD_ADD)
+		rq->req.group = CM_META_GROUP; /* the registry's group decides */
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;
@@ -334,6 +339,7 @@ static int expiry_err(const struct cm_ac__req *rq)
 		return -ETIMEDOUT;
 	switch (rq->last_err) {
 	case -ECONNREFUSED: case -EHOSTUNREACH: case -ENETUNREACH: case CM_ENOLEADER:
+	case CM_EWRONGSHARD:
 		return rq->last_err;
 	default:
 		return -ETIMEDOUT;
@@ -362,9 +368,8 @@ void cm_ac__attempt(struct cm_ac__req *rq)
 		cm_ac__finish(rq, expiry_err(rq), NULL);
 		return;
 	}
-	rq->pgroup = rq->req.group ? rq->req.group
-				   : cm_ac__predict(ac, rq->req.path.p, rq->req.path.len);
-	int32_t s = cm_ac__pick(ac, rq);
+	const struct cm_ac__shard *sh = cm_ac__route(ac, rq);
+	int32_t s = cm_ac__pick(ac, rq, sh);
 	struct cm_ac__conn *c;
 	int rv = cm_ac__conn_get(ac, (uint32_t)s, &c);
 	rq->srv = s;
@@ -419,6 +424,12 @@ void cm_ac__retry(struct cm_ac__req *rq, int err, bool now)
 	uv_timer_start(&rq->timer, rq_timer_cb, delay, 0);
 }
 
+void cm_ac__wake(struct cm_ac__req *rq)
+{
+	assert(rq->state == CM_AC_RQ_IDLE);
+	uv_timer_start(&rq->timer, rq_timer_cb, 0, 0);
+}
+
 static void rq_timer_cb(uv_timer_t *t)
 {
 	struct cm_ac__req *rq = t->data;
@@ -468,10 +479,14 @@ void cm_ac__finish(struct cm_ac__req *rq, int err, const struct cm_resp *resp)
 		rq->cb(rq->arg, err, resp);
 		return;
 	case CM_AC_RQ_STATUS_MAP:
-		if (rq->pinned < 0)
-			ac->status_pending = false;
 		if (err == 0 && resp && rq->srv >= 0)
 			cm_ac__status_merge(ac, (uint32_t)rq->srv, resp);
+		return;
+	case CM_AC_RQ_SHARDS_MAP:
+		/* An answer was installed by cm_ac__learn(); whatever came of
+		 * it, what waited for it goes now. */
+		ac->map_pending = false;
+		cm_ac__map_wake(ac);
 		return;
 	case CM_AC_RQ_WATCH:
 		cm_ac__watch_sub_done(rq, err, resp);
@@ -508,6 +523,28 @@ static void on_not_leader(struct cm_ac__req *rq, const struct cm_resp *resp)
 	cm_ac__retry(rq, CM_ENOTLEADER, rq->redirects <= CM_AC_REDIRECTS_FAST);
 }
 
+/* Refused for the path, so not applied: go again. When our map is older
+ * than the server's, wait for the fetch under way (until the deadline)
+ * rather than ask the same server again with the same map. */
+static void on_wrong_shard(struct cm_ac__req *rq, const struct cm_resp *resp)
+{
+	struct cm_ac *ac = rq->ac;
+	bool newer = ac->map.valid && resp->token > ac->map.epoch;
+	bool behind = cm_ac__map_wrongshard(ac, resp->token, rq->srv);
+	/* The caller named the group: when that group itself refused the
+	 * path (a boundary fences it), or the registry gave the path to
+	 * another group, no retry can succeed. */
+	if (rq->req.group != 0 && (resp->group == rq->req.group || newer)) {
+		cm_ac__finish(rq, CM_EWRONGSHARD, resp);
+		return;
+	}
+	if (!behind)
+		rq->avoid = rq->srv; /* as new a map as ours: it lags or does not host */
+	cm_ac__retry(rq, CM_EWRONGSHARD, false);
+	if (behind && ac->map_pending && rq->state == CM_AC_RQ_IDLE)
+		uv_timer_start(&rq->timer, rq_timer_cb, rq->deadline - uv_now(ac->loop), 0);
+}
+
 static void on_answer(struct cm_ac__req *rq, const struct cm_resp *resp)
 {
 	int err = resp->err;
@@ -519,10 +556,12 @@ static void on_answer(struct cm_ac__req *rq, const struct cm_resp *resp)
 		on_not_leader(rq, resp);
 		return;
 	}
-	if (err == CM_EWRONGSHARD)
-		cm_ac__status_map(rq->ac, -1);
+	if (err == CM_EWRONGSHARD) {
+		on_wrong_shard(rq, resp);
+		return;
+	}
 	/* Not applied: the server refused before proposing. */
-	if (err == CM_ENOLEADER || err == CM_ETRANSFERRING || err == CM_EWRONGSHARD) {
+	if (err == CM_ENOLEADER || err == CM_ETRANSFERRING) {
 		cm_ac__retry(rq, err, false);
 		return;
 	}

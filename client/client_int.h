@@ -26,7 +26,8 @@
 #define CM_AC_ATTEMPT_MIN_MS 100 /* a read waits at least this for one server */
 #define CM_AC_CONNECT_MAX_MS 1000 /* connect + handshake, at most */
 #define CM_AC_RECV_CHUNK 65536
-#define CM_AC_STATUS_EVERY_MS 1000 /* shard map refreshes at most this often */
+#define CM_AC_MAP_HINT_MS 1000  /* a map fetch on a mere hint, at most this often */
+#define CM_AC_MAP_RETRY_MS 100  /* a map fetch for an epoch asked already, at most this often */
 
 /* An intrusive doubly-linked list (libuv's QUEUE, by another name). */
 struct cm_ac__link {
@@ -73,6 +74,7 @@ struct cm_ac__server {
 	char host[CM_ADDR_MAX + 1];
 	char port[8];
 	struct cm_ac__conn *conn;    /* owned; NULL when not connected */
+	uint64_t node_id;            /* its HELLO_OK's, else the shard map's; 0 unknown */
 	uint64_t down_until;         /* uv_now(): avoid it until then */
 	uint32_t backoff;            /* ms, for the next failure */
 };
@@ -81,13 +83,32 @@ struct cm_ac__group {
 	uint64_t id;
 	uint64_t token;  /* highest applied index seen */
 	int32_t leader;  /* server index, -1 unknown */
-	char *prefix;    /* from STATUS; owned, NULL unknown */
+	char *prefix;    /* from STATUS; owned, NULL unknown: guesses tokens before the map */
 	uint32_t plen;
+};
+
+/* One shard of the map: a path prefix served by a group on some nodes. */
+struct cm_ac__shard {
+	uint64_t group;
+	const char *prefix;  /* NUL-terminated, in the map's allocation */
+	uint32_t plen;
+	bool routable;       /* a clean absolute path of a path group (not the meta group) */
+	uint32_t n_replicas;
+	uint64_t replicas[CM_CLIENT_MAX_REPLICAS]; /* node ids */
+};
+
+/* The shard registry as the newest SHARDS answer had it. */
+struct cm_ac__map {
+	bool valid;          /* an answer was installed */
+	uint64_t epoch;
+	uint32_t n_shards;   /* <= CM_CLIENT_MAX_SHARDS */
+	struct cm_ac__shard *shards; /* owned; the prefixes follow in the same block */
 };
 
 enum cm_ac__kind {
 	CM_AC_RQ_USER = 1,
-	CM_AC_RQ_STATUS_MAP, /* internal: learn shard prefixes and leaders */
+	CM_AC_RQ_STATUS_MAP, /* internal: learn a server's groups and leaderships */
+	CM_AC_RQ_SHARDS_MAP, /* internal: fetch the shard map */
 	CM_AC_RQ_WATCH,      /* internal: (re)subscribe a watch */
 	CM_AC_RQ_UNWATCH,    /* internal: fire and forget */
 };
@@ -120,7 +141,8 @@ struct cm_ac__req {
 	int32_t avoid;            /* server that just failed it, or -1 */
 	int32_t target;           /* server the next attempt goes to, or -1 */
 	int32_t srv;              /* server of the current/last attempt, or -1 */
-	uint64_t pgroup;          /* predicted group of the path, 0 unknown */
+	uint64_t pgroup;          /* group of the path (map, guess or req.group), 0 unknown */
+	uint64_t wgroup;          /* REQ.group on the wire: req.group, else the map's, else 0 */
 	struct cm_ac__conn *conn; /* borrowed, while WAITING or SENT */
 	uint64_t wgen;            /* the write its frame went out with */
 	int last_err;             /* why the last attempt failed */
@@ -169,8 +191,10 @@ struct cm_ac {
 	uint32_t home;            /* preferred server for reads */
 	struct cm_ac__group *groups;  /* owned array */
 	uint32_t n_groups;
-	bool status_pending;
-	uint64_t status_at;       /* uv_now() of the last map refresh */
+	struct cm_ac__map map;
+	bool map_pending;         /* a SHARDS fetch is in flight */
+	uint64_t map_asked;       /* the newest epoch a fetch was started for */
+	uint64_t map_at;          /* uv_now() when the last fetch started */
 	struct cm_ac__req **ids;  /* owned buckets of borrowed requests, by wire id */
 	uint32_t id_mask;
 	struct cm_ac__link reqs;  /* every request not yet DONE (owned) */
@@ -187,6 +211,7 @@ void cm_ac__finish(struct cm_ac__req *rq, int err, const struct cm_resp *resp);
 void cm_ac__on_resp(struct cm_ac__conn *c, const struct cm_resp *resp);
 void cm_ac__handle_gone(struct cm_ac *ac);
 void cm_ac__id_remove(struct cm_ac *ac, struct cm_ac__req *rq);
+void cm_ac__wake(struct cm_ac__req *rq);
 uint32_t cm_ac__rand(struct cm_ac *ac, uint32_t n);
 
 /* conn.c */
@@ -198,15 +223,52 @@ void cm_ac__conn_fail(struct cm_ac__conn *c, int err);
 /* route.c */
 int cm_ac__parse_servers(struct cm_ac *ac, const char *list);
 int cm_ac__server_find(struct cm_ac *ac, const char *addr, uint32_t len, bool add);
-int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq);
+int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_ac__shard *sh);
 void cm_ac__server_failed(struct cm_ac *ac, uint32_t server);
 void cm_ac__server_ok(struct cm_ac *ac, uint32_t server);
 struct cm_ac__group *cm_ac__group_get(struct cm_ac *ac, uint64_t id, bool add);
 uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len);
 void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp);
-void cm_ac__status_map(struct cm_ac *ac, int32_t server);
+void cm_ac__status_map(struct cm_ac *ac, uint32_t server);
 void cm_ac__status_merge(struct cm_ac *ac, uint32_t server, const struct cm_resp *resp);
 void cm_ac__groups_free(struct cm_ac *ac);
+
+/* shard.c */
+const struct cm_ac__shard *cm_ac__route(struct cm_ac *ac, struct cm_ac__req *rq);
+const struct cm_ac__shard *cm_ac__map_find(const struct cm_ac *ac, const char *path,
+					   uint32_t len);
+const struct cm_ac__shard *cm_ac__map_group(const struct cm_ac *ac, uint64_t group);
+int32_t cm_ac__node_server(const struct cm_ac *ac, uint64_t node_id);
+void cm_ac__map_fetch(struct cm_ac *ac, int32_t target, uint64_t epoch);
+void cm_ac__map_hint(struct cm_ac *ac);
+bool cm_ac__map_wrongshard(struct cm_ac *ac, uint64_t epoch, int32_t server);
+void cm_ac__map_install(struct cm_ac *ac, const struct cm_resp *resp);
+void cm_ac__map_wake(struct cm_ac *ac);
+void cm_ac__map_free(struct cm_ac *ac);
+
+/* sync.c: the blocking API's calls, shared with sync_shard.c */
+struct cm_client {
+	uv_loop_t loop;
+	struct cm_ac *ac; /* owned */
+};
+
+/* One blocking call: the completion copies what the caller asked for. */
+struct cm_client__call {
+	bool done;
+	int err;
+	int (*copy)(struct cm_client__call *s, const struct cm_resp *resp);
+	void *out;       /* what copy fills; depends on the call */
+	void *out2;
+	struct cm_attr *attr;
+	bool answered;   /* a server answered (err may be its error) */
+	uint64_t group;  /* the answer's group and token, when answered */
+	uint64_t token;
+};
+
+/* Run req to completion: to server ("host:port") only, or routed (NULL). */
+int cm_client__run(struct cm_client *c, const char *server, const struct cm_req *req,
+		   struct cm_client__call *s);
+int cm_client__path(const char *path, struct cm_bytes *b);
 
 /* watch.c */
 void cm_ac__watch_on_event(struct cm_ac__conn *c, const struct cm_event *ev);

@@ -1,7 +1,8 @@
-/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status. */
+/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status, shards. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ static const char usage_text[] =
 	"  -h, --help              this text\n"
 	"\n"
 	"Commands:\n"
-	"  get PATH                        print the value, raw (--json: an object with\n"
+	"  get [--from H:P] PATH           print the value, raw (--json: an object with\n"
 	"                                  the value, as base64 when not UTF-8, and metadata)\n"
 	"  put [--if-version N] [--create] PATH VALUE|-\n"
 	"                                  write a value (- reads it from stdin);\n"
@@ -43,6 +44,11 @@ static const char usage_text[] =
 	"                                  below PATH until interrupted\n"
 	"  status                          every server's node id and groups: role, term,\n"
 	"                                  leader, commit/applied/last indexes\n"
+	"  shards                          the shard map: its epoch, each shard's group,\n"
+	"                                  prefix and replica node ids, each node's address\n"
+	"  shard add --replicas ID,... PREFIX\n"
+	"                                  make PREFIX a shard of its own, served by a new\n"
+	"                                  group on those nodes; nothing may exist at PREFIX\n"
 	"  help                            this text\n"
 	"\n"
 	"Exit codes:\n"
@@ -50,7 +56,8 @@ static const char usage_text[] =
 	"  1  other error\n"
 	"  2  usage error\n"
 	"  3  not found (ENOENT)\n"
-	"  4  conflict: version mismatch or already exists (ECANCELED, EEXIST)\n"
+	"  4  conflict: version mismatch or already exists (ECANCELED, EEXIST);\n"
+	"     shard add: the prefix is not empty or is a shard already\n"
 	"  5  unavailable: timeout, no leader, connection refused (ETIMEDOUT,\n"
 	"     NOLEADER, ECONNREFUSED; also EIO: a write's outcome is then unknown)\n"
 	"  6  invalid: bad argument or path, too big, not empty, wrong type (EINVAL,\n"
@@ -173,9 +180,25 @@ static int json_opt(void *arg, int opt, const char *val)
 
 static const struct option json_only[] = {{"json", no_argument, NULL, 'j'}, {0}};
 
+struct get_opts {
+	struct ctl *ctl;
+	const char *from;
+};
+
+static int get_opt(void *arg, int opt, const char *val)
+{
+	struct get_opts *g = arg;
+	if (opt == 'f')
+		g->from = val;
+	return json_opt(g->ctl, opt, val);
+}
+
 static int cmd_get(struct ctl *ctl, int argc, char **argv)
 {
-	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+					   {"from", required_argument, NULL, 'f'}, {0}};
+	struct get_opts go = {.ctl = ctl};
+	int first = cmd_opts(argc, argv, "+jf:", lo, get_opt, &go);
 	int rv = want_args(argc, first, 1, "get");
 	if (rv || (rv = open_client(ctl)))
 		return rv;
@@ -183,7 +206,9 @@ static int cmd_get(struct ctl *ctl, int argc, char **argv)
 	void *v;
 	uint32_t len;
 	struct cm_attr a;
-	int err = cm_get(ctl->client, path, &v, &len, &a);
+	/* --from: what that one replica holds, with no failover (diagnostics). */
+	int err = go.from ? cm_get_from(ctl->client, go.from, path, &v, &len, &a)
+			  : cm_get(ctl->client, path, &v, &len, &a);
 	if (err)
 		return fail(path, err);
 	if (ctl->json)
@@ -484,6 +509,79 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
 	return up > 0 ? CM_CTL_OK : CM_CTL_UNAVAILABLE;
 }
 
+/* ---- shards ---- */
+
+static int cmd_shards(struct ctl *ctl, int argc, char **argv)
+{
+	int first = cmd_opts(argc, argv, "+j", json_only, json_opt, ctl);
+	int rv = want_args(argc, first, 0, "shards");
+	if (rv || (rv = open_client(ctl)))
+		return rv;
+	struct cm_shard_map *m;
+	int err = cm_shards(ctl->client, &m);
+	if (err)
+		return fail("shards", err);
+	cm_ctl_print_shards(stdout, m, ctl->json);
+	cm_shards_free(m);
+	return CM_CTL_OK;
+}
+
+struct add_opts {
+	struct ctl *ctl;
+	uint64_t ids[CM_CLIENT_MAX_REPLICAS];
+	int n; /* -1: no --replicas */
+};
+
+static int add_opt(void *arg, int opt, const char *val)
+{
+	struct add_opts *ao = arg;
+	if (opt != 'r')
+		return json_opt(ao->ctl, opt, val);
+	ao->n = cm_ctl_parse_ids(val, ao->ids, CM_CLIENT_MAX_REPLICAS);
+	if (ao->n == -1)
+		return usage_error("shard add: --replicas wants node ids like 1,2,3, not '%s'",
+				   val);
+	if (ao->n == -2) {
+		fprintf(stderr, "confmanctl: shard add: at most %d replicas\n",
+			CM_CLIENT_MAX_REPLICAS);
+		return CM_CTL_INVALID;
+	}
+	return 0;
+}
+
+static int cmd_shard_add(struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option lo[] = {{"replicas", required_argument, NULL, 'r'},
+					   {"json", no_argument, NULL, 'j'}, {0}};
+	struct add_opts ao = {.ctl = ctl, .n = -1};
+	int first = cmd_opts(argc, argv, "r:j", lo, add_opt, &ao); /* PREFIX --replicas too */
+	if (first < 0 && ao.n == -2)
+		return CM_CTL_INVALID;
+	int rv = want_args(argc, first, 1, "shard add");
+	if (rv)
+		return rv;
+	if (ao.n < 0)
+		return usage_error("shard add: --replicas is required");
+	if ((rv = open_client(ctl)) != 0)
+		return rv;
+	const char *prefix = argv[first];
+	int err = cm_shard_add(ctl->client, prefix, ao.ids, (uint32_t)ao.n);
+	if (err == -EEXIST) {
+		fprintf(stderr, "confmanctl: %s: not empty, or a shard already (EEXIST)\n", prefix);
+		return cm_ctl_exit_code(err);
+	}
+	return err ? fail(prefix, err) : CM_CTL_OK;
+}
+
+static int cmd_shard(struct ctl *ctl, int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("shard: expected a subcommand (add)");
+	if (strcmp(argv[1], "add") == 0)
+		return cmd_shard_add(ctl, argc - 1, argv + 1);
+	return usage_error("shard: unknown subcommand '%s'", argv[1]);
+}
+
 /* ---- main ---- */
 
 static int cmd_help(struct ctl *ctl, int argc, char **argv)
@@ -501,7 +599,8 @@ static const struct {
 } commands[] = {
 	{"get", cmd_get},     {"put", cmd_put},     {"rm", cmd_rm},
 	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
-	{"watch", cmd_watch}, {"status", cmd_status}, {"help", cmd_help},
+	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
+	{"shard", cmd_shard}, {"help", cmd_help},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)
@@ -563,6 +662,9 @@ static int parse_globals(struct ctl *ctl, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	struct ctl ctl = {0};
+	/* A server that closes while we write must cost a retry, not the
+	 * process; a closed stdout shows as a write error (see on_event). */
+	signal(SIGPIPE, SIG_IGN);
 	cm_client_opts_init(&ctl.opts);
 	/* Each run is a new process with no token: read linearizably unless asked
 	 * otherwise, as etcdctl does; --consistency follower opts in. */

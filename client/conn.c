@@ -104,6 +104,7 @@ void cm_ac__conn_pump(struct cm_ac__conn *c)
 			CM_AC__CONTAINER(c->waitq.next, struct cm_ac__req, qlink);
 		cm_ac__list_remove(&rq->qlink);
 		struct cm_req wire = rq->req;
+		wire.group = rq->wgroup;
 		wire.token = token_for(ac, rq); /* the freshest, at the last moment */
 		int rv = cm_codec_req(&c->out, &wire);
 		if (rv != 0) {
@@ -191,10 +192,15 @@ static void on_hello_ok(struct cm_ac__conn *c, const struct cm_hello *h)
 		conn_close(c, -EPROTO, true);
 		return;
 	}
+	struct cm_ac *ac = c->ac;
 	c->state = CM_AC_CONN_READY;
 	uv_timer_stop(&c->timer);
-	cm_ac__server_ok(c->ac, c->server);
-	cm_ac__status_map(c->ac, (int32_t)c->server);
+	cm_ac__server_ok(ac, c->server);
+	if (h->node_id != 0)
+		ac->servers[c->server].node_id = h->node_id; /* fresher than the map's */
+	cm_ac__status_map(ac, c->server);
+	if (!ac->map.valid)
+		cm_ac__map_fetch(ac, (int32_t)c->server, 0);
 	cm_ac__conn_pump(c);
 }
 

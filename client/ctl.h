@@ -1,4 +1,4 @@
-/* ctl.h: confmanctl's output helpers: JSON, base64, modes, times, status, exit codes. */
+/* ctl.h: confmanctl's helpers: JSON, base64, modes, times, status, shards, exit codes. */
 #ifndef CONFMAN_CTL_H
 #define CONFMAN_CTL_H
 
@@ -48,5 +48,16 @@ struct cm_node_status;
  * (err != 0), as a text table or one JSON object (no newline). */
 void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status *st, int err,
 			 bool json);
+
+struct cm_shard_map;
+
+/* cm_ctl_print_shards - the shard map as a text table (epoch, then GROUP
+ * PREFIX REPLICAS, then NODE ADDR) or one JSON object, newline-terminated. */
+void cm_ctl_print_shards(FILE *f, const struct cm_shard_map *m, bool json);
+
+/* cm_ctl_parse_ids - "1,2,3" into ids (at most max); returns the count, -1
+ * for malformed text (not decimal numbers separated by single commas), or
+ * -2 for more than max. */
+int cm_ctl_parse_ids(const char *s, uint64_t *ids, int max);
 
 #endif /* CONFMAN_CTL_H */

@@ -1,5 +1,6 @@
-/* ctl_fmt.c: confmanctl's output helpers: JSON, base64, modes, times, status, exit codes. */
+/* ctl_fmt.c: confmanctl's helpers: JSON, base64, modes, times, status, shards, exit codes. */
 #include <errno.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -210,4 +211,75 @@ void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status 
 		print_status_json(f, addr, st, err);
 	else
 		print_status_text(f, addr, st, err);
+}
+
+/* ---- shards ---- */
+
+static void print_ids(FILE *f, const uint64_t *ids, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, ids[k]);
+}
+
+static void print_shards_text(FILE *f, const struct cm_shard_map *m)
+{
+	fprintf(f, "epoch %" PRIu64 "\n", m->epoch);
+	fprintf(f, "%-10s %-24s %s\n", "GROUP", "PREFIX", "REPLICAS");
+	for (uint32_t k = 0; k < m->n_shards; k++) {
+		const struct cm_shard_info *s = &m->shards[k];
+		fprintf(f, "%-10" PRIu64 " %-24s ", s->group, s->prefix);
+		print_ids(f, s->replicas, s->n_replicas);
+		fputc('\n', f);
+	}
+	fprintf(f, "\n%-10s %s\n", "NODE", "ADDR");
+	for (uint32_t k = 0; k < m->n_nodes; k++)
+		fprintf(f, "%-10" PRIu64 " %s\n", m->nodes[k].id, m->nodes[k].addr);
+}
+
+static void print_shards_json(FILE *f, const struct cm_shard_map *m)
+{
+	fprintf(f, "{\"epoch\":%" PRIu64 ",\"shards\":[", m->epoch);
+	for (uint32_t k = 0; k < m->n_shards; k++) {
+		const struct cm_shard_info *s = &m->shards[k];
+		fprintf(f, "%s{\"group\":%" PRIu64 ",\"prefix\":", k ? "," : "", s->group);
+		cm_ctl_json_str(f, s->prefix, strlen(s->prefix));
+		fputs(",\"replicas\":[", f);
+		print_ids(f, s->replicas, s->n_replicas);
+		fputs("]}", f);
+	}
+	fputs("],\"nodes\":[", f);
+	for (uint32_t k = 0; k < m->n_nodes; k++) {
+		fprintf(f, "%s{\"id\":%" PRIu64 ",\"addr\":", k ? "," : "", m->nodes[k].id);
+		cm_ctl_json_str(f, m->nodes[k].addr, strlen(m->nodes[k].addr));
+		fputc('}', f);
+	}
+	fputs("]}\n", f);
+}
+
+void cm_ctl_print_shards(FILE *f, const struct cm_shard_map *m, bool json)
+{
+	if (json)
+		print_shards_json(f, m);
+	else
+		print_shards_text(f, m);
+}
+
+int cm_ctl_parse_ids(const char *s, uint64_t *ids, int max)
+{
+	int n = 0;
+	for (;;) {
+		if (*s < '0' || *s > '9')
+			return -1; /* empty, a sign, a space, a doubled comma */
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(s, &end, 10);
+		if (errno != 0 || (*end != ',' && *end != '\0'))
+			return -1;
+		if (n == max)
+			return -2;
+		ids[n++] = v;
+		if (*end == '\0')
+			return n;
+		s = end + 1;
+	}
 }

@@ -1,4 +1,4 @@
-/* route.c: where a request goes: servers, leaders, shard prefixes and tokens. */
+/* route.c: where a request goes: servers, leaders and tokens. */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -138,11 +138,50 @@ static uint32_t next_home(struct cm_ac *ac, int32_t avoid, uint64_t now)
 
 static bool wants_leader(const struct cm_ac__req *rq)
 {
-	return rq->is_write ||
-	       (rq->req.op != CM_OP_STATUS && rq->req.consistency == CM_READ_LINEARIZABLE);
+	return rq->is_write || (rq->req.op != CM_OP_STATUS && rq->req.op != CM_OP_SHARDS &&
+				rq->req.consistency == CM_READ_LINEARIZABLE);
 }
 
-int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq)
+static bool is_replica(const struct cm_ac *ac, const struct cm_ac__shard *sh, uint32_t s)
+{
+	uint64_t id = ac->servers[s].node_id;
+	for (uint32_t k = 0; id != 0 && k < sh->n_replicas; k++)
+		if (sh->replicas[k] == id)
+			return true;
+	return false;
+}
+
+/* Of two servers that are down, the better retry: not the one that just
+ * failed, then the one that comes back first. */
+static bool better_down(const struct cm_ac *ac, int32_t s, int32_t best, int32_t avoid)
+{
+	if ((s == avoid) != (best == avoid))
+		return best == avoid;
+	return ac->servers[s].down_until < ac->servers[best].down_until;
+}
+
+/* A replica of sh: the preferred server if it is one and up, else the first
+ * in the map's order that is up; if none is, the best to retry; -1 when no
+ * replica's address is known. */
+static int32_t pick_replica(struct cm_ac *ac, const struct cm_ac__req *rq,
+			    const struct cm_ac__shard *sh, uint64_t now)
+{
+	if (is_replica(ac, sh, ac->home) && usable(ac, ac->home, rq->avoid, now))
+		return (int32_t)ac->home;
+	int32_t best = -1;
+	for (uint32_t k = 0; k < sh->n_replicas; k++) {
+		int32_t s = cm_ac__node_server(ac, sh->replicas[k]);
+		if (s < 0)
+			continue;
+		if (usable(ac, (uint32_t)s, rq->avoid, now))
+			return s;
+		if (best < 0 || better_down(ac, s, best, rq->avoid))
+			best = s;
+	}
+	return best;
+}
+
+int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_ac__shard *sh)
 {
 	if (rq->pinned >= 0)
 		return rq->pinned;
@@ -157,6 +196,10 @@ int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq)
 		if (g && g->leader >= 0 && usable(ac, (uint32_t)g->leader, rq->avoid, now))
 			return g->leader;
 	}
+	/* A server that does not host the group would only refuse the path. */
+	int32_t s = sh ? pick_replica(ac, rq, sh, now) : -1;
+	if (s >= 0)
+		return s;
 	if (!usable(ac, ac->home, rq->avoid, now))
 		ac->home = next_home(ac, rq->avoid, now);
 	return (int32_t)ac->home;
@@ -194,13 +237,6 @@ void cm_ac__groups_free(struct cm_ac *ac)
 	ac->n_groups = 0;
 }
 
-static bool is_under(const char *p, uint32_t n, const char *pre, uint32_t pn)
-{
-	if (pn == 1 && pre[0] == '/')
-		return true;
-	return n >= pn && memcmp(p, pre, pn) == 0 && (n == pn || p[pn] == '/');
-}
-
 uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)
 {
 	const struct cm_ac__group *best = NULL;
@@ -208,7 +244,7 @@ uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)
 		return 0;
 	for (uint32_t k = 0; k < ac->n_groups; k++) {
 		const struct cm_ac__group *g = &ac->groups[k];
-		if (g->prefix && is_under(path, len, g->prefix, g->plen) &&
+		if (g->prefix && cm_path_is_under(path, len, g->prefix, g->plen) &&
 		    (best == NULL || g->plen > best->plen))
 			best = g;
 	}
@@ -218,34 +254,38 @@ uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)
 	return ac->n_groups == 1 ? ac->groups[0].id : 0;
 }
 
-void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp)
+/* The token field of these answers is a registry epoch, not an index. */
+static bool token_is_index(const struct cm_resp *resp)
 {
-	struct cm_ac__group *g = cm_ac__group_get(ac, resp->group, true);
-	if (g == NULL)
-		return;
-	if (resp->token > g->token)
-		g->token = resp->token;
-	if (rq == NULL || rq->req.group != 0 || rq->req.path.len == 0)
-		return;
-	if (resp->err == 0 && rq->is_write && rq->srv >= 0)
-		g->leader = rq->srv; /* it just committed a write: it leads */
-	if (rq->pgroup != resp->group && (rq->pgroup != 0 || ac->n_groups > 1))
-		cm_ac__status_map(ac, -1); /* our shard map was wrong or missing */
+	return resp->err != CM_EWRONGSHARD && resp->op != CM_OP_SHARDS &&
+	       resp->op != CM_OP_SHARD_ADD;
 }
 
-void cm_ac__status_map(struct cm_ac *ac, int32_t server)
+void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp)
 {
-	uint64_t now = uv_now(ac->loop);
-	if (server < 0) {
-		if (ac->status_pending || now - ac->status_at < CM_AC_STATUS_EVERY_MS)
-			return;
-		ac->status_pending = true;
-		ac->status_at = now;
+	if (resp->op == CM_OP_SHARDS && resp->err == 0)
+		cm_ac__map_install(ac, resp);
+	struct cm_ac__group *g = NULL;
+	if (token_is_index(resp) && (g = cm_ac__group_get(ac, resp->group, true)) != NULL &&
+	    resp->token > g->token)
+		g->token = resp->token;
+	if (rq == NULL)
+		return;
+	if (resp->err == 0 && rq->is_write && rq->srv >= 0) {
+		/* It just committed a write: it leads that group. */
+		g = cm_ac__group_get(ac, resp->group ? resp->group : rq->pgroup, true);
+		if (g)
+			g->leader = rq->srv;
 	}
+	if (rq->wgroup == 0 && rq->req.path.len > 0 && resp->group != 0)
+		cm_ac__map_hint(ac); /* the server routed it: we have no map */
+}
+
+void cm_ac__status_map(struct cm_ac *ac, uint32_t server)
+{
 	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
-	int rv = cm_ac__submit(ac, CM_AC_RQ_STATUS_MAP, server, &r, NULL, NULL, NULL);
-	if (rv != 0 && server < 0)
-		ac->status_pending = false; /* a hint only: nothing else to undo */
+	/* A hint only: if it cannot be sent, there is nothing to undo. */
+	(void)cm_ac__submit(ac, CM_AC_RQ_STATUS_MAP, (int32_t)server, &r, NULL, NULL, NULL);
 }
 
 static void set_prefix(struct cm_ac__group *g, struct cm_bytes p)

@@ -7,21 +7,6 @@
 
 #include "client/client_int.h"
 
-struct cm_client {
-	uv_loop_t loop;
-	struct cm_ac *ac; /* owned */
-};
-
-/* One blocking call: the completion copies what the caller asked for. */
-struct sync_call {
-	bool done;
-	int err;
-	int (*copy)(struct sync_call *s, const struct cm_resp *resp);
-	void *out;       /* what copy fills; depends on the call */
-	void *out2;
-	struct cm_attr *attr;
-};
-
 int cm_client_open(const struct cm_client_opts *opts, struct cm_client **out)
 {
 	struct cm_client *c = calloc(1, sizeof(*c));
@@ -63,9 +48,12 @@ void cm_client_close(struct cm_client *c)
 
 static void sync_cb(void *arg, int err, const struct cm_resp *resp)
 {
-	struct sync_call *s = arg;
+	struct cm_client__call *s = arg;
 	s->done = true;
 	s->err = err;
+	s->answered = resp != NULL;
+	s->group = resp ? resp->group : 0;
+	s->token = resp ? resp->token : 0;
 	if (err == 0 && resp != NULL && s->attr != NULL && resp->has_attr)
 		*s->attr = resp->attr;
 	if (err == 0 && resp != NULL && s->copy != NULL)
@@ -92,8 +80,8 @@ static void catch_up(struct cm_client *c)
 	}
 }
 
-static int sync_run(struct cm_client *c, const char *server, const struct cm_req *req,
-		    struct sync_call *s)
+int cm_client__run(struct cm_client *c, const char *server, const struct cm_req *req,
+		   struct cm_client__call *s)
 {
 	catch_up(c);
 	int rv = server ? cm_ac_submit_to(c->ac, server, req, sync_cb, s)
@@ -105,7 +93,7 @@ static int sync_run(struct cm_client *c, const char *server, const struct cm_req
 	return s->err;
 }
 
-static int path_bytes(const char *path, struct cm_bytes *b)
+int cm_client__path(const char *path, struct cm_bytes *b)
 {
 	if (path == NULL)
 		return -EINVAL;
@@ -116,7 +104,7 @@ static int path_bytes(const char *path, struct cm_bytes *b)
 
 /* ---- reads ---- */
 
-static int copy_value(struct sync_call *s, const struct cm_resp *resp)
+static int copy_value(struct cm_client__call *s, const struct cm_resp *resp)
 {
 	char *v = malloc((size_t)resp->value.len + 1);
 	if (v == NULL)
@@ -137,11 +125,22 @@ int cm_get(struct cm_client *c, const char *path, void **value, uint32_t *len,
 	   struct cm_attr *attr)
 {
 	struct cm_req r = {.op = CM_OP_GET, .consistency = CM_READ_DEFAULT};
-	int rv = path_bytes(path, &r.path);
+	int rv = cm_client__path(path, &r.path);
 	if (rv != 0)
 		return rv;
-	struct sync_call s = {.copy = copy_value, .out = value, .out2 = len, .attr = attr};
-	return sync_run(c, NULL, &r, &s);
+	struct cm_client__call s = {.copy = copy_value, .out = value, .out2 = len, .attr = attr};
+	return cm_client__run(c, NULL, &r, &s);
+}
+
+int cm_get_from(struct cm_client *c, const char *server, const char *path, void **value,
+		uint32_t *len, struct cm_attr *attr)
+{
+	struct cm_req r = {.op = CM_OP_GET, .consistency = CM_READ_DEFAULT};
+	int rv = cm_client__path(path, &r.path);
+	if (rv != 0)
+		return rv;
+	struct cm_client__call s = {.copy = copy_value, .out = value, .out2 = len, .attr = attr};
+	return cm_client__run(c, server, &r, &s);
 }
 
 void cm_list_free(struct cm_list_entry *ents, uint32_t n)
@@ -151,7 +150,7 @@ void cm_list_free(struct cm_list_entry *ents, uint32_t n)
 	free(ents);
 }
 
-static int copy_list(struct sync_call *s, const struct cm_resp *resp)
+static int copy_list(struct cm_client__call *s, const struct cm_resp *resp)
 {
 	struct cm_list_entry *e = NULL;
 	if (resp->n_ents > 0 && (e = calloc(resp->n_ents, sizeof(*e))) == NULL)
@@ -176,13 +175,13 @@ static int copy_list(struct sync_call *s, const struct cm_resp *resp)
 int cm_list(struct cm_client *c, const char *path, struct cm_list_entry **ents, uint32_t *n)
 {
 	struct cm_req r = {.op = CM_OP_LIST, .consistency = CM_READ_DEFAULT};
-	int rv = path_bytes(path, &r.path);
+	int rv = cm_client__path(path, &r.path);
 	if (rv != 0 || ents == NULL || n == NULL)
 		return rv ? rv : -EINVAL;
 	*ents = NULL;
 	*n = 0;
-	struct sync_call s = {.copy = copy_list, .out = ents, .out2 = n};
-	return sync_run(c, NULL, &r, &s);
+	struct cm_client__call s = {.copy = copy_list, .out = ents, .out2 = n};
+	return cm_client__run(c, NULL, &r, &s);
 }
 
 /* ---- writes ---- */
@@ -191,8 +190,8 @@ static int sync_write(struct cm_client *c, struct cm_req *r, struct cm_attr *att
 {
 	r->uid = (uint32_t)getuid();
 	r->gid = (uint32_t)getgid();
-	struct sync_call s = {.attr = attr};
-	return sync_run(c, NULL, r, &s);
+	struct cm_client__call s = {.attr = attr};
+	return cm_client__run(c, NULL, r, &s);
 }
 
 int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t len,
@@ -201,7 +200,7 @@ int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t le
 	if (flags & ~(uint32_t)(CM_PUT_IF_VERSION | CM_PUT_CREATE))
 		return -EINVAL;
 	struct cm_req r = {.op = CM_OP_PUT, .flags = flags, .version = if_version};
-	int rv = path_bytes(path, &r.path);
+	int rv = cm_client__path(path, &r.path);
 	if (rv != 0)
 		return rv;
 	r.value = (struct cm_bytes){value, len};
@@ -213,7 +212,7 @@ int cm_delete(struct cm_client *c, const char *path, uint32_t flags)
 	if (flags & ~(uint32_t)(CM_DEL_RECURSIVE | CM_DEL_DIR))
 		return -EINVAL;
 	struct cm_req r = {.op = CM_OP_DELETE, .flags = flags};
-	int rv = path_bytes(path, &r.path);
+	int rv = cm_client__path(path, &r.path);
 	return rv ? rv : sync_write(c, &r, NULL);
 }
 
@@ -223,16 +222,16 @@ int cm_mkdir(struct cm_client *c, const char *path, uint32_t mode, struct cm_att
 	if (r.mode & ~(uint32_t)07777)
 		return -EINVAL;
 	r.mode |= S_IFDIR;
-	int rv = path_bytes(path, &r.path);
+	int rv = cm_client__path(path, &r.path);
 	return rv ? rv : sync_write(c, &r, attr);
 }
 
 int cm_rename(struct cm_client *c, const char *from, const char *to, struct cm_attr *attr)
 {
 	struct cm_req r = {.op = CM_OP_RENAME};
-	int rv = path_bytes(from, &r.path);
+	int rv = cm_client__path(from, &r.path);
 	if (rv == 0)
-		rv = path_bytes(to, &r.path2);
+		rv = cm_client__path(to, &r.path2);
 	return rv ? rv : sync_write(c, &r, attr);
 }
 
@@ -269,7 +268,7 @@ static int copy_group(struct cm_group_info *d, const struct cm_group_status *g)
 	return 0;
 }
 
-static int copy_status(struct sync_call *s, const struct cm_resp *resp)
+static int copy_status(struct cm_client__call *s, const struct cm_resp *resp)
 {
 	struct cm_node_status *st = calloc(1, sizeof(*st));
 	if (st == NULL)
@@ -298,8 +297,8 @@ int cm_status(struct cm_client *c, const char *server, struct cm_node_status **o
 		return -EINVAL;
 	*out = NULL;
 	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
-	struct sync_call s = {.copy = copy_status, .out = out};
-	return sync_run(c, server, &r, &s);
+	struct cm_client__call s = {.copy = copy_status, .out = out};
+	return cm_client__run(c, server, &r, &s);
 }
 
 /* ---- watch ---- */

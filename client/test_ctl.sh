@@ -57,6 +57,32 @@ head -c $((4 * 1024 * 1024 + 1)) /dev/zero | "$ctl" "${down[@]}" put /big - >"$o
 got=$?
 [ "$got" -eq 6 ] || { echo "FAIL: oversized stdin value exited $got, want 6" >&2; fails=$((fails + 1)); }
 expect_err '\(EFBIG\)$'
+# shards, shard add
+expect 0 help
+grep -q '^  shards ' "$out" || { echo "FAIL: help lacks shards" >&2; fails=$((fails + 1)); }
+grep -q '^  shard add --replicas' "$out" || { echo "FAIL: help lacks shard add" >&2; fails=$((fails + 1)); }
+expect 2 shards extra
+expect 2 shard
+expect 2 shard frob /a
+expect 2 shard add
+expect 2 shard add /a
+expect_err 'replicas is required'
+expect 2 shard add --replicas 1 /a /b
+expect 2 shard add --replicas x /a
+expect 2 shard add --replicas 1,,2 /a
+expect 2 shard add --replicas -1 /a
+expect 2 shard add --replicas '' /a
+expect 6 shard add --replicas 1,2,3,4,5,6,7,8,9,10,11,12,13 /a
+expect 6 "${down[@]}" shard add --replicas 1 /
+expect_err '^confmanctl: /: .* \(EINVAL\)$'
+expect 6 "${down[@]}" shard add --replicas 1 relative
+expect 6 "${down[@]}" shard add --replicas 1,1 /a
+expect 6 "${down[@]}" shard add --replicas 0 /a
+expect 5 "${down[@]}" shards
+expect_err '^confmanctl: shards: .* \(ECONNREFUSED\)$'
+expect 5 "${down[@]}" --json shards
+expect 5 "${down[@]}" shard add --replicas 1,2,3 /a
+expect_err '\(ECONNREFUSED\)$'
 expect 5 "${down[@]}" status
 grep -q 'unreachable' "$out" || { echo "FAIL: status does not say unreachable" >&2; fails=$((fails + 1)); }
 expect 5 "${down[@]}" --json status

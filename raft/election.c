@@ -126,11 +126,13 @@ static bool log_ok(const struct raft *r, const struct raft_msg *m)
 int raft__recv_vote(struct raft *r, const struct raft_msg *m)
 {
 	bool pre = m->type == RAFT_MSG_PREVOTE;
-	/* Only a voter by its own configuration votes. A node that was wiped and
-	 * re-added (or is new) knows no membership yet; a lagging candidate whose
-	 * older configuration still lists it must not win its vote with a stale
-	 * log (found by the simulator: a wiped node re-added under its old id). */
-	bool can = raft__promotable(r) &&
+	/* A node that knows no membership at all (new, or wiped and re-added
+	 * under its old id) has no log to judge a candidate by: a lagging
+	 * candidate whose older configuration still lists it must not win its
+	 * vote (found by the simulator). Any other node votes whatever its own
+	 * view of the membership (thesis §4.2.3): refusing there stalls
+	 * elections when views differ. */
+	bool can = r->conf.n > 0 &&
 		   (r->vote == m->from || (r->vote == 0 && r->leader == 0) ||
 		    (pre && m->term > r->term));
 	bool grant = can && log_ok(r, m);
@@ -145,6 +147,8 @@ int raft__recv_vote(struct raft *r, const struct raft_msg *m)
 	}
 	if (grant && pre)
 		resp.term = m->term; /* answers in the term asked about, as etcd does */
+	else if (r->term == 0)
+		return 0; /* a node that never saw a term has none to refuse with */
 	raft__send(r, &resp);
 	return 0;
 }
@@ -181,17 +185,50 @@ int raft__recv_timeout_now(struct raft *r, const struct raft_msg *m)
 
 void raft__tick_election(struct raft *r)
 {
+	if (r->quiesced)
+		return; /* the leader said all is quiet; node liveness wakes us */
 	r->election_elapsed++;
 	if (r->election_elapsed < r->timeout || !raft__promotable(r))
 		return;
 	raft__campaign(r, r->cfg.pre_vote, false);
 }
 
+/* Nothing in flight, nothing pending, every member caught up. */
+static bool group_idle(const struct raft *r)
+{
+	raft_index last = raft__log_last(&r->log);
+	if (r->commit != last || r->transferee != 0 || r->n_reads != 0 || r->read_round ||
+	    r->need_flush)
+		return false;
+	for (uint32_t k = 0; k < r->n_prs; k++)
+		if (r->prs[k].match != last)
+			return false;
+	return true;
+}
+
+/* Idle long enough: a last heartbeat marked quiesce, then silence. */
+static bool maybe_quiesce(struct raft *r)
+{
+	if (r->cfg.quiesce_ticks == 0)
+		return false;
+	if (!group_idle(r)) {
+		r->quiet_ticks = 0;
+		return false;
+	}
+	if (++r->quiet_ticks < r->cfg.quiesce_ticks)
+		return false;
+	raft__bcast_heartbeat(r, true);
+	r->quiesced = true;
+	return true;
+}
+
 void raft__tick_leader(struct raft *r)
 {
+	if (r->quiesced || maybe_quiesce(r))
+		return;
 	if (++r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
 		r->heartbeat_elapsed = 0;
-		raft__bcast_heartbeat(r);
+		raft__bcast_heartbeat(r, false);
 	}
 	if (r->transferee != 0 && ++r->transfer_elapsed >= r->cfg.election_ticks)
 		r->transferee = 0; /* the target did not take over: lead on */
@@ -230,6 +267,7 @@ int raft_transfer(struct raft *r, raft_id to)
 		return CM_EUNKNOWNPEER;
 	if (r->transferee != 0)
 		return r->transferee == to ? 0 : CM_ETRANSFERRING;
+	raft__wake(r);
 	struct raft_progress *pr = raft__progress_find(r, to);
 	assert(pr != NULL);
 	r->transferee = to;

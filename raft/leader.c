@@ -75,6 +75,7 @@ int raft__recv_heartbeat(struct raft *r, const struct raft_msg *m)
 		raft__become_follower(r, m->term, m->from);
 	r->leader = m->from;
 	r->election_elapsed = 0;
+	r->quiesced = m->force; /* the leader goes quiet: so do we */
 	raft_index last = raft__log_last(&r->log);
 	raft_index c = m->commit < last ? m->commit : last;
 	if (c > r->commit)

@@ -83,6 +83,7 @@ int raft_change(struct raft *r, enum raft_change_op op, raft_id id, raft_index *
 	int rv = next_conf(r, op, id, &c);
 	if (rv != 0)
 		return rv;
+	raft__wake(r);
 	uint8_t buf[RAFT_CONF_MAX_BYTES];
 	uint32_t len = raft_conf_encode(&c, buf);
 	return raft__append_local(r, RAFT_ENTRY_CONF, buf, len, index);

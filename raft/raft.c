@@ -164,6 +164,8 @@ raft_term raft__rand_timeout(struct raft *r)
 
 void raft__reset_timers(struct raft *r)
 {
+	r->quiesced = false;
+	r->quiet_ticks = 0;
 	r->election_elapsed = 0;
 	r->heartbeat_elapsed = 0;
 	r->timeout = (uint32_t)raft__rand_timeout(r);
@@ -200,6 +202,7 @@ void raft_status(const struct raft *r, struct raft_status *st)
 	/* election_elapsed restarts on every message from the leader (and on a
 	 * granted vote, which also means no other leader is known to be live). */
 	st->leader_silence = r->role == RAFT_LEADER ? 0 : r->election_elapsed;
+	st->quiesced = r->quiesced;
 	st->conf = r->conf;
 }
 
@@ -244,4 +247,23 @@ const char *raft_role_name(enum raft_role role)
 	default:
 		return "?";
 	}
+}
+
+void raft__wake(struct raft *r)
+{
+	if (r->quiesced && r->role == RAFT_LEADER) {
+		/* Quiet time says nothing about the members: do not let
+		 * CheckQuorum count it against them. */
+		r->election_elapsed = 0;
+		for (uint32_t k = 0; k < r->n_prs; k++)
+			r->prs[k].recent_active = true;
+	}
+	r->quiesced = false;
+	r->quiet_ticks = 0;
+}
+
+void raft_wake(struct raft *r)
+{
+	assert(!r->in_ready);
+	raft__wake(r);
 }

@@ -114,7 +114,8 @@ enum raft_msg_type {
  *                   would campaign in), index/log_term = its last log entry,
  *                   force = leadership transfer (ignore the leader lease)
  *   *_VOTE_RESP     reject = vote not granted
- *   HEARTBEAT       commit = min(follower match, leader commit), ctx = read seq
+ *   HEARTBEAT       commit = min(follower match, leader commit), ctx = read seq,
+ *                   force = quiesce (the leader goes quiet after this one)
  *   HEARTBEAT_RESP  ctx = echoed read seq
  *   SNAP            snap = meta, offset/len = this chunk, last = final chunk;
  *                   data is NULL when the core emits it: the CALLER attaches
@@ -221,6 +222,14 @@ struct raft_config {
 	uint32_t max_outbox;        /* messages buffered per batch; more are dropped */
 	uint32_t snap_chunk_bytes;  /* snapshot chunk size */
 	uint32_t learner_catchup;   /* promote only if match + this >= leader last */
+	/* Quiescence (as in CockroachDB/TiKV's hibernation): a leader whose group
+	 * has been idle this many ticks, every member caught up, sends one last
+	 * heartbeat marked quiesce and stops ticking; followers that get it stop
+	 * their election timers. Any activity wakes the group. 0 = never. The
+	 * caller MUST then call raft_wake() on a quiesced follower whose leader's
+	 * node it believes unreachable (node liveness), or a dead leader goes
+	 * unnoticed. */
+	uint32_t quiesce_ticks;
 };
 
 struct raft_status {
@@ -237,6 +246,7 @@ struct raft_status {
 	raft_term snap_term;
 	raft_id transferee; /* leadership transfer target, or 0 */
 	uint32_t leader_silence; /* follower: ticks since it last heard from a leader */
+	bool quiesced;           /* not ticking until something happens */
 	struct raft_conf conf;  /* latest configuration in the log (in effect) */
 };
 
@@ -330,6 +340,10 @@ int raft_transfer(struct raft *r, raft_id to);
  * Returns 0, CM_ENOLEADER, -EBUSY (max_pending_reads queued).
  */
 int raft_read_index(struct raft *r, uint64_t ctx);
+
+/* raft_wake - leave quiescence: a follower restarts its election timer (its
+ * leader's node seems gone), a leader resumes heartbeats. Harmless otherwise. */
+void raft_wake(struct raft *r);
 
 /* raft_campaign - start an election now (skips PreVote). CM_EUNKNOWNPEER if not a voter. */
 int raft_campaign(struct raft *r);

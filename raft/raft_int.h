@@ -127,6 +127,8 @@ void raft__become_leader(struct raft *r);
 void raft__campaign(struct raft *r, bool pre, bool force);
 void raft__tick_election(struct raft *r);
 void raft__tick_leader(struct raft *r);
+/* Leave quiescence because something happened. */
+void raft__wake(struct raft *r);
 int raft__recv_vote(struct raft *r, const struct raft_msg *m);
 int raft__recv_vote_resp(struct raft *r, const struct raft_msg *m);
 int raft__recv_timeout_now(struct raft *r, const struct raft_msg *m);
@@ -139,7 +141,7 @@ int raft__recv_append_resp(struct raft *r, const struct raft_msg *m);
 int raft__recv_heartbeat(struct raft *r, const struct raft_msg *m);
 int raft__recv_heartbeat_resp(struct raft *r, const struct raft_msg *m);
 void raft__flush(struct raft *r);
-void raft__bcast_heartbeat(struct raft *r);
+void raft__bcast_heartbeat(struct raft *r, bool quiesce);
 void raft__maybe_commit(struct raft *r);
 int raft__append_local(struct raft *r, uint8_t type, const void *data, uint32_t len,
 		       raft_index *index);
@@ -194,6 +196,8 @@ struct raft {
 	uint32_t election_elapsed;
 	uint32_t heartbeat_elapsed;
 	uint32_t idle_ticks; /* ticks since the log last shrank */
+	uint32_t quiet_ticks; /* leader: ticks the group has been idle */
+	bool quiesced;
 	uint32_t timeout; /* randomised election timeout */
 	uint16_t granted; /* candidate: bit per conf slot */
 	uint16_t refused;

@@ -37,8 +37,10 @@ static int enqueue(struct raft *r, uint64_t ctx, raft_id from)
 int raft_read_index(struct raft *r, uint64_t ctx)
 {
 	assert(!r->in_ready);
-	if (r->role == RAFT_LEADER)
+	if (r->role == RAFT_LEADER) {
+		raft__wake(r);
 		return enqueue(r, ctx, r->id);
+	}
 	if (r->leader == 0)
 		return CM_ENOLEADER;
 	struct raft_msg m = {.type = RAFT_MSG_READ_INDEX, .to = r->leader, .ctx = ctx};

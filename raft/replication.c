@@ -39,6 +39,7 @@ int raft_propose(struct raft *r, const void *data, uint32_t len, raft_index *ind
 	/* Always admit one entry, so a big value cannot wedge an idle group. */
 	if (r->uncommitted > 0 && r->uncommitted + len > r->cfg.max_uncommitted_bytes)
 		return -EBUSY;
+	raft__wake(r);
 	int rv = raft__append_local(r, RAFT_ENTRY_NORMAL, data, len, index);
 	if (rv == 0 && r->role == RAFT_LEADER && raft__log_last(&r->log) > r->commit)
 		r->uncommitted += len;
@@ -129,12 +130,12 @@ void raft__flush(struct raft *r)
 	if (r->read_round) {
 		r->read_round = false;
 		r->read_seq++;
-		raft__bcast_heartbeat(r);
+		raft__bcast_heartbeat(r, false);
 		raft__reads_confirm(r); /* a group of one confirms at once */
 	}
 }
 
-void raft__bcast_heartbeat(struct raft *r)
+void raft__bcast_heartbeat(struct raft *r, bool quiesce)
 {
 	for (uint32_t k = 0; k < r->n_prs; k++) {
 		struct raft_progress *pr = &r->prs[k];
@@ -143,6 +144,7 @@ void raft__bcast_heartbeat(struct raft *r)
 			.to = pr->id,
 			.commit = pr->match < r->commit ? pr->match : r->commit,
 			.ctx = r->read_seq,
+			.force = quiesce,
 		};
 		raft__send(r, &m);
 		/* An idle follower needs no in-flight ring: idle groups stay small. */
@@ -224,6 +226,7 @@ int raft__recv_append(struct raft *r, const struct raft_msg *m)
 		raft__become_follower(r, m->term, m->from);
 	r->leader = m->from;
 	r->election_elapsed = 0;
+	r->quiesced = false;
 	struct raft_msg resp = {.type = RAFT_MSG_APPEND_RESP, .to = m->from};
 	if (m->index < r->commit) {
 		resp.index = r->commit; /* all of that matches: committed */

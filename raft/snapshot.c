@@ -146,6 +146,7 @@ int raft__recv_snap(struct raft *r, const struct raft_msg *m)
 		raft__become_follower(r, m->term, m->from);
 	r->leader = m->from;
 	r->election_elapsed = 0;
+	r->quiesced = false;
 	/* One install per batch, and no chunk after it: the caller writes the
 	 * batch's chunks before installing, so a later chunk of another
 	 * snapshot would overwrite the staging about to be installed. */

@@ -57,11 +57,13 @@ static int check_msg(const struct raft *r, const struct raft_msg *m)
 	return 0;
 }
 
-/* A (pre)vote while we have heard from a live leader: the leader lease. */
+/* A (pre)vote while we have heard from a live leader: the leader lease. A
+ * quiet follower holds none: its leader may have stepped down in silence,
+ * and a lease that never expires would block every election. */
 static bool in_lease(const struct raft *r, const struct raft_msg *m)
 {
 	return r->cfg.check_quorum && !m->force && r->leader != 0 && r->leader != m->from &&
-	       r->election_elapsed < r->cfg.election_ticks;
+	       !r->quiesced && r->election_elapsed < r->cfg.election_ticks;
 }
 
 static bool from_leader(uint8_t type)
@@ -143,6 +145,13 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	int rv = check_msg(r, m);
 	if (rv != 0)
 		return rv;
+	/* A quiet leader hears a member campaign or ask for a read: it wakes so
+	 * heartbeats tell that member it is alive. */
+	if (r->role == RAFT_LEADER && r->quiesced && m->type != RAFT_MSG_HEARTBEAT_RESP)
+		raft__wake(r);
+	/* Someone campaigns: a quiet follower runs its election timer again. */
+	if (r->quiesced && (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE))
+		r->quiesced = false;
 	if (m->term < r->term)
 		return step_lower(r, m);
 	if (m->term > r->term && step_higher(r, m) != 0)

@@ -164,12 +164,12 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 		return;
 	}
 	p->path = malloc(req->path.len ? req->path.len : 1);
-	if (p->path == NULL) {
+	p->ctx = ++g->read_seq; /* every read: keeps the list in ctx order */
+	p->done = req->consistency == CM_READ_FOLLOWER; /* its read point is the token */
+	if (p->path == NULL)
 		rv = -ENOMEM;
-	} else if (req->consistency != CM_READ_FOLLOWER) {
-		p->ctx = ++g->read_seq;
+	else if (!p->done)
 		rv = raft_read_index(g->raft, p->ctx);
-	}
 	if (rv != 0) {
 		free(p->path);
 		g->reads.n--; /* the last one: the read never started */
@@ -261,6 +261,13 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	p->index = index;
 	p->term = st.term;
 	p->deadline = UINT64_MAX; /* answered when its index applies, whoever leads */
+	/* Keep the list in index order (turn.c searches it): a new leadership
+	 * can reuse indexes of proposals still waiting from an older one. */
+	for (uint32_t k = g->writes.n - 1; k > 0 && g->writes.v[k - 1].index > index; k--) {
+		struct cm_pending t = g->writes.v[k];
+		g->writes.v[k] = g->writes.v[k - 1];
+		g->writes.v[k - 1] = t;
+	}
 }
 
 /* ---- status ---- */
@@ -386,7 +393,7 @@ static void complete_reads(struct cm_node *n, struct cm_group *g, MDB_txn *txn)
 	uint32_t kept = 0;
 	for (uint32_t k = 0; k < l->n; k++) {
 		struct cm_pending *p = &l->v[k];
-		if (p->ctx != 0 || p->index > g->applied) {
+		if (!p->done || p->index > g->applied) {
 			l->v[kept++] = *p;
 			continue;
 		}

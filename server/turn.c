@@ -93,19 +93,36 @@ static int persist_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	return rv;
 }
 
+/* First pending entry whose key (index or ctx) is >= key: the lists are
+ * kept in that order, so a batch costs log(n) per entry, not n. */
+static uint32_t lower_bound(const struct cm_pending_list *l, uint64_t key, bool by_ctx)
+{
+	uint32_t lo = 0, hi = l->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint64_t k = by_ctx ? l->v[mid].ctx : l->v[mid].index;
+		if (k < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* A write we proposed came back applied: keep the result for the reply. */
 static void note_result(struct cm_group *g, const struct raft_entry *e, const struct cm_kv_result *res)
 {
 	struct cm_pending_list *l = &g->writes;
-	for (uint32_t k = 0; k < l->n; k++) {
+	for (uint32_t k = lower_bound(l, e->index, false); k < l->n; k++) {
 		struct cm_pending *p = &l->v[k];
 		if (p->index != e->index)
+			return;
+		if (p->done)
 			continue;
 		p->done = true;
 		/* Another leader's entry took our index: ours was never applied. */
 		p->err = p->term == e->term ? res->err : CM_ENOTLEADER;
 		p->attr = res->attr;
-		return;
 	}
 }
 
@@ -163,18 +180,20 @@ static void send_msgs(struct cm_node *n, MDB_txn *rtxn, struct cm_group *g)
 	}
 }
 
-/* ReadIndex answers: the read may be served once applied reaches index. */
+/* ReadIndex answers: the read may be served once applied reaches index.
+ * Pending reads are in ctx order: every read takes the next ctx. */
 static void note_reads(struct cm_group *g)
 {
 	const struct raft_ready *rd = &g->rd;
-	for (uint32_t k = 0; k < rd->n_reads; k++)
-		for (uint32_t j = 0; j < g->reads.n; j++) {
-			struct cm_pending *p = &g->reads.v[j];
-			if (p->ctx != 0 && p->ctx == rd->reads[k].ctx) {
-				p->index = rd->reads[k].index;
-				p->ctx = 0;
-			}
+	for (uint32_t k = 0; k < rd->n_reads; k++) {
+		uint64_t ctx = rd->reads[k].ctx;
+		uint32_t j = lower_bound(&g->reads, ctx, true);
+		struct cm_pending *p = j < g->reads.n ? &g->reads.v[j] : NULL;
+		if (p != NULL && p->ctx == ctx && !p->done) {
+			p->index = rd->reads[k].index;
+			p->done = true; /* the read point is known */
 		}
+	}
 }
 
 static bool turn_has_work(struct cm_node *n)

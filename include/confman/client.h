@@ -7,11 +7,25 @@
  * client is the ambassador of the sharding pattern).
  *
  * - It keeps at most one TCP connection per server, opened on first use.
- * - Requests are routed by path (REQ.group = 0); per group it remembers the
- *   leader and the highest version token (applied index) any answer carried,
- *   and sends that token with every later request of the group, so a process
- *   reads its own writes and never reads backwards, whichever replica answers.
- * - Writes (PUT, DELETE, MKDIR, RENAME) follow NOT_LEADER redirects.
+ * - It keeps a shard map (prefix -> group, replicas; node id -> address),
+ *   fetched with SHARDS after its first handshake. A request for a path goes
+ *   to the group of the longest matching prefix, with REQ.group set to that
+ *   group; until the map has arrived (or when a server does not answer
+ *   SHARDS) it goes with REQ.group = 0 and the server routes it. Writes and
+ *   linearizable reads go to the group's known leader, else to one of its
+ *   replicas; follower reads to the preferred server when it is a replica
+ *   of the group, else to the first replica in the map's order that is up.
+ * - A CM_EWRONGSHARD answer carries the server's registry epoch: when it is
+ *   newer than the map's, the map is fetched again (once per epoch, from
+ *   that server, then at most every 100 ms while it lags) and the request
+ *   goes again, read or write alike (nothing was applied). Nodes whose
+ *   addresses come from the map count against CM_CLIENT_MAX_SERVERS.
+ * - Per group it remembers the leader and the highest version token
+ *   (applied index) any answer carried, and sends that group's token with
+ *   every later request of the group, so a process reads its own writes and
+ *   never reads backwards, whichever replica answers.
+ * - Writes (PUT, DELETE, MKDIR, RENAME, SHARD_ADD) follow NOT_LEADER
+ *   redirects.
  * - What is safe is retried with exponential backoff (20 ms doubling to
  *   500 ms, jittered) until the request's timeout: every read, and a write
  *   only when it provably was not applied (CM_ENOTLEADER, CM_ENOLEADER,
@@ -50,6 +64,9 @@ typedef struct uv_loop_s uv_loop_t;
 #define CM_CLIENT_MAX_SERVERS 64 /* listed plus learned from redirects */
 #define CM_CLIENT_MAX_WATCHES 1024
 #define CM_CLIENT_MAX_GROUPS 4096 /* groups whose token and leader are tracked */
+#define CM_CLIENT_MAX_SHARDS 4096 /* shards in a map the client accepts */
+#define CM_CLIENT_MAX_NODES 4096  /* nodes in a map the client accepts */
+#define CM_CLIENT_MAX_REPLICAS 12 /* replicas of one shard (struct cm_shard) */
 #define CM_CLIENT_SEND_MAX (16u << 20) /* bytes queued per connection */
 
 /* cm_req.consistency: use the client's default (struct cm_client_opts). */
@@ -109,10 +126,15 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
  * cm_ac_submit - send a request; cb fires exactly once, later (never from
  * inside this call).
  * @req: borrowed for the call (path, path2 and value are copied). The
- *       library fills id and token; group 0 means "route by path", which is
- *       what callers normally want. consistency may be CM_READ_DEFAULT.
- *       op is GET, LIST, PUT, DELETE, MKDIR, RENAME or STATUS (watches have
- *       their own functions).
+ *       library fills id and token; group 0 means "route by the shard map",
+ *       which is what callers normally want. A nonzero group pins the
+ *       request to that group (sent to its leader or replicas, never
+ *       re-routed): a CM_EWRONGSHARD answer from that group itself (a
+ *       boundary fences the path) or with a registry epoch newer than the
+ *       map's ends it at once. consistency may be CM_READ_DEFAULT. op is
+ *       GET, LIST, PUT, DELETE, MKDIR, RENAME, STATUS, SHARDS or SHARD_ADD
+ *       (its group is always CM_META_GROUP; prefer cm_shard_add());
+ *       watches have their own functions.
  * Returns 0, or (and then cb never fires):
  *   -EINVAL       bad op, consistency, or path (must be absolute and clean:
  *                 no "//", ".", "..", trailing '/', NUL), RENAME without
@@ -126,8 +148,10 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
  * (deadline passed; for a write the outcome is unknown), -EIO (a write's
  * connection broke after sending: outcome unknown), -ECONNREFUSED (no
  * server accepted a connection before the deadline), CM_ENOLEADER (none
- * known before the deadline), CM_EUNKNOWNPEER or -EPROTO (a server refused
- * the handshake: wrong cluster id or protocol version), -ECANCELED
+ * known before the deadline), CM_EWRONGSHARD (servers kept refusing the
+ * path until the deadline: no map fetched put it where they agree; nothing
+ * was applied), CM_EUNKNOWNPEER or -EPROTO (a server refused the
+ * handshake: wrong cluster id or protocol version), -ECANCELED
  * (cm_ac_close()), -ENOMEM.
  */
 int cm_ac_submit(struct cm_ac *ac, const struct cm_req *req, cm_ac_cb cb, void *arg);
@@ -209,6 +233,15 @@ int cm_get(struct cm_client *c, const char *path, void **value, uint32_t *len,
 	   struct cm_attr *attr);
 
 /*
+ * cm_get_from - cm_get() answered by one server only ("host:port"), with no
+ * failover, redirect or token: what that replica holds now (diagnostics,
+ * tests). Errors as cm_get(), plus -ECONNREFUSED, and CM_ESTALE / CM_ENOLEADER
+ * from a replica that cannot vouch for its data.
+ */
+int cm_get_from(struct cm_client *c, const char *server, const char *path, void **value,
+		uint32_t *len, struct cm_attr *attr);
+
+/*
  * cm_put - create or replace a file.
  * @flags:      0, or CM_PUT_IF_VERSION (compare-and-set against if_version,
  *              0 meaning "must not exist"), CM_PUT_CREATE (must not exist)
@@ -282,6 +315,83 @@ struct cm_node_status {
  */
 int cm_status(struct cm_client *c, const char *server, struct cm_node_status **out);
 void cm_status_free(struct cm_node_status *st);
+
+struct cm_shard_info {
+	uint64_t group;
+	char *prefix; /* NUL-terminated; owned by the map */
+	uint32_t n_replicas;
+	uint64_t replicas[CM_CLIENT_MAX_REPLICAS]; /* node ids */
+};
+
+struct cm_node_info {
+	uint64_t id;
+	char *addr; /* "host:port", NUL-terminated; owned by the map */
+};
+
+struct cm_shard_map {
+	uint64_t epoch;                /* the registry's version */
+	uint32_t n_shards;
+	struct cm_shard_info *shards;  /* owned; in the server's order */
+	uint32_t n_nodes;
+	struct cm_node_info *nodes;    /* owned */
+};
+
+/*
+ * cm_shards - the shard registry as one server has applied it (any server:
+ * a lagging one may answer an older epoch). The client's own map is brought
+ * up to date from it too when it is newer.
+ * @out: freed with cm_shards_free(); NULL on error
+ * Returns 0, -EMSGSIZE (more than CM_CLIENT_MAX_SHARDS shards or
+ * CM_CLIENT_MAX_NODES nodes), -EINVAL (NULL argument), -ETIMEDOUT,
+ * -ECONNREFUSED, -ENOMEM, a server's error for SHARDS, and the other
+ * cm_ac_submit() errors.
+ */
+int cm_shards(struct cm_client *c, struct cm_shard_map **out);
+void cm_shards_free(struct cm_shard_map *m);
+
+/*
+ * cm_shard_add - make prefix a shard of its own, served by a new group on
+ * the replicas given. Three steps:
+ *   1. SHARDS: prefix must not be a shard already, and every replica must
+ *      be a node of the cluster (checked before anything changes); the
+ *      group that owns prefix now is the newest map's longest prefix;
+ *   2. MKDIR prefix with CM_MKDIR_BOUNDARY in that group (REQ.group = it):
+ *      create-only, so it succeeds only if nothing is at prefix, and from
+ *      then on that group refuses writes at and below prefix
+ *      (CM_EWRONGSHARD). If that group itself answers CM_EWRONGSHARD at the
+ *      epoch step 1 planned with, a boundary is there already (an earlier
+ *      attempt stopped after this step) and the split goes on. If the
+ *      registry moved meanwhile (a newer epoch), steps 1 and 2 run again,
+ *      three rounds at most;
+ *   3. SHARD_ADD prefix with the replica ids ("1,2,3") to the leader of
+ *      CM_META_GROUP (following NOT_LEADER redirects), which registers the
+ *      shard under a new epoch; then the client's map is refreshed from
+ *      that leader (best effort: errors there are not reported).
+ * An attempt that stops after step 2 (timeout, lost connection, no meta
+ * leader) leaves prefix fenced but served by no shard, so writes below it
+ * are refused until cm_shard_add() is called again for the same prefix,
+ * which then completes it.
+ * @prefix:   absolute, clean path, not "/"; borrowed
+ * @replicas: n node ids, nonzero and distinct; borrowed
+ * @n:        1 to CM_CLIENT_MAX_REPLICAS
+ * Returns 0, or:
+ *   -EEXIST       prefix is a shard already (steps 1 and 3), or is not
+ *                 empty: a node exists at prefix (step 2)
+ *   -EINVAL       bad prefix, "/", n out of range, a zero or repeated id, a
+ *                 replica that is no node of the map, or a server refused
+ *                 the request
+ *   -ENAMETOOLONG prefix over CM_PATH_MAX or a component over CM_NAME_MAX
+ *   -ENOENT, -ENOTDIR  the parent of prefix is missing or a file (step 2)
+ *   -ETIMEDOUT / -EIO  the outcome of the step that failed is unknown: call
+ *                 again (see above)
+ *   CM_ENOLEADER  no leader of the owning group or of the meta group before
+ *                 the deadline
+ *   CM_EWRONGSHARD the owner of prefix kept moving (three rounds), or its
+ *                 replicas kept refusing it until the deadline
+ *   -EPROTO       the registry has no shard for "/"
+ *   -ECONNREFUSED, -EMSGSIZE (see cm_shards()), -ENOMEM
+ */
+int cm_shard_add(struct cm_client *c, const char *prefix, const uint64_t *replicas, uint32_t n);
 
 /* Return 0 to go on watching, nonzero to stop. */
 typedef int (*cm_watch_fn)(void *arg, const struct cm_event *ev);

@@ -192,7 +192,8 @@ class Cluster:
 
     def read_on(self, i, path):
         """A follower read served by node i alone (no token: what it has)."""
-        return self.ctl("--consistency", "follower", "get", path, servers=self.addr(i))
+        return self.ctl("--consistency", "follower", "get", "--from", self.addr(i), path,
+                        servers=self.addr(i))
 
     def wait_value(self, i, path, value, timeout=20):
         end = time.time() + timeout

@@ -127,6 +127,8 @@ static void stats_add(struct sim_stats *t, const struct sim *s)
 	t->changes += s->stats.changes;
 	t->transfers += s->stats.transfers;
 	t->served += s->stats.served;
+	t->quiesced += s->stats.quiesced;
+	t->woken += s->stats.woken;
 	t->committed += s->hist.n;
 	if (s->max_term > t->max_term)
 		t->max_term = s->max_term;
@@ -151,6 +153,8 @@ static void stats_print(const struct sim_stats *t, uint64_t seeds)
 	       "highest term %llu\n",
 	       (double)t->changes / (double)seeds, (double)t->transfers / (double)seeds,
 	       (double)t->served / (double)seeds, (ull)t->max_term);
+	printf("per seed: %.1f nodes went quiet, %.1f woken by node liveness\n",
+	       (double)t->quiesced / (double)seeds, (double)t->woken / (double)seeds);
 }
 
 /* Runs one seed; returns 1 on a violation. */

@@ -21,6 +21,29 @@ static void node_config(const struct sim *s, const struct sim_node *n, struct ra
 	cfg->snap_chunk_bytes = SIM_SNAP_CHUNK;
 	cfg->max_uncommitted_bytes = s->p.max_uncommitted;
 	cfg->max_pending_reads = s->p.max_reads;
+	cfg->quiesce_ticks = s->p.quiesce;
+}
+
+/*
+ * Node liveness, as the server provides it: a quiesced follower whose
+ * leader's node is down or cut off from it for an election timeout is woken;
+ * sometimes one is woken for nothing (a false alarm must be harmless).
+ */
+static void liveness(struct sim *s, struct sim_node *n)
+{
+	if (!n->st.quiesced || n->st.role == RAFT_LEADER) {
+		n->leader_gone = 0;
+		return;
+	}
+	struct sim_node *l = n->st.leader ? sim_node_by_id(s, n->st.leader) : NULL;
+	bool gone = l == NULL || l->r == NULL || s->net.cut[l->id][n->id] || s->net.cut[n->id][l->id];
+	n->leader_gone = gone ? n->leader_gone + 1 : 0;
+	bool false_alarm = s->p.false_wake && sim_rng_ppm(&s->rng, s->p.false_wake);
+	if (n->leader_gone >= SIM_ELECTION_TICKS || false_alarm) {
+		s->stats.woken++;
+		raft_wake(n->r);
+		n->leader_gone = 0;
+	}
 }
 
 /* The core must come back exactly as durable storage left it. */
@@ -136,6 +159,8 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
 		s->stats.elected++;
 		s->fresh_leader = n->id;
 	}
+	if (st.quiesced && !o->quiesced)
+		s->stats.quiesced++;
 	if (st.term > s->max_term)
 		s->max_term = st.term;
 	if (st.commit > s->max_commit)
@@ -149,6 +174,7 @@ void sim_node_tick(struct sim *s, struct sim_node *n)
 		return;
 	if (s->p.skip_tick && sim_rng_ppm(&s->rng, s->p.skip_tick))
 		return; /* clock jitter: this node's timer runs a little slow */
+	liveness(s, n);
 	raft_tick(n->r);
 	sim_node_observe(s, n);
 }

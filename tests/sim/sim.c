@@ -62,6 +62,14 @@ static void pick_params(struct sim *s)
 	p->max_uncommitted = pick(g, 1024, 4096);
 	p->max_reads = pick(g, 2, 14);
 	p->nemesis = harsh >= 2 ? pick(g, 0, 500000) : 0;
+	p->quiesce = pick(g, 0, 2) ? pick(g, 2, 15) : 0;
+	p->false_wake = pick(g, 0, 2) ? pick(g, 0, 20000) : 0;
+	if (p->quiesce && pick(g, 0, 2)) {
+		/* A light load: groups go quiet between requests, and faults hit
+		 * them while they are quiet. */
+		p->propose = pick(g, 2000, 60000);
+		p->read = pick(g, 0, 20000);
+	}
 }
 
 void sim_init(struct sim *s, uint64_t seed, uint32_t n_voters, bool trace, bool scripted)

@@ -105,6 +105,7 @@ struct sim_node {
 	bool was_member;       /* appeared in a configuration since its last wipe */
 	bool log_dirty;        /* durable log changed since the last Log Matching check */
 	uint64_t snap_every;   /* take a snapshot once applied - snap.index exceeds this */
+	uint32_t leader_gone;  /* quiesced: steps its leader has been unreachable */
 };
 
 /* Fault and load rates of one seed, in parts per million per step. */
@@ -118,6 +119,8 @@ struct sim_params {
 	uint32_t max_uncommitted; /* bytes: small, so that -EBUSY back-pressure happens */
 	uint32_t nemesis;         /* a leader elected this step is cut off or crashed */
 	uint32_t max_reads;
+	uint32_t quiesce;      /* ticks before an idle group goes quiet; 0: never */
+	uint32_t false_wake;   /* ppm per step: node liveness wrongly wakes a follower */
 };
 
 struct sim_hist_ent {
@@ -184,6 +187,8 @@ struct sim_stats {
 	uint64_t served;    /* read states checked */
 	uint64_t committed; /* history length at the end */
 	uint64_t max_term;
+	uint64_t quiesced;  /* times a node went quiet */
+	uint64_t woken;     /* quiet followers woken by node liveness */
 };
 
 struct sim_read {

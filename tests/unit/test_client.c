@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,9 @@
 /*
  * A fake server speaks the protocol on 127.0.0.1 from the same loop as the
  * client (or from its own thread for the blocking API). It answers the
- * handshake and the client's own STATUS requests itself and hands every
- * other request to the test's handler, after recording it.
+ * handshake, the client's own STATUS requests and SHARDS (from the map the
+ * test gave it, empty by default) itself, and hands every other request to
+ * the test's handler, after recording it.
  */
 
 #define MAX_SEEN 256
@@ -28,8 +30,21 @@
 struct seen {
 	uint8_t op;
 	uint64_t id, group, token, from_index, version;
+	uint32_t flags;
 	char path[64];
+	char value[64];
 	struct fake_conn *conn;
+};
+
+#define MAP_MAX 4
+
+/* The shard registry a fake answers SHARDS with. */
+struct fake_map {
+	uint64_t epoch;
+	uint32_t n_shards, n_nodes;
+	struct cm_shard shards[MAP_MAX];
+	struct cm_node_addr nodes[MAP_MAX];
+	char addrs[MAP_MAX][32];
 };
 
 struct fake;
@@ -52,6 +67,9 @@ struct fake {
 	char addr[32];
 	fake_handler handler;
 	bool own_status;        /* the handler answers STATUS too */
+	uint64_t node_id;       /* said in HELLO_OK; 0 means 9 */
+	struct fake_map map;    /* answers SHARDS */
+	int shards_asked;       /* SHARDS requests answered */
 	int reject_hello;       /* error to answer HELLO with, 0 to accept */
 	int mute_hellos;        /* leave this many HELLOs unanswered */
 	char hello_cluster[64]; /* last cluster id presented */
@@ -169,7 +187,8 @@ static void fhello(struct fake *f, struct fake_conn *c, const struct cm_hello *h
 		fconn_close(c);
 		return;
 	}
-	struct cm_hello ok = {.version = CM_PROTO_VERSION, .cluster = h->cluster, .node_id = 9};
+	struct cm_hello ok = {.version = CM_PROTO_VERSION, .cluster = h->cluster,
+			      .node_id = f->node_id ? f->node_id : 9};
 	assert_int_equal(cm_codec_hello(&sb, CM_FR_HELLO_OK, &ok), 0);
 	fsend(c, &sb);
 }
@@ -183,13 +202,46 @@ static void fstatus(struct fake_conn *c, uint64_t id)
 	fsend(c, &sb);
 }
 
+static void fshards(struct fake *f, struct fake_conn *c, uint64_t id)
+{
+	struct cm_resp r = {.id = id, .op = CM_OP_SHARDS, .epoch = f->map.epoch,
+			    .shards = f->map.shards, .n_shards = f->map.n_shards,
+			    .nodes = f->map.nodes, .n_nodes = f->map.n_nodes};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &r), 0);
+	f->shards_asked++; /* before the answer: a test thread may read it then */
+	fsend(c, &sb);
+}
+
+/* Add a shard to m: prefix (a string literal) on replicas. */
+static void map_shard(struct fake_map *m, uint64_t group, const char *prefix, uint64_t r1,
+		      uint64_t r2)
+{
+	assert_true(m->n_shards < MAP_MAX);
+	struct cm_shard *sh = &m->shards[m->n_shards++];
+	*sh = (struct cm_shard){.group = group, .prefix = {prefix, (uint32_t)strlen(prefix)},
+				.n_replicas = r2 ? 2 : 1, .replicas = {r1, r2}};
+}
+
+static void map_node(struct fake_map *m, uint64_t id, const char *addr)
+{
+	assert_true(m->n_nodes < MAP_MAX);
+	uint32_t k = m->n_nodes++;
+	snprintf(m->addrs[k], sizeof(m->addrs[k]), "%s", addr);
+	m->nodes[k] = (struct cm_node_addr){.id = id,
+					    .addr = {m->addrs[k], (uint32_t)strlen(addr)}};
+}
+
 static void frecord(struct fake *f, struct fake_conn *c, const struct cm_req *r)
 {
 	assert_true(f->n_seen < MAX_SEEN);
 	struct seen *s = &f->seen[f->n_seen++];
 	*s = (struct seen){.op = r->op, .id = r->id, .group = r->group, .token = r->token,
-			   .from_index = r->from_index, .version = r->version, .conn = c};
+			   .from_index = r->from_index, .version = r->version,
+			   .flags = r->flags, .conn = c};
 	snprintf(s->path, sizeof(s->path), "%.*s", (int)r->path.len, r->path.p);
+	snprintf(s->value, sizeof(s->value), "%.*s", (int)r->value.len, r->value.p);
 }
 
 static void fframe(struct fake *f, struct fake_conn *c, const struct cm_msg *m)
@@ -201,6 +253,10 @@ static void fframe(struct fake *f, struct fake_conn *c, const struct cm_msg *m)
 	assert_int_equal(m->type, CM_FR_REQ);
 	if (m->req.op == CM_OP_STATUS && !f->own_status) {
 		fstatus(c, m->req.id);
+		return;
+	}
+	if (m->req.op == CM_OP_SHARDS) {
+		fshards(f, c, m->req.id);
 		return;
 	}
 	frecord(f, c, &m->req);
@@ -244,6 +300,7 @@ static void faccept(uv_stream_t *l, int status)
 	uv_tcp_init(f->loop, &c->tcp);
 	c->tcp.data = c;
 	assert_int_equal(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
+	uv_tcp_nodelay(&c->tcp, 1); /* as confmand: no answer waits for an ACK */
 	c->next = f->conns;
 	f->conns = c;
 	uv_read_start((uv_stream_t *)&c->tcp, falloc, fread_cb);
@@ -864,6 +921,180 @@ static void test_bad_arguments_rejected_without_callback(void **state)
 	assert_false(d.fired);
 }
 
+/* ---- the shard map ---- */
+
+/* Token a fake answers with for group g: 5 for group 1, 9 for the others. */
+static uint64_t token_of(uint64_t g)
+{
+	return g == 1 ? 5 : 9;
+}
+
+/* Answers in the group the request named (1 for "route by path"). */
+static void h_in_group(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	uint64_t g = r->group ? r->group : 1;
+	freply(c, r->id, r->op, 0, g, token_of(g), r->op == CM_OP_GET ? "v" : NULL);
+}
+
+/* *dst = *src, the node addresses pointing into dst's own copies. */
+static void map_copy(struct fake_map *dst, const struct fake_map *src)
+{
+	*dst = *src;
+	for (uint32_t k = 0; k < dst->n_nodes; k++)
+		dst->nodes[k].addr.p = dst->addrs[k];
+}
+
+/* Two fakes, f1 node 1 and f2 node 2, both knowing both at epoch; no shards yet. */
+static void two_nodes(struct env *e, fake_handler h1, fake_handler h2, uint64_t epoch)
+{
+	fake_start(&e->f1, &e->loop, 0, h1);
+	fake_start(&e->f2, &e->loop, 0, h2);
+	e->f1.node_id = 1;
+	e->f2.node_id = 2;
+	e->f1.map.epoch = epoch;
+	map_node(&e->f1.map, 1, e->f1.addr);
+	map_node(&e->f1.map, 2, e->f2.addr);
+	map_copy(&e->f2.map, &e->f1.map);
+}
+
+static void get_ok(struct env *e, uint8_t op, const char *path)
+{
+	struct done d = {0};
+	submit(e, op, path, op == CM_OP_PUT ? "x" : NULL, &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+}
+
+/* The last request f saw. */
+static const struct seen *last_seen(const struct fake *f)
+{
+	assert_true(f->n_seen > 0);
+	return &f->seen[f->n_seen - 1];
+}
+
+static void test_map_routes_with_owning_group_and_its_token(void **state)
+{
+	struct env *e = *state;
+	two_nodes(e, h_in_group, h_in_group, 3);
+	map_shard(&e->f1.map, 1, "/", 1, 0);
+	map_shard(&e->f1.map, 2, "/app", 2, 0);
+	map_copy(&e->f2.map, &e->f1.map);
+	env_client(e, e->f1.addr, 2000); /* f2 is known from the map only */
+	/* Before the map arrives the server routes (REQ.group 0). */
+	get_ok(e, CM_OP_GET, "/warm");
+	assert_int_equal(e->f1.seen[0].group, 0);
+	run_for(&e->loop, 50);
+	assert_int_equal(e->f1.shards_asked, 1);
+	/* /app belongs to group 2, served by node 2 alone. */
+	get_ok(e, CM_OP_GET, "/app/x");
+	assert_int_equal(e->f2.n_seen, 1);
+	assert_string_equal(last_seen(&e->f2)->path, "/app/x");
+	assert_int_equal(last_seen(&e->f2)->group, 2);
+	assert_int_equal(last_seen(&e->f2)->token, 0); /* group 2's: none yet */
+	get_ok(e, CM_OP_GET, "/app/y");
+	assert_int_equal(last_seen(&e->f2)->group, 2);
+	assert_int_equal(last_seen(&e->f2)->token, 9);
+	/* The rest is group 1's, with group 1's token. */
+	get_ok(e, CM_OP_GET, "/apple");
+	assert_string_equal(last_seen(&e->f1)->path, "/apple");
+	assert_int_equal(last_seen(&e->f1)->group, 1);
+	assert_int_equal(last_seen(&e->f1)->token, 5);
+	/* A write with no leader known goes to a replica of its group. */
+	get_ok(e, CM_OP_PUT, "/app/z");
+	assert_int_equal(last_seen(&e->f2)->op, CM_OP_PUT);
+	assert_int_equal(last_seen(&e->f2)->group, 2);
+	assert_int_equal(last_seen(&e->f2)->token, 9);
+	assert_int_equal(cm_ac_token(e->ac, 1), 5);
+	assert_int_equal(cm_ac_token(e->ac, 2), 9);
+	assert_int_equal(e->f1.shards_asked + e->f2.shards_asked, 1); /* no refresh needed */
+}
+
+#define NEW_EPOCH 1000
+
+/* Group 1 that gave /app to group 2 at epoch NEW_EPOCH. */
+static void h_gave_app(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (strncmp(r->path.p, "/app/", 5) == 0 && r->path.len > 5) {
+		freply(c, r->id, r->op, CM_EWRONGSHARD, 1, NEW_EPOCH, NULL);
+		return;
+	}
+	h_in_group(f, c, r);
+}
+
+static void test_wrongshard_with_newer_epoch_refetches_map_and_retries_on_owner(void **state)
+{
+	struct env *e = *state;
+	two_nodes(e, h_gave_app, h_in_group, 1);
+	map_shard(&e->f1.map, 1, "/", 1, 0);
+	env_client(e, e->f1.addr, 2000);
+	get_ok(e, CM_OP_GET, "/warm");
+	run_for(&e->loop, 50);
+	assert_int_equal(e->f1.shards_asked, 1);
+	/* Meanwhile /app became a shard of its own, on node 2. */
+	e->f1.map.epoch = NEW_EPOCH;
+	map_shard(&e->f1.map, 2, "/app", 2, 0);
+	struct done a = {0}, b = {0}, c = {0};
+	submit(e, CM_OP_GET, "/app/a", NULL, &a);
+	submit(e, CM_OP_PUT, "/app/b", "v", &b);
+	submit(e, CM_OP_GET, "/app/c", NULL, &c);
+	run_until(&e->loop, &a.fired, 2000);
+	run_until(&e->loop, &b.fired, 2000);
+	run_until(&e->loop, &c.fired, 2000);
+	assert_int_equal(a.err, 0);
+	assert_int_equal(b.err, 0); /* refused, so not applied: retried */
+	assert_int_equal(c.err, 0);
+	/* Three refusals at one epoch, one fetch, from the server that said so. */
+	assert_int_equal(e->f1.shards_asked, 2);
+	assert_int_equal(e->f2.shards_asked, 0);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+	assert_int_equal(fake_count(&e->f2, CM_OP_PUT), 1);
+	assert_int_equal(fake_count(&e->f2, CM_OP_GET), 2);
+	for (int k = 0; k < e->f2.n_seen; k++)
+		assert_int_equal(e->f2.seen[k].group, 2);
+	for (int k = 1; k < e->f1.n_seen; k++)
+		assert_int_equal(e->f1.seen[k].group, 1);
+	/* A refusal's token is an epoch, not an index of group 1. */
+	assert_int_equal(cm_ac_token(e->ac, 1), 5);
+}
+
+/* Refuses everything at the map's epoch: it does not host group 1 (yet). */
+static void h_not_hosting(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	freply(c, r->id, r->op, CM_EWRONGSHARD, 1, f->map.epoch, NULL);
+}
+
+static void test_wrongshard_at_same_epoch_tries_another_replica_without_refetch(void **state)
+{
+	struct env *e = *state;
+	two_nodes(e, h_not_hosting, h_in_group, 5);
+	map_shard(&e->f1.map, 1, "/", 1, 2);
+	map_copy(&e->f2.map, &e->f1.map);
+	env_client(e, e->f1.addr, 2000);
+	for (int k = 0; k < 3; k++)
+		get_ok(e, CM_OP_GET, "/k");
+	assert_int_equal(fake_count(&e->f2, CM_OP_GET), 3);
+	assert_int_equal(e->f2.seen[0].group, 1);
+	assert_int_equal(e->f1.shards_asked + e->f2.shards_asked, 1);
+}
+
+static void test_wrongshard_until_deadline_reports_ewrongshard(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_not_hosting);
+	e->f1.node_id = 1;
+	e->f1.map.epoch = 5;
+	map_node(&e->f1.map, 1, e->f1.addr);
+	map_shard(&e->f1.map, 1, "/", 1, 0);
+	env_client(e, e->f1.addr, 300);
+	struct done d = {0};
+	submit(e, CM_OP_PUT, "/k", "v", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, CM_EWRONGSHARD); /* never applied, and says why */
+	assert_true(fake_count(&e->f1, CM_OP_PUT) >= 2);
+	assert_int_equal(e->f1.shards_asked, 1); /* same epoch: nothing to fetch */
+}
+
 /* ---- the blocking API, against a fake in its own thread ---- */
 
 struct kv {
@@ -956,6 +1187,13 @@ static void h_kv(struct fake *f, struct fake_conn *c, const struct cm_req *r)
 	case CM_OP_PUT: kv_put(kv, c, r); return;
 	case CM_OP_LIST: kv_list(kv, c, r); return;
 	case CM_OP_STATUS: kv_status(c, r); return;
+	case CM_OP_MKDIR:
+		freply(c, r->id, r->op, kv_find(kv, &r->path) >= 0 ? -EEXIST : 0, 1, ++kv->index,
+		       NULL);
+		return;
+	case CM_OP_SHARD_ADD:
+		freply(c, r->id, r->op, 0, CM_META_GROUP, 2, NULL);
+		return;
 	case CM_OP_DELETE:
 		if (kv_find(kv, &r->path) < 0) {
 			freply(c, r->id, r->op, -ENOENT, 1, kv->index, NULL);
@@ -1002,18 +1240,35 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static struct server_thread *kv_server_start(void)
+/* A fake on its own loop, listening; server_run() starts its thread. */
+static struct server_thread *server_init(fake_handler h, uint64_t node_id)
 {
 	struct server_thread *st = calloc(1, sizeof(*st));
 	uv_loop_init(&st->loop);
-	fake_start(&st->f, &st->loop, 0, h_kv);
-	st->f.user = &st->kv;
-	st->f.own_status = true;
+	fake_start(&st->f, &st->loop, 0, h);
+	st->f.node_id = node_id;
 	uv_async_init(&st->loop, &st->stop, on_stop);
 	st->stop.data = st;
 	uv_async_init(&st->loop, &st->drop, drop_conns);
 	st->drop.data = st;
+	return st;
+}
+
+static void server_run(struct server_thread *st)
+{
 	pthread_create(&st->thread, NULL, serve, st);
+}
+
+/* One node (9) holding "/" (group 1) at epoch 1, with a small kv store. */
+static struct server_thread *kv_server_start(void)
+{
+	struct server_thread *st = server_init(h_kv, 9);
+	st->f.user = &st->kv;
+	st->f.own_status = true;
+	st->f.map.epoch = 1;
+	map_shard(&st->f.map, 1, "/", 9, 0);
+	map_node(&st->f.map, 9, st->f.addr);
+	server_run(st);
 	return st;
 }
 
@@ -1091,6 +1346,246 @@ static void test_sync_write_after_idle_connection_dropped(void **state)
 	kv_server_stop(st);
 }
 
+static void freply_wrongshard(struct fake_conn *c, const struct cm_req *r, uint64_t group,
+			      uint64_t epoch)
+{
+	freply(c, r->id, r->op, CM_EWRONGSHARD, group, epoch, NULL);
+}
+
+static bool path_is(const struct cm_req *r, const char *path)
+{
+	return r->path.len == strlen(path) && memcmp(r->path.p, path, r->path.len) == 0;
+}
+
+/* Boundary MKDIRs the parent refuses, and how (see the tests below). */
+static bool parent_refuses(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (r->op != CM_OP_MKDIR)
+		return false;
+	if (path_is(r, "/half")) {
+		/* A boundary from an earlier attempt fences it, at our epoch. */
+		freply_wrongshard(c, r, r->group, f->map.epoch);
+		return true;
+	}
+	if (path_is(r, "/raced")) {
+		/* Someone made it a shard meanwhile: refused by routing. */
+		f->map.epoch++;
+		map_shard(&f->map, 4, "/raced", 1, 0);
+		freply_wrongshard(c, r, 0, f->map.epoch);
+		return true;
+	}
+	if (path_is(r, "/sub/x") && r->group == 1) {
+		/* Fenced by /sub, split off (on node 2) at a newer epoch. */
+		f->map.epoch++;
+		map_shard(&f->map, 6, "/sub", 2, 0);
+		freply_wrongshard(c, r, r->group, f->map.epoch);
+		return true;
+	}
+	return false;
+}
+
+/* The parent shard's node (1): holds "/" (group 1); /busy exists; sends
+ * SHARD_ADD to the meta leader at f->user. */
+static void h_parent(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (parent_refuses(f, c, r))
+		return;
+	if (r->op == CM_OP_SHARD_ADD) {
+		const char *leader = f->user;
+		struct cm_resp resp = {.id = r->id, .op = r->op, .err = CM_ENOTLEADER,
+				       .group = CM_META_GROUP, .leader_id = 2,
+				       .leader_addr = {leader, (uint32_t)strlen(leader)}};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+		fsend(c, &sb);
+		return;
+	}
+	bool busy = r->op == CM_OP_MKDIR && r->path.len == 5 && memcmp(r->path.p, "/busy", 5) == 0;
+	uint64_t g = r->group ? r->group : 1;
+	freply(c, r->id, r->op, busy ? -EEXIST : 0, g, token_of(g), NULL);
+}
+
+/* The meta leader (node 2): registers /app as group 2 on nodes 1 and 2. */
+static void h_meta(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (r->op != CM_OP_SHARD_ADD) {
+		freply(c, r->id, r->op, 0, r->group, token_of(r->group), NULL);
+		return;
+	}
+	f->map.epoch++;
+	map_shard(&f->map, 2, "/app", 1, 2);
+	freply(c, r->id, r->op, 0, CM_META_GROUP, f->map.epoch, NULL);
+}
+
+/* Node 1 (parent shard "/") and node 2 (meta leader), both at epoch 1;
+ * extra adds a shard to both maps (NULL: none). */
+static void shard_servers(struct server_thread **p1, struct server_thread **p2,
+			  const char *extra)
+{
+	struct server_thread *s1 = server_init(h_parent, 1), *s2 = server_init(h_meta, 2);
+	s1->f.user = s2->f.addr;
+	s1->f.map.epoch = 1;
+	map_shard(&s1->f.map, 1, "/", 1, 0);
+	if (extra)
+		map_shard(&s1->f.map, 3, extra, 1, 0);
+	map_node(&s1->f.map, 1, s1->f.addr);
+	map_node(&s1->f.map, 2, s2->f.addr);
+	map_copy(&s2->f.map, &s1->f.map);
+	server_run(s1);
+	server_run(s2);
+	*p1 = s1;
+	*p2 = s2;
+}
+
+static struct cm_client *client_for(const char *addr)
+{
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = addr;
+	o.timeout_ms = 2000;
+	struct cm_client *c;
+	assert_int_equal(cm_client_open(&o, &c), 0);
+	return c;
+}
+
+static void test_shard_add_makes_boundary_on_parent_then_asks_meta_leader(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	shard_servers(&s1, &s2, NULL);
+	struct cm_client *c = client_for(s1->f.addr); /* node 2 known from the map */
+	const uint64_t ids[] = {1, 2};
+	assert_int_equal(cm_shard_add(c, "/app", ids, 2), 0);
+	/* The boundary: a create-only MKDIR on the shard owning /app now. */
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 1);
+	const struct seen *mk = &s1->f.seen[0];
+	assert_int_equal(mk->op, CM_OP_MKDIR);
+	assert_string_equal(mk->path, "/app");
+	assert_int_equal(mk->group, 1);
+	assert_true(mk->flags & CM_MKDIR_BOUNDARY);
+	/* The registration: redirected by node 1 to the meta leader. */
+	assert_int_equal(fake_count(&s1->f, CM_OP_SHARD_ADD), 1);
+	assert_int_equal(s1->f.seen[1].group, CM_META_GROUP);
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_ADD), 1);
+	const struct seen *add = &s2->f.seen[0];
+	assert_string_equal(add->path, "/app");
+	assert_int_equal(add->group, CM_META_GROUP);
+	assert_string_equal(add->value, "1,2");
+	/* The map came from the meta leader, which has the new epoch: /app now
+	 * goes to group 2 (node 1, listed first, is one of its replicas). */
+	assert_true(s2->f.shards_asked >= 1);
+	assert_int_equal(cm_get(c, "/app/k", NULL, NULL, NULL), 0);
+	assert_string_equal(last_seen(&s1->f)->path, "/app/k");
+	assert_int_equal(last_seen(&s1->f)->group, 2);
+	struct cm_shard_map *m;
+	assert_int_equal(cm_shards(c, &m), 0);
+	assert_true(m->epoch >= 1);
+	assert_int_equal(m->n_nodes, 2);
+	assert_int_equal(m->nodes[1].id, 2);
+	assert_string_equal(m->nodes[1].addr, s2->f.addr);
+	assert_string_equal(m->shards[0].prefix, "/");
+	cm_shards_free(m);
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+static void test_shard_add_refuses_shards_nonempty_prefixes_and_bad_arguments(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	shard_servers(&s1, &s2, "/etc");
+	struct cm_client *c = client_for(s1->f.addr);
+	const uint64_t one[] = {1}, two[] = {1, 1}, zero[] = {0}, stranger[] = {7};
+	uint64_t many[CM_CLIENT_MAX_REPLICAS + 1];
+	for (int k = 0; k <= CM_CLIENT_MAX_REPLICAS; k++)
+		many[k] = (uint64_t)k + 1;
+	/* Nothing reaches a server for these. */
+	assert_int_equal(cm_shard_add(c, "/", one, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "rel", one, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a/", one, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, NULL, one, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a", one, 0), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a", NULL, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a", two, 2), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a", zero, 1), -EINVAL);
+	assert_int_equal(cm_shard_add(c, "/a", many, CM_CLIENT_MAX_REPLICAS + 1), -EINVAL);
+	assert_int_equal(s1->f.shards_asked + s2->f.shards_asked, 0);
+	/* Checked against the registry, before anything changes. */
+	assert_int_equal(cm_shard_add(c, "/etc", one, 1), -EEXIST);
+	assert_int_equal(cm_shard_add(c, "/new", stranger, 1), -EINVAL);
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 0);
+	/* Something at the prefix: the boundary is refused, nothing registered. */
+	assert_int_equal(cm_shard_add(c, "/busy", one, 1), -EEXIST);
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 1);
+	assert_int_equal(fake_count(&s1->f, CM_OP_SHARD_ADD), 0);
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_ADD), 0);
+	/* The map as a server has it, copied out. */
+	struct cm_shard_map *m;
+	assert_int_equal(cm_shards(c, &m), 0);
+	assert_int_equal(m->epoch, 1);
+	assert_int_equal(m->n_shards, 2);
+	assert_int_equal(m->shards[1].group, 3);
+	assert_string_equal(m->shards[1].prefix, "/etc");
+	assert_int_equal(m->shards[1].n_replicas, 1);
+	assert_int_equal(m->shards[1].replicas[0], 1);
+	assert_int_equal(m->n_nodes, 2);
+	assert_string_equal(m->nodes[0].addr, s1->f.addr);
+	cm_shards_free(m);
+	cm_shards_free(NULL);
+	assert_int_equal(cm_shards(c, NULL), -EINVAL);
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+static void test_shard_add_completes_a_split_whose_boundary_is_there(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	shard_servers(&s1, &s2, NULL);
+	struct cm_client *c = client_for(s1->f.addr);
+	const uint64_t one[] = {1};
+	uint64_t t0 = uv_hrtime();
+	assert_int_equal(cm_shard_add(c, "/half", one, 1), 0);
+	assert_true(uv_hrtime() - t0 < 1000000000ull); /* the refusal is final: no waiting */
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 1);
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_ADD), 1);
+	assert_string_equal(last_seen(&s2->f)->path, "/half");
+	assert_string_equal(last_seen(&s2->f)->value, "1");
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+static void test_shard_add_reads_registry_again_when_owner_moved(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	shard_servers(&s1, &s2, NULL);
+	struct cm_client *c = client_for(s1->f.addr);
+	const uint64_t one[] = {1};
+	/* Registered by someone else between our read and our MKDIR. */
+	assert_int_equal(cm_shard_add(c, "/raced", one, 1), -EEXIST);
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 1);
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_ADD), 0);
+	/* A fence in group 1 at a newer epoch is /sub's split, not ours: the
+	 * boundary goes to /sub's group (6, on node 2) instead. */
+	assert_int_equal(cm_shard_add(c, "/sub/x", one, 1), 0);
+	assert_int_equal(fake_count(&s1->f, CM_OP_MKDIR), 2);
+	const struct seen *mk = &s2->f.seen[0];
+	assert_int_equal(mk->op, CM_OP_MKDIR);
+	assert_string_equal(mk->path, "/sub/x");
+	assert_int_equal(mk->group, 6);
+	assert_true(mk->flags & CM_MKDIR_BOUNDARY);
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_ADD), 1);
+	assert_string_equal(last_seen(&s2->f)->path, "/sub/x");
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
 /* Run "confmanctl --servers addr ARGS" through sh; its stdout and stderr
  * land in out. Returns the exit code. */
 static int run_ctl(const char *addr, const char *args, char *out, size_t n)
@@ -1150,6 +1645,26 @@ static void test_confmanctl_output_and_exit_codes(void **state)
 	assert_int_equal(run_ctl(a, cmd, out, sizeof(out)), 0);
 	assert_int_equal(run_ctl(a, "get --json /bin", out, sizeof(out)), 0);
 	assert_has(out, "\"value\":\"//4=\",\"encoding\":\"base64\"");
+	/* The shard map. */
+	assert_int_equal(run_ctl(a, "shards", out, sizeof(out)), 0);
+	assert_has(out, "epoch 1\n");
+	assert_has(out, "GROUP      PREFIX                   REPLICAS\n");
+	assert_has(out, "1          /                        9\n");
+	char want[256];
+	snprintf(want, sizeof(want), "9          %s\n", a);
+	assert_has(out, want);
+	assert_int_equal(run_ctl(a, "shards --json", out, sizeof(out)), 0);
+	snprintf(want, sizeof(want), "{\"epoch\":1,\"shards\":[{\"group\":1,\"prefix\":\"/\","
+		 "\"replicas\":[9]}],\"nodes\":[{\"id\":9,\"addr\":\"%s\"}]}\n", a);
+	assert_string_equal(out, want);
+	assert_int_equal(run_ctl(a, "shard add --replicas 9 /conf", out, sizeof(out)), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(run_ctl(a, "put /cfg x", out, sizeof(out)), 0);
+	assert_int_equal(run_ctl(a, "shard add --replicas 9 /cfg", out, sizeof(out)), 4);
+	assert_has(out, "confmanctl: /cfg: not empty, or a shard already (EEXIST)\n");
+	assert_int_equal(run_ctl(a, "shard add --replicas 9 /", out, sizeof(out)), 6);
+	assert_int_equal(run_ctl(a, "shard add --replicas 4 /x", out, sizeof(out)), 6);
+	assert_has(out, "(EINVAL)");
 	kv_server_stop(st);
 }
 
@@ -1157,6 +1672,9 @@ static void test_confmanctl_output_and_exit_codes(void **state)
 
 int main(void)
 {
+	/* A fake answering a client that already left must not kill the
+	 * tests (confmand ignores SIGPIPE too). */
+	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		T(test_handshake_then_get_answered),
 		T(test_not_leader_redirects_to_named_leader),
@@ -1174,8 +1692,16 @@ int main(void)
 		T(test_handshake_refused_fails_fast),
 		T(test_hung_handshake_reconnects_and_write_goes_through),
 		T(test_bad_arguments_rejected_without_callback),
+		T(test_map_routes_with_owning_group_and_its_token),
+		T(test_wrongshard_with_newer_epoch_refetches_map_and_retries_on_owner),
+		T(test_wrongshard_at_same_epoch_tries_another_replica_without_refetch),
+		T(test_wrongshard_until_deadline_reports_ewrongshard),
 		cmocka_unit_test(test_sync_api_round_trip),
 		cmocka_unit_test(test_sync_write_after_idle_connection_dropped),
+		cmocka_unit_test(test_shard_add_makes_boundary_on_parent_then_asks_meta_leader),
+		cmocka_unit_test(test_shard_add_refuses_shards_nonempty_prefixes_and_bad_arguments),
+		cmocka_unit_test(test_shard_add_completes_a_split_whose_boundary_is_there),
+		cmocka_unit_test(test_shard_add_reads_registry_again_when_owner_moved),
 		cmocka_unit_test(test_confmanctl_output_and_exit_codes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,6 +235,62 @@ static void test_resp_status_roundtrip(void **state)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+static void test_resp_shards_roundtrip(void **state)
+{
+	(void)state;
+	struct cm_shard sh[3] = {
+		{.group = 1, .prefix = B("/"), .n_replicas = 3, .replicas = {1, 2, 3}},
+		{.group = 7, .prefix = B("/etc/app"), .n_replicas = 12,
+		 .replicas = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, UINT64_MAX}},
+		{.group = CM_META_GROUP, .prefix = B(""), .n_replicas = 0},
+	};
+	struct cm_node_addr nodes[2] = {{.id = 1, .addr = B("10.0.0.1:7001")},
+					{.id = UINT64_MAX, .addr = B("[::1]:7002")}};
+	struct cm_resp r = {.id = 8, .op = CM_OP_SHARDS, .group = CM_META_GROUP, .token = 4,
+			    .epoch = 42, .shards = sh, .n_shards = 3, .nodes = nodes, .n_nodes = 2};
+	struct cm_msg m;
+	msgpack_sbuffer sb;
+	resp_roundtrip(&r, &m, &sb);
+	assert_int_equal(m.resp.epoch, 42);
+	assert_int_equal(m.resp.n_shards, 3);
+	for (int k = 0; k < 3; k++) {
+		const struct cm_shard *a = &m.resp.shards[k], *b = &sh[k];
+		assert_int_equal(a->group, b->group);
+		assert_int_equal(a->prefix.len, b->prefix.len);
+		if (b->prefix.len)
+			assert_memory_equal(a->prefix.p, b->prefix.p, b->prefix.len);
+		assert_int_equal(a->n_replicas, b->n_replicas);
+		if (b->n_replicas)
+			assert_memory_equal(a->replicas, b->replicas,
+					    b->n_replicas * sizeof(uint64_t));
+	}
+	assert_int_equal(m.resp.n_nodes, 2);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(m.resp.nodes[k].id, nodes[k].id);
+		assert_bytes(m.resp.nodes[k].addr, k ? "[::1]:7002" : "10.0.0.1:7001");
+	}
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	/* An empty registry, and a refusal (its epoch in token, no body). */
+	struct cm_resp e = {.id = 9, .op = CM_OP_SHARDS};
+	resp_roundtrip(&e, &m, &sb);
+	assert_int_equal(m.resp.epoch, 0);
+	assert_int_equal(m.resp.n_shards, 0);
+	assert_null(m.resp.shards);
+	assert_int_equal(m.resp.n_nodes, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	struct cm_resp w = {.id = 10, .op = CM_OP_GET, .err = CM_EWRONGSHARD, .group = 1,
+			    .token = 43};
+	resp_roundtrip(&w, &m, &sb);
+	assert_int_equal(m.resp.err, CM_EWRONGSHARD);
+	assert_int_equal(m.resp.token, 43);
+	assert_int_equal(m.resp.n_shards, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_resp_write_ops_roundtrip(void **state)
 {
 	(void)state;
@@ -548,6 +604,49 @@ static void pack_not_an_array(msgpack_packer *pk)
 	msgpack_pack_uint8(pk, 1);
 }
 
+/* A SHARDS body whose one shard lists 13 replicas: over struct cm_shard's 12. */
+static void pack_shards_13_replicas(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 9);
+	msgpack_pack_uint8(pk, CM_FR_RESP);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_SHARDS);
+	msgpack_pack_int32(pk, 0);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint64(pk, 5);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint64(pk, 2);
+	msgpack_pack_str_with_body(pk, "/a", 2);
+	msgpack_pack_array(pk, 13);
+	for (int k = 0; k < 13; k++)
+		msgpack_pack_uint64(pk, (uint64_t)k + 1);
+	msgpack_pack_array(pk, 0);
+}
+
+/* A SHARDS body whose node address is an integer. */
+static void pack_shards_int_addr(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 9);
+	msgpack_pack_uint8(pk, CM_FR_RESP);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_SHARDS);
+	msgpack_pack_int32(pk, 0);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_array(pk, 3);
+	msgpack_pack_uint64(pk, 5);
+	msgpack_pack_array(pk, 0);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_array(pk, 2);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint64(pk, 7001);
+}
+
 static void test_wrong_field_types_rejected(void **state)
 {
 	(void)state;
@@ -557,6 +656,8 @@ static void test_wrong_field_types_rejected(void **state)
 	assert_int_equal(decode_packed(pack_resp_short_attr), -EBADMSG);
 	assert_int_equal(decode_packed(pack_event_negative_index), -EBADMSG);
 	assert_int_equal(decode_packed(pack_not_an_array), -EBADMSG);
+	assert_int_equal(decode_packed(pack_shards_13_replicas), -EBADMSG);
+	assert_int_equal(decode_packed(pack_shards_int_addr), -EBADMSG);
 }
 
 static void pack_unknown_type(msgpack_packer *pk)
@@ -766,6 +867,7 @@ int main(void)
 		cmocka_unit_test(test_resp_get_roundtrip),
 		cmocka_unit_test(test_resp_list_roundtrip),
 		cmocka_unit_test(test_resp_status_roundtrip),
+		cmocka_unit_test(test_resp_shards_roundtrip),
 		cmocka_unit_test(test_resp_write_ops_roundtrip),
 		cmocka_unit_test(test_resp_error_carries_leader_hint),
 		cmocka_unit_test(test_event_roundtrip),
