@@ -285,3 +285,13 @@ int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m)
 		msgpack_pack_nil(&pk);
 	return frame_close(sb, start);
 }
+
+int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id)
+{
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_uint8(&pk, CM_FR_PING);
+	msgpack_pack_uint64(&pk, node_id);
+	return frame_close(sb, start);
+}

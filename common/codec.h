@@ -19,6 +19,7 @@ int cm_codec_resp(msgpack_sbuffer *sb, const struct cm_resp *r);
 int cm_codec_event(msgpack_sbuffer *sb, const struct cm_event *e);
 int cm_codec_error(msgpack_sbuffer *sb, int err, const char *message);
 int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m);
+int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id);
 
 /* Attribute arrays, shared with kv.c's records and watch events. */
 void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a);
@@ -34,6 +35,7 @@ struct cm_msg {
 	struct cm_event event;
 	struct cm_errframe error;
 	uint64_t group;      /* RAFT */
+	uint64_t ping_node;  /* PING */
 	struct raft_msg raft; /* RAFT; entries owned by this message */
 	msgpack_unpacked up;
 };

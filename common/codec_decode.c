@@ -362,6 +362,8 @@ static int dispatch(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 		return dec_error(f, n, m);
 	case CM_FR_RAFT:
 		return cm__codec_dec_raft(f, n, m);
+	case CM_FR_PING:
+		return n == 2 && get_u64(&f[1], &m->ping_node) == 0 ? 0 : -EBADMSG;
 	default:
 		return -EBADMSG;
 	}

@@ -30,6 +30,11 @@ static const char usage[] =
 	"                         this long refuses follower reads (CM_ESTALE) so a\n"
 	"                         partitioned replica never serves old data\n"
 	"                         (default: the election timeout, ticks x tick-ms)\n"
+	"  --quiesce-ticks N      an idle group stops heartbeating after N ticks;\n"
+	"                         nodes still ping each other once per tick, and a\n"
+	"                         quiet follower whose leader's node falls silent for\n"
+	"                         an election timeout wakes up (0: never; default\n"
+	"                         2 x election ticks)\n"
 	"  --http ADDR            serve /healthz, /readyz and /metrics on ADDR\n"
 	"                         (IPv4:port; default: the node's http = in the\n"
 	"                         cluster file, else none)\n"
@@ -222,6 +227,7 @@ static const struct option long_opts[] = {
 	{"max-pending", required_argument, NULL, 'p'},
 	{"max-staleness-ms", required_argument, NULL, 'S'},
 	{"http", required_argument, NULL, 'H'},
+	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -270,6 +276,12 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 			return -EINVAL;
 		c->max_staleness_ms = (uint32_t)v;
 		return 0;
+	case 'Q':
+		if (parse_u64(arg, 0, 1000000, &v))
+			return -EINVAL;
+		c->quiesce_ticks = (uint32_t)v;
+		c->quiesce_set = true;
+		return 0;
 	case 'H':
 		if (strlen(arg) > CM_ADDR_MAX || !strchr(arg, ':'))
 			return -EINVAL;
@@ -317,6 +329,8 @@ int cm_config_parse(struct cm_config *c, int argc, char **argv)
 	}
 	if (c->max_staleness_ms == 0)
 		c->max_staleness_ms = c->election_ticks * c->tick_ms;
+	if (!c->quiesce_set)
+		c->quiesce_ticks = 2 * c->election_ticks;
 	int rv = ini_parse(c->cluster_file, on_ini, c);
 	if (rv != 0) {
 		if (rv < 0)

@@ -48,6 +48,8 @@ struct cm_config {
 	uint64_t keep_entries;     /* log entries kept behind a snapshot */
 	uint32_t max_pending;      /* client requests in flight per group */
 	uint32_t max_staleness_ms; /* a follower this long without its leader refuses reads */
+	uint32_t quiesce_ticks;    /* idle ticks before a group goes quiet; 0: never */
+	bool quiesce_set;
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	/* Cluster file. */

@@ -44,6 +44,7 @@ struct cm_peer {
 	uv_timer_t timer;     /* reconnect */
 	uint32_t backoff_ms;
 	struct cm_peer_stats stats;
+	uint64_t heard_ms; /* loop time of the last frame from it; 0: never */
 };
 
 struct cm_net {
@@ -307,17 +308,22 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 			conn_fail(c, -EPROTO, "expected HELLO_OK");
 		}
 		return;
-	case CONN_PEER_IN:
+	case CONN_PEER_IN: {
+		struct cm_peer *from = find_peer(n, c->node_id);
+		if (from != NULL) {
+			from->stats.frames_in++;
+			from->heard_ms = uv_now(n->loop);
+		}
+		if (m->type == CM_FR_PING && m->ping_node == c->node_id)
+			return;
 		if (m->type != CM_FR_RAFT || m->raft.from != c->node_id ||
 		    m->raft.to != n->cfg->node_id) {
 			conn_fail(c, -EPROTO, "expected a Raft message from the peer");
 			return;
 		}
-		struct cm_peer *from = find_peer(n, c->node_id);
-		if (from != NULL)
-			from->stats.frames_in++;
 		n->h.on_raft(n->h.arg, c->node_id, m->group, &m->raft);
 		return;
+	}
 	case CONN_CLIENT:
 		if (m->type != CM_FR_REQ) {
 			conn_fail(c, -EPROTO, "expected a request");
@@ -492,6 +498,27 @@ int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct
 	p->stats.bytes_out += c->out.size - before;
 	mark_dirty(c);
 	return 0;
+}
+
+void cm_net_ping(struct cm_net *n)
+{
+	for (uint32_t k = 0; k < n->n_peers; k++) {
+		struct cm_conn *c = n->peers[k].conn;
+		if (c == NULL || c->state != CONN_OUT_READY ||
+		    c->queued + c->out.size > CM_PEER_QUEUE_MAX)
+			continue;
+		if (cm_codec_ping(&c->out, n->cfg->node_id) == 0)
+			mark_dirty(c);
+	}
+}
+
+uint64_t cm_net_peer_silence(const struct cm_net *n, uint64_t id)
+{
+	for (uint32_t k = 0; k < n->n_peers; k++)
+		if (n->peers[k].id == id)
+			return n->peers[k].heard_ms ? uv_now(n->loop) - n->peers[k].heard_ms
+						    : UINT64_MAX;
+	return UINT64_MAX;
 }
 
 /* ---- client replies ---- */

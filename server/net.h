@@ -40,6 +40,12 @@ void cm_net_stop(struct cm_net *n);
  * behind. Returns 0 or -ENOTCONN, -ENOBUFS, -EMSGSIZE, -ENOMEM (dropped).
  */
 int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct raft_msg *m);
+/* Queue a PING to every connected peer (once per tick: node liveness). */
+void cm_net_ping(struct cm_net *n);
+/* Milliseconds (loop time) since anything arrived from peer id; UINT64_MAX
+ * if nothing ever did or the peer is unknown. */
+uint64_t cm_net_peer_silence(const struct cm_net *n, uint64_t id);
+
 /* Write out every peer's queued messages: one write per peer per turn. */
 void cm_net_flush(struct cm_net *n);
 

@@ -57,6 +57,7 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	struct raft_config rc;
 	raft_config_default(&rc, n->cfg->node_id, (uint64_t)uv_hrtime() ^ id);
 	rc.election_ticks = n->cfg->election_ticks;
+	rc.quiesce_ticks = n->cfg->quiesce_ticks;
 	rc.max_entry_bytes = n->cfg->max_value + 64 * 1024; /* value + command envelope */
 	rv = raft_new(&rc, &boot, &g->raft);
 	cm_store_entries_free(ents, n_ents);
@@ -150,12 +151,35 @@ void cm__node_sync_registry(struct cm_node *n)
 	cm_store_txn_abort(txn);
 }
 
+/*
+ * Node liveness for quiet groups: a quiesced follower has stopped its
+ * election timer on its leader's word, so it must learn from the node level
+ * (pings, once per tick per peer, whatever the groups do) that the leader's
+ * node went silent, and then campaign as usual.
+ */
+static void wake_orphans(struct cm_node *n, struct cm_group *g)
+{
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	if (!st.quiesced || st.role == RAFT_LEADER)
+		return;
+	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
+	if (st.leader == 0 || cm_net_peer_silence(n->net, st.leader) > timeout) {
+		cm_log_debug("group %llu: leader %llu's node is silent: waking",
+			     (unsigned long long)g->info->id, (unsigned long long)st.leader);
+		raft_wake(g->raft);
+	}
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct cm_node *n = t->data;
 	n->ticks++;
-	for (uint32_t k = 0; k < n->n_groups; k++)
+	cm_net_ping(n->net);
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		wake_orphans(n, &n->groups[k]);
 		raft_tick(n->groups[k].raft);
+	}
 	cm__req_expire(n);
 }
 

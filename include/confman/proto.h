@@ -34,6 +34,9 @@
  *             the path: a server that disagrees answers CM_EWRONGSHARD.
  *   EVENT     [6, watch_id, group, index, kind, path:str, path2:str, attr | nil]
  *   ERROR     [7, err, message:str]
+ *   PING      [8, node_id]   peer links only; one per tick, whatever the
+ *             groups do, so quiet groups still learn that their leader's
+ *             node is alive
  *   attr = [mode, uid, gid, mtime_ns, ctime_ns, create_index, mod_index,
  *           version, size]
  */
@@ -62,6 +65,7 @@ enum cm_frame_type {
 	CM_FR_RESP = 5,
 	CM_FR_EVENT = 6,
 	CM_FR_ERROR = 7,
+	CM_FR_PING = 8, /* node liveness: once per tick on every peer link */
 };
 
 enum cm_op {

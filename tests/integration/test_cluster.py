@@ -134,7 +134,38 @@ def test_one_node_hosts_several_groups():
         c.down()
 
 
+def test_quiet_group_elects_when_its_leader_dies():
+    """An idle group goes quiet (no heartbeats); node pings still tell its
+    followers when the leader's node dies, and they elect a new leader."""
+    import json
+    c = Cluster(base_port=BASE + 50, extra=["--quiesce-ticks", "5"]).up()
+    try:
+        old = c.leader()
+        c.ctl("put", "/q", "1", check=True)
+        time.sleep(1.5)  # 5 ticks of 20 ms: quiet long since
+        g = c.status(old)
+        assert g is not None
+        st1, m1 = c.get_http(old, "/metrics")
+        time.sleep(1.0)
+        st2, m2 = c.get_http(old, "/metrics")
+
+        def sent(body):
+            return sum(int(float(line.split()[-1])) for line in body.splitlines()
+                       if line.startswith("confman_peer_frames_sent_total"))
+        # Quiet: about one ping per tick per peer (2 peers, 50 ticks), no heartbeats.
+        assert sent(m2) - sent(m1) < 2 * 50 * 1.5, (sent(m1), sent(m2))
+        c.kill(old)
+        new = c.leader()
+        assert new != old
+        rc, _, err = c.ctl("put", "/q", "2")
+        assert rc == 0, err
+        rc, out, _ = c.ctl("get", "/q")
+        assert out == b"2"
+    finally:
+        c.down()
+
+
 if __name__ == "__main__":
     run([test_basic_operations, test_kill_leader_during_load_loses_no_acked_write,
          test_lagging_node_catches_up_by_snapshot, test_full_restart_loses_nothing,
-         test_one_node_hosts_several_groups])
+         test_one_node_hosts_several_groups, test_quiet_group_elects_when_its_leader_dies])

@@ -181,6 +181,11 @@ bool sim_client_probe(struct sim *s)
 {
 	struct sim_pending *p = &s->probe;
 	struct sim_node *l = find_leader(s);
+	/* A probe whose entry a new leader dropped (nothing committed at its
+	 * index yet, the log just shorter) would wait forever: retry it. */
+	if (p->active && s->hist.n < p->index && l && l->st.term != p->term &&
+	    l->st.last_index < p->index)
+		p->active = false;
 	if (p->active && s->hist.n >= p->index) {
 		if (sim_hist_at(s, p->index)->term != p->term) {
 			p->active = false; /* overwritten before it committed: try again */
