@@ -157,13 +157,32 @@ void cm__node_sync_registry(struct cm_node *n)
  * (pings, once per tick per peer, whatever the groups do) that the leader's
  * node went silent, and then campaign as usual.
  */
+/* A quiet leader does not run CheckQuorum: node liveness does it instead. */
+static bool leader_cut_off(struct cm_node *n, const struct raft_status *st, uint64_t timeout)
+{
+	uint32_t voters = 0, alive = 0;
+	for (uint32_t k = 0; k < st->conf.n; k++) {
+		if (st->conf.kinds[k] != RAFT_VOTER)
+			continue;
+		voters++;
+		uint64_t id = st->conf.ids[k];
+		alive += id == n->cfg->node_id || cm_net_peer_silence(n->net, id) <= timeout;
+	}
+	return alive <= voters / 2;
+}
+
 static void wake_orphans(struct cm_node *n, struct cm_group *g)
 {
 	struct raft_status st;
 	raft_status(g->raft, &st);
-	if (!st.quiesced || st.role == RAFT_LEADER)
+	if (!st.quiesced)
 		return;
 	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
+	if (st.role == RAFT_LEADER) {
+		if (leader_cut_off(n, &st, timeout))
+			raft_wake(g->raft); /* CheckQuorum will step it down */
+		return;
+	}
 	if (st.leader == 0 || cm_net_peer_silence(n->net, st.leader) > timeout) {
 		cm_log_debug("group %llu: leader %llu's node is silent: waking",
 			     (unsigned long long)g->info->id, (unsigned long long)st.leader);

@@ -29,9 +29,39 @@ static void node_config(const struct sim *s, const struct sim_node *n, struct ra
  * leader's node is down or cut off from it for an election timeout is woken;
  * sometimes one is woken for nothing (a false alarm must be harmless).
  */
+static bool reachable(struct sim *s, struct sim_node *a, raft_id b_id)
+{
+	struct sim_node *b = sim_node_by_id(s, b_id);
+	return b != NULL && b->r != NULL && !s->net.cut[a->id][b->id] && !s->net.cut[b->id][a->id];
+}
+
+/* A quiet leader runs no CheckQuorum: the server wakes it when a majority
+ * of its voters' nodes fall silent; so does this oracle. */
+static void leader_liveness(struct sim *s, struct sim_node *n)
+{
+	const struct raft_conf *c = &n->st.conf;
+	uint32_t voters = 0, alive = 0;
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (c->kinds[i] != RAFT_VOTER)
+			continue;
+		voters++;
+		alive += c->ids[i] == n->id || reachable(s, n, c->ids[i]);
+	}
+	n->leader_gone = alive <= voters / 2 ? n->leader_gone + 1 : 0;
+	if (n->leader_gone >= SIM_ELECTION_TICKS) {
+		s->stats.woken++;
+		raft_wake(n->r);
+		n->leader_gone = 0;
+	}
+}
+
 static void liveness(struct sim *s, struct sim_node *n)
 {
-	if (!n->st.quiesced || n->st.role == RAFT_LEADER) {
+	if (n->st.quiesced && n->st.role == RAFT_LEADER) {
+		leader_liveness(s, n);
+		return;
+	}
+	if (!n->st.quiesced) {
 		n->leader_gone = 0;
 		return;
 	}
