@@ -32,6 +32,7 @@ struct cm_conn {
 	uint32_t refs;
 	size_t queued; /* bytes handed to uv_write and not yet written */
 	struct cm_peer *peer; /* outbound connections only */
+	uint64_t born_ms;     /* loop time of accept: a HELLO is due within CM_HELLO_MS */
 	uv_connect_t connect;
 	struct cm_conn *next, *prev; /* net->conns */
 };
@@ -398,6 +399,7 @@ static void on_accept(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_closed);
 		return;
 	}
+	c->born_ms = uv_now(n->loop);
 	c->next = n->conns;
 	if (n->conns)
 		n->conns->prev = c;
@@ -500,8 +502,21 @@ int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct
 	return 0;
 }
 
+/* Connections that never said HELLO would hold slots (CM_MAX_CONNS) forever
+ * and, at the limit, keep peers out: they get CM_HELLO_MS. */
+static void sweep_silent(struct cm_net *n)
+{
+	uint64_t now = uv_now(n->loop);
+	for (struct cm_conn *c = n->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->state == CONN_HELLO && !c->linger && now - c->born_ms > CM_HELLO_MS)
+			conn_fail(c, -ETIMEDOUT, "no HELLO in time");
+	}
+}
+
 void cm_net_ping(struct cm_net *n)
 {
+	sweep_silent(n);
 	for (uint32_t k = 0; k < n->n_peers; k++) {
 		struct cm_conn *c = n->peers[k].conn;
 		if (c == NULL || c->state != CONN_OUT_READY ||

@@ -11,6 +11,7 @@
 #define CM_MAX_CONNS 4096             /* accepted connections */
 #define CM_PEER_QUEUE_MAX (32u << 20) /* unsent bytes to one peer: then drop */
 #define CM_CLIENT_QUEUE_MAX (64u << 20) /* unsent bytes to one client: then close */
+#define CM_HELLO_MS 5000              /* an accepted connection must say HELLO by then */
 
 struct cm_net;
 struct cm_conn; /* a connection; reference-counted */
@@ -40,7 +41,8 @@ void cm_net_stop(struct cm_net *n);
  * behind. Returns 0 or -ENOTCONN, -ENOBUFS, -EMSGSIZE, -ENOMEM (dropped).
  */
 int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct raft_msg *m);
-/* Queue a PING to every connected peer (once per tick: node liveness). */
+/* Queue a PING to every connected peer (once per tick: node liveness), and
+ * close accepted connections that have not said HELLO within CM_HELLO_MS. */
 void cm_net_ping(struct cm_net *n);
 /* Milliseconds (loop time) since anything arrived from peer id; UINT64_MAX
  * if nothing ever did or the peer is unknown. */

@@ -5,6 +5,7 @@ import random
 import socket
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Cluster, frame, raw_conn, run  # noqa: E402
@@ -63,6 +64,15 @@ def test_garbage_frames_are_refused_and_the_node_keeps_serving():
         reply = recv_all(s)
         s.close()
         assert reply, "a malformed frame must get an ERROR frame before the close"
+        s = raw_conn(port)  # says nothing: closed after the HELLO deadline (5 s)
+        s.settimeout(8)
+        t0 = time.time()
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            data = None
+        s.close()
+        assert data is not None and time.time() - t0 < 7.5, "a silent connection was kept"
         s = raw_conn(port)  # the right hello, then garbage
         s.sendall(hello())
         s.sendall(frame(b"\xc1"))
