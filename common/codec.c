@@ -1,4 +1,5 @@
 /* codec.c: protocol frames to and from bytes, with msgpack-c. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,4 +295,39 @@ int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id)
 	msgpack_pack_uint8(&pk, CM_FR_PING);
 	msgpack_pack_uint64(&pk, node_id);
 	return frame_close(sb, start);
+}
+
+int cm_codec_beats(msgpack_sbuffer *sb, uint64_t from, uint64_t to, const struct cm_beat *v,
+		   uint32_t n)
+{
+	assert(n <= CM_BEATS_MAX);
+	msgpack_packer pk;
+	size_t start = frame_open(sb, &pk);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint8(&pk, CM_FR_BEATS);
+	msgpack_pack_uint64(&pk, from);
+	msgpack_pack_uint64(&pk, to);
+	msgpack_pack_array(&pk, n);
+	for (uint32_t k = 0; k < n; k++) {
+		msgpack_pack_array(&pk, 6);
+		msgpack_pack_uint64(&pk, v[k].group);
+		msgpack_pack_uint8(&pk, v[k].type);
+		msgpack_pack_uint64(&pk, v[k].term);
+		msgpack_pack_uint64(&pk, v[k].commit);
+		msgpack_pack_uint64(&pk, v[k].ctx);
+		msgpack_pack_uint8(&pk, v[k].flags);
+	}
+	return frame_close(sb, start);
+}
+
+void cm_codec_beat_msg(const struct cm_beat *b, uint64_t from, uint64_t to, struct raft_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = b->type;
+	m->from = from;
+	m->to = to;
+	m->term = b->term;
+	m->commit = b->commit;
+	m->ctx = b->ctx;
+	m->force = (b->flags & 2) != 0;
 }

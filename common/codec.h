@@ -21,6 +21,19 @@ int cm_codec_error(msgpack_sbuffer *sb, int err, const char *message);
 int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m);
 int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id);
 
+/* One heartbeat (or its answer) of one group, as BEATS carries it. */
+struct cm_beat {
+	uint64_t group;
+	uint8_t type; /* RAFT_MSG_HEARTBEAT or RAFT_MSG_HEARTBEAT_RESP */
+	uint8_t flags; /* bit1: force (quiesce) */
+	uint64_t term, commit, ctx;
+};
+#define CM_BEATS_MAX 65536 /* beats in one frame */
+int cm_codec_beats(msgpack_sbuffer *sb, uint64_t from, uint64_t to, const struct cm_beat *v,
+		   uint32_t n);
+/* The raft_msg a beat stands for. */
+void cm_codec_beat_msg(const struct cm_beat *b, uint64_t from, uint64_t to, struct raft_msg *m);
+
 /* Attribute arrays, shared with kv.c's records and watch events. */
 void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a);
 int cm_codec_unpack_attr(const msgpack_object *o, struct cm_attr *a);
@@ -36,6 +49,9 @@ struct cm_msg {
 	struct cm_errframe error;
 	uint64_t group;      /* RAFT */
 	uint64_t ping_node;  /* PING */
+	uint64_t beats_from, beats_to; /* BEATS */
+	struct cm_beat *beats;         /* BEATS; owned by this message */
+	uint32_t n_beats;
 	struct raft_msg raft; /* RAFT; entries owned by this message */
 	msgpack_unpacked up;
 };

@@ -346,6 +346,34 @@ static int dec_error(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 
 int cm__codec_dec_raft(const msgpack_object *f, uint32_t n, struct cm_msg *m);
 
+static int dec_beat(const msgpack_object *o, struct cm_beat *b)
+{
+	const msgpack_object *f = array_of(o, 6);
+	if (f == NULL || get_u64(&f[0], &b->group) || get_u8(&f[1], &b->type) ||
+	    get_u64(&f[2], &b->term) || get_u64(&f[3], &b->commit) || get_u64(&f[4], &b->ctx) ||
+	    get_u8(&f[5], &b->flags))
+		return -EBADMSG;
+	if ((b->type != RAFT_MSG_HEARTBEAT && b->type != RAFT_MSG_HEARTBEAT_RESP) || b->flags > 7)
+		return -EBADMSG;
+	return 0;
+}
+
+static int dec_beats(const msgpack_object *f, uint32_t n, struct cm_msg *m)
+{
+	if (n != 4 || get_u64(&f[1], &m->beats_from) || get_u64(&f[2], &m->beats_to) ||
+	    f[3].type != MSGPACK_OBJECT_ARRAY || f[3].via.array.size > CM_BEATS_MAX)
+		return -EBADMSG;
+	uint32_t nb = f[3].via.array.size;
+	m->beats = nb ? calloc(nb, sizeof(*m->beats)) : NULL;
+	if (nb && m->beats == NULL)
+		return -ENOMEM;
+	m->n_beats = nb;
+	for (uint32_t k = 0; k < nb; k++)
+		if (dec_beat(&f[3].via.array.ptr[k], &m->beats[k]))
+			return -EBADMSG;
+	return 0;
+}
+
 static int dispatch(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 {
 	switch (m->type) {
@@ -362,6 +390,8 @@ static int dispatch(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 		return dec_error(f, n, m);
 	case CM_FR_RAFT:
 		return cm__codec_dec_raft(f, n, m);
+	case CM_FR_BEATS:
+		return dec_beats(f, n, m);
 	case CM_FR_PING:
 		return n == 2 && get_u64(&f[1], &m->ping_node) == 0 ? 0 : -EBADMSG;
 	default:
@@ -396,6 +426,7 @@ void cm_codec_free(struct cm_msg *m)
 	free(m->resp.ents);
 	free(m->resp.groups);
 	free(m->resp.shards);
+	free(m->beats);
 	free(m->resp.nodes);
 	free(m->raft.entries);
 	msgpack_unpacked_destroy(&m->up);

@@ -200,8 +200,10 @@ static bool group_idle(const struct raft *r)
 	if (r->commit != last || r->transferee != 0 || r->n_reads != 0 || r->read_round ||
 	    r->need_flush)
 		return false;
+	/* Every member caught up and heard from in this CheckQuorum period:
+	 * a leader goes quiet only while its group is whole. */
 	for (uint32_t k = 0; k < r->n_prs; k++)
-		if (r->prs[k].match != last)
+		if (r->prs[k].match != last || !r->prs[k].recent_active)
 			return false;
 	return true;
 }

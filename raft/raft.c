@@ -252,11 +252,13 @@ const char *raft_role_name(enum raft_role role)
 void raft__wake(struct raft *r)
 {
 	if (r->quiesced && r->role == RAFT_LEADER) {
-		/* Quiet time says nothing about the members: do not let
-		 * CheckQuorum count it against them. */
+		/* A full CheckQuorum period from now, in which the heartbeats
+		 * that resume at once must be answered: no grace, or a leader
+		 * woken because its followers died would quiesce again before
+		 * it noticed. */
 		r->election_elapsed = 0;
 		for (uint32_t k = 0; k < r->n_prs; k++)
-			r->prs[k].recent_active = true;
+			r->prs[k].recent_active = false;
 	}
 	r->quiesced = false;
 	r->quiet_ticks = 0;

@@ -46,6 +46,8 @@ struct cm_peer {
 	uint32_t backoff_ms;
 	struct cm_peer_stats stats;
 	uint64_t heard_ms; /* loop time of the last frame from it; 0: never */
+	struct cm_beat *beats; /* owned: this turn's heartbeats, sent as one frame */
+	uint32_t n_beats, cap_beats;
 };
 
 struct cm_net {
@@ -163,11 +165,32 @@ static void mark_dirty(struct cm_conn *c)
 	c->net->dirty[c->net->n_dirty++] = c;
 }
 
+/* The turn's heartbeats to a peer, every group's, as one BEATS frame. */
+static void beats_out(struct cm_net *n, struct cm_peer *p, struct cm_conn *c)
+{
+	if (p->n_beats == 0)
+		return;
+	if (cm_codec_beats(&c->out, n->cfg->node_id, p->id, p->beats, p->n_beats) == 0) {
+		n->stats.frames_out++;
+		p->stats.frames_out++;
+	} else {
+		n->stats.dropped += p->n_beats;
+		p->stats.dropped += p->n_beats;
+	}
+	p->n_beats = 0;
+}
+
 void cm_net_flush(struct cm_net *n)
 {
 	for (uint32_t k = 0; k < n->n_dirty; k++) {
-		conn_write_out(n->dirty[k]);
-		cm_conn_unref(n->dirty[k]);
+		struct cm_conn *c = n->dirty[k];
+		if (c->peer != NULL && !c->closed) {
+			size_t before = c->out.size;
+			beats_out(n, c->peer, c);
+			c->peer->stats.bytes_out += c->out.size - before;
+		}
+		conn_write_out(c);
+		cm_conn_unref(c);
 	}
 	n->n_dirty = 0;
 }
@@ -176,8 +199,11 @@ void cm_net_flush(struct cm_net *n)
 static void net_handle_gone(struct cm_net *n)
 {
 	assert(n->handles > 0);
-	if (--n->handles == 0 && n->stopping)
-		free(n);
+	if (--n->handles > 0 || !n->stopping)
+		return;
+	for (uint32_t k = 0; k < n->n_peers; k++)
+		free(n->peers[k].beats);
+	free(n);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -317,6 +343,15 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 		}
 		if (m->type == CM_FR_PING && m->ping_node == c->node_id)
 			return;
+		if (m->type == CM_FR_BEATS && m->beats_from == c->node_id &&
+		    m->beats_to == n->cfg->node_id) {
+			for (uint32_t k = 0; k < m->n_beats && !c->closed; k++) {
+				struct raft_msg rm;
+				cm_codec_beat_msg(&m->beats[k], c->node_id, m->beats_to, &rm);
+				n->h.on_raft(n->h.arg, c->node_id, m->beats[k].group, &rm);
+			}
+			return;
+		}
 		if (m->type != CM_FR_RAFT || m->raft.from != c->node_id ||
 		    m->raft.to != n->cfg->node_id) {
 			conn_fail(c, -EPROTO, "expected a Raft message from the peer");
@@ -471,6 +506,30 @@ static struct cm_peer *find_peer(struct cm_net *n, uint64_t id)
 	return NULL;
 }
 
+/* Heartbeats of all groups for one peer wait for the flush: one frame each turn. */
+static int queue_beat(struct cm_net *n, struct cm_peer *p, struct cm_conn *c, uint64_t group,
+		      const struct raft_msg *m)
+{
+	if (p->n_beats == CM_BEATS_MAX)
+		beats_out(n, p, c);
+	if (p->n_beats == p->cap_beats) {
+		uint32_t cap = p->cap_beats ? p->cap_beats * 2 : 64;
+		struct cm_beat *v = realloc(p->beats, sizeof(*v) * cap);
+		if (v == NULL) {
+			n->stats.dropped++;
+			p->stats.dropped++;
+			return -ENOMEM;
+		}
+		p->beats = v;
+		p->cap_beats = cap;
+	}
+	p->beats[p->n_beats++] = (struct cm_beat){
+		.group = group, .type = m->type, .flags = (uint8_t)(m->force ? 2 : 0),
+		.term = m->term, .commit = m->commit, .ctx = m->ctx};
+	mark_dirty(c);
+	return 0;
+}
+
 int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct raft_msg *m)
 {
 	struct cm_peer *p = find_peer(n, to);
@@ -488,6 +547,8 @@ int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct
 		p->stats.dropped++;
 		return -ENOBUFS;
 	}
+	if (m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_HEARTBEAT_RESP)
+		return queue_beat(n, p, c, group, m);
 	size_t before = c->out.size;
 	int rv = cm_codec_raft(&c->out, group, m);
 	if (rv != 0) {

@@ -34,6 +34,9 @@
  *             the path: a server that disagrees answers CM_EWRONGSHARD.
  *   EVENT     [6, watch_id, group, index, kind, path:str, path2:str, attr | nil]
  *   ERROR     [7, err, message:str]
+ *   BEATS     [9, from, to, [[group, type, term, commit, ctx, flags]...]]
+ *             the turn's HEARTBEAT and HEARTBEAT_RESP messages of every group
+ *             for one peer, coalesced into one frame (multi-raft)
  *   PING      [8, node_id]   peer links only; one per tick, whatever the
  *             groups do, so quiet groups still learn that their leader's
  *             node is alive
@@ -66,6 +69,7 @@ enum cm_frame_type {
 	CM_FR_EVENT = 6,
 	CM_FR_ERROR = 7,
 	CM_FR_PING = 8, /* node liveness: once per tick on every peer link */
+	CM_FR_BEATS = 9, /* every group's heartbeats to one peer in one frame */
 };
 
 enum cm_op {

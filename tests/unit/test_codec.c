@@ -340,6 +340,48 @@ static void test_resp_error_carries_leader_hint(void **state)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+static void test_beats_and_ping_roundtrip(void **state)
+{
+	(void)state;
+	struct cm_beat v[3] = {
+		{.group = 1, .type = RAFT_MSG_HEARTBEAT, .term = 7, .commit = 99, .ctx = 3},
+		{.group = 4294967295u, .type = RAFT_MSG_HEARTBEAT, .flags = 2, .term = 2, .commit = 5},
+		{.group = (1ull << 32) + 17, .type = RAFT_MSG_HEARTBEAT_RESP, .term = 9, .ctx = 11},
+	};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_beats(&sb, 2, 3, v, 3), 0);
+	size_t len;
+	const char *body = frame_body(&sb, &len);
+	struct cm_msg m;
+	assert_int_equal(cm_codec_decode(body, len, &m), 0);
+	assert_int_equal(m.type, CM_FR_BEATS);
+	assert_int_equal(m.beats_from, 2);
+	assert_int_equal(m.beats_to, 3);
+	assert_int_equal(m.n_beats, 3);
+	assert_memory_equal(m.beats, v, sizeof(v));
+	struct raft_msg rm;
+	cm_codec_beat_msg(&m.beats[1], 2, 3, &rm);
+	assert_true(rm.force);
+	assert_int_equal(rm.type, RAFT_MSG_HEARTBEAT);
+	assert_int_equal(rm.commit, 5);
+	cm_codec_free(&m);
+	/* A beat of another message type is not a beat. */
+	msgpack_sbuffer_clear(&sb);
+	v[0].type = RAFT_MSG_APPEND;
+	assert_int_equal(cm_codec_beats(&sb, 2, 3, v, 1), 0);
+	body = frame_body(&sb, &len);
+	assert_int_equal(cm_codec_decode(body, len, &m), -EBADMSG);
+	msgpack_sbuffer_clear(&sb);
+	assert_int_equal(cm_codec_ping(&sb, 5), 0);
+	body = frame_body(&sb, &len);
+	assert_int_equal(cm_codec_decode(body, len, &m), 0);
+	assert_int_equal(m.type, CM_FR_PING);
+	assert_int_equal(m.ping_node, 5);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_event_roundtrip(void **state)
 {
 	(void)state;
@@ -863,6 +905,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello_roundtrip),
+		cmocka_unit_test(test_beats_and_ping_roundtrip),
 		cmocka_unit_test(test_req_roundtrip_every_field),
 		cmocka_unit_test(test_resp_get_roundtrip),
 		cmocka_unit_test(test_resp_list_roundtrip),
