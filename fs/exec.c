@@ -1,0 +1,539 @@
+/* exec.c: confman-fs's loop thread: each job becomes requests to the cluster,
+ * and its reply is sent when the server answers (metadata and namespace;
+ * open files are file.c's). */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+
+int cm_fs_errno(int err)
+{
+	if (err >= 0)
+		return 0;
+	switch (err) {
+	case CM_ENOTLEADER:
+	case CM_ENOLEADER:
+	case CM_ETRANSFERRING:
+	case -ETIMEDOUT:
+		return ETIMEDOUT;
+	case -ECANCELED:      /* shutdown (we send no CAS) */
+	case -ECONNREFUSED:   /* no server reachable */
+	case -EPROTO:
+	case -EBADMSG:
+		return EIO;
+	default:
+		break;
+	}
+	if (err > -4096)
+		return -err;
+	return EIO; /* CM_EWRONGSHARD, CM_ESTALE and the other project codes */
+}
+
+void cm_fs__done_err(struct cm_fs_job *j, int err)
+{
+	fuse_reply_err(j->req, cm_fs_errno(err));
+	cm_fs__job_free(j);
+}
+
+void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, int64_t wsize)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = a->mode;
+	st->st_nlink = S_ISDIR(a->mode) ? 2 : 1;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_size = wsize >= 0 ? wsize : (off_t)a->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
+	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
+	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
+	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
+	st->st_atim = st->st_mtim; /* atime is not stored */
+}
+
+/* The root of a prefix that does not exist (yet): an empty directory. */
+static const struct cm_attr root_attr = {.mode = S_IFDIR | 0755};
+
+static void reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
+{
+	struct stat st;
+	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
+	if (!n->linked)
+		st.st_nlink = 0;
+	fuse_reply_attr(j->req, &st, j->fs->o.attr_timeout);
+	cm_fs__job_free(j);
+}
+
+/* Reply an entry for j->path with attr: one more kernel reference. */
+static void reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
+{
+	struct cm_fs_node *n;
+	int rc = cm_fs_itable_ref(&j->fs->it, j->path, &n);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	n->attr = *attr;
+	n->has_attr = true;
+	struct fuse_entry_param e = {
+		.ino = n->ino,
+		.attr_timeout = j->fs->o.attr_timeout,
+		.entry_timeout = j->fs->o.entry_timeout,
+	};
+	cm_fs__fill_stat(&e.attr, n->ino, attr, n->wsize);
+	if (fuse_reply_entry(j->req, &e) != 0)
+		cm_fs_itable_forget(&j->fs->it, n->ino, 1);
+	cm_fs__job_free(j);
+}
+
+/* j->path = the server path of parent's child name. */
+int cm_fs__child_path(struct cm_fs_job *j, fuse_ino_t parent, const char *name, char **out)
+{
+	struct cm_fs_node *p = cm_fs_itable_find(&j->fs->it, parent);
+	if (p == NULL || !p->linked)
+		return -ENOENT;
+	size_t lp = strlen(p->path), ln = strlen(name);
+	if (ln > CM_NAME_MAX)
+		return -ENAMETOOLONG;
+	bool root = lp == 1;
+	if ((root ? 0 : lp) + 1 + ln > CM_PATH_MAX)
+		return -ENAMETOOLONG;
+	char *s = malloc(lp + ln + 2);
+	if (s == NULL)
+		return -ENOMEM;
+	memcpy(s, p->path, lp);
+	size_t k = root ? 0 : lp;
+	s[k] = '/';
+	memcpy(s + k + 1, name, ln + 1);
+	*out = s;
+	return 0;
+}
+
+/* j->path = the server path of inode j->ino (linked or not). */
+int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np)
+{
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (n == NULL)
+		return -ENOENT;
+	j->path = strdup(n->path);
+	if (j->path == NULL)
+		return -ENOMEM;
+	if (np)
+		*np = n;
+	return 0;
+}
+
+void cm_fs__submit(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
+{
+	r->path = (struct cm_bytes){j->path, (uint32_t)strlen(j->path)};
+	if (r->op == CM_OP_GET || r->op == CM_OP_LIST)
+		r->consistency = CM_READ_DEFAULT;
+	int rc = cm_ac_submit(j->fs->ac, r, cb, j);
+	if (rc != 0)
+		cm_fs__done_err(j, rc);
+}
+
+void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb)
+{
+	struct cm_req r = {.op = CM_OP_GET};
+	cm_fs__submit(j, &r, cb);
+}
+
+/* ---- lookup, getattr, readlink ---- */
+
+static void lookup_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	}
+	reply_entry(j, &resp->attr);
+}
+
+static void run_lookup(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	cm_fs__submit_get(j, lookup_cb);
+}
+
+static void getattr_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (n == NULL) {
+		cm_fs__done_err(j, -ENOENT);
+		return;
+	}
+	if (err == -ENOENT && j->ino == FUSE_ROOT_ID) {
+		n->attr = root_attr;
+	} else if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	} else {
+		n->attr = resp->attr;
+	}
+	n->has_attr = true;
+	reply_attr(j, n);
+}
+
+static void run_getattr(struct cm_fs_job *j)
+{
+	struct cm_fs_node *n;
+	int rc = cm_fs__node_path(j, &n);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	if (!n->linked && n->has_attr) { /* unlinked while open */
+		reply_attr(j, n);
+		return;
+	}
+	cm_fs__submit_get(j, getattr_cb);
+}
+
+static void readlink_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	if (!resp->has_attr || !S_ISLNK(resp->attr.mode)) {
+		cm_fs__done_err(j, -EINVAL);
+		return;
+	}
+	char *s = strndup(resp->value.p ? resp->value.p : "", resp->value.len);
+	if (s == NULL) {
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	fuse_reply_readlink(j->req, s);
+	free(s);
+	cm_fs__job_free(j);
+}
+
+static void run_readlink(struct cm_fs_job *j)
+{
+	int rc = cm_fs__node_path(j, NULL);
+	if (rc != 0)
+		cm_fs__done_err(j, rc);
+	else
+		cm_fs__submit_get(j, readlink_cb);
+}
+
+/* ---- setattr ---- */
+
+#define MODEISH (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | \
+		 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
+		 FUSE_SET_ATTR_MTIME_NOW)
+
+static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (err != 0 || n == NULL || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -ENOENT);
+		return;
+	}
+	n->attr = resp->attr;
+	n->has_attr = true;
+	reply_attr(j, n);
+}
+
+/* One PUT: the new value in j->data (size/truncate) and/or mode, uid, gid. */
+static void setattr_put(struct cm_fs_job *j, struct cm_fs_node *n, bool value)
+{
+	struct cm_req r = {.op = CM_OP_PUT};
+	if (value)
+		r.value = (struct cm_bytes){j->data, (uint32_t)j->data_len};
+	else
+		r.flags |= CM_PUT_KEEP_VALUE;
+	if (j->to_set & MODEISH) {
+		/* Unset fields keep the values last seen; touch re-sends them,
+		 * which makes the server stamp a new mtime. */
+		r.flags |= CM_SET_MODE;
+		r.mode = (j->to_set & FUSE_SET_ATTR_MODE ? j->st.st_mode : n->attr.mode) & 07777;
+		r.uid = j->to_set & FUSE_SET_ATTR_UID ? j->st.st_uid : n->attr.uid;
+		r.gid = j->to_set & FUSE_SET_ATTR_GID ? j->st.st_gid : n->attr.gid;
+	}
+	cm_fs__submit(j, &r, setattr_cb);
+}
+
+static void truncate_get_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (err != 0 || n == NULL) {
+		cm_fs__done_err(j, err ? err : -ENOENT);
+		return;
+	}
+	size_t keep = resp->value.len < j->data_len ? resp->value.len : j->data_len;
+	if (keep > 0)
+		memcpy(j->data, resp->value.p, keep);
+	setattr_put(j, n, true);
+}
+
+static void run_setattr(struct cm_fs_job *j)
+{
+	struct cm_fs_node *n;
+	int rc = cm_fs__node_path(j, &n);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_fs_fh *h = j->has_fi ? cm_fs__job_fh(j) : NULL;
+	if (!(j->to_set & FUSE_SET_ATTR_SIZE)) {
+		if (j->to_set & MODEISH)
+			setattr_put(j, n, false);
+		else
+			reply_attr(j, n);
+		return;
+	}
+	if (j->st.st_size < 0 || (uint64_t)j->st.st_size > CM_FS_BUF_MAX) {
+		cm_fs__done_err(j, -EFBIG);
+		return;
+	}
+	size_t size = (size_t)j->st.st_size;
+	if (h != NULL && !h->dir) { /* ftruncate: the buffer, committed on close */
+		rc = cm_fs__fh_resize(h, size);
+		if (rc != 0) {
+			cm_fs__done_err(j, rc);
+			return;
+		}
+		h->dirty = true;
+		n->wsize = (int64_t)h->len;
+		if (j->to_set & MODEISH)
+			setattr_put(j, n, false);
+		else
+			reply_attr(j, n);
+		return;
+	}
+	/* truncate(path): the shortened (or zero-extended) value, now. */
+	j->data = calloc(1, size ? size : 1);
+	if (j->data == NULL) {
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	j->data_len = size;
+	if (size == 0)
+		setattr_put(j, n, true);
+	else
+		cm_fs__submit_get(j, truncate_get_cb);
+}
+
+/* ---- directories ---- */
+
+static void opendir_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs *fs = j->fs;
+	if (err == -ENOENT && j->ino == FUSE_ROOT_ID)
+		err = 0; /* a prefix not created yet: empty */
+	if (err != 0) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	struct cm_fs_fh *h = cm_fs__fh_new(fs, j->ino, true);
+	uint32_t n = resp ? resp->n_ents : 0;
+	if (h == NULL || (n && !(h->ents = calloc(n, sizeof(*h->ents))))) {
+		if (h)
+			cm_fs__fh_free(fs, h);
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	size_t lp = strlen(j->path);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct cm_dirent *d = &resp->ents[i];
+		struct cm_fs_dent *e = &h->ents[h->n_ents];
+		e->name = strndup(d->name.p, d->name.len);
+		char *full = malloc(lp + d->name.len + 2);
+		if (e->name == NULL || full == NULL) {
+			free(e->name);
+			free(full);
+			cm_fs__fh_free(fs, h);
+			cm_fs__done_err(j, -ENOMEM);
+			return;
+		}
+		snprintf(full, lp + d->name.len + 2, "%s/%s", lp == 1 ? "" : j->path, e->name);
+		e->ino = cm_fs_itable_hash_ino(full);
+		e->mode = d->attr.mode;
+		free(full);
+		h->n_ents++;
+	}
+	j->fi.fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(j->req, &j->fi) != 0)
+		cm_fs__fh_free(fs, h);
+	cm_fs__job_free(j);
+}
+
+static void run_opendir(struct cm_fs_job *j)
+{
+	int rc = cm_fs__node_path(j, NULL);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_LIST};
+	cm_fs__submit(j, &r, opendir_cb);
+}
+
+static void run_readdir(struct cm_fs_job *j)
+{
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	char *buf = malloc(j->size ? j->size : 1);
+	if (buf == NULL) {
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	size_t pos = 0;
+	for (uint64_t i = (uint64_t)j->off; i < (uint64_t)h->n_ents + 2; i++) {
+		struct stat st = {0};
+		const char *name = i == 0 ? "." : i == 1 ? ".." : h->ents[i - 2].name;
+		st.st_ino = i < 2 ? (i == 0 ? h->ino : FUSE_ROOT_ID) : h->ents[i - 2].ino;
+		st.st_mode = i < 2 ? S_IFDIR : h->ents[i - 2].mode;
+		size_t len = fuse_add_direntry(j->req, buf + pos, j->size - pos, name, &st,
+					       (off_t)(i + 1));
+		if (len > j->size - pos)
+			break;
+		pos += len;
+	}
+	fuse_reply_buf(j->req, buf, pos);
+	free(buf);
+	cm_fs__job_free(j);
+}
+
+static void run_release_handle(struct cm_fs_job *j)
+{
+	cm_fs__fh_free(j->fs, cm_fs__job_fh(j));
+	fuse_reply_err(j->req, 0);
+	cm_fs__job_free(j);
+}
+
+/* ---- namespace ---- */
+
+static void entry_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	}
+	reply_entry(j, &resp->attr);
+}
+
+static void run_mkdir(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_MKDIR, .mode = j->mode ? j->mode : 0755, .uid = j->uid,
+			   .gid = j->gid};
+	cm_fs__submit(j, &r, entry_cb);
+}
+
+static void run_symlink(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	size_t len = strlen(j->name2);
+	if (len > CM_PATH_MAX) {
+		cm_fs__done_err(j, -ENAMETOOLONG);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_PUT_CREATE | CM_SET_MODE,
+			   .mode = S_IFLNK | 0777, .uid = j->uid, .gid = j->gid,
+			   .value = {j->name2, (uint32_t)len}};
+	cm_fs__submit(j, &r, entry_cb);
+}
+
+static void unlink_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	(void)resp;
+	struct cm_fs_job *j = arg;
+	if (err == 0)
+		cm_fs_itable_unlink(&j->fs->it, j->path);
+	cm_fs__done_err(j, err);
+}
+
+static void run_unlink(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_DELETE, .flags = j->op == CM_FS_RMDIR ? CM_DEL_DIR : 0};
+	cm_fs__submit(j, &r, unlink_cb);
+}
+
+static void rename_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	(void)resp;
+	struct cm_fs_job *j = arg;
+	if (err == 0)
+		err = cm_fs_itable_rename(&j->fs->it, j->path, j->path2);
+	cm_fs__done_err(j, err);
+}
+
+static void run_rename(struct cm_fs_job *j)
+{
+	if (j->flags & ~(unsigned)RENAME_NOREPLACE) {
+		cm_fs__done_err(j, -EINVAL); /* RENAME_EXCHANGE, RENAME_WHITEOUT */
+		return;
+	}
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc == 0)
+		rc = cm_fs__child_path(j, j->ino2, j->name2, &j->path2);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_RENAME,
+			   .flags = j->flags & RENAME_NOREPLACE ? CM_PUT_CREATE : 0,
+			   .path2 = {j->path2, (uint32_t)strlen(j->path2)}};
+	cm_fs__submit(j, &r, rename_cb);
+}
+
+void cm_fs__job_run(struct cm_fs_job *j)
+{
+	switch (j->op) {
+	case CM_FS_LOOKUP: run_lookup(j); break;
+	case CM_FS_FORGET:
+		cm_fs_itable_forget(&j->fs->it, j->ino, j->nlookup);
+		fuse_reply_none(j->req);
+		cm_fs__job_free(j);
+		break;
+	case CM_FS_GETATTR: run_getattr(j); break;
+	case CM_FS_SETATTR: run_setattr(j); break;
+	case CM_FS_OPENDIR: run_opendir(j); break;
+	case CM_FS_READDIR: run_readdir(j); break;
+	case CM_FS_RELEASEDIR: run_release_handle(j); break;
+	case CM_FS_OPEN: cm_fs__run_open(j); break;
+	case CM_FS_READ: cm_fs__run_read(j); break;
+	case CM_FS_WRITE: cm_fs__run_write(j); break;
+	case CM_FS_FLUSH:
+	case CM_FS_FSYNC:
+	case CM_FS_RELEASE: cm_fs__run_commit(j); break;
+	case CM_FS_CREATE: cm_fs__run_create(j); break;
+	case CM_FS_MKDIR: run_mkdir(j); break;
+	case CM_FS_UNLINK:
+	case CM_FS_RMDIR: run_unlink(j); break;
+	case CM_FS_RENAME: run_rename(j); break;
+	case CM_FS_SYMLINK: run_symlink(j); break;
+	case CM_FS_READLINK: run_readlink(j); break;
+	}
+}

@@ -1,0 +1,320 @@
+/* file.c: confman-fs's open files: a per-open buffer read at open and
+ * committed with one PUT on flush/fsync/release (loop thread). */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+
+/* ---- handles ---- */
+
+struct cm_fs_fh *cm_fs__fh_new(struct cm_fs *fs, uint64_t ino, bool dir)
+{
+	struct cm_fs_fh *h = calloc(1, sizeof(*h));
+	if (h == NULL)
+		return NULL;
+	h->ino = ino;
+	h->dir = dir;
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+	return h;
+}
+
+void cm_fs__fh_free(struct cm_fs *fs, struct cm_fs_fh *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	for (uint32_t i = 0; i < h->n_ents; i++)
+		free(h->ents[i].name);
+	free(h->ents);
+	free(h->buf);
+	free(h);
+}
+
+void cm_fs_handles_free(struct cm_fs *fs)
+{
+	while (fs->handles)
+		cm_fs__fh_free(fs, fs->handles);
+}
+
+static int fh_reserve(struct cm_fs_fh *h, size_t need)
+{
+	if (need > CM_FS_BUF_MAX)
+		return -EFBIG;
+	if (need <= h->cap)
+		return 0;
+	size_t cap = h->cap ? h->cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	char *b = realloc(h->buf, cap);
+	if (b == NULL)
+		return -ENOMEM;
+	h->buf = b;
+	h->cap = cap;
+	return 0;
+}
+
+/* Set the handle's content length, zero-filling growth. */
+int cm_fs__fh_resize(struct cm_fs_fh *h, size_t len)
+{
+	int rc = fh_reserve(h, len);
+	if (rc != 0)
+		return rc;
+	if (len > h->len)
+		memset(h->buf + h->len, 0, len - h->len);
+	h->len = len;
+	return 0;
+}
+
+struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j)
+{
+	assert(j->has_fi);
+	return (struct cm_fs_fh *)(uintptr_t)j->fi.fh;
+}
+
+/* ---- files ---- */
+
+/* Reply to open/create with handle h; on a failed reply free it. */
+static void reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr)
+{
+	j->fi.fh = (uint64_t)(uintptr_t)h;
+	/* Reads go to the per-open buffer, not to pages sized by a possibly
+	 * older i_size: what open fetched is what read returns. */
+	j->fi.direct_io = 1;
+	j->fi.keep_cache = 0;
+	int rc;
+	if (attr != NULL) {
+		struct cm_fs_node *n;
+		rc = cm_fs_itable_ref(&j->fs->it, j->path, &n);
+		if (rc != 0) {
+			cm_fs__fh_free(j->fs, h);
+			cm_fs__done_err(j, rc);
+			return;
+		}
+		n->attr = *attr;
+		n->has_attr = true;
+		h->ino = n->ino;
+		struct fuse_entry_param e = {
+			.ino = n->ino,
+			.attr_timeout = j->fs->o.attr_timeout,
+			.entry_timeout = j->fs->o.entry_timeout,
+		};
+		cm_fs__fill_stat(&e.attr, n->ino, attr, -1);
+		rc = fuse_reply_create(j->req, &e, &j->fi);
+		if (rc != 0)
+			cm_fs_itable_forget(&j->fs->it, n->ino, 1);
+	} else {
+		rc = fuse_reply_open(j->req, &j->fi);
+	}
+	if (rc != 0)
+		cm_fs__fh_free(j->fs, h);
+	cm_fs__job_free(j);
+}
+
+/* A handle over value (or empty and dirty with O_TRUNC). */
+static struct cm_fs_fh *open_handle(struct cm_fs_job *j, const struct cm_bytes *value, int *err)
+{
+	struct cm_fs_fh *h = cm_fs__fh_new(j->fs, j->ino, false);
+	if (h == NULL) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	h->append = (j->fi.flags & O_APPEND) != 0;
+	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
+		h->dirty = true; /* the empty file is committed on close */
+		return h;
+	}
+	if (value && value->len) {
+		*err = cm_fs__fh_resize(h, value->len);
+		if (*err != 0) {
+			cm_fs__fh_free(j->fs, h);
+			return NULL;
+		}
+		memcpy(h->buf, value->p, value->len);
+	}
+	return h;
+}
+
+static void open_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	if (resp->has_attr && S_ISDIR(resp->attr.mode)) {
+		cm_fs__done_err(j, -EISDIR);
+		return;
+	}
+	struct cm_fs_fh *h = open_handle(j, &resp->value, &err);
+	if (h == NULL) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	reply_opened(j, h, NULL);
+}
+
+void cm_fs__run_open(struct cm_fs_job *j)
+{
+	int rc = cm_fs__node_path(j, NULL);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
+		struct cm_fs_fh *h = open_handle(j, NULL, &rc);
+		if (h == NULL)
+			cm_fs__done_err(j, rc);
+		else
+			reply_opened(j, h, NULL);
+		return;
+	}
+	cm_fs__submit_get(j, open_cb);
+}
+
+void cm_fs__run_read(struct cm_fs_job *j)
+{
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	size_t off = j->off < 0 ? 0 : (size_t)j->off;
+	if (off >= h->len) {
+		fuse_reply_buf(j->req, NULL, 0);
+	} else {
+		size_t n = h->len - off < j->size ? h->len - off : j->size;
+		fuse_reply_buf(j->req, h->buf + off, n);
+	}
+	cm_fs__job_free(j);
+}
+
+void cm_fs__run_write(struct cm_fs_job *j)
+{
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	size_t off = h->append ? h->len : (size_t)j->off;
+	if (j->off < 0 || off > CM_FS_BUF_MAX || j->data_len > CM_FS_BUF_MAX - off) {
+		cm_fs__done_err(j, -EFBIG);
+		return;
+	}
+	size_t end = off + j->data_len;
+	int rc = cm_fs__fh_resize(h, end > h->len ? end : h->len);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	memcpy(h->buf + off, j->data, j->data_len);
+	h->dirty = true;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
+	if (n != NULL)
+		n->wsize = (int64_t)h->len;
+	fuse_reply_write(j->req, j->data_len);
+	cm_fs__job_free(j);
+}
+
+static void commit_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (err == 0 && n != NULL && resp->has_attr) {
+		n->attr = resp->attr;
+		n->has_attr = true;
+	}
+	if (j->op == CM_FS_RELEASE) {
+		cm_fs__fh_free(j->fs, cm_fs__job_fh(j));
+		err = 0; /* close(2) saw flush's result already */
+	}
+	cm_fs__done_err(j, err);
+}
+
+/* flush, fsync, release: one PUT of the whole buffer if it changed. */
+void cm_fs__run_commit(struct cm_fs_job *j)
+{
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
+	bool put = h->dirty && n != NULL && n->linked; /* unlinked: data goes nowhere */
+	if (n != NULL)
+		n->wsize = -1;
+	if (!put) {
+		if (j->op == CM_FS_RELEASE)
+			cm_fs__fh_free(j->fs, h);
+		cm_fs__done_err(j, 0);
+		return;
+	}
+	/* One attempt per close: a failed PUT (EFBIG...) is reported by this
+	 * flush and not repeated by release. */
+	h->dirty = false;
+	j->ino = h->ino;
+	j->path = strdup(n->path);
+	if (j->path == NULL) {
+		if (j->op == CM_FS_RELEASE)
+			cm_fs__fh_free(j->fs, h);
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_PUT, .value = {h->buf, (uint32_t)h->len},
+			   .path = {j->path, (uint32_t)strlen(j->path)}};
+	int rc = cm_ac_submit(j->fs->ac, &r, commit_cb, j);
+	if (rc != 0) {
+		if (j->op == CM_FS_RELEASE)
+			cm_fs__fh_free(j->fs, h);
+		cm_fs__done_err(j, rc);
+	}
+}
+
+/* create: an empty file now (so it exists for other processes, O_EXCL holds),
+ * its content on close. */
+static void create_get_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	}
+	if (S_ISDIR(resp->attr.mode)) {
+		cm_fs__done_err(j, -EISDIR);
+		return;
+	}
+	struct cm_fs_fh *h = open_handle(j, &resp->value, &err);
+	if (h == NULL) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	reply_opened(j, h, &resp->attr);
+}
+
+static void create_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err == -EEXIST && !(j->fi.flags & O_EXCL)) {
+		cm_fs__submit_get(j, create_get_cb); /* created elsewhere meanwhile: open it */
+		return;
+	}
+	if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	}
+	struct cm_fs_fh *h = open_handle(j, NULL, &err);
+	if (h == NULL) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	h->dirty = false; /* committed empty already */
+	reply_opened(j, h, &resp->attr);
+}
+
+void cm_fs__run_create(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_PUT_CREATE | CM_SET_MODE,
+			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
+	cm_fs__submit(j, &r, create_cb);
+}
+

@@ -1,0 +1,117 @@
+/* fs.h: confman-fs, Confman's namespace mounted as a FUSE low-level filesystem. */
+#ifndef CONFMAN_FS_H
+#define CONFMAN_FS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "confman/client.h"
+
+/* Bounds (STYLE.md: every queue and table has one). */
+#define CM_FS_QUEUE_MAX 1024          /* FUSE requests waiting for the loop thread */
+#define CM_FS_INODES_MAX (1u << 20)   /* inodes the kernel may hold at once */
+#define CM_FS_HASH_BUCKETS (1u << 16) /* per index of the inode table */
+#define CM_FS_BUF_MAX CM_VALUE_MAX_LIMIT /* an open file's buffer; the server's
+					   * own limit (1 MiB by default) is
+					   * enforced by the PUT on close */
+
+struct cm_fs_opts {
+	char *servers;      /* owned (strdup) */
+	char *mountpoint;   /* owned */
+	char *prefix;       /* owned; "/" or a clean absolute path */
+	char *consistency;  /* owned; "follower" or "linearizable" */
+	unsigned timeout_ms;
+	double attr_timeout, entry_timeout;
+	int ro, foreground, show_help, show_version, has_fsname;
+};
+
+/* One inode the kernel knows. Touched only on the loop thread. */
+struct cm_fs_node {
+	uint64_t ino;
+	char *path;          /* owned; the server path (prefix included) */
+	uint64_t nlookup;    /* kernel references; freed at 0 (root: never) */
+	bool linked;         /* in the path index; false once unlinked or replaced */
+	bool has_attr;
+	struct cm_attr attr; /* last attributes the server sent */
+	int64_t wsize;       /* size of a dirty open buffer, -1 if none */
+	struct cm_fs_node *ino_next, *path_next;
+};
+
+/* The inode table: ino <-> path, two chained hash indexes. */
+struct cm_fs_itable {
+	struct cm_fs_node **by_ino;  /* owned, CM_FS_HASH_BUCKETS */
+	struct cm_fs_node **by_path; /* owned, CM_FS_HASH_BUCKETS */
+	uint32_t n;
+	uint64_t next_ino;
+};
+
+/* Open file or directory; owned by the loop thread, listed in cm_fs.handles so
+ * shutdown frees what the kernel never released. */
+struct cm_fs_dent {
+	char *name; /* owned */
+	uint64_t ino;
+	uint32_t mode;
+};
+
+struct cm_fs_fh {
+	uint64_t ino;
+	bool dir;
+	bool dirty;   /* buf differs from the server: PUT on flush/release */
+	bool append;  /* O_APPEND: every write goes to the end */
+	char *buf;    /* owned; file content */
+	size_t len, cap;
+	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
+	uint32_t n_ents;
+	struct cm_fs_fh *prev, *next;
+};
+
+struct cm_fs_job; /* a FUSE request on its way to the loop thread (ops.c) */
+
+struct cm_fs {
+	struct cm_fs_opts o;
+	struct fuse_session *se;
+	/* loop thread */
+	uv_loop_t loop;
+	uv_async_t wake;
+	struct cm_ac *ac;
+	pthread_t thread;
+	struct cm_fs_itable it;
+	struct cm_fs_fh *handles;
+	/* the hand-off queue, shared: guarded by mu */
+	pthread_mutex_t mu;
+	pthread_cond_t not_full;
+	struct cm_fs_job *head, *tail;
+	uint32_t queued;
+	bool stopping;
+};
+
+/* ---- inode.c ---- */
+int cm_fs_itable_init(struct cm_fs_itable *t, const char *root_path);
+void cm_fs_itable_free(struct cm_fs_itable *t);
+struct cm_fs_node *cm_fs_itable_find(struct cm_fs_itable *t, uint64_t ino);
+/* The linked node for path with one more kernel reference, created if needed.
+ * Returns 0, -ENFILE (CM_FS_INODES_MAX), -ENOMEM. */
+int cm_fs_itable_ref(struct cm_fs_itable *t, const char *path, struct cm_fs_node **out);
+void cm_fs_itable_forget(struct cm_fs_itable *t, uint64_t ino, uint64_t n);
+/* path no longer names the node(s) at or below it (unlink, rmdir, replaced). */
+void cm_fs_itable_unlink(struct cm_fs_itable *t, const char *path);
+/* Nodes at or below from now live at or below to. Returns 0 or -ENOMEM. */
+int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to);
+/* A stable pseudo inode number for a name readdir shows that the kernel has
+ * not looked up (never in the table's range). */
+uint64_t cm_fs_itable_hash_ino(const char *path);
+
+/* ---- ops.c ---- */
+extern const struct fuse_lowlevel_ops cm_fs_ops;
+/* Loop thread: take every queued job and start it (uv_async callback). */
+void cm_fs_drain(uv_async_t *h);
+/* Loop thread, at shutdown: free every handle the kernel never released. */
+void cm_fs_handles_free(struct cm_fs *fs);
+/* errno (positive) for a Confman error code, for fuse_reply_err. */
+int cm_fs_errno(int err);
+
+#endif /* CONFMAN_FS_H */

@@ -1,0 +1,246 @@
+/* inode.c: confman-fs's inode table: kernel inode numbers <-> server paths. */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+
+/* Inode numbers handed out by the table stay below this; readdir's pseudo
+ * numbers for names never looked up have the top bit set. */
+#define HASH_INO_BIT (1ull << 63)
+
+static uint64_t fnv(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static uint32_t bucket_ino(uint64_t ino)
+{
+	return (uint32_t)(ino * 11400714819323198485ull >> 48) & (CM_FS_HASH_BUCKETS - 1);
+}
+
+static uint32_t bucket_path(const char *path)
+{
+	return (uint32_t)fnv(path) & (CM_FS_HASH_BUCKETS - 1);
+}
+
+uint64_t cm_fs_itable_hash_ino(const char *path)
+{
+	return fnv(path) | HASH_INO_BIT;
+}
+
+static void path_link(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	assert(!n->linked);
+	uint32_t b = bucket_path(n->path);
+	n->path_next = t->by_path[b];
+	t->by_path[b] = n;
+	n->linked = true;
+}
+
+static void path_unlink(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	assert(n->linked);
+	struct cm_fs_node **pp = &t->by_path[bucket_path(n->path)];
+	while (*pp != n)
+		pp = &(*pp)->path_next;
+	*pp = n->path_next;
+	n->path_next = NULL;
+	n->linked = false;
+}
+
+static struct cm_fs_node *node_new(struct cm_fs_itable *t, const char *path)
+{
+	struct cm_fs_node *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return NULL;
+	n->path = strdup(path);
+	if (n->path == NULL) {
+		free(n);
+		return NULL;
+	}
+	n->ino = t->next_ino++;
+	assert(n->ino < HASH_INO_BIT);
+	n->wsize = -1;
+	uint32_t b = bucket_ino(n->ino);
+	n->ino_next = t->by_ino[b];
+	t->by_ino[b] = n;
+	path_link(t, n);
+	t->n++;
+	return n;
+}
+
+int cm_fs_itable_init(struct cm_fs_itable *t, const char *root_path)
+{
+	memset(t, 0, sizeof(*t));
+	t->by_ino = calloc(CM_FS_HASH_BUCKETS, sizeof(*t->by_ino));
+	t->by_path = calloc(CM_FS_HASH_BUCKETS, sizeof(*t->by_path));
+	t->next_ino = FUSE_ROOT_ID;
+	if (t->by_ino == NULL || t->by_path == NULL)
+		goto err;
+	struct cm_fs_node *root = node_new(t, root_path);
+	if (root == NULL)
+		goto err;
+	assert(root->ino == FUSE_ROOT_ID);
+	root->nlookup = 1; /* the kernel's reference to the root is never forgotten */
+	return 0;
+err:
+	free(t->by_ino);
+	free(t->by_path);
+	return -ENOMEM;
+}
+
+void cm_fs_itable_free(struct cm_fs_itable *t)
+{
+	for (uint32_t b = 0; t->by_ino && b < CM_FS_HASH_BUCKETS; b++) {
+		struct cm_fs_node *n = t->by_ino[b];
+		while (n != NULL) {
+			struct cm_fs_node *next = n->ino_next;
+			free(n->path);
+			free(n);
+			n = next;
+		}
+	}
+	free(t->by_ino);
+	free(t->by_path);
+	memset(t, 0, sizeof(*t));
+}
+
+struct cm_fs_node *cm_fs_itable_find(struct cm_fs_itable *t, uint64_t ino)
+{
+	for (struct cm_fs_node *n = t->by_ino[bucket_ino(ino)]; n; n = n->ino_next)
+		if (n->ino == ino)
+			return n;
+	return NULL;
+}
+
+static struct cm_fs_node *find_path(struct cm_fs_itable *t, const char *path)
+{
+	for (struct cm_fs_node *n = t->by_path[bucket_path(path)]; n; n = n->path_next)
+		if (strcmp(n->path, path) == 0)
+			return n;
+	return NULL;
+}
+
+int cm_fs_itable_ref(struct cm_fs_itable *t, const char *path, struct cm_fs_node **out)
+{
+	struct cm_fs_node *n = find_path(t, path);
+	if (n == NULL) {
+		if (t->n >= CM_FS_INODES_MAX)
+			return -ENFILE;
+		n = node_new(t, path);
+		if (n == NULL)
+			return -ENOMEM;
+	}
+	n->nlookup++;
+	*out = n;
+	return 0;
+}
+
+void cm_fs_itable_forget(struct cm_fs_itable *t, uint64_t ino, uint64_t nl)
+{
+	struct cm_fs_node *n = cm_fs_itable_find(t, ino);
+	if (n == NULL || ino == FUSE_ROOT_ID)
+		return;
+	/* The kernel's count, not trusted: never below zero. */
+	n->nlookup -= nl < n->nlookup ? nl : n->nlookup;
+	if (n->nlookup > 0)
+		return;
+	if (n->linked)
+		path_unlink(t, n);
+	struct cm_fs_node **pp = &t->by_ino[bucket_ino(ino)];
+	while (*pp != n)
+		pp = &(*pp)->ino_next;
+	*pp = n->ino_next;
+	t->n--;
+	free(n->path);
+	free(n);
+}
+
+/* Is path at or below top? */
+static bool under(const char *path, const char *top)
+{
+	size_t k = strlen(top);
+	if (strncmp(path, top, k) != 0)
+		return false;
+	return path[k] == '\0' || path[k] == '/' || (k == 1 && top[0] == '/');
+}
+
+/* Every linked node at or below top. The table is walked whole: O(inodes),
+ * acceptable for rename/unlink of what the kernel holds (bounded). */
+typedef int (*visit_fn)(struct cm_fs_itable *t, struct cm_fs_node *n, void *arg);
+
+static int visit_under(struct cm_fs_itable *t, const char *top, visit_fn fn, void *arg)
+{
+	/* Collect first: fn relinks nodes in the path index. */
+	struct cm_fs_node **v = NULL;
+	uint32_t nv = 0, cap = 0;
+	for (uint32_t b = 0; b < CM_FS_HASH_BUCKETS; b++) {
+		for (struct cm_fs_node *n = t->by_ino[b]; n; n = n->ino_next) {
+			if (!n->linked || n->ino == FUSE_ROOT_ID || !under(n->path, top))
+				continue;
+			if (nv == cap) {
+				cap = cap ? cap * 2 : 16;
+				struct cm_fs_node **nvv = realloc(v, cap * sizeof(*v));
+				if (nvv == NULL) {
+					free(v);
+					return -ENOMEM;
+				}
+				v = nvv;
+			}
+			v[nv++] = n;
+		}
+	}
+	int rc = 0;
+	for (uint32_t i = 0; i < nv && rc == 0; i++)
+		rc = fn(t, v[i], arg);
+	free(v);
+	return rc;
+}
+
+static int detach(struct cm_fs_itable *t, struct cm_fs_node *n, void *arg)
+{
+	(void)arg;
+	path_unlink(t, n);
+	return 0;
+}
+
+void cm_fs_itable_unlink(struct cm_fs_itable *t, const char *path)
+{
+	/* On -ENOMEM stale nodes keep their path: a later lookup finds the old
+	 * inode, whose getattr then fails with ENOENT. */
+	(void)visit_under(t, path, detach, NULL);
+}
+
+struct move {
+	const char *from, *to;
+};
+
+static int move_one(struct cm_fs_itable *t, struct cm_fs_node *n, void *arg)
+{
+	const struct move *m = arg;
+	size_t kf = strlen(m->from), kt = strlen(m->to);
+	size_t rest = strlen(n->path) - kf;
+	char *p = malloc(kt + rest + 1);
+	if (p == NULL)
+		return -ENOMEM;
+	memcpy(p, m->to, kt);
+	memcpy(p + kt, n->path + kf, rest + 1);
+	path_unlink(t, n);
+	free(n->path);
+	n->path = p;
+	path_link(t, n);
+	return 0;
+}
+
+int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to)
+{
+	assert(strcmp(from, "/") != 0);
+	cm_fs_itable_unlink(t, to); /* what the rename replaced */
+	struct move m = {from, to};
+	return visit_under(t, from, move_one, &m);
+}

@@ -1,0 +1,93 @@
+/* job.h: a FUSE request handed from the FUSE thread to the loop thread. */
+#ifndef CONFMAN_FS_JOB_H
+#define CONFMAN_FS_JOB_H
+
+#include <sys/stat.h>
+
+#include "fs.h"
+
+enum cm_fs_op {
+	CM_FS_LOOKUP,
+	CM_FS_FORGET,
+	CM_FS_GETATTR,
+	CM_FS_SETATTR,
+	CM_FS_OPENDIR,
+	CM_FS_READDIR,
+	CM_FS_RELEASEDIR,
+	CM_FS_OPEN,
+	CM_FS_READ,
+	CM_FS_WRITE,
+	CM_FS_FLUSH,
+	CM_FS_FSYNC,
+	CM_FS_RELEASE,
+	CM_FS_CREATE,
+	CM_FS_MKDIR,
+	CM_FS_UNLINK,
+	CM_FS_RMDIR,
+	CM_FS_RENAME,
+	CM_FS_SYMLINK,
+	CM_FS_READLINK,
+};
+
+/*
+ * Everything a request needs, copied out of libfuse's arguments on the FUSE
+ * thread (they are valid only during the callback). Owned by the queue, then
+ * by the loop thread, which replies exactly once and frees it (cm_fs__job_free).
+ */
+struct cm_fs_job {
+	struct cm_fs_job *next;
+	struct cm_fs *fs;
+	enum cm_fs_op op;
+	fuse_req_t req;
+	fuse_ino_t ino, ino2; /* the inode or parent; rename's new parent */
+	char *name, *name2;   /* owned: names in the request */
+	char *path, *path2;   /* owned: server paths, computed on the loop thread */
+	struct fuse_file_info fi;
+	bool has_fi;
+	struct stat st; /* setattr */
+	int to_set;
+	size_t size;
+	off_t off;
+	char *data; /* owned: write data, symlink target, a value being rebuilt */
+	size_t data_len;
+	uint64_t nlookup;
+	uint32_t mode, uid, gid;
+	unsigned int flags;
+	struct cm_fs_fh *fh; /* a handle being opened; owned until replied */
+};
+
+void cm_fs__job_free(struct cm_fs_job *j);
+/* Loop thread: start one job. */
+void cm_fs__job_run(struct cm_fs_job *j);
+
+/* ---- exec.c: helpers shared by the loop thread's files ---- */
+/* Reply fuse_reply_err(cm_fs_errno(err)) (0: success) and free j. */
+void cm_fs__done_err(struct cm_fs_job *j, int err);
+/* struct stat from a node's attributes; wsize >= 0 overrides the size. */
+void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, int64_t wsize);
+/* *out = malloc'd server path of parent's child name (caller frees).
+ * 0, -ENOENT (unknown or unlinked parent), -ENAMETOOLONG, -ENOMEM. */
+int cm_fs__child_path(struct cm_fs_job *j, fuse_ino_t parent, const char *name, char **out);
+/* j->path = server path of j->ino; *np (may be NULL) its node. 0, -ENOENT, -ENOMEM. */
+int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np);
+/* Send r for j->path (reads at the mount's consistency); cb owns j from then
+ * on. On a refused submit j is answered with the error and freed. */
+void cm_fs__submit(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
+void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb);
+
+/* ---- file.c: open files ---- */
+/* A new handle listed in fs->handles; NULL on ENOMEM. */
+struct cm_fs_fh *cm_fs__fh_new(struct cm_fs *fs, uint64_t ino, bool dir);
+void cm_fs__fh_free(struct cm_fs *fs, struct cm_fs_fh *h);
+/* Content length len, zero-filling growth. 0, -EFBIG (over CM_FS_BUF_MAX), -ENOMEM. */
+int cm_fs__fh_resize(struct cm_fs_fh *h, size_t len);
+/* The handle of a job that carries a fuse_file_info. */
+struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j);
+void cm_fs__run_open(struct cm_fs_job *j);
+void cm_fs__run_read(struct cm_fs_job *j);
+void cm_fs__run_write(struct cm_fs_job *j);
+/* flush, fsync, release: one PUT of the buffer if dirty. */
+void cm_fs__run_commit(struct cm_fs_job *j);
+void cm_fs__run_create(struct cm_fs_job *j);
+
+#endif /* CONFMAN_FS_JOB_H */

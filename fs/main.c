@@ -1,0 +1,277 @@
+/* main.c: confman-fs: mount Confman's namespace with FUSE.
+ *
+ * Threads. The asynchronous client (cm_ac_*) is not thread-safe: it belongs
+ * to one libuv loop, which runs in its own thread and owns everything else
+ * too (inode table, open handles). The FUSE session runs fuse_session_loop()
+ * in the main thread; each callback only copies its arguments into a job,
+ * appends it to a bounded, mutex-protected queue and wakes the loop with
+ * uv_async_send(). The loop thread starts the job's requests and replies
+ * (fuse_reply_* is thread-safe) when the server answers, so the FUSE thread
+ * never waits on the network and the loop never blocks on /dev/fuse. One
+ * state owner means no locks beyond the queue's. The kernel notifications
+ * still to come (cache invalidation from the watch stream) must run on a
+ * third thread: libfuse documents deadlocks when they are sent from a
+ * request's path.
+ *
+ * Out of memory: requests fail with ENOMEM; start-up fails with a message.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs.h"
+
+enum { KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, f, v) {t, offsetof(struct cm_fs_opts, f), v}
+static const struct fuse_opt opt_spec[] = {
+	OPT("timeout=%u", timeout_ms, 0),
+	OPT("attr_timeout=%lf", attr_timeout, 0),
+	OPT("entry_timeout=%lf", entry_timeout, 0),
+	OPT("consistency=%s", consistency, 0),
+	OPT("prefix=%s", prefix, 0),
+	FUSE_OPT_KEY("-f", KEY_FG),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+static void usage(FILE *f, const char *prog)
+{
+	fprintf(f, "usage: %s [-f] [-o OPTS] SERVERS MOUNTPOINT\n\n"
+	       "SERVERS: host:port[,host:port...]\n"
+	       "Options (-o):\n"
+	       "  ro                        read-only mount\n"
+	       "  timeout=MS                per request, retries included (5000)\n"
+	       "  attr_timeout=S            kernel attribute cache (1)\n"
+	       "  entry_timeout=S           kernel name cache (1)\n"
+	       "  consistency=follower|linearizable   reads (follower)\n"
+	       "  prefix=/PATH              mount this sub-tree (/)\n"
+	       "  allow_other, default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
+	       "  -f                        stay in the foreground\n", prog);
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	(void)outargs;
+	struct cm_fs_opts *o = data;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (o->servers == NULL)
+			return (o->servers = strdup(arg)) ? 0 : -1;
+		if (o->mountpoint == NULL)
+			return (o->mountpoint = realpath(arg, NULL)) ? 0 : (perror(arg), -1);
+		fprintf(stderr, "confman-fs: unexpected argument '%s'\n", arg);
+		return -1;
+	case KEY_FG: o->foreground = 1; return 0;
+	case KEY_RO: o->ro = 1; return 1; /* also for the kernel: MS_RDONLY */
+	case KEY_FSNAME: o->has_fsname = 1; return 1;
+	case KEY_HELP: o->show_help = 1; return 0;
+	case KEY_VERSION: o->show_version = 1; return 0;
+	default: return 1;
+	}
+}
+
+/* A clean absolute prefix, "/" for the whole namespace. */
+static int check_prefix(const char *p)
+{
+	size_t n = strlen(p);
+	if (p[0] != '/' || n > CM_PATH_MAX || strstr(p, "//") || (n > 1 && p[n - 1] == '/') ||
+	    strstr(p, "/./") || strstr(p, "/../"))
+		return -EINVAL;
+	return 0;
+}
+
+static void *loop_main(void *arg)
+{
+	struct cm_fs *fs = arg;
+	uv_run(&fs->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+static void on_wake(uv_async_t *h)
+{
+	struct cm_fs *fs = h->data;
+	cm_fs_drain(h);
+	pthread_mutex_lock(&fs->mu);
+	bool stop = fs->stopping;
+	pthread_mutex_unlock(&fs->mu);
+	if (stop && fs->ac != NULL) {
+		cm_ac_close(fs->ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
+		fs->ac = NULL;
+		uv_close((uv_handle_t *)&fs->wake, NULL);
+	}
+}
+
+static int loop_start(struct cm_fs *fs)
+{
+	struct cm_client_opts co;
+	cm_client_opts_init(&co);
+	co.servers = fs->o.servers;
+	co.timeout_ms = fs->o.timeout_ms;
+	co.consistency = strcmp(fs->o.consistency, "linearizable") == 0 ? CM_READ_LINEARIZABLE
+									  : CM_READ_FOLLOWER;
+	int rc = uv_loop_init(&fs->loop);
+	if (rc != 0)
+		return rc;
+	rc = cm_ac_new(&fs->loop, &co, &fs->ac);
+	if (rc != 0)
+		goto err_loop;
+	fs->wake.data = fs;
+	rc = uv_async_init(&fs->loop, &fs->wake, on_wake);
+	if (rc != 0)
+		goto err_ac;
+	/* Signals go to the FUSE thread, whose read() they must interrupt. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = -pthread_create(&fs->thread, NULL, loop_main, fs);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		goto err_async;
+	return 0;
+err_async:
+	uv_close((uv_handle_t *)&fs->wake, NULL);
+err_ac:
+	cm_ac_close(fs->ac, NULL, NULL);
+	uv_run(&fs->loop, UV_RUN_DEFAULT);
+err_loop:
+	uv_loop_close(&fs->loop);
+	return rc;
+}
+
+static void loop_stop(struct cm_fs *fs)
+{
+	pthread_mutex_lock(&fs->mu);
+	fs->stopping = true;
+	pthread_mutex_unlock(&fs->mu);
+	uv_async_send(&fs->wake);
+	pthread_join(fs->thread, NULL);
+	cm_fs_handles_free(fs);
+	(void)uv_loop_close(&fs->loop);
+}
+
+/* Validate SERVERS now, before daemonizing, with a throw-away client. */
+static int check_servers(const struct cm_fs_opts *o)
+{
+	struct cm_client_opts co;
+	cm_client_opts_init(&co);
+	co.servers = o->servers;
+	struct cm_client *c;
+	int rc = cm_client_open(&co, &c);
+	if (rc == 0)
+		cm_client_close(c);
+	return rc;
+}
+
+static int parse(struct cm_fs *fs, struct fuse_args *args)
+{
+	struct cm_fs_opts *o = &fs->o;
+	o->attr_timeout = o->entry_timeout = 1.0;
+	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
+	if (fuse_opt_parse(args, o, opt_spec, opt_proc) != 0)
+		return 2;
+	if (o->show_help || o->show_version) {
+		if (o->show_help)
+			usage(stdout, args->argv[0]);
+		else
+			printf("confman-fs 0.1.0, FUSE %s\n", fuse_pkgversion());
+		return 1;
+	}
+	if (o->servers == NULL || o->mountpoint == NULL) {
+		usage(stderr, args->argv[0]);
+		return 2;
+	}
+	if (o->prefix == NULL && (o->prefix = strdup("/")) == NULL)
+		return 2;
+	if (o->consistency == NULL && (o->consistency = strdup("follower")) == NULL)
+		return 2;
+	if (strcmp(o->consistency, "follower") != 0 && strcmp(o->consistency, "linearizable") != 0) {
+		fprintf(stderr, "confman-fs: consistency must be follower or linearizable\n");
+		return 2;
+	}
+	if (check_prefix(o->prefix) != 0) {
+		fprintf(stderr, "confman-fs: prefix must be a clean absolute path\n");
+		return 2;
+	}
+	if (o->attr_timeout < 0 || o->entry_timeout < 0 || o->timeout_ms == 0) {
+		fprintf(stderr, "confman-fs: timeouts must be positive\n");
+		return 2;
+	}
+	int rc = check_servers(o);
+	if (rc != 0) {
+		fprintf(stderr, "confman-fs: bad server list '%s': %s\n", o->servers,
+			cm_strerror(rc));
+		return 2;
+	}
+	/* Not the server list as fsname: its commas would split the option. */
+	const char *name = o->has_fsname ? "-osubtype=confman-fs"
+					 : "-osubtype=confman-fs,fsname=confman";
+	return fuse_opt_add_arg(args, name) != 0 ? 2 : 0;
+}
+
+static void opts_free(struct cm_fs_opts *o)
+{
+	free(o->servers);
+	free(o->mountpoint);
+	free(o->prefix);
+	free(o->consistency);
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	static struct cm_fs fs;
+	int ret = parse(&fs, &args);
+	if (ret != 0) {
+		opts_free(&fs.o);
+		fuse_opt_free_args(&args);
+		return ret == 1 ? 0 : ret;
+	}
+	ret = 1;
+	pthread_mutex_init(&fs.mu, NULL);
+	pthread_cond_init(&fs.not_full, NULL);
+	if (cm_fs_itable_init(&fs.it, fs.o.prefix) != 0)
+		goto out_opts;
+	fs.se = fuse_session_new(&args, &cm_fs_ops, sizeof(cm_fs_ops), &fs);
+	if (fs.se == NULL)
+		goto out_itable;
+	if (fuse_set_signal_handlers(fs.se) != 0)
+		goto out_session;
+	if (fuse_session_mount(fs.se, fs.o.mountpoint) != 0)
+		goto out_signals;
+	/* Fork (unless -f) before any thread exists. */
+	if (fuse_daemonize(fs.o.foreground) != 0)
+		goto out_unmount;
+	int rc = loop_start(&fs);
+	if (rc != 0) {
+		fprintf(stderr, "confman-fs: cannot start the client: %s\n", cm_strerror(rc));
+		goto out_unmount;
+	}
+	/* libfuse returns the signal number after SIGTERM/SIGINT/SIGHUP: a
+	 * requested, clean stop. */
+	rc = fuse_session_loop(fs.se);
+	ret = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	loop_stop(&fs);
+out_unmount:
+	fuse_session_unmount(fs.se);
+out_signals:
+	fuse_remove_signal_handlers(fs.se);
+out_session:
+	fuse_session_destroy(fs.se);
+out_itable:
+	cm_fs_itable_free(&fs.it);
+out_opts:
+	pthread_cond_destroy(&fs.not_full);
+	pthread_mutex_destroy(&fs.mu);
+	opts_free(&fs.o);
+	fuse_opt_free_args(&args);
+	return ret;
+}
