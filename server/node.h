@@ -110,6 +110,9 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		   const struct cm_req *req);
 void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *req,
 		   struct cm_resp *r);
+/* Answer req with err alone (and g's token and leader hint when g is set). */
+void cm__reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		   const struct cm_req *req, int err);
 int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out);
 void cm__pending_free(struct cm_pending_list *l);
 

@@ -56,8 +56,8 @@ void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *r
 		r->leader_addr = (struct cm_bytes){li->addr, (uint32_t)strlen(li->addr)};
 }
 
-static void reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
-		      const struct cm_req *req, int err)
+void cm__reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		   const struct cm_req *req, int err)
 {
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
@@ -118,7 +118,7 @@ static void serve_read_now(struct cm_node *n, struct cm_group *g, struct cm_conn
 	MDB_txn *txn;
 	int rv = cm_store_txn_begin(n->store, false, &txn);
 	if (rv != 0) {
-		reply_err(n, g, c, req, rv);
+		cm__reply_err(n, g, c, req, rv);
 		return;
 	}
 	serve_read(n, g, txn, c, req, req->path);
@@ -150,7 +150,7 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 			const struct cm_req *req)
 {
 	if (req->consistency == CM_READ_FOLLOWER && replica_stale(n, g)) {
-		reply_err(n, g, c, req, CM_ESTALE);
+		cm__reply_err(n, g, c, req, CM_ESTALE);
 		return;
 	}
 	if (req->consistency == CM_READ_FOLLOWER && g->applied >= req->token) {
@@ -160,7 +160,7 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 	struct cm_pending *p;
 	int rv = cm__pending_push(&g->reads, n->cfg->max_pending, &p);
 	if (rv != 0) {
-		reply_err(n, g, c, req, rv);
+		cm__reply_err(n, g, c, req, rv);
 		return;
 	}
 	p->path = malloc(req->path.len ? req->path.len : 1);
@@ -173,7 +173,7 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 	if (rv != 0) {
 		free(p->path);
 		g->reads.n--; /* the last one: the read never started */
-		reply_err(n, g, c, req, rv);
+		cm__reply_err(n, g, c, req, rv);
 		return;
 	}
 	memcpy(p->path, req->path.p, req->path.len);
@@ -237,7 +237,7 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	if (rv == 0)
 		rv = cm__pending_push(&g->writes, n->cfg->max_pending, &p);
 	if (rv != 0) {
-		reply_err(n, g, c, req, rv);
+		cm__reply_err(n, g, c, req, rv);
 		return;
 	}
 	msgpack_sbuffer sb;
@@ -249,7 +249,7 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	msgpack_sbuffer_destroy(&sb);
 	if (rv != 0) {
 		g->writes.n--;
-		reply_err(n, g, c, req, rv == -EMSGSIZE ? -EFBIG : rv);
+		cm__reply_err(n, g, c, req, rv == -EMSGSIZE ? -EFBIG : rv);
 		return;
 	}
 	struct raft_status st;
@@ -279,7 +279,7 @@ static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_
 	r.node_id = n->cfg->node_id;
 	r.groups = calloc(n->n_groups ? n->n_groups : 1, sizeof(*r.groups));
 	if (r.groups == NULL) {
-		reply_err(n, NULL, c, req, -ENOMEM);
+		cm__reply_err(n, NULL, c, req, -ENOMEM);
 		return;
 	}
 	r.n_groups = n->n_groups;
@@ -313,7 +313,7 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	}
 	if (req->op == CM_OP_UNWATCH) {
 		cm__watch_remove(n, c, req->version);
-		reply_err(n, NULL, c, req, 0);
+		cm__reply_err(n, NULL, c, req, 0);
 		return;
 	}
 	if (req->op == CM_OP_SHARDS || req->op == CM_OP_SHARD_ADD) {
@@ -335,7 +335,7 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		return;
 	}
 	if (err != 0) {
-		reply_err(n, g, c, req, err);
+		cm__reply_err(n, g, c, req, err);
 		return;
 	}
 	switch (req->op) {
@@ -346,7 +346,7 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	case CM_OP_WATCH:
 		err = cm__watch_add(n, g, c, req);
 		if (err != 0)
-			reply_err(n, g, c, req, err);
+			cm__reply_err(n, g, c, req, err);
 		return;
 	default:
 		cm__req_write(n, g, c, req);
@@ -425,7 +425,7 @@ void cm__req_expire(struct cm_node *n)
 				continue;
 			}
 			struct cm_req req = {.id = p->req_id, .op = p->op};
-			reply_err(n, g, p->conn, &req,
+			cm__reply_err(n, g, p->conn, &req,
 				  p->consistency == CM_READ_FOLLOWER ? CM_ESTALE : -ETIMEDOUT);
 			pending_release(p);
 		}

@@ -38,15 +38,6 @@ static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_r
 	free(r.nodes);
 }
 
-static void reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
-		      const struct cm_req *req, int err)
-{
-	struct cm_resp r;
-	cm__resp_init(n, g, req, &r);
-	r.err = err;
-	cm_net_reply(c, &r);
-}
-
 /*
  * Add a shard: one create-only file in the meta group's kv. The client has
  * already made the prefix a boundary in its parent shard (a create-only MKDIR
@@ -70,7 +61,7 @@ static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 	if (err == 0)
 		err = cm_reg_key(req->path.p, req->path.len, key, &key_len);
 	if (err != 0) {
-		reply_err(n, meta, c, req, err);
+		cm__reply_err(n, meta, c, req, err);
 		return;
 	}
 	struct cm_req put = {
