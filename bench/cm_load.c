@@ -35,6 +35,7 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -857,6 +858,7 @@ static void start(struct load *ld)
 
 int main(int argc, char **argv)
 {
+	signal(SIGPIPE, SIG_IGN); /* a server may close mid-write: see client.h */
 	static struct load ld; /* the histogram is 35 KiB: not on the stack */
 	int rv = parse_args(&ld.o, argc, argv);
 	if (rv != 0)

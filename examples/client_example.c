@@ -9,6 +9,7 @@
  * (including "no server reachable").
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,7 @@ static int compare_and_set(struct cm_client *c, uint64_t version)
 
 int main(int argc, char **argv)
 {
+	signal(SIGPIPE, SIG_IGN); /* a server may close mid-write: see client.h */
 	struct cm_client_opts opts;
 	cm_client_opts_init(&opts);
 	opts.servers = argc > 1 ? argv[1] : NULL;

@@ -72,6 +72,12 @@ typedef struct uv_loop_s uv_loop_t;
 /* cm_req.consistency: use the client's default (struct cm_client_opts). */
 #define CM_READ_DEFAULT 0xff
 
+/*
+ * SIGPIPE: the library writes to sockets with libuv, which does not mask
+ * SIGPIPE. A process using it must ignore the signal (signal(SIGPIPE,
+ * SIG_IGN)), or a server that closes a connection mid-write kills it.
+ * confmanctl, confman-fs (through libfuse) and the examples do.
+ */
 struct cm_client_opts {
 	/* "host:port,host:port" ("[v6addr]:port" too). NULL: $CONFMAN_SERVERS,
 	 * or CM_CLIENT_DEFAULT_SERVERS when that is unset. Borrowed during the
