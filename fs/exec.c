@@ -58,18 +58,20 @@ void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, in
 /* The root of a prefix that does not exist (yet): an empty directory. */
 static const struct cm_attr root_attr = {.mode = S_IFDIR | 0755};
 
-static void reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
+void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 {
 	struct stat st;
 	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
 	if (!n->linked)
 		st.st_nlink = 0;
-	fuse_reply_attr(j->req, &st, j->fs->o.attr_timeout);
+	/* Answers to the notifier's replay (notify.c) may hold guessed
+	 * attributes: the kernel must not keep them. */
+	fuse_reply_attr(j->req, &st, j->replay ? 0 : j->fs->o.attr_timeout);
 	cm_fs__job_free(j);
 }
 
 /* Reply an entry for j->path with attr: one more kernel reference. */
-static void reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
+void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
 {
 	struct cm_fs_node *n;
 	int rc = cm_fs_itable_ref(&j->fs->it, j->path, &n);
@@ -81,8 +83,8 @@ static void reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
 	n->has_attr = true;
 	struct fuse_entry_param e = {
 		.ino = n->ino,
-		.attr_timeout = j->fs->o.attr_timeout,
-		.entry_timeout = j->fs->o.entry_timeout,
+		.attr_timeout = j->replay ? 0 : j->fs->o.attr_timeout, /* see cm_fs__reply_attr */
+		.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 	};
 	cm_fs__fill_stat(&e.attr, n->ino, attr, n->wsize);
 	if (fuse_reply_entry(j->req, &e) != 0)
@@ -132,9 +134,32 @@ void cm_fs__submit(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
 	r->path = (struct cm_bytes){j->path, (uint32_t)strlen(j->path)};
 	if (r->op == CM_OP_GET || r->op == CM_OP_LIST)
 		r->consistency = CM_READ_DEFAULT;
-	int rc = cm_ac_submit(j->fs->ac, r, cb, j);
+	int rc = cm_fs__submit_raw(j, r, cb);
 	if (rc != 0)
 		cm_fs__done_err(j, rc);
+}
+
+/* Writes pass through here on their way back: the reply's token bounds the
+ * index of the write, so the watch event it causes is recognised as ours. */
+static void own_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	cm_fs_own_end(j->fs, j->own_gen, err, resp ? resp->token : 0);
+	j->own_cb(arg, err, resp);
+}
+
+int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
+{
+	if (r->op == CM_OP_PUT || r->op == CM_OP_MKDIR || r->op == CM_OP_DELETE ||
+	    r->op == CM_OP_RENAME) {
+		j->own_gen = cm_fs_own_begin(j->fs, r->op, j->path);
+		j->own_cb = cb;
+		cb = own_cb;
+	}
+	int rc = cm_ac_submit(j->fs->ac, r, cb, j);
+	if (rc != 0 && j->own_gen != 0)
+		cm_fs_own_end(j->fs, j->own_gen, rc, 0);
+	return rc;
 }
 
 void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb)
@@ -152,7 +177,7 @@ static void lookup_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
 	}
-	reply_entry(j, &resp->attr);
+	cm_fs__reply_entry(j, &resp->attr);
 }
 
 static void run_lookup(struct cm_fs_job *j)
@@ -182,7 +207,7 @@ static void getattr_cb(void *arg, int err, const struct cm_resp *resp)
 		n->attr = resp->attr;
 	}
 	n->has_attr = true;
-	reply_attr(j, n);
+	cm_fs__reply_attr(j, n);
 }
 
 static void run_getattr(struct cm_fs_job *j)
@@ -194,7 +219,7 @@ static void run_getattr(struct cm_fs_job *j)
 		return;
 	}
 	if (!n->linked && n->has_attr) { /* unlinked while open */
-		reply_attr(j, n);
+		cm_fs__reply_attr(j, n);
 		return;
 	}
 	cm_fs__submit_get(j, getattr_cb);
@@ -246,7 +271,7 @@ static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
 	}
 	n->attr = resp->attr;
 	n->has_attr = true;
-	reply_attr(j, n);
+	cm_fs__reply_attr(j, n);
 }
 
 /* One PUT: the new value in j->data (size/truncate) and/or mode, uid, gid. */
@@ -295,7 +320,7 @@ static void run_setattr(struct cm_fs_job *j)
 		if (j->to_set & MODEISH)
 			setattr_put(j, n, false);
 		else
-			reply_attr(j, n);
+			cm_fs__reply_attr(j, n);
 		return;
 	}
 	if (j->st.st_size < 0 || (uint64_t)j->st.st_size > CM_FS_BUF_MAX) {
@@ -310,11 +335,12 @@ static void run_setattr(struct cm_fs_job *j)
 			return;
 		}
 		h->dirty = true;
+		h->trunc_only = false;
 		n->wsize = (int64_t)h->len;
 		if (j->to_set & MODEISH)
 			setattr_put(j, n, false);
 		else
-			reply_attr(j, n);
+			cm_fs__reply_attr(j, n);
 		return;
 	}
 	/* truncate(path): the shortened (or zero-extended) value, now. */
@@ -427,7 +453,7 @@ static void entry_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
 	}
-	reply_entry(j, &resp->attr);
+	cm_fs__reply_entry(j, &resp->attr);
 }
 
 static void run_mkdir(struct cm_fs_job *j)
@@ -510,6 +536,8 @@ static void run_rename(struct cm_fs_job *j)
 
 void cm_fs__job_run(struct cm_fs_job *j)
 {
+	if (j->replay && cm_fs__run_replay(j))
+		return;
 	switch (j->op) {
 	case CM_FS_LOOKUP: run_lookup(j); break;
 	case CM_FS_FORGET:
@@ -535,5 +563,7 @@ void cm_fs__job_run(struct cm_fs_job *j)
 	case CM_FS_RENAME: run_rename(j); break;
 	case CM_FS_SYMLINK: run_symlink(j); break;
 	case CM_FS_READLINK: run_readlink(j); break;
+	case CM_FS_GETXATTR:
+	case CM_FS_LISTXATTR: cm_fs__run_xattr(j); break;
 	}
 }

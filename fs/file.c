@@ -82,7 +82,7 @@ struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j)
 /* ---- files ---- */
 
 /* Reply to open/create with handle h; on a failed reply free it. */
-static void reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr)
+void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr)
 {
 	j->fi.fh = (uint64_t)(uintptr_t)h;
 	/* Reads go to the per-open buffer, not to pages sized by a possibly
@@ -103,8 +103,8 @@ static void reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 		h->ino = n->ino;
 		struct fuse_entry_param e = {
 			.ino = n->ino,
-			.attr_timeout = j->fs->o.attr_timeout,
-			.entry_timeout = j->fs->o.entry_timeout,
+			.attr_timeout = j->replay ? 0 : j->fs->o.attr_timeout,
+			.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 		};
 		cm_fs__fill_stat(&e.attr, n->ino, attr, -1);
 		rc = fuse_reply_create(j->req, &e, &j->fi);
@@ -119,7 +119,7 @@ static void reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 }
 
 /* A handle over value (or empty and dirty with O_TRUNC). */
-static struct cm_fs_fh *open_handle(struct cm_fs_job *j, const struct cm_bytes *value, int *err)
+struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *value, int *err)
 {
 	struct cm_fs_fh *h = cm_fs__fh_new(j->fs, j->ino, false);
 	if (h == NULL) {
@@ -129,6 +129,7 @@ static struct cm_fs_fh *open_handle(struct cm_fs_job *j, const struct cm_bytes *
 	h->append = (j->fi.flags & O_APPEND) != 0;
 	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
 		h->dirty = true; /* the empty file is committed on close */
+		h->trunc_only = true;
 		return h;
 	}
 	if (value && value->len) {
@@ -153,12 +154,12 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, -EISDIR);
 		return;
 	}
-	struct cm_fs_fh *h = open_handle(j, &resp->value, &err);
+	struct cm_fs_fh *h = cm_fs__open_handle(j, &resp->value, &err);
 	if (h == NULL) {
 		cm_fs__done_err(j, err);
 		return;
 	}
-	reply_opened(j, h, NULL);
+	cm_fs__reply_opened(j, h, NULL);
 }
 
 void cm_fs__run_open(struct cm_fs_job *j)
@@ -169,11 +170,11 @@ void cm_fs__run_open(struct cm_fs_job *j)
 		return;
 	}
 	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
-		struct cm_fs_fh *h = open_handle(j, NULL, &rc);
+		struct cm_fs_fh *h = cm_fs__open_handle(j, NULL, &rc);
 		if (h == NULL)
 			cm_fs__done_err(j, rc);
 		else
-			reply_opened(j, h, NULL);
+			cm_fs__reply_opened(j, h, NULL);
 		return;
 	}
 	cm_fs__submit_get(j, open_cb);
@@ -208,6 +209,7 @@ void cm_fs__run_write(struct cm_fs_job *j)
 	}
 	memcpy(h->buf + off, j->data, j->data_len);
 	h->dirty = true;
+	h->trunc_only = false;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
 	if (n != NULL)
 		n->wsize = (int64_t)h->len;
@@ -236,6 +238,13 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
 	bool put = h->dirty && n != NULL && n->linked; /* unlinked: data goes nowhere */
+	if (put && h->trunc_only && j->op == CM_FS_FLUSH) {
+		/* `echo x > f` in a shell: open(O_TRUNC), dup2, close (FLUSH),
+		 * write, close. Committing the empty file here would show readers
+		 * (and other mounts' watchers) an empty file in between. */
+		cm_fs__done_err(j, 0);
+		return;
+	}
 	if (n != NULL)
 		n->wsize = -1;
 	if (!put) {
@@ -257,7 +266,7 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	}
 	struct cm_req r = {.op = CM_OP_PUT, .value = {h->buf, (uint32_t)h->len},
 			   .path = {j->path, (uint32_t)strlen(j->path)}};
-	int rc = cm_ac_submit(j->fs->ac, &r, commit_cb, j);
+	int rc = cm_fs__submit_raw(j, &r, commit_cb);
 	if (rc != 0) {
 		if (j->op == CM_FS_RELEASE)
 			cm_fs__fh_free(j->fs, h);
@@ -278,12 +287,12 @@ static void create_get_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, -EISDIR);
 		return;
 	}
-	struct cm_fs_fh *h = open_handle(j, &resp->value, &err);
+	struct cm_fs_fh *h = cm_fs__open_handle(j, &resp->value, &err);
 	if (h == NULL) {
 		cm_fs__done_err(j, err);
 		return;
 	}
-	reply_opened(j, h, &resp->attr);
+	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
 static void create_cb(void *arg, int err, const struct cm_resp *resp)
@@ -297,13 +306,13 @@ static void create_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
 	}
-	struct cm_fs_fh *h = open_handle(j, NULL, &err);
+	struct cm_fs_fh *h = cm_fs__open_handle(j, NULL, &err);
 	if (h == NULL) {
 		cm_fs__done_err(j, err);
 		return;
 	}
 	h->dirty = false; /* committed empty already */
-	reply_opened(j, h, &resp->attr);
+	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
 void cm_fs__run_create(struct cm_fs_job *j)

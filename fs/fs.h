@@ -15,6 +15,8 @@
 #define CM_FS_QUEUE_MAX 1024          /* FUSE requests waiting for the loop thread */
 #define CM_FS_INODES_MAX (1u << 20)   /* inodes the kernel may hold at once */
 #define CM_FS_HASH_BUCKETS (1u << 16) /* per index of the inode table */
+#define CM_FS_NOTIFY_MAX 4096       /* kernel notifications waiting for the notifier */
+#define CM_FS_OWN_MAX 256            /* own writes remembered to skip their events */
 #define CM_FS_BUF_MAX CM_VALUE_MAX_LIMIT /* an open file's buffer; the server's
 					   * own limit (1 MiB by default) is
 					   * enforced by the PUT on close */
@@ -62,6 +64,8 @@ struct cm_fs_fh {
 	bool dir;
 	bool dirty;   /* buf differs from the server: PUT on flush/release */
 	bool append;  /* O_APPEND: every write goes to the end */
+	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
+			  * write (the shell's dup2+close) commits nothing; release does */
 	char *buf;    /* owned; file content */
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
@@ -70,6 +74,24 @@ struct cm_fs_fh {
 };
 
 struct cm_fs_job; /* a FUSE request on its way to the loop thread (ops.c) */
+struct cm_fs_nj;  /* a notification on its way to the notifier thread (notify.c) */
+
+/* A write this mount sent: its watch event must not be replayed (notify.c). */
+struct cm_fs_own {
+	uint64_t gen;       /* 0: free slot */
+	uint8_t kind;       /* CM_EV_* the write produces */
+	bool done;          /* answered: max_index is known */
+	uint64_t max_index; /* the reply's token: the write's index is <= this */
+	char *path;         /* owned */
+};
+
+/* What the notifier is replaying now: its lookups are answered from this. */
+struct cm_fs_replay {
+	bool active;
+	char *path;        /* server path of the node the event is about */
+	char *neg;         /* server path that must look absent (create/rename target) */
+	struct cm_attr attr;
+};
 
 struct cm_fs {
 	struct cm_fs_opts o;
@@ -87,6 +109,28 @@ struct cm_fs {
 	struct cm_fs_job *head, *tail;
 	uint32_t queued;
 	bool stopping;
+	/* watch stream and own writes: loop thread */
+	uint64_t watch_id;
+	bool watching;
+	struct cm_fs_own own[CM_FS_OWN_MAX];
+	uint64_t own_gen;
+	/* the notifier thread; its queue guarded by nmu */
+	pthread_t nthread;
+	bool nthread_started;
+	pthread_mutex_t nmu;
+	pthread_cond_t ncond;
+	struct cm_fs_nj *nhead, *ntail;
+	uint32_t nqueued;
+	bool nlost;       /* a notification was dropped (queue full): invalidate all */
+	bool nstop;       /* notifier: exit; no more kernel notifications */
+	int ntid;         /* the notifier's thread id (gettid), for fuse_req_ctx()->pid */
+	struct cm_fs_replay replay; /* guarded by nmu */
+	uv_async_t resync;          /* notifier -> loop: rebuild the whole-cache invalidation */
+	uv_timer_t rewatch;         /* loop: re-subscribe after the watch ended */
+	uint64_t last_index;        /* loop: the last event's index */
+	/* notifier vs. unmount: the session fd must not close under a notify call */
+	pthread_mutex_t smu;
+	bool sdead;
 };
 
 /* ---- inode.c ---- */
@@ -111,6 +155,22 @@ extern const struct fuse_lowlevel_ops cm_fs_ops;
 void cm_fs_drain(uv_async_t *h);
 /* Loop thread, at shutdown: free every handle the kernel never released. */
 void cm_fs_handles_free(struct cm_fs *fs);
+/* ---- notify.c ---- */
+/* At start, before the loop runs: watch the prefix from now. 0, or an error
+ * with the handles it opened closed (uv_run completes that). */
+int cm_fs_watch_start(struct cm_fs *fs);
+/* Loop thread, at shutdown: close the watch's handles. */
+void cm_fs_watch_close(struct cm_fs *fs);
+int cm_fs_notifier_start(struct cm_fs *fs);
+/* Main thread, before unmounting: no more kernel notifications, wake the notifier. */
+void cm_fs_notifier_stop(struct cm_fs *fs);
+/* Main thread, after unmounting (its syscalls on the mount then fail): join, free. */
+void cm_fs_notifier_join(struct cm_fs *fs);
+/* Loop thread: a write is about to be sent / has been answered. */
+uint64_t cm_fs_own_begin(struct cm_fs *fs, uint8_t op, const char *path);
+void cm_fs_own_end(struct cm_fs *fs, uint64_t gen, int err, uint64_t token);
+struct cm_fs_node *cm_fs_itable_lookup(struct cm_fs_itable *t, const char *path);
+
 /* errno (positive) for a Confman error code, for fuse_reply_err. */
 int cm_fs_errno(int err);
 

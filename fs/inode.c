@@ -126,6 +126,11 @@ static struct cm_fs_node *find_path(struct cm_fs_itable *t, const char *path)
 	return NULL;
 }
 
+struct cm_fs_node *cm_fs_itable_lookup(struct cm_fs_itable *t, const char *path)
+{
+	return find_path(t, path);
+}
+
 int cm_fs_itable_ref(struct cm_fs_itable *t, const char *path, struct cm_fs_node **out)
 {
 	struct cm_fs_node *n = find_path(t, path);

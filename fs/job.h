@@ -27,6 +27,8 @@ enum cm_fs_op {
 	CM_FS_RENAME,
 	CM_FS_SYMLINK,
 	CM_FS_READLINK,
+	CM_FS_GETXATTR,
+	CM_FS_LISTXATTR,
 };
 
 /*
@@ -54,6 +56,9 @@ struct cm_fs_job {
 	uint32_t mode, uid, gid;
 	unsigned int flags;
 	struct cm_fs_fh *fh; /* a handle being opened; owned until replied */
+	bool replay;         /* sent by the notifier thread: answer locally (notify.c) */
+	uint64_t own_gen;    /* the write's entry in fs->own (0: none) */
+	cm_ac_cb own_cb;     /* the callback behind the own-write trampoline */
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
@@ -74,6 +79,17 @@ int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np);
  * on. On a refused submit j is answered with the error and freed. */
 void cm_fs__submit(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
 void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb);
+/* cm_ac_submit for j with r as is; writes are remembered as this mount's own.
+ * Returns cm_ac_submit's result (cb never fires on an error). */
+int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
+/* Reply an entry for j->path with attr (one more kernel reference), free j. */
+void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr);
+void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n);
+
+/* ---- notify.c: requests of the notifier's replay, answered locally ---- */
+/* true if j was the notifier's and has been answered (and freed). */
+bool cm_fs__run_replay(struct cm_fs_job *j);
+void cm_fs__run_xattr(struct cm_fs_job *j);
 
 /* ---- file.c: open files ---- */
 /* A new handle listed in fs->handles; NULL on ENOMEM. */
@@ -89,5 +105,9 @@ void cm_fs__run_write(struct cm_fs_job *j);
 /* flush, fsync, release: one PUT of the buffer if dirty. */
 void cm_fs__run_commit(struct cm_fs_job *j);
 void cm_fs__run_create(struct cm_fs_job *j);
+/* Reply to open (attr NULL) or create with handle h; frees j. */
+void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr);
+/* A fresh handle for j: empty, or dirty and empty with O_TRUNC. */
+struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *value, int *err);
 
 #endif /* CONFMAN_FS_JOB_H */

@@ -8,10 +8,10 @@
  * uv_async_send(). The loop thread starts the job's requests and replies
  * (fuse_reply_* is thread-safe) when the server answers, so the FUSE thread
  * never waits on the network and the loop never blocks on /dev/fuse. One
- * state owner means no locks beyond the queue's. The kernel notifications
- * still to come (cache invalidation from the watch stream) must run on a
- * third thread: libfuse documents deadlocks when they are sent from a
- * request's path.
+ * state owner means no locks beyond the queues'. Kernel notifications (cache
+ * invalidation from the watch stream) and the inotify replay run on a third
+ * thread, the notifier (notify.c): libfuse documents deadlocks when they are
+ * sent from a request's path.
  *
  * Out of memory: requests fail with ENOMEM; start-up fails with a message.
  */
@@ -104,8 +104,10 @@ static void on_wake(uv_async_t *h)
 	bool stop = fs->stopping;
 	pthread_mutex_unlock(&fs->mu);
 	if (stop && fs->ac != NULL) {
-		cm_ac_close(fs->ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
-		fs->ac = NULL;
+		struct cm_ac *ac = fs->ac;
+		fs->ac = NULL; /* the watch's final -ECANCELED must not re-subscribe */
+		cm_ac_close(ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
+		cm_fs_watch_close(fs);
 		uv_close((uv_handle_t *)&fs->wake, NULL);
 	}
 }
@@ -128,6 +130,10 @@ static int loop_start(struct cm_fs *fs)
 	rc = uv_async_init(&fs->loop, &fs->wake, on_wake);
 	if (rc != 0)
 		goto err_ac;
+	/* Before the loop thread exists: nothing else touches the client yet. */
+	rc = cm_fs_watch_start(fs);
+	if (rc != 0)
+		goto err_wake;
 	/* Signals go to the FUSE thread, whose read() they must interrupt. */
 	sigset_t all, old;
 	sigfillset(&all);
@@ -135,9 +141,11 @@ static int loop_start(struct cm_fs *fs)
 	rc = -pthread_create(&fs->thread, NULL, loop_main, fs);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0)
-		goto err_async;
+		goto err_watch;
 	return 0;
-err_async:
+err_watch:
+	cm_fs_watch_close(fs);
+err_wake:
 	uv_close((uv_handle_t *)&fs->wake, NULL);
 err_ac:
 	cm_ac_close(fs->ac, NULL, NULL);
@@ -238,6 +246,9 @@ int main(int argc, char **argv)
 	ret = 1;
 	pthread_mutex_init(&fs.mu, NULL);
 	pthread_cond_init(&fs.not_full, NULL);
+	pthread_mutex_init(&fs.nmu, NULL);
+	pthread_cond_init(&fs.ncond, NULL);
+	pthread_mutex_init(&fs.smu, NULL);
 	if (cm_fs_itable_init(&fs.it, fs.o.prefix) != 0)
 		goto out_opts;
 	fs.se = fuse_session_new(&args, &cm_fs_ops, sizeof(cm_fs_ops), &fs);
@@ -257,8 +268,21 @@ int main(int argc, char **argv)
 	}
 	/* libfuse returns the signal number after SIGTERM/SIGINT/SIGHUP: a
 	 * requested, clean stop. */
+	rc = cm_fs_notifier_start(&fs);
+	if (rc != 0) {
+		fprintf(stderr, "confman-fs: cannot start the notifier: %s\n", cm_strerror(rc));
+		loop_stop(&fs);
+		cm_fs_notifier_join(&fs); /* frees what the loop queued */
+		goto out_unmount;
+	}
 	rc = fuse_session_loop(fs.se);
 	ret = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	/* The notifier may be inside a syscall on the mount that only the
+	 * stopped session could answer: unmounting aborts the connection and
+	 * fails it (ENOTCONN), then it can be joined. */
+	cm_fs_notifier_stop(&fs);
+	fuse_session_unmount(fs.se);
+	cm_fs_notifier_join(&fs);
 	loop_stop(&fs);
 out_unmount:
 	fuse_session_unmount(fs.se);
@@ -271,6 +295,9 @@ out_itable:
 out_opts:
 	pthread_cond_destroy(&fs.not_full);
 	pthread_mutex_destroy(&fs.mu);
+	pthread_mutex_destroy(&fs.smu);
+	pthread_cond_destroy(&fs.ncond);
+	pthread_mutex_destroy(&fs.nmu);
 	opts_free(&fs.o);
 	fuse_opt_free_args(&args);
 	return ret;

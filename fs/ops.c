@@ -30,6 +30,10 @@ static struct cm_fs_job *job_new(fuse_req_t req, enum cm_fs_op op)
 	j->fs = fuse_req_userdata(req);
 	j->op = op;
 	j->req = req;
+	/* The notifier replaying a remote change through the mount (notify.c):
+	 * the kernel stamps the calling thread's id into every request. */
+	int ntid = __atomic_load_n(&j->fs->ntid, __ATOMIC_ACQUIRE);
+	j->replay = ntid != 0 && fuse_req_ctx(req)->pid == ntid;
 	return j;
 }
 
@@ -302,6 +306,55 @@ static void cm_fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	job_push(j);
 }
 
+/* Extended attributes: user.confman.version and user.confman.token, read-only. */
+#define XA_VERSION "user.confman.version"
+#define XA_TOKEN "user.confman.token"
+
+static bool xa_ours(const char *name)
+{
+	return strcmp(name, XA_VERSION) == 0 || strcmp(name, XA_TOKEN) == 0;
+}
+
+static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	if (!xa_ours(name)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	struct cm_fs_job *j = job_new(req, CM_FS_GETXATTR);
+	if (j == NULL || job_names(j, name, NULL) != 0)
+		return;
+	j->ino = ino;
+	j->size = size;
+	job_push(j);
+}
+
+static void cm_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	/* Every node has both; no server round trip needed for the names. */
+	(void)ino;
+	static const char names[] = XA_VERSION "\0" XA_TOKEN;
+	if (size == 0)
+		fuse_reply_xattr(req, sizeof(names));
+	else if (size < sizeof(names))
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, names, sizeof(names));
+}
+
+static void cm_fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			   size_t size, int flags)
+{
+	(void)ino, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, xa_ours(name) ? EPERM : ENOTSUP);
+}
+
+static void cm_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	fuse_reply_err(req, xa_ours(name) ? EPERM : ENODATA);
+}
+
 /* No state: answered on the FUSE thread. Confman has no block accounting;
  * report a large, mostly free filesystem with the value limit as block size
  * is not useful either, so 4 KiB blocks and the name limit of the protocol. */
@@ -345,6 +398,10 @@ const struct fuse_lowlevel_ops cm_fs_ops = {
 	.releasedir = cm_fs_releasedir,
 	.create = cm_fs_create,
 	.statfs = cm_fs_statfs,
+	.getxattr = cm_fs_getxattr,
+	.listxattr = cm_fs_listxattr,
+	.setxattr = cm_fs_setxattr,
+	.removexattr = cm_fs_removexattr,
 };
 
 /* Loop thread: take the whole queue at once, then run it outside the lock. */

@@ -48,7 +48,8 @@ class Cluster:
         return "127.0.0.1:%d" % (self.base + i - 1)
 
     def http(self, i):
-        return "127.0.0.1:%d" % (self.base + 50 + i - 1)
+        # A range of its own: node ports of other tests sit at base + 10 * k.
+        return "127.0.0.1:%d" % (self.base + 1000 + i - 1)
 
     def get_http(self, i, path):
         """(status, body) of GET path on node i's HTTP endpoint."""

@@ -1,0 +1,271 @@
+"""test_notify.py: two confman-fs mounts of one 3-node cluster: the watch
+stream keeps each mount's caches fresh and replays changes made elsewhere so
+inotify on the other mount sees them; extended attributes.
+
+inotify is used through ctypes (libc inotify_init1/inotify_add_watch/read):
+no package needed.
+"""
+import ctypes
+import errno
+import os
+import select
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_fs  # noqa: E402
+from test_fs import Mount, harness, read, eventually_read, expect_errno  # noqa: E402
+
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_OPEN = 0x20
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+ALL = 0xfff
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Inotify:
+    def __init__(self):
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.wds = {}
+
+    def add(self, path, mask=ALL):
+        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), mask)
+        if wd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch " + path)
+        self.wds[wd] = path
+        return wd
+
+    def read(self, timeout):
+        """Events ready within timeout: [(wd, mask, cookie, name)]."""
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return []
+        try:
+            buf = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        out = []
+        i = 0
+        while i < len(buf):
+            wd, mask, cookie, ln = struct.unpack_from("iIII", buf, i)
+            name = buf[i + 16:i + 16 + ln].split(b"\0", 1)[0].decode()
+            out.append((wd, mask, cookie, name))
+            i += 16 + ln
+        return out
+
+    def wait_for(self, want, timeout=5):
+        """Wait until every (mask_bit, name) in want was seen; returns all events."""
+        seen = []
+        need = list(want)
+        end = time.time() + timeout
+        while need and time.time() < end:
+            for ev in self.read(max(0.0, end - time.time())):
+                seen.append(ev)
+                need = [(m, n) for (m, n) in need if not (ev[1] & m and ev[3] == n)]
+        if need:
+            raise AssertionError("inotify: missing %s; saw %s" % (
+                [(hex(m), n) for m, n in need], [(hex(e[1]), e[3]) for e in seen]))
+        return seen
+
+    def drain(self, quiet=0.3):
+        evs = []
+        while True:
+            got = self.read(quiet)
+            if not got:
+                return evs
+            evs += got
+
+    def close(self):
+        os.close(self.fd)
+
+
+CLUSTER = None
+A = None
+B = None
+
+
+def test_write_on_a_read_on_b():
+    A.sh("echo one > shared")
+    assert eventually_read(B.p("shared"), b"one\n") == b"one\n"
+    # B has it cached now (dentry, attrs); a change on A is fresh on B within ~1 s.
+    os.stat(B.p("shared"))
+    A.sh("echo two-longer > shared")
+    assert eventually_read(B.p("shared"), b"two-longer\n", timeout=1.5) == b"two-longer\n"
+    assert os.stat(B.p("shared")).st_size == len(b"two-longer\n")
+
+
+def test_cached_attrs_fresh_after_remote_change():
+    """entry/attr timeouts are long on these mounts: only the watch can
+    make B's cached size change within the second."""
+    A.sh("echo a > cached")
+    assert eventually_read(B.p("cached"), b"a\n") == b"a\n"
+    assert os.stat(B.p("cached")).st_size == 2
+    CLUSTER.ctl("put", "/cached", "from-confmanctl", check=True)
+    end = time.time() + 1.5
+    while time.time() < end and os.stat(B.p("cached")).st_size != 15:
+        time.sleep(0.02)
+    assert os.stat(B.p("cached")).st_size == 15
+    assert read(B.p("cached")) == b"from-confmanctl"
+
+
+def test_inotify_modify_from_other_mount_and_confmanctl():
+    A.sh("echo x > watched")
+    assert eventually_read(B.p("watched"), b"x\n") == b"x\n"
+    ino = Inotify()
+    try:
+        ino.add(B.dir)
+        ino.add(B.p("watched"))
+        time.sleep(0.2)
+        ino.drain(0.2)
+        A.sh("echo changed-on-a > watched")
+        ino.wait_for([(IN_MODIFY, "watched"), (IN_CLOSE_WRITE, "watched")])
+        assert read(B.p("watched")) == b"changed-on-a\n"
+        ino.drain()
+        CLUSTER.ctl("put", "/watched", "by-ctl", check=True)
+        ino.wait_for([(IN_MODIFY, "watched"), (IN_CLOSE_WRITE, "watched")])
+        assert read(B.p("watched")) == b"by-ctl"
+    finally:
+        ino.close()
+
+
+def test_inotify_create_delete_rename_mkdir():
+    ino = Inotify()
+    try:
+        ino.add(B.dir)
+        time.sleep(0.2)
+        ino.drain(0.2)
+        A.sh("echo new > created")
+        ino.wait_for([(IN_CREATE, "created"), (IN_CLOSE_WRITE, "created")])
+        assert eventually_read(B.p("created"), b"new\n") == b"new\n"
+        A.sh("mv created moved")
+        evs = ino.wait_for([(IN_MOVED_FROM, "created"), (IN_MOVED_TO, "moved")])
+        cookies = {e[2] for e in evs if e[1] & (IN_MOVED_FROM | IN_MOVED_TO)}
+        assert len(cookies) == 1, evs
+        assert read(B.p("moved")) == b"new\n"
+        assert not os.path.exists(B.p("created"))
+        A.sh("rm moved")
+        ino.wait_for([(IN_DELETE, "moved")])
+        assert not os.path.exists(B.p("moved"))
+        A.sh("mkdir somedir")
+        ino.wait_for([(IN_CREATE | IN_ISDIR, "somedir")])
+        assert os.path.isdir(B.p("somedir"))
+        CLUSTER.ctl("put", "/from-ctl", "c", check=True)
+        ino.wait_for([(IN_CREATE, "from-ctl")])
+        A.sh("rmdir somedir")
+        ino.wait_for([(IN_DELETE, "somedir")])
+        assert not os.path.exists(B.p("somedir"))
+    finally:
+        ino.close()
+
+
+def test_remote_tree_unknown_to_b():
+    """A tree B never looked at: created, then removed with rm -r on A. B's
+    watcher on the root sees the directory come and go, and what B then
+    stats are the server's attributes, not the replay's guesses."""
+    ino = Inotify()
+    try:
+        ino.add(B.dir)
+        time.sleep(0.2)
+        ino.drain(0.2)
+        A.sh("mkdir -p tree/sub && chmod 700 tree && echo deep > tree/sub/f")
+        ino.wait_for([(IN_CREATE | IN_ISDIR, "tree")])
+        end = time.time() + 2
+        while time.time() < end and not os.path.exists(B.p("tree/sub/f")):
+            time.sleep(0.05)
+        assert os.stat(B.p("tree")).st_mode & 0o777 == 0o700
+        assert read(B.p("tree/sub/f")) == b"deep\n"
+        ino.drain(0.3)
+        A.sh("rm -r tree")
+        ino.wait_for([(IN_DELETE | IN_ISDIR, "tree")])
+        assert not os.path.exists(B.p("tree"))
+    finally:
+        ino.close()
+
+
+def test_own_writes_are_not_replayed():
+    """A change made through B itself gives B's watchers one IN_CLOSE_WRITE,
+    not a second one from the replay."""
+    B.sh("echo first > own")
+    ino = Inotify()
+    try:
+        ino.add(B.p("own"))
+        time.sleep(0.2)
+        ino.drain(0.2)
+        B.sh("echo second > own")
+        evs = ino.drain(1.0)
+        closes = [e for e in evs if e[1] & IN_CLOSE_WRITE]
+        assert len(closes) == 1, [(hex(e[1]), e[3]) for e in evs]
+    finally:
+        ino.close()
+
+
+def test_xattrs():
+    A.sh("echo v1 > xa")
+    v1 = int(os.getxattr(A.p("xa"), "user.confman.version"))
+    t1 = int(os.getxattr(A.p("xa"), "user.confman.token"))
+    A.sh("echo v2 > xa")
+    assert int(os.getxattr(A.p("xa"), "user.confman.version")) == v1 + 1
+    assert int(os.getxattr(A.p("xa"), "user.confman.token")) > t1
+    names = os.listxattr(A.p("xa"))
+    assert set(names) == {"user.confman.version", "user.confman.token"}, names
+    expect_errno(errno.EPERM, os.setxattr, A.p("xa"), "user.confman.version", b"7")
+    expect_errno(errno.ENOTSUP, os.setxattr, A.p("xa"), "user.other", b"7")
+    expect_errno(errno.ENODATA, os.getxattr, A.p("xa"), "user.other")
+    # CAS through confmanctl with the version read from the mount
+    v = os.getxattr(B.p("xa"), "user.confman.version").decode()
+    if v != str(v1 + 1):  # follower read on B may lag: wait for it
+        time.sleep(0.5)
+        v = os.getxattr(B.p("xa"), "user.confman.version").decode()
+    rc, out, err = CLUSTER.ctl("put", "--if-version", v, "/xa", "cas")
+    assert rc == 0, err
+
+
+def main():
+    global CLUSTER, A, B
+    port = int(os.environ.get("CONFMAN_IT_PORT", "17700"))
+    CLUSTER = harness.Cluster(base_port=port).up()
+    test_fs.CLUSTER = CLUSTER
+    ok = False
+    try:
+        CLUSTER.leader()
+        # Long kernel cache timeouts: freshness must come from the watch.
+        opts = "timeout=5000,attr_timeout=30,entry_timeout=30"
+        A = Mount(CLUSTER, opts)
+        B = Mount(CLUSTER, opts)
+        try:
+            test_fs.harness_run([
+                test_write_on_a_read_on_b,
+                test_cached_attrs_fresh_after_remote_change,
+                test_inotify_modify_from_other_mount_and_confmanctl,
+                test_inotify_create_delete_rename_mkdir,
+                test_remote_tree_unknown_to_b,
+                test_own_writes_are_not_replayed,
+                test_xattrs,
+            ])
+        finally:
+            for m in (A, B):
+                rc = m.down()
+                if rc != 0:
+                    raise AssertionError("confman-fs exited with %s" % rc)
+        ok = test_fs.RESULT[1] == 0
+    finally:
+        CLUSTER.down()
+    print("%d passed, %d failed" % tuple(test_fs.RESULT))
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
