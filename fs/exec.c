@@ -58,10 +58,17 @@ void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, in
 /* The root of a prefix that does not exist (yet): an empty directory. */
 static const struct cm_attr root_attr = {.mode = S_IFDIR | 0755};
 
+void cm_fs__kattr(struct cm_fs_node *n, const struct cm_attr *a, int64_t wsize)
+{
+	n->kvalid = wsize < 0;
+	n->kattr = *a;
+}
+
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 {
 	struct stat st;
 	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
+	cm_fs__kattr(n, &n->attr, n->wsize);
 	if (!n->linked)
 		st.st_nlink = 0;
 	/* Answers to the notifier's replay (notify.c) may hold guessed
@@ -87,6 +94,7 @@ void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
 		.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 	};
 	cm_fs__fill_stat(&e.attr, n->ino, attr, n->wsize);
+	cm_fs__kattr(n, attr, n->wsize);
 	if (fuse_reply_entry(j->req, &e) != 0)
 		cm_fs_itable_forget(&j->fs->it, n->ino, 1);
 	cm_fs__job_free(j);
@@ -139,12 +147,24 @@ void cm_fs__submit(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
 		cm_fs__done_err(j, rc);
 }
 
+/* An own write: the value cache forgets what it changes, on the way out and
+ * back (the page cache is not kept by the next open: fs/file.c). */
+static void own_cache_drop(struct cm_fs_job *j)
+{
+	bool sub = j->op == CM_FS_RENAME || j->op == CM_FS_RMDIR || j->op == CM_FS_UNLINK;
+	if (j->path)
+		cm_fs_cache_drop_path(&j->fs->it, j->path, sub);
+	if (j->path2)
+		cm_fs_cache_drop_path(&j->fs->it, j->path2, sub);
+}
+
 /* Writes pass through here on their way back: the reply's token bounds the
  * index of the write, so the watch event it causes is recognised as ours. */
 static void own_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
 	cm_fs_own_end(j->fs, j->own_gen, err, resp ? resp->token : 0);
+	own_cache_drop(j); /* a read sent meanwhile may have seen the old value */
 	j->own_cb(arg, err, resp);
 }
 
@@ -152,6 +172,7 @@ int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
 {
 	if (r->op == CM_OP_PUT || r->op == CM_OP_MKDIR || r->op == CM_OP_DELETE ||
 	    r->op == CM_OP_RENAME) {
+		own_cache_drop(j);
 		j->own_gen = cm_fs_own_begin(j->fs, r->op, j->path);
 		j->own_cb = cb;
 		cb = own_cb;

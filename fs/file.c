@@ -1,5 +1,7 @@
-/* file.c: confman-fs's open files: a per-open buffer read at open and
- * committed with one PUT on flush/fsync/release (loop thread). */
+/* file.c: confman-fs's open files: a per-open buffer read at open (from the
+ * server, or from the value cache for a read-only open, which then uses the
+ * kernel's page cache) and committed with one PUT on flush/fsync/release
+ * (loop thread). */
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -86,9 +88,13 @@ void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 {
 	j->fi.fh = (uint64_t)(uintptr_t)h;
 	/* Reads go to the per-open buffer, not to pages sized by a possibly
-	 * older i_size: what open fetched is what read returns. */
-	j->fi.direct_io = 1;
-	j->fi.keep_cache = 0;
+	 * older i_size: what open fetched is what read returns. Except over a
+	 * cached value whose attributes are the kernel's (h->pc): then the
+	 * page cache, kept across opens while the copy stays valid. */
+	j->fi.direct_io = !h->pc;
+	j->fi.keep_cache = h->pc && h->keep;
+	/* Nothing to commit on a read-only handle: close need not wait for us. */
+	j->fi.noflush = (j->fi.flags & O_ACCMODE) == O_RDONLY && !h->dir;
 	int rc;
 	if (attr != NULL) {
 		struct cm_fs_node *n;
@@ -107,6 +113,7 @@ void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 			.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 		};
 		cm_fs__fill_stat(&e.attr, n->ino, attr, -1);
+		cm_fs__kattr(n, attr, -1);
 		rc = fuse_reply_create(j->req, &e, &j->fi);
 		if (rc != 0)
 			cm_fs_itable_forget(&j->fs->it, n->ino, 1);
@@ -143,6 +150,34 @@ struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *
 	return h;
 }
 
+/* ---- the value cache (see fs/README.md, "Value cache and page cache") ---- */
+
+/* May a read-only open of n be answered from (or fill) the value cache? */
+static bool cache_allowed(struct cm_fs_job *j)
+{
+	struct cm_fs *fs = j->fs;
+	return fs->watching && strcmp(fs->o.consistency, "linearizable") != 0 &&
+	       (j->fi.flags & O_ACCMODE) == O_RDONLY && !(j->fi.flags & O_TRUNC);
+}
+
+/* The kernel's attributes are the copy's: its i_size bounds page reads. */
+static bool attr_matches(const struct cm_fs_node *n, const struct cm_attr *a)
+{
+	return n->kvalid && n->wsize < 0 && n->kattr.version == a->version &&
+	       n->kattr.mod_index == a->mod_index && n->kattr.size == a->size &&
+	       n->kattr.mode == a->mode;
+}
+
+/* h was filled from n's cached value (generation n->cgen). */
+static void fh_page_cached(struct cm_fs_fh *h, struct cm_fs_node *n, bool keep)
+{
+	h->pc = true;
+	h->cgen = n->cgen;
+	/* Without keep_cache the kernel drops the inode's pages at open. */
+	h->keep = keep && !n->pages_stale;
+	n->pages_stale = false;
+}
+
 static void open_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
@@ -159,6 +194,19 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err);
 		return;
 	}
+	struct cm_fs *fs = j->fs;
+	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, h->ino);
+	/* Keep the value if nothing touched the path since the GET was sent,
+	 * the watch stayed live, and the answer is at least as new as every
+	 * event seen then (a lagging follower's older value is not kept: no
+	 * event would ever drop it). */
+	if (j->cache_ok && n != NULL && n->linked && n->cgen == j->cache_gen &&
+	    fs->it.cepoch == j->cache_epoch &&
+	    cache_allowed(j) && resp->has_attr && S_ISREG(resp->attr.mode) &&
+	    resp->token >= j->cache_last && resp->value.len == resp->attr.size &&
+	    cm_fs_cache_put(&fs->it, n, resp->value.p, resp->value.len, &resp->attr) &&
+	    attr_matches(n, &resp->attr))
+		fh_page_cached(h, n, false);
 	cm_fs__reply_opened(j, h, NULL);
 }
 
@@ -169,6 +217,9 @@ void cm_fs__run_open(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (n != NULL && (j->fi.flags & O_ACCMODE) != O_RDONLY && !j->replay)
+		cm_fs_cache_drop(&j->fs->it, n); /* a writer: the copy is refetched */
 	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
 		struct cm_fs_fh *h = cm_fs__open_handle(j, NULL, &rc);
 		if (h == NULL)
@@ -177,20 +228,63 @@ void cm_fs__run_open(struct cm_fs_job *j)
 			cm_fs__reply_opened(j, h, NULL);
 		return;
 	}
+	if (n != NULL && !j->replay && cache_allowed(j)) {
+		if (n->cached && n->linked && attr_matches(n, &n->cattr)) {
+			/* A valid copy: no request, and the kernel keeps its pages. */
+			struct cm_fs_fh *h = cm_fs__fh_new(j->fs, j->ino, false);
+			if (h != NULL && (rc = cm_fs__fh_resize(h, n->clen)) != 0) {
+				cm_fs__fh_free(j->fs, h);
+				h = NULL;
+			}
+			if (h == NULL) {
+				cm_fs__done_err(j, rc ? rc : -ENOMEM);
+				return;
+			}
+			if (n->clen)
+				memcpy(h->buf, n->cval, n->clen);
+			cm_fs_cache_touch(&j->fs->it, n);
+			fh_page_cached(h, n, true);
+			cm_fs__reply_opened(j, h, NULL);
+			return;
+		}
+		j->cache_ok = true;
+		j->cache_gen = n->cgen;
+		j->cache_last = j->fs->last_index;
+		j->cache_epoch = j->fs->it.cepoch;
+	}
 	cm_fs__submit_get(j, open_cb);
+}
+
+static void serve(struct cm_fs_job *j, const char *buf, size_t len)
+{
+	size_t off = j->off < 0 ? 0 : (size_t)j->off;
+	if (off >= len) {
+		fuse_reply_buf(j->req, NULL, 0);
+	} else {
+		size_t n = len - off < j->size ? len - off : j->size;
+		fuse_reply_buf(j->req, buf + off, n);
+	}
+	cm_fs__job_free(j);
 }
 
 void cm_fs__run_read(struct cm_fs_job *j)
 {
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
-	size_t off = j->off < 0 ? 0 : (size_t)j->off;
-	if (off >= h->len) {
-		fuse_reply_buf(j->req, NULL, 0);
-	} else {
-		size_t n = h->len - off < j->size ? h->len - off : j->size;
-		fuse_reply_buf(j->req, h->buf + off, n);
+	if (h->pc) {
+		/* An older handle's content now fills the kernel's pages: the
+		 * next open must not keep them. */
+		struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
+		if (n != NULL && n->cgen != h->cgen) {
+			if (n->cached && n->linked && attr_matches(n, &n->cattr)) {
+				/* Pages are sized by the kernel's i_size, the new
+				 * copy's: serve it, as a page cache would. */
+				serve(j, n->cval, n->clen);
+				return;
+			}
+			n->pages_stale = true;
+		}
 	}
-	cm_fs__job_free(j);
+	serve(j, h->buf, h->len);
 }
 
 void cm_fs__run_write(struct cm_fs_job *j)

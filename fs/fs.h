@@ -17,6 +17,7 @@
 #define CM_FS_HASH_BUCKETS (1u << 16) /* per index of the inode table */
 #define CM_FS_NOTIFY_MAX 4096       /* kernel notifications waiting for the notifier */
 #define CM_FS_OWN_MAX 256            /* own writes remembered to skip their events */
+#define CM_FS_CACHE_MAX (64u << 20)  /* bytes of file values kept for opens (LRU) */
 #define CM_FS_BUF_MAX CM_VALUE_MAX_LIMIT /* an open file's buffer; the server's
 					   * own limit (1 MiB by default) is
 					   * enforced by the PUT on close */
@@ -40,6 +41,20 @@ struct cm_fs_node {
 	bool has_attr;
 	struct cm_attr attr; /* last attributes the server sent */
 	int64_t wsize;       /* size of a dirty open buffer, -1 if none */
+	/* The value cache (loop thread): a copy of the value fetched while the
+	 * watch was live, valid until an event or own write touches the path
+	 * (each drop bumps cgen). cattr: the attributes it came with. */
+	bool cached;
+	bool pages_stale;    /* kernel pages may hold another content: no keep_cache */
+	char *cval;          /* owned; clen bytes */
+	uint32_t clen;
+	uint64_t cgen;
+	struct cm_attr cattr;
+	/* What the last reply told the kernel (its i_size bounds page reads):
+	 * kattr is valid unless a dirty buffer's size was sent instead. */
+	bool kvalid;
+	struct cm_attr kattr;
+	struct cm_fs_node *lru_prev, *lru_next;
 	struct cm_fs_node *ino_next, *path_next;
 };
 
@@ -49,6 +64,9 @@ struct cm_fs_itable {
 	struct cm_fs_node **by_path; /* owned, CM_FS_HASH_BUCKETS */
 	uint32_t n;
 	uint64_t next_ino;
+	struct cm_fs_node *lru_head, *lru_tail; /* cached values, most recent first */
+	size_t cbytes;                          /* their total, <= CM_FS_CACHE_MAX */
+	uint64_t cepoch;                        /* +1 on every clear */
 };
 
 /* Open file or directory; owned by the loop thread, listed in cm_fs.handles so
@@ -66,6 +84,9 @@ struct cm_fs_fh {
 	bool append;  /* O_APPEND: every write goes to the end */
 	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
 			  * write (the shell's dup2+close) commits nothing; release does */
+	bool pc;      /* read-only over the node's cached value: page cache, no direct_io */
+	bool keep;    /* pc: the kernel may keep its pages (keep_cache) */
+	uint64_t cgen; /* pc: the node's cgen when opened */
 	char *buf;    /* owned; file content */
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
@@ -148,6 +169,18 @@ int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to
 /* A stable pseudo inode number for a name readdir shows that the kernel has
  * not looked up (never in the table's range). */
 uint64_t cm_fs_itable_hash_ino(const char *path);
+/* The value cache (loop thread). drop: forget n's copy (bumps cgen even if
+ * none). drop_path: the node at path, with sub: every copy at or below it.
+ * clear: every copy (bumps every cached node's cgen). put: keep a copy of
+ * value with attr for n (evicting the least recently used; cgen is bumped
+ * unless the copy it replaces has the same version); false if it does not
+ * fit or on ENOMEM. touch: n was used. */
+void cm_fs_cache_drop(struct cm_fs_itable *t, struct cm_fs_node *n);
+void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub);
+void cm_fs_cache_clear(struct cm_fs_itable *t);
+bool cm_fs_cache_put(struct cm_fs_itable *t, struct cm_fs_node *n, const char *value,
+		     uint32_t len, const struct cm_attr *attr);
+void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;

@@ -100,6 +100,7 @@ void cm_fs_itable_free(struct cm_fs_itable *t)
 		struct cm_fs_node *n = t->by_ino[b];
 		while (n != NULL) {
 			struct cm_fs_node *next = n->ino_next;
+			free(n->cval);
 			free(n->path);
 			free(n);
 			n = next;
@@ -162,6 +163,7 @@ void cm_fs_itable_forget(struct cm_fs_itable *t, uint64_t ino, uint64_t nl)
 		pp = &(*pp)->ino_next;
 	*pp = n->ino_next;
 	t->n--;
+	cm_fs_cache_drop(t, n);
 	free(n->path);
 	free(n);
 }
@@ -248,4 +250,99 @@ int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to
 	cm_fs_itable_unlink(t, to); /* what the rename replaced */
 	struct move m = {from, to};
 	return visit_under(t, from, move_one, &m);
+}
+
+/* ---- the value cache ---- */
+
+static void lru_unlink(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		t->lru_head = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		t->lru_tail = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+}
+
+static void lru_push(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	n->lru_prev = NULL;
+	n->lru_next = t->lru_head;
+	if (t->lru_head)
+		t->lru_head->lru_prev = n;
+	else
+		t->lru_tail = n;
+	t->lru_head = n;
+}
+
+void cm_fs_cache_drop(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	n->cgen++; /* a fetch in flight must not install what it read */
+	if (!n->cached)
+		return;
+	lru_unlink(t, n);
+	t->cbytes -= n->clen;
+	free(n->cval);
+	n->cval = NULL;
+	n->clen = 0;
+	n->cached = false;
+}
+
+void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub)
+{
+	struct cm_fs_node *n = cm_fs_itable_lookup(t, path);
+	if (n != NULL)
+		cm_fs_cache_drop(t, n);
+	if (!sub)
+		return;
+	for (struct cm_fs_node *x = t->lru_head, *next; x != NULL; x = next) {
+		next = x->lru_next;
+		if (under(x->path, path))
+			cm_fs_cache_drop(t, x);
+	}
+}
+
+void cm_fs_cache_clear(struct cm_fs_itable *t)
+{
+	t->cepoch++; /* fetches in flight keep nothing */
+	while (t->lru_head)
+		cm_fs_cache_drop(t, t->lru_head);
+}
+
+bool cm_fs_cache_put(struct cm_fs_itable *t, struct cm_fs_node *n, const char *value,
+		     uint32_t len, const struct cm_attr *attr)
+{
+	uint64_t gen = n->cgen;
+	bool same = n->cached && n->cattr.version == attr->version &&
+		    n->cattr.mod_index == attr->mod_index;
+	cm_fs_cache_drop(t, n);
+	if (same)
+		n->cgen = gen; /* the same value again: handles over it stay current */
+	if (len > CM_FS_CACHE_MAX)
+		return false;
+	while (t->lru_tail && t->cbytes + len > CM_FS_CACHE_MAX)
+		cm_fs_cache_drop(t, t->lru_tail);
+	char *v = malloc(len ? len : 1);
+	if (v == NULL)
+		return false;
+	if (len)
+		memcpy(v, value, len);
+	n->cval = v;
+	n->clen = len;
+	n->cattr = *attr;
+	n->cached = true;
+	t->cbytes += len;
+	lru_push(t, n);
+	return true;
+}
+
+void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n)
+{
+	if (n->cached && t->lru_head != n) {
+		lru_unlink(t, n);
+		lru_push(t, n);
+	}
 }

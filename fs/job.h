@@ -59,6 +59,10 @@ struct cm_fs_job {
 	bool replay;         /* sent by the notifier thread: answer locally (notify.c) */
 	uint64_t own_gen;    /* the write's entry in fs->own (0: none) */
 	cm_ac_cb own_cb;     /* the callback behind the own-write trampoline */
+	bool cache_ok;       /* open: the reply may be kept in the value cache... */
+	uint64_t cache_gen;  /* ...if the node's cgen is still this */
+	uint64_t cache_last; /* ...and the answer is at least this new (fs->last_index) */
+	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
@@ -85,6 +89,8 @@ int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
 /* Reply an entry for j->path with attr (one more kernel reference), free j. */
 void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr);
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n);
+/* n's attributes as sent to the kernel in a reply (wsize as in fill_stat). */
+void cm_fs__kattr(struct cm_fs_node *n, const struct cm_attr *a, int64_t wsize);
 
 /* ---- notify.c: requests of the notifier's replay, answered locally ---- */
 /* true if j was the notifier's and has been answered (and freed). */

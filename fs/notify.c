@@ -211,6 +211,7 @@ static int split(struct cm_fs *fs, const char *p, uint64_t *parent, char **name)
 /* Everything the kernel may cache: each known inode and its name. */
 static void push_all(struct cm_fs *fs)
 {
+	cm_fs_cache_clear(&fs->it); /* what changed is not known */
 	struct cm_fs_nj *n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return;
@@ -264,6 +265,7 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	if (err != 0) {
 		/* The library gave up re-subscribing (or the client closes). */
 		fs->watching = false;
+		cm_fs_cache_clear(&fs->it); /* nothing keeps the copies current */
 		if (err != -ECANCELED && fs->ac != NULL) {
 			fprintf(stderr, "confman-fs: watch ended (%s), retrying\n", cm_strerror(err));
 			uv_timer_start(&fs->rewatch, on_rewatch, 1000, 0);
@@ -283,6 +285,11 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	struct cm_fs_nj *n = calloc(1, sizeof(*n));
 	if (path == NULL || (ev->kind == CM_EV_RENAME && path2 == NULL) || n == NULL)
 		goto lost;
+	/* The value cache forgets what the event touched, ours included (the
+	 * kernel's pages: the notifier below, or the next open for our own). */
+	cm_fs_cache_drop_path(&fs->it, path, ev->kind != CM_EV_PUT);
+	if (path2 != NULL)
+		cm_fs_cache_drop_path(&fs->it, path2, true);
 	if (own_match(fs, ev->kind, path, ev->index)) {
 		free(path);
 		free(path2);

@@ -212,6 +212,64 @@ def test_own_writes_are_not_replayed():
         ino.close()
 
 
+def _fresh_within(path, want, limit):
+    """Reads path (a new open each time) until it returns want; the time it took."""
+    t0 = time.time()
+    while True:
+        got = read(path)
+        if got == want:
+            return time.time() - t0
+        if time.time() - t0 > limit:
+            raise AssertionError("%s: %r after %.1f s, want %r" % (path, got, limit, want))
+        time.sleep(0.01)
+
+
+def test_cached_cat_sees_changes():
+    """Repeated cats of an unchanged file are served from the value cache and
+    the kernel's pages (keep_cache: they work with the cluster paused); a change through the other mount or
+    confmanctl is seen within 2 s, an own write at once (also through another
+    fd while a cached one is open), with longer and shorter values."""
+    A.sh("echo base > cc")
+    assert eventually_read(B.p("cc"), b"base\n") == b"base\n"
+    for _ in range(20):
+        assert read(B.p("cc")) == b"base\n"
+    # served without the server: still readable with every node stopped
+    nodes = list(CLUSTER.procs)
+    for i in nodes:
+        CLUSTER.pause(i)
+    try:
+        t0 = time.time()
+        for _ in range(20):
+            assert read(B.p("cc")) == b"base\n"
+        assert time.time() - t0 < 1.0, time.time() - t0
+    finally:
+        for i in nodes:
+            CLUSTER.resume(i)
+    A.sh("echo changed-on-a-longer > cc")
+    _fresh_within(B.p("cc"), b"changed-on-a-longer\n", 2)
+    for _ in range(20):
+        assert read(B.p("cc")) == b"changed-on-a-longer\n"
+    CLUSTER.ctl("put", "/cc", "ctl", check=True)
+    _fresh_within(B.p("cc"), b"ctl", 2)
+    for _ in range(20):
+        assert read(B.p("cc")) == b"ctl"
+    # own writes: visible to the very next open, whatever was cached
+    for i, v in enumerate([b"own-1-long-value\n", b"o2\n", b"own-three\n"]):
+        with open(B.p("cc"), "rb") as held:  # a cached fd stays open meanwhile
+            assert held.read() in (b"ctl", b"own-1-long-value\n", b"o2\n")
+            with open(B.p("cc"), "wb") as w:
+                w.write(v)
+            assert read(B.p("cc")) == v, i
+        for _ in range(5):
+            assert read(B.p("cc")) == v
+    B.sh("printf 'shell\n' > cc")
+    assert read(B.p("cc")) == b"shell\n"
+    B.sh("echo tmp > cc.tmp && mv cc.tmp cc")
+    assert read(B.p("cc")) == b"tmp\n"
+    # and the other mount sees B's writes within 2 s too
+    _fresh_within(A.p("cc"), b"tmp\n", 2)
+
+
 def test_xattrs():
     A.sh("echo v1 > xa")
     v1 = int(os.getxattr(A.p("xa"), "user.confman.version"))
@@ -253,6 +311,7 @@ def main():
                 test_inotify_create_delete_rename_mkdir,
                 test_remote_tree_unknown_to_b,
                 test_own_writes_are_not_replayed,
+                test_cached_cat_sees_changes,
                 test_xattrs,
             ])
         finally:
