@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec.h"
+#include "common/codec_int.h"
 
 /*
  * msgpack-c allocates an array's storage from the count the sender declares,
@@ -81,7 +81,7 @@ static int guard(const void *buf, size_t len)
 
 /* ---- typed access to a msgpack_object ---- */
 
-static int get_u64(const msgpack_object *o, uint64_t *v)
+int cm__codec_u64(const msgpack_object *o, uint64_t *v)
 {
 	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return -EBADMSG;
@@ -92,7 +92,7 @@ static int get_u64(const msgpack_object *o, uint64_t *v)
 static int get_u32(const msgpack_object *o, uint32_t *v)
 {
 	uint64_t x;
-	if (get_u64(o, &x) != 0 || x > UINT32_MAX)
+	if (cm__codec_u64(o, &x) != 0 || x > UINT32_MAX)
 		return -EBADMSG;
 	*v = (uint32_t)x;
 	return 0;
@@ -101,7 +101,7 @@ static int get_u32(const msgpack_object *o, uint32_t *v)
 static int get_u8(const msgpack_object *o, uint8_t *v)
 {
 	uint64_t x;
-	if (get_u64(o, &x) != 0 || x > UINT8_MAX)
+	if (cm__codec_u64(o, &x) != 0 || x > UINT8_MAX)
 		return -EBADMSG;
 	*v = (uint8_t)x;
 	return 0;
@@ -160,8 +160,8 @@ int cm_codec_unpack_attr(const msgpack_object *o, struct cm_attr *a)
 		return -EBADMSG;
 	int rv = get_u32(&f[0], &a->mode) | get_u32(&f[1], &a->uid) | get_u32(&f[2], &a->gid) |
 		 get_i64(&f[3], &a->mtime_ns) | get_i64(&f[4], &a->ctime_ns) |
-		 get_u64(&f[5], &a->create_index) | get_u64(&f[6], &a->mod_index) |
-		 get_u64(&f[7], &a->version) | get_u32(&f[8], &a->size);
+		 cm__codec_u64(&f[5], &a->create_index) | cm__codec_u64(&f[6], &a->mod_index) |
+		 cm__codec_u64(&f[7], &a->version) | get_u32(&f[8], &a->size);
 	return rv ? -EBADMSG : 0;
 }
 
@@ -172,7 +172,7 @@ static int dec_hello(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	if (n != 4)
 		return -EBADMSG;
 	int rv = get_u32(&f[1], &m->hello.version) | get_bytes(&f[2], &m->hello.cluster) |
-		 get_u64(&f[3], &m->hello.node_id);
+		 cm__codec_u64(&f[3], &m->hello.node_id);
 	return rv || m->hello.cluster.len > CM_CLUSTER_MAX ? -EBADMSG : 0;
 }
 
@@ -181,13 +181,13 @@ static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	struct cm_req *r = &m->req;
 	if (n != 16)
 		return -EBADMSG;
-	int rv = get_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | get_u64(&f[3], &r->group) |
-		 get_u64(&f[4], &r->token) | get_u8(&f[5], &r->consistency) |
+	int rv = cm__codec_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | cm__codec_u64(&f[3], &r->group) |
+		 cm__codec_u64(&f[4], &r->token) | get_u8(&f[5], &r->consistency) |
 		 get_u32(&f[6], &r->flags) | get_bytes(&f[7], &r->path) |
 		 get_bytes(&f[8], &r->path2) | get_bytes(&f[9], &r->value) |
-		 get_u64(&f[10], &r->version) | get_u32(&f[11], &r->mode) |
+		 cm__codec_u64(&f[10], &r->version) | get_u32(&f[11], &r->mode) |
 		 get_u32(&f[12], &r->uid) | get_u32(&f[13], &r->gid) |
-		 get_u64(&f[14], &r->from_index);
+		 cm__codec_u64(&f[14], &r->from_index);
 	if (rv || r->op == 0 || r->op >= CM_OP_COUNT)
 		return -EBADMSG;
 	return 0;
@@ -216,16 +216,16 @@ static int dec_group_status(const msgpack_object *o, struct cm_group_status *g)
 	const msgpack_object *f = array_of(o, 10);
 	if (f == NULL)
 		return -EBADMSG;
-	int rv = get_u64(&f[0], &g->group) | get_bytes(&f[1], &g->prefix) |
-		 get_u8(&f[2], &g->role) | get_u64(&f[3], &g->term) |
-		 get_u64(&f[4], &g->leader) | get_u64(&f[5], &g->commit) |
-		 get_u64(&f[6], &g->applied) | get_u64(&f[7], &g->last) |
-		 get_u64(&f[8], &g->snap_index);
+	int rv = cm__codec_u64(&f[0], &g->group) | get_bytes(&f[1], &g->prefix) |
+		 get_u8(&f[2], &g->role) | cm__codec_u64(&f[3], &g->term) |
+		 cm__codec_u64(&f[4], &g->leader) | cm__codec_u64(&f[5], &g->commit) |
+		 cm__codec_u64(&f[6], &g->applied) | cm__codec_u64(&f[7], &g->last) |
+		 cm__codec_u64(&f[8], &g->snap_index);
 	if (rv || f[9].type != MSGPACK_OBJECT_ARRAY || f[9].via.array.size > 12)
 		return -EBADMSG;
 	g->n_members = f[9].via.array.size;
 	for (uint32_t k = 0; k < g->n_members; k++)
-		if (get_u64(&f[9].via.array.ptr[k], &g->members[k]))
+		if (cm__codec_u64(&f[9].via.array.ptr[k], &g->members[k]))
 			return -EBADMSG;
 	return 0;
 }
@@ -233,7 +233,7 @@ static int dec_group_status(const msgpack_object *o, struct cm_group_status *g)
 static int dec_status(const msgpack_object *o, struct cm_resp *r)
 {
 	const msgpack_object *f = array_of(o, 2);
-	if (f == NULL || get_u64(&f[0], &r->node_id) || f[1].type != MSGPACK_OBJECT_ARRAY)
+	if (f == NULL || cm__codec_u64(&f[0], &r->node_id) || f[1].type != MSGPACK_OBJECT_ARRAY)
 		return -EBADMSG;
 	uint32_t n = f[1].via.array.size;
 	r->groups = n ? calloc(n, sizeof(*r->groups)) : NULL;
@@ -249,12 +249,12 @@ static int dec_status(const msgpack_object *o, struct cm_resp *r)
 static int dec_shard(const msgpack_object *o, struct cm_shard *sh)
 {
 	const msgpack_object *f = array_of(o, 3);
-	if (f == NULL || get_u64(&f[0], &sh->group) || get_bytes(&f[1], &sh->prefix) ||
+	if (f == NULL || cm__codec_u64(&f[0], &sh->group) || get_bytes(&f[1], &sh->prefix) ||
 	    f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size > 12)
 		return -EBADMSG;
 	sh->n_replicas = f[2].via.array.size;
 	for (uint32_t k = 0; k < sh->n_replicas; k++)
-		if (get_u64(&f[2].via.array.ptr[k], &sh->replicas[k]))
+		if (cm__codec_u64(&f[2].via.array.ptr[k], &sh->replicas[k]))
 			return -EBADMSG;
 	return 0;
 }
@@ -262,7 +262,7 @@ static int dec_shard(const msgpack_object *o, struct cm_shard *sh)
 static int dec_shards(const msgpack_object *o, struct cm_resp *r)
 {
 	const msgpack_object *f = array_of(o, 3);
-	if (f == NULL || get_u64(&f[0], &r->epoch) || f[1].type != MSGPACK_OBJECT_ARRAY ||
+	if (f == NULL || cm__codec_u64(&f[0], &r->epoch) || f[1].type != MSGPACK_OBJECT_ARRAY ||
 	    f[2].type != MSGPACK_OBJECT_ARRAY)
 		return -EBADMSG;
 	uint32_t ns = f[1].via.array.size, nn = f[2].via.array.size;
@@ -277,7 +277,7 @@ static int dec_shards(const msgpack_object *o, struct cm_resp *r)
 			return -EBADMSG;
 	for (uint32_t k = 0; k < nn; k++) {
 		const msgpack_object *e = array_of(&f[2].via.array.ptr[k], 2);
-		if (e == NULL || get_u64(&e[0], &r->nodes[k].id) || get_bytes(&e[1], &r->nodes[k].addr))
+		if (e == NULL || cm__codec_u64(&e[0], &r->nodes[k].id) || get_bytes(&e[1], &r->nodes[k].addr))
 			return -EBADMSG;
 	}
 	return 0;
@@ -313,9 +313,9 @@ static int dec_resp(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	struct cm_resp *r = &m->resp;
 	if (n != 9)
 		return -EBADMSG;
-	int rv = get_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | get_i32(&f[3], &r->err) |
-		 get_u64(&f[4], &r->group) | get_u64(&f[5], &r->token) |
-		 get_u64(&f[6], &r->leader_id) | get_bytes(&f[7], &r->leader_addr);
+	int rv = cm__codec_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | get_i32(&f[3], &r->err) |
+		 cm__codec_u64(&f[4], &r->group) | cm__codec_u64(&f[5], &r->token) |
+		 cm__codec_u64(&f[6], &r->leader_id) | get_bytes(&f[7], &r->leader_addr);
 	if (rv || r->leader_addr.len > CM_ADDR_MAX)
 		return -EBADMSG;
 	return dec_resp_body(&f[8], r);
@@ -326,8 +326,8 @@ static int dec_event(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	struct cm_event *e = &m->event;
 	if (n != 8)
 		return -EBADMSG;
-	int rv = get_u64(&f[1], &e->watch_id) | get_u64(&f[2], &e->group) |
-		 get_u64(&f[3], &e->index) | get_u8(&f[4], &e->kind) |
+	int rv = cm__codec_u64(&f[1], &e->watch_id) | cm__codec_u64(&f[2], &e->group) |
+		 cm__codec_u64(&f[3], &e->index) | get_u8(&f[4], &e->kind) |
 		 get_bytes(&f[5], &e->path) | get_bytes(&f[6], &e->path2);
 	if (rv)
 		return -EBADMSG;
@@ -344,13 +344,11 @@ static int dec_error(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	return get_i32(&f[1], &m->error.err) | get_bytes(&f[2], &m->error.message) ? -EBADMSG : 0;
 }
 
-int cm__codec_dec_raft(const msgpack_object *f, uint32_t n, struct cm_msg *m);
-
 static int dec_beat(const msgpack_object *o, struct cm_beat *b)
 {
 	const msgpack_object *f = array_of(o, 6);
-	if (f == NULL || get_u64(&f[0], &b->group) || get_u8(&f[1], &b->type) ||
-	    get_u64(&f[2], &b->term) || get_u64(&f[3], &b->commit) || get_u64(&f[4], &b->ctx) ||
+	if (f == NULL || cm__codec_u64(&f[0], &b->group) || get_u8(&f[1], &b->type) ||
+	    cm__codec_u64(&f[2], &b->term) || cm__codec_u64(&f[3], &b->commit) || cm__codec_u64(&f[4], &b->ctx) ||
 	    get_u8(&f[5], &b->flags))
 		return -EBADMSG;
 	if ((b->type != RAFT_MSG_HEARTBEAT && b->type != RAFT_MSG_HEARTBEAT_RESP) || b->flags > 7)
@@ -360,7 +358,7 @@ static int dec_beat(const msgpack_object *o, struct cm_beat *b)
 
 static int dec_beats(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 {
-	if (n != 4 || get_u64(&f[1], &m->beats_from) || get_u64(&f[2], &m->beats_to) ||
+	if (n != 4 || cm__codec_u64(&f[1], &m->beats_from) || cm__codec_u64(&f[2], &m->beats_to) ||
 	    f[3].type != MSGPACK_OBJECT_ARRAY || f[3].via.array.size > CM_BEATS_MAX)
 		return -EBADMSG;
 	uint32_t nb = f[3].via.array.size;
@@ -393,7 +391,7 @@ static int dispatch(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	case CM_FR_BEATS:
 		return dec_beats(f, n, m);
 	case CM_FR_PING:
-		return n == 2 && get_u64(&f[1], &m->ping_node) == 0 ? 0 : -EBADMSG;
+		return n == 2 && cm__codec_u64(&f[1], &m->ping_node) == 0 ? 0 : -EBADMSG;
 	default:
 		return -EBADMSG;
 	}

@@ -3,17 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/codec.h"
-
-int cm__codec_dec_raft(const msgpack_object *f, uint32_t n, struct cm_msg *m);
-
-static int u64(const msgpack_object *o, uint64_t *v)
-{
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		return -EBADMSG;
-	*v = o->via.u64;
-	return 0;
-}
+#include "common/codec_int.h"
 
 /* bin or nil. */
 static int bin(const msgpack_object *o, const void **p, uint32_t *len)
@@ -37,7 +27,7 @@ static int dec_entry(const msgpack_object *o, struct raft_entry *e)
 	const msgpack_object *f = o->via.array.ptr;
 	uint64_t type = 0;
 	const void *data = NULL;
-	if (u64(&f[0], &e->term) | u64(&f[1], &e->index) | u64(&f[2], &type) |
+	if (cm__codec_u64(&f[0], &e->term) | cm__codec_u64(&f[1], &e->index) | cm__codec_u64(&f[2], &type) |
 	    bin(&f[3], &data, &e->len))
 		return -EBADMSG;
 	if (type > UINT8_MAX)
@@ -73,8 +63,8 @@ static int dec_snap(const msgpack_object *o, struct raft_snap_meta *s)
 	const msgpack_object *f = o->via.array.ptr;
 	const void *conf = NULL;
 	uint32_t len = 0;
-	if (u64(&f[0], &s->index) | u64(&f[1], &s->term) | bin(&f[2], &conf, &len) |
-	    u64(&f[3], &s->size))
+	if (cm__codec_u64(&f[0], &s->index) | cm__codec_u64(&f[1], &s->term) | bin(&f[2], &conf, &len) |
+	    cm__codec_u64(&f[3], &s->size))
 		return -EBADMSG;
 	return raft_conf_decode(conf, len, &s->conf);
 }
@@ -87,10 +77,10 @@ int cm__codec_dec_raft(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	if (n != 16)
 		return -EBADMSG;
 	uint64_t type = 0, flags = 0, offset = 0;
-	if (u64(&f[1], &m->group) | u64(&f[2], &type) | u64(&f[3], &flags) |
-	    u64(&f[4], &r->from) | u64(&f[5], &r->to) | u64(&f[6], &r->term) |
-	    u64(&f[7], &r->index) | u64(&f[8], &r->log_term) | u64(&f[9], &r->commit) |
-	    u64(&f[10], &r->hint) | u64(&f[11], &r->ctx) | u64(&f[14], &offset))
+	if (cm__codec_u64(&f[1], &m->group) | cm__codec_u64(&f[2], &type) | cm__codec_u64(&f[3], &flags) |
+	    cm__codec_u64(&f[4], &r->from) | cm__codec_u64(&f[5], &r->to) | cm__codec_u64(&f[6], &r->term) |
+	    cm__codec_u64(&f[7], &r->index) | cm__codec_u64(&f[8], &r->log_term) | cm__codec_u64(&f[9], &r->commit) |
+	    cm__codec_u64(&f[10], &r->hint) | cm__codec_u64(&f[11], &r->ctx) | cm__codec_u64(&f[14], &offset))
 		return -EBADMSG;
 	if (type == 0 || type >= RAFT_MSG_TYPE_COUNT || flags > 7)
 		return -EBADMSG;

@@ -15,7 +15,6 @@
 Ports: CONFMAN_IT_PORT (default 17810) and up.
 """
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,11 +132,7 @@ def test_mount_t_fuse_confman_fs():
         assert subprocess.run(["umount", d]).returncode == 0
         assert not os.path.ismount(d)
     finally:
-        if os.path.ismount(d):
-            subprocess.run(["fusermount3", "-u", d], capture_output=True)
-        if os.path.ismount(d):
-            subprocess.run(["umount", "-l", d], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+        test_fs.force_unmount(d)
         if made_link:
             os.unlink(LINK)
 

@@ -101,6 +101,23 @@ CLUSTER = None
 M = None
 
 
+def force_unmount(d):
+    """Unmount d whatever state it is in, then remove it (test cleanup)."""
+    if os.path.ismount(d):
+        subprocess.run(["fusermount3", "-u", d], capture_output=True)
+    if os.path.ismount(d):
+        subprocess.run(["umount", "-l", d], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def unmount_all(mounts):
+    """Take every mount down; fail if a daemon did not exit cleanly."""
+    for m in mounts:
+        rc = m.down()
+        if rc != 0:
+            raise AssertionError("confman-fs exited with %s" % rc)
+
+
 def expect_errno(code, fn, *args):
     try:
         fn(*args)
@@ -338,11 +355,7 @@ def test_mount_fuse3_helper_and_umount():
         assert subprocess.run(["umount", d]).returncode == 0
         assert not os.path.ismount(d)
     finally:
-        if os.path.ismount(d):
-            subprocess.run(["fusermount3", "-u", d], capture_output=True)
-        if os.path.ismount(d):
-            subprocess.run(["umount", "-l", d], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+        force_unmount(d)
 
 
 def main():

@@ -315,10 +315,7 @@ def main():
                 test_xattrs,
             ])
         finally:
-            for m in (A, B):
-                rc = m.down()
-                if rc != 0:
-                    raise AssertionError("confman-fs exited with %s" % rc)
+            test_fs.unmount_all((A, B))
         ok = test_fs.RESULT[1] == 0
     finally:
         CLUSTER.down()

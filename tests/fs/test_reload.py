@@ -120,10 +120,7 @@ def main():
         try:
             test_fs.harness_run([test_app_reloads_on_changes_from_everywhere])
         finally:
-            for m in (A, B):
-                rc = m.down()
-                if rc != 0:
-                    raise AssertionError("confman-fs exited with %s" % rc)
+            test_fs.unmount_all((A, B))
         ok = test_fs.RESULT[1] == 0
     finally:
         CLUSTER.down()
