@@ -5,13 +5,16 @@
 # Installs only what dpkg says is missing, running `apt-get update` once
 # before the first install. Expects root (or sudo) on Debian 12.
 
-# Packages the build and the tests need. clang is for fuzzing later.
+# Packages the build and the tests need: libjansson for the HTTP gateway,
+# clang and its runtime for the libFuzzer targets, iproute2 and nftables
+# for the nemesis's network partitions, inotify-tools for the mount tests.
 CM_DEPS_PACKAGES=(
 	build-essential meson ninja-build pkg-config python3
 	libuv1-dev libmsgpack-dev liblmdb-dev libfuse3-dev fuse3
-	libcmocka-dev libinih-dev libmicrohttpd-dev
+	libcmocka-dev libinih-dev libmicrohttpd-dev libjansson-dev
+	clang libclang-rt-14-dev iproute2 nftables inotify-tools
 )
-CM_DEPS_OPTIONAL=(clang)
+CM_DEPS_OPTIONAL=()
 
 # cm_deps_missing PKG... - print the packages dpkg does not list as installed.
 cm_deps_missing() {

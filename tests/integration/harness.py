@@ -40,6 +40,7 @@ class Cluster:
         self.extra = list(extra or [])
         self.dir = tempfile.mkdtemp(prefix="confman-it-")
         self.procs = {}
+        self.meant_down = set()  # nodes the test killed or stopped on purpose
         self.keep = keep
         self._write_ini()
         _live.append(self)
@@ -76,6 +77,7 @@ class Cluster:
     def start(self, i):
         if i in self.procs and self.procs[i].poll() is None:
             return
+        self.meant_down.discard(i)
         data = os.path.join(self.dir, "node%d" % i)
         log = open(os.path.join(self.dir, "node%d.log" % i), "ab")
         self.procs[i] = subprocess.Popen(
@@ -104,12 +106,14 @@ class Cluster:
         return self
 
     def kill(self, i):
+        self.meant_down.add(i)
         p = self.procs.get(i)
         if p and p.poll() is None:
             p.kill()
             p.wait()
 
     def stop(self, i):
+        self.meant_down.add(i)
         p = self.procs.get(i)
         if p and p.poll() is None:
             p.send_signal(signal.SIGCONT)
@@ -131,11 +135,25 @@ class Cluster:
         return p is not None and p.poll() is None
 
     def down(self):
-        """Stop every node; fail if a sanitizer complained in any node's log."""
+        """Stop every node; fail if a sanitizer complained in any node's log.
+
+        Called from a test's finally block: when the test is failing, the
+        tail of every node's log is printed first, so that a failure seen
+        only in CI can be understood from its output alone."""
+        if sys.exc_info()[0] is not None:
+            for i in sorted(self.procs):
+                print("---- node %d log (tail) ----\n%s" % (i, self.log(i)[-2500:]), flush=True)
+        # A node that died on its own (an assertion, a fail-stop) is a
+        # failure even when every request the test made succeeded.
+        crashed = [(i, p.returncode) for i, p in sorted(self.procs.items())
+                   if i not in self.meant_down and p.poll() is not None]
+        if crashed:
+            print("node(s) exited on their own (node, exit code): %s" % crashed, flush=True)
         for i in list(self.procs):
             self.stop(i)
         if self in _live:
             _live.remove(self)
+        crash_logs = ["node %d:\n%s" % (i, self.log(i)) for i, _ in crashed]
         reports = []
         for i in self.procs:
             text = self.log(i)
@@ -145,6 +163,9 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
         if reports:
             raise AssertionError("sanitizer report:\n" + "\n".join(reports))
+        if crashed and sys.exc_info()[0] is None:
+            raise AssertionError("node(s) exited on their own: %s\n%s" % (
+                crashed, "\n".join(crash_logs)))
 
     def log(self, i):
         try:
