@@ -58,17 +58,10 @@ void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, in
 /* The root of a prefix that does not exist (yet): an empty directory. */
 static const struct cm_attr root_attr = {.mode = S_IFDIR | 0755};
 
-void cm_fs__kattr(struct cm_fs_node *n, const struct cm_attr *a, int64_t wsize)
-{
-	n->kvalid = wsize < 0;
-	n->kattr = *a;
-}
-
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 {
 	struct stat st;
 	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
-	cm_fs__kattr(n, &n->attr, n->wsize);
 	if (!n->linked)
 		st.st_nlink = 0;
 	/* Answers to the notifier's replay (notify.c) may hold guessed
@@ -94,7 +87,6 @@ void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
 		.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 	};
 	cm_fs__fill_stat(&e.attr, n->ino, attr, n->wsize);
-	cm_fs__kattr(n, attr, n->wsize);
 	if (fuse_reply_entry(j->req, &e) != 0)
 		cm_fs_itable_forget(&j->fs->it, n->ino, 1);
 	cm_fs__job_free(j);
@@ -240,6 +232,10 @@ static void run_getattr(struct cm_fs_job *j)
 		return;
 	}
 	if (!n->linked && n->has_attr) { /* unlinked while open */
+		cm_fs__reply_attr(j, n);
+		return;
+	}
+	if (cm_fs__cache_attr(j, n)) {
 		cm_fs__reply_attr(j, n);
 		return;
 	}

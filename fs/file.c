@@ -87,12 +87,12 @@ struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j)
 void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr)
 {
 	j->fi.fh = (uint64_t)(uintptr_t)h;
-	/* Reads go to the per-open buffer, not to pages sized by a possibly
-	 * older i_size: what open fetched is what read returns. Except over a
-	 * cached value whose attributes are the kernel's (h->pc): then the
-	 * page cache, kept across opens while the copy stays valid. */
-	j->fi.direct_io = !h->pc;
-	j->fi.keep_cache = h->pc && h->keep;
+	/* Reads go to the per-open buffer, never to pages: the kernel bounds
+	 * page reads by the i_size of the attributes it accepted last, which
+	 * may belong to another version than the pages (its attribute replies
+	 * race with our invalidations), and a reader then sees a cut or mixed
+	 * value. What open took is what read returns, whole. */
+	j->fi.direct_io = 1;
 	/* Nothing to commit on a read-only handle: close need not wait for us. */
 	j->fi.noflush = (j->fi.flags & O_ACCMODE) == O_RDONLY && !h->dir;
 	int rc;
@@ -113,7 +113,6 @@ void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 			.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
 		};
 		cm_fs__fill_stat(&e.attr, n->ino, attr, -1);
-		cm_fs__kattr(n, attr, -1);
 		rc = fuse_reply_create(j->req, &e, &j->fi);
 		if (rc != 0)
 			cm_fs_itable_forget(&j->fs->it, n->ino, 1);
@@ -160,24 +159,6 @@ static bool cache_allowed(struct cm_fs_job *j)
 	       (j->fi.flags & O_ACCMODE) == O_RDONLY && !(j->fi.flags & O_TRUNC);
 }
 
-/* The kernel's attributes are the copy's: its i_size bounds page reads. */
-static bool attr_matches(const struct cm_fs_node *n, const struct cm_attr *a)
-{
-	return n->kvalid && n->wsize < 0 && n->kattr.version == a->version &&
-	       n->kattr.mod_index == a->mod_index && n->kattr.size == a->size &&
-	       n->kattr.mode == a->mode;
-}
-
-/* h was filled from n's cached value (generation n->cgen). */
-static void fh_page_cached(struct cm_fs_fh *h, struct cm_fs_node *n, bool keep)
-{
-	h->pc = true;
-	h->cgen = n->cgen;
-	/* Without keep_cache the kernel drops the inode's pages at open. */
-	h->keep = keep && !n->pages_stale;
-	n->pages_stale = false;
-}
-
 static void open_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
@@ -203,11 +184,24 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 	if (j->cache_ok && n != NULL && n->linked && n->cgen == j->cache_gen &&
 	    fs->it.cepoch == j->cache_epoch &&
 	    cache_allowed(j) && resp->has_attr && S_ISREG(resp->attr.mode) &&
-	    resp->token >= j->cache_last && resp->value.len == resp->attr.size &&
-	    cm_fs_cache_put(&fs->it, n, resp->value.p, resp->value.len, &resp->attr) &&
-	    attr_matches(n, &resp->attr))
-		fh_page_cached(h, n, false);
+	    resp->token >= j->cache_last && resp->value.len == resp->attr.size)
+		cm_fs_cache_put(&fs->it, n, resp->value.p, resp->value.len, &resp->attr);
 	cm_fs__reply_opened(j, h, NULL);
+}
+
+/* GETATTR of a file whose value is cached: its attributes came with it and
+ * stay current just as long (every read through a handle makes the kernel
+ * drop its atime, so a cat's fstat would otherwise cost a round trip). */
+bool cm_fs__cache_attr(struct cm_fs_job *j, struct cm_fs_node *n)
+{
+	struct cm_fs *fs = j->fs;
+	if (j->replay || !fs->watching || strcmp(fs->o.consistency, "linearizable") == 0 ||
+	    !n->cached || !n->linked || n->wsize >= 0)
+		return false;
+	n->attr = n->cattr;
+	n->has_attr = true;
+	cm_fs_cache_touch(&fs->it, n);
+	return true;
 }
 
 void cm_fs__run_open(struct cm_fs_job *j)
@@ -229,8 +223,8 @@ void cm_fs__run_open(struct cm_fs_job *j)
 		return;
 	}
 	if (n != NULL && !j->replay && cache_allowed(j)) {
-		if (n->cached && n->linked && attr_matches(n, &n->cattr)) {
-			/* A valid copy: no request, and the kernel keeps its pages. */
+		if (n->cached && n->linked && n->wsize < 0) {
+			/* A valid copy: no request to the server. */
 			struct cm_fs_fh *h = cm_fs__fh_new(j->fs, j->ino, false);
 			if (h != NULL && (rc = cm_fs__fh_resize(h, n->clen)) != 0) {
 				cm_fs__fh_free(j->fs, h);
@@ -243,7 +237,6 @@ void cm_fs__run_open(struct cm_fs_job *j)
 			if (n->clen)
 				memcpy(h->buf, n->cval, n->clen);
 			cm_fs_cache_touch(&j->fs->it, n);
-			fh_page_cached(h, n, true);
 			cm_fs__reply_opened(j, h, NULL);
 			return;
 		}
@@ -270,20 +263,6 @@ static void serve(struct cm_fs_job *j, const char *buf, size_t len)
 void cm_fs__run_read(struct cm_fs_job *j)
 {
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
-	if (h->pc) {
-		/* An older handle's content now fills the kernel's pages: the
-		 * next open must not keep them. */
-		struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
-		if (n != NULL && n->cgen != h->cgen) {
-			if (n->cached && n->linked && attr_matches(n, &n->cattr)) {
-				/* Pages are sized by the kernel's i_size, the new
-				 * copy's: serve it, as a page cache would. */
-				serve(j, n->cval, n->clen);
-				return;
-			}
-			n->pages_stale = true;
-		}
-	}
 	serve(j, h->buf, h->len);
 }
 

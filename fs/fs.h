@@ -45,15 +45,10 @@ struct cm_fs_node {
 	 * watch was live, valid until an event or own write touches the path
 	 * (each drop bumps cgen). cattr: the attributes it came with. */
 	bool cached;
-	bool pages_stale;    /* kernel pages may hold another content: no keep_cache */
 	char *cval;          /* owned; clen bytes */
 	uint32_t clen;
 	uint64_t cgen;
 	struct cm_attr cattr;
-	/* What the last reply told the kernel (its i_size bounds page reads):
-	 * kattr is valid unless a dirty buffer's size was sent instead. */
-	bool kvalid;
-	struct cm_attr kattr;
 	struct cm_fs_node *lru_prev, *lru_next;
 	struct cm_fs_node *ino_next, *path_next;
 };
@@ -84,9 +79,6 @@ struct cm_fs_fh {
 	bool append;  /* O_APPEND: every write goes to the end */
 	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
 			  * write (the shell's dup2+close) commits nothing; release does */
-	bool pc;      /* read-only over the node's cached value: page cache, no direct_io */
-	bool keep;    /* pc: the kernel may keep its pages (keep_cache) */
-	uint64_t cgen; /* pc: the node's cgen when opened */
 	char *buf;    /* owned; file content */
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */

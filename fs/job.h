@@ -90,7 +90,6 @@ int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
 void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr);
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n);
 /* n's attributes as sent to the kernel in a reply (wsize as in fill_stat). */
-void cm_fs__kattr(struct cm_fs_node *n, const struct cm_attr *a, int64_t wsize);
 
 /* ---- notify.c: requests of the notifier's replay, answered locally ---- */
 /* true if j was the notifier's and has been answered (and freed). */
@@ -107,6 +106,7 @@ int cm_fs__fh_resize(struct cm_fs_fh *h, size_t len);
 struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j);
 void cm_fs__run_open(struct cm_fs_job *j);
 void cm_fs__run_read(struct cm_fs_job *j);
+bool cm_fs__cache_attr(struct cm_fs_job *j, struct cm_fs_node *n);
 void cm_fs__run_write(struct cm_fs_job *j);
 /* flush, fsync, release: one PUT of the buffer if dirty. */
 void cm_fs__run_commit(struct cm_fs_job *j);
