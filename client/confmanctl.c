@@ -83,7 +83,7 @@ static int fail(const char *what, int err)
 	return cm_ctl_exit_code(err);
 }
 
-static int usage_error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

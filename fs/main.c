@@ -27,19 +27,22 @@
 enum { KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION };
 
 #define OPT(t, f, v) {t, offsetof(struct cm_fs_opts, f), v}
+/* FUSE_OPT_KEY spelled with an explicit widening: libfuse compares the
+ * offset with -1U, and clang warns about the implicit one. */
+#define KEY(t, k) {t, (unsigned long)-1U, k}
 static const struct fuse_opt opt_spec[] = {
 	OPT("timeout=%u", timeout_ms, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
 	OPT("entry_timeout=%lf", entry_timeout, 0),
 	OPT("consistency=%s", consistency, 0),
 	OPT("prefix=%s", prefix, 0),
-	FUSE_OPT_KEY("-f", KEY_FG),
-	FUSE_OPT_KEY("ro", KEY_RO),
-	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
+	KEY("-f", KEY_FG),
+	KEY("ro", KEY_RO),
+	KEY("fsname=", KEY_FSNAME),
+	KEY("-h", KEY_HELP),
+	KEY("--help", KEY_HELP),
+	KEY("-V", KEY_VERSION),
+	KEY("--version", KEY_VERSION),
 	FUSE_OPT_END,
 };
 

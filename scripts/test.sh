@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # test.sh: THE test command. Installs missing Debian packages, builds build/
 # (debugoptimized) and build-asan/ (ASan + UBSan), runs the whole meson test
-# suite in both, and ends with one line "N passed, N failed".
+# suite in both, then builds build-fuzz/ (clang, -Dfuzz=true) and runs its
+# fuzz suite (each libFuzzer target briefly, from its seed corpus), and ends
+# with one line "N passed, N failed".
 #
 # Usage: scripts/test.sh [--quick] [--soak]
-#   --quick  skip the sanitizer build
+#   --quick  skip the sanitizer and fuzz builds
 #   --soak   export CONFMAN_SOAK=1 so long tests run their long variant
 #            (and give meson test a 10x timeout multiplier)
 set -euo pipefail
 
 usage() {
-	sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 quick=0
@@ -55,13 +57,21 @@ count_results() {
 	failed=$((failed + suite_failed))
 }
 
-# run_suite NAME DIR SETUP_ARGS... - configure, build and test one build dir.
+# run_suite NAME DIR SETUP_ARGS... [-- TEST_ARGS...] - configure, build and
+# test one build dir; TEST_ARGS go to meson test (e.g. --suite fuzz).
 # A configure or build failure counts as one failed test (its log is shown).
 run_suite() {
 	local name=$1 dir=$2 log="$logdir/$1.log" rc=0
+	local setup=() extra=()
 	shift 2
+	while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+		setup+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	extra=("$@")
 	echo "==> [$name] configure $dir"
-	if ! cm_setup "$dir" "$@"; then
+	if ! cm_setup "$dir" "${setup[@]}"; then
 		echo "!!! [$name] meson setup failed" >&2
 		failed=$((failed + 1))
 		return 0
@@ -72,8 +82,8 @@ run_suite() {
 		failed=$((failed + 1))
 		return 0
 	fi
-	echo "==> [$name] meson test -C $dir ${test_args[*]}"
-	meson test -C "$dir" "${test_args[@]}" 2>&1 | tee "$log" || rc=$?
+	echo "==> [$name] meson test -C $dir ${test_args[*]} ${extra[*]}"
+	meson test -C "$dir" "${test_args[@]}" "${extra[@]}" 2>&1 | tee "$log" || rc=$?
 	if ! grep -q '^Ok:' "$log" && ! grep -q 'No tests defined' "$log"; then
 		echo "!!! [$name] meson test printed no summary (exit $rc)" >&2
 		failed=$((failed + 1))
@@ -100,8 +110,13 @@ if [ $quick -eq 0 ]; then
 	# debugoptimized: -O2 keeps the simulator fast; ASan recommends -O1+.
 	run_suite sanitize build-asan --buildtype=debugoptimized \
 		-Db_sanitize=address,undefined -Db_lundef=false
+	# The libFuzzer targets need clang. The rest of the tree is built with
+	# it too, its warnings shown but not fatal here: gcc's -Werror builds
+	# above are the ones that hold the code to the warning flags.
+	CC=clang run_suite fuzz build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+		-Dwerror=false -- --suite fuzz
 else
-	echo "==> --quick: sanitizer build skipped"
+	echo "==> --quick: sanitizer and fuzz builds skipped"
 fi
 
 echo

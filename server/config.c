@@ -26,6 +26,13 @@ static const char usage[] =
 	"                         (default 10000)\n"
 	"  --keep-entries N       log entries kept behind a snapshot (default 1000)\n"
 	"  --max-pending N        client requests in flight per group (default 10000)\n"
+	"  --min-free-mb MB       disk space kept free in --data for Raft's own\n"
+	"                         writes: below it client writes get ENOSPC except\n"
+	"                         deletes and truncations, below half of it all\n"
+	"                         client writes do; reads go on, and writes are\n"
+	"                         accepted again once space is freed (default 128;\n"
+	"                         0: no check). The LMDB map works the same way\n"
+	"                         above 90% and 95% of --map-size\n"
 	"  --max-staleness-ms MS  a follower that has not heard from its leader for\n"
 	"                         this long refuses follower reads (CM_ESTALE) so a\n"
 	"                         partitioned replica never serves old data\n"
@@ -38,6 +45,9 @@ static const char usage[] =
 	"  --http ADDR            serve /healthz, /readyz and /metrics on ADDR\n"
 	"                         (IPv4:port; default: the node's http = in the\n"
 	"                         cluster file, else none)\n"
+	"  --test-skip-token-wait FOR TESTS ONLY: serve follower reads at once,\n"
+	"                         without waiting for the client's token (breaks\n"
+	"                         read-your-writes; shows the chaos checker fails)\n"
 	"  -v, --verbose          log more (repeat for debug)\n"
 	"  -h, --help             this text\n"
 	"\n"
@@ -225,9 +235,11 @@ static const struct option long_opts[] = {
 	{"snapshot-entries", required_argument, NULL, 's'},
 	{"keep-entries", required_argument, NULL, 'k'},
 	{"max-pending", required_argument, NULL, 'p'},
+	{"min-free-mb", required_argument, NULL, 'F'},
 	{"max-staleness-ms", required_argument, NULL, 'S'},
 	{"http", required_argument, NULL, 'H'},
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
+	{"test-skip-token-wait", no_argument, NULL, 'T'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -271,6 +283,11 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 			return -EINVAL;
 		c->max_pending = (uint32_t)v;
 		return 0;
+	case 'F':
+		if (parse_u64(arg, 0, 1u << 24, &v))
+			return -EINVAL;
+		c->min_free_bytes = v << 20;
+		return 0;
 	case 'S':
 		if (parse_u64(arg, 1, 3600000, &v))
 			return -EINVAL;
@@ -286,6 +303,9 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		if (strlen(arg) > CM_ADDR_MAX || !strchr(arg, ':'))
 			return -EINVAL;
 		strcpy(c->http_addr, arg);
+		return 0;
+	case 'T':
+		c->test_skip_token_wait = true;
 		return 0;
 	case 'v':
 		c->verbose++;
@@ -304,6 +324,7 @@ static void defaults(struct cm_config *c)
 	c->snapshot_entries = 10000;
 	c->keep_entries = 1000;
 	c->max_pending = 10000;
+	c->min_free_bytes = 128ull << 20;
 	c->max_value = CM_VALUE_MAX_DEFAULT;
 	strcpy(c->cluster_id, "confman");
 }

@@ -47,9 +47,11 @@ struct cm_config {
 	uint64_t snapshot_entries; /* take a snapshot after this many applied entries */
 	uint64_t keep_entries;     /* log entries kept behind a snapshot */
 	uint32_t max_pending;      /* client requests in flight per group */
+	uint64_t min_free_bytes;   /* --min-free-mb: disk kept for Raft's own writes */
 	uint32_t max_staleness_ms; /* a follower this long without its leader refuses reads */
 	uint32_t quiesce_ticks;    /* idle ticks before a group goes quiet; 0: never */
 	bool quiesce_set;
+	bool test_skip_token_wait; /* tests only: follower reads ignore the token */
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	/* Cluster file. */

@@ -194,6 +194,7 @@ static void on_tick(uv_timer_t *t)
 {
 	struct cm_node *n = t->data;
 	n->ticks++;
+	cm__space_tick(n);
 	cm_net_ping(n->net);
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		wake_orphans(n, &n->groups[k]);
@@ -227,6 +228,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static int start_handles(struct cm_node *n)
 {
+	cm__space_tick(n); /* the first requests may come before the first tick */
 	uv_timer_init(n->loop, &n->tick);
 	n->tick.data = n;
 	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);

@@ -13,7 +13,8 @@
 
 #define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
 #define CM_LIN_READ_WAIT_MS 5000 /* a ReadIndex read waits this long */
-#define CM_STORE_HIGH_WATER 0.90 /* refuse client writes above this map usage */
+#define CM_STORE_HIGH_WATER 0.90 /* above this map usage only rm/truncate (space.c) */
+#define CM_STORE_HARD_WATER 0.95 /* above this no client write: the rest is Raft's */
 
 /* A client request waiting for its entry to apply or its read point. */
 struct cm_pending {
@@ -58,6 +59,7 @@ struct cm_group {
 	struct raft_ready rd;
 	bool in_ready;
 	bool applied_moved; /* meta must be persisted this turn */
+	uint64_t snap_retry_tick; /* no snapshot before this tick (the map was full) */
 };
 
 struct cm_node {
@@ -79,6 +81,8 @@ struct cm_node {
 	struct cm_http *http;        /* NULL without an HTTP address */
 	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
 	struct cm_req_counters reqs; /* answered requests by op and result */
+	uint64_t disk_free;          /* bytes free in --data at the last tick (space.c) */
+	uint8_t space_level;         /* space.c's verdict at the last tick, for its log */
 };
 
 /* Start: open the store, recover every hosted group, listen, dial peers.
@@ -115,6 +119,12 @@ void cm__reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		   const struct cm_req *req, int err);
 int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out);
 void cm__pending_free(struct cm_pending_list *l);
+
+/* space.c: ENOSPC for client writes before the map or the disk is full */
+/* 0, or -ENOSPC when req may not be proposed for lack of space. */
+int cm__space_check(struct cm_node *n, const struct cm_req *req);
+/* Sample the data directory's free space (statvfs); log changes of verdict. */
+void cm__space_tick(struct cm_node *n);
 
 /* shards.c: the registry ops */
 void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);

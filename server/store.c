@@ -120,6 +120,32 @@ void cm_store_txn_abort(MDB_txn *txn)
 	mdb_txn_abort(txn);
 }
 
+/* Pages on LMDB's free list (its database 0: per freeing transaction, an
+ * array of page numbers whose first element is their count), as mdb_stat -f
+ * counts them. -1 if the list cannot be read. */
+static double free_pages(MDB_env *env)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+		return -1;
+	double pages = 0;
+	int rc = mdb_cursor_open(txn, 0, &cur);
+	if (rc == 0) {
+		MDB_val k, v;
+		while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+			size_t count;
+			if (v.mv_size < sizeof(count))
+				break;
+			memcpy(&count, v.mv_data, sizeof(count));
+			pages += (double)count;
+		}
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	return rc == MDB_NOTFOUND ? pages : -1;
+}
+
 double cm_store_usage(struct cm_store *s)
 {
 	MDB_envinfo info;
@@ -128,9 +154,20 @@ double cm_store_usage(struct cm_store *s)
 		return 1.0; /* cannot tell: make the caller refuse writes */
 	if (info.me_mapsize == 0)
 		return 1.0;
-	double used = (double)(info.me_last_pgno + 1) * (double)st.ms_psize;
+	if (s->usage_txnid != 0 && s->usage_txnid == info.me_last_txnid)
+		return s->usage;
+	/* Pages below the high-water mark that deletes freed are reused by
+	 * later transactions: not counting them is what lets a full store
+	 * recover once clients delete. */
+	double freed = free_pages(s->env);
+	if (freed < 0)
+		return 1.0;
+	double used = ((double)info.me_last_pgno + 1 - freed) * (double)st.ms_psize;
 	double u = used / (double)info.me_mapsize;
-	return u > 1.0 ? 1.0 : u;
+	u = u > 1.0 ? 1.0 : u < 0.0 ? 0.0 : u;
+	s->usage_txnid = info.me_last_txnid;
+	s->usage = u;
+	return u;
 }
 
 int cm_store_range_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t group, uint64_t lo, uint64_t hi)

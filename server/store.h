@@ -58,7 +58,9 @@ int cm_store_txn_commit(MDB_txn *txn);
 void cm_store_txn_abort(MDB_txn *txn);
 
 /* Fraction of the map in use, 0..1, for refusing writes before the map is full:
- * the high-water page (pages freed inside the file count as used). 1.0 if unknown. */
+ * the high-water page minus the pages on LMDB's free list (which later write
+ * transactions reuse). Computed once per committed write transaction (a walk
+ * of the free list), cached in between. 1.0 if unknown. */
 double cm_store_usage(struct cm_store *s);
 
 /*

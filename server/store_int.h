@@ -9,6 +9,10 @@
 struct cm_store {
 	MDB_env *env; /* owned */
 	struct cm_store_dbs dbs;
+	/* cm_store_usage's last answer and the transaction it was computed
+	 * at: the free list is walked once per committed write, not per call. */
+	size_t usage_txnid;
+	double usage;
 };
 
 #endif /* CONFMAN_STORE_INT_H */

@@ -8,6 +8,7 @@
 #include "server/node.h"
 
 #define TURN_MAX_SNAPSHOTS 4 /* groups snapshotted per turn: bounds a turn's work */
+#define TURN_SNAP_RETRY_TICKS 50 /* after a snapshot found no room in the map */
 
 void cm__turn_on_raft(void *arg, uint64_t from, uint64_t group, const struct raft_msg *m)
 {
@@ -28,23 +29,73 @@ void cm__turn_on_raft(void *arg, uint64_t from, uint64_t group, const struct raf
 static void fail_stop(const char *what, int rv)
 {
 	cm_log_error("%s: %s: stopping (fail-stop)", what, cm_strerror(rv));
+	if (rv == -ENOSPC)
+		cm_log_error("the map (--map-size) or the disk of --data is full even for Raft's "
+			     "own writes (--min-free-mb): make room, then restart");
 	exit(3);
+}
+
+/* Short of space (space.c), a group snapshots as soon as it applied anything
+ * (at most once per TURN_SNAP_RETRY_TICKS): truncating the log is the one
+ * way to give its pages back, and after clients deleted the snapshot is small. */
+static bool pressed(const struct cm_node *n, const struct cm_group *g)
+{
+	return n->space_level != 0 && g->applied > g->snap.index;
+}
+
+static bool snapshot_due(const struct cm_node *n, const struct cm_group *g)
+{
+	if (n->ticks < g->snap_retry_tick)
+		return false;
+	return g->applied >= g->snap.index + n->cfg->snapshot_entries || pressed(n, g);
+}
+
+/* The snapshot's bytes, in a nested transaction: a map too full to hold
+ * them costs this snapshot, not the turn (LMDB leaves the parent usable
+ * when a child fails). 0, -ENOSPC, -EIO, -ENOMEM. */
+static int snap_put_nested(struct cm_node *n, MDB_txn *txn, uint64_t id, const msgpack_sbuffer *sb)
+{
+	MDB_txn *child;
+	int rv = cm_store_mdb_err(mdb_txn_begin(cm_store_env(n->store), txn, 0, &child));
+	if (rv != 0)
+		return rv;
+	rv = cm_store_snap_put(n->store, child, id, sb->data, sb->size);
+	if (rv != 0) {
+		cm_store_txn_abort(child);
+		return rv;
+	}
+	return cm_store_txn_commit(child);
 }
 
 /* Snapshot a group whose log grew long, inside the turn's transaction. */
 static int maybe_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 {
-	if (g->applied < g->snap.index + n->cfg->snapshot_entries)
+	if (g->applied <= g->snap.index)
 		return 0;
+	if (pressed(n, g))
+		g->snap_retry_tick = n->ticks + TURN_SNAP_RETRY_TICKS;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	uint64_t id = g->info->id;
 	int rv = cm_kv_snapshot(n->store, txn, id, &sb);
+	/* The bytes first: the core hears of the snapshot only once they fit.
+	 * A full map must not stop the node: after clients deleted, a later,
+	 * smaller snapshot is what truncates the log and frees the most. */
+	if (rv == 0 && sb.size > n->disk_free / 2)
+		rv = -ENOSPC; /* the file grows by up to that much: leave the disk to the log */
+	if (rv == 0)
+		rv = snap_put_nested(n, txn, id, &sb);
+	if (rv == -ENOSPC) {
+		cm_log_warn("group %llu: no room (map or disk) for a snapshot of %zu bytes: "
+			    "retrying in %d ticks", (unsigned long long)id, sb.size,
+			    TURN_SNAP_RETRY_TICKS);
+		g->snap_retry_tick = n->ticks + TURN_SNAP_RETRY_TICKS;
+		msgpack_sbuffer_destroy(&sb);
+		return 0;
+	}
 	struct raft_snap_meta meta;
 	if (rv == 0)
 		rv = raft_snapshot_taken(g->raft, g->applied, sb.size, n->cfg->keep_entries, &meta);
-	if (rv == 0)
-		rv = cm_store_snap_put(n->store, txn, id, sb.data, sb.size);
 	if (rv == 0)
 		rv = cm_store_meta_put(n->store, txn, id, g->applied, &meta);
 	uint64_t upto = meta.index > n->cfg->keep_entries ? meta.index - n->cfg->keep_entries : 0;
@@ -137,6 +188,9 @@ static int apply_committed(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 			if (rv != 0)
 				return rv;
 			note_result(g, e, &res);
+			/* A smaller tree: a snapshot that found no room may fit now. */
+			if (res.event_kind == CM_EV_DELETE)
+				g->snap_retry_tick = 0;
 		}
 		g->applied = e->index;
 		g->applied_moved = true;
@@ -200,7 +254,7 @@ static bool turn_has_work(struct cm_node *n)
 {
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		struct cm_group *g = &n->groups[k];
-		if (raft_has_ready(g->raft) || g->applied >= g->snap.index + n->cfg->snapshot_entries)
+		if (raft_has_ready(g->raft) || snapshot_due(n, g))
 			return true;
 	}
 	return false;
@@ -215,8 +269,7 @@ static void turn_persist(struct cm_node *n)
 	uint32_t snaps = 0;
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		struct cm_group *g = &n->groups[k];
-		if (snaps < TURN_MAX_SNAPSHOTS &&
-		    g->applied >= g->snap.index + n->cfg->snapshot_entries) {
+		if (snaps < TURN_MAX_SNAPSHOTS && snapshot_due(n, g)) {
 			snaps++;
 			if ((rv = maybe_snapshot(n, txn, g)) != 0)
 				fail_stop("snapshot", rv);

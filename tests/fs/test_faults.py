@@ -137,6 +137,43 @@ def test_mount_t_fuse_confman_fs():
             os.unlink(LINK)
 
 
+def test_fstab_line_of_the_example():
+    """The line of examples/confman-fs.fstab, with this cluster's servers and
+    a temporary mount point, mounted by mount(8) from an fstab file
+    (`mount --fstab FILE DIR`, as `mount /etc/confman` would from
+    /etc/fstab): _netdev, allow_other and default_permissions included."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "../../examples/confman-fs.fstab")) as f:
+        line = [l for l in f if l.strip() and not l.startswith("#")][0].split()
+    assert line[2] == "fuse.confman-fs" and "_netdev" in line[3], line
+    made_link = False
+    d = tempfile.mkdtemp(prefix="confman-fs-fstab-")
+    fstab = d + ".fstab"
+    try:
+        if not os.path.lexists(LINK):
+            os.symlink(os.path.abspath(FS), LINK)
+            made_link = True
+        line[0], line[1] = CLUSTER.servers(), d
+        with open(fstab, "w") as f:
+            f.write(" ".join(line) + "\n")
+        r = subprocess.run(["mount", "--fstab", fstab, d], capture_output=True, timeout=30)
+        assert r.returncode == 0 and os.path.ismount(d), (r.returncode, r.stderr)
+        with open("/proc/mounts") as f:
+            opts = [l.split()[3] for l in f if l.split()[1] == d][0]
+        assert "allow_other" in opts, opts
+        with open(os.path.join(d, "via-fstab"), "w") as f:
+            f.write("f")
+        assert CLUSTER.ctl("get", "/via-fstab")[1] == b"f"
+        assert subprocess.run(["umount", d]).returncode == 0
+        assert not os.path.ismount(d)
+    finally:
+        test_fs.force_unmount(d)
+        if os.path.exists(fstab):
+            os.unlink(fstab)
+        if made_link:
+            os.unlink(LINK)
+
+
 def main():
     global CLUSTER, M
     CLUSTER = harness.Cluster(base_port=PORT).up()
@@ -149,6 +186,7 @@ def main():
             test_fs.harness_run([
                 test_leader_kill9_during_echo_loop_loses_no_acked_write,
                 test_mount_t_fuse_confman_fs,
+                test_fstab_line_of_the_example,
             ])
         finally:
             rc = M.down()

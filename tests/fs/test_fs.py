@@ -69,6 +69,8 @@ class Mount:
         if os.path.ismount(self.dir):
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
             if r.returncode != 0:
+                print("  note: fusermount3 -u %s: %s; lazy unmount"
+                      % (self.dir, r.stderr.decode(errors="replace").strip()), flush=True)
                 subprocess.run(["umount", "-l", self.dir], capture_output=True)
         try:
             self.proc.wait(15)

@@ -171,6 +171,43 @@ def test_inotify_create_delete_rename_mkdir():
         ino.close()
 
 
+def test_inotifywait_on_b_sees_every_kind():
+    """inotifywait(1) (inotify-tools) watching B, recursively, while A and
+    confmanctl change things: modify, close_write, create, delete, moves."""
+    import subprocess
+    A.sh("mkdir -p iw && echo 0 > iw/f")
+    assert eventually_read(B.p("iw/f"), b"0\n") == b"0\n"
+    log = open(B.dir + ".iw", "w+")
+    p = subprocess.Popen(["inotifywait", "-m", "-r", "--format", "%e|%w%f", B.p("iw")],
+                         stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.time() + 10
+        while "Watches established" not in open(log.name).read():
+            assert p.poll() is None and time.time() < end, open(log.name).read()
+            time.sleep(0.05)
+        A.sh("echo 1 > iw/f")
+        CLUSTER.ctl("put", "/iw/g", "by-ctl", check=True)
+        A.sh("mv iw/g iw/h")
+        A.sh("rm iw/h")
+        want = [("MODIFY", "iw/f"), ("CLOSE_WRITE", "iw/f"), ("CREATE", "iw/g"),
+                ("MOVED_FROM", "iw/g"), ("MOVED_TO", "iw/h"), ("DELETE", "iw/h")]
+        end = time.time() + 10
+        while True:
+            lines = [l.split("|", 1) for l in open(log.name).read().splitlines() if "|" in l]
+            got = [(e, os.path.relpath(path, B.dir)) for e, path in lines]
+            missing = [w for w in want
+                       if not any(w[0] in e.split(",") and w[1] == f for e, f in got)]
+            if not missing:
+                break
+            assert time.time() < end, "inotifywait missed %r; saw %r" % (missing, got)
+            time.sleep(0.05)
+    finally:
+        p.terminate()
+        p.wait()
+        log.close()
+        os.unlink(log.name)
+
+
 def test_remote_tree_unknown_to_b():
     """A tree B never looked at: created, then removed with rm -r on A. B's
     watcher on the root sees the directory come and go, and what B then
@@ -348,6 +385,7 @@ def main():
                 test_cached_attrs_fresh_after_remote_change,
                 test_inotify_modify_from_other_mount_and_confmanctl,
                 test_inotify_create_delete_rename_mkdir,
+                test_inotifywait_on_b_sees_every_kind,
                 test_remote_tree_unknown_to_b,
                 test_own_writes_are_not_replayed,
                 test_cached_cat_sees_changes,
