@@ -49,6 +49,7 @@ struct cm_fs_nj {
 	uint8_t kind;      /* CM_EV_*; CM_EV_RESYNC: invalidate all[] */
 	bool replay;       /* replay through the mount point (else invalidate only) */
 	bool create;       /* PUT of a new file */
+	bool attr_only;    /* PUT that changed mode or owner, not the size: a chmod/chown */
 	uint64_t ino, parent, parent2; /* 0: not known to the kernel */
 	char *name, *name2;   /* last components (inval_entry) */
 	char *path, *path2;   /* server paths (the replay's lookups) */
@@ -306,6 +307,13 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, n->path);
 	if (x != NULL) {
 		n->ino = x->ino;
+		/* The event does not say whether the value changed; a new mode or
+		 * owner with the same size is a chmod/chown (a value write keeps
+		 * both), replayed as one so that watchers get IN_ATTRIB. */
+		n->attr_only = ev->kind == CM_EV_PUT && ev->has_attr && x->has_attr &&
+			       S_ISREG(ev->attr.mode) && x->attr.size == ev->attr.size &&
+			       (x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
+				x->attr.gid != ev->attr.gid);
 		if (ev->kind == CM_EV_PUT && ev->has_attr) {
 			x->attr = ev->attr; /* the freshest we know */
 			x->has_attr = true;
@@ -408,6 +416,12 @@ static void replay_set(struct cm_fs *fs, const char *path, const char *neg,
 
 static void replay_put(struct cm_fs *fs, struct cm_fs_nj *n)
 {
+	if (n->attr_only) {
+		replay_set(fs, n->path, NULL, &n->attr);
+		(void)chmod(n->mpath, n->attr.mode & 07777); /* IN_ATTRIB */
+		(void)chown(n->mpath, n->attr.uid, n->attr.gid);
+		return;
+	}
 	int fd = -1;
 	if (n->create) {
 		replay_set(fs, n->path, n->path, &n->attr);

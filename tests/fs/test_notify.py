@@ -137,6 +137,10 @@ def test_inotify_modify_from_other_mount_and_confmanctl():
         CLUSTER.ctl("put", "/watched", "by-ctl", check=True)
         ino.wait_for([(IN_MODIFY, "watched"), (IN_CLOSE_WRITE, "watched")])
         assert read(B.p("watched")) == b"by-ctl"
+        ino.drain()
+        A.sh("chmod 600 watched")
+        ino.wait_for([(IN_ATTRIB, "watched")])
+        assert os.stat(B.p("watched")).st_mode & 0o777 == 0o600
     finally:
         ino.close()
 
