@@ -1,0 +1,384 @@
+"""nemesis.py: one chaos run: a cluster in network namespaces, clients that
+record every operation, faults injected while they work, then healing, a
+restart of every node and the checks.
+
+run(nodes, seconds, seed) -> report dict (see the end of run()); raises
+nothing for anomalies: they are in report["anomalies"] (strings), and the
+histories and node logs are kept in report["dir"] when there are any.
+
+Clients (all in the root namespace, reaching every node):
+  - processes 1..L: chaos-worker, linearizable reads, writes and CAS on
+    /chaos/l/k0..k2 (all of them on every key: contention, CAS conflicts);
+  - processes 11, 12: chaos-worker, follower reads of /chaos/f/*, writes of
+    their own /chaos/f/pN;
+  - process 100: a thread doing `echo`-style writes of /chaos/f/fuse and reads
+    of /chaos/f/* through a confman-fs mount (follower reads).
+Faults, one at a time, each held 1-3 s, then 0.3-1.2 s of calm:
+  kill     kill -9 a node (the leader 60% of the time), restart it
+  pause    SIGSTOP a node (the leader 60%), SIGCONT
+  isolate  cut a node (the leader 60%) from every peer, both ways
+  asym     a node stops hearing its peers (or they it), one way only
+  split    (5 nodes) a minority of two (with the leader 60%) and a majority
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checker  # noqa: E402
+import netcluster  # noqa: E402
+from netcluster import harness  # noqa: E402
+
+WORKER = os.environ.get("CHAOS_WORKER", os.path.join(harness.BUILD, "tests/chaos/chaos-worker"))
+FS = os.environ.get("CONFMAN_FS", os.path.join(harness.BUILD, "fs/confman-fs"))
+LIN_KEYS = ["/chaos/l/k%d" % k for k in range(3)]
+FOLLOWERS = [11, 12]
+FUSE_PROC = 100
+FUSE_KEY = "/chaos/f/fuse"
+FOL_KEYS = ["/chaos/f/p%d" % p for p in FOLLOWERS] + [FUSE_KEY]
+
+
+def mono_ns():
+    return time.monotonic_ns()  # CLOCK_MONOTONIC, as the workers use
+
+
+class FuseMount:
+    """confman-fs -f in the background at /tmp/confman-chaos-<run>-mnt."""
+
+    def __init__(self, cluster, opts):
+        self.dir = os.path.join(tempfile.gettempdir(), "confman-chaos-%s-mnt" % cluster.rid)
+        os.makedirs(self.dir, exist_ok=True)
+        self.logpath = os.path.join(cluster.dir, "fs.log")
+        self.log = open(self.logpath, "wb")
+        self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
+                                     stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        end = time.time() + 15
+        while not os.path.ismount(self.dir):
+            if self.proc.poll() is not None or time.time() > end:
+                self.down()
+                raise RuntimeError("confman-fs did not mount")
+            time.sleep(0.05)
+
+    def down(self):
+        """Unmount, reap; returns sanitizer output if any, else ''."""
+        if os.path.ismount(self.dir):
+            r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["umount", "-l", self.dir], capture_output=True)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        with open(self.logpath, "rb") as f:
+            out = f.read().decode(errors="replace")
+        return out if ("Sanitizer" in out or "runtime error:" in out) else ""
+
+
+class FuseWorker(threading.Thread):
+    """Writes FUSE_KEY and reads FOL_KEYS through the mount, recording each op."""
+
+    def __init__(self, mount_dir, out, seconds, seed):
+        super().__init__(daemon=True)
+        self.dir, self.out, self.seconds = mount_dir, out, seconds
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self.counts = {"read": 0, "write": 0}
+
+    def _rec(self, f, type_, key, value, inv, outcome, err=""):
+        f.write(json.dumps({"process": FUSE_PROC, "type": type_, "key": key, "value": value,
+                            "expect": 0, "invoke": inv, "complete": mono_ns(),
+                            "outcome": outcome, "version": -1, "mod_index": -1, "err": err,
+                            "consistency": "follower"}) + "\n")
+        f.flush()
+
+    def run(self):
+        import errno
+        seq = 0
+        end = time.time() + self.seconds
+        with open(self.out, "w") as f:
+            while time.time() < end and not self.stopping.is_set():
+                if self.rng.random() < 0.4:
+                    seq += 1
+                    v = "fuse-%d" % seq
+                    p = self.dir + FUSE_KEY
+                    inv = mono_ns()
+                    try:
+                        fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
+                    except OSError as e:
+                        self._rec(f, "write", FUSE_KEY, v, inv, "fail", errno.errorcode[e.errno])
+                        continue
+                    try:
+                        os.write(fd, v.encode())
+                    except OSError:
+                        pass  # the buffer; close reports the commit
+                    try:
+                        os.close(fd)  # flush: the PUT
+                        self._rec(f, "write", FUSE_KEY, v, inv, "ok")
+                    except OSError as e:
+                        self._rec(f, "write", FUSE_KEY, v, inv, "unknown",
+                                  errno.errorcode.get(e.errno, str(e.errno)))
+                    self.counts["write"] += 1
+                else:
+                    key = self.rng.choice(FOL_KEYS)
+                    inv = mono_ns()
+                    try:
+                        with open(self.dir + key, "rb") as r:
+                            val = r.read().decode(errors="replace")
+                        self._rec(f, "read", key, val, inv, "ok")
+                    except FileNotFoundError:
+                        self._rec(f, "read", key, None, inv, "ok")
+                    except OSError as e:
+                        self._rec(f, "read", key, None, inv, "fail",
+                                  errno.errorcode.get(e.errno, str(e.errno)))
+                    self.counts["read"] += 1
+
+
+class Nemesis:
+    def __init__(self, cluster, rng, log):
+        self.c, self.rng, self.log = cluster, rng, log
+        self.faults = []
+        self.kinds = ["kill", "pause", "isolate", "asym"] + (["split"] if cluster.n >= 5 else [])
+
+    def _target(self):
+        up = self.c.up_nodes()
+        leader = self.c.find_leader(timeout=3) if self.rng.random() < 0.6 else None
+        return leader if leader in up else self.rng.choice(up), leader
+
+    def one(self):
+        kind = self.rng.choice(self.kinds)
+        t, leader = self._target()
+        peers = [j for j in range(1, self.c.n + 1) if j != t]
+        start = time.time()
+        desc = "%s n%d%s" % (kind, t, " (leader)" if t == leader else "")
+        if kind == "kill":
+            self.c.kill(t)
+        elif kind == "pause":
+            self.c.pause(t)
+        elif kind == "isolate":
+            self.c.partition([[t], peers])
+        elif kind == "asym":
+            if self.rng.random() < 0.5:
+                self.c.cut_links(t, drop_from=peers)
+                desc += " hears nobody"
+            else:
+                self.c.cut_links(t, drop_to=peers)
+                desc += " heard by nobody"
+        elif kind == "split":
+            other = self.rng.choice(peers)
+            minority = [t, other]
+            self.c.partition([minority, [j for j in peers if j != other]])
+            desc = "split %s | rest%s" % (minority, " (leader in minority)" if t == leader else "")
+        time.sleep(self.rng.uniform(1.0, 3.0))
+        self.heal_all()
+        self.faults.append({"kind": kind, "desc": desc, "start": start, "end": time.time()})
+        self.log("  fault %-7s %-40s %.1fs" % (kind, desc, time.time() - start))
+
+    def heal_all(self):
+        self.c.heal()
+        for i in list(self.c.paused):
+            self.c.resume(i)
+        for i in range(1, self.c.n + 1):
+            if not self.c.alive(i):
+                self.c.start(i)
+
+
+def _ctl_json(c, *args):
+    rc, out, err = c.ctl("--json", "--timeout", "3000", *args)
+    if rc == 3:
+        return (None, 0)
+    if rc != 0:
+        return None
+    d = json.loads(out)
+    return (d["value"], d["version"])
+
+
+def final_reads(c, keys, deadline_s=60):
+    """A linearizable read of every key, as history ops (process 0)."""
+    ops = []
+    for key in keys:
+        end = time.time() + deadline_s
+        while True:
+            inv = mono_ns()
+            r = _ctl_json(c, "--consistency", "linearizable", "get", key)
+            if r is not None:
+                ops.append({"process": 0, "type": "read", "key": key, "value": r[0],
+                            "expect": 0, "invoke": inv, "complete": mono_ns(), "outcome": "ok",
+                            "version": r[1], "mod_index": -1, "err": "",
+                            "consistency": "lin"})
+                break
+            if time.time() > end:
+                raise AssertionError("no linearizable read of %s after healing" % key)
+            time.sleep(0.3)
+    return ops
+
+
+def check_durability(c, history, final):
+    """Every node alone serves the final state of every key, and that state is
+    at least every acknowledged write of it."""
+    problems = []
+    for f in final:
+        key = f["key"]
+        acked = [o for o in history if o["key"] == key and o["type"] != "read" and
+                 o["outcome"] == "ok" and o.get("version", -1) > 0]
+        top = max(acked, key=lambda o: o["version"], default=None)
+        if top and f["version"] < top["version"]:
+            problems.append("durability: %s final version %d < acknowledged %s"
+                            % (key, f["version"], checker.describe(top)))
+        if top and f["version"] == top["version"] and f["value"] != top["value"]:
+            problems.append("durability: %s final %r, acknowledged %s"
+                            % (key, f["value"], checker.describe(top)))
+        for i in range(1, c.n + 1):
+            end = time.time() + 20
+            got = None
+            while time.time() < end:
+                got = netcluster.read_json_on(c, i, key)
+                if got == (f["value"], f["version"]):
+                    break
+                time.sleep(0.2)
+            else:
+                problems.append("durability: node %d has %s = %r, the cluster %r"
+                                % (i, key, got, (f["value"], f["version"])))
+    return problems
+
+
+def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print):
+    seed = seed if seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    log("chaos: %d nodes, %ss of faults, seed %d" % (nodes, seconds, seed))
+    c = netcluster.NetCluster(nodes=nodes, keep=True)
+    hist_dir = os.path.join(c.dir, "history")
+    os.makedirs(hist_dir)
+    report = {"nodes": nodes, "seconds": seconds, "seed": seed, "dir": c.dir,
+              "anomalies": []}
+    procs, mount, fw = [], None, None
+    t_start = time.time()
+    try:
+        c.up()
+        if c.find_leader(timeout=30) is None:
+            raise AssertionError("no leader at start")
+        c.ctl("put", FUSE_KEY, "fuse-0", check=True)
+        if fuse:
+            mount = FuseMount(c, "timeout=3000,consistency=follower")
+        work_s = seconds + 4  # the workers outlast the faults a little
+        n_lin = lin_workers or (4 if nodes == 3 else 5)
+        addrs = [c.addr(i) for i in range(1, nodes + 1)]
+        for p in list(range(1, n_lin + 1)) + FOLLOWERS:
+            order = addrs[p % nodes:] + addrs[:p % nodes]  # different first servers
+            args = [WORKER, "--servers", ",".join(order), "--process", str(p),
+                    "--out", os.path.join(hist_dir, "p%d.jsonl" % p), "--seconds", str(work_s),
+                    "--seed", str(seed + p), "--timeout-ms", "2500"]
+            if p in FOLLOWERS:
+                args += ["--consistency", "follower", "--keys", ",".join(FOL_KEYS),
+                         "--write-keys", "/chaos/f/p%d" % p, "--mix", "60,40,0"]
+            else:
+                args += ["--consistency", "lin", "--keys", ",".join(LIN_KEYS),
+                         "--mix", "40,30,30"]
+            procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True, start_new_session=True))
+        if mount:
+            fw = FuseWorker(mount.dir, os.path.join(hist_dir, "p%d.jsonl" % FUSE_PROC),
+                            work_s, seed)
+            fw.start()
+        time.sleep(1.5)
+        nem = Nemesis(c, rng, log)
+        end = time.time() + seconds
+        while time.time() < end:
+            nem.one()
+            time.sleep(rng.uniform(0.3, 1.2))
+        nem.heal_all()
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            if p.returncode != 0:
+                report["anomalies"].append("worker exited %d: %s" % (p.returncode, out))
+        if fw:
+            fw.join(60)
+            if fw.is_alive():
+                report["anomalies"].append("FUSE worker hung (an operation > 60 s)")
+                fw.stopping.set()
+        # heal, then restart every node: what was acknowledged must survive
+        for i in range(1, nodes + 1):
+            c.kill(i)
+        for i in range(1, nodes + 1):
+            c.start(i)
+        if c.find_leader(timeout=30) is None:
+            report["anomalies"].append("no leader after restarting every node")
+        history = checker.load(hist_dir)
+        final = final_reads(c, LIN_KEYS + FOL_KEYS)
+        report["durability_problems"] = check_durability(c, history, final)
+        report["anomalies"] += report["durability_problems"]
+        # the checkers
+        t0 = time.time()
+        lin = checker.check_linearizable([o for o in history + final if o["key"] in LIN_KEYS])
+        report["lin"] = lin
+        if not lin["ok"]:
+            report["anomalies"].append("linearizability: " + checker.format_counterexample(lin))
+        viol = checker.check_sessions([o for o in history if o["key"] in FOL_KEYS])
+        report["session_violations"] = len(viol)
+        for v in viol[:10]:
+            report["anomalies"].append("session: " + checker.format_violation(v))
+        report["check_seconds"] = time.time() - t0
+        report["faults"] = nem.faults
+        report["ops"] = summarize(history)
+        if fw:
+            report["fuse_ops"] = dict(fw.counts)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if mount:
+            san = mount.down()
+            if san:
+                report["anomalies"].append("confman-fs sanitizer report:\n" + san[-3000:])
+        c.keep = bool(report["anomalies"])
+        try:
+            c.down()
+        except AssertionError as e:  # a sanitizer report in a node's log
+            report["anomalies"].append(str(e)[:6000])
+            if not c.keep:
+                shutil.rmtree(c.dir, ignore_errors=True)
+    report["wall_seconds"] = time.time() - t_start
+    return report
+
+
+def summarize(history):
+    s = {}
+    for o in history:
+        k = "%s %s" % (o["type"], o["outcome"])
+        s[k] = s.get(k, 0) + 1
+    s["total"] = len(history)
+    return s
+
+
+def print_report(r, log=print):
+    log("chaos: %d nodes, seed %d, %.0fs wall" % (r["nodes"], r["seed"], r["wall_seconds"]))
+    if "ops" in r:
+        log("  ops: %s" % ", ".join("%s %d" % kv for kv in sorted(r["ops"].items())))
+    if "fuse_ops" in r:
+        log("  through the mount: %s" % r["fuse_ops"])
+    if "faults" in r:
+        kinds = {}
+        for f in r["faults"]:
+            kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+        log("  faults: %d (%s)" % (len(r["faults"]),
+                                  ", ".join("%s %d" % kv for kv in sorted(kinds.items()))))
+    if "lin" in r:
+        log("  linearizability: %s, %d ops on %d keys, checked in %.2fs"
+            % ("ok" if r["lin"]["ok"] else "VIOLATED", r["lin"]["ops"], r["lin"]["keys"],
+               r["lin"]["seconds"]))
+        log("  sessions: %d violations; durability: %d problems"
+            % (r["session_violations"], len(r["durability_problems"])))
+    for a in r["anomalies"]:
+        log("ANOMALY " + a)
+    if r["anomalies"]:
+        log("  histories and node logs kept in %s" % r["dir"])

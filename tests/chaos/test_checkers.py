@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""The chaos checkers on known histories: each bad one must be reported, each
+good one (unknown outcomes included) must pass, and a big generated good
+history must be checked in seconds."""
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checker  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../integration"))
+from harness import run  # noqa: E402
+
+
+def op(process, type_, key, value, t0, t1, outcome="ok", version=0, expect=0, err="",
+       consistency="lin", mod_index=-1):
+    return {"process": process, "type": type_, "key": key, "value": value, "expect": expect,
+            "invoke": int(t0 * 1e9), "complete": int(t1 * 1e9), "outcome": outcome,
+            "version": version, "mod_index": mod_index, "err": err, "consistency": consistency}
+
+
+def W(p, v, t0, t1, ver, key="/k", **kw):
+    return op(p, "write", key, v, t0, t1, version=ver, **kw)
+
+
+def R(p, v, t0, t1, ver, key="/k", **kw):
+    return op(p, "read", key, v, t0, t1, version=ver, **kw)
+
+
+def C(p, expect, v, t0, t1, ver=0, key="/k", **kw):
+    return op(p, "cas", key, v, t0, t1, version=ver, expect=expect, **kw)
+
+
+def lin_ok(h):
+    r = checker.check_linearizable(h)
+    assert r["ok"], checker.format_counterexample(r)
+
+
+def lin_bad(h, blocked_type=None):
+    r = checker.check_linearizable(h)
+    assert not r["ok"], "a bad history passed: %r" % h
+    text = checker.format_counterexample(r)
+    assert "cannot be placed" in text, text
+    if blocked_type:
+        assert r["counterexample"]["blocked"]["type"] == blocked_type, text
+    return text
+
+
+# ----- linearizability: bad histories
+
+def test_stale_read_is_reported():
+    # p1 writes a (v1) then b (v2); p2 reads a after b completed
+    lin_bad([W(1, "a", 0, 1, 1), W(1, "b", 2, 3, 2), R(2, "a", 4, 5, 1)], "read")
+
+
+def test_read_of_unwritten_value_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), R(2, "zzz", 2, 3, 1)])
+
+
+def test_lost_write_is_reported():
+    # acknowledged write b, then a later read still shows a
+    lin_bad([W(1, "a", 0, 1, 1), W(2, "b", 1.5, 2, 2), R(3, "a", 3, 4, 1)])
+
+
+def test_lost_write_seen_as_absent_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), R(2, None, 2, 3, 0)])
+
+
+def test_two_cas_on_one_version_both_succeeding_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), C(2, 1, "x", 2, 3, ver=2), C(3, 1, "y", 2.5, 3.5, ver=2)])
+
+
+def test_cas_failing_when_version_matched_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), C(2, 1, "x", 2, 3, outcome="fail", err="ECANCELED")], "cas")
+
+
+def test_cas_succeeding_on_wrong_version_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), W(1, "b", 1, 2, 2), C(2, 1, "x", 3, 4, ver=2)])
+
+
+def test_wrong_version_in_write_reply_is_reported():
+    lin_bad([W(1, "a", 0, 1, 1), W(2, "b", 2, 3, 3)])
+
+
+def test_reads_going_backwards_are_reported():
+    # two concurrent writes; one reader sees b then a: not linearizable
+    lin_bad([W(1, "a", 0, 10, 1), W(2, "b", 0, 10, 2), R(3, "b", 1, 2, 2), R(3, "a", 3, 4, 1)])
+
+
+def test_unknown_write_seen_then_unseen_is_reported():
+    # an unknown write may happen, but not un-happen
+    lin_bad([W(1, "a", 0, 1, 1), W(2, "u", 2, 3, 0, outcome="unknown", err="ETIMEDOUT"),
+             R(3, "u", 4, 5, 2), R(3, "a", 6, 7, 1)])
+
+
+def test_unknown_write_read_before_its_invocation_is_reported():
+    lin_bad([R(3, "u", 0, 1, 1), W(2, "u", 2, 3, 0, outcome="unknown", err="ETIMEDOUT")])
+
+
+def test_counterexample_names_the_ops():
+    text = lin_bad([W(1, "a", 0, 1, 1), W(1, "b", 2, 3, 2), R(2, "a", 4, 5, 1)])
+    assert "p2 read /k -> 'a'" in text and "'b'" in text, text
+
+
+# ----- linearizability: good histories
+
+def test_concurrent_ops_in_either_order_pass():
+    lin_ok([W(1, "a", 0, 10, 1), W(2, "b", 0, 10, 2), R(3, "a", 1, 2, 2 - 1),
+            R(3, "b", 11, 12, 2)])
+
+
+def test_unknown_write_that_happened_passes():
+    lin_ok([W(1, "a", 0, 1, 1), W(2, "u", 2, 3, 0, outcome="unknown", err="ETIMEDOUT"),
+            R(3, "u", 50, 51, 2)])
+
+
+def test_unknown_write_that_never_happened_passes():
+    lin_ok([W(1, "a", 0, 1, 1), W(2, "u", 2, 3, 0, outcome="unknown", err="EIO"),
+            R(3, "a", 50, 51, 1), W(1, "b", 60, 61, 2), R(3, "b", 70, 71, 2)])
+
+
+def test_unknown_write_taking_effect_much_later_passes():
+    # completion at +infinity: it may land after later ops
+    lin_ok([W(2, "u", 0, 1, 0, outcome="unknown", err="ETIMEDOUT"), W(1, "a", 5, 6, 1),
+            R(3, "a", 7, 8, 1), R(3, "u", 9, 10, 2)])
+
+
+def test_unknown_cas_both_ways_passes():
+    lin_ok([W(1, "a", 0, 1, 1), C(2, 1, "x", 2, 3, outcome="unknown", err="ETIMEDOUT"),
+            R(3, "x", 4, 5, 2)])
+    lin_ok([W(1, "a", 0, 1, 1), C(2, 1, "x", 2, 3, outcome="unknown", err="ETIMEDOUT"),
+            R(3, "a", 4, 5, 1)])
+
+
+def test_failed_write_and_failed_read_are_ignored():
+    lin_ok([W(1, "a", 0, 1, 1), W(2, "f", 2, 3, 0, outcome="fail", err="NOLEADER"),
+            R(3, "zz", 2, 3, 9, outcome="fail", err="ETIMEDOUT"), R(3, "a", 4, 5, 1)])
+
+
+def test_cas_chain_passes():
+    lin_ok([C(1, 0, "a", 0, 1, ver=1), C(2, 0, "b", 0.5, 1.5, outcome="fail", err="ECANCELED"),
+            C(2, 1, "c", 2, 3, ver=2), R(1, "c", 4, 5, 2)])
+
+
+def test_follower_reads_are_not_held_to_linearizability():
+    lin_ok([W(1, "a", 0, 1, 1), W(1, "b", 2, 3, 2), R(2, "a", 4, 5, 1, consistency="follower")])
+
+
+def test_big_generated_history_is_checked_in_seconds():
+    h = generated_history(ops=6000, procs=5, keys=3, seed=7)
+    start = time.time()
+    r = checker.check_linearizable(h)
+    took = time.time() - start
+    assert r["ok"], checker.format_counterexample(r)
+    print("  %d ops on %d keys (with unknowns) checked in %.2fs" % (r["ops"], r["keys"], took))
+    assert took < 30, took
+    # the same history with one read made stale must fail
+    reads = [o for o in h if o["type"] == "read" and o["version"] >= 3]
+    bad = reads[len(reads) // 2]
+    prev = [o for o in h if o["key"] == bad["key"] and o["outcome"] == "ok" and
+            o["type"] != "read" and o["version"] == bad["version"] - 2][0]
+    bad["value"], bad["version"] = prev["value"], prev["version"]
+    r = checker.check_linearizable(h)
+    assert not r["ok"], "stale read in a big history not found"
+
+
+def generated_history(ops, procs, keys, seed):
+    """A linearizable history: a simulated register per key, ops with random
+    overlapping windows whose linearization point lies inside; some writes time
+    out (unknown), half of those never applied."""
+    rng = random.Random(seed)
+    state = {"/g%d" % k: (None, 0) for k in range(keys)}
+    t = 0.0
+    busy = [0.0] * procs
+    hist = []
+    seq = 0
+    for _ in range(ops):
+        p = rng.randrange(procs)
+        t += rng.uniform(0.0001, 0.002)
+        inv = max(t - rng.uniform(0, 0.004), busy[p])
+        t = point = max(t, inv)  # linearization points in the order simulated
+        key = "/g%d" % rng.randrange(keys)
+        val, ver = state[key]
+        kind = rng.random()
+        seq += 1
+        if kind < 0.5:
+            o = R(p, val, inv, point + rng.uniform(0, 0.004), ver, key=key)
+        elif kind < 0.8 or ver == 0:
+            v = "p%d-%d" % (p, seq)
+            if rng.random() < 0.03:
+                o = W(p, v, inv, point + 0.001, 0, key=key, outcome="unknown", err="ETIMEDOUT")
+                if rng.random() < 0.5:
+                    state[key] = (v, ver + 1)
+            else:
+                state[key] = (v, ver + 1)
+                o = W(p, v, inv, point + rng.uniform(0, 0.004), ver + 1, key=key)
+        else:
+            v = "p%d-%d" % (p, seq)
+            exp = ver if rng.random() < 0.7 else max(0, ver - 1)
+            if exp == ver:
+                state[key] = (v, ver + 1)
+                o = C(p, exp, v, inv, point + rng.uniform(0, 0.004), ver=ver + 1, key=key)
+            else:
+                o = C(p, exp, v, inv, point + rng.uniform(0, 0.004), key=key, outcome="fail",
+                      err="ECANCELED")
+        busy[p] = o["complete"] / 1e9 if o["outcome"] != "unknown" else point + 0.001
+        hist.append(o)
+    return hist
+
+
+# ----- sessions
+
+def F(type_, p, key, value, t0, t1, **kw):
+    return op(p, type_, key, value, t0, t1, consistency="follower", **kw)
+
+
+def sess_bad(h, kind):
+    v = checker.check_sessions(h)
+    assert v, "a bad session history passed"
+    assert any(x["kind"] == kind for x in v), [x["kind"] for x in v]
+    return checker.format_violation(v[0])
+
+
+def test_missing_own_write_is_reported():
+    text = sess_bad([F("write", 1, "/f/1", "p1-1", 0, 1, version=1, mod_index=5),
+                     F("write", 1, "/f/1", "p1-2", 2, 3, version=2, mod_index=7),
+                     F("read", 1, "/f/1", "p1-1", 4, 5, version=1, mod_index=5)],
+                    "read-your-writes")
+    assert "p1-2" in text and "p1-1" in text, text
+
+
+def test_own_write_missing_entirely_is_reported():
+    sess_bad([F("write", 1, "/f/1", "p1-1", 0, 1, version=1, mod_index=5),
+              F("read", 1, "/f/1", None, 2, 3, version=0, mod_index=0)], "read-your-writes")
+
+
+def test_non_monotonic_read_is_reported():
+    sess_bad([F("write", 2, "/f/2", "p2-1", 0, 1, version=1, mod_index=5),
+              F("write", 2, "/f/2", "p2-2", 1, 2, version=2, mod_index=6),
+              F("read", 1, "/f/2", "p2-2", 3, 4, version=2, mod_index=6),
+              F("read", 1, "/f/2", "p2-1", 5, 6, version=1, mod_index=5)], "monotonic-reads")
+
+
+def test_fuse_reads_without_versions_are_ranked_by_sequence():
+    sess_bad([F("write", 100, "/f/fuse", "fuse-1", 0, 1, version=-1),
+              F("write", 100, "/f/fuse", "fuse-2", 2, 3, version=-1),
+              F("read", 100, "/f/fuse", "fuse-1", 4, 5, version=-1)], "read-your-writes")
+
+
+def test_token_rule_across_keys_is_reported():
+    # p1 wrote at index 9; /f/2 changed at 8 (p2's acked write): p1 must see it
+    sess_bad([F("write", 2, "/f/2", "p2-1", 0, 1, version=1, mod_index=4),
+              F("write", 2, "/f/2", "p2-2", 1, 2, version=2, mod_index=8),
+              F("write", 1, "/f/1", "p1-1", 3, 4, version=1, mod_index=9),
+              F("read", 1, "/f/2", "p2-1", 5, 6, version=1, mod_index=4)], "token")
+
+
+def test_good_sessions_pass():
+    h = [F("write", 1, "/f/1", "p1-1", 0, 1, version=1, mod_index=5),
+         F("read", 1, "/f/1", "p1-1", 2, 3, version=1, mod_index=5),
+         F("write", 1, "/f/1", "p1-2", 3, 4, version=2, mod_index=0, outcome="unknown",
+           err="ETIMEDOUT"),
+         F("read", 1, "/f/1", "p1-2", 5, 6, version=2, mod_index=8),
+         F("read", 1, "/f/2", None, 6, 7, version=0, mod_index=0),
+         F("read", 2, "/f/1", "p1-1", 6, 7, version=1, mod_index=5),
+         F("read", 2, "/f/1", "p1-2", 8, 9, version=2, mod_index=8),
+         F("read", 100, "/f/1", "p1-2", 8, 9, version=-1),
+         F("write", 100, "/f/fuse", "fuse-1", 9, 10, version=-1),
+         F("read", 100, "/f/fuse", "fuse-1", 11, 12, version=-1)]
+    v = checker.check_sessions(h)
+    assert not v, "\n".join(checker.format_violation(x) for x in v)
+
+
+if __name__ == "__main__":
+    run([v for k, v in sorted(globals().items()) if k.startswith("test_")])
