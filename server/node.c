@@ -199,6 +199,7 @@ static void on_tick(uv_timer_t *t)
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		wake_orphans(n, &n->groups[k]);
 		raft_tick(n->groups[k].raft);
+		cm__shards_tops(n, &n->groups[k]);
 	}
 	cm__req_expire(n);
 }

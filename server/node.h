@@ -60,6 +60,7 @@ struct cm_group {
 	bool in_ready;
 	bool applied_moved; /* meta must be persisted this turn */
 	uint64_t snap_retry_tick; /* no snapshot before this tick (the map was full) */
+	uint64_t tops_term; /* the term in which this node, leading, made the tops (shards.c) */
 };
 
 struct cm_node {
@@ -128,6 +129,8 @@ void cm__space_tick(struct cm_node *n);
 
 /* shards.c: the registry ops */
 void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+void cm__shards_tops(struct cm_node *n, struct cm_group *g);
+int64_t cm__wall_ns(void); /* request.c: the time stamped into write commands */
 
 /* admin.c: /healthz, /readyz, /metrics */
 int cm__admin_start(struct cm_node *n);

@@ -192,7 +192,7 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 
 /* ---- writes ---- */
 
-static int64_t wall_ns(void)
+int64_t cm__wall_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -243,7 +243,7 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	raft_index index = 0;
-	rv = cm_kv_cmd_encode(&sb, req, wall_ns(), n->cfg->max_value);
+	rv = cm_kv_cmd_encode(&sb, req, cm__wall_ns(), n->cfg->max_value);
 	if (rv == 0)
 		rv = raft_propose(g->raft, sb.data, (uint32_t)sb.size, &index);
 	msgpack_sbuffer_destroy(&sb);

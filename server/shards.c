@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "confman/path.h"
+#include "server/kv.h"
 #include "server/log.h"
 #include "server/node.h"
 
@@ -75,6 +77,68 @@ static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 	cm_log_info("shard add %.*s on %.*s", (int)req->path.len, req->path.p, (int)req->value.len,
 		    req->value.p);
 	cm__req_write(n, meta, c, &put);
+}
+
+/* ---- the tops: the directories that tie a shard into the tree ---- */
+
+/* Propose a MKDIR nobody waits for: it exists afterwards, either way. */
+static void propose_mkdir(struct cm_node *n, struct cm_group *g, const char *path, uint32_t flags)
+{
+	struct cm_req req = {
+		.op = CM_OP_MKDIR,
+		.flags = flags,
+		.path = {path, (uint32_t)strlen(path)},
+		.mode = S_IFDIR | 0755,
+	};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	raft_index index;
+	int rv = cm_kv_cmd_encode(&sb, &req, cm__wall_ns(), n->cfg->max_value);
+	if (rv == 0)
+		rv = raft_propose(g->raft, sb.data, (uint32_t)sb.size, &index);
+	msgpack_sbuffer_destroy(&sb);
+	if (rv != 0)
+		cm_log_debug("group %llu: mkdir %s: %s", (unsigned long long)g->info->id, path,
+			     cm_strerror(rv));
+}
+
+/* The length of path's parent directory ("/" for "/a"). */
+static uint32_t parent_len(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	assert(slash != NULL);
+	return slash == path ? 1 : (uint32_t)(slash - path);
+}
+
+/*
+ * Shards of the cluster file have no directory in their parent shard, so
+ * `ls` of the parent would not show them and their own top would not exist
+ * until a write below it. Once per term, a leader proposes what is missing:
+ * MKDIR of its own prefix, and a CM_MKDIR_BOUNDARY MKDIR (as shard add's) of
+ * every cluster-file shard whose parent directory it owns. Create-only:
+ * after the first term they fail with EEXIST and change nothing. Shards
+ * added at run time made their boundary when they were added.
+ */
+void cm__shards_tops(struct cm_node *n, struct cm_group *g)
+{
+	if (g->info->id == CM_META_GROUP)
+		return;
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	if (st.role != RAFT_LEADER || st.term == g->tops_term)
+		return;
+	g->tops_term = st.term;
+	if (strcmp(g->info->prefix, "/") != 0)
+		propose_mkdir(n, g, g->info->prefix, 0);
+	for (uint32_t k = 0; k < n->reg.n; k++) {
+		const struct cm_group_info *c = n->reg.v[k];
+		if (n->reg.owned[k] || c->id == g->info->id || strcmp(c->prefix, "/") == 0)
+			continue;
+		const struct cm_group_info *owner = cm_reg_route(&n->reg, c->prefix,
+								 parent_len(c->prefix));
+		if (owner != NULL && owner->id == g->info->id)
+			propose_mkdir(n, g, c->prefix, CM_MKDIR_BOUNDARY);
+	}
 }
 
 void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)

@@ -117,6 +117,15 @@ def test_one_node_hosts_several_groups():
     try:
         c.leader()
         import json
+        # The shards of the cluster file show in their parents' listings
+        # before anything is written (their leaders make the tops).
+        end = time.time() + 10
+        while time.time() < end:
+            listings = [c.ctl("ls", p)[1].split() for p in ("/", "/apps", "/apps/payments")]
+            if listings == [[b"apps"], [b"payments"], []]:
+                break
+            time.sleep(0.1)
+        assert listings == [[b"apps"], [b"payments"], []], listings
         for path in ("/top", "/apps/web", "/apps/payments/limit"):
             c.ctl("put", path, path + "!", check=True)
         for path in ("/top", "/apps/web", "/apps/payments/limit"):
