@@ -1,0 +1,130 @@
+/* main.c: confman-api, a stateless HTTP gateway to Confman (native /v1 and etcd /v3 subset). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/gw.h"
+
+/*
+ * The process: parse the options, start --threads gateway threads (gw.h
+ * explains the design), then wait for SIGINT or SIGTERM in the main thread
+ * (blocked everywhere else, so sigwait() gets them) and stop the threads:
+ * each finishes by answering what is in flight with 503 and closing.
+ * Out of memory: see gw.h.
+ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: confman-api --listen ADDR --servers H:P,... [options]\n"
+		"  -l, --listen ADDR     IPv4 address:port to serve HTTP on (port 0: any)\n"
+		"  -s, --servers LIST    Confman servers, host:port,... (default $CONFMAN_SERVERS)\n"
+		"  -c, --cluster ID      cluster id (default %s)\n"
+		"  -t, --timeout MS      per Confman request, retries included (default %d)\n"
+		"  -j, --threads N       gateway threads, 1..%d (default 1; see README)\n"
+		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
+		"  -v, --verbose         log start and stop\n"
+		"  -h, --help            this text\n"
+		"Endpoints: /v1/kv/PATH, /v1/watch/PATH, /v3/kv/{put,range,deleterange,txn},\n"
+		"/healthz, /readyz. Stops on SIGINT or SIGTERM.\n",
+		CM_CLIENT_DEFAULT_CLUSTER, CM_CLIENT_DEFAULT_TIMEOUT_MS, CM_API_THREADS_MAX,
+		CM_API_BODY_MAX_DEFAULT);
+}
+
+static int parse_num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	return cm_api_parse_u64(s, strlen(s), out) == 0 && *out >= lo && *out <= hi ? 0 : -EINVAL;
+}
+
+static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
+{
+	static const struct option longs[] = {
+		{"listen", required_argument, NULL, 'l'},  {"servers", required_argument, NULL, 's'},
+		{"cluster", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
+		{"threads", required_argument, NULL, 'j'}, {"max-body", required_argument, NULL, 'b'},
+		{"verbose", no_argument, NULL, 'v'},	   {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	memset(o, 0, sizeof(*o));
+	o->servers = getenv("CONFMAN_SERVERS");
+	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
+	o->threads = 1;
+	o->max_body = CM_API_BODY_MAX_DEFAULT;
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "l:s:c:t:j:b:vh", longs, NULL)) != -1) {
+		switch (c) {
+		case 'l': o->listen = optarg; break;
+		case 's': o->servers = optarg; break;
+		case 'c': o->cluster = optarg; break;
+		case 't':
+			if (parse_num(optarg, 1, 3600000, &v) != 0)
+				return -EINVAL;
+			o->timeout_ms = (uint32_t)v;
+			break;
+		case 'j':
+			if (parse_num(optarg, 1, CM_API_THREADS_MAX, &v) != 0)
+				return -EINVAL;
+			o->threads = (unsigned)v;
+			break;
+		case 'b':
+			if (parse_num(optarg, 1, 64u << 20, &v) != 0)
+				return -EINVAL;
+			o->max_body = (size_t)v;
+			break;
+		case 'v': o->verbose = true; break;
+		case 'h': usage(stdout); exit(0);
+		default: return -EINVAL;
+		}
+	}
+	if (optind != argc || o->listen == NULL || o->servers == NULL)
+		return -EINVAL;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct cm_gw_shared sh;
+	static struct cm_gw gws[CM_API_THREADS_MAX];
+	struct cm_gw_opts o;
+	if (parse_opts(argc, argv, &o) != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (cm_gw_init_shared(&sh, &o) != 0) {
+		fprintf(stderr, "confman-api: bad --listen address %s (want IPv4:port)\n", o.listen);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN); /* client.h: libuv writes do not mask it */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every thread */
+	unsigned started = 0;
+	int rv = 0;
+	for (unsigned i = 0; i < o.threads; i++) {
+		rv = cm_gw_start(&gws[i], &sh, i, i == 0 ? 0 : gws[0].port);
+		if (rv != 0) {
+			fprintf(stderr, "confman-api: cannot serve %s: %s\n", o.listen,
+				rv == -EINVAL ? "bad server list or address" : strerror(-rv));
+			break;
+		}
+		started++;
+	}
+	if (rv == 0) {
+		/* Tests and scripts read the port from here (--listen with port 0). */
+		printf("confman-api listening on port %u, %u thread(s)\n", gws[0].port, o.threads);
+		fflush(stdout);
+		int sig = 0;
+		sigwait(&set, &sig);
+		if (o.verbose)
+			fprintf(stderr, "confman-api: signal %d, stopping\n", sig);
+	}
+	for (unsigned i = 0; i < started; i++)
+		cm_gw_stop(&gws[i]);
+	pthread_mutex_destroy(&sh.mu);
+	return rv == 0 ? 0 : 1;
+}

@@ -1,0 +1,139 @@
+# shellcheck shell=bash
+# bench-lib.sh: helpers shared by the benchmark scripts (sourced, not run).
+#
+# Expects: set -euo pipefail, $ROOT (the checkout), $WORK (a scratch
+# directory) and a die() function. Every process started here is recorded
+# in BL_PIDS so that the caller's EXIT trap can call bl_stop_all.
+
+BL_PIDS=()
+
+# bl_stop_pid PID: SIGTERM, then SIGKILL after 5 s.
+bl_stop_pid() {
+	local p=$1 t
+	kill -TERM "$p" 2>/dev/null || return 0
+	for t in $(seq 1 100); do
+		kill -0 "$p" 2>/dev/null || return 0
+		sleep 0.05
+	done
+	kill -KILL "$p" 2>/dev/null || true
+}
+
+bl_stop_all() {
+	local p
+	for p in "${BL_PIDS[@]}"; do bl_stop_pid "$p"; done
+	BL_PIDS=()
+}
+
+bl_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+bl_check_ports() {
+	local p
+	for p in "$@"; do bl_port_free "$p" || die "port $p is in use: another run?"; done
+}
+
+# bl_cpu PID...: CPU seconds (user + system) of the processes, from /proc.
+bl_cpu() {
+	local hz t=0 p s
+	hz=$(getconf CLK_TCK)
+	for p in "$@"; do
+		s=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+		t=$((t + ${s:-0}))
+	done
+	awk -v t="$t" -v hz="$hz" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+# bl_host_busy: busy CPU seconds of the whole machine (all cores).
+bl_host_busy() {
+	awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+
+# bl_cm_leader SERVERS CTL: the address of group 1's leader once 3 nodes answer.
+bl_cm_leader() {
+	local servers=$1 ctl=$2 t out
+	for t in $(seq 1 100); do
+		out=$("$ctl" -s "$servers" -t 1000 status 2>/dev/null || true)
+		if [ "$(grep -c ' node ' <<<"$out")" = 3 ] &&
+			awk '/^[0-9]/ { a = $1 } $2 == "/" && $3 == "leader" { print a; f = 1 } END { exit !f }' <<<"$out"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# shellcheck disable=SC2034 # BL_ETCD_* are for the caller
+# bl_etcd_up DIR CLIENT_PORT PEER_PORT: a 3-node etcd (member i on
+# CLIENT_PORT+i-1, PEER_PORT+i-1); sets BL_ETCD_PIDS, BL_ETCD_LEADER and
+# BL_ETCD_FOLLOWER (host:port of the client URLs).
+bl_etcd_up() {
+	local dir=$1 cport=$2 pport=$3 i cluster="" eps="" st t url
+	BL_ETCD_PIDS=()
+	for i in 1 2 3; do
+		bl_check_ports "$((cport + i - 1))" "$((pport + i - 1))"
+		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((pport + i - 1))"
+		eps+="${eps:+,}127.0.0.1:$((cport + i - 1))"
+	done
+	mkdir -p "$dir"
+	for i in 1 2 3; do
+		url=http://127.0.0.1:$((cport + i - 1))
+		setsid etcd --name "e$i" --data-dir "$dir/e$i" \
+			--listen-client-urls "$url" --advertise-client-urls "$url" \
+			--listen-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
+			--initial-advertise-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
+			--initial-cluster "$cluster" --initial-cluster-token cm-bench \
+			--initial-cluster-state new --logger zap --log-level warn \
+			>"$WORK/etcd-e$i.log" 2>&1 </dev/null &
+		BL_ETCD_PIDS+=($!)
+		BL_PIDS+=($!)
+	done
+	BL_ETCD_LEADER=""
+	for t in $(seq 1 150); do
+		st=$(etcdctl --endpoints="$eps" endpoint status -w simple 2>/dev/null || true)
+		BL_ETCD_LEADER=$(awk -F', ' '$5 == "true" { print $1 }' <<<"$st")
+		[ "$(grep -c . <<<"$st")" = 3 ] && [ -n "$BL_ETCD_LEADER" ] && break
+		sleep 0.1
+	done
+	[ -n "$BL_ETCD_LEADER" ] || die "etcd: no leader elected (see $WORK/etcd-e*.log)"
+	BL_ETCD_FOLLOWER=$(awk -F', ' '$5 == "false" { print $1; exit }' <<<"$st")
+}
+
+# bl_etcd_preload ENDPOINT KEYS VSIZE: /cm-load/k%08d, 100 puts per txn.
+bl_etcd_preload() {
+	local ep=$1 keys=$2 vsize=$3 b k v n
+	v=$(head -c "$vsize" /dev/zero | tr '\0' 'v')
+	for ((b = 0; b < keys; b += 100)); do
+		{
+			echo
+			for ((k = b; k < b + 100 && k < keys; k++)); do printf 'put /cm-load/k%08d %s\n' "$k" "$v"; done
+			echo
+			echo
+		} | etcdctl --endpoints="$ep" txn >/dev/null || die "etcd: preload failed"
+	done
+	n=$(etcdctl --endpoints="$ep" get --prefix /cm-load/ --limit=1 -w json | jq -r .count)
+	[ "$n" = "$keys" ] || die "etcd: preload wrote $n keys, not $keys"
+}
+
+# bl_wrk OUT SERVER_PIDS GW_PIDS URL LUA ARGS...: warmup, then a measured
+# wrk run (-t2, $BL_CONNS connections, $BL_DURATION s); OUT gets one JSON
+# object with the Lua script's fields plus errors_total, server_cpu_pct and
+# gw_cpu_pct (CPU of the comma-separated pids, in % of one core; GW_PIDS
+# may be ""). Returns 1 if the run failed.
+bl_wrk() {
+	local out=$1 pids=$2 gw=$3 url=$4 lua=$5 c0 c1 g0 g1 rc=0
+	shift 5
+	local args=(-t2 -c"$BL_CONNS" -s "$lua" "$url" -- "$@")
+	[ "$BL_WARMUP" -gt 0 ] && { wrk -d"${BL_WARMUP}s" "${args[@]}" >/dev/null 2>&1 || true; }
+	# shellcheck disable=SC2086
+	c0=$(bl_cpu ${pids//,/ }) g0=$(bl_cpu ${gw//,/ })
+	wrk -d"${BL_DURATION}s" "${args[@]}" >"$out.txt" 2>&1 || rc=$?
+	# shellcheck disable=SC2086
+	c1=$(bl_cpu ${pids//,/ }) g1=$(bl_cpu ${gw//,/ })
+	if [ $rc != 0 ] || ! grep '^{"tool":"wrk"' "$out.txt" >"$out.raw"; then
+		return 1
+	fi
+	jq -c --argjson s "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" \
+		--argjson g "$(awk -v a="$g0" -v b="$g1" 'BEGIN{print b-a}')" \
+		'. + {errors_total: (.errors.connect + .errors.read + .errors.write + .errors.status + .errors.timeout),
+		      server_cpu_pct: (100 * $s / .window_s), gw_cpu_pct: (100 * $g / .window_s)}' \
+		"$out.raw" >"$out"
+}

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""test_native.py: confman-api's native API (/v1/kv, /v1/watch, /healthz, /readyz)
+against a real 3-node cluster. Node ports 21100-21102, gateway 21190."""
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwlib import Gateway, check, harness, request  # noqa: E402
+
+BASE = int(os.environ.get("CONFMAN_API_PORT", "21100"))
+GWPORT = int(os.environ.get("CONFMAN_API_GW_PORT", "21190"))
+C = None
+G = None
+
+
+def req(method, path, body=None, headers=None):
+    return request(GWPORT, method, path, body, headers)
+
+
+def test_put_get_head():
+    st, h, b = req("PUT", "/v1/kv/n/a", b"hello")
+    check(st == 201, "create: %d %r" % (st, b))
+    doc = json.loads(b)
+    check(doc["version"] == 1 and doc["type"] == "file" and doc["size"] == 5, doc)
+    check(h["x-confman-version"] == "1" and h["etag"] == '"1"', h)
+    g, i = h["x-confman-token"].split(":")
+    check(int(g) >= 1 and int(i) >= doc["mod_index"], h)
+    st, h, b = req("GET", "/v1/kv/n/a")
+    check(st == 200 and b == b"hello", (st, b))
+    check(h["content-type"] == "application/octet-stream", h)
+    check(h["x-confman-version"] == "1" and int(h["x-confman-mod-index"]) == doc["mod_index"], h)
+    st, _, b = req("PUT", "/v1/kv/n/a", b"again")
+    check(st == 200 and json.loads(b)["version"] == 2, (st, b))
+    st, h, b = req("HEAD", "/v1/kv/n/a")
+    check(st == 200 and b == b"" and h["x-confman-version"] == "2", (st, h, b))
+    st, _, b = req("GET", "/v1/kv/n/a?consistency=linearizable")
+    check(st == 200 and b == b"again", (st, b))
+    st, _, b = req("PUT", "/v1/kv/n/empty", b"")
+    check(st == 201, (st, b))
+    st, _, b = req("GET", "/v1/kv/n/empty")
+    check(st == 200 and b == b"", (st, b))
+
+
+def test_binary_value():
+    value = bytes(range(256)) * 64
+    st, _, b = req("PUT", "/v1/kv/n/bin", value)
+    check(st == 201, (st, b))
+    st, _, b = req("GET", "/v1/kv/n/bin")
+    check(st == 200 and b == value, "binary value changed")
+
+
+def test_cas_if_match():
+    req("PUT", "/v1/kv/n/cas", b"1")
+    st, _, b = req("PUT", "/v1/kv/n/cas", b"2", {"If-Match": "5"})
+    check(st == 412 and json.loads(b)["code"] == 9, (st, b))
+    st, h, b = req("PUT", "/v1/kv/n/cas", b"2", {"If-Match": '"1"'})
+    check(st == 200 and h["x-confman-version"] == "2", (st, b))
+    st, _, b = req("PUT", "/v1/kv/n/cas", b"3", {"If-None-Match": "*"})
+    check(st == 412, (st, b))
+    st, _, b = req("PUT", "/v1/kv/n/cas-new", b"x", {"If-None-Match": "*"})
+    check(st == 201, (st, b))
+    st, _, b = req("PUT", "/v1/kv/n/cas-0", b"x", {"If-Match": "0"})
+    check(st == 201, "If-Match: 0 means must not exist: %d %r" % (st, b))
+    st, _, b = req("DELETE", "/v1/kv/n/cas", headers={"If-Match": "1"})
+    check(st == 412, (st, b))
+    st, _, b = req("DELETE", "/v1/kv/n/cas", headers={"If-Match": "2"})
+    check(st == 200 and json.loads(b)["deleted"] is True, (st, b))
+
+
+def test_list_and_dirs():
+    for k in ("b", "a", "c"):
+        req("PUT", "/v1/kv/l/" + k, k.encode())
+    req("PUT", "/v1/kv/l/sub/x", b"x")
+    st, h, b = req("GET", "/v1/kv/l?list")
+    check(st == 200 and "x-confman-token" in h, (st, b))
+    doc = json.loads(b)
+    names = [(c["name"], c["type"]) for c in doc["children"]]
+    check(names == [("a", "file"), ("b", "file"), ("c", "file"), ("sub", "dir")], names)
+    st, _, b = req("GET", "/v1/kv/?list")
+    check(st == 200 and "l" in [c["name"] for c in json.loads(b)["children"]], b)
+    st, _, b = req("GET", "/v1/kv/l")
+    check(st == 409, "GET of a directory: %d %r" % (st, b))
+    st, _, b = req("GET", "/v1/kv/l/a?list")
+    check(st == 409, "list of a file: %d %r" % (st, b))
+    st, _, b = req("GET", "/v1/kv/l/missing")
+    check(st == 404 and json.loads(b)["code"] == 5, (st, b))
+    st, _, b = req("PUT", "/v1/kv/l/made?dir", b"")
+    check(st in (200, 201) and json.loads(b)["type"] == "dir", (st, b))
+    st, _, b = req("DELETE", "/v1/kv/l/sub")
+    check(st == 409, "delete of a directory without ?dir: %d" % st)
+    st, _, b = req("DELETE", "/v1/kv/l/sub?dir")
+    check(st == 409, "rmdir of a non-empty directory: %d" % st)
+    st, _, b = req("DELETE", "/v1/kv/l/made?dir")
+    check(st == 200, (st, b))
+    st, _, b = req("DELETE", "/v1/kv/l?recursive")
+    check(st == 200, (st, b))
+    st, _, b = req("GET", "/v1/kv/l/a")
+    check(st == 404, "recursive delete left /l/a: %d" % st)
+    st, _, b = req("DELETE", "/v1/kv/l/a")
+    check(st == 404, (st, b))
+
+
+def test_token_read_your_writes():
+    st, h, _ = req("PUT", "/v1/kv/t/k", b"v1")
+    tok = h["x-confman-token"]
+    st, h2, b = req("GET", "/v1/kv/t/k", headers={"X-Confman-Token": tok})
+    check(st == 200 and b == b"v1", (st, b))
+    # A token far ahead of anything this gateway saw: the read goes linearizable.
+    g = tok.split(":")[0]
+    st, _, b = req("GET", "/v1/kv/t/k", headers={"X-Confman-Token": g + ":99999999"})
+    check(st == 200 and b == b"v1", (st, b))
+    st, _, b = req("GET", "/v1/kv/t/k?list", headers={"X-Confman-Token": tok})
+    check(st == 409, (st, b))
+    # Through a second gateway (its own client, no tokens seen): still the write.
+    g2 = Gateway(C, GWPORT + 5, ["--threads", "2"]).start()
+    try:
+        for n in range(20):
+            st, h, _ = req("PUT", "/v1/kv/t/k", b"w%d" % n)
+            st, _, b = request(GWPORT + 5, "GET", "/v1/kv/t/k",
+                               headers={"X-Confman-Token": h["x-confman-token"]})
+            check(st == 200 and b == b"w%d" % n, "read-your-writes broken: %d %r" % (st, b))
+    finally:
+        g2.stop()
+
+
+def read_events(resp, n, timeout=10):
+    """Parse n SSE events (dicts with id, event, data) from a streaming response."""
+    events, cur = [], {}
+    end = time.time() + timeout
+    while len(events) < n and time.time() < end:
+        line = resp.fp.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line == "":
+            if "event" in cur:
+                events.append(cur)
+            cur = {}
+        elif line.startswith(":"):
+            continue
+        else:
+            k, _, v = line.partition(": ")
+            cur[k] = v
+    return events
+
+
+def open_watch(path):
+    c = http.client.HTTPConnection("127.0.0.1", GWPORT, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    return c, r
+
+
+def test_watch_sse():
+    c, r = open_watch("/v1/watch/w")
+    try:
+        check(r.status == 200 and r.getheader("Content-Type") == "text/event-stream", r.status)
+        time.sleep(0.3)
+        req("PUT", "/v1/kv/w/a", b"1")
+        req("PUT", "/v1/kv/other", b"x")  # not under /w
+        req("DELETE", "/v1/kv/w/a")
+        ev = read_events(r, 2)
+        check([e["event"] for e in ev] == ["put", "delete"], ev)
+        d = json.loads(ev[0]["data"])
+        check(d["path"] == "/w/a" and d["kind"] == "put" and d["version"] == 1, d)
+        check(int(ev[0]["id"]) == d["index"] and int(ev[1]["id"]) > d["index"], ev)
+        first = d["index"]
+    finally:
+        c.close()
+    # From an index: the same history again.
+    c, r = open_watch("/v1/watch/w?from=%d" % first)
+    try:
+        ev = read_events(r, 2)
+        check([e["event"] for e in ev] == ["put", "delete"], "replay from %d: %r" % (first, ev))
+    finally:
+        c.close()
+
+
+def test_watch_clients_leave():
+    # Many watchers that come and go, some mid-stream: the gateway forgets them.
+    for n in range(40):
+        c, r = open_watch("/v1/watch/churn")
+        if n % 2:
+            req("PUT", "/v1/kv/churn/k", b"%d" % n)
+            read_events(r, 1, timeout=5)
+        c.close()
+    st, _, _ = req("GET", "/healthz")
+    check(st == 200, st)
+    st, _, b = req("GET", "/v1/watch/w?from=x")
+    check(st == 400, (st, b))
+
+
+def test_sigterm_with_streams_and_requests_in_flight():
+    g3 = Gateway(C, GWPORT + 6, ["--threads", "2"]).start()
+    conns = []
+    try:
+        for n in range(4):
+            c = http.client.HTTPConnection("127.0.0.1", GWPORT + 6, timeout=10)
+            c.request("GET", "/v1/watch/sig%d" % n)
+            conns.append((c, c.getresponse()))
+        # writes in flight while it stops (their answers may be 503 or never come)
+        ts = [threading.Thread(target=lambda: _quiet(lambda: request(
+            GWPORT + 6, "PUT", "/v1/kv/sig/x", b"v", timeout=5))) for _ in range(8)]
+        for t in ts:
+            t.start()
+        g3.stop()  # fails on a hang, a non-zero exit or a sanitizer report
+        for t in ts:
+            t.join(10)
+        for c, r in conns:
+            try:
+                rest = r.read()  # the stream ends, with a last event
+            except http.client.IncompleteRead as e:
+                rest = e.partial
+            check(b"shutting down" in rest, rest[-200:])
+    finally:
+        for c, _ in conns:
+            c.close()
+        if g3.alive():
+            g3.stop()
+
+
+def _quiet(f):
+    try:
+        f()
+    except Exception:
+        pass
+
+
+def test_healthz_readyz():
+    st, h, b = req("GET", "/healthz")
+    check(st == 200 and b == b"ok\n", (st, b))
+    G.wait_ready()
+    C.kill(1)
+    C.kill(2)
+    time.sleep(2.5)
+    st, _, b = req("GET", "/readyz")
+    check(st == 200, "one replica of the only shard is up: ready, got %d %r" % (st, b))
+    C.kill(3)
+    end = time.time() + 10
+    while time.time() < end and req("GET", "/readyz")[0] == 200:
+        time.sleep(0.2)
+    st, _, b = req("GET", "/readyz")
+    check(st == 503 and len(b) > 1, "no replica reachable: not ready, got %d %r" % (st, b))
+    check(req("GET", "/healthz")[0] == 200, "healthz follows the process, not the cluster")
+    # Nothing to serve: a clean 503/504, not a hang or a crash.
+    st, _, b = req("GET", "/v1/kv/n/a")
+    check(st in (503, 504), (st, b))
+    for i in (1, 2, 3):
+        C.start(i)
+    G.wait_ready(20)
+
+
+def main():
+    global C, G
+    C = harness.Cluster(3, base_port=BASE)
+    try:
+        C.up()
+        C.leader()
+        G = Gateway(C, GWPORT).start()
+        harness.run.__globals__["sys"] = sys
+        tests = [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
+                 test_token_read_your_writes, test_watch_sse, test_watch_clients_leave,
+                 test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz]
+        passed = failed = 0
+        for t in tests:
+            start = time.time()
+            try:
+                t()
+                passed += 1
+                print("ok   %s (%.1fs)" % (t.__name__, time.time() - start), flush=True)
+            except Exception as e:
+                failed += 1
+                print("FAIL %s: %s" % (t.__name__, e), flush=True)
+                import traceback
+                traceback.print_exc()
+        try:
+            G.stop()
+        except AssertionError as e:
+            failed += 1
+            print("FAIL gateway: %s" % e)
+    finally:
+        if G is not None and G.alive():
+            G.stop()
+        C.down()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    threading.stack_size(1 << 20)
+    main()
