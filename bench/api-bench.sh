@@ -38,44 +38,30 @@
 # shellcheck disable=SC1091 # sourced files, by absolute path
 set -euo pipefail
 
-DURATION=10
-WARMUP=2
-CLIENTS=64
-VSIZE=256
-KEYS=10000
+die() { echo "api-bench: $*" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+
+bl_opt_defaults
 THREADS="1 2"
 BUILD=build
-OUT=""
 
 CM_PORT=21400
 ETCD_CPORT=21421
 ETCD_PPORT=21431
 GW_PORT=21490
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
-die() { echo "api-bench: $*" >&2; exit 1; }
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
-
 while [ $# -gt 0 ]; do
+	if bl_opt "$@"; then shift 2; continue; fi
 	case "$1" in
-	--duration) DURATION=$2; shift 2 ;;
-	--warmup) WARMUP=$2; shift 2 ;;
-	--clients) CLIENTS=$2; shift 2 ;;
-	--value-size) VSIZE=$2; shift 2 ;;
-	--keys) KEYS=$2; shift 2 ;;
 	--threads) THREADS=$2; shift 2 ;;
 	--build) BUILD=$2; shift 2 ;;
-	--out) OUT=$2; shift 2 ;;
-	-h | --help) usage; exit 0 ;;
-	*) echo "api-bench: unknown option $1" >&2; usage >&2; exit 2 ;;
+	*) bl_opt_other api-bench "$1" ;;
 	esac
 done
-for v in DURATION CLIENTS VSIZE KEYS; do
-	is_uint "${!v}" || { echo "api-bench: --${v,,} must be a positive integer" >&2; exit 2; }
-done
-[[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "api-bench: --warmup must be an integer" >&2; exit 2; }
+bl_check_opts api-bench opt
 for t in $THREADS; do
-	if ! is_uint "$t" || [ "$t" -gt 16 ]; then echo "api-bench: --threads takes 1..16" >&2; exit 2; fi
+	if ! bl_is_uint "$t" || [ "$t" -gt 16 ]; then echo "api-bench: --threads takes 1..16" >&2; exit 2; fi
 done
 
 cd "$(dirname "$0")/.."
@@ -101,18 +87,11 @@ cleanup() {
 	if [ "$CLUSTER_UP" = 1 ]; then
 		"$ROOT/scripts/cluster" -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down --wipe >/dev/null 2>&1 || true
 	fi
-	if [ -n "$OUT" ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		{ mkdir -p "$OUT" && cp -r "$WORK"/. "$OUT"/; } 2>/dev/null || echo "api-bench: cannot keep results in $OUT" >&2
-	fi
-	for d in "$DATA" "$WORK"; do
-		[ -n "$d" ] && rm -rf -- "$d"
-	done
+	bl_finish api-bench "$DATA" "$WORK"
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-. "$ROOT/bench/bench-lib.sh"
 
 # ---- packages and build ----
 

@@ -3,9 +3,69 @@
 #
 # Expects: set -euo pipefail, $ROOT (the checkout), $WORK (a scratch
 # directory) and a die() function. Every process started here is recorded
-# in BL_PIDS so that the caller's EXIT trap can call bl_stop_all.
+# in BL_PIDS so that the caller's EXIT trap can call bl_stop_all. Sourcing
+# only defines; callers source it first, so the option parsing can use it.
 
 BL_PIDS=()
+
+# bl_usage: the caller's header comment (after the #! line) as its --help.
+bl_usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+
+bl_is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
+
+# The options every load benchmark takes, their defaults, and their checks.
+# A script's loop: `if bl_opt "$@"; then shift 2; continue; fi`, its own
+# options in a case whose last branch is `*) bl_opt_other PROG "$1" ;;`,
+# then bl_check_opts.
+
+# shellcheck disable=SC2034 # the variables are the caller's
+bl_opt_defaults() {
+	DURATION=10
+	WARMUP=2
+	CLIENTS=64
+	VSIZE=256
+	KEYS=10000
+	OUT=""
+}
+
+# shellcheck disable=SC2034 # the variables are the caller's
+# bl_opt OPTION VALUE: an option every load benchmark takes, into DURATION,
+# WARMUP, CLIENTS, VSIZE, KEYS or OUT (the caller then shifts 2); returns 1
+# for any other option, without reading VALUE.
+bl_opt() {
+	case "$1" in
+	--duration) DURATION=$2 ;;
+	--warmup) WARMUP=$2 ;;
+	--clients) CLIENTS=$2 ;;
+	--value-size) VSIZE=$2 ;;
+	--keys) KEYS=$2 ;;
+	--out) OUT=$2 ;;
+	*) return 1 ;;
+	esac
+}
+
+# bl_opt_other PROG OPTION: none of the script's options: -h/--help prints
+# the usage and exits 0; anything else is bad usage (exit 2).
+bl_opt_other() {
+	case "$2" in
+	-h | --help) bl_usage; exit 0 ;;
+	*) echo "$1: unknown option $2" >&2; bl_usage >&2; exit 2 ;;
+	esac
+}
+
+# bl_check_opts PROG STYLE: exit 2 unless DURATION, CLIENTS, VSIZE and KEYS
+# are positive integers and WARMUP an integer. A bad value is named as an
+# option (STYLE opt: "--keys") or by its variable (STYLE var: "KEYS"), as
+# each script always has, so that their messages stay as they were.
+bl_check_opts() {
+	local prog=$1 style=$2 v name
+	for v in DURATION CLIENTS VSIZE KEYS; do
+		name=$v
+		[ "$style" = opt ] && name=--${v,,}
+		bl_is_uint "${!v}" || { echo "$prog: $name must be a positive integer" >&2; exit 2; }
+	done
+	[[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "$prog: --warmup must be an integer" >&2; exit 2; }
+}
 
 # bl_stop_pid PID: SIGTERM, then SIGKILL after 5 s.
 bl_stop_pid() {
@@ -22,6 +82,21 @@ bl_stop_all() {
 	local p
 	for p in "${BL_PIDS[@]}"; do bl_stop_pid "$p"; done
 	BL_PIDS=()
+}
+
+# bl_finish PROG DIR...: for the EXIT trap: copy $WORK into $OUT when --out
+# asked for it (a failure to is reported, not fatal), then remove the DIRs
+# ("" skipped). Always returns 0, so that the trap's exit status stays.
+bl_finish() {
+	local prog=$1 d
+	shift
+	if [ -n "$OUT" ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		{ mkdir -p "$OUT" && cp -r "$WORK"/. "$OUT"/; } 2>/dev/null || echo "$prog: cannot keep results in $OUT" >&2
+	fi
+	for d in "$@"; do
+		[ -n "$d" ] && rm -rf -- "$d"
+	done
+	return 0
 }
 
 bl_port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -62,11 +137,12 @@ bl_cm_leader() {
 }
 
 # shellcheck disable=SC2034 # BL_ETCD_* are for the caller
-# bl_etcd_up DIR CLIENT_PORT PEER_PORT: a 3-node etcd (member i on
-# CLIENT_PORT+i-1, PEER_PORT+i-1); sets BL_ETCD_PIDS, BL_ETCD_LEADER and
-# BL_ETCD_FOLLOWER (host:port of the client URLs).
+# bl_etcd_up DIR CLIENT_PORT PEER_PORT [TOKEN]: a 3-node etcd (member i on
+# CLIENT_PORT+i-1, PEER_PORT+i-1; cluster token TOKEN, default cm-bench);
+# sets BL_ETCD_PIDS, BL_ETCD_LEADER and BL_ETCD_FOLLOWER (host:port of the
+# client URLs).
 bl_etcd_up() {
-	local dir=$1 cport=$2 pport=$3 i cluster="" eps="" st t url
+	local dir=$1 cport=$2 pport=$3 token=${4:-cm-bench} i cluster="" eps="" st t url
 	BL_ETCD_PIDS=()
 	for i in 1 2 3; do
 		bl_check_ports "$((cport + i - 1))" "$((pport + i - 1))"
@@ -80,7 +156,7 @@ bl_etcd_up() {
 			--listen-client-urls "$url" --advertise-client-urls "$url" \
 			--listen-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
 			--initial-advertise-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
-			--initial-cluster "$cluster" --initial-cluster-token cm-bench \
+			--initial-cluster "$cluster" --initial-cluster-token "$token" \
 			--initial-cluster-state new --logger zap --log-level warn \
 			>"$WORK/etcd-e$i.log" 2>&1 </dev/null &
 		BL_ETCD_PIDS+=($!)

@@ -44,17 +44,16 @@ function setup(thread)
 	table.insert(threads, thread)
 end
 
+-- bench_args() and done() are common.lua's, shared by the bench scripts.
+-- wrk has no module path of its own: load it relative to this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk/common.lua")
+
 local mode, nkeys, bodies_put, bodies_get
 local path
 
 function init(args)
-	mode = args[1] or "put"
-	nkeys = tonumber(args[2] or "10000")
-	local vsize = tonumber(args[3] or "256")
-	if mode ~= "put" and mode ~= "range" and mode ~= "serial" then
-		error("etcd-kv.lua: MODE must be put, range or serial, not " .. mode)
-	end
-	math.randomseed(os.time() * 1000 + (id or 0))
+	local vsize
+	mode, nkeys, vsize = bench_args(args, "etcd-kv.lua", "put", {"put", "range", "serial"})
 	local letters = {}
 	for i = 1, vsize do
 		letters[i] = string.char(97 + (i * 7 + (id or 0)) % 26)
@@ -79,18 +78,4 @@ function request()
 	local k = math.random(0, nkeys - 1)
 	local body = mode == "put" and bodies_put[k] or bodies_get[k]
 	return wrk.format("POST", path, nil, body)
-end
-
-function done(summary, latency, requests)
-	local e = summary.errors
-	local secs = summary.duration / 1e6
-	local ok = summary.requests - e.status
-	io.write(string.format(
-		'{"tool":"wrk","requests":%d,"ok":%d,"window_s":%.3f,"ops_per_s":%.1f,' ..
-		'"latency_us":{"p50":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"mean":%.1f},' ..
-		'"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
-		summary.requests, ok, secs, ok / secs,
-		latency:percentile(50), latency:percentile(90), latency:percentile(99),
-		latency:percentile(99.9), latency.max, latency.mean,
-		e.connect, e.read, e.write, e.status, e.timeout))
 end

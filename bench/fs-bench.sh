@@ -42,6 +42,9 @@ ETCD_PEER_PORT=19921
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "fs-bench: $*" >&2; exit 1; }
+# bench-lib.sh: bl_stop_pid, and the etcd cluster (its processes go in BL_PIDS).
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -71,17 +74,6 @@ SHM=""
 CM_UP=0
 MOUNTS=()
 FS_PIDS=()
-ETCD_PIDS=()
-
-stop_pid() {
-	local p=$1
-	kill -TERM "$p" 2>/dev/null || return 0
-	for _ in $(seq 1 100); do
-		kill -0 "$p" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	kill -KILL "$p" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$? m p
@@ -91,8 +83,8 @@ cleanup() {
 			fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 		fi
 	done
-	for p in "${FS_PIDS[@]}"; do stop_pid "$p"; done
-	for p in "${ETCD_PIDS[@]}"; do stop_pid "$p"; done
+	for p in "${FS_PIDS[@]}"; do bl_stop_pid "$p"; done
+	bl_stop_all # etcd
 	if [ "$CM_UP" = 1 ]; then
 		"$ROOT/scripts/cluster" -d "$WORK/cm" -p "$CM_PORT" -b "$ROOT/build" down --wipe >/dev/null 2>&1 || true
 	fi
@@ -200,32 +192,8 @@ echo "==> (b) a process per op: confmanctl put, $WRITES times"
 V1K=$(cat "$WORK/1k")
 run cmctl proc-put "$WRITES" "$CTL" --servers "$SERVERS" put /fs-bench/p{} "$V1K"
 
-ETCD_CLUSTER=""
-EPS=""
-for i in 1 2 3; do
-	check_ports "$((ETCD_CLIENT_PORT + i - 1))" "$((ETCD_PEER_PORT + i - 1))"
-	ETCD_CLUSTER+="${ETCD_CLUSTER:+,}e$i=http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))"
-	EPS+="${EPS:+,}127.0.0.1:$((ETCD_CLIENT_PORT + i - 1))"
-done
-for i in 1 2 3; do
-	setsid etcd --name "e$i" --data-dir "$WORK/etcd/e$i" \
-		--listen-client-urls "http://127.0.0.1:$((ETCD_CLIENT_PORT + i - 1))" \
-		--advertise-client-urls "http://127.0.0.1:$((ETCD_CLIENT_PORT + i - 1))" \
-		--listen-peer-urls "http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))" \
-		--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))" \
-		--initial-cluster "$ETCD_CLUSTER" --initial-cluster-token cm-fs-bench \
-		--initial-cluster-state new --logger zap --log-level warn \
-		>"$WORK/etcd-e$i.log" 2>&1 </dev/null &
-	ETCD_PIDS+=($!)
-done
-LEADER=""
-for _ in $(seq 1 150); do
-	st=$(etcdctl --endpoints="$EPS" endpoint status -w simple 2>/dev/null || true)
-	LEADER=$(awk -F', ' '$5 == "true" { print $1 }' <<<"$st")
-	[ "$(grep -c . <<<"$st")" = 3 ] && [ -n "$LEADER" ] && break
-	sleep 0.1
-done
-[ -n "$LEADER" ] || die "etcd: no leader elected"
+bl_etcd_up "$WORK/etcd" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" cm-fs-bench
+LEADER=$BL_ETCD_LEADER
 echo "==> (b) a process per op: etcdctl put (etcd $(etcd --version | head -1 | awk '{print $3}'), leader $LEADER), $WRITES times"
 run etcdctl proc-put "$WRITES" etcdctl --endpoints="$LEADER" put /fs-bench/p{} "$V1K"
 

@@ -38,17 +38,17 @@
 # starts or makes is removed on exit, also on failure or Ctrl-C.
 # Exit status: 0 all runs succeeded, 1 a run failed, 2 bad usage.
 
-# shellcheck disable=SC2317 # cleanup and stop_pid run from the EXIT trap
-# shellcheck disable=SC1091 # scripts/deps.sh, sourced by its absolute path
+# shellcheck disable=SC2317 # cleanup runs from the EXIT trap
+# shellcheck disable=SC1091 # sourced files, by path
 set -euo pipefail
 
-DURATION=10
-WARMUP=2
-CLIENTS=64
-VSIZE=256
-KEYS=10000
+die() { echo "server-bench: $*" >&2; exit 1; }
+# The helpers shared with api-bench.sh (bl_*); its etcd processes go in BL_PIDS.
+# shellcheck source-path=SCRIPTDIR source=bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
+
+bl_opt_defaults
 PERF=0
-OUT=""
 SKIP_ETCD=0
 
 CM_DISK_PORT=19300  # node i on 19300+i-1
@@ -56,29 +56,15 @@ CM_SHM_PORT=19310
 ETCD_CLIENT_PORT=19321 # etcd i: client 19320+i, peer 19330+i
 ETCD_PEER_PORT=19331
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
-die() { echo "server-bench: $*" >&2; exit 1; }
-
-is_uint() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
-
 while [ $# -gt 0 ]; do
+	if bl_opt "$@"; then shift 2; continue; fi
 	case "$1" in
-	--duration) DURATION=$2; shift 2 ;;
-	--warmup) WARMUP=$2; shift 2 ;;
-	--clients) CLIENTS=$2; shift 2 ;;
-	--value-size) VSIZE=$2; shift 2 ;;
-	--keys) KEYS=$2; shift 2 ;;
 	--perf) PERF=1; shift ;;
-	--out) OUT=$2; shift 2 ;;
 	--skip-etcd) SKIP_ETCD=1; shift ;;
-	-h | --help) usage; exit 0 ;;
-	*) echo "server-bench: unknown option $1" >&2; usage >&2; exit 2 ;;
+	*) bl_opt_other server-bench "$1" ;;
 	esac
 done
-for v in DURATION CLIENTS VSIZE KEYS; do
-	is_uint "${!v}" || { echo "server-bench: $v must be a positive integer" >&2; exit 2; }
-done
-[[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "server-bench: --warmup must be an integer" >&2; exit 2; }
+bl_check_opts server-bench var
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -92,35 +78,19 @@ DISK_DIR=""
 SHM_DIR=""
 WORK=""
 CLUSTERS=() # "dir port" of Confman clusters started
-ETCD_PIDS=()
 PERF_PID=""
-
-stop_pid() {
-	local p=$1 t
-	kill -TERM "$p" 2>/dev/null || return 0
-	for t in $(seq 1 100); do
-		kill -0 "$p" 2>/dev/null || return 0
-		sleep 0.05
-	done
-	kill -KILL "$p" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$? c
 	trap - EXIT INT TERM
-	[ -n "$PERF_PID" ] && stop_pid "$PERF_PID"
+	[ -n "$PERF_PID" ] && bl_stop_pid "$PERF_PID"
 	for c in "${CLUSTERS[@]}"; do
 		# shellcheck disable=SC2086
 		set -- $c
 		"$ROOT/scripts/cluster" -d "$1" -p "$2" -b "$ROOT/build" down --wipe >/dev/null 2>&1 || true
 	done
-	for c in "${ETCD_PIDS[@]}"; do stop_pid "$c"; done
-	if [ -n "$OUT" ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		{ mkdir -p "$OUT" && cp -r "$WORK"/. "$OUT"/; } 2>/dev/null || echo "server-bench: cannot keep results in $OUT" >&2
-	fi
-	for c in "$DISK_DIR" "$SHM_DIR" "$WORK"; do
-		[ -n "$c" ] && rm -rf -- "$c"
-	done
+	bl_stop_all # etcd
+	bl_finish server-bench "$DISK_DIR" "$SHM_DIR" "$WORK"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -147,30 +117,7 @@ if ! ninja_out=$(ninja -C build 2>&1); then
 fi
 if [ ! -x "$CMLOAD" ] || [ ! -x build/server/confmand ]; then die "cm-load or confmand not built"; fi
 
-# ---- helpers ----
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-check_ports() {
-	local p
-	for p in "$@"; do port_free "$p" || die "port $p is in use: another run?"; done
-}
-
-# CPU seconds (user + system) of the processes given, from /proc/PID/stat.
-cpu_of() {
-	local hz t=0 p s
-	hz=$(getconf CLK_TCK)
-	for p in "$@"; do
-		s=$(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')
-		t=$((t + s))
-	done
-	awk -v t="$t" -v hz="$hz" 'BEGIN { printf "%.3f", t / hz }'
-}
-
-# Busy CPU seconds of the whole machine, all cores (/proc/stat less idle, iowait).
-host_busy() {
-	awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
-}
+# ---- helpers (and bench-lib.sh's) ----
 
 # CPU seconds of this shell's finished children (bash `times`, second line).
 # `times` must run in this shell, not in a $(...) subshell, which has no
@@ -187,31 +134,17 @@ children_cpu() {
 
 cm_servers() { echo "127.0.0.1:$1,127.0.0.1:$(($1 + 1)),127.0.0.1:$(($1 + 2))"; }
 
-# Prints the address of the leader of group 1 once all three nodes answer.
-cm_leader() {
-	local servers=$1 t out
-	for t in $(seq 1 100); do
-		out=$("$CTL" -s "$servers" -t 1000 status 2>/dev/null || true)
-		if [ "$(grep -c ' node ' <<<"$out")" = 3 ] &&
-			awk '/^[0-9]/ { a = $1 } $3 == "leader" { print a; f = 1 } END { exit !f }' <<<"$out"; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
 FAILED=0
 
 # run_cm NAME DIR PORT: put, linearizable get, follower get on a fresh cluster.
 run_cm() {
 	local name=$1 dir=$2 port=$3 servers leader follower pids k
-	check_ports "$port" "$((port + 1))" "$((port + 2))"
+	bl_check_ports "$port" "$((port + 1))" "$((port + 2))"
 	CLUSTERS+=("$dir $port")
 	"$ROOT/scripts/cluster" -d "$dir" -p "$port" -b "$ROOT/build" up >"$WORK/$name-cluster.txt" ||
 		die "$name: cluster did not start (see $dir/node*.log)"
 	servers=$(cm_servers "$port")
-	leader=$(cm_leader "$servers") || die "$name: no leader elected"
+	leader=$(bl_cm_leader "$servers" "$CTL") || die "$name: no leader elected"
 	for k in 0 1 2; do
 		[ "127.0.0.1:$((port + k))" != "$leader" ] && { follower=127.0.0.1:$((port + k)); break; }
 	done
@@ -269,55 +202,17 @@ cm_perf() {
 
 # ---- 4. etcd ----
 
-etcd_url() { echo "http://127.0.0.1:$((ETCD_CLIENT_PORT + $1 - 1))"; }
-
 run_etcd() {
-	local dir=$1 i cluster="" eps="" leader follower st t
-	for i in 1 2 3; do
-		check_ports "$((ETCD_CLIENT_PORT + i - 1))" "$((ETCD_PEER_PORT + i - 1))"
-		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))"
-		eps+="${eps:+,}127.0.0.1:$((ETCD_CLIENT_PORT + i - 1))"
-	done
-	mkdir -p "$dir"
-	for i in 1 2 3; do
-		setsid etcd --name "e$i" --data-dir "$dir/e$i" \
-			--listen-client-urls "$(etcd_url "$i")" --advertise-client-urls "$(etcd_url "$i")" \
-			--listen-peer-urls "http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))" \
-			--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PEER_PORT + i - 1))" \
-			--initial-cluster "$cluster" --initial-cluster-token cm-server-bench \
-			--initial-cluster-state new --logger zap --log-level warn \
-			>"$WORK/etcd-e$i.log" 2>&1 </dev/null &
-		ETCD_PIDS+=($!)
-	done
-	for t in $(seq 1 150); do
-		st=$(etcdctl --endpoints="$eps" endpoint status -w simple 2>/dev/null || true)
-		leader=$(awk -F', ' '$5 == "true" { print $1 }' <<<"$st")
-		[ "$(grep -c . <<<"$st")" = 3 ] && [ -n "$leader" ] && break
-		sleep 0.1
-	done
-	[ -n "$leader" ] || die "etcd: no leader elected (see $WORK/etcd-e*.log)"
-	follower=$(awk -F', ' '$5 == "false" { print $1; exit }' <<<"$st")
+	local dir=$1 leader follower
+	bl_etcd_up "$dir" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" cm-server-bench
+	leader=$BL_ETCD_LEADER
+	follower=$BL_ETCD_FOLLOWER
 	echo "==> etcd $(etcd --version | head -1 | awk '{print $3}'): 3 nodes on $(cm_fs "$dir"), leader $leader, serializable reads from $follower"
 	etcd_one put "$leader" put
-	etcd_preload "$leader"
+	# Every key once, in transactions of 100 puts (etcd's --max-txn-ops is 128).
+	bl_etcd_preload "$leader" "$KEYS" "$VSIZE"
 	etcd_one lin "$leader" range
 	etcd_one fol "$follower" serial
-}
-
-# Every key once, in transactions of 100 puts (etcd's --max-txn-ops is 128).
-etcd_preload() {
-	local ep=$1 b k v n
-	v=$(head -c "$VSIZE" /dev/zero | tr '\0' 'v')
-	for ((b = 0; b < KEYS; b += 100)); do
-		{
-			echo
-			for ((k = b; k < b + 100 && k < KEYS; k++)); do printf 'put /cm-load/k%08d %s\n' "$k" "$v"; done
-			echo
-			echo
-		} | etcdctl --endpoints="$ep" txn >/dev/null || die "etcd: preload failed"
-	done
-	n=$(etcdctl --endpoints="$ep" get --prefix /cm-load/ --limit=1 -w json | jq -r .count)
-	[ "$n" = "$KEYS" ] || die "etcd: preload wrote $n keys, not $KEYS"
 }
 
 etcd_one() {
@@ -326,15 +221,15 @@ etcd_one() {
 	if [ "$WARMUP" -gt 0 ]; then
 		wrk -d"${WARMUP}s" "${args[@]}" >/dev/null 2>&1 || true
 	fi
-	c0=$(cpu_of "${ETCD_PIDS[@]}")
-	h0=$(host_busy)
+	c0=$(bl_cpu "${BL_ETCD_PIDS[@]}")
+	h0=$(bl_host_busy)
 	children_cpu >"$WORK/w0"
 	wrk -d"${DURATION}s" "${args[@]}" >"$WORK/etcd-$wl.txt" 2>&1 || rc=$?
 	children_cpu >"$WORK/w1"
-	h1=$(host_busy)
+	h1=$(bl_host_busy)
 	w0=$(cat "$WORK/w0")
 	w1=$(cat "$WORK/w1")
-	c1=$(cpu_of "${ETCD_PIDS[@]}")
+	c1=$(bl_cpu "${BL_ETCD_PIDS[@]}")
 	if [ $rc != 0 ] || ! grep '^{"tool":"wrk"' "$WORK/etcd-$wl.txt" >"$WORK/etcd-$wl.raw"; then
 		echo "    $wl: FAILED (wrk exit $rc)"
 		FAILED=1

@@ -6,18 +6,17 @@
 --       get  GET /v1/kv/cm-load/k%08d                            (follower read)
 --       lin  GET /v1/kv/cm-load/k%08d?consistency=linearizable
 -- Keys uniform among KEYS, the same names as cm-load and etcd-kv.lua use.
--- done() prints one JSON line in etcd-kv.lua's format.
+-- done() (common.lua) prints one JSON line, as for etcd-kv.lua.
+
+-- bench_args() and done() are common.lua's, shared by the bench scripts.
+-- wrk has no module path of its own: load it relative to this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
 local mode, nkeys, value, paths
 
 function init(args)
-	mode = args[1] or "get"
-	nkeys = tonumber(args[2] or "10000")
-	local vsize = tonumber(args[3] or "256")
-	if mode ~= "put" and mode ~= "get" and mode ~= "lin" then
-		error("v1-kv.lua: MODE must be put, get or lin, not " .. mode)
-	end
-	math.randomseed(os.time() * 1000 + (id or 0))
+	local vsize
+	mode, nkeys, vsize = bench_args(args, "v1-kv.lua", "get", {"put", "get", "lin"})
 	value = string.rep("v", vsize)
 	local q = mode == "lin" and "?consistency=linearizable" or ""
 	paths = {}
@@ -32,18 +31,4 @@ function request()
 		return wrk.format("PUT", p, nil, value)
 	end
 	return wrk.format("GET", p)
-end
-
-function done(summary, latency, requests)
-	local e = summary.errors
-	local secs = summary.duration / 1e6
-	local ok = summary.requests - e.status
-	io.write(string.format(
-		'{"tool":"wrk","requests":%d,"ok":%d,"window_s":%.3f,"ops_per_s":%.1f,' ..
-		'"latency_us":{"p50":%.1f,"p90":%.1f,"p99":%.1f,"p999":%.1f,"max":%.1f,"mean":%.1f},' ..
-		'"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\n',
-		summary.requests, ok, secs, ok / secs,
-		latency:percentile(50), latency:percentile(90), latency:percentile(99),
-		latency:percentile(99.9), latency.max, latency.mean,
-		e.connect, e.read, e.write, e.status, e.timeout))
 end

@@ -5,7 +5,8 @@ Gateway(cluster, port) starts build/api/confman-api listening on
 and stops it in stop() (SIGTERM, then SIGKILL), also at exit. stop() fails
 if the gateway died on its own or a sanitizer wrote to its log. Small HTTP
 helpers (http.client, one connection per call unless given one) return
-(status, headers dict with lower-case names, body bytes).
+(status, headers dict with lower-case names, body bytes). run_tests() is the
+main of every test file: cluster and gateway up, each test, both down.
 """
 import atexit
 import http.client
@@ -18,6 +19,7 @@ import sys
 import shutil
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402,F401  (re-exported for the tests)
@@ -89,12 +91,8 @@ class Gateway:
         died = self.proc.poll()
         code = 0
         if died is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            code = terminate(self.proc)
+            if code is None:
                 raise AssertionError("confman-api ignored SIGTERM:\n" + self.log())
         text = self.log()
         self.proc = None
@@ -105,6 +103,61 @@ class Gateway:
             raise AssertionError("sanitizer report from confman-api:\n" + text)
         if code != 0:
             raise AssertionError("confman-api exited %d on SIGTERM:\n%s" % (code, text))
+
+
+def terminate(proc, timeout=10):
+    """SIGTERM proc and wait for it: its exit code, or None if it outlasted
+    timeout and had to be killed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def _run_each(tests, show_traceback):
+    """Run each test function in turn; (passed, failed)."""
+    passed = failed = 0
+    for t in tests:
+        start = time.time()
+        try:
+            t()
+            passed += 1
+            print("ok   %s (%.1fs)" % (t.__name__, time.time() - start), flush=True)
+        except Exception as e:
+            failed += 1
+            print("FAIL %s: %s" % (t.__name__, e), flush=True)
+            if show_traceback:
+                traceback.print_exc()
+    return passed, failed
+
+
+def run_tests(cluster, start_gateway, tests, show_traceback=False):
+    """A test file's main: bring cluster (a harness.Cluster) up and wait for
+    its leader, start_gateway(cluster) -> a started Gateway, run tests, then
+    stop the gateway (a failed stop counts as a failure: a crash or a
+    sanitizer report) and take the cluster down, also on errors. Exits 1 if
+    anything failed."""
+    gw = None
+    passed = failed = 0
+    try:
+        cluster.up()
+        cluster.leader()
+        gw = start_gateway(cluster)
+        passed, failed = _run_each(tests, show_traceback)
+        try:
+            gw.stop()
+        except AssertionError as e:
+            failed += 1
+            print("FAIL gateway: %s" % e)
+    finally:
+        if gw is not None and gw.alive():
+            gw.stop()
+        cluster.down()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
 
 
 def request(port, method, path, body=None, headers=None, timeout=10):

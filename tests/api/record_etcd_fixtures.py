@@ -23,6 +23,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etcd_cases  # noqa: E402
+from gwlib import terminate  # noqa: E402
 
 CLIENT = "http://127.0.0.1:21198"
 PEER = "http://127.0.0.1:21199"
@@ -73,12 +74,7 @@ def main():
             f.write("\n")
         print("wrote", OUT)
     finally:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        terminate(p)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from etcd_cases import b64  # noqa: E402
-from gwlib import Gateway, check, harness, post_json, raw, request  # noqa: E402
+from gwlib import Gateway, check, harness, post_json, raw, request, run_tests  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_API_PORT", "21140"))
 GWPORT = int(os.environ.get("CONFMAN_API_GW_PORT", "21192"))
@@ -199,36 +199,19 @@ def test_garbage_and_broken_http():
     check(st == 201, (st, b))
 
 
+def start_gateway(cluster):
+    global G
+    G = Gateway(cluster, GWPORT, ["--max-body", str(MAXBODY)]).start()
+    return G
+
+
 def main():
-    global C, G
+    global C
     C = harness.Cluster(3, base_port=BASE)
-    passed = failed = 0
-    try:
-        C.up()
-        C.leader()
-        G = Gateway(C, GWPORT, ["--max-body", str(MAXBODY)]).start()
-        for t in [test_413_without_reading_body, test_chunked_over_limit, test_malformed_json,
-                  test_malformed_base64, test_bad_paths, test_unknown_endpoints_and_methods,
-                  test_huge_headers_and_urls, test_garbage_and_broken_http]:
-            start = time.time()
-            try:
-                t()
-                passed += 1
-                print("ok   %s (%.1fs)" % (t.__name__, time.time() - start), flush=True)
-            except Exception as e:
-                failed += 1
-                print("FAIL %s: %s" % (t.__name__, e), flush=True)
-        try:
-            G.stop()
-        except AssertionError as e:
-            failed += 1
-            print("FAIL gateway: %s" % e)
-    finally:
-        if G is not None and G.alive():
-            G.stop()
-        C.down()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    run_tests(C, start_gateway,
+              [test_413_without_reading_body, test_chunked_over_limit, test_malformed_json,
+               test_malformed_base64, test_bad_paths, test_unknown_endpoints_and_methods,
+               test_huge_headers_and_urls, test_garbage_and_broken_http])
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ import json
 import os
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etcd_cases  # noqa: E402
 from etcd_cases import b64, prefix_end  # noqa: E402
-from gwlib import Gateway, check, harness, post_json  # noqa: E402
+from gwlib import Gateway, check, harness, post_json, run_tests  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_API_PORT", "21120"))
 GWPORT = int(os.environ.get("CONFMAN_API_GW_PORT", "21191"))
@@ -216,37 +215,20 @@ def test_unsupported_is_501():
     check(st == 200, (st, doc))
 
 
+def start_gateway(cluster):
+    global G
+    G = Gateway(cluster, GWPORT).start()
+    G.wait_ready()
+    return G
+
+
 def main():
-    global C, G
+    global C
     C = harness.Cluster(3, base_port=BASE, prefixes=("/", "/apps"))
-    passed = failed = 0
-    try:
-        C.up()
-        C.leader()
-        G = Gateway(C, GWPORT).start()
-        G.wait_ready()
-        for t in [test_fixtures_shape, test_put_range_values, test_prefix_order_and_limit,
-                  test_non_path_keys, test_txn_cas_mod_revision, test_txn_increments_are_atomic,
-                  test_two_shards, test_unsupported_is_501]:
-            start = time.time()
-            try:
-                t()
-                passed += 1
-                print("ok   %s (%.1fs)" % (t.__name__, time.time() - start), flush=True)
-            except Exception as e:
-                failed += 1
-                print("FAIL %s: %s" % (t.__name__, e), flush=True)
-        try:
-            G.stop()
-        except AssertionError as e:
-            failed += 1
-            print("FAIL gateway: %s" % e)
-    finally:
-        if G is not None and G.alive():
-            G.stop()
-        C.down()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    run_tests(C, start_gateway,
+              [test_fixtures_shape, test_put_range_values, test_prefix_order_and_limit,
+               test_non_path_keys, test_txn_cas_mod_revision, test_txn_increments_are_atomic,
+               test_two_shards, test_unsupported_is_501])
 
 
 if __name__ == "__main__":

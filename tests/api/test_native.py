@@ -9,7 +9,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwlib import Gateway, check, harness, request  # noqa: E402
+from gwlib import Gateway, check, harness, request, run_tests  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_API_PORT", "21100"))
 GWPORT = int(os.environ.get("CONFMAN_API_GW_PORT", "21190"))
@@ -254,40 +254,21 @@ def test_healthz_readyz():
     G.wait_ready(20)
 
 
+def start_gateway(cluster):
+    global G
+    G = Gateway(cluster, GWPORT).start()
+    harness.run.__globals__["sys"] = sys
+    return G
+
+
 def main():
-    global C, G
+    global C
     C = harness.Cluster(3, base_port=BASE)
-    try:
-        C.up()
-        C.leader()
-        G = Gateway(C, GWPORT).start()
-        harness.run.__globals__["sys"] = sys
-        tests = [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
-                 test_token_read_your_writes, test_watch_sse, test_watch_clients_leave,
-                 test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz]
-        passed = failed = 0
-        for t in tests:
-            start = time.time()
-            try:
-                t()
-                passed += 1
-                print("ok   %s (%.1fs)" % (t.__name__, time.time() - start), flush=True)
-            except Exception as e:
-                failed += 1
-                print("FAIL %s: %s" % (t.__name__, e), flush=True)
-                import traceback
-                traceback.print_exc()
-        try:
-            G.stop()
-        except AssertionError as e:
-            failed += 1
-            print("FAIL gateway: %s" % e)
-    finally:
-        if G is not None and G.alive():
-            G.stop()
-        C.down()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    run_tests(C, start_gateway,
+              [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
+               test_token_read_your_writes, test_watch_sse, test_watch_clients_leave,
+               test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz],
+              show_traceback=True)
 
 
 if __name__ == "__main__":
