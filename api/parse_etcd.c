@@ -22,7 +22,7 @@ struct ctx {
 	size_t cap;
 };
 
-static int fail(struct ctx *c, int rv, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(struct ctx *c, int rv, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -111,10 +111,10 @@ if [ $quick -eq 0 ]; then
 	run_suite sanitize build-asan --buildtype=debugoptimized \
 		-Db_sanitize=address,undefined -Db_lundef=false
 	# The libFuzzer targets need clang. The rest of the tree is built with
-	# it too, its warnings shown but not fatal here: gcc's -Werror builds
-	# above are the ones that hold the code to the warning flags.
-	CC=clang run_suite fuzz build-fuzz --buildtype=debugoptimized -Dfuzz=true \
-		-Dwerror=false -- --suite fuzz
+	# it too, warnings as errors like the gcc builds: clang's warnings
+	# (-Wformat-nonliteral, -Wimplicit-int-conversion) are held as well.
+	CC=clang run_suite fuzz build-fuzz --buildtype=debugoptimized -Dfuzz=true -Dwerror=true \
+		-- --suite fuzz
 else
 	echo "==> --quick: sanitizer and fuzz builds skipped"
 fi
