@@ -12,7 +12,7 @@
 #include "confman/client.h"
 
 /* Bounds (STYLE.md: every queue and table has one). */
-#define CM_FS_FUSE_BATCH 64           /* FUSE requests read per wake-up, then other work */
+#define CM_FS_QUEUE_MAX 1024          /* FUSE requests waiting for the loop thread */
 #define CM_FS_INODES_MAX (1u << 20)   /* inodes the kernel may hold at once */
 #define CM_FS_HASH_BUCKETS (1u << 16) /* per index of the inode table */
 #define CM_FS_NOTIFY_MAX 4096       /* kernel notifications waiting for the notifier */
@@ -116,13 +116,11 @@ struct cm_fs {
 	pthread_t thread;
 	struct cm_fs_itable it;
 	struct cm_fs_fh *handles;
-	/* /dev/fuse, served by the loop thread (main.c) */
-	uv_poll_t fpoll;
-	struct fuse_buf fbuf;
-	bool fuse_done;  /* the session ended (unmounted): main.c stops */
-	int done_fd;     /* eventfd: the loop tells the main thread */
-	/* main thread -> loop thread: guarded by mu */
+	/* the hand-off queue, shared: guarded by mu */
 	pthread_mutex_t mu;
+	pthread_cond_t not_full;
+	struct cm_fs_job *head, *tail;
+	uint32_t queued;
 	bool stopping;
 	/* watch stream and own writes: loop thread */
 	uint64_t watch_id;
@@ -178,6 +176,8 @@ void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;
+/* Loop thread: take every queued job and start it (uv_async callback). */
+void cm_fs_drain(uv_async_t *h);
 /* Loop thread, at shutdown: free every handle the kernel never released. */
 void cm_fs_handles_free(struct cm_fs *fs);
 /* ---- notify.c ---- */

@@ -2,31 +2,25 @@
  *
  * Threads. The asynchronous client (cm_ac_*) is not thread-safe: it belongs
  * to one libuv loop, which runs in its own thread and owns everything else
- * too (inode table, open handles) and serves /dev/fuse itself: the session's
- * fd, non-blocking, is watched with uv_poll; on readable the loop reads and
- * processes up to CM_FS_FUSE_BATCH requests, and each callback starts its
- * job at once (ops.c): requests go to the server, replies (fuse_reply_*) go
- * out when it answers, so the loop never waits on the network nor on the
- * kernel. No thread hand-off per request: on a VM every wake-up of another
- * thread costs tens of microseconds, and an open-read-close is three
- * requests. Kernel notifications (cache invalidation from the watch stream)
- * and the inotify replay run on a second thread, the notifier (notify.c):
- * they may wait for requests only the loop can answer. The main thread
- * mounts, waits for the session to end (unmount, or SIGTERM/SIGINT/SIGHUP
- * through libfuse's handlers) and tears down.
+ * too (inode table, open handles). The FUSE session runs fuse_session_loop()
+ * in the main thread; each callback only copies its arguments into a job,
+ * appends it to a bounded, mutex-protected queue and wakes the loop with
+ * uv_async_send(). The loop thread starts the job's requests and replies
+ * (fuse_reply_* is thread-safe) when the server answers, so the FUSE thread
+ * never waits on the network and the loop never blocks on /dev/fuse. One
+ * state owner means no locks beyond the queues'. Kernel notifications (cache
+ * invalidation from the watch stream) and the inotify replay run on a third
+ * thread, the notifier (notify.c): libfuse documents deadlocks when they are
+ * sent from a request's path.
  *
  * Out of memory: requests fail with ENOMEM; start-up fails with a message.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "fs.h"
 
@@ -105,44 +99,10 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-/* The session is over (unmounted, or the fd failed): tell the main thread. */
-static void fuse_over(struct cm_fs *fs)
-{
-	if (fs->fuse_done)
-		return;
-	__atomic_store_n(&fs->fuse_done, true, __ATOMIC_RELEASE);
-	uv_poll_stop(&fs->fpoll);
-	uint64_t one = 1;
-	(void)!write(fs->done_fd, &one, sizeof(one));
-}
-
-/* /dev/fuse is readable: serve a batch of requests, then let the loop run
- * the rest of its work (server answers) before the next batch. */
-static void on_fuse(uv_poll_t *p, int status, int events)
-{
-	struct cm_fs *fs = p->data;
-	(void)events;
-	if (status < 0) {
-		fuse_over(fs);
-		return;
-	}
-	for (int k = 0; k < CM_FS_FUSE_BATCH; k++) {
-		int rc = fuse_session_receive_buf(fs->se, &fs->fbuf);
-		if (rc == -EAGAIN)
-			return;
-		if (rc == -EINTR)
-			continue;
-		if (rc <= 0) { /* 0: ENODEV, unmounted (libfuse marks the session exited) */
-			fuse_over(fs);
-			return;
-		}
-		fuse_session_process_buf(fs->se, &fs->fbuf);
-	}
-}
-
 static void on_wake(uv_async_t *h)
 {
 	struct cm_fs *fs = h->data;
+	cm_fs_drain(h);
 	pthread_mutex_lock(&fs->mu);
 	bool stop = fs->stopping;
 	pthread_mutex_unlock(&fs->mu);
@@ -151,7 +111,6 @@ static void on_wake(uv_async_t *h)
 		fs->ac = NULL; /* the watch's final -ECANCELED must not re-subscribe */
 		cm_ac_close(ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
 		cm_fs_watch_close(fs);
-		uv_close((uv_handle_t *)&fs->fpoll, NULL);
 		uv_close((uv_handle_t *)&fs->wake, NULL);
 	}
 }
@@ -174,21 +133,11 @@ static int loop_start(struct cm_fs *fs)
 	rc = uv_async_init(&fs->loop, &fs->wake, on_wake);
 	if (rc != 0)
 		goto err_ac;
-	int fd = fuse_session_fd(fs->se);
-	rc = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0 ? 0 : -errno;
-	if (rc == 0)
-		rc = uv_poll_init(&fs->loop, &fs->fpoll, fd);
-	if (rc != 0)
-		goto err_wake;
-	fs->fpoll.data = fs;
-	rc = uv_poll_start(&fs->fpoll, UV_READABLE, on_fuse);
-	if (rc != 0)
-		goto err_poll;
 	/* Before the loop thread exists: nothing else touches the client yet. */
 	rc = cm_fs_watch_start(fs);
 	if (rc != 0)
-		goto err_poll;
-	/* Signals go to the main thread, whose wait they must interrupt. */
+		goto err_wake;
+	/* Signals go to the FUSE thread, whose read() they must interrupt. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -199,8 +148,6 @@ static int loop_start(struct cm_fs *fs)
 	return 0;
 err_watch:
 	cm_fs_watch_close(fs);
-err_poll:
-	uv_close((uv_handle_t *)&fs->fpoll, NULL);
 err_wake:
 	uv_close((uv_handle_t *)&fs->wake, NULL);
 err_ac:
@@ -220,16 +167,6 @@ static void loop_stop(struct cm_fs *fs)
 	pthread_join(fs->thread, NULL);
 	cm_fs_handles_free(fs);
 	(void)uv_loop_close(&fs->loop);
-}
-
-/* Main thread: until the loop saw the session end, or a signal handler of
- * libfuse's marked it exited (the poll then fails with EINTR, or times out
- * if another thread took the signal). */
-static void wait_session(struct cm_fs *fs)
-{
-	struct pollfd p = {.fd = fs->done_fd, .events = POLLIN};
-	while (!__atomic_load_n(&fs->fuse_done, __ATOMIC_ACQUIRE) && !fuse_session_exited(fs->se))
-		(void)poll(&p, 1, 100);
 }
 
 /* Validate SERVERS now, before daemonizing, with a throw-away client. */
@@ -311,6 +248,7 @@ int main(int argc, char **argv)
 	}
 	ret = 1;
 	pthread_mutex_init(&fs.mu, NULL);
+	pthread_cond_init(&fs.not_full, NULL);
 	pthread_mutex_init(&fs.nmu, NULL);
 	pthread_cond_init(&fs.ncond, NULL);
 	pthread_mutex_init(&fs.smu, NULL);
@@ -326,9 +264,6 @@ int main(int argc, char **argv)
 	/* Fork (unless -f) before any thread exists. */
 	if (fuse_daemonize(fs.o.foreground) != 0)
 		goto out_unmount;
-	fs.done_fd = eventfd(0, EFD_CLOEXEC);
-	if (fs.done_fd < 0)
-		goto out_unmount;
 	int rc = loop_start(&fs);
 	if (rc != 0) {
 		fprintf(stderr, "confman-fs: cannot start the client: %s\n", cm_strerror(rc));
@@ -343,17 +278,16 @@ int main(int argc, char **argv)
 		cm_fs_notifier_join(&fs); /* frees what the loop queued */
 		goto out_unmount;
 	}
-	wait_session(&fs);
-	ret = 0; /* unmounted, or a signal: a requested, clean stop */
-	/* The loop still serves the mount: a notifier syscall on it completes.
-	 * The loop stops before the unmount closes the fd it polls. */
+	rc = fuse_session_loop(fs.se);
+	ret = rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : 1;
+	/* The notifier may be inside a syscall on the mount that only the
+	 * stopped session could answer: unmounting aborts the connection and
+	 * fails it (ENOTCONN), then it can be joined. */
 	cm_fs_notifier_stop(&fs);
+	fuse_session_unmount(fs.se);
 	cm_fs_notifier_join(&fs);
 	loop_stop(&fs);
-	free(fs.fbuf.mem);
 out_unmount:
-	if (fs.done_fd > 0)
-		close(fs.done_fd);
 	fuse_session_unmount(fs.se);
 out_signals:
 	fuse_remove_signal_handlers(fs.se);
@@ -362,6 +296,7 @@ out_session:
 out_itable:
 	cm_fs_itable_free(&fs.it);
 out_opts:
+	pthread_cond_destroy(&fs.not_full);
 	pthread_mutex_destroy(&fs.mu);
 	pthread_mutex_destroy(&fs.smu);
 	pthread_cond_destroy(&fs.ncond);

@@ -37,11 +37,22 @@ static struct cm_fs_job *job_new(fuse_req_t req, enum cm_fs_op op)
 	return j;
 }
 
-/* Start j now: FUSE callbacks run on the loop thread (main.c), which owns
- * every piece of state a job touches. */
+/* Hand j to the loop thread; blocks while CM_FS_QUEUE_MAX jobs wait (the
+ * kernel then queues requests itself: back-pressure, not failure). */
 static void job_push(struct cm_fs_job *j)
 {
-	cm_fs__job_run(j);
+	struct cm_fs *fs = j->fs;
+	pthread_mutex_lock(&fs->mu);
+	while (fs->queued >= CM_FS_QUEUE_MAX)
+		pthread_cond_wait(&fs->not_full, &fs->mu);
+	if (fs->tail)
+		fs->tail->next = j;
+	else
+		fs->head = j;
+	fs->tail = j;
+	fs->queued++;
+	pthread_mutex_unlock(&fs->mu);
+	uv_async_send(&fs->wake);
 }
 
 /* Copy name(s); on failure reply ENOMEM and free j. */
@@ -392,3 +403,21 @@ const struct fuse_lowlevel_ops cm_fs_ops = {
 	.setxattr = cm_fs_setxattr,
 	.removexattr = cm_fs_removexattr,
 };
+
+/* Loop thread: take the whole queue at once, then run it outside the lock. */
+void cm_fs_drain(uv_async_t *h)
+{
+	struct cm_fs *fs = h->data;
+	pthread_mutex_lock(&fs->mu);
+	struct cm_fs_job *j = fs->head;
+	fs->head = fs->tail = NULL;
+	fs->queued = 0;
+	pthread_cond_broadcast(&fs->not_full);
+	pthread_mutex_unlock(&fs->mu);
+	while (j != NULL) {
+		struct cm_fs_job *next = j->next;
+		j->next = NULL;
+		cm_fs__job_run(j);
+		j = next;
+	}
+}
