@@ -144,8 +144,12 @@ raft_index raft__quorum_match(const struct raft *r)
 {
 	uint64_t v[RAFT_MAX_NODES];
 	uint32_t n = 0;
+	/* Our own entries count once durable: a leader's APPENDs may leave
+	 * before its own write (struct raft_ready, item 5). Between raft_ready()
+	 * and raft_advance() nothing is stepped, so today this is also what
+	 * the last index would give; it stays right if writes become async. */
 	if (self_votes(r))
-		v[n++] = raft__log_last(&r->log);
+		v[n++] = r->stable;
 	for (uint32_t k = 0; k < r->n_prs; k++)
 		if (raft_conf_kind(&r->conf, r->prs[k].id) == RAFT_VOTER)
 			v[n++] = r->prs[k].match;

@@ -11,8 +11,9 @@
  *   while (raft_has_ready(r)) {
  *       struct raft_ready rd;
  *       raft_ready(r, &rd);
+ *       send(rd.msgs, early);   // may go before persisting (a leader's appends)
  *       persist(&rd);           // chunks, snapshot, entries, hard state: ONE txn, fsync
- *       send(rd.msgs);          // only after the batch is durable
+ *       send(rd.msgs, !early);  // only after the batch is durable
  *       apply(&rd);             // snapshot restore, committed entries, read states
  *       raft_advance(r);        // the batch is durable and done; frees it
  *   }
@@ -146,6 +147,7 @@ struct raft_msg {
 	uint64_t offset;
 	uint32_t len;
 	const void *data; /* SNAP chunk bytes, len of them */
+	bool early; /* in a raft_ready: may be sent before the batch is durable (local, not on the wire) */
 };
 
 /* A snapshot chunk a follower received: store data at offset of snapshot meta.index. */
@@ -175,7 +177,11 @@ struct raft_read_state {
  *     append these (contiguous, increasing index).
  *  4. hs_changed: store hs.
  *  5. msgs: send them (attach snapshot data to SNAP messages). Messages may be
- *     lost, duplicated or reordered; Raft tolerates that.
+ *     lost, duplicated or reordered; Raft tolerates that. Those marked
+ *     `early` (a leader's APPENDs, in a term and vote already durable) may be
+ *     sent before items 1-4 are durable, so the followers' writes overlap the
+ *     leader's (Raft thesis §10.2.1): the leader counts its own log towards
+ *     the commit quorum only up to what raft_advance() reported durable.
  *  6. if snap_installed, replace the state machine with the snapshot; then
  *     apply committed[] in order (NOOP and CONF entries only advance the
  *     applied index); then serve reads[] whose index is applied.

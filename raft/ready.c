@@ -122,6 +122,11 @@ static void fill_msgs(struct raft *r, struct raft_ready *rd)
 	}
 	rd->msgs = o->msgs;
 	rd->n_msgs = o->n_msgs;
+	/* A leader's APPENDs need only its term and vote durable (they were,
+	 * before it could win), not the entries they carry. */
+	bool early = r->role == RAFT_LEADER && r->saved.term == r->term && r->saved.vote == r->vote;
+	for (uint32_t k = 0; k < o->n_msgs; k++)
+		o->msgs[k].early = early && o->msgs[k].type == RAFT_MSG_APPEND;
 }
 
 void raft_ready(struct raft *r, struct raft_ready *rd)
@@ -170,4 +175,7 @@ void raft_advance(struct raft *r)
 	r->snap_installed = false;
 	r->log_reset = false;
 	raft__out_clear(r);
+	/* What just became durable may complete a quorum with our own vote. */
+	if (r->role == RAFT_LEADER)
+		raft__maybe_commit(r);
 }

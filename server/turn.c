@@ -215,11 +215,23 @@ static int persist_group(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	return rv;
 }
 
+/* A leader's APPENDs leave before the turn's fsync (struct raft_ready,
+ * item 5): the followers write while the leader does. */
+static void send_early(struct cm_node *n, struct cm_group *g)
+{
+	const struct raft_ready *rd = &g->rd;
+	for (uint32_t k = 0; k < rd->n_msgs; k++)
+		if (rd->msgs[k].early)
+			(void)cm_net_send_raft(n->net, rd->msgs[k].to, g->info->id, &rd->msgs[k]);
+}
+
 static void send_msgs(struct cm_node *n, MDB_txn *rtxn, struct cm_group *g)
 {
 	struct raft_ready *rd = &g->rd;
 	for (uint32_t k = 0; k < rd->n_msgs; k++) {
 		struct raft_msg *m = &rd->msgs[k];
+		if (m->early)
+			continue; /* sent before the fsync */
 		if (m->type == RAFT_MSG_SNAP) {
 			/* The core names the chunk; the bytes are ours to attach. */
 			const void *data;
@@ -278,9 +290,13 @@ static void turn_persist(struct cm_node *n)
 			continue;
 		raft_ready(g->raft, &g->rd);
 		g->in_ready = true;
+		send_early(n, g);
 		if ((rv = persist_group(n, txn, g)) != 0)
 			fail_stop("persist a batch", rv);
 	}
+	/* Out with the early APPENDs now; client replies are only queued after
+	 * the fsync (cm__req_after_turn), so none can leave with them. */
+	cm_net_flush(n->net);
 	/* The one fsync of this turn: nothing below happens before it. */
 	uint64_t t0 = uv_hrtime();
 	if ((rv = cm_store_txn_commit(txn)) != 0)
