@@ -260,17 +260,72 @@ static void on_resync(uv_async_t *h)
 	push_all(h->data);
 }
 
+/* The library gave up re-subscribing (or the client closes). */
+static void watch_ended(struct cm_fs *fs, int err)
+{
+	fs->watching = false;
+	cm_fs_cache_clear(&fs->it); /* nothing keeps the copies current */
+	if (err != -ECANCELED && fs->ac != NULL) {
+		fprintf(stderr, "confman-fs: watch ended (%s), retrying\n", cm_strerror(err));
+		uv_timer_start(&fs->rewatch, on_rewatch, 1000, 0);
+	}
+}
+
+/* What the inode table knows of n's path: its inode, and whether the event
+ * is a chmod/chown. The event does not say whether the value changed; a new
+ * mode or owner with the same size is one (a value write keeps both), and
+ * is replayed as one so that watchers get IN_ATTRIB. */
+static void nj_note_node(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_event *ev)
+{
+	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, n->path);
+	if (x == NULL)
+		return;
+	n->ino = x->ino;
+	bool put = ev->kind == CM_EV_PUT && ev->has_attr;
+	n->attr_only = put && x->has_attr && S_ISREG(ev->attr.mode) &&
+		       x->attr.size == ev->attr.size &&
+		       (x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
+			x->attr.gid != ev->attr.gid);
+	if (put) {
+		x->attr = ev->attr; /* the freshest we know */
+		x->has_attr = true;
+	}
+}
+
+/* Mount-point paths, parents and names of n, and whether to replay it.
+ * 0, or -ENOMEM (the caller then invalidates everything). */
+static int nj_resolve(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_event *ev)
+{
+	n->mpath = mount_path(fs, n->path);
+	if (n->mpath == NULL)
+		return -ENOMEM;
+	bool root = strcmp(n->path, fs->o.prefix) == 0;
+	if (!root && split(fs, n->path, &n->parent, &n->name) != 0)
+		return -ENOMEM;
+	if (n->kind == CM_EV_RENAME) {
+		n->mpath2 = mount_path(fs, n->path2);
+		if (n->mpath2 == NULL) { /* moved out of the mount: a delete here */
+			n->kind = CM_EV_DELETE;
+			free(n->path2);
+			n->path2 = NULL;
+		} else if (split(fs, n->path2, &n->parent2, &n->name2) != 0) {
+			return -ENOMEM;
+		}
+	}
+	/* Replay needs a writable mount (the kernel refuses writes on ro) and a
+	 * name in a directory; a symlink's target is not in the event, and a
+	 * PUT of a directory is a chmod/chown/touch (not replayed). */
+	n->replay = !fs->o.ro && !root &&
+		    !(ev->has_attr && (S_ISLNK(ev->attr.mode) ||
+				       (ev->kind == CM_EV_PUT && S_ISDIR(ev->attr.mode))));
+	return 0;
+}
+
 static void on_event(void *arg, int err, const struct cm_event *ev)
 {
 	struct cm_fs *fs = arg;
 	if (err != 0) {
-		/* The library gave up re-subscribing (or the client closes). */
-		fs->watching = false;
-		cm_fs_cache_clear(&fs->it); /* nothing keeps the copies current */
-		if (err != -ECANCELED && fs->ac != NULL) {
-			fprintf(stderr, "confman-fs: watch ended (%s), retrying\n", cm_strerror(err));
-			uv_timer_start(&fs->rewatch, on_rewatch, 1000, 0);
-		}
+		watch_ended(fs, err);
 		return;
 	}
 	if (ev->index > fs->last_index)
@@ -304,43 +359,9 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	if (ev->has_attr)
 		n->attr = ev->attr;
 	n->create = ev->kind == CM_EV_PUT && ev->has_attr && ev->attr.create_index == ev->index;
-	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, n->path);
-	if (x != NULL) {
-		n->ino = x->ino;
-		/* The event does not say whether the value changed; a new mode or
-		 * owner with the same size is a chmod/chown (a value write keeps
-		 * both), replayed as one so that watchers get IN_ATTRIB. */
-		n->attr_only = ev->kind == CM_EV_PUT && ev->has_attr && x->has_attr &&
-			       S_ISREG(ev->attr.mode) && x->attr.size == ev->attr.size &&
-			       (x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
-				x->attr.gid != ev->attr.gid);
-		if (ev->kind == CM_EV_PUT && ev->has_attr) {
-			x->attr = ev->attr; /* the freshest we know */
-			x->has_attr = true;
-		}
-	}
-	n->mpath = mount_path(fs, n->path);
-	if (n->mpath == NULL)
+	nj_note_node(fs, n, ev);
+	if (nj_resolve(fs, n, ev) != 0)
 		goto lost;
-	bool root = strcmp(n->path, fs->o.prefix) == 0;
-	if (!root && split(fs, n->path, &n->parent, &n->name) != 0)
-		goto lost;
-	if (n->kind == CM_EV_RENAME) {
-		n->mpath2 = mount_path(fs, n->path2);
-		if (n->mpath2 == NULL) { /* moved out of the mount: a delete here */
-			n->kind = CM_EV_DELETE;
-			free(n->path2);
-			n->path2 = NULL;
-		} else if (split(fs, n->path2, &n->parent2, &n->name2) != 0) {
-			goto lost;
-		}
-	}
-	/* Replay needs a writable mount (the kernel refuses writes on ro) and a
-	 * name in a directory; a symlink's target is not in the event, and a
-	 * PUT of a directory is a chmod/chown/touch (not replayed). */
-	n->replay = !fs->o.ro && !root &&
-		    !(ev->has_attr && (S_ISLNK(ev->attr.mode) ||
-				       (ev->kind == CM_EV_PUT && S_ISDIR(ev->attr.mode))));
 	nj_push(fs, n);
 	return;
 lost:
@@ -558,13 +579,17 @@ void cm_fs_notifier_join(struct cm_fs *fs)
 
 static const struct cm_attr fake_dir = {.mode = S_IFDIR | 0755};
 
-bool cm_fs__run_replay(struct cm_fs_job *j)
-{
-	struct cm_fs *fs = j->fs;
-	struct cm_fs_node *x;
-	int rc = 0;
+/* What the replay in progress says about a path (a copy, taken under nmu). */
+struct replay_view {
 	struct cm_attr attr;
-	bool is_target = false, is_neg = false, active;
+	bool is_target, is_neg;
+};
+
+/* Server paths of a replayable request into j: 1 done, 0 not a replayable
+ * op (the job runs as usual), < 0 an error. */
+static int replay_paths(struct cm_fs_job *j)
+{
+	int rc;
 	switch (j->op) {
 	case CM_FS_LOOKUP:
 	case CM_FS_CREATE:
@@ -587,72 +612,93 @@ bool cm_fs__run_replay(struct cm_fs_job *j)
 	case CM_FS_FSYNC:
 	case CM_FS_RELEASE:
 		cm_fs__job_fh(j)->dirty = false; /* never a PUT */
-		return false;
+		return 0;
 	default:
-		return false;
+		return 0;
 	}
-	if (rc != 0) {
+	return rc == 0 ? 1 : rc;
+}
+
+static void replay_view(struct cm_fs *fs, const char *path, struct replay_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	pthread_mutex_lock(&fs->nmu);
+	if (fs->replay.active) {
+		v->attr = fs->replay.attr;
+		v->is_target = strcmp(fs->replay.path, path) == 0;
+		v->is_neg = fs->replay.neg && strcmp(fs->replay.neg, path) == 0;
+	}
+	pthread_mutex_unlock(&fs->nmu);
+}
+
+/* GETATTR/SETATTR of the replay: the event's attributes, never the server. */
+static void replay_attr(struct cm_fs_job *j, const struct replay_view *v)
+{
+	struct cm_fs_node *x = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (x == NULL) {
+		cm_fs__done_err(j, -ENOENT);
+		return;
+	}
+	if (v->is_target) {
+		x->attr = v->attr;
+		x->has_attr = true;
+	} else if (!x->has_attr) {
+		x->attr = fake_dir;
+		x->has_attr = true;
+	}
+	cm_fs__reply_attr(j, x);
+}
+
+/* OPEN/CREATE of the replay: an empty handle that never commits. */
+static void replay_open(struct cm_fs_job *j, const struct replay_view *v)
+{
+	bool create = j->op == CM_FS_CREATE;
+	struct cm_fs_fh *h = cm_fs__fh_new(j->fs, create ? 0 : j->ino, false);
+	if (h == NULL) {
+		cm_fs__done_err(j, -ENOMEM);
+		return;
+	}
+	struct cm_attr attr = v->attr;
+	if (create && !v->is_neg) /* not the replay's: should not happen */
+		attr = (struct cm_attr){.mode = S_IFREG | j->mode};
+	cm_fs__reply_opened(j, h, create ? &attr : NULL);
+}
+
+bool cm_fs__run_replay(struct cm_fs_job *j)
+{
+	struct cm_fs *fs = j->fs;
+	int rc = replay_paths(j);
+	if (rc == 0)
+		return false;
+	if (rc < 0) {
 		cm_fs__done_err(j, rc);
 		return true;
 	}
-	pthread_mutex_lock(&fs->nmu);
-	active = fs->replay.active;
-	if (active) {
-		attr = fs->replay.attr;
-		is_target = strcmp(fs->replay.path, j->path) == 0;
-		is_neg = fs->replay.neg && strcmp(fs->replay.neg, j->path) == 0;
-	}
-	pthread_mutex_unlock(&fs->nmu);
+	struct replay_view v;
+	replay_view(fs, j->path, &v);
+	struct cm_attr attr = v.attr;
 	switch (j->op) {
 	case CM_FS_LOOKUP:
-		if (is_neg) {
+		if (v.is_neg) {
 			cm_fs__done_err(j, -ENOENT);
 			return true;
 		}
-		if (!is_target) {
-			x = cm_fs_itable_lookup(&fs->it, j->path);
+		if (!v.is_target) {
+			struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, j->path);
 			attr = x && x->has_attr ? x->attr : fake_dir; /* a directory on the way */
 		}
 		cm_fs__reply_entry(j, &attr);
 		return true;
 	case CM_FS_GETATTR:
 	case CM_FS_SETATTR:
-		x = cm_fs_itable_find(&fs->it, j->ino);
-		if (x == NULL) {
-			cm_fs__done_err(j, -ENOENT);
-			return true;
-		}
-		if (is_target) {
-			x->attr = attr;
-			x->has_attr = true;
-		} else if (!x->has_attr) {
-			x->attr = fake_dir;
-			x->has_attr = true;
-		}
-		cm_fs__reply_attr(j, x);
+		replay_attr(j, &v);
 		return true;
-	case CM_FS_OPEN: {
-		struct cm_fs_fh *h = cm_fs__fh_new(fs, j->ino, false);
-		if (h == NULL)
-			cm_fs__done_err(j, -ENOMEM);
-		else
-			cm_fs__reply_opened(j, h, NULL);
+	case CM_FS_OPEN:
+	case CM_FS_CREATE:
+		replay_open(j, &v);
 		return true;
-	}
-	case CM_FS_CREATE: {
-		struct cm_fs_fh *h = cm_fs__fh_new(fs, 0, false);
-		if (h == NULL) {
-			cm_fs__done_err(j, -ENOMEM);
-			return true;
-		}
-		if (!is_neg) { /* not the replay's: should not happen */
-			attr = (struct cm_attr){.mode = S_IFREG | j->mode};
-		}
-		cm_fs__reply_opened(j, h, &attr);
-		return true;
-	}
 	case CM_FS_MKDIR:
-		if (!is_neg)
+		if (!v.is_neg)
 			attr = (struct cm_attr){.mode = S_IFDIR | j->mode};
 		cm_fs__reply_entry(j, &attr);
 		return true;
