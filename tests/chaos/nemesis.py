@@ -19,6 +19,10 @@ Faults, one at a time, each held 1-3 s, then 0.3-1.2 s of calm:
   isolate  cut a node (the leader 60%) from every peer, both ways
   asym     a node stops hearing its peers (or they it), one way only
   split    (5 nodes) a minority of two (with the leader 60%) and a majority
+combined=True (opt-in): half the time, 0.3-1 s into a fault, a second one
+starts (Nemesis._second_options: on 5 nodes at most two nodes affected; on 3
+nodes the same node, or a kill while another node has a one-way cut); both
+are held, then healed together, logged and counted as "first+second".
 """
 import json
 import os
@@ -144,8 +148,9 @@ class FuseWorker(threading.Thread):
 
 
 class Nemesis:
-    def __init__(self, cluster, rng, log):
+    def __init__(self, cluster, rng, log, combined=False):
         self.c, self.rng, self.log = cluster, rng, log
+        self.combined = combined
         self.faults = []
         self.kinds = ["kill", "pause", "isolate", "asym"] + (["split"] if cluster.n >= 5 else [])
 
@@ -154,11 +159,9 @@ class Nemesis:
         leader = self.c.find_leader(timeout=3) if self.rng.random() < 0.6 else None
         return leader if leader in up else self.rng.choice(up), leader
 
-    def one(self):
-        kind = self.rng.choice(self.kinds)
-        t, leader = self._target()
+    def _apply(self, kind, t, leader):
+        """Inject fault kind on node t; returns its description."""
         peers = [j for j in range(1, self.c.n + 1) if j != t]
-        start = time.time()
         desc = "%s n%d%s" % (kind, t, " (leader)" if t == leader else "")
         if kind == "kill":
             self.c.kill(t)
@@ -178,10 +181,68 @@ class Nemesis:
             minority = [t, other]
             self.c.partition([minority, [j for j in peers if j != other]])
             desc = "split %s | rest%s" % (minority, " (leader in minority)" if t == leader else "")
-        time.sleep(self.rng.uniform(1.0, 3.0))
+            self._minority = minority
+        return desc
+
+    def one(self):
+        kind = self.rng.choice(self.kinds)
+        t, leader = self._target()
+        start = time.time()
+        self._minority = [t]
+        desc = self._apply(kind, t, leader)
+        hold = self.rng.uniform(1.0, 3.0)
+        second = None
+        if self.combined and self.rng.random() < 0.5:
+            second = self._second(kind, t, hold)
+        if second is None:
+            time.sleep(hold)
+        else:
+            kind = "%s+%s" % (kind, second[0])
+            desc = "%s + %s" % (desc, second[1])
         self.heal_all()
-        self.faults.append({"kind": kind, "desc": desc, "start": start, "end": time.time()})
+        self.faults.append({"kind": kind, "desc": desc, "start": start, "end": time.time(),
+                            "combined": second is not None})
         self.log("  fault %-7s %-40s %.1fs" % (kind, desc, time.time() - start))
+
+    def _second_options(self, kind, t):
+        """(kind, node) pairs a second fault may be while the first (kind on t,
+        or a split of self._minority) is active. Never more than a minority
+        affected: on 5 nodes at most two nodes killed, paused or cut; on 3
+        nodes the same node (a cut or paused node also paused or killed), or
+        one node killed while another hears nobody or is heard by nobody (a
+        majority lost for a while: ops then fail or time out)."""
+        n = self.c.n
+        affected = set(self._minority)
+        opts = []
+        same = {"kill": [], "pause": ["kill"], "isolate": ["kill", "pause"],
+                "asym": ["kill", "pause"], "split": ["kill", "pause"]}[kind]
+        for u in sorted(affected):
+            opts += [(k, u) for k in same]
+        others = [u for u in range(1, n + 1) if u not in affected and u in self.c.up_nodes()]
+        if n >= 5 and len(affected) < (n - 1) // 2:
+            opts += [(k, u) for u in others for k in ("kill", "pause", "isolate", "asym")]
+        elif n == 3 and kind == "asym":
+            opts += [("kill", u) for u in others]
+        elif n == 3 and kind == "kill":
+            opts += [("asym", u) for u in others]
+        return opts
+
+    def _second(self, kind, t, hold):
+        """Start a second fault some time into the first; hold both; returns
+        (kind, description) or None if there was nothing allowed (then the
+        first fault has been held for its whole hold)."""
+        d = self.rng.uniform(0.3, 1.0)
+        time.sleep(d)
+        opts = self._second_options(kind, t)
+        if not opts:
+            time.sleep(max(hold - d, 0))
+            return None
+        leader = self.c.find_leader(timeout=1) if self.rng.random() < 0.6 else None
+        pref = [o for o in opts if o[1] == leader]
+        k2, u = self.rng.choice(pref or opts)
+        desc2 = "%s after %.1fs" % (self._apply(k2, u, leader), d)
+        time.sleep(max(hold - d, self.rng.uniform(0.8, 2.0)))
+        return k2, desc2
 
     def heal_all(self):
         self.c.heal()
@@ -251,15 +312,17 @@ def check_durability(c, history, final):
     return problems
 
 
-def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print):
+def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
+        combined=False):
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    log("chaos: %d nodes, %ss of faults, seed %d" % (nodes, seconds, seed))
+    log("chaos: %d nodes, %ss of faults, seed %d%s"
+        % (nodes, seconds, seed, ", combined faults" if combined else ""))
     c = netcluster.NetCluster(nodes=nodes, keep=True)
     hist_dir = os.path.join(c.dir, "history")
     os.makedirs(hist_dir)
     report = {"nodes": nodes, "seconds": seconds, "seed": seed, "dir": c.dir,
-              "anomalies": []}
+              "anomalies": [], "combined": combined}
     procs, mount, fw = [], None, None
     t_start = time.time()
     try:
@@ -290,7 +353,7 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print):
                             work_s, seed)
             fw.start()
         time.sleep(1.5)
-        nem = Nemesis(c, rng, log)
+        nem = Nemesis(c, rng, log, combined=combined)
         end = time.time() + seconds
         while time.time() < end:
             nem.one()
@@ -361,7 +424,8 @@ def summarize(history):
 
 
 def print_report(r, log=print):
-    log("chaos: %d nodes, seed %d, %.0fs wall" % (r["nodes"], r["seed"], r["wall_seconds"]))
+    log("chaos: %d nodes, seed %d, %.0fs wall%s" % (r["nodes"], r["seed"], r["wall_seconds"],
+                                                 " (combined faults)" if r.get("combined") else ""))
     if "ops" in r:
         log("  ops: %s" % ", ".join("%s %d" % kv for kv in sorted(r["ops"].items())))
     if "fuse_ops" in r:
@@ -370,8 +434,10 @@ def print_report(r, log=print):
         kinds = {}
         for f in r["faults"]:
             kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
-        log("  faults: %d (%s)" % (len(r["faults"]),
-                                  ", ".join("%s %d" % kv for kv in sorted(kinds.items()))))
+        n_comb = sum(1 for f in r["faults"] if f.get("combined"))
+        log("  faults: %d (%s%s)" % (len(r["faults"]),
+                                    ", ".join("%s %d" % kv for kv in sorted(kinds.items())),
+                                    "; %d combined" % n_comb if n_comb else ""))
     if "lin" in r:
         log("  linearizability: %s, %d ops on %d keys, checked in %.2fs"
             % ("ok" if r["lin"]["ok"] else "VIOLATED", r["lin"]["ops"], r["lin"]["keys"],
