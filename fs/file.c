@@ -4,6 +4,7 @@
  * (loop thread). */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -320,6 +321,12 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	}
 	if (n != NULL)
 		n->wsize = -1;
+	if (h->dirty && !put && !j->replay)
+		/* Rare and suspect (RELIABILITY.md, anomaly 2): say so. */
+		fprintf(stderr, "confman-fs: ino %llu: %s of a written handle commits nothing: "
+				"the inode is %s\n", (unsigned long long)h->ino,
+			j->op == CM_FS_FLUSH ? "flush" : "fsync/release",
+			n == NULL ? "forgotten" : "unlinked");
 	if (!put) {
 		if (j->op == CM_FS_RELEASE)
 			cm_fs__fh_free(j->fs, h);

@@ -121,13 +121,19 @@ class FuseWorker(threading.Thread):
                     except OSError as e:
                         self._rec(f, "write", FUSE_KEY, v, inv, "fail", errno.errorcode[e.errno])
                         continue
+                    werr = None
                     try:
                         os.write(fd, v.encode())
-                    except OSError:
-                        pass  # the buffer; close reports the commit
+                    except OSError as e:
+                        # The value is not in the buffer; the open's
+                        # truncation may still be committed at release.
+                        werr = errno.errorcode.get(e.errno, str(e.errno))
                     try:
                         os.close(fd)  # flush: the PUT
-                        self._rec(f, "write", FUSE_KEY, v, inv, "ok")
+                        if werr is None:
+                            self._rec(f, "write", FUSE_KEY, v, inv, "ok")
+                        else:
+                            self._rec(f, "write", FUSE_KEY, v, inv, "unknown", werr)
                     except OSError as e:
                         self._rec(f, "write", FUSE_KEY, v, inv, "unknown",
                                   errno.errorcode.get(e.errno, str(e.errno)))
