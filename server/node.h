@@ -60,7 +60,7 @@ struct cm_group {
 	bool in_ready;
 	bool applied_moved; /* meta must be persisted this turn */
 	uint64_t snap_retry_tick; /* no snapshot before this tick (the map was full) */
-	uint64_t tops_term; /* the term in which this node, leading, made the tops (shards.c) */
+	bool tops_made; /* made the tops since it last became leader (shards.c) */
 };
 
 struct cm_node {

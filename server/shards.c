@@ -113,7 +113,7 @@ static uint32_t parent_len(const char *path)
 /*
  * Shards of the cluster file have no directory in their parent shard, so
  * `ls` of the parent would not show them and their own top would not exist
- * until a write below it. Once per term, a leader proposes what is missing:
+ * until a write below it. Once per leadership, a leader proposes what is missing:
  * MKDIR of its own prefix, and a CM_MKDIR_BOUNDARY MKDIR (as shard add's) of
  * every cluster-file shard whose parent directory it owns. Create-only:
  * after the first term they fail with EEXIST and change nothing. Shards
@@ -121,13 +121,14 @@ static uint32_t parent_len(const char *path)
  */
 void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 {
-	if (g->info->id == CM_META_GROUP)
+	/* Every tick, for every group: only the cheap leader check here. */
+	if (raft_leader(g->raft) != n->cfg->node_id) {
+		g->tops_made = false;
 		return;
-	struct raft_status st;
-	raft_status(g->raft, &st);
-	if (st.role != RAFT_LEADER || st.term == g->tops_term)
+	}
+	if (g->tops_made || g->info->id == CM_META_GROUP)
 		return;
-	g->tops_term = st.term;
+	g->tops_made = true;
 	if (strcmp(g->info->prefix, "/") != 0)
 		propose_mkdir(n, g, g->info->prefix, 0);
 	for (uint32_t k = 0; k < n->reg.n; k++) {

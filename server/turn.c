@@ -217,12 +217,16 @@ static int persist_group(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 
 /* A leader's APPENDs leave before the turn's fsync (struct raft_ready,
  * item 5): the followers write while the leader does. */
-static void send_early(struct cm_node *n, struct cm_group *g)
+static uint32_t send_early(struct cm_node *n, struct cm_group *g)
 {
 	const struct raft_ready *rd = &g->rd;
+	uint32_t sent = 0;
 	for (uint32_t k = 0; k < rd->n_msgs; k++)
-		if (rd->msgs[k].early)
+		if (rd->msgs[k].early) {
 			(void)cm_net_send_raft(n->net, rd->msgs[k].to, g->info->id, &rd->msgs[k]);
+			sent++;
+		}
+	return sent;
 }
 
 static void send_msgs(struct cm_node *n, MDB_txn *rtxn, struct cm_group *g)
@@ -278,7 +282,7 @@ static void turn_persist(struct cm_node *n)
 	int rv = cm_store_txn_begin(n->store, true, &txn);
 	if (rv != 0)
 		fail_stop("begin the turn's transaction", rv);
-	uint32_t snaps = 0;
+	uint32_t snaps = 0, early = 0;
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		struct cm_group *g = &n->groups[k];
 		if (snaps < TURN_MAX_SNAPSHOTS && snapshot_due(n, g)) {
@@ -290,13 +294,14 @@ static void turn_persist(struct cm_node *n)
 			continue;
 		raft_ready(g->raft, &g->rd);
 		g->in_ready = true;
-		send_early(n, g);
+		early += send_early(n, g);
 		if ((rv = persist_group(n, txn, g)) != 0)
 			fail_stop("persist a batch", rv);
 	}
 	/* Out with the early APPENDs now; client replies are only queued after
 	 * the fsync (cm__req_after_turn), so none can leave with them. */
-	cm_net_flush(n->net);
+	if (early > 0)
+		cm_net_flush(n->net);
 	/* The one fsync of this turn: nothing below happens before it. */
 	uint64_t t0 = uv_hrtime();
 	if ((rv = cm_store_txn_commit(txn)) != 0)
