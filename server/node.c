@@ -110,8 +110,8 @@ static int groups_start_new(struct cm_node *n, MDB_txn *txn)
 	return 0;
 }
 
-/* The meta group first: the shards it added since the cluster file are
- * part of the map the other groups are started from. */
+/* The meta group first: the seed it recorded at the first start and the
+ * shards it added since are the map the other groups are started from. */
 static int groups_boot(struct cm_node *n)
 {
 	int rv = cm_reg_init(&n->reg, n->cfg);
@@ -123,6 +123,8 @@ static int groups_boot(struct cm_node *n)
 		return rv;
 	rv = group_add(n, txn, &n->reg.meta);
 	if (rv == 0)
+		rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, true);
+	if (rv >= 0)
 		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
 	if (rv >= 0)
 		rv = groups_start_new(n, txn);
@@ -140,7 +142,9 @@ void cm__node_sync_registry(struct cm_node *n)
 	MDB_txn *txn;
 	if (cm_store_txn_begin(n->store, false, &txn) != 0)
 		return;
-	int rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
+	int rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, false);
+	if (rv >= 0)
+		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
 	if (rv > 0) {
 		cm_log_info("shard map: epoch %llu, %u shards", (unsigned long long)n->reg.epoch,
 			    n->reg.n);

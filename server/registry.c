@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "confman/error.h"
 #include "confman/path.h"
 #include "server/kv.h"
+#include "server/log.h"
 #include "server/registry.h"
 
 static int reg_push(struct cm_registry *reg, const struct cm_group_info *gi, bool owned)
@@ -217,4 +219,74 @@ int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_
 {
 	char path[CM_PATH_MAX + 1] = "/p";
 	return walk(reg, cfg, s, txn, path, 2);
+}
+
+/* ---- the seed ---- */
+
+/* Put the seed's groups where the cluster file's were: reg then routes and
+ * hosts what the cluster recorded, not what this node's file says now. */
+static int reg_use_seed(struct cm_registry *reg, const struct cm_group_info *seed, uint32_t n)
+{
+	struct cm_registry old = *reg;
+	reg->v = NULL;
+	reg->owned = NULL;
+	reg->n = reg->cap = 0;
+	int rv = 0;
+	for (uint32_t k = 0; rv == 0 && k < n; k++) {
+		struct cm_group_info *gi = malloc(sizeof(*gi));
+		rv = gi ? reg_push(reg, gi, true) : -ENOMEM;
+		if (rv == 0)
+			*gi = seed[k];
+		else
+			free(gi);
+	}
+	for (uint32_t k = 0; rv == 0 && k < old.n; k++)
+		if (old.owned[k]) /* shards added at run time */
+			rv = reg_push(reg, old.v[k], true);
+	if (rv != 0) {
+		cm_reg_free(reg);
+		*reg = old;
+		return rv;
+	}
+	free(old.v);
+	free(old.owned);
+	return 0;
+}
+
+int cm_reg_seed_check(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
+		      MDB_txn *txn, bool boot)
+{
+	if (reg->seeded)
+		return 0;
+	struct cm_attr attr;
+	struct cm_bytes value;
+	int rv = cm_kv_get(s, txn, CM_META_GROUP, (struct cm_bytes){CM_REG_SEED, 5}, &attr, &value);
+	if (rv == -ENOENT)
+		return 0; /* the first start: the meta group has not recorded it yet */
+	struct cm_group_info *seed = NULL;
+	uint32_t n = 0;
+	if (rv == 0)
+		rv = cm_reg_seed_parse(cfg, value.p, value.len, &seed, &n);
+	if (rv != 0) {
+		cm_log_error("registry: the recorded seed is unusable (%s): does the cluster "
+			     "file still list every node it names?", cm_strerror(rv));
+		return rv;
+	}
+	reg->seeded = true;
+	if (cm_reg_seed_diff(cfg, seed, n, true) == 0) {
+		cm_log_info("registry: seeded with the cluster file's %u groups", n);
+		free(seed);
+		return 0;
+	}
+	if (boot) {
+		cm_log_warn("registry: the cluster file's groups are read at the first start "
+			    "only; using the %u the cluster recorded then (add shards with "
+			    "`confmanctl shard add`)", n);
+		rv = reg_use_seed(reg, seed, n);
+	} else {
+		cm_log_error("registry: this node started from a cluster file whose groups "
+			     "differ from the cluster's; restart it to use the cluster's");
+	}
+	free(seed);
+	return rv < 0 ? rv : 1;
 }

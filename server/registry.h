@@ -9,17 +9,27 @@
 #include "server/store.h"
 
 /*
- * The registry is the cluster file's groups (the seed, the same on every
- * node) plus the shards added at run time, which the meta Raft group
- * (CM_META_GROUP, replicated on every node) holds in its kv as one file per
- * shard: "/p" + prefix + "/@" whose value is the replica ids "1,2,3". The
- * file is created create-only, so a prefix is added once; the new group's id
- * is CM_SHARD_GID_BASE + the file's create index, unique and the same on
- * every node. The epoch is 1 + the highest such create index: it changes
+ * The registry lives in the meta Raft group (CM_META_GROUP, replicated on
+ * every node), in its kv:
+ *
+ * - the seed, "/seed": the cluster file's groups, one line "ID R1,R2 PREFIX"
+ *   each, written create-only by the meta group's first leader. Until it is
+ *   recorded a node uses its cluster file's groups; afterwards the seed wins:
+ *   editing [group.*] sections of a running cluster's file changes nothing
+ *   (a warning says so) and cannot hide keys behind a new prefix, as etcd
+ *   ignores --initial-cluster once its data directory exists. Shards are
+ *   added with SHARD_ADD, which checks the prefix is empty.
+ * - the shards added at run time, one file per shard: "/p" + prefix + "/@"
+ *   whose value is the replica ids "1,2,3". The file is created create-only,
+ *   so a prefix is added once; the new group's id is CM_SHARD_GID_BASE + the
+ *   file's create index, unique and the same on every node.
+ *
+ * The epoch is 1 + the highest create index of an added shard: it changes
  * whenever the map does.
  */
 #define CM_SHARD_GID_BASE (1ull << 32)
 #define CM_MAX_SHARDS 4096
+#define CM_REG_SEED "/seed"
 
 struct cm_registry {
 	const struct cm_group_info **v; /* by insertion; cfg's borrowed, added ones owned */
@@ -27,6 +37,7 @@ struct cm_registry {
 	uint32_t n, cap;
 	uint64_t epoch;
 	struct cm_group_info meta; /* the meta group: every node of the cluster */
+	bool seeded; /* the meta group's seed was read (and, when it differed, used) */
 };
 
 int cm_reg_init(struct cm_registry *reg, const struct cm_config *cfg);
@@ -36,6 +47,27 @@ void cm_reg_free(struct cm_registry *reg);
  * number added (>= 0) or a negative errno. */
 int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
 		MDB_txn *txn);
+
+/*
+ * cm_reg_seed_check - compare the seed the meta group recorded (if any yet)
+ * with the cluster file's groups; differences are logged. At boot (before
+ * any path group runs) a differing seed replaces the cluster file's entries
+ * of reg; later it can only be logged. Returns 0 (none recorded yet, or the
+ * same), 1 (different) or a negative errno (an unusable seed).
+ */
+int cm_reg_seed_check(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
+		      MDB_txn *txn, bool boot);
+
+/* reg_seed.c: the seed's text for cfg's groups (malloc'd, into *out). */
+int cm_reg_seed_text(const struct cm_config *cfg, char **out, uint32_t *len);
+/* Parse a seed into *out (malloc'd, *n groups); every replica must be a
+ * node of cfg. 0 or -EINVAL. */
+int cm_reg_seed_parse(const struct cm_config *cfg, const char *p, uint32_t len,
+		      struct cm_group_info **out, uint32_t *n);
+/* How many of cfg's groups and the seed's differ (id, prefix or replica
+ * set), each logged as a warning when log is set. */
+uint32_t cm_reg_seed_diff(const struct cm_config *cfg, const struct cm_group_info *seed,
+			  uint32_t n, bool log);
 
 /* The shard of a path: the longest matching prefix ("/" always matches). */
 const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const char *path,

@@ -81,7 +81,22 @@ static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 
 /* ---- the tops: the directories that tie a shard into the tree ---- */
 
-/* Propose a MKDIR nobody waits for: it exists afterwards, either way. */
+/* Propose a write nobody waits for: create-only, so it has happened
+ * afterwards either way (EEXIST after the first time). */
+static void propose_create(struct cm_node *n, struct cm_group *g, const struct cm_req *req)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	raft_index index;
+	int rv = cm_kv_cmd_encode(&sb, req, cm__wall_ns(), n->cfg->max_value);
+	if (rv == 0)
+		rv = raft_propose(g->raft, sb.data, (uint32_t)sb.size, &index);
+	msgpack_sbuffer_destroy(&sb);
+	if (rv != 0)
+		cm_log_debug("group %llu: create %.*s: %s", (unsigned long long)g->info->id,
+			     (int)req->path.len, req->path.p, cm_strerror(rv));
+}
+
 static void propose_mkdir(struct cm_node *n, struct cm_group *g, const char *path, uint32_t flags)
 {
 	struct cm_req req = {
@@ -90,16 +105,27 @@ static void propose_mkdir(struct cm_node *n, struct cm_group *g, const char *pat
 		.path = {path, (uint32_t)strlen(path)},
 		.mode = S_IFDIR | 0755,
 	};
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	raft_index index;
-	int rv = cm_kv_cmd_encode(&sb, &req, cm__wall_ns(), n->cfg->max_value);
-	if (rv == 0)
-		rv = raft_propose(g->raft, sb.data, (uint32_t)sb.size, &index);
-	msgpack_sbuffer_destroy(&sb);
-	if (rv != 0)
-		cm_log_debug("group %llu: mkdir %s: %s", (unsigned long long)g->info->id, path,
-			     cm_strerror(rv));
+	propose_create(n, g, &req);
+}
+
+/* The meta group's leader records the cluster file's groups, once for the
+ * cluster's life (registry.h); until a node has read it back, every new
+ * leader tries again and gets EEXIST. */
+static void propose_seed(struct cm_node *n, struct cm_group *meta)
+{
+	char *text;
+	uint32_t len;
+	if (n->reg.seeded || cm_reg_seed_text(n->cfg, &text, &len) != 0)
+		return;
+	struct cm_req req = {
+		.op = CM_OP_PUT,
+		.flags = CM_PUT_CREATE,
+		.path = {CM_REG_SEED, (uint32_t)strlen(CM_REG_SEED)},
+		.value = {text, len},
+		.mode = S_IFREG | 0644,
+	};
+	propose_create(n, meta, &req);
+	free(text);
 }
 
 /* The length of path's parent directory ("/" for "/a"). */
@@ -117,7 +143,8 @@ static uint32_t parent_len(const char *path)
  * MKDIR of its own prefix, and a CM_MKDIR_BOUNDARY MKDIR (as shard add's) of
  * every cluster-file shard whose parent directory it owns. Create-only:
  * after the first term they fail with EEXIST and change nothing. Shards
- * added at run time made their boundary when they were added.
+ * added at run time made their boundary when they were added. The meta
+ * group's leader records the seed instead.
  */
 void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 {
@@ -126,14 +153,19 @@ void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 		g->tops_made = false;
 		return;
 	}
-	if (g->tops_made || g->info->id == CM_META_GROUP)
+	if (g->tops_made)
 		return;
 	g->tops_made = true;
+	if (g->info->id == CM_META_GROUP) {
+		propose_seed(n, g);
+		return;
+	}
 	if (strcmp(g->info->prefix, "/") != 0)
 		propose_mkdir(n, g, g->info->prefix, 0);
 	for (uint32_t k = 0; k < n->reg.n; k++) {
 		const struct cm_group_info *c = n->reg.v[k];
-		if (n->reg.owned[k] || c->id == g->info->id || strcmp(c->prefix, "/") == 0)
+		bool added = c->id >= CM_SHARD_GID_BASE;
+		if (added || c->id == g->info->id || strcmp(c->prefix, "/") == 0)
 			continue;
 		const struct cm_group_info *owner = cm_reg_route(&n->reg, c->prefix,
 								 parent_len(c->prefix));

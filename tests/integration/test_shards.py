@@ -164,6 +164,50 @@ def test_readiness_flips_while_a_group_has_no_leader():
         c.down()
 
 
+def full_log(c, i):
+    with open(os.path.join(c.dir, "node%d.log" % i), "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def test_cluster_file_groups_are_read_at_first_start_only():
+    """The meta group records the cluster file's groups at the first start;
+    a group added to the file later must not hide the keys under its prefix."""
+    c = Cluster(base_port=BASE + 20, prefixes=("/", "/apps")).up()
+    try:
+        c.leader()
+        c.ctl("put", "/later/x", "kept", check=True)
+        c.ctl("put", "/apps/y", "apps", check=True)
+        end = time.time() + 15
+        while time.time() < end and not all("registry: seeded" in full_log(c, i)
+                                            for i in (1, 2, 3)):
+            time.sleep(0.1)
+        assert all("registry: seeded" in full_log(c, i) for i in (1, 2, 3)), \
+            [full_log(c, i)[-800:] for i in (1, 2, 3)]
+        before = shards(c)
+        for i in (1, 2, 3):
+            c.stop(i)
+        c.prefixes = ("/", "/apps", "/later")  # an edit after the first start
+        c._write_ini()
+        c.up()
+        c.leader()
+        doc = shards(c)
+        assert sorted(s["prefix"] for s in doc["shards"]) == ["/", "/apps"], doc
+        assert doc["epoch"] == before["epoch"], (doc, before)
+        for path, value in (("/later/x", b"kept"), ("/apps/y", b"apps")):
+            rc, out, err = c.ctl("get", path)
+            assert rc == 0 and out == value, (path, rc, out, err)
+        for i in (1, 2, 3):
+            log = full_log(c, i)
+            assert "[group.3] (/later) is not in the registry" in log, log[-1500:]
+            assert "read at the first start only" in log, log[-1500:]
+        # Shards are added the checked way: /later holds a key, so no.
+        rc, _, err = c.ctl("shard", "add", "/later", "--replicas", "1,2,3")
+        assert rc == 4, (rc, err)
+    finally:
+        c.down()
+
+
 if __name__ == "__main__":
     run([test_shards_route_fence_and_answer_wrongshard,
-         test_readiness_flips_while_a_group_has_no_leader])
+         test_readiness_flips_while_a_group_has_no_leader,
+         test_cluster_file_groups_are_read_at_first_start_only])
