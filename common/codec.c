@@ -287,13 +287,14 @@ int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m)
 	return frame_close(sb, start);
 }
 
-int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id)
+int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id, uint8_t space)
 {
 	msgpack_packer pk;
 	size_t start = frame_open(sb, &pk);
-	msgpack_pack_array(&pk, 2);
+	msgpack_pack_array(&pk, 3);
 	msgpack_pack_uint8(&pk, CM_FR_PING);
 	msgpack_pack_uint64(&pk, node_id);
+	msgpack_pack_uint8(&pk, space);
 	return frame_close(sb, start);
 }
 

@@ -19,7 +19,7 @@ int cm_codec_resp(msgpack_sbuffer *sb, const struct cm_resp *r);
 int cm_codec_event(msgpack_sbuffer *sb, const struct cm_event *e);
 int cm_codec_error(msgpack_sbuffer *sb, int err, const char *message);
 int cm_codec_raft(msgpack_sbuffer *sb, uint64_t group, const struct raft_msg *m);
-int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id);
+int cm_codec_ping(msgpack_sbuffer *sb, uint64_t node_id, uint8_t space);
 
 /* One heartbeat (or its answer) of one group, as BEATS carries it. */
 struct cm_beat {
@@ -49,6 +49,7 @@ struct cm_msg {
 	struct cm_errframe error;
 	uint64_t group;      /* RAFT */
 	uint64_t ping_node;  /* PING */
+	uint8_t ping_space;  /* PING: the sender's space level, CM_SPACE_* */
 	uint64_t beats_from, beats_to; /* BEATS */
 	struct cm_beat *beats;         /* BEATS; owned by this message */
 	uint32_t n_beats;

@@ -356,6 +356,18 @@ static int dec_beat(const msgpack_object *o, struct cm_beat *b)
 	return 0;
 }
 
+/* A PING without a space level (an older peer's) says nothing of its store. */
+static int dec_ping(const msgpack_object *f, uint32_t n, struct cm_msg *m)
+{
+	uint64_t space = CM_SPACE_OK;
+	if ((n != 2 && n != 3) || cm__codec_u64(&f[1], &m->ping_node) != 0)
+		return -EBADMSG;
+	if (n == 3 && (cm__codec_u64(&f[2], &space) != 0 || space > CM_SPACE_FULL))
+		return -EBADMSG;
+	m->ping_space = (uint8_t)space;
+	return 0;
+}
+
 static int dec_beats(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 {
 	if (n != 4 || cm__codec_u64(&f[1], &m->beats_from) || cm__codec_u64(&f[2], &m->beats_to) ||
@@ -391,7 +403,7 @@ static int dispatch(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	case CM_FR_BEATS:
 		return dec_beats(f, n, m);
 	case CM_FR_PING:
-		return n == 2 && cm__codec_u64(&f[1], &m->ping_node) == 0 ? 0 : -EBADMSG;
+		return dec_ping(f, n, m);
 	default:
 		return -EBADMSG;
 	}

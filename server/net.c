@@ -46,6 +46,7 @@ struct cm_peer {
 	uint32_t backoff_ms;
 	struct cm_peer_stats stats;
 	uint64_t heard_ms; /* loop time of the last frame from it; 0: never */
+	uint8_t space;     /* its store's level, from its last PING (CM_SPACE_*) */
 	struct cm_beat *beats; /* owned: this turn's heartbeats, sent as one frame */
 	uint32_t n_beats, cap_beats;
 };
@@ -341,8 +342,11 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 			from->stats.frames_in++;
 			from->heard_ms = uv_now(n->loop);
 		}
-		if (m->type == CM_FR_PING && m->ping_node == c->node_id)
+		if (m->type == CM_FR_PING && m->ping_node == c->node_id) {
+			if (from != NULL)
+				from->space = m->ping_space;
 			return;
+		}
 		if (m->type == CM_FR_BEATS && m->beats_from == c->node_id &&
 		    m->beats_to == n->cfg->node_id) {
 			for (uint32_t k = 0; k < m->n_beats && !c->closed; k++) {
@@ -575,7 +579,7 @@ static void sweep_silent(struct cm_net *n)
 	}
 }
 
-void cm_net_ping(struct cm_net *n)
+void cm_net_ping(struct cm_net *n, uint8_t space)
 {
 	sweep_silent(n);
 	for (uint32_t k = 0; k < n->n_peers; k++) {
@@ -583,7 +587,7 @@ void cm_net_ping(struct cm_net *n)
 		if (c == NULL || c->state != CONN_OUT_READY ||
 		    c->queued + c->out.size > CM_PEER_QUEUE_MAX)
 			continue;
-		if (cm_codec_ping(&c->out, n->cfg->node_id) == 0)
+		if (cm_codec_ping(&c->out, n->cfg->node_id, space) == 0)
 			mark_dirty(c);
 	}
 }
@@ -595,6 +599,14 @@ uint64_t cm_net_peer_silence(const struct cm_net *n, uint64_t id)
 			return n->peers[k].heard_ms ? uv_now(n->loop) - n->peers[k].heard_ms
 						    : UINT64_MAX;
 	return UINT64_MAX;
+}
+
+uint8_t cm_net_peer_space(const struct cm_net *n, uint64_t id, uint64_t within_ms)
+{
+	for (uint32_t k = 0; k < n->n_peers; k++)
+		if (n->peers[k].id == id)
+			return cm_net_peer_silence(n, id) <= within_ms ? n->peers[k].space : CM_SPACE_OK;
+	return CM_SPACE_OK;
 }
 
 /* ---- client replies ---- */

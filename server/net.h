@@ -41,12 +41,16 @@ void cm_net_stop(struct cm_net *n);
  * behind. Returns 0 or -ENOTCONN, -ENOBUFS, -EMSGSIZE, -ENOMEM (dropped).
  */
 int cm_net_send_raft(struct cm_net *n, uint64_t to, uint64_t group, const struct raft_msg *m);
-/* Queue a PING to every connected peer (once per tick: node liveness), and
- * close accepted connections that have not said HELLO within CM_HELLO_MS. */
-void cm_net_ping(struct cm_net *n);
+/* Queue a PING carrying this node's space level (CM_SPACE_*) to every
+ * connected peer (once per tick: node liveness), and close accepted
+ * connections that have not said HELLO within CM_HELLO_MS. */
+void cm_net_ping(struct cm_net *n, uint8_t space);
 /* Milliseconds (loop time) since anything arrived from peer id; UINT64_MAX
  * if nothing ever did or the peer is unknown. */
 uint64_t cm_net_peer_silence(const struct cm_net *n, uint64_t id);
+/* The space level peer id's last PING reported, if it was heard from within
+ * within_ms; CM_SPACE_OK otherwise (a silent peer is sent nothing to store). */
+uint8_t cm_net_peer_space(const struct cm_net *n, uint64_t id, uint64_t within_ms);
 
 /* Write out every peer's queued messages: one write per peer per turn. */
 void cm_net_flush(struct cm_net *n);

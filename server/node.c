@@ -199,7 +199,7 @@ static void on_tick(uv_timer_t *t)
 	struct cm_node *n = t->data;
 	n->ticks++;
 	cm__space_tick(n);
-	cm_net_ping(n->net);
+	cm_net_ping(n->net, n->space_level);
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		wake_orphans(n, &n->groups[k]);
 		raft_tick(n->groups[k].raft);

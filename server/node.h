@@ -14,7 +14,7 @@
 #define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
 #define CM_LIN_READ_WAIT_MS 5000 /* a ReadIndex read waits this long */
 #define CM_STORE_HIGH_WATER 0.90 /* above this map usage only rm/truncate (space.c) */
-#define CM_STORE_HARD_WATER 0.95 /* above this no client write: the rest is Raft's */
+#define CM_STORE_HARD_WATER 0.95 /* the file's end past this: no client write at all */
 
 /* A client request waiting for its entry to apply or its read point. */
 struct cm_pending {
@@ -83,7 +83,8 @@ struct cm_node {
 	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
 	struct cm_req_counters reqs; /* answered requests by op and result */
 	uint64_t disk_free;          /* bytes free in --data at the last tick (space.c) */
-	uint8_t space_level;         /* space.c's verdict at the last tick, for its log */
+	uint8_t space_level;         /* space.c's verdict at the last tick (CM_SPACE_*) */
+	uint8_t peer_space[CM_MAX_PEERS]; /* each cfg node's level as last logged */
 };
 
 /* Start: open the store, recover every hosted group, listen, dial peers.
@@ -123,7 +124,7 @@ void cm__pending_free(struct cm_pending_list *l);
 
 /* space.c: ENOSPC for client writes before the map or the disk is full */
 /* 0, or -ENOSPC when req may not be proposed for lack of space. */
-int cm__space_check(struct cm_node *n, const struct cm_req *req);
+int cm__space_check(struct cm_node *n, const struct cm_group *g, const struct cm_req *req);
 /* Sample the data directory's free space (statvfs); log changes of verdict. */
 void cm__space_tick(struct cm_node *n);
 

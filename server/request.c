@@ -225,7 +225,7 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 			return -EXDEV; /* rename across shards: tools copy and delete */
 	}
 	/* Leave room for Raft's own writes: clients get ENOSPC, reads go on. */
-	return cm__space_check(n, req);
+	return cm__space_check(n, g, req);
 }
 
 /* Propose a write; the reply goes out once its entry is applied and durable. */

@@ -64,8 +64,9 @@ int cm_store_open(const char *dir, uint64_t map_bytes, struct cm_store **out)
 		goto err_free;
 	/* One env per node; every group shares these databases (store.h). */
 	rc = mdb_env_set_maxdbs(s->env, 8);
+	s->quota = map_bytes;
 	if (rc == 0 && map_bytes != 0)
-		rc = mdb_env_set_mapsize(s->env, (size_t)map_bytes);
+		rc = mdb_env_set_mapsize(s->env, (size_t)(map_bytes + cm_store_reserve(map_bytes)));
 	if (rc == 0)
 		rc = mdb_env_open(s->env, dir, 0, 0644);
 	if (rc != 0)
@@ -146,28 +147,52 @@ static double free_pages(MDB_env *env)
 	return rc == MDB_NOTFOUND ? pages : -1;
 }
 
-double cm_store_usage(struct cm_store *s)
+uint64_t cm_store_reserve(uint64_t map_bytes)
+{
+	uint64_t quarter = map_bytes / 4, floor = 8ull << 20;
+	return quarter > floor ? quarter : floor;
+}
+
+static double clamp01(double x)
+{
+	return x > 1.0 ? 1.0 : x < 0.0 ? 0.0 : x;
+}
+
+/* Both figures, once per committed write transaction; 1.0 when unknown
+ * (the caller then refuses writes). */
+static void space_refresh(struct cm_store *s)
 {
 	MDB_envinfo info;
 	MDB_stat st;
-	if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0)
-		return 1.0; /* cannot tell: make the caller refuse writes */
-	if (info.me_mapsize == 0)
-		return 1.0;
+	if (mdb_env_info(s->env, &info) != 0 || mdb_env_stat(s->env, &st) != 0 ||
+	    info.me_mapsize == 0) {
+		s->usage = s->top = 1.0;
+		s->usage_txnid = 0;
+		return;
+	}
 	if (s->usage_txnid != 0 && s->usage_txnid == info.me_last_txnid)
-		return s->usage;
+		return;
 	/* Pages below the high-water mark that deletes freed are reused by
 	 * later transactions: not counting them is what lets a full store
 	 * recover once clients delete. */
 	double freed = free_pages(s->env);
-	if (freed < 0)
-		return 1.0;
-	double used = ((double)info.me_last_pgno + 1 - freed) * (double)st.ms_psize;
-	double u = used / (double)info.me_mapsize;
-	u = u > 1.0 ? 1.0 : u < 0.0 ? 0.0 : u;
-	s->usage_txnid = info.me_last_txnid;
-	s->usage = u;
-	return u;
+	double top = ((double)info.me_last_pgno + 1) * (double)st.ms_psize;
+	double quota = s->quota ? (double)s->quota : (double)info.me_mapsize;
+	s->usage = freed < 0 ? 1.0 : clamp01((top - freed * (double)st.ms_psize) / quota);
+	s->top = clamp01(top / (double)info.me_mapsize);
+	s->usage_txnid = freed < 0 ? 0 : info.me_last_txnid;
+}
+
+double cm_store_usage(struct cm_store *s)
+{
+	space_refresh(s);
+	return s->usage;
+}
+
+double cm_store_top(struct cm_store *s)
+{
+	space_refresh(s);
+	return s->top;
 }
 
 int cm_store_range_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t group, uint64_t lo, uint64_t hi)

@@ -43,7 +43,9 @@ struct cm_store_dbs {
 
 /*
  * cm_store_open - open (creating if needed) the environment in directory dir.
- * @map_bytes: LMDB map size: the most the store may hold.
+ * @map_bytes: what the store may hold for clients (cm_store_usage's 100%);
+ * LMDB's map is that plus cm_store_reserve(map_bytes), kept for Raft's own
+ * writes (replicated entries, applying, snapshots) once clients are refused.
  * Returns 0, -ENOENT (dir missing), -EACCES, -ENOMEM, -EIO.
  * cm_store_close: NULL is fine; every transaction must have ended.
  */
@@ -57,11 +59,20 @@ int cm_store_txn_begin(struct cm_store *s, bool write, MDB_txn **txn);
 int cm_store_txn_commit(MDB_txn *txn);
 void cm_store_txn_abort(MDB_txn *txn);
 
-/* Fraction of the map in use, 0..1, for refusing writes before the map is full:
- * the high-water page minus the pages on LMDB's free list (which later write
- * transactions reuse). Computed once per committed write transaction (a walk
- * of the free list), cached in between. 1.0 if unknown. */
+/* The map beyond map_bytes: a quarter of it, at least 8 MiB (the file is
+ * sparse: a map costs disk only as it is used). */
+uint64_t cm_store_reserve(uint64_t map_bytes);
+
+/* Fraction of map_bytes in use, 0..1, for refusing writes before the map is
+ * full: the high-water page minus the pages on LMDB's free list (which later
+ * write transactions reuse). Computed once per committed write transaction
+ * (a walk of the free list), cached in between. 1.0 if unknown. */
 double cm_store_usage(struct cm_store *s);
+/* The high-water page against the whole map (reserve included), 0..1. Free
+ * pages serve a large value only in contiguous runs, so a fragmented free
+ * list can push the file's end on while usage says there is room; this is
+ * how close that end is to the map's. 1.0 if unknown. */
+double cm_store_top(struct cm_store *s);
 
 /*
  * cm_store_range_delete - delete every key of dbi that starts with (group u64

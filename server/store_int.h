@@ -13,6 +13,8 @@ struct cm_store {
 	 * at: the free list is walked once per committed write, not per call. */
 	size_t usage_txnid;
 	double usage;
+	double top;
+	uint64_t quota; /* map_bytes as asked; LMDB's map is this plus a reserve */
 };
 
 #endif /* CONFMAN_STORE_INT_H */

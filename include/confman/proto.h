@@ -37,9 +37,11 @@
  *   BEATS     [9, from, to, [[group, type, term, commit, ctx, flags]...]]
  *             the turn's HEARTBEAT and HEARTBEAT_RESP messages of every group
  *             for one peer, coalesced into one frame (multi-raft)
- *   PING      [8, node_id]   peer links only; one per tick, whatever the
- *             groups do, so quiet groups still learn that their leader's
- *             node is alive
+ *   PING      [8, node_id, space]   peer links only; one per tick, whatever
+ *             the groups do, so quiet groups still learn that their
+ *             leader's node is alive; space is the sender's store level
+ *             (0 ok, 1 low, 2 full), so leaders refuse client writes that
+ *             a replica could not store (etcd's cluster-wide NOSPACE alarm)
  *   attr = [mode, uid, gid, mtime_ns, ctime_ns, create_index, mod_index,
  *           version, size]
  */
@@ -70,6 +72,13 @@ enum cm_frame_type {
 	CM_FR_ERROR = 7,
 	CM_FR_PING = 8, /* node liveness: once per tick on every peer link */
 	CM_FR_BEATS = 9, /* every group's heartbeats to one peer in one frame */
+};
+
+/* A node's store, as its PINGs report it (server/space.c). */
+enum cm_space_level {
+	CM_SPACE_OK = 0,
+	CM_SPACE_LOW = 1,  /* client writes refused but deletes and truncations */
+	CM_SPACE_FULL = 2, /* every client write refused */
 };
 
 enum cm_op {

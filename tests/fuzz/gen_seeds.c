@@ -44,7 +44,7 @@ static void frames_hello(msgpack_sbuffer *sb)
 	cm_codec_hello(sb, CM_FR_HELLO, &h);
 	h.node_id = 0;
 	cm_codec_hello(sb, CM_FR_HELLO_OK, &h);
-	cm_codec_ping(sb, 3);
+	cm_codec_ping(sb, 3, CM_SPACE_LOW);
 	cm_codec_error(sb, -ENOSPC, "no space left on the node");
 }
 

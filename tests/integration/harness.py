@@ -33,8 +33,10 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 
 class Cluster:
-    def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",)):
+    def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",),
+                 node_extra=None):
         self.n = nodes
+        self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
         self.base = base_port
         self.extra = list(extra or [])
@@ -83,7 +85,7 @@ class Cluster:
         self.procs[i] = subprocess.Popen(
             [CONFMAND, "--id", str(i), "--cluster-file",
              os.path.join(self.dir, "cluster.ini"), "--data", data, "-v",
-             "--tick-ms", "20"] + self.extra,
+             "--tick-ms", "20"] + self.extra + self.node_extra.get(i, []),
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_port(i)
 
@@ -159,7 +161,10 @@ class Cluster:
             text = self.log(i)
             if "AddressSanitizer" in text or "runtime error:" in text or "LeakSanitizer" in text:
                 reports.append("node %d:\n%s" % (i, text))
-        if not self.keep:
+        failing = sys.exc_info()[0] is not None or reports or crashed
+        if failing and os.environ.get("CONFMAN_IT_KEEP"):
+            print("kept for a post-mortem: %s" % self.dir, flush=True)
+        elif not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
         if reports:
             raise AssertionError("sanitizer report:\n" + "\n".join(reports))

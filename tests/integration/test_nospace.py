@@ -44,6 +44,17 @@ def wait_put_ok(c, path, value, timeout=15):
     raise AssertionError("writes never came back: %s" % last)
 
 
+def fill_until_enospc(c, value, most=400):
+    """Put value under /fill until a put gets ENOSPC: (puts that went through, its error)."""
+    for k in range(most):
+        rc, _, err = c.ctl("put", "/fill/k%d" % k, "-", input=value)
+        if rc != 0:
+            assert says_no_space(rc, err), err
+            assert k > 0, "the first put was refused: %s" % err
+            return k, err
+    raise AssertionError("writes were never refused (%d puts)" % most)
+
+
 def test_full_map_refuses_writes_and_recovers_after_rm():
     # Snapshots on: they are what truncates the log once the tree shrank.
     c = Cluster(base_port=BASE, extra=["--map-size", "4", "--snapshot-entries", "40",
@@ -52,14 +63,7 @@ def test_full_map_refuses_writes_and_recovers_after_rm():
         c.leader()
         c.ctl("put", "/canary", "alive", check=True)
         value = b"y" * (32 * 1024)
-        filled = 0
-        for k in range(400):
-            rc, _, err = c.ctl("put", "/fill/k%d" % k, "-", input=value)
-            if rc != 0:
-                assert says_no_space(rc, err), err
-                break
-            filled += 1
-        assert 0 < filled < 400, "the map never filled up (%d puts)" % filled
+        filled, err = fill_until_enospc(c, value)
         print("  ENOSPC after %d puts of 32 KiB: %s" % (filled, err.strip()))
         reads_go_on(c, "/canary", b"alive")
         reads_go_on(c, "/fill/k0", value)
@@ -74,6 +78,42 @@ def test_full_map_refuses_writes_and_recovers_after_rm():
             if k >= 4:
                 c.ctl("rm", "/churn/k%d" % (k - 4), check=True)
         reads_go_on(c, "/churn/k%d" % (2 * filled - 1), value)
+        all_alive(c)
+    finally:
+        c.down()
+
+
+def test_a_short_follower_stops_writes_before_it_fills():
+    """Node 3 has a map 256 times smaller than the others: the leader must
+    refuse writes once node 3 is short of space, not replicate until node 3's
+    store fills and it stops (etcd's cluster-wide NOSPACE alarm)."""
+    c = Cluster(base_port=BASE + 20, extra=["--snapshot-entries", "40", "--keep-entries", "5"],
+                node_extra={3: ["--map-size", "4"]})
+    try:
+        c.start(1)
+        c.start(2)
+        leader = c.leader()
+        assert leader in (1, 2), leader
+        c.start(3)
+        c.ctl("put", "/canary", "alive", check=True)
+        c.wait_value(3, "/canary", b"alive")
+        value = b"z" * (32 * 1024)
+        filled, err = fill_until_enospc(c, value)
+        print("  ENOSPC after %d puts of 32 KiB, leader %d: %s" % (filled, leader, err.strip()))
+        assert c.leader() == leader
+        end = time.time() + 5  # said at the leader's next tick
+        while True:
+            with open(os.path.join(c.dir, "node%d.log" % leader), errors="replace") as f:
+                log = f.read()
+            if "node 3's store is " in log or time.time() > end:
+                break
+            time.sleep(0.05)
+        assert "node 3's store is " in log, log[-1500:]
+        all_alive(c)
+        reads_go_on(c, "/fill/k0", value)
+        c.ctl("rm", "-r", "/fill", check=True)
+        wait_put_ok(c, "/after", "ok")
+        reads_go_on(c, "/after", b"ok")
         all_alive(c)
     finally:
         c.down()
@@ -148,4 +188,5 @@ def test_full_disk_refuses_writes_and_recovers_after_space_is_freed():
 
 if __name__ == "__main__":
     run([test_full_map_refuses_writes_and_recovers_after_rm,
+         test_a_short_follower_stops_writes_before_it_fills,
          test_full_disk_refuses_writes_and_recovers_after_space_is_freed])

@@ -373,12 +373,23 @@ static void test_beats_and_ping_roundtrip(void **state)
 	body = frame_body(&sb, &len);
 	assert_int_equal(cm_codec_decode(body, len, &m), -EBADMSG);
 	msgpack_sbuffer_clear(&sb);
-	assert_int_equal(cm_codec_ping(&sb, 5), 0);
+	assert_int_equal(cm_codec_ping(&sb, 5, CM_SPACE_LOW), 0);
 	body = frame_body(&sb, &len);
 	assert_int_equal(cm_codec_decode(body, len, &m), 0);
 	assert_int_equal(m.type, CM_FR_PING);
 	assert_int_equal(m.ping_node, 5);
+	assert_int_equal(m.ping_space, CM_SPACE_LOW);
 	cm_codec_free(&m);
+	/* An older peer's PING has no level: it reports nothing of its store. */
+	static const uint8_t old_ping[] = {0x92, 0x08, 0x05};
+	assert_int_equal(cm_codec_decode(old_ping, sizeof(old_ping), &m), 0);
+	assert_int_equal(m.ping_node, 5);
+	assert_int_equal(m.ping_space, CM_SPACE_OK);
+	cm_codec_free(&m);
+	static const uint8_t bad_level[] = {0x93, 0x08, 0x05, 0x03};
+	assert_int_equal(cm_codec_decode(bad_level, sizeof(bad_level), &m), -EBADMSG);
+	static const uint8_t no_node[] = {0x91, 0x08};
+	assert_int_equal(cm_codec_decode(no_node, sizeof(no_node), &m), -EBADMSG);
 	msgpack_sbuffer_destroy(&sb);
 }
 
