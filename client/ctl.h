@@ -49,6 +49,13 @@ struct cm_node_status;
 void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status *st, int err,
 			 bool json);
 
+struct cm_node_health;
+
+/* ctl_health.c: a node's health as STATUS reports it: indented text lines
+ * (readiness, store, fsync, requests, then one per peer), or one JSON object. */
+void cm_ctl_print_health_text(FILE *f, const struct cm_node_health *h);
+void cm_ctl_print_health_json(FILE *f, const struct cm_node_health *h);
+
 struct cm_shard_map;
 
 /* cm_ctl_print_shards - the shard map as a text table (epoch, then GROUP

@@ -163,6 +163,8 @@ static void print_status_text(FILE *f, const char *addr, const struct cm_node_st
 		return;
 	}
 	fprintf(f, "%s  node %" PRIu64 "\n", addr, st->node_id);
+	if (st->has_health)
+		cm_ctl_print_health_text(f, &st->health);
 	fprintf(f, "  %-6s %-16s %-13s %6s %6s %8s %8s %8s %8s  %s\n", "GROUP", "PREFIX", "ROLE",
 		   "TERM", "LEADER", "COMMIT", "APPLIED", "LAST", "SNAP", "MEMBERS");
 	for (uint32_t k = 0; k < st->n_groups; k++)
@@ -201,7 +203,12 @@ static void print_status_json(FILE *f, const char *addr, const struct cm_node_st
 			fputc(',', f);
 		print_group_json(f, &st->groups[k]);
 	}
-	fputs("]}", f);
+	fputc(']', f);
+	if (st->has_health) {
+		fputs(",\"health\":", f);
+		cm_ctl_print_health_json(f, &st->health);
+	}
+	fputc('}', f);
 }
 
 void cm_ctl_print_status(FILE *f, const char *addr, const struct cm_node_status *st, int err,

@@ -274,6 +274,10 @@ static int copy_status(struct cm_client__call *s, const struct cm_resp *resp)
 	if (st == NULL)
 		return -ENOMEM;
 	st->node_id = resp->node_id;
+	if (resp->has_health && resp->health != NULL) {
+		st->has_health = true;
+		st->health = *resp->health;
+	}
 	if (resp->n_groups > 0) {
 		st->groups = calloc(resp->n_groups, sizeof(*st->groups));
 		if (st->groups == NULL) {

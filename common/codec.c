@@ -108,9 +108,44 @@ void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a)
 	msgpack_pack_uint32(pk, a->size);
 }
 
+static void pack_bool(msgpack_packer *pk, bool b)
+{
+	if (b)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
+}
+
+static void pack_health(msgpack_packer *pk, const struct cm_node_health *h)
+{
+	msgpack_pack_array(pk, 10);
+	pack_bool(pk, h->ready);
+	pack_bytes_str(pk, (struct cm_bytes){h->reason, (uint32_t)strlen(h->reason)});
+	msgpack_pack_uint8(pk, h->space);
+	msgpack_pack_uint32(pk, h->store_permille);
+	msgpack_pack_uint64(pk, h->fsyncs);
+	msgpack_pack_uint64(pk, h->fsync_p50_us);
+	msgpack_pack_uint64(pk, h->fsync_p99_us);
+	msgpack_pack_uint64(pk, h->requests);
+	msgpack_pack_uint64(pk, h->failed);
+	msgpack_pack_array(pk, h->n_peers);
+	for (uint32_t k = 0; k < h->n_peers; k++) {
+		const struct cm_peer_health *p = &h->peers[k];
+		msgpack_pack_array(pk, 7);
+		msgpack_pack_uint64(pk, p->id);
+		pack_bool(pk, p->up);
+		msgpack_pack_uint64(pk, p->silence_ms);
+		msgpack_pack_uint64(pk, p->frames_out);
+		msgpack_pack_uint64(pk, p->bytes_out);
+		msgpack_pack_uint64(pk, p->frames_in);
+		msgpack_pack_uint64(pk, p->bytes_in);
+	}
+}
+
 static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
 {
-	msgpack_pack_array(pk, 2);
+	bool health = r->has_health && r->health != NULL;
+	msgpack_pack_array(pk, health ? 3 : 2);
 	msgpack_pack_uint64(pk, r->node_id);
 	msgpack_pack_array(pk, r->n_groups);
 	for (uint32_t k = 0; k < r->n_groups; k++) {
@@ -129,6 +164,8 @@ static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
 		for (uint32_t j = 0; j < g->n_members; j++)
 			msgpack_pack_uint64(pk, g->members[j]);
 	}
+	if (health)
+		pack_health(pk, r->health);
 }
 
 static void pack_shards(msgpack_packer *pk, const struct cm_resp *r)

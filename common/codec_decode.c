@@ -230,11 +230,66 @@ static int dec_group_status(const msgpack_object *o, struct cm_group_status *g)
 	return 0;
 }
 
+static int get_bool(const msgpack_object *o, bool *b)
+{
+	if (o->type != MSGPACK_OBJECT_BOOLEAN)
+		return -EBADMSG;
+	*b = o->via.boolean;
+	return 0;
+}
+
+static int dec_peer_health(const msgpack_object *o, struct cm_peer_health *p)
+{
+	const msgpack_object *f = array_of(o, 7);
+	if (f == NULL || cm__codec_u64(&f[0], &p->id) || get_bool(&f[1], &p->up))
+		return -EBADMSG;
+	uint64_t *v[] = {&p->silence_ms, &p->frames_out, &p->bytes_out, &p->frames_in,
+			 &p->bytes_in};
+	for (uint32_t k = 0; k < 5; k++)
+		if (cm__codec_u64(&f[2 + k], v[k]))
+			return -EBADMSG;
+	return 0;
+}
+
+static int dec_health(const msgpack_object *o, struct cm_node_health *h)
+{
+	const msgpack_object *f = array_of(o, 10);
+	struct cm_bytes reason;
+	if (f == NULL || get_bool(&f[0], &h->ready) || get_bytes(&f[1], &reason) ||
+	    reason.len > CM_STATUS_REASON_MAX || get_u8(&f[2], &h->space) ||
+	    get_u32(&f[3], &h->store_permille) || f[9].type != MSGPACK_OBJECT_ARRAY ||
+	    f[9].via.array.size > CM_STATUS_MAX_PEERS)
+		return -EBADMSG;
+	if (reason.len)
+		memcpy(h->reason, reason.p, reason.len);
+	h->reason[reason.len] = '\0';
+	uint64_t *v[] = {&h->fsyncs, &h->fsync_p50_us, &h->fsync_p99_us, &h->requests, &h->failed};
+	for (uint32_t k = 0; k < 5; k++)
+		if (cm__codec_u64(&f[4 + k], v[k]))
+			return -EBADMSG;
+	h->n_peers = f[9].via.array.size;
+	for (uint32_t k = 0; k < h->n_peers; k++)
+		if (dec_peer_health(&f[9].via.array.ptr[k], &h->peers[k]))
+			return -EBADMSG;
+	return 0;
+}
+
+/* [node_id, groups] from an older node, [node_id, groups, health] now. */
 static int dec_status(const msgpack_object *o, struct cm_resp *r)
 {
-	const msgpack_object *f = array_of(o, 2);
+	const msgpack_object *f = array_of(o, 3);
+	if (f == NULL)
+		f = array_of(o, 2);
 	if (f == NULL || cm__codec_u64(&f[0], &r->node_id) || f[1].type != MSGPACK_OBJECT_ARRAY)
 		return -EBADMSG;
+	if (o->via.array.size == 3) {
+		r->health = calloc(1, sizeof(*r->health));
+		if (r->health == NULL)
+			return -ENOMEM;
+		r->has_health = true;
+		if (dec_health(&f[2], r->health))
+			return -EBADMSG;
+	}
 	uint32_t n = f[1].via.array.size;
 	r->groups = n ? calloc(n, sizeof(*r->groups)) : NULL;
 	if (n && r->groups == NULL)
@@ -435,6 +490,7 @@ void cm_codec_free(struct cm_msg *m)
 {
 	free(m->resp.ents);
 	free(m->resp.groups);
+	free(m->resp.health);
 	free(m->resp.shards);
 	free(m->beats);
 	free(m->resp.nodes);

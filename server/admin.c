@@ -26,9 +26,8 @@ static int healthz(void *arg, char *reason, size_t cap)
 
 /* Ready: every hosted group has a leader, and this replica has heard from
  * it within the staleness bound (so its follower reads are served). */
-static int readyz(void *arg, char *reason, size_t cap)
+int cm__node_ready(struct cm_node *n, char *reason, size_t cap)
 {
-	struct cm_node *n = arg;
 	for (uint32_t k = 0; k < n->n_groups; k++) {
 		struct raft_status st;
 		raft_status(n->groups[k].raft, &st);
@@ -45,6 +44,44 @@ static int readyz(void *arg, char *reason, size_t cap)
 		}
 	}
 	return 0;
+}
+
+static int readyz(void *arg, char *reason, size_t cap)
+{
+	return cm__node_ready(arg, reason, cap);
+}
+
+static uint64_t ns_to_us(uint64_t ns)
+{
+	return ns == UINT64_MAX ? UINT64_MAX : (ns + 999) / 1000;
+}
+
+void cm__node_health(struct cm_node *n, struct cm_node_health *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->ready = cm__node_ready(n, h->reason, sizeof(h->reason)) == 0;
+	if (h->ready)
+		h->reason[0] = '\0';
+	h->space = n->space_level;
+	h->store_permille = (uint32_t)(cm_store_usage(n->store) * 1000 + 0.5);
+	h->fsyncs = n->fsync.count;
+	h->fsync_p50_us = ns_to_us(cm_metrics_hist_quantile_ns(&n->fsync, 0.50));
+	h->fsync_p99_us = ns_to_us(cm_metrics_hist_quantile_ns(&n->fsync, 0.99));
+	cm_metrics_requests_sum(&n->reqs, &h->requests, &h->failed);
+	for (uint32_t k = 0; k < cm_net_peer_count(n->net) && k < CM_STATUS_MAX_PEERS; k++) {
+		struct cm_peer_stats ps;
+		cm_net_peer_stats(n->net, k, &ps);
+		h->peers[k] = (struct cm_peer_health){
+			.id = ps.id,
+			.up = ps.connected,
+			.silence_ms = cm_net_peer_silence(n->net, ps.id),
+			.frames_out = ps.frames_out,
+			.bytes_out = ps.bytes_out,
+			.frames_in = ps.frames_in,
+			.bytes_in = ps.bytes_in,
+		};
+		h->n_peers++;
+	}
 }
 
 static void group_metrics(struct cm_node *n, struct cm_buf *out)
@@ -107,6 +144,14 @@ static void metrics(void *arg, struct cm_buf *out)
 	peer_metrics(n, out);
 	cm_metrics_write_header(out, "confman_shard_map_epoch", "Epoch of the shard map.", "gauge");
 	cm_metrics_write_u64(out, "confman_shard_map_epoch", NULL, n->reg.epoch);
+	cm_metrics_write_header(out, "confman_store_used_ratio",
+				"Fraction of --map-size in use (LMDB pages less its free list).",
+				"gauge");
+	cm_metrics_write_value(out, "confman_store_used_ratio", NULL, cm_store_usage(n->store));
+	cm_metrics_write_header(out, "confman_store_space_level",
+				"0 ok, 1 low (only deletes accepted), 2 full (no client write).",
+				"gauge");
+	cm_metrics_write_u64(out, "confman_store_space_level", NULL, n->space_level);
 }
 
 int cm__admin_start(struct cm_node *n)

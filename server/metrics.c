@@ -303,6 +303,21 @@ void cm_metrics_hist_observe(struct cm_hist *h, uint64_t ns)
 	h->sum_ns = ns > UINT64_MAX - h->sum_ns ? UINT64_MAX : h->sum_ns + ns;
 }
 
+uint64_t cm_metrics_hist_quantile_ns(const struct cm_hist *h, double q)
+{
+	if (h->count == 0)
+		return 0;
+	/* The smallest bucket holding at least q of the observations. */
+	double want = q * (double)h->count;
+	uint64_t cum = 0;
+	for (unsigned i = 0; i < CM_HIST_BUCKETS; i++) {
+		cum += h->n[i];
+		if ((double)cum >= want)
+			return hist_bounds[i].ns;
+	}
+	return UINT64_MAX;
+}
+
 static int write_bucket(struct cm_buf *out, const char *name, const char *labels,
 			const char *le, uint64_t cum)
 {
@@ -413,6 +428,17 @@ void cm_metrics_count_request(struct cm_req_counters *c, uint8_t op, int err)
 	/* Ops come off the wire: anything unknown is row 0, never an index out of range. */
 	unsigned row = op < CM_OP_COUNT ? op : 0;
 	c->n[row][cm_metrics_result(err)]++;
+}
+
+void cm_metrics_requests_sum(const struct cm_req_counters *c, uint64_t *total, uint64_t *failed)
+{
+	*total = *failed = 0;
+	for (unsigned row = 0; row < CM_OP_COUNT; row++)
+		for (unsigned r = 0; r < CM_RESULT_COUNT; r++) {
+			*total += c->n[row][r];
+			if (r == CM_RESULT_UNAVAILABLE || r == CM_RESULT_OTHER)
+				*failed += c->n[row][r];
+		}
 }
 
 static bool row_used(const struct cm_req_counters *c, unsigned row)

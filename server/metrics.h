@@ -116,6 +116,11 @@ uint64_t cm_metrics_hist_bound_ns(unsigned i);
 /* cm_metrics_hist_observe - count one latency of ns nanoseconds. */
 void cm_metrics_hist_observe(struct cm_hist *h, uint64_t ns);
 
+/* cm_metrics_hist_quantile_ns - the upper bound of the bucket holding the
+ * q-quantile (0 < q <= 1): an upper estimate, as Prometheus' le buckets
+ * give. 0 for an empty histogram, UINT64_MAX beyond the last bound. */
+uint64_t cm_metrics_hist_quantile_ns(const struct cm_hist *h, double q);
+
 /*
  * cm_metrics_write_hist - a histogram's samples: name_bucket{labels,le="..."}
  * (cumulative, ending with le="+Inf"), name_sum (seconds) and name_count.
@@ -167,6 +172,12 @@ struct cm_req_counters {
 
 /* cm_metrics_count_request - count one answered request: op as on the wire, err its result. */
 void cm_metrics_count_request(struct cm_req_counters *c, uint8_t op, int err);
+
+/* cm_metrics_requests_sum - every answered request, and those that failed
+ * for the service's sake (CM_RESULT_UNAVAILABLE or CM_RESULT_OTHER): what
+ * `confmanctl status` shows. Not found, conflicts, bad input and redirects
+ * are answers, not failures. */
+void cm_metrics_requests_sum(const struct cm_req_counters *c, uint64_t *total, uint64_t *failed);
 
 /*
  * cm_metrics_write_requests - the family confman_requests_total (counter),

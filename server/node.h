@@ -125,6 +125,12 @@ void cm__pending_free(struct cm_pending_list *l);
 /* space.c: ENOSPC for client writes before the map or the disk is full */
 /* 0, or -ENOSPC when req may not be proposed for lack of space. */
 int cm__space_check(struct cm_node *n, const struct cm_group *g, const struct cm_req *req);
+
+/* admin.c: 0 when ready (every hosted group has a leader within the
+ * staleness bound), else 1 with the reason; and the node's health as
+ * STATUS carries it. */
+int cm__node_ready(struct cm_node *n, char *reason, size_t cap);
+void cm__node_health(struct cm_node *n, struct cm_node_health *h);
 /* Sample the data directory's free space (statvfs); log changes of verdict. */
 void cm__space_tick(struct cm_node *n);
 

@@ -277,6 +277,10 @@ static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_
 	struct cm_resp r;
 	cm__resp_init(n, NULL, req, &r);
 	r.node_id = n->cfg->node_id;
+	struct cm_node_health health;
+	cm__node_health(n, &health);
+	r.health = &health;
+	r.has_health = true;
 	r.groups = calloc(n->n_groups ? n->n_groups : 1, sizeof(*r.groups));
 	if (r.groups == NULL) {
 		cm__reply_err(n, NULL, c, req, -ENOMEM);

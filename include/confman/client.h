@@ -312,6 +312,8 @@ struct cm_node_status {
 	uint64_t node_id;
 	uint32_t n_groups;
 	struct cm_group_info *groups; /* owned */
+	bool has_health;              /* false from a node too old to say */
+	struct cm_node_health health; /* readiness, store, fsync, requests, peers */
 };
 
 /*

@@ -26,7 +26,11 @@
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
  *             STATUS [node_id, [[group, prefix:str, role, term, leader,
- *             commit, applied, last, snap_index, [member ids]]...]];
+ *             commit, applied, last, snap_index, [member ids]]...], health]
+ *             health = [ready:bool, reason:str, space, store_permille, fsyncs,
+ *             fsync_p50_us, fsync_p99_us, requests, failed,
+ *             [[peer, up:bool, silence_ms, frames_out, bytes_out, frames_in,
+ *             bytes_in]...]] (a STATUS of two elements has no health);
  *             SHARDS [epoch, [[group, prefix:str, [replica ids]]...],
  *             [[node id, addr:str]...]]
  *             A WRONGSHARD answer carries the server's registry epoch in token.
@@ -172,6 +176,29 @@ struct cm_group_status {
 	uint64_t members[12];
 };
 
+/* STATUS: what the node's /readyz and /metrics say, at a glance. */
+#define CM_STATUS_MAX_PEERS 16
+#define CM_STATUS_REASON_MAX 127
+
+struct cm_peer_health {
+	uint64_t id;
+	bool up;             /* a connection to it is established */
+	uint64_t silence_ms; /* since anything arrived from it; UINT64_MAX never */
+	uint64_t frames_out, bytes_out, frames_in, bytes_in;
+};
+
+struct cm_node_health {
+	bool ready;                /* what /readyz answers */
+	char reason[CM_STATUS_REASON_MAX + 1]; /* why not ready; "" when ready */
+	uint8_t space;             /* enum cm_space_level */
+	uint32_t store_permille;   /* of --map-size in use */
+	uint64_t fsyncs;           /* the loop's commits so far */
+	uint64_t fsync_p50_us, fsync_p99_us; /* upper bounds of their buckets */
+	uint64_t requests, failed; /* client requests answered; failed of them */
+	uint32_t n_peers;
+	struct cm_peer_health peers[CM_STATUS_MAX_PEERS];
+};
+
 struct cm_shard {
 	uint64_t group;
 	struct cm_bytes prefix;
@@ -200,6 +227,8 @@ struct cm_resp {
 	uint64_t node_id;       /* STATUS */
 	struct cm_group_status *groups; /* STATUS; owned by the decoded message */
 	uint32_t n_groups;
+	bool has_health;                /* STATUS */
+	struct cm_node_health *health;  /* STATUS; owned by the decoded message */
 	uint64_t epoch;                 /* SHARDS */
 	struct cm_shard *shards;        /* SHARDS; owned by the decoded message */
 	uint32_t n_shards;

@@ -151,6 +151,14 @@ def test_readiness_flips_while_a_group_has_no_leader():
         status, reason = c.get_http(1, "/readyz")
         assert status == 503 and ("leader" in reason), (status, reason)
         assert c.get_http(1, "/healthz")[0] == 200, "alive, though not ready"
+        # confmanctl status says the same at a glance, for people and scripts.
+        rc, out, err = c.ctl("status", "--json", servers=c.addr(1))
+        health = json.loads(out)["servers"][0]["health"]
+        assert rc == 0 and not health["ready"] and "leader" in health["reason"], (out, err)
+        peers = {p["id"]: p for p in health["peers"]}
+        assert set(peers) == {2, 3} and not peers[2]["up"] and not peers[3]["up"], peers
+        rc, out, _ = c.ctl("status", servers=c.addr(1))
+        assert b"NOT READY: " in out and b"peer 2    DOWN" in out, out
         c.start(2)
         c.start(3)
         end = time.time() + 15
@@ -159,7 +167,18 @@ def test_readiness_flips_while_a_group_has_no_leader():
         assert c.get_http(1, "/readyz")[0] == 200, c.get_http(1, "/readyz")
         status, body = c.get_http(1, "/metrics")
         assert status == 200 and 'confman_raft_term{group="1"' in body and \
-            "confman_fsync_seconds_bucket" in body and "confman_peer_bytes_sent_total" in body
+            "confman_fsync_seconds_bucket" in body and "confman_peer_bytes_sent_total" in body \
+            and "confman_store_used_ratio" in body
+        end = time.time() + 5
+        while time.time() < end:
+            rc, out, _ = c.ctl("status", "--json", servers=c.addr(1))
+            health = json.loads(out)["servers"][0]["health"]
+            if health["ready"] and all(p["up"] for p in health["peers"]):
+                break
+            time.sleep(0.1)
+        assert health["ready"] and health["reason"] == "" and health["space"] == "ok", health
+        assert health["fsyncs"] > 0 and health["fsync_p99_us"] >= health["fsync_p50_us"] > 0, health
+        assert all(p["up"] and p["bytes_received"] > 0 for p in health["peers"]), health
     finally:
         c.down()
 

@@ -213,6 +213,36 @@ static void test_resp_status_roundtrip(void **state)
 	struct cm_msg m;
 	msgpack_sbuffer sb;
 	resp_roundtrip(&r, &m, &sb);
+	assert_false(m.resp.has_health); /* an older node's STATUS */
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	struct cm_node_health h = {
+		.ready = false, .reason = "group 2 has no leader", .space = CM_SPACE_LOW,
+		.store_permille = 917, .fsyncs = 1234, .fsync_p50_us = 250,
+		.fsync_p99_us = UINT64_MAX, .requests = 99, .failed = 7, .n_peers = 2,
+		.peers = {{.id = 1, .up = true, .silence_ms = 12, .frames_out = 5, .bytes_out = 500,
+			   .frames_in = 6, .bytes_in = 600},
+			  {.id = 2, .up = false, .silence_ms = UINT64_MAX}},
+	};
+	r.health = &h;
+	r.has_health = true;
+	resp_roundtrip(&r, &m, &sb);
+	assert_true(m.resp.has_health);
+	const struct cm_node_health *d = m.resp.health;
+	assert_false(d->ready);
+	assert_string_equal(d->reason, "group 2 has no leader");
+	assert_int_equal(d->space, CM_SPACE_LOW);
+	assert_int_equal(d->store_permille, 917);
+	assert_int_equal(d->fsyncs, 1234);
+	assert_int_equal(d->fsync_p50_us, 250);
+	assert_true(d->fsync_p99_us == UINT64_MAX);
+	assert_int_equal(d->requests, 99);
+	assert_int_equal(d->failed, 7);
+	assert_int_equal(d->n_peers, 2);
+	const struct cm_peer_health *p0 = &d->peers[0];
+	assert_true(p0->id == 1 && p0->up && p0->silence_ms == 12 && p0->frames_out == 5 &&
+		    p0->bytes_out == 500 && p0->frames_in == 6 && p0->bytes_in == 600);
+	assert_true(d->peers[1].silence_ms == UINT64_MAX && !d->peers[1].up);
 	assert_int_equal(m.resp.node_id, 3);
 	assert_int_equal(m.resp.n_groups, 2);
 	for (int k = 0; k < 2; k++) {

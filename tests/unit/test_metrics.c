@@ -284,6 +284,40 @@ static void test_hist_empty_and_saturated_sum(void **state)
 
 /* ---- requests by op and result ------------------------------------------------------ */
 
+static void test_hist_quantiles_are_bucket_bounds(void **state)
+{
+	(void)state;
+	struct cm_hist h = {0};
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 0.5), 0);
+	for (int k = 0; k < 98; k++)
+		cm_metrics_hist_observe(&h, 50000); /* 50 us: the first bucket */
+	cm_metrics_hist_observe(&h, cm_metrics_hist_bound_ns(5));
+	cm_metrics_hist_observe(&h, cm_metrics_hist_bound_ns(5));
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 0.5), cm_metrics_hist_bound_ns(0));
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 0.98), cm_metrics_hist_bound_ns(0));
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 0.99), cm_metrics_hist_bound_ns(5));
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 1.0), cm_metrics_hist_bound_ns(5));
+	cm_metrics_hist_observe(&h, 60ull * 1000000000); /* a minute: past every bound */
+	assert_int_equal(cm_metrics_hist_quantile_ns(&h, 1.0), UINT64_MAX);
+}
+
+static void test_request_sums_count_failures_for_the_service(void **state)
+{
+	(void)state;
+	struct cm_req_counters c = {0};
+	uint64_t total, failed;
+	cm_metrics_count_request(&c, CM_OP_GET, 0);
+	cm_metrics_count_request(&c, CM_OP_GET, -ENOENT);
+	cm_metrics_count_request(&c, CM_OP_PUT, -ECANCELED);
+	cm_metrics_count_request(&c, CM_OP_PUT, -EINVAL);
+	cm_metrics_count_request(&c, CM_OP_PUT, CM_ENOTLEADER);
+	cm_metrics_count_request(&c, CM_OP_PUT, -ENOSPC);
+	cm_metrics_count_request(&c, 200, -EIO);
+	cm_metrics_requests_sum(&c, &total, &failed);
+	assert_int_equal(total, 7);
+	assert_int_equal(failed, 2); /* ENOSPC, EIO */
+}
+
 static void test_result_classes(void **state)
 {
 	(void)state;
@@ -410,6 +444,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_zeroed_struct_appends_and_stays_nul_terminated),
 		cmocka_unit_test(test_buf_grows_past_first_allocation),
+		cmocka_unit_test(test_hist_quantiles_are_bucket_bounds),
+		cmocka_unit_test(test_request_sums_count_failures_for_the_service),
 		cmocka_unit_test(test_buf_cap_refuses_whole_write_and_sticks),
 		cmocka_unit_test(test_buf_cap_allows_exactly_max),
 		cmocka_unit_test(test_buf_default_cap_is_16_mib),
