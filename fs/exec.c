@@ -181,11 +181,57 @@ void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb)
 	cm_fs__submit(j, &r, cb);
 }
 
+/* Was this answer (err, resp) to a read of j->path older than this mount's
+ * own acknowledged write of it: missing, or an older mod_index? */
+static bool older_than_own(struct cm_fs_node *n, int err, const struct cm_resp *resp)
+{
+	if (n == NULL || n->own_mod == 0)
+		return false;
+	if (err == -ENOENT)
+		return true;
+	return err == 0 && resp->has_attr && resp->attr.mod_index < n->own_mod;
+}
+
+bool cm_fs__redo_if_older(struct cm_fs_job *j, int err, const struct cm_resp *resp, cm_ac_cb cb)
+{
+	struct cm_fs *fs = j->fs;
+	struct cm_fs_node *n = j->path ? cm_fs_itable_lookup(&fs->it, j->path) : NULL;
+	if (j->lin_retry) {
+		if (n != NULL && err == -ENOENT)
+			n->own_mod = 0; /* removed since, for real */
+		return false;
+	}
+	if (!older_than_own(n, err, resp))
+		return false;
+	char what[48] = "ENOENT";
+	if (err == 0)
+		snprintf(what, sizeof(what), "mod_index %llu",
+			 (unsigned long long)resp->attr.mod_index);
+	fprintf(stderr,
+		"confman-fs: %s: read-your-writes: a read answered %s (group %llu, replica at "
+		"index %llu, client token now %llu) after this mount's write at mod_index %llu "
+		"(token %llu): reading again from the leader\n",
+		j->path, what, (unsigned long long)(resp ? resp->group : 0),
+		(unsigned long long)(resp ? resp->token : 0),
+		(unsigned long long)cm_ac_token(fs->ac, resp && resp->group ? resp->group : 1),
+		(unsigned long long)n->own_mod, (unsigned long long)n->own_token);
+	j->lin_retry = true;
+	j->cache_ok = false;
+	struct cm_req r = {.op = CM_OP_GET, .consistency = CM_READ_LINEARIZABLE,
+			   .path = {j->path, (uint32_t)strlen(j->path)}};
+	int rc = cm_fs__submit_raw(j, &r, cb);
+	if (rc != 0)
+		cm_fs__done_err(j, rc);
+	return true;
+}
+
 /* ---- lookup, getattr, readlink ---- */
 
 static void lookup_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
+	if (cm_fs__redo_if_older(j, err, resp, lookup_cb))
+		return;
 	if (err != 0 || !resp->has_attr) {
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
@@ -206,6 +252,8 @@ static void run_lookup(struct cm_fs_job *j)
 static void getattr_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
+	if (cm_fs__redo_if_older(j, err, resp, getattr_cb))
+		return;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
 	if (n == NULL) {
 		cm_fs__done_err(j, -ENOENT);

@@ -163,6 +163,8 @@ static bool cache_allowed(struct cm_fs_job *j)
 static void open_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
+	if (cm_fs__redo_if_older(j, err, resp, open_cb))
+		return;
 	if (err != 0) {
 		cm_fs__done_err(j, err);
 		return;
@@ -298,6 +300,10 @@ static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 	if (err == 0 && n != NULL && resp->has_attr) {
 		n->attr = resp->attr;
 		n->has_attr = true;
+		if (resp->attr.mod_index > n->own_mod) {
+			n->own_mod = resp->attr.mod_index;
+			n->own_token = resp->token;
+		}
 	}
 	if (j->op == CM_FS_RELEASE) {
 		cm_fs__fh_free(j->fs, cm_fs__job_fh(j));

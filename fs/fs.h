@@ -41,6 +41,9 @@ struct cm_fs_node {
 	bool has_attr;
 	struct cm_attr attr; /* last attributes the server sent */
 	int64_t wsize;       /* size of a dirty open buffer, -1 if none */
+	/* This mount's last acknowledged write of it (fs/file.c): a later read
+	 * answering an older mod_index breaks read-your-writes, and is redone. */
+	uint64_t own_mod, own_token;
 	/* The value cache (loop thread): a copy of the value fetched while the
 	 * watch was live, valid until an event or own write touches the path
 	 * (each drop bumps cgen). cattr: the attributes it came with. */

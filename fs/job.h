@@ -63,9 +63,20 @@ struct cm_fs_job {
 	uint64_t cache_gen;  /* ...if the node's cgen is still this */
 	uint64_t cache_last; /* ...and the answer is at least this new (fs->last_index) */
 	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
+	bool lin_retry;      /* open: redone as a linearizable read (file.c) */
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
+
+/*
+ * cm_fs__redo_if_older - the mount's read-your-writes guard. A follower read
+ * answering j->path as missing or older (mod_index) than this mount's own
+ * acknowledged write of it must not be served: the client library's token
+ * should have prevented it (RELIABILITY.md, anomaly 3). Logs what the answer
+ * carried, then reads again from the leader (ReadIndex) with cb and returns
+ * true; false when the answer may be served. Used by lookup, getattr, open.
+ */
+bool cm_fs__redo_if_older(struct cm_fs_job *j, int err, const struct cm_resp *resp, cm_ac_cb cb);
 /* Loop thread: start one job. */
 void cm_fs__job_run(struct cm_fs_job *j);
 

@@ -85,6 +85,9 @@ class FuseMount:
         shutil.rmtree(self.dir, ignore_errors=True)
         with open(self.logpath, "rb") as f:
             out = f.read().decode(errors="replace")
+        # The mount's read-your-writes guard (fs/exec.c) caught an answer
+        # older than its own write: not served, but worth seeing (anomaly 3).
+        self.guard_lines = [ln for ln in out.splitlines() if "read-your-writes:" in ln]
         return out if ("Sanitizer" in out or "runtime error:" in out) else ""
 
 
@@ -407,6 +410,8 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
                 p.wait()
         if mount:
             san = mount.down()
+            if mount.guard_lines:
+                report["fuse_guard"] = mount.guard_lines
             if san:
                 report["anomalies"].append("confman-fs sanitizer report:\n" + san[-3000:])
         c.keep = bool(report["anomalies"])
@@ -436,6 +441,9 @@ def print_report(r, log=print):
         log("  ops: %s" % ", ".join("%s %d" % kv for kv in sorted(r["ops"].items())))
     if "fuse_ops" in r:
         log("  through the mount: %s" % r["fuse_ops"])
+    if r.get("fuse_guard"):
+        log("  the mount's read-your-writes guard redid %d reads (not served); first: %s"
+            % (len(r["fuse_guard"]), r["fuse_guard"][0]))
     if "faults" in r:
         kinds = {}
         for f in r["faults"]:

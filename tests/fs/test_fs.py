@@ -27,14 +27,14 @@ _mounts = []
 class Mount:
     """confman-fs -f SERVERS DIR in the background; down() unmounts it."""
 
-    def __init__(self, cluster, opts=None):
+    def __init__(self, cluster, opts=None, servers=None):
         self.dir = tempfile.mkdtemp(prefix="confman-fs-")
         self.logpath = os.path.join(tempfile.gettempdir(), os.path.basename(self.dir) + ".log")
         self.log = open(self.logpath, "wb")
         cmd = [FS, "-f"]
         if opts:
             cmd += ["-o", opts]
-        cmd += [cluster.servers(), self.dir]
+        cmd += [servers or cluster.servers(), self.dir]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         _mounts.append(self)
