@@ -286,6 +286,7 @@ void cm_fs__run_write(struct cm_fs_job *j)
 	memcpy(h->buf + off, j->data, j->data_len);
 	h->dirty = true;
 	h->trunc_only = false;
+	h->unsent++;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
 	if (n != NULL)
 		n->wsize = (int64_t)h->len;
@@ -327,12 +328,12 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	}
 	if (n != NULL)
 		n->wsize = -1;
-	if (h->dirty && !put && !j->replay)
+	if (h->unsent > 0 && (!put || !h->dirty) && !j->replay)
 		/* Rare and suspect (RELIABILITY.md, anomaly 2): say so. */
-		fprintf(stderr, "confman-fs: ino %llu: %s of a written handle commits nothing: "
-				"the inode is %s\n", (unsigned long long)h->ino,
-			j->op == CM_FS_FLUSH ? "flush" : "fsync/release",
-			n == NULL ? "forgotten" : "unlinked");
+		fprintf(stderr, "confman-fs: ino %llu: %s after %u write(s) commits nothing: "
+				"dirty %d, the inode is %s\n", (unsigned long long)h->ino,
+			j->op == CM_FS_FLUSH ? "flush" : "fsync/release", h->unsent, h->dirty,
+			n == NULL ? "forgotten" : n->linked ? "linked" : "unlinked");
 	if (!put) {
 		if (j->op == CM_FS_RELEASE)
 			cm_fs__fh_free(j->fs, h);
@@ -342,6 +343,7 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	/* One attempt per close: a failed PUT (EFBIG...) is reported by this
 	 * flush and not repeated by release. */
 	h->dirty = false;
+	h->unsent = 0;
 	j->ino = h->ino;
 	j->path = strdup(n->path);
 	if (j->path == NULL) {

@@ -82,6 +82,7 @@ struct cm_fs_fh {
 	bool append;  /* O_APPEND: every write goes to the end */
 	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
 			  * write (the shell's dup2+close) commits nothing; release does */
+	uint32_t unsent; /* WRITEs since the last commit: a flush must PUT them */
 	char *buf;    /* owned; file content */
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
