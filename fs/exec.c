@@ -3,8 +3,11 @@
  * open files are file.c's). */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "job.h"
 
@@ -31,8 +34,31 @@ int cm_fs_errno(int err)
 	return EIO; /* CM_EWRONGSHARD, CM_ESTALE and the other project codes */
 }
 
+void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
+{
+	static const char *const ops[] = {
+		"lookup", "forget", "getattr", "setattr", "opendir", "readdir", "releasedir",
+		"open", "read", "write", "flush", "fsync", "release", "create", "mkdir",
+		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr"};
+	if (!j->fs->trace)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "trace %lld.%06ld pid %d %s%s ino %llu fh %#llx %s\n", (long long)ts.tv_sec,
+		ts.tv_nsec / 1000, (int)fuse_req_ctx(j->req)->pid,
+		(unsigned)j->op < sizeof(ops) / sizeof(ops[0]) ? ops[j->op] : "?",
+		j->replay ? " (replay)" : "", (unsigned long long)j->ino,
+		j->has_fi ? (unsigned long long)j->fi.fh : 0ull, msg);
+}
+
 void cm_fs__done_err(struct cm_fs_job *j, int err)
 {
+	cm_fs__trace(j, "done err %d", err);
 	fuse_reply_err(j->req, cm_fs_errno(err));
 	cm_fs__job_free(j);
 }
@@ -601,6 +627,7 @@ static void run_rename(struct cm_fs_job *j)
 
 void cm_fs__job_run(struct cm_fs_job *j)
 {
+	cm_fs__trace(j, "run flags %#x", j->has_fi ? (unsigned)j->fi.flags : 0u);
 	if (j->replay && cm_fs__run_replay(j))
 		return;
 	switch (j->op) {

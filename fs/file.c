@@ -284,6 +284,8 @@ void cm_fs__run_write(struct cm_fs_job *j)
 		return;
 	}
 	memcpy(h->buf + off, j->data, j->data_len);
+	cm_fs__trace(j, "write %zu bytes at %zu: %.*s", j->data_len, off,
+		     (int)(j->data_len < 32 ? j->data_len : 32), j->data);
 	h->dirty = true;
 	h->trunc_only = false;
 	h->unsent++;
@@ -294,9 +296,42 @@ void cm_fs__run_write(struct cm_fs_job *j)
 	cm_fs__job_free(j);
 }
 
+/* Wait for the handle's PUT in flight; jobs keep the kernel's order. */
+static void commit_wait(struct cm_fs_fh *h, struct cm_fs_job *j)
+{
+	cm_fs__trace(j, "waits for the handle's PUT in flight");
+	j->next = NULL;
+	if (h->waiters == NULL)
+		h->waiters_tail = &h->waiters;
+	*h->waiters_tail = j;
+	h->waiters_tail = &j->next;
+}
+
+/* The handle's PUT ended: what waited runs again, in order (the first may
+ * PUT what was written meanwhile, and the rest wait for that one). A flush
+ * or fsync whose data that PUT carried learns its error; a release (always
+ * the last) frees the handle once nothing is in flight. */
+static void commit_ended(struct cm_fs_fh *h, int err)
+{
+	struct cm_fs_job *w = h->waiters;
+	h->waiters = NULL;
+	while (w != NULL) {
+		struct cm_fs_job *next = w->next;
+		w->next = NULL;
+		if (err != 0 && w->op != CM_FS_RELEASE && !h->dirty && !h->committing)
+			cm_fs__done_err(w, err);
+		else
+			cm_fs__run_commit(w);
+		w = next;
+	}
+}
+
 static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
+	cm_fs__trace(j, "put answered err %d mod_index %llu token %llu", err,
+		     resp && resp->has_attr ? (unsigned long long)resp->attr.mod_index : 0ull,
+		     resp ? (unsigned long long)resp->token : 0ull);
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
 	if (err == 0 && n != NULL && resp->has_attr) {
 		n->attr = resp->attr;
@@ -306,19 +341,59 @@ static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 			n->own_token = resp->token;
 		}
 	}
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	struct cm_fs *fs = j->fs;
+	assert(h->committing);
+	h->committing = false;
 	if (j->op == CM_FS_RELEASE) {
-		cm_fs__fh_free(j->fs, cm_fs__job_fh(j));
-		err = 0; /* close(2) saw flush's result already */
+		assert(h->waiters == NULL); /* nothing follows a release */
+		cm_fs__done_err(j, 0); /* close(2) saw flush's result already */
+		cm_fs__fh_free(fs, h);
+		return;
 	}
 	cm_fs__done_err(j, err);
+	commit_ended(h, err);
+}
+
+/* The PUT of h's whole buffer, for job j. */
+static void commit_put(struct cm_fs_job *j, struct cm_fs_fh *h, struct cm_fs_node *n)
+{
+	/* One attempt per close: a failed PUT (EFBIG...) is reported by this
+	 * flush and not repeated by release. */
+	h->dirty = false;
+	h->unsent = 0;
+	j->ino = h->ino;
+	j->path = strdup(n->path);
+	int rc = j->path == NULL ? -ENOMEM : 0;
+	if (rc == 0) {
+		struct cm_req r = {.op = CM_OP_PUT, .value = {h->buf, (uint32_t)h->len},
+				   .path = {j->path, (uint32_t)strlen(j->path)}};
+		h->committing = true;
+		rc = cm_fs__submit_raw(j, &r, commit_cb);
+	}
+	if (rc == 0)
+		return;
+	h->committing = false;
+	bool release = j->op == CM_FS_RELEASE;
+	struct cm_fs *fs = j->fs;
+	cm_fs__done_err(j, rc); /* frees j */
+	if (release)
+		cm_fs__fh_free(fs, h);
 }
 
 /* flush, fsync, release: one PUT of the whole buffer if it changed. */
 void cm_fs__run_commit(struct cm_fs_job *j)
 {
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	if (h->committing) {
+		commit_wait(h, j);
+		return;
+	}
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
 	bool put = h->dirty && n != NULL && n->linked; /* unlinked: data goes nowhere */
+	cm_fs__trace(j, "commit? dirty %d trunc_only %d unsent %u len %zu node %s", h->dirty,
+		     h->trunc_only, h->unsent, h->len,
+		     n == NULL ? "gone" : n->linked ? "linked" : "unlinked");
 	if (put && h->trunc_only && j->op == CM_FS_FLUSH) {
 		/* `echo x > f` in a shell: open(O_TRUNC), dup2, close (FLUSH),
 		 * write, close. Committing the empty file here would show readers
@@ -328,38 +403,21 @@ void cm_fs__run_commit(struct cm_fs_job *j)
 	}
 	if (n != NULL)
 		n->wsize = -1;
-	if (h->unsent > 0 && (!put || !h->dirty) && !j->replay)
+	if (h->unsent > 0 && !put && !j->replay)
 		/* Rare and suspect (RELIABILITY.md, anomaly 2): say so. */
 		fprintf(stderr, "confman-fs: ino %llu: %s after %u write(s) commits nothing: "
 				"dirty %d, the inode is %s\n", (unsigned long long)h->ino,
 			j->op == CM_FS_FLUSH ? "flush" : "fsync/release", h->unsent, h->dirty,
 			n == NULL ? "forgotten" : n->linked ? "linked" : "unlinked");
-	if (!put) {
-		if (j->op == CM_FS_RELEASE)
-			cm_fs__fh_free(j->fs, h);
-		cm_fs__done_err(j, 0);
+	if (put) {
+		commit_put(j, h, n);
 		return;
 	}
-	/* One attempt per close: a failed PUT (EFBIG...) is reported by this
-	 * flush and not repeated by release. */
-	h->dirty = false;
-	h->unsent = 0;
-	j->ino = h->ino;
-	j->path = strdup(n->path);
-	if (j->path == NULL) {
-		if (j->op == CM_FS_RELEASE)
-			cm_fs__fh_free(j->fs, h);
-		cm_fs__done_err(j, -ENOMEM);
-		return;
-	}
-	struct cm_req r = {.op = CM_OP_PUT, .value = {h->buf, (uint32_t)h->len},
-			   .path = {j->path, (uint32_t)strlen(j->path)}};
-	int rc = cm_fs__submit_raw(j, &r, commit_cb);
-	if (rc != 0) {
-		if (j->op == CM_FS_RELEASE)
-			cm_fs__fh_free(j->fs, h);
-		cm_fs__done_err(j, rc);
-	}
+	bool release = j->op == CM_FS_RELEASE;
+	struct cm_fs *fs = j->fs;
+	cm_fs__done_err(j, 0); /* frees j */
+	if (release)
+		cm_fs__fh_free(fs, h);
 }
 
 /* create: an empty file now (so it exists for other processes, O_EXCL holds),

@@ -83,6 +83,12 @@ struct cm_fs_fh {
 	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
 			  * write (the shell's dup2+close) commits nothing; release does */
 	uint32_t unsent; /* WRITEs since the last commit: a flush must PUT them */
+	/* One PUT of a handle at a time (fs/file.c): a forked child closing
+	 * its copy of the descriptor FLUSHes it too, and the parent's close
+	 * must not return before that PUT is durable, nor a later PUT of the
+	 * same handle overtake it. Flush/fsync/release jobs wait here. */
+	bool committing;
+	struct cm_fs_job *waiters, **waiters_tail;
 	char *buf;    /* owned; file content */
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
@@ -148,6 +154,7 @@ struct cm_fs {
 	/* notifier vs. unmount: the session fd must not close under a notify call */
 	pthread_mutex_t smu;
 	bool sdead;
+	bool trace;       /* CONFMAN_FS_TRACE=1: every file job to stderr (debugging) */
 };
 
 /* ---- inode.c ---- */

@@ -68,6 +68,12 @@ struct cm_fs_job {
 
 void cm_fs__job_free(struct cm_fs_job *j);
 
+/* With CONFMAN_FS_TRACE=1 in the environment, one line per step of a file
+ * job on stderr (CLOCK_MONOTONIC seconds, thread of the request, op, inode,
+ * handle, then fmt): what the chaos worker's history is matched against. */
+void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /*
  * cm_fs__redo_if_older - the mount's read-your-writes guard. A follower read
  * answering j->path as missing or older (mod_index) than this mount's own

@@ -247,6 +247,8 @@ int main(int argc, char **argv)
 		return ret == 1 ? 0 : ret;
 	}
 	ret = 1;
+	const char *trace = getenv("CONFMAN_FS_TRACE");
+	fs.trace = trace != NULL && strcmp(trace, "1") == 0;
 	pthread_mutex_init(&fs.mu, NULL);
 	pthread_cond_init(&fs.not_full, NULL);
 	pthread_mutex_init(&fs.nmu, NULL);

@@ -86,12 +86,59 @@ def test_a_stale_follower_answer_is_not_served():
     assert caught > 0, "no stale answer in %d rounds: the follower was never behind" % ROUNDS
 
 
+def test_close_waits_for_a_forked_childs_flush():
+    """A child forked while the parent has a file open for writing closes
+    its copy too (exit, exec): that FLUSH commits the handle. The parent's
+    own close must then wait for that PUT, not return at once because
+    nothing is left dirty (RELIABILITY.md, anomalies 2 and 3: the chaos
+    harness forks its fault commands while the FUSE worker writes). The
+    followers are paused for 120 ms (less than an election timeout) so the
+    child's PUT cannot commit meanwhile; right after the parent's close, the
+    leader's own state must hold the value."""
+    c = test_fs.CLUSTER
+    leader = c.leader()
+    followers = [i for i in (1, 2, 3) if i != leader]
+    m = Mount(c, "timeout=5000")
+    bad = []
+    try:
+        path = m.p("forked")
+        for k in range(5):
+            want = ("f%d" % k).encode()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, want)
+            for i in followers:
+                c.pause(i)
+            resume = threading.Timer(0.12, lambda: [c.resume(i) for i in followers])
+            resume.start()
+            pid = os.fork()
+            if pid == 0:  # the child: its close is the first FLUSH, the PUT
+                os.close(fd)
+                os._exit(0)
+            time.sleep(0.03)  # the child's PUT is in flight, not committed
+            os.close(fd)      # acknowledged: must mean committed
+            rc, out, err = c.ctl("--consistency", "follower", "get", "/forked",
+                                servers=c.addr(leader))
+            resume.join()
+            os.waitpid(pid, 0)
+            if rc != 0 or out != want:
+                bad.append((want, out, err.strip()))
+    finally:
+        for i in followers:
+            c.resume(i)
+        rc = m.down()
+    print("  5 closes racing a forked child's: %d not yet committed when close returned"
+          % len(bad))
+    assert rc == 0, "confman-fs exited with %s" % rc
+    assert not bad, "acknowledged closes not yet committed: %r" % bad[:5]
+
+
 def main():
     c = harness.Cluster(base_port=PORT, extra=["--test-skip-token-wait"]).up()
     test_fs.CLUSTER = c
     try:
         c.leader()
-        test_fs.harness_run([test_a_stale_follower_answer_is_not_served])
+        test_fs.harness_run([test_a_stale_follower_answer_is_not_served,
+                             test_close_waits_for_a_forked_childs_flush])
     finally:
         c.down()
     print("%d passed, %d failed" % tuple(test_fs.RESULT))
