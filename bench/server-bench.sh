@@ -27,8 +27,10 @@
 #
 # Confman is driven through its native protocol (cm-load, asynchronous client
 # library, requests pipelined on one connection per server); etcd through its
-# HTTP/JSON gateway (wrk, one request per connection at a time). Confman has
-# no HTTP gateway yet, so the two client paths differ: see BENCHMARKS.md.
+# HTTP/JSON gateway (wrk, one request per connection at a time). The two
+# client paths differ: this measures the servers as their own clients reach
+# them; bench/api-bench.sh compares both through the same HTTP/JSON path
+# (confman-api against etcd's gateway). See BENCHMARKS.md.
 #
 # Writes go to the leader. Linearizable reads: Confman's client routes them to
 # the leader (ReadIndex), wrk targets etcd's leader. Follower reads: both are

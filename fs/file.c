@@ -318,7 +318,12 @@ static void commit_ended(struct cm_fs_fh *h, int err)
 	while (w != NULL) {
 		struct cm_fs_job *next = w->next;
 		w->next = NULL;
-		if (err != 0 && w->op != CM_FS_RELEASE && !h->dirty && !h->committing)
+		if (w->op == CM_FS_RELEASE) {
+			assert(next == NULL); /* the kernel sends nothing after it */
+			cm_fs__run_commit(w); /* may free h */
+			return;
+		}
+		if (err != 0 && !h->dirty && !h->committing)
 			cm_fs__done_err(w, err);
 		else
 			cm_fs__run_commit(w);
