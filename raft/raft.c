@@ -211,6 +211,11 @@ raft_id raft_leader(const struct raft *r)
 	return r->leader;
 }
 
+bool raft_quiesced(const struct raft *r)
+{
+	return r->quiesced;
+}
+
 const char *raft_msg_type_name(int type)
 {
 	static const char *const names[RAFT_MSG_TYPE_COUNT] = {

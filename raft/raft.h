@@ -381,6 +381,11 @@ void raft_status(const struct raft *r, struct raft_status *st);
 /* raft_leader - the current leader known to this node, or 0. */
 raft_id raft_leader(const struct raft *r);
 
+/* raft_quiesced - whether the group is quiet (not ticking): as
+ * raft_status's field, without copying the rest (a host checks every
+ * group on every tick). */
+bool raft_quiesced(const struct raft *r);
+
 /*
  * raft_conf_encode - serialise a configuration into buf (RAFT_CONF_MAX_BYTES).
  * Returns the number of bytes written.

@@ -175,23 +175,39 @@ static bool leader_cut_off(struct cm_node *n, const struct raft_status *st, uint
 	return alive <= voters / 2;
 }
 
-static void wake_orphans(struct cm_node *n, struct cm_group *g)
+/* Every tick, for every group: cheap unless a peer fell silent (a full
+ * raft_status per quiet group per tick was most of an idle node's CPU). */
+static void wake_orphans(struct cm_node *n, struct cm_group *g, bool any_silent)
 {
-	struct raft_status st;
-	raft_status(g->raft, &st);
-	if (!st.quiesced)
+	if (!raft_quiesced(g->raft))
 		return;
 	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
-	if (st.role == RAFT_LEADER) {
-		if (leader_cut_off(n, &st, timeout))
+	raft_id leader = raft_leader(g->raft);
+	if (leader == n->cfg->node_id) {
+		struct raft_status st;
+		if (!any_silent)
+			return; /* every voter is alive */
+		raft_status(g->raft, &st);
+		if (st.role == RAFT_LEADER && leader_cut_off(n, &st, timeout))
 			raft_wake(g->raft); /* CheckQuorum will step it down */
 		return;
 	}
-	if (st.leader == 0 || cm_net_peer_silence(n->net, st.leader) > timeout) {
+	if (leader == 0 || cm_net_peer_silence(n->net, leader) > timeout) {
 		cm_log_debug("group %llu: leader %llu's node is silent: waking",
-			     (unsigned long long)g->info->id, (unsigned long long)st.leader);
+			     (unsigned long long)g->info->id, (unsigned long long)leader);
 		raft_wake(g->raft);
 	}
+}
+
+static bool any_peer_silent(struct cm_node *n)
+{
+	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
+	for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
+		uint64_t id = n->cfg->nodes[k].id;
+		if (id != n->cfg->node_id && cm_net_peer_silence(n->net, id) > timeout)
+			return true;
+	}
+	return false;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -200,8 +216,9 @@ static void on_tick(uv_timer_t *t)
 	n->ticks++;
 	cm__space_tick(n);
 	cm_net_ping(n->net, n->space_level);
+	bool any_silent = any_peer_silent(n);
 	for (uint32_t k = 0; k < n->n_groups; k++) {
-		wake_orphans(n, &n->groups[k]);
+		wake_orphans(n, &n->groups[k], any_silent);
 		raft_tick(n->groups[k].raft);
 		cm__shards_tops(n, &n->groups[k]);
 	}

@@ -162,10 +162,16 @@ void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 	}
 	if (strcmp(g->info->prefix, "/") != 0)
 		propose_mkdir(n, g, g->info->prefix, 0);
+	const char *mine = g->info->prefix;
+	uint32_t mine_len = (uint32_t)strlen(mine);
 	for (uint32_t k = 0; k < n->reg.n; k++) {
 		const struct cm_group_info *c = n->reg.v[k];
 		bool added = c->id >= CM_SHARD_GID_BASE;
 		if (added || c->id == g->info->id || strcmp(c->prefix, "/") == 0)
+			continue;
+		/* Only shards below this one can have their parent here: the
+		 * cheap test first, or 1,000 groups electing cost 10^9 steps. */
+		if (!cm_path_is_under(c->prefix, (uint32_t)strlen(c->prefix), mine, mine_len))
 			continue;
 		const struct cm_group_info *owner = cm_reg_route(&n->reg, c->prefix,
 								 parent_len(c->prefix));
