@@ -99,7 +99,7 @@ static void rq_detach(struct cm_ac__req *rq)
 		return;
 	cm_ac__list_remove(&rq->qlink);
 	cm_ac__id_remove(rq->ac, rq);
-	rq->conn = NULL;
+	cm_ac__inflight_end(rq);
 }
 
 /* ---- creating and freeing the client ---- */
@@ -388,6 +388,7 @@ void cm_ac__attempt(struct cm_ac__req *rq)
 		rq->watch->wire_id = rq->req.id;
 	id_insert(ac, rq);
 	rq->conn = c;
+	ac->servers[s].inflight++;
 	rq->wgen = 0;
 	rq->state = CM_AC_RQ_WAITING;
 	uv_timer_start(&rq->timer, rq_timer_cb, attempt_due(rq, now) - now, 0);

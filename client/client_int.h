@@ -2,6 +2,7 @@
 #ifndef CONFMAN_CLIENT_INT_H
 #define CONFMAN_CLIENT_INT_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -77,6 +78,9 @@ struct cm_ac__server {
 	uint64_t node_id;            /* its HELLO_OK's, else the shard map's; 0 unknown */
 	uint64_t down_until;         /* uv_now(): avoid it until then */
 	uint32_t backoff;            /* ms, for the next failure */
+	uint32_t inflight;           /* this client's attempts waiting on it (route.c) */
+	int8_t local;                /* its last connection had our address at both
+				      * ends: 1, or not: 0; -1 before any connection */
 };
 
 struct cm_ac__group {
@@ -189,6 +193,7 @@ struct cm_ac {
 	uint32_t n_servers;
 	uint32_t n_listed;        /* servers[0, n_listed) came from opts */
 	uint32_t home;            /* preferred server for reads */
+	uint32_t turn;            /* where the next scan of replicas starts (route.c) */
 	struct cm_ac__group *groups;  /* owned array */
 	uint32_t n_groups;
 	struct cm_ac__map map;
@@ -201,6 +206,17 @@ struct cm_ac {
 	struct cm_ac__link watches; /* live watches (owned) */
 	uint32_t n_watches;
 };
+
+/* An attempt of rq leaves its connection (answered, retried, lost): the
+ * server's count of this client's attempts in flight, which route.c reads
+ * to prefer the least-loaded replica, goes down. */
+static inline void cm_ac__inflight_end(struct cm_ac__req *rq)
+{
+	struct cm_ac__server *srv = &rq->ac->servers[rq->srv];
+	assert(rq->srv >= 0 && srv->inflight > 0);
+	srv->inflight--;
+	rq->conn = NULL;
+}
 
 /* ac.c */
 int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,

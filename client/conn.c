@@ -151,7 +151,7 @@ static void fail_queue(struct cm_ac__conn *c, struct cm_ac__link *q, int err, bo
 		bool sent = rq->state == CM_AC_RQ_SENT && rq->wgen <= c->wgen;
 		cm_ac__list_remove(&rq->qlink);
 		cm_ac__id_remove(c->ac, rq);
-		rq->conn = NULL;
+		cm_ac__inflight_end(rq);
 		rq_conn_lost(rq, err, sent, fatal);
 	}
 }
@@ -302,6 +302,24 @@ static void send_hello(struct cm_ac__conn *c)
 	conn_flush(c);
 }
 
+/* Whether the connection has the same address at both ends: the server
+ * runs on this machine (route.c prefers it for follower reads). */
+static bool same_host(const uv_tcp_t *t)
+{
+	struct sockaddr_storage a, b;
+	int la = sizeof(a), lb = sizeof(b);
+	if (uv_tcp_getsockname(t, (struct sockaddr *)&a, &la) != 0 ||
+	    uv_tcp_getpeername(t, (struct sockaddr *)&b, &lb) != 0 || a.ss_family != b.ss_family)
+		return false;
+	if (a.ss_family == AF_INET)
+		return ((struct sockaddr_in *)&a)->sin_addr.s_addr ==
+		       ((struct sockaddr_in *)&b)->sin_addr.s_addr;
+	if (a.ss_family == AF_INET6)
+		return memcmp(&((struct sockaddr_in6 *)&a)->sin6_addr,
+			      &((struct sockaddr_in6 *)&b)->sin6_addr, 16) == 0;
+	return false;
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
 	struct cm_ac__conn *c = req->data;
@@ -312,6 +330,7 @@ static void connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	c->state = CM_AC_CONN_HANDSHAKE;
+	c->ac->servers[c->server].local = same_host(&c->tcp) ? 1 : 0;
 	uv_tcp_nodelay(&c->tcp, 1);
 	int rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 	if (rv != 0) {

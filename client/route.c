@@ -53,6 +53,7 @@ static int server_parse(struct cm_ac__server *srv, const char *a, size_t n)
 	memcpy(srv->host, a + hs, hn);
 	memcpy(srv->port, colon + 1, pn);
 	srv->backoff = CM_AC_BACKOFF_MIN_MS;
+	srv->local = -1; /* not known before a connection */
 	return 0;
 }
 
@@ -142,15 +143,6 @@ static bool wants_leader(const struct cm_ac__req *rq)
 				rq->req.consistency == CM_READ_LINEARIZABLE);
 }
 
-static bool is_replica(const struct cm_ac *ac, const struct cm_ac__shard *sh, uint32_t s)
-{
-	uint64_t id = ac->servers[s].node_id;
-	for (uint32_t k = 0; id != 0 && k < sh->n_replicas; k++)
-		if (sh->replicas[k] == id)
-			return true;
-	return false;
-}
-
 /* Of two servers that are down, the better retry: not the one that just
  * failed, then the one that comes back first. */
 static bool better_down(const struct cm_ac *ac, int32_t s, int32_t best, int32_t avoid)
@@ -160,25 +152,59 @@ static bool better_down(const struct cm_ac *ac, int32_t s, int32_t best, int32_t
 	return ac->servers[s].down_until < ac->servers[best].down_until;
 }
 
-/* A replica of sh: the preferred server if it is one and up, else the first
- * in the map's order that is up; if none is, the best to retry; -1 when no
- * replica's address is known. */
+/* Of two usable replicas, the one to read from: a local one when locality
+ * tells them apart, then the one with fewer of our attempts in flight,
+ * then home (a client that reads one at a time stays on one replica). */
+static bool better_up(const struct cm_ac *ac, int32_t s, int32_t best, bool by_locality)
+{
+	const struct cm_ac__server *a = &ac->servers[s], *b = &ac->servers[best];
+	if (by_locality && (a->local == 1) != (b->local == 1))
+		return a->local == 1;
+	if (a->inflight != b->inflight)
+		return a->inflight < b->inflight;
+	return (uint32_t)s == ac->home;
+}
+
+/* Locality counts only when some usable replicas are known to be local and
+ * some known not to be (on a loopback cluster all are: it says nothing). */
+static bool locality_differs(const struct cm_ac *ac, const struct cm_ac__req *rq,
+			     const struct cm_ac__shard *sh, uint64_t now)
+{
+	uint32_t local = 0, remote = 0;
+	for (uint32_t k = 0; k < sh->n_replicas; k++) {
+		int32_t s = cm_ac__node_server(ac, sh->replicas[k]);
+		if (s >= 0 && usable(ac, (uint32_t)s, rq->avoid, now)) {
+			local += ac->servers[s].local == 1;
+			remote += ac->servers[s].local == 0;
+		}
+	}
+	return local > 0 && remote > 0;
+}
+
+/*
+ * A replica of sh for a follower read (any is correct: the token decides
+ * what it must have applied): the local or least-loaded usable one (the
+ * scan starts at a different replica each time, so that ties spread); if
+ * none is usable, the best to retry; -1 when no replica's address is known.
+ */
 static int32_t pick_replica(struct cm_ac *ac, const struct cm_ac__req *rq,
 			    const struct cm_ac__shard *sh, uint64_t now)
 {
-	if (is_replica(ac, sh, ac->home) && usable(ac, ac->home, rq->avoid, now))
-		return (int32_t)ac->home;
-	int32_t best = -1;
-	for (uint32_t k = 0; k < sh->n_replicas; k++) {
-		int32_t s = cm_ac__node_server(ac, sh->replicas[k]);
+	bool by_locality = locality_differs(ac, rq, sh, now);
+	int32_t best = -1, down = -1;
+	uint32_t start = sh->n_replicas ? ac->turn++ % sh->n_replicas : 0;
+	for (uint32_t j = 0; j < sh->n_replicas; j++) {
+		int32_t s = cm_ac__node_server(ac, sh->replicas[(start + j) % sh->n_replicas]);
 		if (s < 0)
 			continue;
-		if (usable(ac, (uint32_t)s, rq->avoid, now))
-			return s;
-		if (best < 0 || better_down(ac, s, best, rq->avoid))
-			best = s;
+		if (usable(ac, (uint32_t)s, rq->avoid, now)) {
+			if (best < 0 || better_up(ac, s, best, by_locality))
+				best = s;
+		} else if (down < 0 || better_down(ac, s, down, rq->avoid)) {
+			down = s;
+		}
 	}
-	return best;
+	return best >= 0 ? best : down;
 }
 
 int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_ac__shard *sh)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "client/client_int.h" /* the per-server in-flight counts */
 #include "common/codec.h"
 #include "confman/client.h"
 
@@ -1010,6 +1011,86 @@ static void test_map_routes_with_owning_group_and_its_token(void **state)
 	assert_int_equal(e->f1.shards_asked + e->f2.shards_asked, 1); /* no refresh needed */
 }
 
+#define SPREAD_N 20
+
+static uint32_t inflight(const struct env *e, uint32_t k)
+{
+	return e->ac->servers[k].inflight;
+}
+
+/* Follower reads go to the least-loaded replica: SPREAD_N reads submitted
+ * at once (the replicas hold their answers) split between the two, and
+ * the in-flight counts return to zero through timeouts and a dropped
+ * connection. The old rule (home, else the first replica) sent them all
+ * to one server. */
+static void test_follower_reads_spread_to_least_loaded_replica(void **state)
+{
+	struct env *e = *state;
+	two_nodes(e, h_in_group, h_in_group, 3);
+	map_shard(&e->f1.map, 1, "/", 1, 2);
+	map_copy(&e->f2.map, &e->f1.map);
+	char list[80];
+	snprintf(list, sizeof(list), "%s,%s", e->f1.addr, e->f2.addr);
+	env_client(e, list, 600);
+	get_ok(e, CM_OP_GET, "/warm"); /* the map arrives after this */
+	run_for(&e->loop, 50);
+	int before1 = fake_count(&e->f1, CM_OP_GET), before2 = fake_count(&e->f2, CM_OP_GET);
+	e->f1.handler = e->f2.handler = h_silent;
+	struct done d[SPREAD_N] = {0};
+	for (int k = 0; k < SPREAD_N; k++) {
+		struct cm_req r = req_of(CM_OP_GET, "/spread");
+		r.consistency = CM_READ_FOLLOWER;
+		assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d[k]), 0);
+	}
+	run_for(&e->loop, 100);
+	int got1 = fake_count(&e->f1, CM_OP_GET) - before1;
+	int got2 = fake_count(&e->f2, CM_OP_GET) - before2;
+	assert_int_equal(got1 + got2, SPREAD_N);
+	assert_true(got1 >= SPREAD_N / 2 - 1 && got2 >= SPREAD_N / 2 - 1);
+	assert_int_equal(inflight(e, 0) + inflight(e, 1), SPREAD_N);
+	/* One replica goes away: its reads move to the other, then all time out. */
+	fake_stop(&e->f2);
+	run_for(&e->loop, 900);
+	for (int k = 0; k < SPREAD_N; k++) {
+		assert_int_equal(d[k].calls, 1);
+		assert_int_equal(d[k].err, -ETIMEDOUT);
+	}
+	assert_int_equal(inflight(e, 0), 0);
+	assert_int_equal(inflight(e, 1), 0);
+}
+
+/* A replica on this machine (same address at both ends) is preferred when
+ * the others are not: here the test says so, as a loopback test cannot
+ * make a remote one. */
+static void test_follower_reads_prefer_a_local_replica(void **state)
+{
+	struct env *e = *state;
+	two_nodes(e, h_in_group, h_in_group, 3);
+	map_shard(&e->f1.map, 1, "/", 1, 2);
+	map_copy(&e->f2.map, &e->f1.map);
+	char list[80];
+	snprintf(list, sizeof(list), "%s,%s", e->f1.addr, e->f2.addr);
+	env_client(e, list, 2000);
+	get_ok(e, CM_OP_GET, "/warm");
+	run_for(&e->loop, 50);
+	/* Loopback: whichever the client connected to has our address at both ends. */
+	assert_true(e->ac->servers[0].local == 1 || e->ac->servers[1].local == 1);
+	assert_true(e->ac->servers[0].local != 0 && e->ac->servers[1].local != 0);
+	int before2 = fake_count(&e->f2, CM_OP_GET);
+	e->ac->servers[0].local = 0; /* f1 "remote", f2 local */
+	e->ac->servers[1].local = 1;
+	struct done d[6] = {0};
+	for (int k = 0; k < 6; k++) {
+		struct cm_req r = req_of(CM_OP_GET, "/local");
+		r.consistency = CM_READ_FOLLOWER;
+		assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d[k]), 0);
+	}
+	for (int k = 0; k < 6; k++)
+		run_until(&e->loop, &d[k].fired, 2000);
+	assert_int_equal(fake_count(&e->f2, CM_OP_GET) - before2, 6);
+	assert_int_equal(inflight(e, 0) + inflight(e, 1), 0);
+}
+
 #define NEW_EPOCH 1000
 
 /* Group 1 that gave /app to group 2 at epoch NEW_EPOCH. */
@@ -1685,6 +1766,8 @@ int main(void)
 		T(test_write_not_retried_after_connection_broke),
 		T(test_read_retried_after_connection_broke),
 		T(test_stale_replica_read_goes_to_another),
+		T(test_follower_reads_spread_to_least_loaded_replica),
+		T(test_follower_reads_prefer_a_local_replica),
 		T(test_token_sent_is_highest_seen),
 		T(test_out_of_order_answers_matched_by_id),
 		T(test_watch_events_delivered_and_resumed),
