@@ -6,8 +6,10 @@
 #
 # Leader only: one cm-load with 63 clients sending follower reads to the
 # leader. All replicas: three cm-load processes, 21 clients each, each pinned
-# to one node (the same 63 requests in flight in all). 256-byte values,
-# 10,000 keys. Prints ops/s and p99 of each and the ratio. Cleans up on exit.
+# to one node (the same 63 requests in flight in all). One client, all
+# listed: one cm-load with 63 clients given all three servers, which the
+# client library spreads itself (the least-loaded replica). 256-byte values,
+# 10,000 keys. Prints ops/s and p99 of each and the ratios. Cleans up on exit.
 set -euo pipefail
 
 build=${1:-build}
@@ -42,6 +44,7 @@ for i in 0 1 2; do
 	pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
+"$load" --servers "$servers" --clients 63 "${common[@]}" >"$dir/spread.json"
 
 lo=$(num ops_per_s "$dir/leader.json")
 lp=$(num p99 "$dir/leader.json")
@@ -55,4 +58,7 @@ echo "follower reads, 63 in flight, 256-byte values, ${secs} s, $(nproc) cores, 
 printf "%-28s %12s %10s\n" case ops/s p99_us
 printf '%-28s %12.0f %10s\n' "leader only" "$lo" "$lp"
 printf '%-28s %12.0f %10s\n' "all 3 replicas (sum)" "$all" "$worst"
+so=$(num ops_per_s "$dir/spread.json")
+printf '%-28s %12.0f %10s\n' "one client, all listed" "$so" "$(num p99 "$dir/spread.json")"
 awk -v a="$all" -v l="$lo" 'BEGIN { printf "ratio all/leader: %.2f\n", a / l }'
+awk -v a="$so" -v l="$lo" 'BEGIN { printf "ratio one client spread/leader: %.2f\n", a / l }'
