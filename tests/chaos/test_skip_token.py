@@ -2,7 +2,11 @@
 """The session checker catches a server that breaks read-your-writes.
 
 Two follower-read workers (chaos-worker, each writing its own key and reading
-both) prefer one follower, which is made to lag: cut from its peers (clients
+both) are given one follower only (the client library learns the others
+from the shard map and redirects, but a client doing one request at a
+time reads from the server it was given while that one answers; with all
+three listed it picks one at random, and both workers may miss the lagging
+one), which is made to lag: cut from its peers (clients
 still reach it; --max-staleness-ms is high so it does not refuse reads as
 stale) and briefly paused with SIGSTOP, twice. With --test-skip-token-wait the
 followers serve reads without waiting for the client's token, and the session
@@ -32,7 +36,7 @@ def scenario(skip):
         leader = c.find_leader(timeout=30)
         assert leader, "no leader"
         f = [i for i in (1, 2, 3) if i != leader][0]
-        servers = ",".join([c.addr(f)] + [c.addr(i) for i in (1, 2, 3) if i != f])
+        servers = c.addr(f)
         hist = os.path.join(c.dir, "history")
         os.makedirs(hist)
         for p, key in ((1, KEYS[0]), (2, KEYS[1])):
