@@ -72,7 +72,7 @@ class FuseMount:
 
     def down(self):
         """Unmount, reap; returns sanitizer output if any, else ''."""
-        if os.path.ismount(self.dir):
+        if harness.mounted(self.dir):
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
             if r.returncode != 0:
                 subprocess.run(["umount", "-l", self.dir], capture_output=True)

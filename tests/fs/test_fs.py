@@ -24,6 +24,9 @@ PORT = int(os.environ.get("CONFMAN_IT_PORT", "17600"))
 _mounts = []
 
 
+mounted = harness.mounted
+
+
 class Mount:
     """confman-fs -f SERVERS DIR in the background; down() unmounts it."""
 
@@ -66,7 +69,7 @@ class Mount:
         """Unmount (fusermount3 -u, then umount -l), reap, check the log."""
         if self in _mounts:
             _mounts.remove(self)
-        if os.path.ismount(self.dir):
+        if mounted(self.dir):
             r = subprocess.run(["fusermount3", "-u", self.dir], capture_output=True)
             if r.returncode != 0:
                 print("  note: fusermount3 -u %s: %s; lazy unmount"
@@ -105,9 +108,9 @@ M = None
 
 def force_unmount(d):
     """Unmount d whatever state it is in, then remove it (test cleanup)."""
-    if os.path.ismount(d):
+    if mounted(d):
         subprocess.run(["fusermount3", "-u", d], capture_output=True)
-    if os.path.ismount(d):
+    if mounted(d):
         subprocess.run(["umount", "-l", d], capture_output=True)
     shutil.rmtree(d, ignore_errors=True)
 

@@ -234,6 +234,15 @@ class Cluster:
         raise AssertionError("node %d never showed %s=%r (last: %r)" % (i, path, value[:60], last))
 
 
+def mounted(d):
+    """Whether d is a mount point, a dead FUSE mount included (its daemon
+    gone, where os.path.ismount says no: stat fails with ENOTCONN), so that
+    cleanup unmounts it too."""
+    d = os.path.realpath(d)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == d for line in f)
+
+
 def frame(body):
     return struct.pack(">I", len(body)) + body
 
