@@ -141,6 +141,15 @@ int cm_fs__child_path(struct cm_fs_job *j, fuse_ino_t parent, const char *name, 
 	return 0;
 }
 
+uint32_t cm_fs__no_parents(const struct cm_fs_job *j, fuse_ino_t parent)
+{
+	/* The mount's root may be a prefix nobody created yet: its first
+	 * child creates it. Anywhere else the parent was looked up, so a
+	 * missing one was removed or moved meanwhile, and must stay so. */
+	bool bare_root = parent == FUSE_ROOT_ID && strcmp(j->fs->o.prefix, "/") != 0;
+	return bare_root ? 0 : CM_NO_PARENTS;
+}
+
 /* j->path = the server path of inode j->ino (linked or not). */
 int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np)
 {
@@ -427,6 +436,7 @@ static void run_setattr(struct cm_fs_job *j)
 		}
 		h->dirty = true;
 		h->trunc_only = false;
+		h->rewrite = true;
 		n->wsize = (int64_t)h->len;
 		if (j->to_set & MODEISH)
 			setattr_put(j, n, false);
@@ -554,8 +564,8 @@ static void run_mkdir(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
-	struct cm_req r = {.op = CM_OP_MKDIR, .mode = j->mode ? j->mode : 0755, .uid = j->uid,
-			   .gid = j->gid};
+	struct cm_req r = {.op = CM_OP_MKDIR, .flags = cm_fs__no_parents(j, j->ino),
+			   .mode = j->mode ? j->mode : 0755, .uid = j->uid, .gid = j->gid};
 	cm_fs__submit(j, &r, entry_cb);
 }
 
@@ -571,7 +581,8 @@ static void run_symlink(struct cm_fs_job *j)
 		cm_fs__done_err(j, -ENAMETOOLONG);
 		return;
 	}
-	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_PUT_CREATE | CM_SET_MODE,
+	struct cm_req r = {.op = CM_OP_PUT,
+			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFLNK | 0777, .uid = j->uid, .gid = j->gid,
 			   .value = {j->name2, (uint32_t)len}};
 	cm_fs__submit(j, &r, entry_cb);
@@ -620,7 +631,8 @@ static void run_rename(struct cm_fs_job *j)
 		return;
 	}
 	struct cm_req r = {.op = CM_OP_RENAME,
-			   .flags = j->flags & RENAME_NOREPLACE ? CM_PUT_CREATE : 0,
+			   .flags = (j->flags & RENAME_NOREPLACE ? CM_PUT_CREATE : 0) |
+				    cm_fs__no_parents(j, j->ino2),
 			   .path2 = {j->path2, (uint32_t)strlen(j->path2)}};
 	cm_fs__submit(j, &r, rename_cb);
 }

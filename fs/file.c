@@ -134,9 +134,13 @@ struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *
 		return NULL;
 	}
 	h->append = (j->fi.flags & O_APPEND) != 0;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (n != NULL && n->has_attr)
+		h->born = n->attr.create_index; /* open_cb: from the GET's answer */
 	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
 		h->dirty = true; /* the empty file is committed on close */
 		h->trunc_only = true;
+		h->rewrite = true;
 		return h;
 	}
 	if (value && value->len) {
@@ -147,6 +151,7 @@ struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *
 		}
 		memcpy(h->buf, value->p, value->len);
 	}
+	h->sent_len = h->len;
 	return h;
 }
 
@@ -178,6 +183,8 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err);
 		return;
 	}
+	if (resp->has_attr)
+		h->born = resp->attr.create_index;
 	struct cm_fs *fs = j->fs;
 	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, h->ino);
 	/* Keep the value if nothing touched the path since the GET was sent,
@@ -284,6 +291,8 @@ void cm_fs__run_write(struct cm_fs_job *j)
 		return;
 	}
 	memcpy(h->buf + off, j->data, j->data_len);
+	if (!h->append)
+		h->rewrite = true; /* a write in place: the whole buffer is the value */
 	cm_fs__trace(j, "write %zu bytes at %zu: %.*s", j->data_len, off,
 		     (int)(j->data_len < 32 ? j->data_len : 32), j->data);
 	h->dirty = true;
@@ -294,135 +303,6 @@ void cm_fs__run_write(struct cm_fs_job *j)
 		n->wsize = (int64_t)h->len;
 	fuse_reply_write(j->req, j->data_len);
 	cm_fs__job_free(j);
-}
-
-/* Wait for the handle's PUT in flight; jobs keep the kernel's order. */
-static void commit_wait(struct cm_fs_fh *h, struct cm_fs_job *j)
-{
-	cm_fs__trace(j, "waits for the handle's PUT in flight");
-	j->next = NULL;
-	if (h->waiters == NULL)
-		h->waiters_tail = &h->waiters;
-	*h->waiters_tail = j;
-	h->waiters_tail = &j->next;
-}
-
-/* The handle's PUT ended: what waited runs again, in order (the first may
- * PUT what was written meanwhile, and the rest wait for that one). A flush
- * or fsync whose data that PUT carried learns its error; a release (always
- * the last) frees the handle once nothing is in flight. */
-static void commit_ended(struct cm_fs_fh *h, int err)
-{
-	struct cm_fs_job *w = h->waiters;
-	h->waiters = NULL;
-	while (w != NULL) {
-		struct cm_fs_job *next = w->next;
-		w->next = NULL;
-		if (w->op == CM_FS_RELEASE) {
-			assert(next == NULL); /* the kernel sends nothing after it */
-			cm_fs__run_commit(w); /* may free h */
-			return;
-		}
-		if (err != 0 && !h->dirty && !h->committing)
-			cm_fs__done_err(w, err);
-		else
-			cm_fs__run_commit(w);
-		w = next;
-	}
-}
-
-static void commit_cb(void *arg, int err, const struct cm_resp *resp)
-{
-	struct cm_fs_job *j = arg;
-	cm_fs__trace(j, "put answered err %d mod_index %llu token %llu", err,
-		     resp && resp->has_attr ? (unsigned long long)resp->attr.mod_index : 0ull,
-		     resp ? (unsigned long long)resp->token : 0ull);
-	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
-	if (err == 0 && n != NULL && resp->has_attr) {
-		n->attr = resp->attr;
-		n->has_attr = true;
-		if (resp->attr.mod_index > n->own_mod) {
-			n->own_mod = resp->attr.mod_index;
-			n->own_token = resp->token;
-		}
-	}
-	struct cm_fs_fh *h = cm_fs__job_fh(j);
-	struct cm_fs *fs = j->fs;
-	assert(h->committing);
-	h->committing = false;
-	if (j->op == CM_FS_RELEASE) {
-		assert(h->waiters == NULL); /* nothing follows a release */
-		cm_fs__done_err(j, 0); /* close(2) saw flush's result already */
-		cm_fs__fh_free(fs, h);
-		return;
-	}
-	cm_fs__done_err(j, err);
-	commit_ended(h, err);
-}
-
-/* The PUT of h's whole buffer, for job j. */
-static void commit_put(struct cm_fs_job *j, struct cm_fs_fh *h, struct cm_fs_node *n)
-{
-	/* One attempt per close: a failed PUT (EFBIG...) is reported by this
-	 * flush and not repeated by release. */
-	h->dirty = false;
-	h->unsent = 0;
-	j->ino = h->ino;
-	j->path = strdup(n->path);
-	int rc = j->path == NULL ? -ENOMEM : 0;
-	if (rc == 0) {
-		struct cm_req r = {.op = CM_OP_PUT, .value = {h->buf, (uint32_t)h->len},
-				   .path = {j->path, (uint32_t)strlen(j->path)}};
-		h->committing = true;
-		rc = cm_fs__submit_raw(j, &r, commit_cb);
-	}
-	if (rc == 0)
-		return;
-	h->committing = false;
-	bool release = j->op == CM_FS_RELEASE;
-	struct cm_fs *fs = j->fs;
-	cm_fs__done_err(j, rc); /* frees j */
-	if (release)
-		cm_fs__fh_free(fs, h);
-}
-
-/* flush, fsync, release: one PUT of the whole buffer if it changed. */
-void cm_fs__run_commit(struct cm_fs_job *j)
-{
-	struct cm_fs_fh *h = cm_fs__job_fh(j);
-	if (h->committing) {
-		commit_wait(h, j);
-		return;
-	}
-	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
-	bool put = h->dirty && n != NULL && n->linked; /* unlinked: data goes nowhere */
-	cm_fs__trace(j, "commit? dirty %d trunc_only %d unsent %u len %zu node %s", h->dirty,
-		     h->trunc_only, h->unsent, h->len,
-		     n == NULL ? "gone" : n->linked ? "linked" : "unlinked");
-	if (put && h->trunc_only && j->op == CM_FS_FLUSH) {
-		/* `echo x > f` in a shell: open(O_TRUNC), dup2, close (FLUSH),
-		 * write, close. Committing the empty file here would show readers
-		 * (and other mounts' watchers) an empty file in between. */
-		cm_fs__done_err(j, 0);
-		return;
-	}
-	if (n != NULL)
-		n->wsize = -1;
-	if (h->unsent > 0 && !put && !j->replay)
-		/* Rare and suspect (RELIABILITY.md, anomaly 2): say so. */
-		fprintf(stderr, "confman-fs: ino %llu: %s after %u write(s) commits nothing: "
-				"dirty %d, the inode is %s\n", (unsigned long long)h->ino,
-			j->op == CM_FS_FLUSH ? "flush" : "fsync/release", h->unsent, h->dirty,
-			n == NULL ? "forgotten" : n->linked ? "linked" : "unlinked");
-	if (put) {
-		commit_put(j, h, n);
-		return;
-	}
-	bool release = j->op == CM_FS_RELEASE;
-	struct cm_fs *fs = j->fs;
-	cm_fs__done_err(j, 0); /* frees j */
-	if (release)
-		cm_fs__fh_free(fs, h);
 }
 
 /* create: an empty file now (so it exists for other processes, O_EXCL holds),
@@ -443,6 +323,7 @@ static void create_get_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err);
 		return;
 	}
+	h->born = resp->attr.create_index;
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
@@ -463,6 +344,8 @@ static void create_cb(void *arg, int err, const struct cm_resp *resp)
 		return;
 	}
 	h->dirty = false; /* committed empty already */
+	h->born = resp->attr.create_index;
+	h->sent_len = 0;
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
@@ -473,7 +356,8 @@ void cm_fs__run_create(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
-	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_PUT_CREATE | CM_SET_MODE,
+	struct cm_req r = {.op = CM_OP_PUT,
+			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
 	cm_fs__submit(j, &r, create_cb);
 }

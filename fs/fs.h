@@ -83,6 +83,13 @@ struct cm_fs_fh {
 	bool trunc_only; /* dirty only by O_TRUNC so far: a flush before the first
 			  * write (the shell's dup2+close) commits nothing; release does */
 	uint32_t unsent; /* WRITEs since the last commit: a flush must PUT them */
+	/* What a commit names and sends (fs/commit.c): the create_index of the
+	 * incarnation opened (0: unknown), whether anything but appends changed
+	 * the buffer (then the whole buffer is sent), and how much of the
+	 * buffer the server has (an append-only handle sends the rest). */
+	uint64_t born;
+	bool rewrite;
+	size_t sent_len;
 	/* One PUT of a handle at a time (fs/file.c): a forked child closing
 	 * its copy of the descriptor FLUSHes it too, and the parent's close
 	 * must not return before that PUT is durable, nor a later PUT of the
@@ -155,6 +162,7 @@ struct cm_fs {
 	pthread_mutex_t smu;
 	bool sdead;
 	bool trace;       /* CONFMAN_FS_TRACE=1: every file job to stderr (debugging) */
+	int mnt_id;       /* the mount's id in /proc/self/mountinfo; -1 unknown */
 };
 
 /* ---- inode.c ---- */
@@ -206,6 +214,13 @@ void cm_fs_notifier_join(struct cm_fs *fs);
 uint64_t cm_fs_own_begin(struct cm_fs *fs, uint8_t op, const char *path);
 void cm_fs_own_end(struct cm_fs *fs, uint64_t gen, int err, uint64_t token);
 struct cm_fs_node *cm_fs_itable_lookup(struct cm_fs_itable *t, const char *path);
+
+/* ---- fdscan.c ---- */
+/* The id of the mount at mountpoint (the top one), -1 if not found. */
+int cm_fs_fdscan_mnt_id(const char *mountpoint);
+/* Does process (or thread) pid hold a writable descriptor of inode ino on
+ * mount mnt_id? false when unsure (it cannot be read, too many fds). */
+bool cm_fs_fdscan_other_writer(int mnt_id, pid_t pid, uint64_t ino);
 
 /* errno (positive) for a Confman error code, for fuse_reply_err. */
 int cm_fs_errno(int err);

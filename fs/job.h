@@ -94,6 +94,9 @@ void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, in
 /* *out = malloc'd server path of parent's child name (caller frees).
  * 0, -ENOENT (unknown or unlinked parent), -ENAMETOOLONG, -ENOMEM. */
 int cm_fs__child_path(struct cm_fs_job *j, fuse_ino_t parent, const char *name, char **out);
+/* CM_NO_PARENTS for a write creating a child of parent, or 0 where the
+ * mount's own root prefix may not exist yet. */
+uint32_t cm_fs__no_parents(const struct cm_fs_job *j, fuse_ino_t parent);
 /* j->path = server path of j->ino; *np (may be NULL) its node. 0, -ENOENT, -ENOMEM. */
 int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np);
 /* Send r for j->path (reads at the mount's consistency); cb owns j from then

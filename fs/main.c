@@ -263,6 +263,10 @@ int main(int argc, char **argv)
 		goto out_session;
 	if (fuse_session_mount(fs.se, fs.o.mountpoint) != 0)
 		goto out_signals;
+	fs.mnt_id = cm_fs_fdscan_mnt_id(fs.o.mountpoint);
+	if (fs.mnt_id < 0)
+		fprintf(stderr, "confman-fs: %s not in /proc/self/mountinfo: every close after "
+				"O_TRUNC commits the truncation\n", fs.o.mountpoint);
 	/* Fork (unless -f) before any thread exists. */
 	if (fuse_daemonize(fs.o.foreground) != 0)
 		goto out_unmount;

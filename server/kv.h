@@ -105,7 +105,14 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          the value is kept (chmod/chown with CM_SET_MODE; works on
  *          directories and "/"; -ENOENT if absent). CM_PUT_CREATE: -EEXIST if
  *          present. CM_PUT_IF_VERSION: -ECANCELED unless version == current
- *          (0: absent). -EISDIR onto a directory, -ENOTDIR under a file,
+ *          (0: absent). CM_PUT_APPEND: value is appended to the current
+ *          value (created if absent; -EFBIG if the sum passes max_value).
+ *          CM_PUT_IF_CREATED: only onto the node whose create_index ==
+ *          version: -ENOENT if absent, -ESTALE if the path names another
+ *          node (re-created); never with CM_PUT_IF_VERSION (the server
+ *          refuses the pair). CM_NO_PARENTS (PUT, MKDIR, RENAME's target): a
+ *          missing parent is -ENOENT instead of being created.
+ *          -EISDIR onto a directory, -ENOTDIR under a file,
  *          -EFBIG beyond max_value, -EINVAL for another type (dir, device).
  *          version 1 on create, +1 per change; mtime/ctime = stamp_ns
  *          (KEEP_VALUE: ctime only).

@@ -81,6 +81,27 @@ static int cas_check(const struct apply *a, uint64_t version)
 	return 0;
 }
 
+/* CM_NO_PARENTS: is a parent of path missing (the walk stopped above it)? */
+static int parents_check(const struct apply *a, const struct cm_kv__walk *w, struct cm_bytes path)
+{
+	assert(!w->found);
+	if (!(a->cmd->flags & CM_NO_PARENTS))
+		return 0;
+	return memchr(path.p + w->miss, '/', path.len - w->miss) ? -ENOENT : 0;
+}
+
+/* CM_PUT_IF_CREATED: the walk must have found the incarnation the writer
+ * opened: the same create_index (a node keeps it across renames; a node
+ * re-created at the path has a later one). */
+static int identity_check(const struct apply *a, const struct cm_kv__walk *w)
+{
+	if (!(a->cmd->flags & CM_PUT_IF_CREATED))
+		return 0;
+	if (!w->found)
+		return -ENOENT;
+	return w->node.attr.create_index == a->cmd->version ? 0 : -ESTALE;
+}
+
 /* mkdir -p of path's missing ancestors, from where walk w stopped; *parent: the last one. */
 static int make_parents(struct apply *a, const struct cm_kv__walk *w, struct cm_bytes path,
 			uint64_t *parent)
@@ -145,6 +166,25 @@ static int put_keep(struct apply *a, const struct cm_kv__walk *w)
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
 }
 
+/* CM_PUT_APPEND: a fresh buffer holding old then the command's value (old
+ * points into LMDB, which the next write may move). -EFBIG past the limit. */
+static int append_value(const struct apply *a, struct cm_bytes old, char **out)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	uint32_t limit = k->max_value ? k->max_value : CM_VALUE_MAX_DEFAULT;
+	if (k->value.len > limit || old.len > limit - k->value.len)
+		return -EFBIG;
+	size_t len = (size_t)old.len + k->value.len;
+	*out = malloc(len ? len : 1);
+	if (*out == NULL)
+		return -ENOMEM;
+	if (old.len)
+		memcpy(*out, old.p, old.len);
+	if (k->value.len)
+		memcpy(*out + old.len, k->value.p, k->value.len);
+	return 0;
+}
+
 /* PUT onto an existing node. */
 static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 {
@@ -154,7 +194,8 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 		return -EISDIR;
 	if (k->flags & CM_PUT_CREATE)
 		return -EEXIST;
-	int rc = cas_check(a, old->version);
+	int rc = identity_check(a, w);
+	rc = rc ? rc : cas_check(a, old->version);
 	if (rc != 0)
 		return rc;
 	if (k->flags & CM_PUT_KEEP_VALUE)
@@ -169,12 +210,20 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 		n.attr.uid = k->uid;
 		n.attr.gid = k->gid;
 	}
+	char *joined = NULL;
 	n.value = k->value;
-	n.attr.size = k->value.len;
+	if (k->flags & CM_PUT_APPEND) {
+		rc = append_value(a, w->node.value, &joined);
+		if (rc != 0)
+			return rc;
+		n.value = (struct cm_bytes){joined, w->node.value.len + k->value.len};
+	}
+	n.attr.size = n.value.len;
 	n.attr.mtime_ns = n.attr.ctime_ns = k->stamp_ns;
 	n.attr.version++;
 	n.attr.mod_index = a->index;
 	rc = put(a, w->parent, base(k->path), &n);
+	free(joined);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
 }
 
@@ -194,7 +243,9 @@ static int op_put(struct apply *a)
 		return put_existing(a, &w);
 	if (k->flags & CM_PUT_KEEP_VALUE)
 		return -ENOENT; /* chmod of nothing */
-	rc = cas_check(a, 0);
+	rc = identity_check(a, &w);
+	rc = rc ? rc : cas_check(a, 0);
+	rc = rc ? rc : parents_check(a, &w, k->path);
 	if (rc != 0)
 		return rc;
 	uint32_t type = k->mode & S_IFMT;
@@ -237,6 +288,7 @@ static int op_mkdir(struct apply *a)
 	if (w.found)
 		return -EEXIST;
 	rc = cas_check(a, 0);
+	rc = rc ? rc : parents_check(a, &w, k->path);
 	if (rc != 0)
 		return rc;
 	uint32_t type = k->mode & S_IFMT;
@@ -370,6 +422,8 @@ static int op_rename(struct apply *a)
 	if (dst.fenced)
 		return CM_EWRONGSHARD; /* into (or onto) what another shard owns */
 	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, 0);
+	if (rc == 0 && !dst.found)
+		rc = parents_check(a, &dst, k->path2);
 	if (rc == 0 && dir)
 		rc = cm_kv__tree_busy(&a->c, src.node.ino); /* a boundary never moves */
 	if (rc == 0 && dir)

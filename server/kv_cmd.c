@@ -7,9 +7,7 @@
 #include "server/kv_int.h"
 
 #define CMD_FIELDS 11
-#define CMD_FLAGS_KNOWN                                                                   \
-	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
-	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY)
+#define CMD_FLAGS_KNOWN CM_WRITE_FLAGS_KNOWN
 
 static int need(const struct cm_kv__rd *r, size_t n)
 {

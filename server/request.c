@@ -210,10 +210,10 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 {
 	if (role_of(g->raft) != RAFT_LEADER)
 		return raft_leader(g->raft) ? CM_ENOTLEADER : CM_ENOLEADER;
-	const uint32_t known = CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR |
-			       CM_SET_MODE | CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY;
-	if (req->flags & ~known)
+	if (req->flags & ~(uint32_t)CM_WRITE_FLAGS_KNOWN)
 		return -EINVAL; /* refused here: the log only holds what applies */
+	if ((req->flags & CM_PUT_IF_VERSION) && (req->flags & CM_PUT_IF_CREATED))
+		return -EINVAL; /* both read `version` */
 	if (req->op == CM_OP_PUT && req->value.len > n->cfg->max_value)
 		return -EFBIG;
 	if (req->op == CM_OP_RENAME) {

@@ -115,6 +115,19 @@ enum cm_consistency {
 #define CM_MKDIR_BOUNDARY 0x40 /* MKDIR: a shard's top directory in its parent shard:
 				* create-only (so the prefix was empty), and from
 				* then on no write below it is accepted there */
+#define CM_PUT_APPEND 0x100    /* PUT: value is appended to the node's current value
+				* (created if absent): O_APPEND without losing what
+				* another appender committed meanwhile */
+#define CM_PUT_IF_CREATED 0x200 /* PUT: only the incarnation created at index
+				 * `version` (-ENOENT if absent, -ESTALE if the path
+				 * now names another node): a commit names its file */
+#define CM_NO_PARENTS 0x400    /* PUT, MKDIR, RENAME: a missing parent is -ENOENT,
+				* never created (POSIX calls, not mkdir -p) */
+/* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
+#define CM_WRITE_FLAGS_KNOWN                                                            \
+	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
+	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_APPEND | CM_PUT_IF_CREATED |       \
+	 CM_NO_PARENTS)
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu

@@ -310,6 +310,67 @@ static void test_put_if_version_conflict_returns_ecanceled(void **state)
 	expect_val(f, "/a", "v2");
 }
 
+static void test_put_append_appends_to_what_is_there(void **state)
+{
+	struct fx *f = *state;
+	struct w w = {CM_OP_PUT, CM_PUT_APPEND, "/d/log", NULL, "a\n", 0, 0};
+	assert_int_equal(op(f, w), 0); /* absent: created, parents too */
+	w.value = "b\n";
+	assert_int_equal(op(f, w), 0);
+	assert_int_equal(f->res.attr.size, 4);
+	assert_int_equal(f->res.attr.version, 2);
+	expect_val(f, "/d/log", "a\nb\n");
+	char big[64];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0; /* 63 bytes: 67 in all, over op_in()'s 64 */
+	w.value = big;
+	assert_int_equal(op(f, w), -EFBIG);
+	expect_val(f, "/d/log", "a\nb\n");
+	w.path = "/d";
+	assert_int_equal(op(f, w), -EISDIR);
+}
+
+static void test_put_if_created_names_one_incarnation(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/r/s/f", "v1"), 0);
+	uint64_t born = f->res.attr.create_index;
+	struct w w = {CM_OP_PUT, CM_PUT_IF_CREATED | CM_PUT_APPEND, "/r/s/f", NULL, "+", born, 0};
+	assert_int_equal(op(f, w), 0);
+	expect_val(f, "/r/s/f", "v1+");
+	/* renamed elsewhere: the old path is gone, and nothing re-creates it */
+	assert_int_equal(ren(f, "/r", "/r2"), 0);
+	assert_int_equal(op(f, w), -ENOENT);
+	assert_int_equal(get(f, "/r", NULL, NULL, 0), -ENOENT);
+	w.path = "/r2/s/f"; /* where it is now: the same file */
+	assert_int_equal(op(f, w), 0);
+	expect_val(f, "/r2/s/f", "v1++");
+	/* deleted and re-created: another file */
+	assert_int_equal(del(f, "/r2/s/f", 0), 0);
+	assert_int_equal(put(f, "/r2/s/f", "new"), 0);
+	assert_int_equal(op(f, w), -ESTALE);
+	expect_val(f, "/r2/s/f", "new");
+}
+
+static void test_no_parents_refuses_to_create_them(void **state)
+{
+	struct fx *f = *state;
+	struct w w = {CM_OP_PUT, CM_NO_PARENTS, "/p/q/f", NULL, "v", 0, 0};
+	assert_int_equal(op(f, w), -ENOENT);
+	w.op = CM_OP_MKDIR;
+	assert_int_equal(op(f, w), -ENOENT);
+	assert_int_equal(get(f, "/p", NULL, NULL, 0), -ENOENT);
+	assert_int_equal(mkdir_(f, "/p"), 0);
+	w.path = "/p/f";
+	w.op = CM_OP_PUT;
+	assert_int_equal(op(f, w), 0); /* the parent exists: fine */
+	struct w r = {CM_OP_RENAME, CM_NO_PARENTS, "/p/f", "/x/y", NULL, 0, 0};
+	assert_int_equal(op(f, r), -ENOENT);
+	expect_val(f, "/p/f", "v");
+	r.path2 = "/p/g";
+	assert_int_equal(op(f, r), 0);
+}
+
 static void test_put_value_too_large_returns_efbig(void **state)
 {
 	struct fx *f = *state;
@@ -1474,6 +1535,9 @@ int main(void)
 		T(test_put_create_on_existing_returns_eexist),
 		T(test_put_if_version_conflict_returns_ecanceled),
 		T(test_put_value_too_large_returns_efbig),
+		T(test_put_append_appends_to_what_is_there),
+		T(test_put_if_created_names_one_incarnation),
+		T(test_no_parents_refuses_to_create_them),
 		T(test_put_bad_path_returns_einval_or_enametoolong),
 		T(test_put_mode_sets_type_and_permissions),
 		T(test_put_keep_value_with_set_mode_is_chmod),
