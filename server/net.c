@@ -726,6 +726,10 @@ static void on_net_handle_closed(uv_handle_t *h)
 
 void cm_net_stop(struct cm_net *n)
 {
+	/* A failed start stops the transport itself, and the node's own
+	 * shutdown stops it again: closing a handle twice aborts in libuv. */
+	if (n->stopping)
+		return;
 	n->stopping = true;
 	for (uint32_t k = 0; k < n->n_peers; k++) {
 		if (n->peers[k].conn)

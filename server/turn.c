@@ -1,4 +1,5 @@
 /* turn.c: one loop turn: every group's batch in ONE transaction and ONE fsync. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,9 +172,15 @@ static void note_result(struct cm_group *g, const struct raft_entry *e, const st
 		if (p->done)
 			continue;
 		p->done = true;
-		/* Another leader's entry took our index: ours was never applied. */
-		p->err = p->term == e->term ? res->err : CM_ENOTLEADER;
-		p->attr = res->attr;
+		/* Another leader's entry took our index (a client's command, its
+		 * no-op or a configuration): ours was never applied, and the
+		 * client may send it again. Only our own NORMAL entry, of the
+		 * term we proposed it in, carries its result. */
+		bool ours = e->type == RAFT_ENTRY_NORMAL && p->term == e->term;
+		assert(res != NULL || !ours);
+		p->err = ours ? res->err : CM_ENOTLEADER;
+		if (ours)
+			p->attr = res->attr;
 	}
 }
 
@@ -191,6 +198,8 @@ static int apply_committed(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 			/* A smaller tree: a snapshot that found no room may fit now. */
 			if (res.event_kind == CM_EV_DELETE)
 				g->snap_retry_tick = 0;
+		} else {
+			note_result(g, e, NULL);
 		}
 		g->applied = e->index;
 		g->applied_moved = true;

@@ -8,7 +8,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, frame, raw_conn, run  # noqa: E402
+from harness import CONFMAND, Cluster, frame, raw_conn, run  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_IT_PORT", "17200"))
 
@@ -147,8 +147,37 @@ def test_full_store_says_enospc_and_reads_go_on():
         c.down()
 
 
+def test_port_in_use_is_a_clear_error_not_an_abort():
+    """A node whose address is taken says so and exits 1 (it used to close
+    its listener twice on that path and abort in libuv)."""
+    import subprocess
+    import tempfile
+    port = BASE + 90
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("127.0.0.1", port))
+    hold.listen()
+    d = tempfile.mkdtemp(prefix="confman-port-")
+    try:
+        ini = os.path.join(d, "cluster.ini")
+        with open(ini, "w") as f:
+            f.write("[cluster]\nid = confman\n[node.1]\naddress = 127.0.0.1:%d\n"
+                    "http = 127.0.0.1:%d\n[group.1]\nprefix = /\nreplicas = 1\n"
+                    % (port, port + 1))
+        r = subprocess.run([CONFMAND, "--id", "1", "--cluster-file", ini, "--data",
+                            os.path.join(d, "data")], capture_output=True, timeout=20)
+        err = r.stderr.decode(errors="replace")
+        assert r.returncode == 1, "exit %d: %s" % (r.returncode, err[-400:])
+        assert "address already in use" in err.lower(), err[-400:]
+    finally:
+        hold.close()
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run([test_garbage_frames_are_refused_and_the_node_keeps_serving,
          test_wrong_cluster_and_unknown_node_are_refused_and_logged,
          test_bad_values_and_paths_get_clear_errors,
-         test_full_store_says_enospc_and_reads_go_on])
+         test_full_store_says_enospc_and_reads_go_on,
+         test_port_in_use_is_a_clear_error_not_an_abort])
