@@ -75,6 +75,7 @@ struct cm_gw_opts {
 	size_t max_body;
 	unsigned threads;
 	bool verbose;
+	uint32_t test_txn_sleep_ms; /* tests only: block between a txn's read and its write */
 };
 
 /* What every thread shares: options (read-only once threads run) and readiness. */

@@ -28,6 +28,9 @@ static void usage(FILE *f)
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
 		"  -v, --verbose         log start and stop\n"
+		"  --test-txn-sleep-ms N FOR TESTS ONLY: block the thread N ms (<= 10000)\n"
+		"                        between a txn's read and its write, so a test can\n"
+		"                        change the key in between\n"
 		"  -h, --help            this text\n"
 		"Endpoints: /v1/kv/PATH, /v1/watch/PATH, /v3/kv/{put,range,deleterange,txn},\n"
 		"/healthz, /readyz. Stops on SIGINT or SIGTERM.\n",
@@ -57,6 +60,7 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"cluster", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
 		{"threads", required_argument, NULL, 'j'}, {"max-body", required_argument, NULL, 'b'},
 		{"verbose", no_argument, NULL, 'v'},	   {"help", no_argument, NULL, 'h'},
+		{"test-txn-sleep-ms", required_argument, NULL, 'S'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
@@ -86,6 +90,11 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 			o->max_body = (size_t)v;
 			break;
 		case 'v': o->verbose = true; break;
+		case 'S':
+			if (parse_num(optarg, 0, 10000, &v) != 0)
+				return -EINVAL;
+			o->test_txn_sleep_ms = (uint32_t)v;
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "api/gw.h"
 #include "confman/path.h"
@@ -267,9 +268,23 @@ static void on_write(void *arg, int err, const struct cm_resp *resp)
 	txn_reply(r);
 }
 
+/* --test-txn-sleep-ms: a window between the read and the write that a test
+ * can fill with a concurrent change. It blocks the whole thread on purpose:
+ * nothing else may run in it (a test changes the key through the servers). */
+static void test_sleep(const struct cm_gw_req *r)
+{
+	uint32_t ms = r->gw->sh->opts.test_txn_sleep_ms;
+	if (ms == 0)
+		return;
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static void txn_write(struct cm_gw_req *r)
 {
 	struct cm_gw_txn *t = r->txn;
+	test_sleep(r);
 	const struct cm_etcd_op *op = &t->ops[t->write];
 	if (op->kind == CM_ETCD_OP_DELETE && !t->exists) {
 		t->write = -1; /* deleting nothing writes nothing */
