@@ -73,10 +73,14 @@ static int done(struct apply *a, uint8_t kind, const struct cm_attr *attr)
 				kind == CM_EV_RENAME ? a->cmd->path2 : none, attr);
 }
 
-/* CM_PUT_IF_VERSION: the node's version (0: absent) must be the expected one. */
-static int cas_check(const struct apply *a, uint64_t version)
+/* CM_PUT_IF_VERSION, CM_PUT_IF_MOD: the node's version, mod_index (0 for
+ * both when absent: at == NULL) must be the expected ones. */
+static int cas_check(const struct apply *a, const struct cm_attr *at)
 {
-	if ((a->cmd->flags & CM_PUT_IF_VERSION) && a->cmd->version != version)
+	uint32_t f = a->cmd->flags;
+	if ((f & CM_PUT_IF_VERSION) && a->cmd->version != (at ? at->version : 0))
+		return -ECANCELED;
+	if ((f & CM_PUT_IF_MOD) && a->cmd->mod_index != (at ? at->mod_index : 0))
 		return -ECANCELED;
 	return 0;
 }
@@ -154,7 +158,7 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 		return -EISDIR;
 	if (k->flags & CM_PUT_CREATE)
 		return -EEXIST;
-	int rc = cas_check(a, old->version);
+	int rc = cas_check(a, old);
 	if (rc != 0)
 		return rc;
 	if (k->flags & CM_PUT_KEEP_VALUE)
@@ -194,7 +198,7 @@ static int op_put(struct apply *a)
 		return put_existing(a, &w);
 	if (k->flags & CM_PUT_KEEP_VALUE)
 		return -ENOENT; /* chmod of nothing */
-	rc = cas_check(a, 0);
+	rc = cas_check(a, NULL);
 	if (rc != 0)
 		return rc;
 	uint32_t type = k->mode & S_IFMT;
@@ -236,7 +240,7 @@ static int op_mkdir(struct apply *a)
 		return CM_EWRONGSHARD;
 	if (w.found)
 		return -EEXIST;
-	rc = cas_check(a, 0);
+	rc = cas_check(a, NULL);
 	if (rc != 0)
 		return rc;
 	uint32_t type = k->mode & S_IFMT;
@@ -271,7 +275,7 @@ static int op_delete(struct apply *a)
 		return CM_EWRONGSHARD; /* also the boundary itself: no un-split */
 	if (!w.found)
 		return -ENOENT;
-	rc = cas_check(a, w.node.attr.version);
+	rc = cas_check(a, &w.node.attr);
 	if (rc != 0)
 		return rc;
 	bool dir = S_ISDIR(w.node.attr.mode);
@@ -302,7 +306,7 @@ static int rename_target_check(struct apply *a, const struct cm_attr *s, const s
 {
 	if (a->cmd->flags & CM_PUT_CREATE)
 		return -EEXIST; /* RENAME_NOREPLACE */
-	int rc = cas_check(a, t->attr.version);
+	int rc = cas_check(a, &t->attr);
 	if (rc != 0)
 		return rc;
 	if (S_ISDIR(s->mode) && !S_ISDIR(t->attr.mode))
@@ -369,7 +373,7 @@ static int op_rename(struct apply *a)
 		return rc;
 	if (dst.fenced)
 		return CM_EWRONGSHARD; /* into (or onto) what another shard owns */
-	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, 0);
+	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, NULL);
 	if (rc == 0 && dir)
 		rc = cm_kv__tree_busy(&a->c, src.node.ino); /* a boundary never moves */
 	if (rc == 0 && dir)

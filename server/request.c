@@ -211,7 +211,7 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 	if (role_of(g->raft) != RAFT_LEADER)
 		return raft_leader(g->raft) ? CM_ENOTLEADER : CM_ENOLEADER;
 	const uint32_t known = CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR |
-			       CM_SET_MODE | CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY;
+			       CM_SET_MODE | CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD;
 	if (req->flags & ~known)
 		return -EINVAL; /* refused here: the log only holds what applies */
 	if (req->op == CM_OP_PUT && req->value.len > n->cfg->max_value)
