@@ -75,6 +75,8 @@ struct cm_gw_opts {
 	size_t max_body;
 	unsigned threads;
 	bool verbose;
+	uint32_t test_txn_sleep_ms; /* tests only: block between a txn's read and its write */
+	bool test_txn_cas_version;  /* tests only: txn writes CAS on version (the old bug) */
 };
 
 /* What every thread shares: options (read-only once threads run) and readiness. */

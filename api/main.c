@@ -28,6 +28,12 @@ static void usage(FILE *f)
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
 		"  -v, --verbose         log start and stop\n"
+		"  --test-txn-sleep-ms N FOR TESTS ONLY: block the thread N ms (<= 10000)\n"
+		"                        between a txn's read and its write, so a test can\n"
+		"                        change the key in between\n"
+		"  --test-txn-cas-version FOR TESTS ONLY: txn writes compare the version\n"
+		"                        read, not the mod index (the old behaviour, wrong\n"
+		"                        once a key is deleted and re-created)\n"
 		"  -h, --help            this text\n"
 		"Endpoints: /v1/kv/PATH, /v1/watch/PATH, /v3/kv/{put,range,deleterange,txn},\n"
 		"/healthz, /readyz. Stops on SIGINT or SIGTERM.\n",
@@ -57,6 +63,8 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"cluster", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
 		{"threads", required_argument, NULL, 'j'}, {"max-body", required_argument, NULL, 'b'},
 		{"verbose", no_argument, NULL, 'v'},	   {"help", no_argument, NULL, 'h'},
+		{"test-txn-sleep-ms", required_argument, NULL, 'S'},
+		{"test-txn-cas-version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
@@ -86,6 +94,12 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 			o->max_body = (size_t)v;
 			break;
 		case 'v': o->verbose = true; break;
+		case 'S':
+			if (parse_num(optarg, 0, 10000, &v) != 0)
+				return -EINVAL;
+			o->test_txn_sleep_ms = (uint32_t)v;
+			break;
+		case 'V': o->test_txn_cas_version = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}

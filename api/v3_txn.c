@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "api/gw.h"
 #include "confman/path.h"
@@ -20,11 +21,16 @@
  *   1. GET K, linearizable: K's state S (absent, or version, create and
  *      mod index, value);
  *   2. evaluate the compares against S, choose the branch;
- *   3. if the branch writes, send the write with CM_PUT_IF_VERSION =
- *      S.version (0: absent). It applies only if K is still exactly S, so
+ *   3. if the branch writes, send the write with CM_PUT_IF_MOD =
+ *      S.mod_index (0: absent). It applies only if K is still exactly S, so
  *      the compares still hold at the write's index: the txn takes effect
  *      there. -ECANCELED means K changed in between: back to 1, at most
  *      CM_API_CAS_TRIES rounds (then 503: contention);
+ *      Not CM_PUT_IF_VERSION: a version restarts at 1 when K is deleted and
+ *      re-created, so a CAS on it passed against an incarnation created
+ *      after S (MOD, CREATE and VALUE compares then held on a state they
+ *      were never evaluated on). A mod_index is a log index of K's group:
+ *      it never repeats, whatever happens to K;
  *   4. a branch without a write takes effect at the GET's index.
  * Range operations before the write see S, after it the written state.
  */
@@ -39,7 +45,8 @@ struct cm_gw_txn {
 	const struct cm_api_buf *key;
 	/* S, from the GET */
 	bool exists;
-	uint64_t cas_version; /* the node's version, a directory's too (0: absent) */
+	uint64_t cas_mod;     /* the node's mod_index, a directory's too (0: absent) */
+	uint64_t cas_version; /* its version: only for --test-txn-cas-version */
 	struct cm_attr attr;
 	char *value; /* owned */
 	uint32_t vlen;
@@ -267,9 +274,23 @@ static void on_write(void *arg, int err, const struct cm_resp *resp)
 	txn_reply(r);
 }
 
+/* --test-txn-sleep-ms: a window between the read and the write that a test
+ * can fill with a concurrent change. It blocks the whole thread on purpose:
+ * nothing else may run in it (a test changes the key through the servers). */
+static void test_sleep(const struct cm_gw_req *r)
+{
+	uint32_t ms = r->gw->sh->opts.test_txn_sleep_ms;
+	if (ms == 0)
+		return;
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static void txn_write(struct cm_gw_req *r)
 {
 	struct cm_gw_txn *t = r->txn;
+	test_sleep(r);
 	const struct cm_etcd_op *op = &t->ops[t->write];
 	if (op->kind == CM_ETCD_OP_DELETE && !t->exists) {
 		t->write = -1; /* deleting nothing writes nothing */
@@ -279,8 +300,14 @@ static void txn_write(struct cm_gw_req *r)
 	struct cm_req cq;
 	cm_gw__req_init(&cq, op->kind == CM_ETCD_OP_PUT ? CM_OP_PUT : CM_OP_DELETE, t->key->p,
 			t->key->len);
-	cq.flags = CM_PUT_IF_VERSION;
-	cq.version = t->cas_version; /* a directory: the write fails, EISDIR */
+	/* a directory: the write fails, EISDIR */
+	if (r->gw->sh->opts.test_txn_cas_version) {
+		cq.flags = CM_PUT_IF_VERSION; /* the old, broken way: tests only */
+		cq.version = t->cas_version;
+	} else {
+		cq.flags = CM_PUT_IF_MOD;
+		cq.mod_index = t->cas_mod;
+	}
 	if (op->kind == CM_ETCD_OP_PUT) {
 		cq.value.p = op->put.value.p != NULL ? (const char *)op->put.value.p : "";
 		cq.value.len = (uint32_t)op->put.value.len;
@@ -301,6 +328,7 @@ static void on_read(void *arg, int err, const struct cm_resp *resp)
 	t->group = resp->group;
 	t->revision = resp->token;
 	t->exists = err == 0 && !(resp->has_attr && S_ISDIR(resp->attr.mode));
+	t->cas_mod = err == 0 && resp->has_attr ? resp->attr.mod_index : 0;
 	t->cas_version = err == 0 && resp->has_attr ? resp->attr.version : 0;
 	if (t->exists) {
 		t->attr = resp->attr;

@@ -90,7 +90,11 @@ int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
 	msgpack_pack_uint32(&pk, r->uid);
 	msgpack_pack_uint32(&pk, r->gid);
 	msgpack_pack_uint64(&pk, r->from_index);
-	msgpack_pack_nil(&pk); /* reserved */
+	/* nil without the flag: the bytes earlier clients sent */
+	if (r->flags & CM_PUT_IF_MOD)
+		msgpack_pack_uint64(&pk, r->mod_index);
+	else
+		msgpack_pack_nil(&pk);
 	return frame_close(sb, start);
 }
 

@@ -190,6 +190,12 @@ static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 		 cm__codec_u64(&f[14], &r->from_index);
 	if (rv || r->op == 0 || r->op >= CM_OP_COUNT)
 		return -EBADMSG;
+	/* mod_index: nil (0) from clients before CM_PUT_IF_MOD, which needs it */
+	r->mod_index = 0;
+	if (f[15].type != MSGPACK_OBJECT_NIL && cm__codec_u64(&f[15], &r->mod_index) != 0)
+		return -EBADMSG;
+	if ((r->flags & CM_PUT_IF_MOD) && f[15].type == MSGPACK_OBJECT_NIL)
+		return -EBADMSG;
 	return 0;
 }
 

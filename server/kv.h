@@ -47,7 +47,8 @@ struct cm_kv_cmd {
 	uint8_t op; /* CM_OP_PUT, DELETE, MKDIR, RENAME */
 	uint32_t flags;
 	struct cm_bytes path, path2, value;
-	uint64_t version;
+	uint64_t version;  /* CM_PUT_IF_VERSION */
+	uint64_t mod_index; /* CM_PUT_IF_MOD; 0 without it */
 	uint32_t mode, uid, gid;
 	int64_t stamp_ns; /* leader's clock at proposal: mtime/ctime */
 	uint32_t max_value; /* value limit in force (deterministic); 0: CM_VALUE_MAX_DEFAULT */
@@ -68,9 +69,10 @@ struct cm_kv_result {
 /*
  * cm_kv_cmd_encode - append a write request (op PUT, DELETE, MKDIR, RENAME)
  * as command bytes: msgpack [op, flags, path:str, path2:str, value:bin,
- * version, mode, uid, gid, stamp_ns, max_value]. 0, -EINVAL (not a write
- * op, or CM_MKDIR_BOUNDARY with an op other than MKDIR), -ENOMEM; on error
- * sb is as it was.
+ * version, mode, uid, gid, stamp_ns, max_value], and mod_index after them
+ * only with CM_PUT_IF_MOD (other commands keep the 11 fields of releases
+ * before it). 0, -EINVAL (not a write op, or CM_MKDIR_BOUNDARY with an op
+ * other than MKDIR), -ENOMEM; on error sb is as it was.
  */
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value);
@@ -79,7 +81,8 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
  * allocates nothing, whatever lengths the bytes declare. cmd's path, path2
  * and value point into buf, which must outlive cmd. *up is only initialised
  * (empty), so msgpack_unpacked_destroy(up) is always right; it is kept for
- * the interface's sake. 0 or -EBADMSG: not an 11-element array, a wrong type
+ * the interface's sake. 0 or -EBADMSG: not an array of 11 elements (12 with
+ * CM_PUT_IF_MOD, and only with it), a wrong type
  * or width, an unknown op or flag bit, CM_MKDIR_BOUNDARY with an op other
  * than MKDIR (which the encoder never writes; apply then gives an -EBADMSG
  * result, like any undecodable command), max_value > CM_VALUE_MAX_LIMIT,
@@ -105,7 +108,12 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          the value is kept (chmod/chown with CM_SET_MODE; works on
  *          directories and "/"; -ENOENT if absent). CM_PUT_CREATE: -EEXIST if
  *          present. CM_PUT_IF_VERSION: -ECANCELED unless version == current
- *          (0: absent). CM_PUT_APPEND: value is appended to the current
+ *          (0: absent). CM_PUT_IF_MOD: the same with mod_index against the
+ *          node's mod_index (0: absent); both flags: both must hold. A
+ *          version restarts at 1 when a path is deleted and re-created, a
+ *          mod_index never repeats in a group: only IF_MOD proves that
+ *          the node is still exactly the one read.
+ *          CM_PUT_APPEND: value is appended to the current
  *          value (created if absent; -EFBIG if the sum passes max_value).
  *          CM_PUT_IF_CREATED: only onto the node whose create_index ==
  *          version: -ENOENT if absent, -ESTALE if the path names another
@@ -124,15 +132,15 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *  DELETE  a file; a directory needs CM_DEL_DIR (empty, else -ENOTEMPTY) or
  *          CM_DEL_RECURSIVE (the whole subtree, one change; also fine on a
  *          file); neither: -EISDIR; CM_DEL_DIR on a file: -ENOTDIR; "/":
- *          -EINVAL; CM_PUT_IF_VERSION as for PUT.
+ *          -EINVAL; CM_PUT_IF_VERSION and CM_PUT_IF_MOD as for PUT.
  *  RENAME  path -> path2 like rename(2): a target file is replaced; a
  *          directory replaces an empty directory (-ENOTEMPTY otherwise);
  *          directory onto file -ENOTDIR, file onto directory -EISDIR; into its
  *          own subtree or from/to "/" -EINVAL; -ENOENT without a source;
  *          missing target parents are created; a descendant path that would
  *          exceed CM_PATH_MAX: -ENAMETOOLONG. CM_PUT_CREATE: -EEXIST if the
- *          target exists (RENAME_NOREPLACE); CM_PUT_IF_VERSION checks the
- *          TARGET's version (0: absent). The moved node keeps its ino and
+ *          target exists (RENAME_NOREPLACE); CM_PUT_IF_VERSION and
+ *          CM_PUT_IF_MOD check the TARGET (0: absent). The moved node keeps its ino and
  *          create_index; its version becomes max(source, replaced target) + 1
  *          so a CAS holding the old target's version fails. Onto itself: 0,
  *          nothing changes, no event.

@@ -73,10 +73,14 @@ static int done(struct apply *a, uint8_t kind, const struct cm_attr *attr)
 				kind == CM_EV_RENAME ? a->cmd->path2 : none, attr);
 }
 
-/* CM_PUT_IF_VERSION: the node's version (0: absent) must be the expected one. */
-static int cas_check(const struct apply *a, uint64_t version)
+/* CM_PUT_IF_VERSION, CM_PUT_IF_MOD: the node's version, mod_index (0 for
+ * both when absent: at == NULL) must be the expected ones. */
+static int cas_check(const struct apply *a, const struct cm_attr *at)
 {
-	if ((a->cmd->flags & CM_PUT_IF_VERSION) && a->cmd->version != version)
+	uint32_t f = a->cmd->flags;
+	if ((f & CM_PUT_IF_VERSION) && a->cmd->version != (at ? at->version : 0))
+		return -ECANCELED;
+	if ((f & CM_PUT_IF_MOD) && a->cmd->mod_index != (at ? at->mod_index : 0))
 		return -ECANCELED;
 	return 0;
 }
@@ -195,7 +199,7 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 	if (k->flags & CM_PUT_CREATE)
 		return -EEXIST;
 	int rc = identity_check(a, w);
-	rc = rc ? rc : cas_check(a, old->version);
+	rc = rc ? rc : cas_check(a, old);
 	if (rc != 0)
 		return rc;
 	if (k->flags & CM_PUT_KEEP_VALUE)
@@ -244,7 +248,7 @@ static int op_put(struct apply *a)
 	if (k->flags & CM_PUT_KEEP_VALUE)
 		return -ENOENT; /* chmod of nothing */
 	rc = identity_check(a, &w);
-	rc = rc ? rc : cas_check(a, 0);
+	rc = rc ? rc : cas_check(a, NULL);
 	rc = rc ? rc : parents_check(a, &w, k->path);
 	if (rc != 0)
 		return rc;
@@ -287,7 +291,7 @@ static int op_mkdir(struct apply *a)
 		return CM_EWRONGSHARD;
 	if (w.found)
 		return -EEXIST;
-	rc = cas_check(a, 0);
+	rc = cas_check(a, NULL);
 	rc = rc ? rc : parents_check(a, &w, k->path);
 	if (rc != 0)
 		return rc;
@@ -323,7 +327,7 @@ static int op_delete(struct apply *a)
 		return CM_EWRONGSHARD; /* also the boundary itself: no un-split */
 	if (!w.found)
 		return -ENOENT;
-	rc = cas_check(a, w.node.attr.version);
+	rc = cas_check(a, &w.node.attr);
 	if (rc != 0)
 		return rc;
 	bool dir = S_ISDIR(w.node.attr.mode);
@@ -354,7 +358,7 @@ static int rename_target_check(struct apply *a, const struct cm_attr *s, const s
 {
 	if (a->cmd->flags & CM_PUT_CREATE)
 		return -EEXIST; /* RENAME_NOREPLACE */
-	int rc = cas_check(a, t->attr.version);
+	int rc = cas_check(a, &t->attr);
 	if (rc != 0)
 		return rc;
 	if (S_ISDIR(s->mode) && !S_ISDIR(t->attr.mode))
@@ -421,7 +425,7 @@ static int op_rename(struct apply *a)
 		return rc;
 	if (dst.fenced)
 		return CM_EWRONGSHARD; /* into (or onto) what another shard owns */
-	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, 0);
+	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, NULL);
 	if (rc == 0 && !dst.found)
 		rc = parents_check(a, &dst, k->path2);
 	if (rc == 0 && dir)

@@ -6,7 +6,14 @@
 #include "server/kv.h"
 #include "server/kv_int.h"
 
+/* A command with CM_PUT_IF_MOD has a 12th field, its operand; every other
+ * command keeps the 11 fields of earlier releases, so their logs still
+ * decode and their replicas still read what a newer leader proposes. A
+ * replica from before the flag would apply a command carrying it as
+ * undecodable (-EBADMSG) where the others apply it: every server must be
+ * upgraded before a client uses the flag (README.md, kv). */
 #define CMD_FIELDS 11
+#define CMD_FIELDS_IF_MOD 12
 #define CMD_FLAGS_KNOWN CM_WRITE_FLAGS_KNOWN
 
 static int need(const struct cm_kv__rd *r, size_t n)
@@ -174,9 +181,10 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 	if (!is_write_op(req->op) || !flags_fit_op(req->op, req->flags))
 		return -EINVAL;
 	size_t before = sb->size;
+	bool if_mod = req->flags & CM_PUT_IF_MOD;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	int rc = msgpack_pack_array(&pk, CMD_FIELDS);
+	int rc = msgpack_pack_array(&pk, if_mod ? CMD_FIELDS_IF_MOD : CMD_FIELDS);
 	rc = rc ? rc : msgpack_pack_uint8(&pk, req->op);
 	rc = rc ? rc : msgpack_pack_uint32(&pk, req->flags);
 	rc = rc ? rc : pack_bytes(&pk, req->path, false);
@@ -188,6 +196,8 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 	rc = rc ? rc : msgpack_pack_uint32(&pk, req->gid);
 	rc = rc ? rc : msgpack_pack_int64(&pk, stamp_ns);
 	rc = rc ? rc : msgpack_pack_uint32(&pk, max_value);
+	if (if_mod)
+		rc = rc ? rc : msgpack_pack_uint64(&pk, req->mod_index);
 	if (rc != 0) {
 		sb->size = before; /* leave no half command behind */
 		return -ENOMEM;
@@ -217,7 +227,7 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	struct cm_kv__rd r = {buf, (const uint8_t *)buf + len};
 	struct cm_kv_cmd c = {0};
 	uint32_t n, op;
-	if (cm_kv__rd_array(&r, &n) != 0 || n != CMD_FIELDS)
+	if (cm_kv__rd_array(&r, &n) != 0 || (n != CMD_FIELDS && n != CMD_FIELDS_IF_MOD))
 		return -EBADMSG;
 	if (cm_kv__rd_u32(&r, &op) != 0 || !is_write_op(op))
 		return -EBADMSG;
@@ -228,7 +238,14 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	if (cm_kv__rd_str(&r, &c.path) != 0 || cm_kv__rd_str(&r, &c.path2) != 0 ||
 	    cm_kv__rd_bin(&r, &c.value) != 0)
 		return -EBADMSG;
-	if (decode_tail(&r, &c) != 0 || r.p != r.end)
+	if (decode_tail(&r, &c) != 0)
+		return -EBADMSG;
+	/* The operand comes with the flag, and only with it (as encoded). */
+	if ((n == CMD_FIELDS_IF_MOD) != ((c.flags & CM_PUT_IF_MOD) != 0))
+		return -EBADMSG;
+	if (n == CMD_FIELDS_IF_MOD && cm_kv__rd_u64(&r, &c.mod_index) != 0)
+		return -EBADMSG;
+	if (r.p != r.end)
 		return -EBADMSG;
 	*cmd = c;
 	return 0;

@@ -21,7 +21,10 @@
  *              snap:[index, term, conf:bin, size] | nil, offset, data:bin | nil]
  *             flags: bit0 reject, bit1 force, bit2 last
  *   REQ       [4, id, op, group, token, consistency, flags, path:str, path2:str,
- *              value:bin, version, mode, uid, gid, from_index, reserved:nil]
+ *              value:bin, version, mode, uid, gid, from_index, mod_index | nil]
+ *             mod_index: CM_PUT_IF_MOD's operand, nil without that flag
+ *             (clients before it always sent nil there, and servers before
+ *             it ignore the field but refuse the flag: -EINVAL)
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
@@ -115,6 +118,10 @@ enum cm_consistency {
 #define CM_MKDIR_BOUNDARY 0x40 /* MKDIR: a shard's top directory in its parent shard:
 				* create-only (so the prefix was empty), and from
 				* then on no write below it is accepted there */
+#define CM_PUT_IF_MOD 0x80     /* CAS: only if the node's mod_index == mod_index (0:
+				* absent). Unlike version, mod_index never repeats
+				* in a group: a key deleted and re-created, or
+				* replaced by a rename, never matches an old one */
 #define CM_PUT_APPEND 0x100    /* PUT: value is appended to the node's current value
 				* (created if absent): O_APPEND without losing what
 				* another appender committed meanwhile */
@@ -126,8 +133,8 @@ enum cm_consistency {
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
-	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_APPEND | CM_PUT_IF_CREATED |       \
-	 CM_NO_PARENTS)
+	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD | CM_PUT_APPEND |           \
+	 CM_PUT_IF_CREATED | CM_NO_PARENTS)
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu
@@ -173,6 +180,7 @@ struct cm_req {
 	uint64_t version;      /* CM_PUT_IF_VERSION */
 	uint32_t mode, uid, gid;
 	uint64_t from_index;   /* WATCH */
+	uint64_t mod_index;    /* CM_PUT_IF_MOD */
 };
 
 struct cm_dirent {

@@ -222,11 +222,12 @@ def _unlift(e):
         e.next.prev = e
 
 
-def _check_key(ops, budget_s):
-    """WGL on one key. Returns (ok, counterexample or None)."""
+def _check_key(ops, budget_s, step=_step, init=(None, 0)):
+    """WGL on one key, with model step and initial state init. Returns (ok,
+    counterexample or None)."""
     ops = sorted(ops, key=lambda o: o["invoke"])
     head = _build_list(ops)
-    state = (None, 0)
+    state = init
     linearized = 0
     cache = set()
     stack = []
@@ -236,7 +237,7 @@ def _check_key(ops, budget_s):
     steps = 0
     while head.next is not None:
         if entry.is_call:
-            new = _step(state, entry.op)
+            new = step(state, entry.op)
             if new is not None:
                 lin2 = linearized | (1 << entry.id)
                 if (lin2, new) not in cache:
@@ -375,3 +376,121 @@ def format_violation(v):
         s += "\n  (the process had seen log index %d; %s changed at %d)" % (
             v["before"]["mod_index"], v["key"], v["missed_index"])
     return s
+
+
+# ------------------------------------------- the gateway's txn path (etcd v3)
+
+# Histories of tests/chaos/txn_workload.py: one key, operations through the
+# gateway's /v3 endpoints. Each op: process, type (read | create | cas |
+# delete), key, value (read: what it returned, None if absent; create, cas:
+# what it writes; values are unique), mod (read: mod_revision, 0 if absent;
+# a create or cas that succeeded: the mod_revision its write produced, from
+# a range after the put in the same txn), expect_mod (cas: txn{MOD ==
+# expect_mod; put}), succeeded (create, cas: which branch), deleted (delete:
+# 0 or 1), invoke, complete, outcome (ok | fail | unknown).
+#
+# The model is the key as etcd defines it: (value, mod_revision), absent as
+# (None, 0), plus the highest change index placed so far (floor): mod
+# revisions are log indexes, so changes that report one must be linearized
+# in their order. create = txn{VERSION == 0; put}: succeeds only when
+# absent; cas succeeds only when mod == expect_mod. A txn that succeeded
+# against a key deleted and re-created since its compare held (the bug a
+# CAS on the version let through) has no place: the re-creation's index is
+# below the txn's, and the compare does not hold after it.
+
+def _txn_step(state, op):
+    value, mod, floor = state
+    t, outcome = op["type"], op["outcome"]
+    present = mod != 0
+    if t == "read":
+        return state if (op.get("value"), op.get("mod", 0)) == (value, mod) else None
+    if t == "delete":
+        if outcome == "unknown":
+            return (None, 0, floor)  # deletes if present; else changes nothing
+        if (op.get("deleted") == 1) != present:
+            return None
+        return (None, 0, floor)
+    if t == "create":
+        holds = not present
+    else:
+        holds = present and mod == op["expect_mod"]
+    if outcome == "unknown":
+        if not holds:
+            return state  # the compare failed: nothing written
+        new = op["_mod"]  # pinned by a read, or a unique unknown (< 0)
+        if new > 0 and new <= floor:
+            return None
+        return (op["value"], new, max(floor, new))
+    if not op.get("succeeded"):
+        return None if holds else state
+    new = op.get("mod", -1)
+    if not holds or new <= floor:
+        return None
+    return (op["value"], new, new)
+
+
+def _txn_ops(ops):
+    """The ops the txn checker takes, by key; unknown writes pinned to the
+    mod_revision a read saw their value at, or given a unique unknown one."""
+    by_key = {}
+    for op in ops:
+        if op["outcome"] == "fail":
+            continue  # a read that failed, or a write that certainly did nothing
+        by_key.setdefault(op["key"], []).append(op)
+    out = {}
+    for key, kops in by_key.items():
+        seen = {o["value"]: o["mod"] for o in kops
+                if o["type"] == "read" and o["outcome"] == "ok" and o.get("value") is not None}
+        lst = []
+        for i, o in enumerate(kops):
+            if o["outcome"] == "unknown" and o["type"] in ("create", "cas"):
+                o = dict(o)
+                o["_mod"] = seen.get(o["value"], -(i + 1))
+            lst.append(o)
+        out[key] = lst
+    return out
+
+
+def check_txn_linearizable(ops, budget_s=120):
+    """Linearizability of a txn workload's history (see above): the same
+    search as check_linearizable, with the etcd key model."""
+    start = time.time()
+    by_key = _txn_ops(ops)
+    n = sum(len(v) for v in by_key.values())
+    for key in sorted(by_key):
+        ok, cex = _check_key(by_key[key], budget_s, step=_txn_step, init=(None, 0, 0))
+        if ok is not True:
+            return {"ok": False, "unknown": ok is None, "key": key, "keys": len(by_key), "ops": n,
+                    "seconds": time.time() - start, "counterexample": cex}
+    return {"ok": True, "keys": len(by_key), "ops": n, "seconds": time.time() - start}
+
+
+def describe_txn(op):
+    t = op["type"]
+    if t == "read":
+        what = "range %s -> %r mod %s" % (op["key"], op.get("value"), op.get("mod"))
+    elif t == "delete":
+        what = "delete %s -> deleted %s" % (op["key"], op.get("deleted"))
+    elif t == "create":
+        what = "txn{%s absent; put %r}" % (op["key"], op.get("value"))
+    else:
+        what = "txn{%s mod == %s; put %r}" % (op["key"], op.get("expect_mod"), op.get("value"))
+    res = op["outcome"]
+    if t in ("create", "cas") and res == "ok":
+        res = "succeeded mod %s" % op.get("mod") if op.get("succeeded") else "compare failed"
+    end = "inf" if op["outcome"] == "unknown" else "%.6f" % (op["complete"] / 1e9)
+    return "p%s %s: %s  [%.6f, %s]" % (op["process"], what, res, op["invoke"] / 1e9, end)
+
+
+def format_txn_counterexample(res):
+    cex = res["counterexample"]
+    if "reason" in cex:
+        return "key %s: undecided: %s" % (res["key"], cex["reason"])
+    lines = ["key %s is not linearizable (etcd txn model)." % res["key"],
+             "  longest linearizable prefix: %d ops; its last ones:" % len(cex["linearized"])]
+    lines += ["    " + describe_txn(o) for o in cex["linearized"][-6:]]
+    lines.append("  key then: value %r mod %s (last change index %s)" % cex["state"])
+    lines.append("  cannot be placed next: " + describe_txn(cex["blocked"]))
+    lines.append("  operations open at that point (none of them fits either):")
+    lines += ["    " + describe_txn(o) for o in cex["open"][:12]]
+    return "\n".join(lines)

@@ -273,5 +273,80 @@ def test_good_sessions_pass():
     assert not v, "\n".join(checker.format_violation(x) for x in v)
 
 
+# ----- the gateway's txn path (etcd model: value, mod_revision)
+
+def T(p, type_, t0, t1, outcome="ok", key="/k", **kw):
+    o = {"process": p, "type": type_, "key": key, "invoke": int(t0 * 1e9),
+         "complete": int(t1 * 1e9), "outcome": outcome}
+    o.update(kw)
+    return o
+
+
+def txn_ok(h):
+    r = checker.check_txn_linearizable(h)
+    assert r["ok"], checker.format_txn_counterexample(r)
+
+
+def txn_bad(h, blocked_type=None):
+    r = checker.check_txn_linearizable(h)
+    assert not r["ok"], "a bad txn history passed: %r" % h
+    text = checker.format_txn_counterexample(r)
+    assert "cannot be placed" in text, text
+    if blocked_type:
+        assert r["counterexample"]["blocked"]["type"] == blocked_type, text
+    return text
+
+
+def test_txn_cas_on_recreated_key_is_reported():
+    # The old gateway: p2 reads mod 10, the key is deleted and re-created
+    # (mod 12), and p2's txn{MOD == 10; put} succeeds at 13 anyway.
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(2, "read", 2, 3, value="a", mod=10),
+             T(3, "delete", 3.5, 4, deleted=1),
+             T(1, "create", 4.5, 5, value="b", succeeded=True, mod=12),
+             T(2, "cas", 3.2, 6, value="x", expect_mod=10, succeeded=True, mod=13)])
+
+
+def test_txn_cas_against_a_changed_key_and_stale_read_are_reported():
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(1, "cas", 2, 3, value="b", expect_mod=10, succeeded=True, mod=11),
+             T(2, "cas", 4, 5, value="c", expect_mod=10, succeeded=True, mod=12)], "cas")
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(1, "cas", 2, 3, value="b", expect_mod=10, succeeded=True, mod=11),
+             T(2, "read", 4, 5, value="a", mod=10)], "read")
+
+
+def test_txn_wrong_compare_outcomes_are_reported():
+    # a create that succeeds on a present key; a cas that fails on a match;
+    # a delete that deleted nothing from a present key
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(2, "create", 2, 3, value="b", succeeded=True, mod=11)])
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(2, "cas", 2, 3, value="b", expect_mod=10, succeeded=False)])
+    txn_bad([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+             T(2, "delete", 2, 3, deleted=0)])
+
+
+def test_txn_good_histories_pass():
+    # concurrent cas and delete/re-create in the order the indexes allow
+    txn_ok([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+            T(2, "read", 2, 3, value="a", mod=10),
+            T(2, "cas", 3.2, 6, value="x", expect_mod=10, succeeded=True, mod=11),
+            T(3, "delete", 3.5, 7, deleted=1),
+            T(1, "create", 4.5, 8, value="b", succeeded=True, mod=12),
+            T(2, "cas", 9, 10, value="y", expect_mod=11, succeeded=False),
+            T(2, "read", 11, 12, value="b", mod=12)])
+    # unknown outcomes: a cas seen by a read, a create never seen, a delete
+    txn_ok([T(1, "create", 0, 1, value="a", succeeded=True, mod=10),
+            T(2, "cas", 2, 3, "unknown", value="x", expect_mod=10),
+            T(3, "read", 4, 5, value="x", mod=15),
+            T(3, "delete", 6, 7, "unknown"),
+            T(1, "create", 8, 9, "unknown", value="q"),
+            T(1, "create", 10, 11, value="z", succeeded=False),
+            T(2, "read", 12, 13, "fail"),
+            T(3, "delete", 14, 15, deleted=1),
+            T(3, "read", 16, 17, value=None, mod=0)])
+
+
 if __name__ == "__main__":
     run([v for k, v in sorted(globals().items()) if k.startswith("test_")])

@@ -15,7 +15,7 @@ static void check_roundtrip(const struct cm_kv_cmd *c)
 {
 	struct cm_req req = {.op = c->op, .flags = c->flags, .path = c->path, .path2 = c->path2,
 			     .value = c->value, .version = c->version, .mode = c->mode,
-			     .uid = c->uid, .gid = c->gid};
+			     .uid = c->uid, .gid = c->gid, .mod_index = c->mod_index};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	int rv = cm_kv_cmd_encode(&sb, &req, c->stamp_ns, c->max_value);
@@ -25,6 +25,7 @@ static void check_roundtrip(const struct cm_kv_cmd *c)
 	rv = cm_kv_cmd_decode(sb.data, (uint32_t)sb.size, &up, &d);
 	assert(rv == 0);
 	assert(d.op == c->op && d.flags == c->flags && d.version == c->version);
+	assert(d.mod_index == c->mod_index);
 	assert(d.mode == c->mode && d.stamp_ns == c->stamp_ns && d.max_value == c->max_value);
 	assert(d.path.len == c->path.len && d.value.len == c->value.len);
 	assert(c->value.len == 0 || memcmp(d.value.p, c->value.p, c->value.len) == 0);

@@ -770,6 +770,89 @@ static void pack_req_unknown_op(msgpack_packer *pk)
 		msgpack_pack_nil(pk);
 }
 
+/* A PUT REQ whose last field (CM_PUT_IF_MOD's operand) is what *req_tail says. */
+enum req_tail { TAIL_NIL, TAIL_U64, TAIL_STR, TAIL_NEG };
+static enum req_tail req_tail;
+static uint32_t req_tail_flags;
+
+static void pack_req_tail(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 16);
+	msgpack_pack_uint8(pk, CM_FR_REQ);
+	msgpack_pack_uint64(pk, 1);          /* id */
+	msgpack_pack_uint8(pk, CM_OP_PUT);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);  /* group token consistency */
+	msgpack_pack_uint32(pk, req_tail_flags);
+	msgpack_pack_str_with_body(pk, "/k", 2);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_bin_with_body(pk, "v", 1);
+	for (int k = 0; k < 5; k++)
+		msgpack_pack_uint64(pk, 0);  /* version mode uid gid from_index */
+	switch (req_tail) {
+	case TAIL_NIL: msgpack_pack_nil(pk); break;
+	case TAIL_U64: msgpack_pack_uint64(pk, 77); break;
+	case TAIL_STR: msgpack_pack_str_with_body(pk, "77", 2); break;
+	case TAIL_NEG: msgpack_pack_int64(pk, -77); break;
+	}
+}
+
+static void test_req_mod_index_field(void **state)
+{
+	(void)state;
+	/* Earlier clients send nil there: accepted, mod_index 0. */
+	req_tail_flags = CM_PUT_IF_VERSION;
+	req_tail = TAIL_NIL;
+	assert_int_equal(decode_packed(pack_req_tail), 0);
+	req_tail = TAIL_U64;
+	assert_int_equal(decode_packed(pack_req_tail), 0);
+	req_tail = TAIL_STR;
+	assert_int_equal(decode_packed(pack_req_tail), -EBADMSG);
+	req_tail = TAIL_NEG;
+	assert_int_equal(decode_packed(pack_req_tail), -EBADMSG);
+	/* CM_PUT_IF_MOD needs its operand. */
+	req_tail_flags = CM_PUT_IF_MOD;
+	req_tail = TAIL_NIL;
+	assert_int_equal(decode_packed(pack_req_tail), -EBADMSG);
+	req_tail = TAIL_U64;
+	assert_int_equal(decode_packed(pack_req_tail), 0);
+}
+
+static void test_req_if_mod_roundtrip(void **state)
+{
+	(void)state;
+	uint64_t mods[] = {0, 1, 0x123456789abull, UINT64_MAX};
+	for (size_t k = 0; k < sizeof(mods) / sizeof(mods[0]); k++) {
+		struct cm_req r = {.id = 5, .op = CM_OP_DELETE, .flags = CM_PUT_IF_MOD,
+				   .path = B("/a/b"), .mod_index = mods[k]};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_req(&sb, &r), 0);
+		struct cm_msg m;
+		decode_sb(&sb, &m);
+		assert_int_equal(m.req.flags, CM_PUT_IF_MOD);
+		assert_int_equal(m.req.mod_index, mods[k]);
+		assert_int_equal(m.req.version, 0);
+		assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* Without the flag the field stays nil, whatever mod_index holds:
+	 * the bytes are those of a client from before CM_PUT_IF_MOD. */
+	struct cm_req r = {.id = 5, .op = CM_OP_PUT, .path = B("/a"), .mod_index = 9};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_req(&sb, &r), 0);
+	size_t len;
+	const char *body = frame_body(&sb, &len);
+	assert_int_equal((unsigned char)body[len - 1], 0xc0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.req.mod_index, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_unknown_frame_type_rejected(void **state)
 {
 	(void)state;
@@ -948,6 +1031,8 @@ int main(void)
 		cmocka_unit_test(test_hello_roundtrip),
 		cmocka_unit_test(test_beats_and_ping_roundtrip),
 		cmocka_unit_test(test_req_roundtrip_every_field),
+		cmocka_unit_test(test_req_if_mod_roundtrip),
+		cmocka_unit_test(test_req_mod_index_field),
 		cmocka_unit_test(test_resp_get_roundtrip),
 		cmocka_unit_test(test_resp_list_roundtrip),
 		cmocka_unit_test(test_resp_status_roundtrip),

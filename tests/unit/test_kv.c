@@ -70,12 +70,14 @@ struct w {
 	uint32_t mode;
 };
 
-/* Apply one command to group g at the next index, in its own transaction; the result's err. */
-static int op_in(struct fx *f, uint64_t g, struct w w)
+/* Apply one command to group g at the next index, in its own transaction,
+ * with mod_index as CM_PUT_IF_MOD's operand; the result's err. */
+static int op_mod_in(struct fx *f, uint64_t g, struct w w, uint64_t mod_index)
 {
 	struct cm_req req = {.op = w.op, .flags = w.flags, .path = B(w.path),
 			     .path2 = B(w.path2 ? w.path2 : ""), .value = B(w.value ? w.value : ""),
-			     .version = w.version, .mode = w.mode, .uid = 1000, .gid = 100};
+			     .version = w.version, .mode = w.mode, .uid = 1000, .gid = 100,
+			     .mod_index = mod_index};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	int64_t stamp = STAMP + (int64_t)f->index;
@@ -88,9 +90,19 @@ static int op_in(struct fx *f, uint64_t g, struct w w)
 	return f->res.err;
 }
 
+static int op_in(struct fx *f, uint64_t g, struct w w)
+{
+	return op_mod_in(f, g, w, 0);
+}
+
 static int op(struct fx *f, struct w w)
 {
 	return op_in(f, G, w);
+}
+
+static int op_mod(struct fx *f, struct w w, uint64_t mod_index)
+{
+	return op_mod_in(f, G, w, mod_index);
 }
 
 static int put(struct fx *f, const char *path, const char *value)
@@ -369,6 +381,73 @@ static void test_no_parents_refuses_to_create_them(void **state)
 	expect_val(f, "/p/f", "v");
 	r.path2 = "/p/g";
 	assert_int_equal(op(f, r), 0);
+}
+
+static void test_put_if_mod_conflict_returns_ecanceled(void **state)
+{
+	struct fx *f = *state;
+	struct w w = {CM_OP_PUT, CM_PUT_IF_MOD, "/a", NULL, "v1", 0, 0};
+	assert_int_equal(op_mod(f, w, 5), -ECANCELED); /* absent: mod_index 0 */
+	assert_int_equal(op_mod(f, w, 0), 0);
+	uint64_t m1 = f->res.attr.mod_index;
+	assert_int_equal(op_mod(f, w, 0), -ECANCELED); /* exists now */
+	w.value = "v2";
+	assert_int_equal(op_mod(f, w, m1), 0);
+	assert_true(f->res.attr.mod_index > m1);
+	w.value = "v3";
+	assert_int_equal(op_mod(f, w, m1), -ECANCELED); /* lost the race */
+	expect_val(f, "/a", "v2");
+}
+
+/* The gateway's txn bug, at the state machine: a key deleted and
+ * re-created has its old version again, never its old mod_index. */
+static void test_if_mod_fails_on_a_deleted_and_recreated_key(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/k", "old"), 0);
+	struct cm_attr first = f->res.attr;
+	assert_int_equal(del(f, "/k", 0), 0);
+	assert_int_equal(put(f, "/k", "new"), 0);
+	struct cm_attr second = f->res.attr;
+	assert_int_equal(second.version, first.version); /* 1 again */
+	struct w w = {CM_OP_PUT, CM_PUT_IF_MOD, "/k", NULL, "cas", 0, 0};
+	assert_int_equal(op_mod(f, w, first.mod_index), -ECANCELED);
+	w.flags = CM_PUT_IF_MOD | CM_PUT_IF_VERSION; /* both must hold */
+	w.version = 1;
+	assert_int_equal(op_mod(f, w, first.mod_index), -ECANCELED);
+	w.version = 2;
+	assert_int_equal(op_mod(f, w, second.mod_index), -ECANCELED);
+	expect_val(f, "/k", "new");
+	struct w d = {CM_OP_DELETE, CM_PUT_IF_MOD, "/k", NULL, NULL, 0, 0};
+	assert_int_equal(op_mod(f, d, first.mod_index), -ECANCELED);
+	expect_val(f, "/k", "new");
+	w.version = 1;
+	assert_int_equal(op_mod(f, w, second.mod_index), 0);
+	expect_val(f, "/k", "cas");
+	assert_int_equal(op_mod(f, d, f->res.attr.mod_index), 0);
+	assert_int_equal(get(f, "/k", NULL, NULL, 0), -ENOENT);
+}
+
+/* A rename replacing the target gives it a new mod_index: a CAS holding
+ * the replaced node's fails; MKDIR and a rename onto nothing see 0. */
+static void test_if_mod_on_rename_and_mkdir_checks_the_target(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/src", "s"), 0);
+	assert_int_equal(put(f, "/dst", "d"), 0);
+	uint64_t dst_mod = f->res.attr.mod_index;
+	struct w r = {CM_OP_RENAME, CM_PUT_IF_MOD, "/src", "/dst", NULL, 0, 0};
+	assert_int_equal(op_mod(f, r, dst_mod + 1), -ECANCELED);
+	assert_int_equal(op_mod(f, r, dst_mod), 0);
+	expect_val(f, "/dst", "s");
+	struct w p = {CM_OP_PUT, CM_PUT_IF_MOD, "/dst", NULL, "x", 0, 0};
+	assert_int_equal(op_mod(f, p, dst_mod), -ECANCELED);
+	struct w m = {CM_OP_MKDIR, CM_PUT_IF_MOD, "/dir", NULL, NULL, 0, 0};
+	assert_int_equal(op_mod(f, m, 3), -ECANCELED);
+	assert_int_equal(op_mod(f, m, 0), 0);
+	r = (struct w){CM_OP_RENAME, CM_PUT_IF_MOD, "/dst", "/moved", NULL, 0, 0};
+	assert_int_equal(op_mod(f, r, 0), 0);
+	expect_val(f, "/moved", "s");
 }
 
 static void test_put_value_too_large_returns_efbig(void **state)
@@ -797,12 +876,44 @@ static void test_cmd_decode_rejects_malformed_commands(void **state)
 	longer[0] = 0x9a; /* ten fields */
 	assert_int_equal(decode(longer, n, &c), -EBADMSG);
 	memcpy(longer, buf, n);
-	longer[2] = 0x80; /* unknown flag */
+	longer[2] = 0x80; /* flags not an integer (0x80: an empty map) */
 	assert_int_equal(decode(longer, n, &c), -EBADMSG);
 	memcpy(longer, buf, n);
 	longer[3] = 0xc4; /* path as bin instead of str: wrong type */
 	assert_int_equal(decode(longer, n, &c), -EBADMSG);
 	assert_int_equal(decode(buf, n, &c), 0);
+}
+
+/* CM_PUT_IF_MOD's operand is a 12th field, written only with the flag:
+ * every other command keeps the 11 fields older releases wrote and read. */
+static void test_cmd_if_mod_field_only_with_its_flag(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_DELETE, .flags = CM_PUT_IF_MOD, .path = B("/a"),
+			     .mod_index = 1ull << 50};
+	uint8_t buf[256], alt[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	assert_int_equal(buf[0], 0x9c); /* fixarray of 12 */
+	struct cm_kv_cmd c;
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.flags, CM_PUT_IF_MOD);
+	assert_int_equal(c.mod_index, 1ull << 50);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(decode(buf, k, &c), -EBADMSG);
+	memcpy(alt, buf, n);
+	alt[0] = 0x9b; /* the flag without its operand (and a byte too many) */
+	assert_int_equal(decode(alt, n, &c), -EBADMSG);
+	req.flags = 0; /* no flag: 11 fields, as before, whatever mod_index holds */
+	size_t m = encode(&req, alt, sizeof(alt));
+	assert_int_equal(alt[0], 0x9b);
+	assert_int_equal(decode(alt, m, &c), 0);
+	assert_int_equal(c.mod_index, 0);
+	memcpy(alt, buf, n);
+	alt[2] = 0; /* 12 fields without the flag */
+	assert_int_equal(decode(alt, n, &c), -EBADMSG);
+	req.flags = 0x80000; /* a flag nobody knows */
+	m = encode(&req, alt, sizeof(alt));
+	assert_int_equal(decode(alt, m, &c), -EBADMSG);
 }
 
 static void test_cmd_decode_of_random_bytes_never_crashes(void **state)
@@ -1534,6 +1645,9 @@ int main(void)
 		T(test_put_onto_directory_returns_eisdir),
 		T(test_put_create_on_existing_returns_eexist),
 		T(test_put_if_version_conflict_returns_ecanceled),
+		T(test_put_if_mod_conflict_returns_ecanceled),
+		T(test_if_mod_fails_on_a_deleted_and_recreated_key),
+		T(test_if_mod_on_rename_and_mkdir_checks_the_target),
 		T(test_put_value_too_large_returns_efbig),
 		T(test_put_append_appends_to_what_is_there),
 		T(test_put_if_created_names_one_incarnation),
@@ -1558,6 +1672,7 @@ int main(void)
 		T(test_apply_garbage_is_an_ebadmsg_result),
 		T(test_cmd_encode_decode_round_trip),
 		T(test_cmd_decode_rejects_malformed_commands),
+		T(test_cmd_if_mod_field_only_with_its_flag),
 		T(test_cmd_decode_of_random_bytes_never_crashes),
 		T(test_events_record_changes_filtered_by_prefix),
 		T(test_events_cover_renames_deletes_and_compaction),
