@@ -361,7 +361,17 @@ static void run_readlink(struct cm_fs_job *j)
 		 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
 		 FUSE_SET_ATTR_MTIME_NOW)
 
-static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
+/* A SETATTR is a CAS on the mod index of the attributes (and value) it was
+ * computed from: chmod resends the uid/gid it last saw and truncate(path)
+ * the bytes it read, so a change made meanwhile elsewhere (a chown, a
+ * write) must not be undone. On a conflict it reads again and recomputes,
+ * at most SETATTR_TRIES times. */
+#define SETATTR_TRIES 8
+
+static void setattr_put(struct cm_fs_job *j, struct cm_fs_node *n, bool value);
+static void truncate_get_cb(void *arg, int err, const struct cm_resp *resp);
+
+static void setattr_refetch_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
@@ -371,20 +381,47 @@ static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
 	}
 	n->attr = resp->attr;
 	n->has_attr = true;
+	if (j->data != NULL)
+		truncate_get_cb(arg, 0, resp); /* the new value, cut again */
+	else
+		setattr_put(j, n, false);
+}
+
+static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	if (err == -ECANCELED && j->tries < SETATTR_TRIES) {
+		j->tries++;
+		cm_fs__submit_get(j, setattr_refetch_cb);
+		return;
+	}
+	if (err != 0 || n == NULL || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -ENOENT);
+		return;
+	}
+	n->attr = resp->attr;
+	n->has_attr = true;
 	cm_fs__reply_attr(j, n);
 }
 
-/* One PUT: the new value in j->data (size/truncate) and/or mode, uid, gid. */
+/* One PUT: the new value in j->data (size/truncate) and/or mode, uid, gid,
+ * if the node is still what n->attr says. */
 static void setattr_put(struct cm_fs_job *j, struct cm_fs_node *n, bool value)
 {
-	struct cm_req r = {.op = CM_OP_PUT};
+	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_NO_PARENTS};
+	if (n->has_attr) {
+		r.flags |= CM_PUT_IF_MOD;
+		r.mod_index = n->attr.mod_index;
+	}
 	if (value)
 		r.value = (struct cm_bytes){j->data, (uint32_t)j->data_len};
 	else
 		r.flags |= CM_PUT_KEEP_VALUE;
 	if (j->to_set & MODEISH) {
-		/* Unset fields keep the values last seen; touch re-sends them,
-		 * which makes the server stamp a new mtime. */
+		/* Unset fields keep the values last seen (the CAS makes sure
+		 * they still are); touch re-sends them, which makes the server
+		 * stamp a new mtime. */
 		r.flags |= CM_SET_MODE;
 		r.mode = (j->to_set & FUSE_SET_ATTR_MODE ? j->st.st_mode : n->attr.mode) & 07777;
 		r.uid = j->to_set & FUSE_SET_ATTR_UID ? j->st.st_uid : n->attr.uid;
@@ -397,11 +434,14 @@ static void truncate_get_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
-	if (err != 0 || n == NULL) {
+	if (err != 0 || n == NULL || !resp->has_attr) {
 		cm_fs__done_err(j, err ? err : -ENOENT);
 		return;
 	}
+	n->attr = resp->attr; /* the CAS is on what was read */
+	n->has_attr = true;
 	size_t keep = resp->value.len < j->data_len ? resp->value.len : j->data_len;
+	memset(j->data, 0, j->data_len);
 	if (keep > 0)
 		memcpy(j->data, resp->value.p, keep);
 	setattr_put(j, n, true);

@@ -64,6 +64,7 @@ struct cm_fs_job {
 	uint64_t cache_last; /* ...and the answer is at least this new (fs->last_index) */
 	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
 	bool lin_retry;      /* open: redone as a linearizable read (file.c) */
+	uint8_t tries;       /* setattr: CAS attempts so far (exec.c) */
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);

@@ -178,6 +178,31 @@ def test_close_after_remote_delete_is_not_resurrected():
     assert not exists("/dd"), "dd came back"
 
 
+def test_setattr_does_not_undo_a_change_made_elsewhere():
+    """chmod on A right after a chown on B keeps B's owner (a SETATTR is a
+    CAS on the attributes it was computed from, redone on conflict; the
+    same CAS guards truncate(path)'s read-cut-write)."""
+    A.sh("echo x > own")
+    wait_for(B, "own")
+    lost = []
+    for k in range(30):
+        uid = 1000 + k
+        os.chown(B.p("own"), uid, uid)
+        os.chmod(A.p("own"), 0o600 | (k % 2) * 0o44)
+        rc, out, _ = test_fs.CLUSTER.ctl("--json", "get", "/own")
+        got = json.loads(out)["uid"]
+        if got != uid:
+            lost.append((k, got))
+    print("  30 chown on B then chmod on A: %d chowns undone" % len(lost))
+    assert not lost, "chmod undid a remote chown: %r" % lost[:5]
+
+
+def wait_for(m, rel, timeout=5.0):
+    end = time.time() + timeout
+    while not os.path.exists(m.p(rel)) and time.time() < end:
+        time.sleep(0.02)
+
+
 def main():
     global A, B
     c = harness.Cluster(base_port=PORT).up()
@@ -191,7 +216,8 @@ def main():
                              test_concurrent_appends_on_one_mount,
                              test_concurrent_appends_on_two_mounts,
                              test_close_after_remote_rename_of_its_directory,
-                             test_close_after_remote_delete_is_not_resurrected])
+                             test_close_after_remote_delete_is_not_resurrected,
+                             test_setattr_does_not_undo_a_change_made_elsewhere])
     finally:
         for m in (A, B):
             if m is not None:
