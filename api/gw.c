@@ -551,6 +551,11 @@ static void on_keepalive(uv_timer_t *t)
 	cm_gw__sse_keepalive(t->data);
 }
 
+static void on_sweep(uv_timer_t *t)
+{
+	(void)cm_gw__sse_sweep(t->data);
+}
+
 /* "a.b.c.d:port". */
 static int parse_addr(const char *s, struct sockaddr_in *sa)
 {
@@ -675,6 +680,7 @@ static void on_drain(uv_timer_t *t)
 	gw->mhd = NULL;
 	close_handle((uv_handle_t *)&gw->timer);
 	close_handle((uv_handle_t *)&gw->keepalive);
+	close_handle((uv_handle_t *)&gw->sweep);
 	close_handle((uv_handle_t *)&gw->stop);
 }
 
@@ -694,6 +700,7 @@ static void on_stop(uv_async_t *a)
 		gw->ac = NULL;
 	}
 	uv_timer_stop(&gw->keepalive);
+	uv_timer_stop(&gw->sweep);
 	/* The MHD timer now only drains: run() would re-arm it. */
 	uv_poll_stop(&gw->poll);
 	uv_timer_start(&gw->timer, on_drain, 0, CM_API_DRAIN_STEP_MS);
@@ -727,8 +734,10 @@ int cm_gw_start(struct cm_gw *gw, struct cm_gw_shared *sh, unsigned index, uint1
 		goto err_loop;
 	uv_timer_init(&gw->loop, &gw->timer);
 	uv_timer_init(&gw->loop, &gw->keepalive);
+	uv_timer_init(&gw->loop, &gw->sweep);
 	gw->timer.data = gw;
 	gw->keepalive.data = gw;
+	gw->sweep.data = gw;
 	rv = uv_async_init(&gw->loop, &gw->stop, on_stop);
 	assert(rv == 0);
 	gw->stop.data = gw;
@@ -738,6 +747,7 @@ int cm_gw_start(struct cm_gw *gw, struct cm_gw_shared *sh, unsigned index, uint1
 	uv_timer_start(&gw->timer, on_timer, 0, 0);
 	uv_timer_start(&gw->keepalive, on_keepalive, CM_API_SSE_KEEPALIVE_MS,
 		       CM_API_SSE_KEEPALIVE_MS);
+	uv_timer_start(&gw->sweep, on_sweep, CM_API_SSE_SWEEP_MS, CM_API_SSE_SWEEP_MS);
 	if (index == 0 && (rv = cm_gw__probe_start(gw)) != 0)
 		goto err_mhd;
 	rv = pthread_create(&gw->thread, NULL, thread_main, gw);
@@ -756,6 +766,7 @@ err_handles:
 	gw->ac = NULL;
 	uv_close((uv_handle_t *)&gw->timer, NULL);
 	uv_close((uv_handle_t *)&gw->keepalive, NULL);
+	uv_close((uv_handle_t *)&gw->sweep, NULL);
 	uv_close((uv_handle_t *)&gw->stop, NULL);
 	uv_run(&gw->loop, UV_RUN_DEFAULT);
 err_loop:

@@ -52,6 +52,7 @@
 #define CM_API_BODY_BUDGET (256u << 20)    /* request body bytes held per thread: 503 beyond */
 #define CM_API_SSE_BUF_MAX (256u << 10)    /* unsent bytes of one watch stream */
 #define CM_API_SSE_KEEPALIVE_MS 15000      /* ": keepalive" comment on idle streams */
+#define CM_API_SSE_SWEEP_MS 500            /* look for streams whose client left */
 #define CM_API_RANGE_MAX 10000             /* keys one prefix range/deleterange visits */
 #define CM_API_RANGE_BYTES_MAX (64u << 20) /* value bytes one prefix range returns */
 #define CM_API_WALK_INFLIGHT 16            /* Confman requests one walk keeps in flight */
@@ -103,6 +104,7 @@ struct cm_gw {
 	uv_poll_t poll;          /* MHD's epoll fd */
 	uv_timer_t timer;        /* MHD's next timeout */
 	uv_timer_t keepalive;    /* SSE keepalives */
+	uv_timer_t sweep;        /* CM_API_SSE_SWEEP_MS: streams whose client left */
 	uv_async_t stop;         /* main thread -> this thread: shut down */
 	uint16_t port;
 	bool stopping;
@@ -211,6 +213,9 @@ void cm_gw__v1_kv(struct cm_gw_req *r);
 void cm_gw__v1_watch(struct cm_gw_req *r);
 void cm_gw__sse_free(struct cm_gw_req *r);
 void cm_gw__sse_keepalive(struct cm_gw *gw);
+/* End the suspended streams whose client has gone (their watch slots are
+ * free at once, their connections close on MHD's next run); how many. */
+unsigned cm_gw__sse_sweep(struct cm_gw *gw);
 void cm_gw__sse_shutdown(struct cm_gw *gw);
 
 /* ---- v3.c, v3_walk.c, v3_txn.c: the etcd subset ---- */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "api/gw.h"
@@ -317,6 +318,42 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 	return 0;
 }
 
+/* Has the client of a suspended stream gone? MHD polls no suspended
+ * connection, so a client that left is otherwise noticed only by the next
+ * write. A peek on its socket tells without consuming anything: 0 bytes is
+ * an orderly close, an error other than EAGAIN a reset. */
+static bool sse_peer_gone(struct cm_gw_req *r)
+{
+	if (r->conn == NULL)
+		return false;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL)
+		return false;
+	char c;
+	ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+unsigned cm_gw__sse_sweep(struct cm_gw *gw)
+{
+	unsigned gone = 0;
+	for (struct cm_gw_req *r = gw->streams; r != NULL; r = r->next_stream) {
+		struct cm_gw_sse *s = r->sse;
+		if (!r->suspended || s->ended || !sse_peer_gone(r))
+			continue;
+		/* Free its watch slot now; MHD closes the connection when it
+		 * runs it again (a write to a closed socket fails). */
+		if (s->watching && gw->ac != NULL)
+			(void)cm_ac_unwatch(gw->ac, s->watch_id);
+		s->watching = false;
+		s->ended = true;
+		cm_gw__resume(r);
+		gone++;
+	}
+	return gone;
+}
+
 void cm_gw__v1_watch(struct cm_gw_req *r)
 {
 	struct cm_gw *gw = r->gw;
@@ -330,6 +367,8 @@ void cm_gw__v1_watch(struct cm_gw_req *r)
 		return;
 	}
 	int rv = cm_ac_watch(gw->ac, r->path, r->q.from, on_event, r, &r->sse->watch_id);
+	if (rv == -EBUSY && cm_gw__sse_sweep(gw) > 0) /* slots held by departed clients */
+		rv = cm_ac_watch(gw->ac, r->path, r->q.from, on_event, r, &r->sse->watch_id);
 	if (rv != 0) {
 		free(r->sse);
 		r->sse = NULL;

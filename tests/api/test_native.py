@@ -194,6 +194,28 @@ def test_watch_clients_leave():
     check(st == 400, (st, b))
 
 
+def test_departed_watchers_free_their_slots_at_once():
+    """1,100 watchers come and go on one gateway thread within seconds: a
+    client that left must not hold its watch slot (1,024 per thread) until
+    the next 15 s keepalive. Every one of them must get its stream."""
+    g = Gateway(C, GWPORT + 8, ["--threads", "1"]).start()
+    refused = []
+    start = time.time()
+    try:
+        for n in range(1100):
+            c = http.client.HTTPConnection("127.0.0.1", GWPORT + 8, timeout=10)
+            c.request("GET", "/v1/watch/leave/%d" % n)
+            r = c.getresponse()
+            if r.status != 200:
+                refused.append((n, r.status, r.read()[:80]))
+            c.close()
+    finally:
+        g.stop()
+    print("  1100 watchers came and went in %.1f s: %d refused"
+          % (time.time() - start, len(refused)))
+    check(not refused, refused[:3])
+
+
 def test_sigterm_with_streams_and_requests_in_flight():
     g3 = Gateway(C, GWPORT + 6, ["--threads", "2"]).start()
     conns = []
@@ -267,6 +289,7 @@ def main():
     run_tests(C, start_gateway,
               [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
                test_token_read_your_writes, test_watch_sse, test_watch_clients_leave,
+               test_departed_watchers_free_their_slots_at_once,
                test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz],
               show_traceback=True)
 

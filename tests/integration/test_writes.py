@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import CONFMANCTL, Cluster, run  # noqa: E402
 
-BASE = int(os.environ.get("CONFMAN_IT_PORT", "21100"))
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "21500"))
 
 
 def test_write_displaced_by_a_new_leaders_noop_is_retried_not_unknown():
