@@ -115,6 +115,11 @@ enum cm_consistency {
 #define CM_MKDIR_BOUNDARY 0x40 /* MKDIR: a shard's top directory in its parent shard:
 				* create-only (so the prefix was empty), and from
 				* then on no write below it is accepted there */
+/* MKDIR: a shard's top directory in its own group, proposed by that group's
+ * leader only (a client's request with it is refused): created if absent,
+ * marked if present, and from then on neither removed nor moved (EBUSY).
+ * 0x80 and 0x100 are left free for other flags in the making. */
+#define CM_MKDIR_TOP 0x200
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu
