@@ -23,7 +23,12 @@
  * - Per group it remembers the leader and the highest version token
  *   (applied index) any answer carried, and sends that group's token with
  *   every later request of the group, so a process reads its own writes and
- *   never reads backwards, whichever replica answers.
+ *   never reads backwards, whichever replica answers. A token goes out only
+ *   with its group named in the request (the server refuses the path if
+ *   another group owns it), never with a request the server routes: until
+ *   the map has arrived, a follower read of a client that holds any token
+ *   is sent linearizable instead (it cannot know which group's token to
+ *   send), and one of a client that holds none goes as it is.
  * - Writes (PUT, DELETE, MKDIR, RENAME, SHARD_ADD) follow NOT_LEADER
  *   redirects.
  * - What is safe is retried with exponential backoff (20 ms doubling to
