@@ -146,7 +146,10 @@ struct cm_ac__req {
 	int32_t target;           /* server the next attempt goes to, or -1 */
 	int32_t srv;              /* server of the current/last attempt, or -1 */
 	uint64_t pgroup;          /* group of the path (map, guess or req.group), 0 unknown */
-	uint64_t wgroup;          /* REQ.group on the wire: req.group, else the map's, else 0 */
+	uint64_t wgroup;          /* REQ.group on the wire: req.group, else the map's, else 0;
+				   * a token goes out only with a group (conn.c) */
+	bool lin_unrouted;        /* this attempt is a follower read the server routes (no
+				   * map) while we hold tokens: sent linearizable (shard.c) */
 	struct cm_ac__conn *conn; /* borrowed, while WAITING or SENT */
 	uint64_t wgen;            /* the write its frame went out with */
 	int last_err;             /* why the last attempt failed */
@@ -243,6 +246,11 @@ int32_t cm_ac__pick(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_ac_
 void cm_ac__server_failed(struct cm_ac *ac, uint32_t server);
 void cm_ac__server_ok(struct cm_ac *ac, uint32_t server);
 struct cm_ac__group *cm_ac__group_get(struct cm_ac *ac, uint64_t id, bool add);
+/* Whether any group's token is nonzero (something to read after). */
+bool cm_ac__holds_tokens(const struct cm_ac *ac);
+/* Without a map: the group a path probably belongs to (STATUS prefixes, or
+ * the only group seen), 0 unknown. A guess for choosing a leader only: it
+ * never decides where a token goes. */
 uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len);
 void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp);
 void cm_ac__status_map(struct cm_ac *ac, uint32_t server);

@@ -86,12 +86,15 @@ static size_t queued_bytes(const struct cm_ac__conn *c)
 	return c->out.size + (c->writing ? c->wbuf.size : 0);
 }
 
+/* A group's token goes only with that group named on the wire: the server
+ * then refuses the path if another group owns it (WRONGSHARD), so the token
+ * is never held against another group's index (shard.c, lin_unrouted). */
 static uint64_t token_for(struct cm_ac *ac, const struct cm_ac__req *rq)
 {
 	uint64_t t = rq->req.token;
-	if (rq->pgroup == 0)
+	if (rq->wgroup == 0)
 		return t;
-	struct cm_ac__group *g = cm_ac__group_get(ac, rq->pgroup, false);
+	struct cm_ac__group *g = cm_ac__group_get(ac, rq->wgroup, false);
 	return g && g->token > t ? g->token : t;
 }
 
@@ -106,6 +109,8 @@ void cm_ac__conn_pump(struct cm_ac__conn *c)
 		struct cm_req wire = rq->req;
 		wire.group = rq->wgroup;
 		wire.token = token_for(ac, rq); /* the freshest, at the last moment */
+		if (rq->lin_unrouted)
+			wire.consistency = CM_READ_LINEARIZABLE;
 		int rv = cm_codec_req(&c->out, &wire);
 		if (rv != 0) {
 			cm_ac__list_push(&c->sentq, &rq->qlink); /* finish() detaches */

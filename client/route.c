@@ -139,8 +139,9 @@ static uint32_t next_home(struct cm_ac *ac, int32_t avoid, uint64_t now)
 
 static bool wants_leader(const struct cm_ac__req *rq)
 {
-	return rq->is_write || (rq->req.op != CM_OP_STATUS && rq->req.op != CM_OP_SHARDS &&
-				rq->req.consistency == CM_READ_LINEARIZABLE);
+	return rq->is_write || rq->lin_unrouted ||
+	       (rq->req.op != CM_OP_STATUS && rq->req.op != CM_OP_SHARDS &&
+		rq->req.consistency == CM_READ_LINEARIZABLE);
 }
 
 /* Of two servers that are down, the better retry: not the one that just
@@ -261,6 +262,14 @@ void cm_ac__groups_free(struct cm_ac *ac)
 	free(ac->groups);
 	ac->groups = NULL;
 	ac->n_groups = 0;
+}
+
+bool cm_ac__holds_tokens(const struct cm_ac *ac)
+{
+	for (uint32_t k = 0; k < ac->n_groups; k++)
+		if (ac->groups[k].token != 0)
+			return true;
+	return false;
 }
 
 uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)

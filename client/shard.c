@@ -57,10 +57,28 @@ static bool routes_by_path(uint8_t op)
 	}
 }
 
+/*
+ * Without a map the server routes the path (REQ.group 0), and no token can
+ * go with it: the server would hold the token to whichever group owns the
+ * path, and which group that is we can only guess (the root group's token,
+ * sent for a path of a nested shard, made its replica wait for an index it
+ * had not reached, then answer STALE). A follower read without its token
+ * could read backwards or miss our own write, so when we hold any token it
+ * goes linearizable instead (ReadIndex: at least as new as anything
+ * acknowledged). A client that has seen nothing has nothing to keep.
+ */
+static bool lin_unrouted(const struct cm_ac *ac, const struct cm_ac__req *rq)
+{
+	uint8_t op = rq->req.op;
+	return (op == CM_OP_GET || op == CM_OP_LIST) && rq->pinned < 0 &&
+	       rq->req.consistency == CM_READ_FOLLOWER && cm_ac__holds_tokens(ac);
+}
+
 const struct cm_ac__shard *cm_ac__route(struct cm_ac *ac, struct cm_ac__req *rq)
 {
 	const struct cm_req *r = &rq->req;
 	rq->pgroup = rq->wgroup = r->group;
+	rq->lin_unrouted = false;
 	if (r->group != 0)
 		return cm_ac__map_group(ac, r->group); /* the caller named it */
 	if (!routes_by_path(r->op))
@@ -71,8 +89,9 @@ const struct cm_ac__shard *cm_ac__route(struct cm_ac *ac, struct cm_ac__req *rq)
 		return sh;
 	}
 	/* No map (yet): the server routes (REQ.group 0); the group is only
-	 * guessed, for the token. */
+	 * guessed, to find a leader; no token goes (lin_unrouted). */
 	rq->pgroup = cm_ac__predict(ac, r->path.p, r->path.len);
+	rq->lin_unrouted = lin_unrouted(ac, rq);
 	return NULL;
 }
 

@@ -40,6 +40,18 @@
  * nothing (-ENOENT), as the server routes them to the new shard. Nothing
  * removes or moves the boundary: not even a recursive DELETE or a RENAME of
  * a directory above it (-EBUSY). Snapshots carry the mark.
+ *
+ * A shard's own top. The new group holds the directory at its prefix P too
+ * (and P's ancestors, made as parents): the node every path of the shard
+ * hangs below, which the parent's boundary shows in its listings. The
+ * group's leader marks it with MKDIR P and CM_MKDIR_TOP (which creates it,
+ * or marks it where a write below P made it first). Marked, it is the
+ * shard's mount point: a DELETE of it (CM_DEL_DIR, CM_DEL_RECURSIVE or
+ * none), a RENAME of it or onto it, and a recursive DELETE or a RENAME of a
+ * directory above it are -EBUSY, so no client can leave a name that the
+ * parent lists and the shard does not have. The check reads only the mark,
+ * which came through the log: the same answer on every replica, whoever
+ * sent the command. Snapshots carry it.
  */
 
 /* A decoded command, as the leader proposes it (a write request + stamp). */
@@ -60,7 +72,8 @@ struct cm_kv_result {
 		  * -ECANCELED (CAS conflict), -EFBIG, -ENAMETOOLONG, -EOVERFLOW
 		  * (index >= 2^48: no inos left), -EBADMSG (undecodable),
 		  * CM_EWRONGSHARD (at or below a boundary; already negative),
-		  * -EBUSY (a boundary below what would be removed or moved) */
+		  * -EBUSY (a boundary or a shard's top at or below what
+		  * would be removed, moved or replaced) */
 	struct cm_attr attr; /* the node after the change (PUT, MKDIR, RENAME);
 			      * DELETE: the node as it was; all zero on error */
 	uint8_t event_kind;  /* 0 if nothing changed */
@@ -72,7 +85,7 @@ struct cm_kv_result {
  * version, mode, uid, gid, stamp_ns, max_value], and mod_index after them
  * only with CM_PUT_IF_MOD (other commands keep the 11 fields of releases
  * before it). 0, -EINVAL (not a write op, or CM_MKDIR_BOUNDARY with an op
- * other than MKDIR), -ENOMEM; on error sb is as it was.
+ * other than MKDIR, CM_MKDIR_TOP likewise, or both), -ENOMEM; on error sb is as it was.
  */
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value);
@@ -83,8 +96,8 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
  * (empty), so msgpack_unpacked_destroy(up) is always right; it is kept for
  * the interface's sake. 0 or -EBADMSG: not an array of 11 elements (12 with
  * CM_PUT_IF_MOD, and only with it), a wrong type
- * or width, an unknown op or flag bit, CM_MKDIR_BOUNDARY with an op other
- * than MKDIR (which the encoder never writes; apply then gives an -EBADMSG
+ * or width, an unknown op or flag bit, CM_MKDIR_BOUNDARY or CM_MKDIR_TOP
+ * with an op other than MKDIR, or both (which the encoder never writes; apply then gives an -EBADMSG
  * result, like any undecodable command), max_value > CM_VALUE_MAX_LIMIT,
  * truncated, or bytes after the array.
  */
@@ -129,6 +142,11 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          directory is a shard boundary (see above); -EEXIST if the path
  *          exists (the prefix was not empty: a node at it is the only way to
  *          anything below it); "/": -EINVAL. Its event is an ordinary MKDIR.
+ *          CM_MKDIR_TOP (the group's own prefix, from its leader): the same,
+ *          and the new directory is the group's top (see above); an
+ *          existing unmarked directory is marked, with result 0, its attr
+ *          unchanged and no event; a marked one or a file: -EEXIST; "/":
+ *          -EINVAL.
  *  DELETE  a file; a directory needs CM_DEL_DIR (empty, else -ENOTEMPTY) or
  *          CM_DEL_RECURSIVE (the whole subtree, one change; also fine on a
  *          file); neither: -EISDIR; CM_DEL_DIR on a file: -ENOTDIR; "/":
@@ -155,6 +173,11 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  * RENAME of a directory, with a boundary anywhere below: -EBUSY, after the
  * other checks (a RENAME's -ENAMETOOLONG excepted), so after a scan of the
  * subtree. CM_DEL_DIR of a directory holding a boundary: -ENOTEMPTY.
+ *
+ * Tops: DELETE of a top, with any flags: -EBUSY, after -ENOENT and before
+ * CAS and the rest. RENAME of a top: -EBUSY after the onto-itself case;
+ * RENAME onto a top: -EBUSY after the target's fence check, before the
+ * target rules (-EEXIST, -ENOTEMPTY...). Above a top, as above a boundary.
  */
 int cm_kv_apply(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index,
 		const void *cmd, uint32_t len, struct cm_kv_result *res);
@@ -176,8 +199,8 @@ int cm_kv_list(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes
  * cm_kv_snapshot - append the group's whole kv tree to sb: msgpack array32
  * of records [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns,
  * create_index, mod_index, version, value:bin, flags], parents before
- * children; flags: 1 for a boundary, else 0. The same tree gives the same
- * bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
+ * children; flags: 1 for a boundary, 2 for a top, else 0. The same tree
+ * gives the same bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
  *
  * cm_kv_restore - replace the group's kv tree with a serialised one, and drop
  * all the group's events (the caller then treats events up to the snapshot
@@ -186,9 +209,9 @@ int cm_kv_list(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes
  * Records of 11 fields (blobs from before boundaries: flags 0) are taken too.
  * 0, -EBADMSG (does not parse; bad path, type, ino, a dir with a value, a
  * value over CM_VALUE_MAX_LIMIT, mode bits beyond S_IFMT | 07777, an unknown
- * flag, a boundary that is "/" or not a directory; a record before its
- * parent, under a file or a boundary, twice; two directories with one ino;
- * trailing bytes), -ENOSPC, -ENOMEM, -EIO.
+ * flag, a boundary or top that is "/" or not a directory, both marks on one
+ * node; a record before its parent, under a file or a boundary, twice; two
+ * directories with one ino; trailing bytes), -ENOSPC, -ENOMEM, -EIO.
  */
 int cm_kv_snapshot(struct cm_store *s, MDB_txn *txn, uint64_t group, msgpack_sbuffer *sb);
 int cm_kv_restore(struct cm_store *s, MDB_txn *txn, uint64_t group, const void *buf, uint64_t len);

@@ -270,6 +270,36 @@ static int op_put(struct apply *a)
 }
 
 /*
+ * A shard's top directory (CM_KV_NODE_TOP) ties the group's subtree into the
+ * namespace, as a mount point does: removing, moving or replacing it is
+ * -EBUSY, whoever asks and however (rmdir, rm -r, a rename of it or over it).
+ * The mark comes from the log (the leader's MKDIR with CM_MKDIR_TOP), so
+ * every replica refuses the same commands.
+ */
+static int top_busy(const struct cm_kv__walk *w)
+{
+	return w->found && (w->node.flags & CM_KV_NODE_TOP) ? -EBUSY : 0;
+}
+
+/*
+ * MKDIR with CM_MKDIR_TOP of a node that exists: a top made by a write
+ * below it that came first (PUT makes parents), or before the mark
+ * existed, is marked now; silently: its attr and version stay, and no
+ * watcher needs an event for a mark it never sees. Already marked, or not a
+ * directory: -EEXIST, nothing changes.
+ */
+static int top_mark(struct apply *a, const struct cm_kv__walk *w)
+{
+	struct cm_kv__node n = w->node;
+	if (!S_ISDIR(n.attr.mode) || (n.flags & CM_KV_NODE_TOP))
+		return -EEXIST;
+	assert(n.value.len == 0); /* a directory has no value to copy */
+	n.flags |= CM_KV_NODE_TOP;
+	a->res->attr = n.attr;
+	return put(a, w->parent, base(a->cmd->path), &n);
+}
+
+/*
  * MKDIR; with CM_MKDIR_BOUNDARY, the top directory of a shard split off from
  * this group. Its create-only rule is the split's proof that the prefix held
  * nothing: any node below it would have needed a node at it (PUT and MKDIR
@@ -280,8 +310,9 @@ static int op_mkdir(struct apply *a)
 {
 	const struct cm_kv_cmd *k = a->cmd;
 	bool boundary = k->flags & CM_MKDIR_BOUNDARY;
-	if (boundary && k->path.len == 1)
-		return -EINVAL; /* "/" cannot leave its own group */
+	bool top = k->flags & CM_MKDIR_TOP;
+	if ((boundary || top) && k->path.len == 1)
+		return -EINVAL; /* "/" cannot leave its own group, and always exists */
 	struct cm_kv__walk w;
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
 	if (rc != 0)
@@ -290,7 +321,7 @@ static int op_mkdir(struct apply *a)
 	if (w.fenced)
 		return CM_EWRONGSHARD;
 	if (w.found)
-		return -EEXIST;
+		return top ? top_mark(a, &w) : -EEXIST;
 	rc = cas_check(a, NULL);
 	rc = rc ? rc : parents_check(a, &w, k->path);
 	if (rc != 0)
@@ -306,7 +337,7 @@ static int op_mkdir(struct apply *a)
 	struct cm_kv__node n = {
 		.attr = attr_new(a, mode, 0),
 		.ino = ino_next(a),
-		.flags = boundary ? CM_KV_NODE_BOUNDARY : 0,
+		.flags = boundary ? CM_KV_NODE_BOUNDARY : top ? CM_KV_NODE_TOP : 0,
 		.value = {"", 0},
 	};
 	rc = put(a, parent, base(k->path), &n);
@@ -327,7 +358,8 @@ static int op_delete(struct apply *a)
 		return CM_EWRONGSHARD; /* also the boundary itself: no un-split */
 	if (!w.found)
 		return -ENOENT;
-	rc = cas_check(a, &w.node.attr);
+	rc = top_busy(&w);
+	rc = rc ? rc : cas_check(a, &w.node.attr);
 	if (rc != 0)
 		return rc;
 	bool dir = S_ISDIR(w.node.attr.mode);
@@ -338,7 +370,7 @@ static int op_delete(struct apply *a)
 		return -ENOTDIR;
 	if (dir) {
 		/* rmdir needs it empty; rm -r must not take a boundary (what
-		 * another shard owns now) with it: -EBUSY. */
+		 * another shard owns now) or a top with it: -EBUSY. */
 		rc = recursive ? cm_kv__tree_busy(&a->c, w.node.ino)
 			       : cm_kv__dir_has_children(&a->c, w.node.ino);
 		if (rc != 0)
@@ -417,6 +449,9 @@ static int op_rename(struct apply *a)
 		a->res->attr = src.node.attr; /* rename(2) onto itself: nothing to do */
 		return 0;
 	}
+	rc = top_busy(&src);
+	if (rc != 0)
+		return rc;
 	bool dir = S_ISDIR(src.node.attr.mode);
 	if (dir && cm_path_is_under(k->path2.p, k->path2.len, k->path.p, k->path.len))
 		return -EINVAL; /* into its own subtree */
@@ -425,11 +460,14 @@ static int op_rename(struct apply *a)
 		return rc;
 	if (dst.fenced)
 		return CM_EWRONGSHARD; /* into (or onto) what another shard owns */
+	rc = top_busy(&dst); /* replacing the top would drop the group's tree */
+	if (rc != 0)
+		return rc;
 	rc = dst.found ? rename_target_check(a, &src.node.attr, &dst.node) : cas_check(a, NULL);
 	if (rc == 0 && !dst.found)
 		rc = parents_check(a, &dst, k->path2);
 	if (rc == 0 && dir)
-		rc = cm_kv__tree_busy(&a->c, src.node.ino); /* a boundary never moves */
+		rc = cm_kv__tree_busy(&a->c, src.node.ino); /* a boundary or top never moves */
 	if (rc == 0 && dir)
 		rc = cm_kv__tree_fits(&a->c, src.node.ino, k->path.len, k->path2.len);
 	if (rc != 0)

@@ -14,7 +14,7 @@
  * upgraded before a client uses the flag (README.md, kv). */
 #define CMD_FIELDS 11
 #define CMD_FIELDS_IF_MOD 12
-#define CMD_FLAGS_KNOWN CM_WRITE_FLAGS_KNOWN
+#define CMD_FLAGS_KNOWN (CM_WRITE_FLAGS_KNOWN | CM_MKDIR_TOP) /* TOP: leaders only */
 
 static int need(const struct cm_kv__rd *r, size_t n)
 {
@@ -169,10 +169,14 @@ static bool is_write_op(uint32_t op)
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME;
 }
 
-/* A boundary is only ever made by MKDIR: on another op the flag means a broken proposer. */
+/* A boundary or a top is only ever made by MKDIR, and a directory is never
+ * both: otherwise the flags mean a broken proposer. */
 static bool flags_fit_op(uint32_t op, uint32_t flags)
 {
-	return !(flags & CM_MKDIR_BOUNDARY) || op == CM_OP_MKDIR;
+	uint32_t marks = flags & (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
+	if (marks == 0)
+		return true;
+	return op == CM_OP_MKDIR && marks != (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
 }
 
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,

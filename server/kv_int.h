@@ -47,9 +47,14 @@
  * group (MKDIR with CM_MKDIR_BOUNDARY). It has no children, and no write at
  * or below it is accepted here any more (CM_EWRONGSHARD); nothing may remove
  * or move it, nor a directory above it (-EBUSY).
+ * TOP: this group's own top directory, the node at its prefix (MKDIR with
+ * CM_MKDIR_TOP, proposed by the group's leader). Its subtree is the group's;
+ * nothing may remove or move it, nor replace it, nor a directory above it
+ * (-EBUSY). A node is never both.
  */
 #define CM_KV_NODE_BOUNDARY 0x1u
-#define CM_KV_NODE_FLAGS_KNOWN CM_KV_NODE_BOUNDARY
+#define CM_KV_NODE_TOP 0x2u
+#define CM_KV_NODE_FLAGS_KNOWN (CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP)
 
 static_assert(CM_KV_KEY_MAX <= 511, "kv keys must fit LMDB's default key size limit");
 static_assert((1u << CM_KV_INO_SHIFT) > CM_KV_MAX_DEPTH + 1, "a command creates at most depth nodes");

@@ -12,7 +12,7 @@
  * Blob: array32 of records, parents before their children:
  *   [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns, create_index,
  *    mod_index, version, value:bin, flags]
- * flags are the node's CM_KV_NODE_* (a boundary). Restore also takes the
+ * flags are the node's CM_KV_NODE_* (1 a boundary, 2 a top). Restore also takes the
  * records of blobs made before flags existed (11 fields: flags 0), which a
  * node may still hold as its latest snapshot and send to an upgraded one.
  * The count is patched in at the end, so the tree is walked only once.
@@ -234,8 +234,10 @@ static int record_check(struct cm_bytes path, const struct cm_kv__node *n)
 	bool root = path.len == 1;
 	if (root != (n->ino == CM_KV_ROOT_INO) || (root && type != S_IFDIR))
 		return -EBADMSG;
-	if ((n->flags & CM_KV_NODE_BOUNDARY) && (root || type != S_IFDIR))
-		return -EBADMSG; /* only MKDIR makes one, never of "/" */
+	if (n->flags != 0 && (root || type != S_IFDIR))
+		return -EBADMSG; /* only MKDIR makes a boundary or a top, never of "/" */
+	if (n->flags == (CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP))
+		return -EBADMSG; /* never both */
 	return 0;
 }
 

@@ -1,4 +1,4 @@
-/* kv_tree.c: walks over a whole subtree: recursive delete, and the checks of a move (lengths, boundaries). */
+/* kv_tree.c: walks over a whole subtree: recursive delete, and the checks of a move (lengths, boundaries, tops). */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -123,7 +123,7 @@ static int busy_visit(void *arg, const struct cm_kv__node *n, uint64_t rel)
 {
 	(void)arg;
 	(void)rel;
-	return n->flags & CM_KV_NODE_BOUNDARY ? -EBUSY : 0;
+	return n->flags & (CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP) ? -EBUSY : 0;
 }
 
 int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino)

@@ -206,6 +206,27 @@ static enum raft_role role_of(const struct raft *r)
 	return st.role;
 }
 
+/* Whether path is the top directory of shard gi (a prefix other than "/"). */
+static bool is_top(const struct cm_group_info *gi, struct cm_bytes path)
+{
+	return gi != NULL && path.len > 1 && strlen(gi->prefix) == path.len &&
+	       memcmp(gi->prefix, path.p, path.len) == 0;
+}
+
+/*
+ * A rename whose ends lie in two shards never reaches a state machine.
+ * Moving a shard's top, or replacing one, is -EBUSY as for a mount point in
+ * rename(2), so that mv stops at once (on EXDEV it would copy the tree and
+ * then fail to delete the top); anything else is -EXDEV: tools copy and delete.
+ */
+static int rename_across(struct cm_node *n, const struct cm_group *g, const struct cm_req *req)
+{
+	if (is_top(g->info, req->path) ||
+	    is_top(cm_reg_route(&n->reg, req->path2.p, req->path2.len), req->path2))
+		return -EBUSY;
+	return -EXDEV;
+}
+
 static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_req *req)
 {
 	if (role_of(g->raft) != RAFT_LEADER)
@@ -222,7 +243,7 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 		if (rv != 0)
 			return rv;
 		if (cm__node_route(n, req->path2.p, req->path2.len, &err) != g)
-			return -EXDEV; /* rename across shards: tools copy and delete */
+			return rename_across(n, g, req);
 	}
 	/* Leave room for Raft's own writes: clients get ENOSPC, reads go on. */
 	return cm__space_check(n, g, req);

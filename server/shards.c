@@ -139,9 +139,11 @@ static uint32_t parent_len(const char *path)
 /*
  * Shards of the cluster file have no directory in their parent shard, so
  * `ls` of the parent would not show them and their own top would not exist
- * until a write below it. Once per leadership, a leader proposes what is missing:
- * MKDIR of its own prefix, and a CM_MKDIR_BOUNDARY MKDIR (as shard add's) of
- * every cluster-file shard whose parent directory it owns. Create-only:
+ * until a write below it. Once per leadership, a leader proposes what is
+ * missing: MKDIR of its own prefix with CM_MKDIR_TOP (which also marks a top
+ * that a write below it made first, or that predates the mark; from then on
+ * the group refuses to remove or move it), and a CM_MKDIR_BOUNDARY MKDIR (as
+ * shard add's) of every cluster-file shard whose parent directory it owns. Create-only:
  * after the first term they fail with EEXIST and change nothing. Shards
  * added at run time made their boundary when they were added. The meta
  * group's leader records the seed instead.
@@ -161,7 +163,7 @@ void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 		return;
 	}
 	if (strcmp(g->info->prefix, "/") != 0)
-		propose_mkdir(n, g, g->info->prefix, 0);
+		propose_mkdir(n, g, g->info->prefix, CM_MKDIR_TOP);
 	const char *mine = g->info->prefix;
 	uint32_t mine_len = (uint32_t)strlen(mine);
 	for (uint32_t k = 0; k < n->reg.n; k++) {

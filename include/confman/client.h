@@ -23,7 +23,12 @@
  * - Per group it remembers the leader and the highest version token
  *   (applied index) any answer carried, and sends that group's token with
  *   every later request of the group, so a process reads its own writes and
- *   never reads backwards, whichever replica answers.
+ *   never reads backwards, whichever replica answers. A token goes out only
+ *   with its group named in the request (the server refuses the path if
+ *   another group owns it), never with a request the server routes: until
+ *   the map has arrived, a follower read of a client that holds any token
+ *   is sent linearizable instead (it cannot know which group's token to
+ *   send), and one of a client that holds none goes as it is.
  * - Writes (PUT, DELETE, MKDIR, RENAME, SHARD_ADD) follow NOT_LEADER
  *   redirects.
  * - What is safe is retried with exponential backoff (20 ms doubling to
@@ -39,8 +44,8 @@
  * Errors are 0 or negative: a negative errno or a CM_E* code of
  * confman/error.h (cm_strerror(), cm_errname()). Error codes a server
  * returns for an operation (-ENOENT, -EEXIST, -ECANCELED for a failed CAS,
- * -ENOTEMPTY, -ENOTDIR, -EISDIR, -EFBIG, -EXDEV, -EINVAL, -ENAMETOOLONG,
- * -ENOSPC) are passed through unchanged.
+ * -ENOTEMPTY, -ENOTDIR, -EISDIR, -EFBIG, -EXDEV, -EBUSY (a shard's top),
+ * -EINVAL, -ENAMETOOLONG, -ENOSPC) are passed through unchanged.
  *
  * Nothing here is thread-safe: a struct cm_ac belongs to its loop's thread,
  * a struct cm_client to one thread at a time.
@@ -265,7 +270,8 @@ int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t le
  * cm_delete - remove a file, or a directory with CM_DEL_DIR (must be empty)
  * or CM_DEL_RECURSIVE (with everything below it).
  * Returns 0, -ENOENT, -ENOTEMPTY, -EISDIR (a directory without a DEL flag),
- * -ENOTDIR (CM_DEL_DIR on a file), -EINVAL, -ETIMEDOUT / -EIO (outcome
+ * -ENOTDIR (CM_DEL_DIR on a file), -EBUSY (a shard's top directory, or
+ * CM_DEL_RECURSIVE above one), -EINVAL, -ETIMEDOUT / -EIO (outcome
  * unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
  */
 int cm_delete(struct cm_client *c, const char *path, uint32_t flags);
@@ -280,7 +286,8 @@ int cm_mkdir(struct cm_client *c, const char *path, uint32_t mode, struct cm_att
 /*
  * cm_rename - move from to to, atomically (one Raft entry) within a shard.
  * Returns 0, -ENOENT, -EEXIST / -ENOTEMPTY (target in the way), -EXDEV
- * (different shards), -EINVAL (e.g. into its own subtree), -ETIMEDOUT / -EIO
+ * (different shards), -EBUSY (from or onto a shard's top directory, or
+ * a directory above one), -EINVAL (e.g. into its own subtree), -ETIMEDOUT / -EIO
  * (outcome unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM.
  */
 int cm_rename(struct cm_client *c, const char *from, const char *to, struct cm_attr *attr);

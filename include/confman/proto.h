@@ -135,6 +135,11 @@ enum cm_consistency {
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
 	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD | CM_PUT_APPEND |           \
 	 CM_PUT_IF_CREATED | CM_NO_PARENTS)
+/* MKDIR: a shard's top directory in its own group, proposed by that group's
+ * leader only (a client's request with it is refused): created if absent,
+ * marked if present, and from then on neither removed nor moved (EBUSY).
+ * Not in CM_WRITE_FLAGS_KNOWN: no client may send it. */
+#define CM_MKDIR_TOP 0x800
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu

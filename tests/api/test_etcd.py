@@ -12,7 +12,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etcd_cases  # noqa: E402
 from etcd_cases import b64, prefix_end  # noqa: E402
-from gwlib import Gateway, check, harness, post_json, run_tests  # noqa: E402
+from gwlib import Gateway, check, harness, post_json, request, run_tests  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_API_PORT", "21120"))
 GWPORT = int(os.environ.get("CONFMAN_API_GW_PORT", "21191"))
@@ -191,6 +191,12 @@ def test_two_shards():
         "compare": [{"key": b64("/apps/web/port"), "target": "VERSION", "version": "1"}],
         "success": [{"request_put": {"key": b64("/apps/web/port"), "value": b64("81")}}]})
     check(st == 200 and doc.get("succeeded") is True and doc["header"]["member_id"] == "2", doc)
+    # The shard's top directory is refused by its own group, whoever asks.
+    for q in ("?recursive", "?dir"):
+        st, _, body = request(GWPORT, "DELETE", "/v1/kv/apps" + q)
+        check(st == 409 and b"busy" in body, (q, st, body))
+    st, doc = post("/v3/kv/range", {"key": b64("/apps/web/port"), "serializable": True})
+    check(doc["count"] == "1", doc)
 
 
 def test_unsupported_is_501():

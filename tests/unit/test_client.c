@@ -30,6 +30,7 @@
 
 struct seen {
 	uint8_t op;
+	uint8_t consistency;
 	uint64_t id, group, token, from_index, version;
 	uint32_t flags;
 	char path[64];
@@ -71,6 +72,7 @@ struct fake {
 	uint64_t node_id;       /* said in HELLO_OK; 0 means 9 */
 	struct fake_map map;    /* answers SHARDS */
 	int shards_asked;       /* SHARDS requests answered */
+	bool mute_shards;       /* leave SHARDS unanswered: the client has no map */
 	int reject_hello;       /* error to answer HELLO with, 0 to accept */
 	int mute_hellos;        /* leave this many HELLOs unanswered */
 	char hello_cluster[64]; /* last cluster id presented */
@@ -238,7 +240,8 @@ static void frecord(struct fake *f, struct fake_conn *c, const struct cm_req *r)
 {
 	assert_true(f->n_seen < MAX_SEEN);
 	struct seen *s = &f->seen[f->n_seen++];
-	*s = (struct seen){.op = r->op, .id = r->id, .group = r->group, .token = r->token,
+	*s = (struct seen){.op = r->op, .consistency = r->consistency, .id = r->id,
+			   .group = r->group, .token = r->token,
 			   .from_index = r->from_index, .version = r->version,
 			   .flags = r->flags, .conn = c};
 	snprintf(s->path, sizeof(s->path), "%.*s", (int)r->path.len, r->path.p);
@@ -257,7 +260,8 @@ static void fframe(struct fake *f, struct fake_conn *c, const struct cm_msg *m)
 		return;
 	}
 	if (m->req.op == CM_OP_SHARDS) {
-		fshards(f, c, m->req.id);
+		if (!f->mute_shards)
+			fshards(f, c, m->req.id);
 		return;
 	}
 	frecord(f, c, &m->req);
@@ -702,16 +706,24 @@ static void test_token_sent_is_highest_seen(void **state)
 {
 	struct env *e = *state;
 	fake_start(&e->f1, &e->loop, 0, h_tokens);
+	/* A token goes with its group named: the map says "/" is group 3. */
+	e->f1.map.epoch = 1;
+	map_node(&e->f1.map, 9, e->f1.addr);
+	map_shard(&e->f1.map, 3, "/", 9, 0);
 	env_client(e, e->f1.addr, 2000);
 	for (int k = 0; k < 4; k++) {
 		struct done d = {0};
 		submit(e, CM_OP_GET, "/t", NULL, &d);
 		run_until(&e->loop, &d.fired, 2000);
 		assert_int_equal(d.err, 0);
+		if (k == 0)
+			run_for(&e->loop, 50); /* the map arrives */
 	}
+	assert_int_equal(e->f1.shards_asked, 1);
 	assert_int_equal(fake_count(&e->f1, CM_OP_GET), 4);
 	assert_int_equal(e->f1.seen[0].token, 0);  /* nothing seen yet */
 	assert_int_equal(e->f1.seen[1].token, 10);
+	assert_int_equal(e->f1.seen[1].group, 3);
 	assert_int_equal(e->f1.seen[2].token, 10); /* 5 does not lower it */
 	assert_int_equal(e->f1.seen[3].token, 10);
 	assert_int_equal(cm_ac_token(e->ac, 3), 10);
@@ -1174,6 +1186,115 @@ static void test_wrongshard_until_deadline_reports_ewrongshard(void **state)
 	assert_int_equal(d.err, CM_EWRONGSHARD); /* never applied, and says why */
 	assert_true(fake_count(&e->f1, CM_OP_PUT) >= 2);
 	assert_int_equal(e->f1.shards_asked, 1); /* same epoch: nothing to fetch */
+}
+
+/* ---- no map yet: tokens go only to their own group ---- */
+
+/*
+ * A server of two shards that routes paths itself, as confmand does for
+ * REQ.group 0: "/" is group 1 (applied 100), "/s1" group 2, whose leader has
+ * applied 3 but whose replica here only 2 (it lags). A follower read waits
+ * for its token in the group the path routes to and gives up with STALE; a
+ * request naming a group that does not own its path gets WRONGSHARD.
+ */
+static uint64_t nested_route(const struct cm_req *r)
+{
+	return strncmp(r->path.p, "/s1", 3) == 0 && (r->path.len == 3 || r->path.p[3] == '/') ? 2
+											    : 1;
+}
+
+static void h_nested(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	uint64_t g = nested_route(r);
+	if (r->group != 0 && r->group != g) {
+		freply(c, r->id, r->op, CM_EWRONGSHARD, r->group, f->map.epoch, NULL);
+		return;
+	}
+	uint64_t applied = g == 1 ? 100 : 2;
+	if (r->op != CM_OP_GET) {
+		freply(c, r->id, r->op, 0, g, g == 1 ? 100 : 3, NULL);
+		return;
+	}
+	if (r->consistency == CM_READ_LINEARIZABLE) {
+		freply(c, r->id, r->op, 0, g, g == 1 ? 100 : 3, g == 1 ? "root" : "new");
+		return;
+	}
+	if (r->token > applied) {
+		freply(c, r->id, r->op, CM_ESTALE, g, applied, NULL);
+		return;
+	}
+	freply(c, r->id, r->op, 0, g, applied, g == 1 ? "root" : "old");
+}
+
+static void nested_client(struct env *e)
+{
+	fake_start(&e->f1, &e->loop, 0, h_nested);
+	e->f1.mute_shards = true; /* the map never comes */
+	e->f1.map.epoch = 4;
+	env_client(e, e->f1.addr, 1500);
+}
+
+static void get_follower(struct env *e, const char *path, struct done *d)
+{
+	struct cm_req r = req_of(CM_OP_GET, path);
+	r.consistency = CM_READ_FOLLOWER;
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, d), 0);
+	run_until(&e->loop, &d->fired, 3000);
+}
+
+/* No request of f's went out with a token and no group: the server would
+ * have held it to whichever group it routed the path to. */
+static void assert_no_token_without_group(const struct fake *f)
+{
+	for (int k = 0; k < f->n_seen; k++)
+		if (f->seen[k].group == 0)
+			assert_int_equal(f->seen[k].token, 0);
+}
+
+/* The issue's case: with one group seen, the client took it for the group
+ * of every path and sent its token (100) for a path of /s1, whose replica
+ * waited for index 100 and answered STALE until the deadline. */
+static void test_without_map_a_token_is_not_sent_for_another_shards_path(void **state)
+{
+	struct env *e = *state;
+	nested_client(e);
+	get_ok(e, CM_OP_PUT, "/x");
+	assert_int_equal(cm_ac_token(e->ac, 1), 100);
+	struct done d = {0};
+	get_follower(e, "/s1/y", &d);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(d.group, 2);
+	assert_int_equal(fake_count(&e->f1, CM_OP_GET), 1); /* no STALE first */
+	assert_no_token_without_group(&e->f1);
+	assert_int_equal(e->f1.shards_asked, 0);
+}
+
+/* Read-your-writes without a map: the client wrote /s1/w at index 3 of
+ * group 2, then learned group 1 too; the follower read of /s1/w must not
+ * go without the token that names its write (the lagging replica would
+ * answer the value from before it). */
+static void test_without_map_a_follower_read_still_reads_its_writes(void **state)
+{
+	struct env *e = *state;
+	nested_client(e);
+	get_ok(e, CM_OP_PUT, "/s1/w");
+	get_ok(e, CM_OP_PUT, "/x");
+	assert_int_equal(cm_ac_token(e->ac, 2), 3);
+	struct done d = {0};
+	get_follower(e, "/s1/w", &d);
+	assert_int_equal(d.err, 0);
+	assert_string_equal(d.value, "new");
+	assert_no_token_without_group(&e->f1);
+	/* A client that has seen nothing has nothing to keep: a follower read. */
+	struct done f = {0};
+	struct cm_ac *old = e->ac;
+	bool closed = false;
+	cm_ac_close(old, closed_cb, &closed);
+	run_until(&e->loop, &closed, 2000);
+	env_client(e, e->f1.addr, 1500);
+	get_follower(e, "/s1/w", &f);
+	assert_int_equal(f.err, 0);
+	assert_int_equal(last_seen(&e->f1)->consistency, CM_READ_FOLLOWER);
 }
 
 /* ---- the blocking API, against a fake in its own thread ---- */
@@ -1779,6 +1900,8 @@ int main(void)
 		T(test_wrongshard_with_newer_epoch_refetches_map_and_retries_on_owner),
 		T(test_wrongshard_at_same_epoch_tries_another_replica_without_refetch),
 		T(test_wrongshard_until_deadline_reports_ewrongshard),
+		T(test_without_map_a_token_is_not_sent_for_another_shards_path),
+		T(test_without_map_a_follower_read_still_reads_its_writes),
 		cmocka_unit_test(test_sync_api_round_trip),
 		cmocka_unit_test(test_sync_write_after_idle_connection_dropped),
 		cmocka_unit_test(test_shard_add_makes_boundary_on_parent_then_asks_meta_leader),

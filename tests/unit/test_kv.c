@@ -1452,7 +1452,7 @@ static void recs_under_boundary(msgpack_packer *pk)
 
 static void recs_unknown_flag(msgpack_packer *pk)
 {
-	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 2);
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 4);
 }
 
 static void recs_mode_beyond_st_mode(msgpack_packer *pk)
@@ -1529,6 +1529,186 @@ static void test_cmd_boundary_flag_only_with_mkdir(void **state)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* ---- a shard's own top directory ---- */
+
+static int top(struct fx *f, const char *path)
+{
+	return op(f, (struct w){CM_OP_MKDIR, CM_MKDIR_TOP, path, NULL, NULL, 0, 0});
+}
+
+static void test_top_mkdir_creates_an_ordinary_directory_once(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(top(f, "/parent/s1"), 0);
+	assert_int_equal(f->res.event_kind, CM_EV_MKDIR); /* watchers see a plain mkdir */
+	assert_int_equal(f->res.attr.mode, S_IFDIR | 0755);
+	struct cm_attr a;
+	assert_int_equal(get(f, "/parent/s1", &a, NULL, 0), 0);
+	assert_int_equal(a.mode, S_IFDIR | 0755);
+	assert_int_equal(a.version, 1);
+	expect_list(f, "/parent", "s1/");
+	/* each new leader proposes it again: nothing changes */
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	assert_int_equal(top(f, "/parent/s1"), -EEXIST);
+	assert_int_equal(mkdir_(f, "/parent/s1"), -EEXIST);
+	assert_int_equal(f->res.event_kind, 0);
+	expect_snapshot_equal(f, G, &before);
+	assert_int_equal(top(f, "/"), -EINVAL);
+	msgpack_sbuffer_destroy(&before);
+}
+
+/* The issue's case: rmdir of an empty top returned 0 and left a name the
+ * parent shard lists and this one does not have. */
+static void test_rmdir_of_an_empty_top_returns_ebusy(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(top(f, "/s1"), 0);
+	assert_int_equal(del(f, "/s1", CM_DEL_DIR), -EBUSY);
+	assert_int_equal(del(f, "/s1", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(f->res.event_kind, 0);
+	assert_int_equal(get(f, "/s1", NULL, NULL, 0), 0);
+	assert_int_equal(mkdir_(f, "/s1/d"), 0); /* and it still takes what is below it */
+}
+
+static void test_removing_moving_or_replacing_a_top_returns_ebusy(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t chmod = CM_SET_MODE | CM_PUT_KEEP_VALUE;
+	assert_int_equal(top(f, "/parent/s1"), 0);
+	assert_int_equal(put(f, "/parent/s1/sub/f", "v"), 0);
+	assert_int_equal(put(f, "/parent/s1/g", "w"), 0);
+	assert_int_equal(mkdir_(f, "/parent/s1/empty"), 0);
+	msgpack_sbuffer before;
+	snapshot_of(f, G, &before);
+	struct w refused[] = {
+		{CM_OP_DELETE, CM_DEL_DIR, "/parent/s1", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, CM_DEL_RECURSIVE, "/parent/s1", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, 0, "/parent/s1", NULL, NULL, 0, 0},
+		{CM_OP_DELETE, CM_DEL_RECURSIVE | CM_PUT_IF_VERSION, "/parent/s1", NULL, NULL, 1, 0},
+		{CM_OP_DELETE, CM_DEL_RECURSIVE, "/parent", NULL, NULL, 0, 0}, /* above it */
+		{CM_OP_RENAME, 0, "/parent/s1", "/s2", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/parent/s1", "/parent/s2", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/parent", "/moved", NULL, 0, 0}, /* above it */
+		{CM_OP_RENAME, 0, "/parent/s1/empty", "/parent/s1", NULL, 0, 0}, /* over it */
+		{CM_OP_RENAME, 0, "/parent/s1/sub", "/parent/s1", NULL, 0, 0},
+		{CM_OP_RENAME, 0, "/parent/s1/g", "/parent/s1", NULL, 0, 0},
+		{CM_OP_RENAME, CM_PUT_CREATE, "/parent/s1/empty", "/parent/s1", NULL, 0, 0},
+	};
+	for (size_t k = 0; k < sizeof(refused) / sizeof(refused[0]); k++) {
+		assert_int_equal(op(f, refused[k]), -EBUSY);
+		assert_int_equal(f->res.event_kind, 0);
+	}
+	expect_snapshot_equal(f, G, &before);
+	/* a directory holding the top is not empty, as for a boundary */
+	assert_int_equal(del(f, "/parent", CM_DEL_DIR), -ENOTEMPTY);
+	/* everything below the top is the group's to change, the top's mode too */
+	assert_int_equal(del(f, "/parent/s1/sub", CM_DEL_RECURSIVE), 0);
+	assert_int_equal(ren(f, "/parent/s1/g", "/parent/s1/h"), 0);
+	assert_int_equal(op(f, (struct w){CM_OP_PUT, chmod, "/parent/s1", NULL, NULL, 0, 0700}), 0);
+	assert_int_equal(del(f, "/parent/s1", CM_DEL_RECURSIVE), -EBUSY); /* chmod kept the mark */
+	assert_int_equal(ren(f, "/parent/s1", "/x"), -EBUSY);
+	expect_list(f, "/parent/s1", "empty/,h");
+	msgpack_sbuffer_destroy(&before);
+}
+
+/* A write below the top can come first (PUT makes parents), and a top made
+ * before the mark existed has none: the leader's MKDIR marks it. */
+static void test_top_mkdir_marks_an_existing_directory_silently(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/s1/x", "v"), 0);
+	struct cm_attr was, now;
+	assert_int_equal(get(f, "/s1", &was, NULL, 0), 0);
+	assert_int_equal(top(f, "/s1"), 0);
+	assert_int_equal(f->res.event_kind, 0); /* nothing a watcher can see changed */
+	assert_attr_equal(&f->res.attr, &was);
+	assert_int_equal(get(f, "/s1", &now, NULL, 0), 0);
+	assert_attr_equal(&now, &was);
+	struct evs e;
+	assert_int_equal(events(f, "/", 0, 0, &e), 0);
+	assert_string_equal(e.s, "1:1:/s1/x");
+	assert_int_equal(del(f, "/s1", CM_DEL_RECURSIVE), -EBUSY);
+	assert_int_equal(top(f, "/s1"), -EEXIST);
+	/* a file at the prefix is not made a top; fenced paths stay fenced */
+	assert_int_equal(put(f, "/f", "file"), 0);
+	assert_int_equal(top(f, "/f"), -EEXIST);
+	assert_int_equal(del(f, "/f", 0), 0);
+	assert_int_equal(boundary(f, "/s1/b"), 0);
+	assert_int_equal(top(f, "/s1/b"), CM_EWRONGSHARD);
+}
+
+static void test_snapshot_restore_keeps_tops(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(top(f, "/a/s1"), 0);
+	assert_int_equal(put(f, "/a/s1/x", "v"), 0);
+	msgpack_sbuffer sb;
+	snapshot_of(f, G, &sb);
+	assert_int_equal(restore(f, 9, sb.data, sb.size), 0);
+	expect_snapshot_equal(f, 9, &sb);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_DELETE, CM_DEL_RECURSIVE, "/a/s1", NULL, NULL, 0, 0}),
+			 -EBUSY);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_RENAME, 0, "/a", "/b", NULL, 0, 0}), -EBUSY);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_DELETE, 0, "/a/s1/x", NULL, NULL, 0, 0}), 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void recs_top(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 2);
+	rec_f(pk, "/d/x", 2 << 16, S_IFREG | 0644, "v", 0); /* a top has children */
+}
+
+static void recs_top_file(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFREG | 0644, "", 2);
+}
+
+static void recs_top_root(msgpack_packer *pk)
+{
+	rec_f(pk, "/", 1, S_IFDIR | 0755, "", 2);
+}
+
+static void recs_top_and_boundary(msgpack_packer *pk)
+{
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 3);
+}
+
+static void test_restore_rejects_tops_that_cannot_be(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(restore_recs(f, 2, recs_top), 0);
+	assert_int_equal(op_in(f, 9, (struct w){CM_OP_DELETE, CM_DEL_RECURSIVE, "/d", NULL, NULL, 0, 0}),
+			 -EBUSY);
+	assert_int_equal(restore_recs(f, 1, recs_top_file), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_top_root), -EBADMSG);
+	assert_int_equal(restore_recs(f, 1, recs_top_and_boundary), -EBADMSG);
+	expect_list_in(f, 9, "/d", "x"); /* still the good tree */
+}
+
+static void test_cmd_top_flag_only_with_mkdir_and_never_with_boundary(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_MKDIR, .flags = CM_MKDIR_TOP, .path = B("/p")};
+	uint8_t buf[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	struct cm_kv_cmd c;
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.flags, CM_MKDIR_TOP);
+	buf[1] = CM_OP_DELETE; /* [0x9b, op, flags, ...] */
+	assert_int_equal(decode(buf, n, &c), -EBADMSG);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	req.op = CM_OP_RENAME;
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, 0, 0), -EINVAL);
+	req.op = CM_OP_MKDIR;
+	req.flags = CM_MKDIR_TOP | CM_MKDIR_BOUNDARY;
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, 0, 0), -EINVAL);
+	assert_int_equal(sb.size, 0);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 /* Put raw bytes under a raw key of one of the store's databases. */
 static void raw_put(struct fx *f, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -1559,7 +1739,7 @@ static void test_corrupt_records_give_eio_never_a_crash(void **state)
 	assert_int_equal(sb.size, 0);
 	msgpack_sbuffer_destroy(&sb);
 	/* a record whose mode word holds an unknown node flag */
-	uint8_t flagged[64] = {0xed, 0x41, 0x02, 0x00}; /* mode 040755, flag 2 */
+	uint8_t flagged[64] = {0xed, 0x41, 0x04, 0x00}; /* mode 040755, flag 4 */
 	flagged[56] = 9;                                /* ino */
 	raw_put(f, d->kv, key, sizeof(key), flagged, sizeof(flagged));
 	assert_int_equal(get(f, "/bad", NULL, NULL, 0), -EIO);
@@ -1691,6 +1871,13 @@ int main(void)
 		T(test_restore_rejects_boundaries_that_cannot_be),
 		T(test_boundary_mkdir_produces_an_ordinary_mkdir_event),
 		T(test_cmd_boundary_flag_only_with_mkdir),
+		T(test_top_mkdir_creates_an_ordinary_directory_once),
+		T(test_rmdir_of_an_empty_top_returns_ebusy),
+		T(test_removing_moving_or_replacing_a_top_returns_ebusy),
+		T(test_top_mkdir_marks_an_existing_directory_silently),
+		T(test_snapshot_restore_keeps_tops),
+		T(test_restore_rejects_tops_that_cannot_be),
+		T(test_cmd_top_flag_only_with_mkdir_and_never_with_boundary),
 		T(test_corrupt_records_give_eio_never_a_crash),
 		cmocka_unit_test(test_full_store_makes_apply_return_enospc),
 	};
