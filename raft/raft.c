@@ -216,6 +216,11 @@ bool raft_quiesced(const struct raft *r)
 	return r->quiesced;
 }
 
+raft_index raft_snapshot_index(const struct raft *r)
+{
+	return r->snap.index;
+}
+
 const char *raft_msg_type_name(int type)
 {
 	static const char *const names[RAFT_MSG_TYPE_COUNT] = {

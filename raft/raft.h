@@ -361,10 +361,23 @@ int raft_campaign(struct raft *r);
  * index - keep, keeping a tail for slow followers. The caller may then delete
  * persisted entries up to the same point.
  * @meta: out, the snapshot's meta to persist with it (may be NULL)
- * Returns 0, -EINVAL (index beyond applied or not after the current snapshot).
+ * Returns 0, -EINVAL (index beyond applied: a caller's bug), -EALREADY (the
+ * core holds a snapshot at or past index already: nothing was done).
+ *
+ * -EALREADY is a normal outcome, not a failure: raft_step() installs a
+ * leader's snapshot at once (snapshot index and applied index move to it),
+ * while the caller hears of it only in the next batch. A caller that takes
+ * its own snapshot BEFORE that batch would snapshot an older state; it checks
+ * raft_snapshot_index() first and skips the work when its applied index is
+ * not past it (the batch then hands it the newer snapshot).
  */
 int raft_snapshot_taken(struct raft *r, raft_index index, uint64_t size, uint64_t keep,
 			struct raft_snap_meta *meta);
+
+/* raft_snapshot_index - the index of the core's current snapshot (0: none):
+ * the caller's own, or a leader's, the latter possibly not yet handed out in
+ * a batch (see raft_snapshot_taken). */
+raft_index raft_snapshot_index(const struct raft *r);
 
 /* raft_has_ready - whether raft_ready() would return any work. */
 bool raft_has_ready(const struct raft *r);

@@ -5,8 +5,15 @@ int raft_snapshot_taken(struct raft *r, raft_index index, uint64_t size, uint64_
 			struct raft_snap_meta *meta)
 {
 	assert(!r->in_ready);
-	if (index > r->applied || index <= r->snap.index || index <= r->log.base)
+	/* Compaction keeps a tail behind the snapshot, never more than it. */
+	assert(r->log.base <= r->snap.index);
+	if (index > r->applied)
 		return -EINVAL;
+	/* A snapshot at or past index is recorded already: most often one from
+	 * the leader, installed by raft_step() before the caller took the
+	 * batch that tells it so. Nothing to do, and not an error. */
+	if (index <= r->snap.index)
+		return -EALREADY;
 	struct raft_snap_meta s = {
 		.index = index,
 		.term = raft__log_term(&r->log, index),

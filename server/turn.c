@@ -44,11 +44,31 @@ static bool pressed(const struct cm_node *n, const struct cm_group *g)
 	return n->space_level != 0 && g->applied > g->snap.index;
 }
 
+/*
+ * Whether this group's own snapshot is due. Not when the core holds a
+ * snapshot at or past what we applied: raft_step() installs a leader's
+ * snapshot at once, while g->applied and g->snap move only with the batch
+ * that hands it to us, which this turn takes AFTER the snapshot check
+ * (turn_persist). A snapshot of our older state would be worthless: that
+ * batch brings the newer one (raft.h, raft_snapshot_taken).
+ */
 static bool snapshot_due(const struct cm_node *n, const struct cm_group *g)
 {
-	if (n->ticks < g->snap_retry_tick)
+	if (n->ticks < g->snap_retry_tick || g->applied <= raft_snapshot_index(g->raft))
 		return false;
 	return g->applied >= g->snap.index + n->cfg->snapshot_entries || pressed(n, g);
+}
+
+/* Outside a batch our view trails the core's, never leads it: we apply only
+ * what a batch hands out, and the core adopts a snapshot (ours or the
+ * leader's) before we hear of it. */
+static void assert_view(const struct cm_group *g)
+{
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	assert(g->applied <= st.applied);
+	assert(g->snap.index <= st.snap_index);
+	(void)st;
 }
 
 /* The snapshot's bytes, in a nested transaction: a map too full to hold
@@ -71,8 +91,9 @@ static int snap_put_nested(struct cm_node *n, MDB_txn *txn, uint64_t id, const m
 /* Snapshot a group whose log grew long, inside the turn's transaction. */
 static int maybe_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 {
-	if (g->applied <= g->snap.index)
-		return 0;
+	assert_view(g);
+	if (g->applied <= raft_snapshot_index(g->raft))
+		return 0; /* nothing newer than what the core holds (snapshot_due) */
 	if (pressed(n, g))
 		g->snap_retry_tick = n->ticks + TURN_SNAP_RETRY_TICKS;
 	msgpack_sbuffer sb;
@@ -95,8 +116,14 @@ static int maybe_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		return 0;
 	}
 	struct raft_snap_meta meta;
-	if (rv == 0)
+	if (rv == 0) {
+		/* Checked above: applied is past the core's snapshot and not past
+		 * its applied index, the core's only two refusals (-EALREADY,
+		 * -EINVAL). A refusal here is a bug in this file, not a storage
+		 * failure (the one reason to fail-stop). */
 		rv = raft_snapshot_taken(g->raft, g->applied, sb.size, n->cfg->keep_entries, &meta);
+		assert(rv == 0);
+	}
 	if (rv == 0)
 		rv = cm_store_meta_put(n->store, txn, id, g->applied, &meta);
 	uint64_t upto = meta.index > n->cfg->keep_entries ? meta.index - n->cfg->keep_entries : 0;
@@ -124,6 +151,8 @@ static int persist_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 					rd->chunks[k].len);
 	if (rv != 0 || !rd->snap_installed)
 		return rv;
+	/* The core installs only past its commit index, so past all we applied. */
+	assert(rd->snap.index > g->applied && rd->snap.index > g->snap.index);
 	void *blob = NULL;
 	rv = cm_store_stage_take(n->store, txn, id, rd->snap.size, &blob);
 	if (rv == 0)

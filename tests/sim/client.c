@@ -8,7 +8,7 @@ typedef unsigned long long ull; /* for printf */
 
 static bool usable(const struct sim_node *n)
 {
-	return n->r && !n->persist_left;
+	return n->r && !sim_node_busy(n);
 }
 
 static struct sim_node *find_leader(struct sim *s)

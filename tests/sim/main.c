@@ -129,6 +129,7 @@ static void stats_add(struct sim_stats *t, const struct sim *s)
 	t->served += s->stats.served;
 	t->quiesced += s->stats.quiesced;
 	t->woken += s->stats.woken;
+	t->snap_behind += s->stats.snap_behind;
 	t->committed += s->hist.n;
 	if (s->max_term > t->max_term)
 		t->max_term = s->max_term;
@@ -155,6 +156,10 @@ static void stats_print(const struct sim_stats *t, uint64_t seeds)
 	       (double)t->served / (double)seeds, (ull)t->max_term);
 	printf("per seed: %.1f nodes went quiet, %.1f woken by node liveness\n",
 	       (double)t->quiesced / (double)seeds, (double)t->woken / (double)seeds);
+	printf("per seed: %.2f stalls; %.3f own snapshots due below a leader's just installed "
+	       "(%llu in all)\n",
+	       (double)e[SIM_EV_STALL] / (double)seeds, (double)t->snap_behind / (double)seeds,
+	       (ull)t->snap_behind);
 }
 
 /* Runs one seed; returns 1 on a violation. */

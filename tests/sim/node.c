@@ -135,6 +135,7 @@ void sim_node_crash(struct sim *s, struct sim_node *n, uint64_t restart_at)
 	raft_free(n->r);
 	n->r = NULL;
 	n->persist_left = 0;
+	n->stall_left = 0;
 	memset(&n->rd, 0, sizeof(n->rd));
 	n->restart_at = restart_at;
 }
@@ -200,7 +201,7 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
 
 void sim_node_tick(struct sim *s, struct sim_node *n)
 {
-	if (!n->r || n->persist_left)
+	if (!n->r || sim_node_busy(n))
 		return;
 	if (s->p.skip_tick && sim_rng_ppm(&s->rng, s->p.skip_tick))
 		return; /* clock jitter: this node's timer runs a little slow */
@@ -245,7 +246,8 @@ static bool check_applicable(struct sim *s, struct sim_node *n, const struct raf
 static void apply(struct sim *s, struct sim_node *n, const struct raft_ready *rd)
 {
 	if (rd->snap_installed) {
-		if (rd->snap.index < n->sm.applied) {
+		/* The core installs only past its commit, so past all we applied. */
+		if (rd->snap.index <= n->sm.applied) {
 			sim_fail(s, "apply", "n%llu: snapshot %llu installed over applied %llu",
 				 (ull)n->id, (ull)rd->snap.index, (ull)n->sm.applied);
 			return;
@@ -316,10 +318,39 @@ static bool ready_empty(const struct raft_ready *rd)
 	       !rd->n_msgs && !rd->n_committed && !rd->n_reads;
 }
 
-/* Drive one node: finish a slow write when it is due, then drain its batches. */
+/*
+ * The caller's own snapshot, decided as the server's turn decides it
+ * (server/turn.c): BEFORE the turn takes its next batch, from the caller's
+ * view (n->sm.applied, n->disk.snap). raft_step() may have installed a
+ * leader's snapshot since the last batch: the core is then ahead of that
+ * view and the batch about to be taken hands the install out. The check the
+ * server makes: nothing to do unless applied is past the core's snapshot;
+ * without it, raft_snapshot_taken() refuses and the server used to
+ * fail-stop on that. Due snapshots are taken at random (1 in 5 per turn), so
+ * a due one often waits for a stalled node's wake-up.
+ */
+static void maybe_snapshot(struct sim *s, struct sim_node *n)
+{
+	if (n->sm.applied < n->disk.snap.index + n->snap_every || !sim_rng_ppm(&s->rng, 200000))
+		return;
+	raft_index core = raft_snapshot_index(n->r);
+	if (n->disk.snap.index > core || n->sm.applied > n->st.applied)
+		sim_fail(s, "api", "n%llu: caller ahead of the core: snapshot %llu applied %llu, "
+			 "core snapshot %llu applied %llu", (ull)n->id, (ull)n->disk.snap.index,
+			 (ull)n->sm.applied, (ull)core, (ull)n->st.applied);
+	else if (n->sm.applied <= core) {
+		s->stats.snap_behind++;
+		sim_trace(s, SIM_EV_SNAP_BEHIND, n->id, 0, 0, 0, n->sm.applied, core, 0, 0);
+	} else {
+		take_snapshot(s, n);
+	}
+}
+
+/* Drive one node: finish a slow write when it is due, then its turns: the
+ * snapshot check, then a batch, as the server does. */
 void sim_node_process(struct sim *s, struct sim_node *n)
 {
-	if (!n->r)
+	if (!n->r || n->stall_left)
 		return;
 	if (n->persist_left) {
 		if (--n->persist_left)
@@ -328,7 +359,10 @@ void sim_node_process(struct sim *s, struct sim_node *n)
 	}
 	/* A long backlog (max_apply_entries may be 1) drains over several steps. */
 	bool was_empty = false;
-	for (int i = 0; i < SIM_READY_MAX && !s->failed && raft_has_ready(n->r); i++) {
+	for (int i = 0; i < SIM_READY_MAX && !s->failed; i++) {
+		maybe_snapshot(s, n);
+		if (s->failed || !raft_has_ready(n->r))
+			break;
 		raft_ready(n->r, &n->rd);
 		/* One empty batch is a harmless spurious wake-up; two in a row would
 		 * spin a real event loop forever. */
@@ -354,7 +388,4 @@ void sim_node_process(struct sim *s, struct sim_node *n)
 		}
 		finish_batch(s, n);
 	}
-	if (!s->failed && n->sm.applied >= n->disk.snap.index + n->snap_every &&
-	    sim_rng_ppm(&s->rng, 200000))
-		take_snapshot(s, n);
 }

@@ -26,9 +26,10 @@ struct sim_node *sim_node_by_id(struct sim *s, raft_id id)
 	return id >= 1 && id <= s->n_slots ? &s->nodes[id - 1] : NULL;
 }
 
+/* Busy with a slow write or stopped: it takes no message and no request. */
 bool sim_node_busy(const struct sim_node *n)
 {
-	return n->persist_left > 0;
+	return n->persist_left > 0 || n->stall_left > 0;
 }
 
 static uint32_t pick(struct sim_rng *g, uint32_t lo, uint32_t span)
@@ -64,6 +65,8 @@ static void pick_params(struct sim *s)
 	p->nemesis = harsh >= 2 ? pick(g, 0, 500000) : 0;
 	p->quiesce = pick(g, 0, 2) ? pick(g, 2, 15) : 0;
 	p->false_wake = pick(g, 0, 2) ? pick(g, 0, 20000) : 0;
+	p->stall = pick(g, 0, 3) ? pick(g, 1000, 15000) : 0;
+	p->stall_max = pick(g, 5, 80);
 	if (p->quiesce && pick(g, 0, 2)) {
 		/* A light load: groups go quiet between requests, and faults hit
 		 * them while they are quiet. */
@@ -138,8 +141,33 @@ static void crash_one(struct sim *s)
 		       s->now + s->p.restart_min + sim_rng_below(&s->rng, s->p.restart_span));
 }
 
+/*
+ * Stop a running node, a follower more often than not, for a while (a
+ * SIGSTOP, a VM pause, a long GC): it ticks, processes and receives nothing,
+ * while messages to it wait in the network as in its socket. The others go
+ * on and compact; on waking it takes everything that waited in one step,
+ * often a leader's snapshot while its own snapshot is due (node.c).
+ */
+static void stall_one(struct sim *s)
+{
+	struct sim_node *cand[SIM_MAX_NODES];
+	uint32_t up = 0;
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		struct sim_node *n = &s->nodes[i];
+		if (n->r && !sim_node_busy(n) && (n->st.role != RAFT_LEADER || !sim_rng_below(&s->rng, 4)))
+			cand[up++] = n;
+	}
+	if (!up)
+		return;
+	struct sim_node *n = cand[sim_rng_below(&s->rng, up)];
+	n->stall_left = 1 + (uint32_t)sim_rng_below(&s->rng, s->p.stall_max);
+	sim_trace(s, SIM_EV_STALL, n->id, 0, 0, 0, n->stall_left, 0, 0, 0);
+}
+
 static void faults(struct sim *s)
 {
+	if (s->p.stall && sim_rng_ppm(&s->rng, s->p.stall))
+		stall_one(s);
 	if (s->net.partitioned ? sim_rng_ppm(&s->rng, s->p.heal)
 			       : s->p.partition && sim_rng_ppm(&s->rng, s->p.partition)) {
 		if (s->net.partitioned)
@@ -176,6 +204,9 @@ void sim_step(struct sim *s)
 {
 	s->now++;
 	s->fresh_leader = 0;
+	for (uint32_t i = 0; i < s->n_slots; i++)
+		if (s->nodes[i].stall_left)
+			s->nodes[i].stall_left--; /* at 0 it takes what waited, this step */
 	sim_net_deliver(s);
 	for (uint32_t i = 0; i < s->n_slots && !s->failed; i++)
 		sim_node_tick(s, &s->nodes[i]);
@@ -196,9 +227,11 @@ void sim_calm(struct sim *s)
 	sim_trace(s, SIM_EV_CALM, 0, 0, 0, 0, 0, 0, 0, 0);
 	if (s->net.partitioned)
 		sim_net_heal(s);
-	for (uint32_t i = 0; i < s->n_slots; i++)
+	for (uint32_t i = 0; i < s->n_slots; i++) {
 		if (!s->nodes[i].r && s->nodes[i].restart_at)
 			s->nodes[i].restart_at = s->now;
+		s->nodes[i].stall_left = 0;
+	}
 }
 
 static void describe(struct sim *s)

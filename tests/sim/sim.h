@@ -99,6 +99,7 @@ struct sim_node {
 	struct sim_sm sm;      /* volatile: rebuilt from disk.snap on restart */
 	struct raft_ready rd;  /* batch on a slow disk, valid while persist_left > 0 */
 	uint32_t persist_left; /* steps until rd is durable; 0: not persisting */
+	uint32_t stall_left;   /* stopped (SIGSTOP, a VM pause): steps to go; 0: running */
 	uint64_t restart_at;   /* crashed: step of the restart; 0: stays down */
 	uint32_t incarnation;  /* starts so far, to vary the core's seed */
 	struct raft_status st; /* last observed status (valid while up) */
@@ -121,6 +122,7 @@ struct sim_params {
 	uint32_t max_reads;
 	uint32_t quiesce;      /* ticks before an idle group goes quiet; 0: never */
 	uint32_t false_wake;   /* ppm per step: node liveness wrongly wakes a follower */
+	uint32_t stall, stall_max; /* a node stops for up to stall_max steps (ppm per step) */
 };
 
 struct sim_hist_ent {
@@ -189,6 +191,7 @@ struct sim_stats {
 	uint64_t max_term;
 	uint64_t quiesced;  /* times a node went quiet */
 	uint64_t woken;     /* quiet followers woken by node liveness */
+	uint64_t snap_behind; /* own snapshot due with a leader's installed, not yet taken */
 };
 
 struct sim_read {
@@ -325,6 +328,8 @@ enum sim_ev {
 	SIM_EV_READ_STATE,
 	SIM_EV_SLOW_DISK,
 	SIM_EV_CALM,
+	SIM_EV_STALL,
+	SIM_EV_SNAP_BEHIND,
 };
 
 /* Reasons for SIM_EV_DROP (sub). */

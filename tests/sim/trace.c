@@ -169,6 +169,13 @@ static void print_node_ev(const struct sim_trace_ev *ev)
 	case SIM_EV_SLOW_DISK:
 		printf("n%u slow disk: batch durable in %llu steps", ev->node, a);
 		break;
+	case SIM_EV_STALL:
+		printf("n%u STOPPED for %llu steps", ev->node, a);
+		break;
+	case SIM_EV_SNAP_BEHIND:
+		printf("n%u own snapshot due at %llu, the core holds %llu: nothing to do", ev->node,
+		       a, b);
+		break;
 	default:
 		printf("event %u", ev->kind);
 		break;

@@ -116,10 +116,10 @@ static void test_snapshot_beyond_applied_returns_einval(void **state)
 	assert_int_equal(th_status(c, 1).snap_index, 0);
 	assert_int_equal(th_status(c, 1).first_index, 1);
 
-	/* Not after the current snapshot. */
+	/* Not after the current snapshot: done already. */
 	assert_int_equal(th_snapshot(c, 1, applied - 2, 0), 0);
-	assert_int_equal(raft_snapshot_taken(th_raft(c, 1), applied - 2, 10, 0, NULL), -EINVAL);
-	assert_int_equal(raft_snapshot_taken(th_raft(c, 1), applied - 3, 10, 0, NULL), -EINVAL);
+	assert_int_equal(raft_snapshot_taken(th_raft(c, 1), applied - 2, 10, 0, NULL), -EALREADY);
+	assert_int_equal(raft_snapshot_taken(th_raft(c, 1), applied - 3, 10, 0, NULL), -EALREADY);
 	assert_int_equal(th_status(c, 1).snap_index, applied - 2);
 	assert_int_equal(th_snapshot(c, 1, applied, 0), 0);
 }
@@ -147,7 +147,7 @@ static void test_lagging_follower_receives_chunks_and_installs_snapshot(void **s
 	for (raft_id id = 1; id <= 3; id++)
 		assert_int_equal(raft_conf_kind(&n3->installed.conf, id), RAFT_VOTER);
 	assert_true(th_status(c, 3).commit >= S);
-	assert_int_equal(th_status(c, 3).snap_index, S);
+	assert_int_equal(raft_snapshot_index(th_raft(c, 3)), S);
 	assert_int_equal(n3->snap_data[0], n1->snap_data[0]);
 	assert_memory_equal(n3->snap_data, n1->snap_data, n1->snap.size);
 	/* The restored state machine holds every entry. */
@@ -378,7 +378,7 @@ static void test_node_restarts_from_installed_snapshot(void **state)
 	catch_up(c, 3, 10 * E);
 	assert_int_equal(th_node(c, 3)->n_installed, 1);
 	th_restart(c, 3);
-	assert_int_equal(th_status(c, 3).snap_index, S);
+	assert_int_equal(raft_snapshot_index(th_raft(c, 3)), S);
 	assert_int_equal(th_status(c, 3).first_index, S + 1);
 	propose_n(c, 1, 20, 2);
 	th_stabilize(c);
@@ -430,6 +430,48 @@ static void test_follower_restarting_mid_snapshot_still_installs_it(void **state
 			    th_node(c, 1)->snap.size);
 }
 
+/*
+ * The leader's snapshot installs while raft_step() takes its last chunk: the
+ * core's snapshot and applied index move at once, the caller's applied index
+ * only with the next batch. A caller that snapshots before taking that batch
+ * asks for a snapshot below the one the core holds: nothing to do (-EALREADY),
+ * which raft_snapshot_index() lets it see before it writes any bytes.
+ */
+static void test_snapshot_below_an_install_not_yet_taken_is_already_done(void **state)
+{
+	struct th_cluster *c = lagging_follower(state, 4096, 0);
+	raft_index before = th_applied(c, 3);
+	struct raft_msg m;
+	struct raft_msg *q = NULL;
+
+	/* Node 3's probe answer, then the leader's snapshot: one chunk. */
+	for (int k = 0; k < 10 * E && q == NULL; k++) {
+		th_tick(c, 1, 1);
+		th_deliver(c, TH_ANY, TH_ANY, TH_ANY);
+		q = th_msg(c, 1, 3, RAFT_MSG_SNAP, 0);
+	}
+	assert_non_null(q);
+	assert_true(q->last);
+	m = *q;
+	assert_int_equal(raft_snapshot_index(th_raft(c, 3)), 0);
+	assert_int_equal(raft_step(th_raft(c, 3), &m), 0); /* installs; no batch taken */
+	th_drop(c, 1, 3, RAFT_MSG_SNAP);
+	assert_int_equal(raft_snapshot_index(th_raft(c, 3)), S);
+	assert_int_equal(th_applied(c, 3), before);
+	assert_true(before > 0 && before < S);
+	assert_int_equal(raft_snapshot_taken(th_raft(c, 3), before, 10, 0, NULL), -EALREADY);
+	assert_int_equal(raft_snapshot_taken(th_raft(c, 3), S, 10, 0, NULL), -EALREADY);
+	assert_int_equal(raft_snapshot_taken(th_raft(c, 3), S + 1, 10, 0, NULL), -EINVAL);
+	/* The next batch hands the install to the caller; then all is as usual. */
+	th_process(c, 3);
+	assert_int_equal(th_node(c, 3)->n_installed, 1);
+	assert_int_equal(th_applied(c, 3), S);
+	propose_n(c, 1, 20, 3);
+	th_stabilize(c);
+	assert_int_equal(th_snapshot(c, 3, th_applied(c, 3), 0), 0);
+	assert_int_equal(raft_snapshot_index(th_raft(c, 3)), S + 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -447,6 +489,7 @@ int main(void)
 		TH_TEST(test_node_restarts_from_installed_snapshot),
 		TH_TEST(test_snapshot_keep_larger_than_index_keeps_the_whole_log),
 		TH_TEST(test_follower_restarting_mid_snapshot_still_installs_it),
+		TH_TEST(test_snapshot_below_an_install_not_yet_taken_is_already_done),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
