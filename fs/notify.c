@@ -236,11 +236,15 @@ static void push_all(struct cm_fs *fs)
 
 static void on_event(void *arg, int err, const struct cm_event *ev);
 
+/* From now: a new watch after one ended resumes nothing (each group has an
+ * index of its own, the library kept them and gave up); what changed
+ * meanwhile is unknown, and the caller invalidates everything. */
 static int watch(struct cm_fs *fs)
 {
-	uint64_t from = fs->last_index ? fs->last_index + 1 : 0;
-	int rc = cm_ac_watch(fs->ac, fs->o.prefix, from, on_event, fs, &fs->watch_id);
+	int rc = cm_ac_watch_ex(fs->ac, fs->o.prefix, 0, CM_AC_WATCH_STATE, on_event, fs,
+				&fs->watch_id);
 	fs->watching = rc == 0;
+	fs->live = false; /* until the library says every stream is */
 	return rc;
 }
 
@@ -264,6 +268,7 @@ static void on_resync(uv_async_t *h)
 static void watch_ended(struct cm_fs *fs, int err)
 {
 	fs->watching = false;
+	fs->live = false;
 	cm_fs_cache_clear(&fs->it); /* nothing keeps the copies current */
 	if (err != -ECANCELED && fs->ac != NULL) {
 		fprintf(stderr, "confman-fs: watch ended (%s), retrying\n", cm_strerror(err));
@@ -328,8 +333,20 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 		watch_ended(fs, err);
 		return;
 	}
-	if (ev->index > fs->last_index)
-		fs->last_index = ev->index;
+	if (ev->kind == CM_EV_STALE) {
+		/* A stream behind the caches is lost or silent: changes may be
+		 * going by unseen. Stop serving from the value cache and make
+		 * the kernel ask again (its timeouts are 0 until live). */
+		fprintf(stderr, "confman-fs: watch stream of group %llu silent or lost: "
+				"caches off until it is live again\n", (unsigned long long)ev->group);
+		fs->live = false;
+		push_all(fs);
+		return;
+	}
+	if (ev->kind == CM_EV_LIVE) {
+		fs->live = true;
+		return;
+	}
 	if (ev->kind == CM_EV_RESYNC) {
 		push_all(fs);
 		return;
