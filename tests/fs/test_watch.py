@@ -113,10 +113,45 @@ def test_paused_watch_replica_stops_the_cache():
         test_fs.unmount_all((C,))
 
 
+def test_watch_resumes_from_events_kept_behind_the_snapshot():
+    """The log keeps --keep-entries (50 here) behind a snapshot, and the
+    events with it: a watch from an index between the compaction point and
+    the snapshot gets those events, not a RESYNC (the old floor was the
+    snapshot index)."""
+    i = 1
+    for k in range(130):
+        CLUSTER.ctl("put", "/floor/k%d" % k, "v", servers=CLUSTER.addr(i), check=True)
+    end = time.time() + 10
+    snap = 0
+    while time.time() < end:
+        snap = CLUSTER.status(i)["snap_index"]
+        if snap > 0:
+            break
+        time.sleep(0.1)
+    assert snap > 0, "no snapshot taken"
+    frm = snap - 20  # kept: the compaction point is snap - 50
+    cmd = [harness.CONFMANCTL, "--servers", CLUSTER.addr(i), "watch", "--from", str(frm),
+           "/floor"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+    finally:
+        p.terminate()
+        out, err = p.communicate(timeout=10)
+    lines = out.decode(errors="replace").splitlines()
+    assert lines, err
+    first = lines[0].split()
+    assert first[1] != "resync", lines[:3]
+    assert int(first[0]) >= frm, (frm, lines[:3])
+    assert int(first[0]) <= snap, (snap, lines[:3])
+
+
 def main():
     global CLUSTER, A, B
     port = int(os.environ.get("CONFMAN_IT_PORT", "17840"))
-    CLUSTER = harness.Cluster(base_port=port).up()
+    # Small snapshots, so that the floor of resumable events is exercised.
+    CLUSTER = harness.Cluster(base_port=port, extra=["--snapshot-entries", "100",
+                                                     "--keep-entries", "50"]).up()
     test_fs.CLUSTER = CLUSTER
     ok = False
     try:
@@ -130,6 +165,7 @@ def main():
                 test_nested_shard_change_reaches_other_mount,
                 test_confmanctl_watch_root_sees_nested_shard,
                 test_paused_watch_replica_stops_the_cache,
+                test_watch_resumes_from_events_kept_behind_the_snapshot,
             ])
         finally:
             test_fs.unmount_all((A, B))
