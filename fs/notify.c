@@ -2,9 +2,10 @@
  * inotify replay of changes made elsewhere.
  *
  * Three threads take part:
- * - the loop thread receives the watch events (cm_ac_watch on the mount's
- *   prefix, from "now"; the library re-subscribes after a reconnect from the
- *   next index). For each event it looks up the inodes the kernel knows,
+ * - the loop thread receives the watch events (cm_ac_watch_ex on the mount's
+ *   prefix, from "now": one stream per group at and below it, each
+ *   re-subscribed by the library from its own next index after a reconnect
+ *   or a silence; CM_EV_STALE / CM_EV_LIVE say whether the caches may serve). For each event it looks up the inodes the kernel knows,
  *   refreshes their attributes, and appends a notification job to a bounded
  *   queue. It never calls fuse_lowlevel_notify_* itself: inval_entry and
  *   notify_delete take the parent directory's i_rwsem in the kernel, and a
