@@ -86,8 +86,26 @@ static uint64_t resume_index(const struct cm_ac__wsub *s)
 	return s->has_last ? s->last + 1 : s->from;
 }
 
+/* "From now" means after what this client has seen of the group, not after
+ * what the replica that answers has applied (a lagging one would replay
+ * changes the client already knows of). Only with the map: a guessed
+ * group's token would be another group's index. */
+static void sub_from_now(struct cm_ac__wsub *s)
+{
+	struct cm_ac *ac = s->w->ac;
+	if (s->has_last || s->from != 0 || !ac->map.valid)
+		return;
+	const struct cm_ac__shard *sh = cm_ac__map_find(ac, s->prefix, s->plen);
+	uint64_t t = sh ? cm_ac_token(ac, sh->group) : 0;
+	if (t == 0)
+		return;
+	s->from = t + 1;
+	s->group = sh->group; /* an answer from another group restarts it (RESYNC) */
+}
+
 static int sub_start(struct cm_ac__wsub *s, int32_t avoid)
 {
+	sub_from_now(s);
 	struct cm_req r = {
 		.op = CM_OP_WATCH,
 		.consistency = CM_READ_FOLLOWER,
@@ -234,11 +252,19 @@ static void watch_cover(struct cm_ac__watch *w)
 	}
 }
 
+static void on_wtimer(uv_timer_t *t);
+
 void cm_ac__watch_map_changed(struct cm_ac *ac)
 {
 	struct cm_ac__link *l;
 	for (l = ac->watches.next; l != &ac->watches; l = l->next)
 		watch_cover(CM_AC__CONTAINER(l, struct cm_ac__watch, link));
+	/* Liveness may have changed (the map was the missing piece): check
+	 * from the loop, where callbacks may fire, rather than a tick later. */
+	if (ac->n_watches > 0 && !ac->closing) {
+		uint64_t every = ac->watch_silence_ms / 4;
+		uv_timer_start(&ac->wtimer, on_wtimer, 0, every);
+	}
 }
 
 /* ---- the liveness timer ---- */
