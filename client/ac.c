@@ -139,6 +139,10 @@ static int opts_apply(struct cm_ac *ac, const struct cm_client_opts *o)
 	ac->timeout_ms = o->timeout_ms ? o->timeout_ms : CM_CLIENT_DEFAULT_TIMEOUT_MS;
 	ac->max_outstanding = o->max_outstanding ? o->max_outstanding
 						 : CM_CLIENT_DEFAULT_OUTSTANDING;
+	ac->watch_silence_ms = o->watch_silence_ms ? o->watch_silence_ms
+						   : CM_CLIENT_DEFAULT_WATCH_SILENCE_MS;
+	if (ac->watch_silence_ms < 2 * CM_WATCH_PROGRESS_MS)
+		return -EINVAL; /* every heartbeat late would kill the stream */
 	if (ac->max_outstanding > (1u << 20))
 		return -EINVAL;
 	/* An explicit list must be usable; an empty environment variable
@@ -192,6 +196,8 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
 	ac->anchor.data = ac;
 	uv_unref((uv_handle_t *)&ac->anchor);
 	ac->n_handles = 1;
+	rv = cm_ac__watch_timer_init(ac);
+	assert(rv == 0); /* uv_timer_init cannot fail */
 	*out = ac;
 	return 0;
 err_ac:
@@ -350,8 +356,9 @@ static uint64_t attempt_due(const struct cm_ac__req *rq, uint64_t now)
 {
 	/* A read that one server sits on goes to another before the deadline
 	 * (a stopped process keeps its socket open). A write never does: its
-	 * outcome would become unknown. */
-	if (rq->is_write || rq->pinned >= 0 || rq->kind == CM_AC_RQ_WATCH)
+	 * outcome would become unknown. A WATCH does (the abandoned one is
+	 * undone: cm_ac__watch_attempt_abandoned). */
+	if (rq->is_write || rq->pinned >= 0)
 		return rq->deadline;
 	uint64_t per = rq->ac->timeout_ms / 4;
 	if (per < CM_AC_ATTEMPT_MIN_MS)
@@ -384,8 +391,8 @@ void cm_ac__attempt(struct cm_ac__req *rq)
 		return;
 	}
 	rq->req.id = ac->next_id++;
-	if (rq->watch)
-		rq->watch->wire_id = rq->req.id;
+	if (rq->wsub)
+		rq->wsub->wire_id = rq->req.id;
 	id_insert(ac, rq);
 	rq->conn = c;
 	ac->servers[s].inflight++;
@@ -448,6 +455,8 @@ static void rq_timer_cb(uv_timer_t *t)
 			return;
 		}
 		/* A read's attempt timed out: that server is slow or stopped. */
+		if (rq->kind == CM_AC_RQ_WATCH)
+			cm_ac__watch_attempt_abandoned(rq);
 		cm_ac__server_failed(rq->ac, (uint32_t)rq->srv);
 		rq->avoid = rq->srv;
 		cm_ac__retry(rq, -ETIMEDOUT, true);
@@ -607,6 +616,7 @@ void cm_ac_close(struct cm_ac *ac, cm_ac_close_cb cb, void *arg)
 		cm_ac__finish(rq, -ECANCELED, NULL);
 	}
 	cm_ac__watch_close_all(ac);
+	uv_close((uv_handle_t *)&ac->wtimer, anchor_closed);
 	for (uint32_t k = 0; k < ac->n_servers; k++)
 		if (ac->servers[k].conn)
 			cm_ac__conn_fail(ac->servers[k].conn, -ECANCELED);

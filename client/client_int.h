@@ -29,6 +29,9 @@
 #define CM_AC_RECV_CHUNK 65536
 #define CM_AC_MAP_HINT_MS 1000  /* a map fetch on a mere hint, at most this often */
 #define CM_AC_MAP_RETRY_MS 100  /* a map fetch for an epoch asked already, at most this often */
+#define CM_AC_WATCH_MAP_MS 5000 /* while watching, the map is fetched at least this often */
+#define CM_AC_WATCH_PROBE_MS 2000 /* after a MKDIR event (a new shard's top?), for this long */
+#define CM_AC_WATCH_PROBE_EVERY_MS 250 /* ... the map is fetched this often */
 
 /* An intrusive doubly-linked list (libuv's QUEUE, by another name). */
 struct cm_ac__link {
@@ -136,7 +139,7 @@ struct cm_ac__req {
 	struct cm_req req;        /* path, path2, value point into data */
 	cm_ac_cb cb;
 	void *arg;
-	struct cm_ac__watch *watch; /* CM_AC_RQ_WATCH: borrowed, outlives rq */
+	struct cm_ac__wsub *wsub; /* CM_AC_RQ_WATCH: borrowed, outlives rq */
 	uv_timer_t timer;         /* deadline, attempt timeout and backoff */
 	uint64_t deadline;        /* uv_now() */
 	uint32_t backoff;         /* ms */
@@ -157,21 +160,42 @@ struct cm_ac__req {
 	char data[];              /* path, path2, value */
 };
 
-struct cm_ac__watch {
-	struct cm_ac *ac;
-	struct cm_ac__link link;  /* ac->watches */
+/*
+ * One change stream behind a watch: a server-side watch of one group.
+ * Sub 0 subscribes with the watch's prefix and goes wherever the prefix
+ * routes (the owner of the prefix); the others with the prefix of a shard
+ * nested below it (found in the shard map), one per group. Each keeps its
+ * own resume index: indexes of different groups never compare.
+ */
+struct cm_ac__wsub {
+	struct cm_ac__watch *w;   /* borrowed: the owner, outlives the sub */
 	struct cm_ac__link clink; /* conn->watches while active */
-	uint64_t handle;          /* what cm_ac_watch() returned */
+	uint64_t group;           /* the group it streams; 0 until the first answer */
 	uint64_t wire_id;         /* id of the subscription request in force */
 	struct cm_ac__conn *conn; /* borrowed: where it is active, or NULL */
 	struct cm_ac__req *rq;    /* borrowed: subscription in progress, or NULL */
-	cm_ac_event_cb cb;
-	void *arg;
-	uint64_t from;            /* from_index asked for */
+	int32_t srv;              /* server it is active on, or -1 */
+	uint64_t from;            /* first index wanted (first subscription); 0: now */
 	uint64_t last;            /* last index delivered (or acked from) */
 	bool has_last;
+	uint64_t heard;           /* uv_now(): its last sign of life (answer, event) */
+	uint32_t plen;
+	char prefix[];            /* the path it subscribes with */
+};
+
+struct cm_ac__watch {
+	struct cm_ac *ac;
+	struct cm_ac__link link;  /* ac->watches */
+	uint64_t handle;          /* what cm_ac_watch() returned */
+	cm_ac_event_cb cb;
+	void *arg;
+	uint32_t flags;           /* CM_AC_WATCH_* */
+	bool live;                /* every stream live, as last reported */
 	bool dead;
 	int refs;                 /* callbacks running */
+	uint64_t map_epoch;       /* the map epoch its first nested subs came from; 0 none yet */
+	struct cm_ac__wsub **subs; /* owned array of owned subs; [0] the prefix's own */
+	uint32_t n_subs, cap_subs; /* n_subs <= CM_CLIENT_MAX_SHARDS */
 	uint32_t plen;
 	char prefix[];
 };
@@ -208,6 +232,9 @@ struct cm_ac {
 	struct cm_ac__link reqs;  /* every request not yet DONE (owned) */
 	struct cm_ac__link watches; /* live watches (owned) */
 	uint32_t n_watches;
+	uint32_t watch_silence_ms; /* a stream silent this long is dead */
+	uv_timer_t wtimer;        /* checks the streams' liveness while watches exist */
+	uint64_t map_probe_until; /* uv_now(): fetch the map often until then (a new shard?) */
 };
 
 /* An attempt of rq leaves its connection (answered, retried, lost): the
@@ -299,5 +326,10 @@ void cm_ac__watch_on_event(struct cm_ac__conn *c, const struct cm_event *ev);
 void cm_ac__watch_sub_done(struct cm_ac__req *rq, int err, const struct cm_resp *resp);
 void cm_ac__watch_conn_lost(struct cm_ac__conn *c);
 void cm_ac__watch_close_all(struct cm_ac *ac);
+/* An attempt of a WATCH gave up on its server: undo what it may have made. */
+void cm_ac__watch_attempt_abandoned(struct cm_ac__req *rq);
+/* The shard map changed: add the streams of shards nested below a prefix. */
+void cm_ac__watch_map_changed(struct cm_ac *ac);
+int cm_ac__watch_timer_init(struct cm_ac *ac);
 
 #endif /* CONFMAN_CLIENT_INT_H */

@@ -213,4 +213,5 @@ void cm_ac__map_install(struct cm_ac *ac, const struct cm_resp *resp)
 				      .n_shards = resp->n_shards, .shards = a};
 	nodes_learn(ac, resp);
 	cm_ac__map_wake(ac);
+	cm_ac__watch_map_changed(ac);
 }

@@ -390,7 +390,8 @@ static int dec_event(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	int rv = cm__codec_u64(&f[1], &e->watch_id) | cm__codec_u64(&f[2], &e->group) |
 		 cm__codec_u64(&f[3], &e->index) | get_u8(&f[4], &e->kind) |
 		 get_bytes(&f[5], &e->path) | get_bytes(&f[6], &e->path2);
-	if (rv)
+	if (rv || e->kind < CM_EV_PUT || e->kind > CM_EV_WIRE_MAX || e->path.len > CM_PATH_MAX ||
+	    e->path2.len > CM_PATH_MAX)
 		return -EBADMSG;
 	if (f[7].type == MSGPACK_OBJECT_NIL)
 		return 0;

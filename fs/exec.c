@@ -84,15 +84,22 @@ void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, in
 /* The root of a prefix that does not exist (yet): an empty directory. */
 static const struct cm_attr root_attr = {.mode = S_IFDIR | 0755};
 
+/* How long the kernel may keep an answer: the mount's timeout while the
+ * watch is live, else 0 (nothing would tell the kernel it changed). Answers
+ * to the notifier's replay (notify.c) may hold guessed attributes: never
+ * kept. */
+double cm_fs__ttl(const struct cm_fs_job *j, double t)
+{
+	return j->replay || !j->fs->live ? 0 : t;
+}
+
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 {
 	struct stat st;
 	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
 	if (!n->linked)
 		st.st_nlink = 0;
-	/* Answers to the notifier's replay (notify.c) may hold guessed
-	 * attributes: the kernel must not keep them. */
-	fuse_reply_attr(j->req, &st, j->replay ? 0 : j->fs->o.attr_timeout);
+	fuse_reply_attr(j->req, &st, cm_fs__ttl(j, j->fs->o.attr_timeout));
 	cm_fs__job_free(j);
 }
 
@@ -109,8 +116,8 @@ void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr)
 	n->has_attr = true;
 	struct fuse_entry_param e = {
 		.ino = n->ino,
-		.attr_timeout = j->replay ? 0 : j->fs->o.attr_timeout, /* see cm_fs__reply_attr */
-		.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
+		.attr_timeout = cm_fs__ttl(j, j->fs->o.attr_timeout),
+		.entry_timeout = cm_fs__ttl(j, j->fs->o.entry_timeout),
 	};
 	cm_fs__fill_stat(&e.attr, n->ino, attr, n->wsize);
 	if (fuse_reply_entry(j->req, &e) != 0)

@@ -110,8 +110,8 @@ void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct c
 		h->ino = n->ino;
 		struct fuse_entry_param e = {
 			.ino = n->ino,
-			.attr_timeout = j->replay ? 0 : j->fs->o.attr_timeout,
-			.entry_timeout = j->replay ? 0 : j->fs->o.entry_timeout,
+			.attr_timeout = cm_fs__ttl(j, j->fs->o.attr_timeout),
+			.entry_timeout = cm_fs__ttl(j, j->fs->o.entry_timeout),
 		};
 		cm_fs__fill_stat(&e.attr, n->ino, attr, -1);
 		rc = fuse_reply_create(j->req, &e, &j->fi);
@@ -161,8 +161,26 @@ struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *
 static bool cache_allowed(struct cm_fs_job *j)
 {
 	struct cm_fs *fs = j->fs;
-	return fs->watching && strcmp(fs->o.consistency, "linearizable") != 0 &&
+	return fs->live && strcmp(fs->o.consistency, "linearizable") != 0 &&
 	       (j->fi.flags & O_ACCMODE) == O_RDONLY && !(j->fi.flags & O_TRUNC);
+}
+
+/* Is a copy read from group at token current, and kept so by the watch?
+ * Only while that group's stream is live (heard from within the silence
+ * bound), and only if the answer is at least as new as every event of that
+ * group seen (a lagging follower's older value is not kept: no event would
+ * ever drop it). Indexes of one group only: each group counts its own. */
+static bool cache_current(struct cm_fs *fs, uint64_t group, uint64_t token)
+{
+	uint64_t last;
+	return fs->live && cm_ac_watch_covers(fs->ac, fs->watch_id, group, &last) && token >= last;
+}
+
+/* May a copy read from group be served now? While its stream is live. */
+static bool cache_live(struct cm_fs *fs, uint64_t group)
+{
+	uint64_t last;
+	return fs->live && cm_ac_watch_covers(fs->ac, fs->watch_id, group, &last);
 }
 
 static void open_cb(void *arg, int err, const struct cm_resp *resp)
@@ -188,14 +206,13 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 	struct cm_fs *fs = j->fs;
 	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, h->ino);
 	/* Keep the value if nothing touched the path since the GET was sent,
-	 * the watch stayed live, and the answer is at least as new as every
-	 * event seen then (a lagging follower's older value is not kept: no
-	 * event would ever drop it). */
+	 * the watch stayed live, and its group's stream vouches for it. */
 	if (j->cache_ok && n != NULL && n->linked && n->cgen == j->cache_gen &&
 	    fs->it.cepoch == j->cache_epoch &&
 	    cache_allowed(j) && resp->has_attr && S_ISREG(resp->attr.mode) &&
-	    resp->token >= j->cache_last && resp->value.len == resp->attr.size)
-		cm_fs_cache_put(&fs->it, n, resp->value.p, resp->value.len, &resp->attr);
+	    cache_current(fs, resp->group, resp->token) && resp->value.len == resp->attr.size &&
+	    cm_fs_cache_put(&fs->it, n, resp->value.p, resp->value.len, &resp->attr))
+		n->cgroup = resp->group;
 	cm_fs__reply_opened(j, h, NULL);
 }
 
@@ -205,8 +222,8 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 bool cm_fs__cache_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 {
 	struct cm_fs *fs = j->fs;
-	if (j->replay || !fs->watching || strcmp(fs->o.consistency, "linearizable") == 0 ||
-	    !n->cached || !n->linked || n->wsize >= 0)
+	if (j->replay || strcmp(fs->o.consistency, "linearizable") == 0 ||
+	    !n->cached || !n->linked || n->wsize >= 0 || !cache_live(fs, n->cgroup))
 		return false;
 	n->attr = n->cattr;
 	n->has_attr = true;
@@ -233,7 +250,7 @@ void cm_fs__run_open(struct cm_fs_job *j)
 		return;
 	}
 	if (n != NULL && !j->replay && cache_allowed(j)) {
-		if (n->cached && n->linked && n->wsize < 0) {
+		if (n->cached && n->linked && n->wsize < 0 && cache_live(j->fs, n->cgroup)) {
 			/* A valid copy: no request to the server. */
 			struct cm_fs_fh *h = cm_fs__fh_new(j->fs, j->ino, false);
 			if (h != NULL && (rc = cm_fs__fh_resize(h, n->clen)) != 0) {
@@ -252,7 +269,6 @@ void cm_fs__run_open(struct cm_fs_job *j)
 		}
 		j->cache_ok = true;
 		j->cache_gen = n->cgen;
-		j->cache_last = j->fs->last_index;
 		j->cache_epoch = j->fs->it.cepoch;
 	}
 	cm_fs__submit_get(j, open_cb);

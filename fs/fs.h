@@ -51,6 +51,7 @@ struct cm_fs_node {
 	char *cval;          /* owned; clen bytes */
 	uint32_t clen;
 	uint64_t cgen;
+	uint64_t cgroup;     /* the group it was read from: valid while its stream is live */
 	struct cm_attr cattr;
 	struct cm_fs_node *lru_prev, *lru_next;
 	struct cm_fs_node *ino_next, *path_next;
@@ -141,7 +142,8 @@ struct cm_fs {
 	bool stopping;
 	/* watch stream and own writes: loop thread */
 	uint64_t watch_id;
-	bool watching;
+	bool watching;   /* a watch exists (it may be re-subscribing) */
+	bool live;       /* the watch says every stream behind it is live: caches may serve */
 	struct cm_fs_own own[CM_FS_OWN_MAX];
 	uint64_t own_gen;
 	/* the notifier thread; its queue guarded by nmu */
@@ -157,7 +159,6 @@ struct cm_fs {
 	struct cm_fs_replay replay; /* guarded by nmu */
 	uv_async_t resync;          /* notifier -> loop: rebuild the whole-cache invalidation */
 	uv_timer_t rewatch;         /* loop: re-subscribe after the watch ended */
-	uint64_t last_index;        /* loop: the last event's index */
 	/* notifier vs. unmount: the session fd must not close under a notify call */
 	pthread_mutex_t smu;
 	bool sdead;

@@ -61,7 +61,6 @@ struct cm_fs_job {
 	cm_ac_cb own_cb;     /* the callback behind the own-write trampoline */
 	bool cache_ok;       /* open: the reply may be kept in the value cache... */
 	uint64_t cache_gen;  /* ...if the node's cgen is still this */
-	uint64_t cache_last; /* ...and the answer is at least this new (fs->last_index) */
 	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
 	bool lin_retry;      /* open: redone as a linearizable read (file.c) */
 	uint8_t tries;       /* setattr: CAS attempts so far (exec.c) */
@@ -110,6 +109,7 @@ int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
 /* Reply an entry for j->path with attr (one more kernel reference), free j. */
 void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr);
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n);
+double cm_fs__ttl(const struct cm_fs_job *j, double t);
 /* n's attributes as sent to the kernel in a reply (wsize as in fill_stat). */
 
 /* ---- notify.c: requests of the notifier's replay, answered locally ---- */

@@ -2,9 +2,10 @@
  * inotify replay of changes made elsewhere.
  *
  * Three threads take part:
- * - the loop thread receives the watch events (cm_ac_watch on the mount's
- *   prefix, from "now"; the library re-subscribes after a reconnect from the
- *   next index). For each event it looks up the inodes the kernel knows,
+ * - the loop thread receives the watch events (cm_ac_watch_ex on the mount's
+ *   prefix, from "now": one stream per group at and below it, each
+ *   re-subscribed by the library from its own next index after a reconnect
+ *   or a silence; CM_EV_STALE / CM_EV_LIVE say whether the caches may serve). For each event it looks up the inodes the kernel knows,
  *   refreshes their attributes, and appends a notification job to a bounded
  *   queue. It never calls fuse_lowlevel_notify_* itself: inval_entry and
  *   notify_delete take the parent directory's i_rwsem in the kernel, and a
@@ -236,11 +237,15 @@ static void push_all(struct cm_fs *fs)
 
 static void on_event(void *arg, int err, const struct cm_event *ev);
 
+/* From now: a new watch after one ended resumes nothing (each group has an
+ * index of its own, the library kept them and gave up); what changed
+ * meanwhile is unknown, and the caller invalidates everything. */
 static int watch(struct cm_fs *fs)
 {
-	uint64_t from = fs->last_index ? fs->last_index + 1 : 0;
-	int rc = cm_ac_watch(fs->ac, fs->o.prefix, from, on_event, fs, &fs->watch_id);
+	int rc = cm_ac_watch_ex(fs->ac, fs->o.prefix, 0, CM_AC_WATCH_STATE, on_event, fs,
+				&fs->watch_id);
 	fs->watching = rc == 0;
+	fs->live = false; /* until the library says every stream is */
 	return rc;
 }
 
@@ -264,6 +269,7 @@ static void on_resync(uv_async_t *h)
 static void watch_ended(struct cm_fs *fs, int err)
 {
 	fs->watching = false;
+	fs->live = false;
 	cm_fs_cache_clear(&fs->it); /* nothing keeps the copies current */
 	if (err != -ECANCELED && fs->ac != NULL) {
 		fprintf(stderr, "confman-fs: watch ended (%s), retrying\n", cm_strerror(err));
@@ -328,8 +334,20 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 		watch_ended(fs, err);
 		return;
 	}
-	if (ev->index > fs->last_index)
-		fs->last_index = ev->index;
+	if (ev->kind == CM_EV_STALE) {
+		/* A stream behind the caches is lost or silent: changes may be
+		 * going by unseen. Stop serving from the value cache and make
+		 * the kernel ask again (its timeouts are 0 until live). */
+		fprintf(stderr, "confman-fs: watch stream of group %llu silent or lost: "
+				"caches off until it is live again\n", (unsigned long long)ev->group);
+		fs->live = false;
+		push_all(fs);
+		return;
+	}
+	if (ev->kind == CM_EV_LIVE) {
+		fs->live = true;
+		return;
+	}
 	if (ev->kind == CM_EV_RESYNC) {
 		push_all(fs);
 		return;

@@ -65,6 +65,14 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		return rv;
 	g->snap = boot.snap;
 	g->applied = boot.applied;
+	/* The log and the events are compacted together (turn.c): what the
+	 * log still holds, the events hold too. */
+	uint64_t first = 0;
+	if (!fresh && cm_store_log_first(n->store, txn, id, &first) == 0 && first > 0 &&
+	    first - 1 < boot.snap.index)
+		g->ev_floor = first - 1;
+	else
+		g->ev_floor = boot.snap.index;
 	cm_log_info("group %llu: term %llu, applied %llu, snapshot %llu, %u log entries%s",
 		    (unsigned long long)id, (unsigned long long)boot.hs.term,
 		    (unsigned long long)boot.applied, (unsigned long long)boot.snap.index, n_ents,
@@ -223,6 +231,9 @@ static void on_tick(uv_timer_t *t)
 		cm__shards_tops(n, &n->groups[k]);
 	}
 	cm__req_expire(n);
+	uint64_t every = CM_WATCH_PROGRESS_MS / n->cfg->tick_ms;
+	if (every == 0 || n->ticks % every == 0)
+		cm__watch_progress(n);
 }
 
 static void on_prepare(uv_prepare_t *p)

@@ -43,6 +43,7 @@ struct cm_watch {
 	uint64_t id;
 	uint64_t group;
 	uint64_t sent; /* events up to this index were sent */
+	bool progress; /* CM_WATCH_PROGRESS: heartbeats wanted */
 	char *prefix;  /* owned */
 	uint32_t plen;
 	struct cm_watch *next;
@@ -52,6 +53,10 @@ struct cm_group {
 	const struct cm_group_info *info;
 	struct raft *raft;
 	struct raft_snap_meta snap; /* the current snapshot, as persisted */
+	/* Watch events at or below this index may be gone from the store (the
+	 * log and the events are compacted together, keep_entries behind the
+	 * snapshot; an installed snapshot drops them all). Never decreases. */
+	uint64_t ev_floor;
 	uint64_t applied;           /* mirrors the core, for requests */
 	uint64_t read_seq;
 	struct cm_pending_list writes; /* in index order */
@@ -147,5 +152,14 @@ void cm__admin_count(void *arg, const struct cm_resp *r);
 int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req);
 void cm__watch_remove(struct cm_node *n, struct cm_conn *c, uint64_t id);
 void cm__watch_deliver(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
+/* Every CM_WATCH_PROGRESS_MS (from the tick): a PROGRESS event per watch
+ * that asked, from groups whose replica here is not stale. */
+void cm__watch_progress(struct cm_node *n);
+/* The events of g were compacted up to index (never lowers the floor). */
+void cm__watch_compacted(struct cm_group *g, uint64_t index);
+
+/* request.c: whether this replica of g may have fallen behind a majority
+ * that moved on (no leader heard within --max-staleness-ms). */
+bool cm__replica_stale(const struct cm_node *n, const struct cm_group *g);
 
 #endif /* CONFMAN_NODE_H */

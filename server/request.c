@@ -130,7 +130,7 @@ static void serve_read_now(struct cm_node *n, struct cm_group *g, struct cm_conn
  * off from a majority that moved on: it refuses follower reads, and the
  * client goes to another replica (DESIGN.md, Consistency contract).
  */
-static bool replica_stale(const struct cm_node *n, const struct cm_group *g)
+bool cm__replica_stale(const struct cm_node *n, const struct cm_group *g)
 {
 	struct raft_status st;
 	raft_status(g->raft, &st);
@@ -149,7 +149,7 @@ static bool replica_stale(const struct cm_node *n, const struct cm_group *g)
 static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 			const struct cm_req *req)
 {
-	if (req->consistency == CM_READ_FOLLOWER && replica_stale(n, g)) {
+	if (req->consistency == CM_READ_FOLLOWER && cm__replica_stale(n, g)) {
 		cm__reply_err(n, g, c, req, CM_ESTALE);
 		return;
 	}

@@ -92,6 +92,9 @@ int cm_store_log_append(struct cm_store *s, MDB_txn *txn, uint64_t group,
 			const struct raft_entry *entries, uint32_t n);
 int cm_store_log_truncate_prefix(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index);
 int cm_store_log_delete_all(struct cm_store *s, MDB_txn *txn, uint64_t group);
+/* cm_store_log_first - the lowest index of group's stored entries, 0 when it
+ * has none: 0, -EIO. */
+int cm_store_log_first(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t *first);
 /*
  * cm_store_log_load - every entry of group after `after`, in order, as one
  * malloc'd array; each entry's data is malloc'd too (free with

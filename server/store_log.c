@@ -53,6 +53,23 @@ int cm_store_log_truncate_prefix(struct cm_store *s, MDB_txn *txn, uint64_t grou
 	return cm_store_range_delete(txn, s->dbs.log, group, 0, index);
 }
 
+int cm_store_log_first(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t *first)
+{
+	uint8_t kb[16];
+	key16(kb, group, 0);
+	MDB_val k = {sizeof(kb), kb}, v;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->dbs.log, &cur);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	*first = 0;
+	if (rc == 0 && k.mv_size == 16 && cm_bo_get_be64(k.mv_data) == group)
+		*first = cm_bo_get_be64((const uint8_t *)k.mv_data + 8);
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : cm_store_mdb_err(rc);
+}
+
 int cm_store_log_delete_all(struct cm_store *s, MDB_txn *txn, uint64_t group)
 {
 	return cm_store_range_delete(txn, s->dbs.log, group, 0, UINT64_MAX);

@@ -131,6 +131,8 @@ static int maybe_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		rv = cm_store_log_truncate_prefix(n->store, txn, id, upto);
 	if (rv == 0)
 		rv = cm_kv_events_compact(n->store, txn, id, upto);
+	if (rv == 0)
+		cm__watch_compacted(g, upto);
 	msgpack_sbuffer_destroy(&sb);
 	if (rv == 0) {
 		g->snap = meta;
@@ -166,6 +168,7 @@ static int persist_snapshot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		rv = cm_store_log_truncate_prefix(n->store, txn, id, rd->snap.index);
 	if (rv == 0)
 		rv = cm_kv_events_compact(n->store, txn, id, rd->snap.index);
+	cm__watch_compacted(g, rd->snap.index); /* cm_kv_restore dropped them all */
 	g->snap = rd->snap;
 	g->applied = rd->snap.index;
 	g->applied_moved = true;

@@ -7,11 +7,18 @@
 #include "server/log.h"
 #include "server/node.h"
 
-/* Events at or below the snapshot may be compacted away: a watch that
- * starts there must resync (re-read) instead. */
+/* Events at or below the compaction point are gone: a watch that starts
+ * there must resync (re-read) instead. Events are kept as long as the log
+ * (keep_entries behind the snapshot), not just down to the snapshot. */
 static uint64_t events_floor(const struct cm_group *g)
 {
-	return g->snap.index;
+	return g->ev_floor;
+}
+
+void cm__watch_compacted(struct cm_group *g, uint64_t index)
+{
+	if (index > g->ev_floor)
+		g->ev_floor = index;
 }
 
 struct deliver_ctx {
@@ -69,6 +76,10 @@ void cm__watch_deliver(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn)
 
 int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req)
 {
+	/* A replica cut off from its leader would stream an old state as if it
+	 * were current: the client subscribes elsewhere. */
+	if (cm__replica_stale(n, g))
+		return CM_ESTALE;
 	struct cm_watch *w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->prefix = malloc(req->path.len)) == NULL) {
 		free(w);
@@ -80,6 +91,7 @@ int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, cons
 	cm_conn_ref(c);
 	w->id = req->id;
 	w->group = g->info->id;
+	w->progress = (req->flags & CM_WATCH_PROGRESS) != 0;
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
 	cm_net_reply(c, &r);
@@ -97,6 +109,26 @@ int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, cons
 		cm_store_txn_abort(txn);
 	}
 	return 0;
+}
+
+/*
+ * The heartbeat: "every event up to w->sent was sent, and this replica has
+ * heard from its leader within the staleness bound". A stale replica stays
+ * silent, so its watchers' caches stop trusting it (DESIGN.md, Consistency
+ * contract) and they subscribe elsewhere.
+ */
+void cm__watch_progress(struct cm_node *n)
+{
+	for (struct cm_watch *w = n->watches; w; w = w->next) {
+		if (!w->progress || cm_conn_closed(w->conn))
+			continue;
+		struct cm_group *g = cm__node_group(n, w->group);
+		if (g == NULL || cm__replica_stale(n, g))
+			continue;
+		struct cm_event e = {.watch_id = w->id, .group = w->group, .index = w->sent,
+				     .kind = CM_EV_PROGRESS, .path = {w->prefix, w->plen}};
+		cm_net_event(w->conn, &e);
+	}
 }
 
 /* Remove watch `id` of connection c, or all of c's watches when id is 0. */

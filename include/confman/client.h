@@ -51,6 +51,7 @@
  * a struct cm_client to one thread at a time.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,7 @@ typedef struct uv_loop_s uv_loop_t;
 #define CM_CLIENT_DEFAULT_OUTSTANDING 4096 /* requests in flight per client */
 #define CM_CLIENT_MAX_SERVERS 64 /* listed plus learned from redirects */
 #define CM_CLIENT_MAX_WATCHES 1024
+#define CM_CLIENT_DEFAULT_WATCH_SILENCE_MS 1000 /* a watch stream silent this long is dead */
 #define CM_CLIENT_MAX_GROUPS 4096 /* groups whose token and leader are tracked */
 #define CM_CLIENT_MAX_SHARDS 4096 /* shards in a map the client accepts */
 #define CM_CLIENT_MAX_NODES 4096  /* nodes in a map the client accepts */
@@ -95,6 +97,11 @@ struct cm_client_opts {
 	 * CM_READ_FOLLOWER, DESIGN.md's default. */
 	uint8_t consistency;
 	uint32_t max_outstanding; /* 0: CM_CLIENT_DEFAULT_OUTSTANDING */
+	/* A watch stream (cm_ac_watch) that has sent nothing, not even a
+	 * heartbeat, for this long is dead: the watch re-subscribes elsewhere
+	 * and, meanwhile, is not live. 0: CM_CLIENT_DEFAULT_WATCH_SILENCE_MS;
+	 * at least 2 * CM_WATCH_PROGRESS_MS. */
+	uint32_t watch_silence_ms;
 };
 
 /* cm_client_opts_init - fill opts with the defaults (follower reads). */
@@ -178,22 +185,58 @@ int cm_ac_submit_to(struct cm_ac *ac, const char *server, const struct cm_req *r
 		    void *arg);
 
 /*
- * cm_ac_watch - watch every change under prefix (the prefix itself included).
- * @from_index: deliver changes from this log index on; 0 means from now.
+ * cm_ac_watch - watch every change under prefix (the prefix itself included),
+ * in every shard: the group that owns prefix and every group whose shard is
+ * nested below it (found in the shard map). Each group's stream is a
+ * subscription of its own with its own resume index; events of one group
+ * come in its log order, events of different groups in no defined order
+ * (ev->group says which; compare indexes of one group only).
+ * @from_index: deliver changes of the group that owns prefix from this log
+ *              index on; 0 means from now. Streams of nested shards start
+ *              from now, except those of shards created after the watch
+ *              (seen in a newer map), which start from their first index.
  * @watch_id:   out, the handle for cm_ac_unwatch(); may be NULL
- * When a connection drops the watch re-subscribes on another server from the
- * index after the last event delivered, so no change is lost or repeated; an
- * event of kind CM_EV_RESYNC means history was compacted away: re-read
- * what you cache. The watch ends (final callback) with -ECANCELED on
- * cm_ac_close(), with the server's error if it refused the watch, or with
- * -ETIMEDOUT if no server accepted a (re-)subscription within the timeout.
- * Caveat: one from_index is kept per watch; a prefix spanning several shards
- * (groups) resumes from the index of the group that sent the last event.
+ * Streams ask for heartbeats (CM_EV_PROGRESS, which are not passed on):
+ * one silent for watch_silence_ms (struct cm_client_opts), or whose
+ * connection drops, re-subscribes on another server from the index after
+ * the last event delivered, so no change is lost or repeated. A new shard
+ * below prefix is found when the map is fetched again: at least every
+ * CM_AC_WATCH_MAP_MS (5 s), and every 250 ms for 2 s after a MKDIR event
+ * (a shard's top is made by one). An event of kind CM_EV_RESYNC means the
+ * group's history was compacted away (or the prefix moved to another
+ * group): re-read what you cache. The watch ends (final callback) with
+ * -ECANCELED on cm_ac_close(), with the server's error if it refused a
+ * stream, or with -ETIMEDOUT if no server accepted a (re-)subscription
+ * within the timeout.
  * Returns 0, -EINVAL / -ENAMETOOLONG (bad prefix), -EBUSY
  * (CM_CLIENT_MAX_WATCHES), -ECANCELED (closing), -ENOMEM.
  */
 int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac_event_cb cb,
 		void *arg, uint64_t *watch_id);
+
+/* cm_ac_watch_ex flags: also deliver CM_EV_STALE when a stream behind the
+ * watch is lost or silent while the watch was live, and CM_EV_LIVE when
+ * every stream is live again (the first one once all are subscribed). A
+ * stream is live while it is subscribed and has been heard from within
+ * watch_silence_ms; a watch is live while the map is known and every
+ * group at and below its prefix has a live stream. ev->group of STALE is
+ * the group whose stream failed (0: not known). */
+#define CM_AC_WATCH_STATE 0x1
+
+/* cm_ac_watch_ex - cm_ac_watch() with flags (CM_AC_WATCH_STATE); -EINVAL
+ * for an unknown flag. */
+int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
+
+/*
+ * cm_ac_watch_covers - whether watch_id has a live stream of group now
+ * (subscribed, heard from within the silence bound), and the last index of
+ * that group it delivered (events and heartbeats: every change of the
+ * group up to *last that matches the prefix was delivered). A cache fed by
+ * the watch may keep a value read from group at a token >= *last.
+ */
+bool cm_ac_watch_covers(const struct cm_ac *ac, uint64_t watch_id, uint64_t group,
+			uint64_t *last);
 
 /*
  * cm_ac_unwatch - stop a watch: its callback is never called again (not even

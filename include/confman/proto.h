@@ -40,6 +40,8 @@
  *   REQ.group: 0 = route by path; else the group the client believes owns
  *             the path: a server that disagrees answers CM_EWRONGSHARD.
  *   EVENT     [6, watch_id, group, index, kind, path:str, path2:str, attr | nil]
+ *             kind 1-6 (enum cm_event_kind; 6, PROGRESS, only to a WATCH that
+ *             set CM_WATCH_PROGRESS); anything else is a protocol error
  *   ERROR     [7, err, message:str]
  *   BEATS     [9, from, to, [[group, type, term, commit, ctx, flags]...]]
  *             the turn's HEARTBEAT and HEARTBEAT_RESP messages of every group
@@ -140,12 +142,38 @@ enum cm_consistency {
  * marked if present, and from then on neither removed nor moved (EBUSY).
  * Not in CM_WRITE_FLAGS_KNOWN: no client may send it. */
 #define CM_MKDIR_TOP 0x800
+#define CM_WATCH_PROGRESS 0x1000 /* WATCH: send a CM_EV_PROGRESS event every
+				* CM_WATCH_PROGRESS_MS while this replica is not
+				* stale (a watcher's proof that the stream lives) */
+
+/* A watch with CM_WATCH_PROGRESS hears from its replica at least this often
+ * while the replica has heard from its leader within the staleness bound. */
+#define CM_WATCH_PROGRESS_MS 200
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu
 
-/* Watch event kinds. */
-enum cm_event_kind { CM_EV_PUT = 1, CM_EV_DELETE, CM_EV_MKDIR, CM_EV_RENAME, CM_EV_RESYNC };
+/*
+ * Watch event kinds. One change (one log index) gives at most one event.
+ * RESYNC: history up to index was compacted away; re-read what you cache.
+ * PROGRESS (CM_WATCH_PROGRESS only): a heartbeat; every event of the
+ * group's stream up to index (the replica's applied index) was sent.
+ * STALE and LIVE never travel: the client library tells a watcher that asked
+ * (cm_ac_watch_ex, CM_AC_WATCH_STATE) that a stream behind the watch went
+ * silent or was lost (a cache fed by it is no longer current), or that every
+ * stream is live again.
+ */
+enum cm_event_kind {
+	CM_EV_PUT = 1,
+	CM_EV_DELETE,
+	CM_EV_MKDIR,
+	CM_EV_RENAME,
+	CM_EV_RESYNC,
+	CM_EV_PROGRESS,
+	CM_EV_WIRE_MAX = CM_EV_PROGRESS, /* the last kind on the wire */
+	CM_EV_STALE,
+	CM_EV_LIVE,
+};
 
 /* A node's metadata. mode carries the file type (S_IFREG, S_IFDIR, S_IFLNK). */
 struct cm_attr {

@@ -180,6 +180,29 @@ def test_watch_sse():
         c.close()
 
 
+def test_watch_sse_sees_nested_shard():
+    """GET /v1/watch/ reports a change under a shard nested below the path
+    (issue 11, item 1), with that shard's group in the data."""
+    C.ctl("shard", "add", "/nest", "--replicas", "1,2,3", check=True)
+    c, r = open_watch("/v1/watch/")
+    try:
+        time.sleep(1.0)  # subscribed, the map fetched
+        req("PUT", "/v1/kv/nest/k", b"1")
+        req("PUT", "/v1/kv/top-k", b"1")
+        # A shard the gateway's map did not have yet is streamed from its
+        # first index: its own top directory's mkdir may come first.
+        groups = {}
+        end = time.time() + 10
+        while not {"/nest/k", "/top-k"} <= set(groups) and time.time() < end:
+            for e in read_events(r, 1):
+                d = json.loads(e["data"])
+                groups[d["path"]] = d["group"]
+        check({"/nest/k", "/top-k"} <= set(groups), groups)
+        check(groups["/nest/k"] != groups["/top-k"], groups)
+    finally:
+        c.close()
+
+
 def test_watch_clients_leave():
     # Many watchers that come and go, some mid-stream: the gateway forgets them.
     for n in range(40):
@@ -288,8 +311,8 @@ def main():
     C = harness.Cluster(3, base_port=BASE)
     run_tests(C, start_gateway,
               [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
-               test_token_read_your_writes, test_watch_sse, test_watch_clients_leave,
-               test_departed_watchers_free_their_slots_at_once,
+               test_token_read_your_writes, test_watch_sse, test_watch_sse_sees_nested_shard,
+               test_watch_clients_leave, test_departed_watchers_free_their_slots_at_once,
                test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz],
               show_traceback=True)
 

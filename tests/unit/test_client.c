@@ -159,6 +159,17 @@ static void freply_redirect(struct fake_conn *c, uint64_t id, uint8_t op, const 
 	fsend(c, &sb);
 }
 
+static void fevent_g(struct fake_conn *c, uint64_t watch_id, uint64_t group, uint64_t index,
+		     uint8_t kind, const char *path)
+{
+	struct cm_event e = {.watch_id = watch_id, .group = group, .index = index, .kind = kind,
+			     .path = {path, (uint32_t)strlen(path)}};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_event(&sb, &e), 0);
+	fsend(c, &sb);
+}
+
 static void fevent(struct fake_conn *c, uint64_t watch_id, uint64_t index, uint8_t kind,
 		   const char *path)
 {
@@ -832,6 +843,150 @@ static void test_watch_events_delivered_and_resumed(void **state)
 	assert_int_equal(fake_count(&e->f1, CM_OP_UNWATCH), 1);
 	assert_int_equal(e->f1.seen[e->f1.n_seen - 1].version, e->f1.seen[1].id);
 	assert_false(evs.ended); /* unwatched: no final call */
+}
+
+
+/* Fan-in: group 1 owns "/", group 2 the nested shard "/app". A WATCH is
+ * answered by the group its path routes to (token 20 for group 1, 5 for
+ * group 2), then one event of that group. */
+static void h_fanin(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	if (r->op == CM_OP_UNWATCH)
+		return;
+	assert_int_equal(r->op, CM_OP_WATCH);
+	assert_true(r->flags & CM_WATCH_PROGRESS);
+	bool app = strncmp(r->path.p, "/app", 4) == 0;
+	uint64_t g = app ? 2 : 1;
+	uint64_t from = r->from_index ? r->from_index : (app ? 6 : 21);
+	freply(c, r->id, r->op, 0, g, from - 1, NULL);
+	fevent_g(c, r->id, g, from, CM_EV_PUT, app ? "/app/y" : "/x");
+	fevent_g(c, r->id, g, from, CM_EV_PROGRESS, app ? "/app" : "/"); /* not passed on */
+}
+
+struct gevents {
+	int n;
+	uint64_t group[16], index[16];
+	uint8_t kind[16];
+};
+
+static void gevent_cb(void *arg, int err, const struct cm_event *ev)
+{
+	struct gevents *g = arg;
+	assert_int_equal(err, 0);
+	assert_true(g->n < 16);
+	g->group[g->n] = ev->group;
+	g->index[g->n] = ev->index;
+	g->kind[g->n++] = ev->kind;
+}
+
+static int gevents_count(const struct gevents *g, uint8_t kind, uint64_t group)
+{
+	int n = 0;
+	for (int k = 0; k < g->n; k++)
+		n += g->kind[k] == kind && (group == 0 || g->group[k] == group);
+	return n;
+}
+
+static void run_until_events(struct env *e, const struct gevents *g, uint8_t kind,
+			     uint64_t group, int n, uint64_t ms)
+{
+	for (uint64_t t = 0; t < ms && gevents_count(g, kind, group) < n; t += 5)
+		run_for(&e->loop, 5);
+	assert_true(gevents_count(g, kind, group) >= n);
+}
+
+static void test_watch_fans_in_nested_shards_with_own_resume_index(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_fanin);
+	e->f1.map.epoch = 3;
+	map_shard(&e->f1.map, 1, "/", 9, 0);
+	map_shard(&e->f1.map, 2, "/app", 9, 0);
+	map_node(&e->f1.map, 9, e->f1.addr);
+	env_client(e, e->f1.addr, 2000);
+	struct gevents g = {0};
+	uint64_t wid;
+	assert_int_equal(cm_ac_watch_ex(e->ac, "/", 0, CM_AC_WATCH_STATE, gevent_cb, &g, &wid), 0);
+	run_until_events(e, &g, CM_EV_PUT, 2, 1, 2000);
+	run_until_events(e, &g, CM_EV_PUT, 1, 1, 2000);
+	run_until_events(e, &g, CM_EV_LIVE, 0, 1, 2000);
+	assert_int_equal(gevents_count(&g, CM_EV_PROGRESS, 0), 0);
+	uint64_t last = 0;
+	assert_true(cm_ac_watch_covers(e->ac, wid, 1, &last));
+	assert_int_equal(last, 21);
+	assert_true(cm_ac_watch_covers(e->ac, wid, 2, &last));
+	assert_int_equal(last, 6);
+	assert_false(cm_ac_watch_covers(e->ac, wid, 3, &last));
+	/* The connection drops: each stream resumes from its own group's index
+	 * (never one group's index for another). */
+	int before = g.n;
+	fconn_close(e->f1.conns);
+	run_until_events(e, &g, CM_EV_PUT, 1, 2, 2000);
+	run_until_events(e, &g, CM_EV_PUT, 2, 2, 2000);
+	assert_true(g.n > before);
+	assert_true(gevents_count(&g, CM_EV_STALE, 0) >= 1); /* lost, then live again */
+	uint64_t from1 = 0, from2 = 0;
+	for (int k = 0; k < e->f1.n_seen; k++) {
+		const struct seen *s = &e->f1.seen[k];
+		if (s->op != CM_OP_WATCH)
+			continue;
+		if (strcmp(s->path, "/") == 0)
+			from1 = s->from_index;
+		else if (strcmp(s->path, "/app") == 0)
+			from2 = s->from_index;
+	}
+	assert_int_equal(from1, 22);
+	assert_int_equal(from2, 7);
+	assert_int_equal(cm_ac_unwatch(e->ac, wid), 0);
+}
+
+/* Answers a WATCH and then says nothing at all, like a stopped process
+ * whose socket stays open. */
+static void h_watch_mute(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	if (r->op == CM_OP_WATCH)
+		freply(c, r->id, r->op, 0, 1, 20, NULL);
+}
+
+static void test_silent_watch_stream_is_stale_and_moves(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_watch_mute);
+	fake_start(&e->f2, &e->loop, 0, h_watch_mute);
+	char servers[80];
+	snprintf(servers, sizeof(servers), "%s,%s", e->f1.addr, e->f2.addr);
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = servers;
+	o.cluster = "testcl";
+	o.timeout_ms = 2000;
+	o.watch_silence_ms = 100;
+	assert_int_equal(cm_ac_new(&e->loop, &o, &e->ac), -EINVAL); /* < 2 heartbeats */
+	o.watch_silence_ms = 400;
+	assert_int_equal(cm_ac_new(&e->loop, &o, &e->ac), 0);
+	struct gevents g = {0};
+	uint64_t wid, last;
+	assert_int_equal(cm_ac_watch_ex(e->ac, "/", 0, CM_AC_WATCH_STATE, gevent_cb, &g, &wid), 0);
+	run_until_events(e, &g, CM_EV_LIVE, 0, 1, 2000);
+	assert_true(cm_ac_watch_covers(e->ac, wid, 1, &last));
+	assert_int_equal(last, 20);
+	struct fake *first = fake_count(&e->f1, CM_OP_WATCH) ? &e->f1 : &e->f2;
+	struct fake *other = first == &e->f1 ? &e->f2 : &e->f1;
+	/* Silent for 400 ms: stale, UNWATCHed there, subscribed on the other
+	 * server from the index after the last one it delivered. */
+	run_until_events(e, &g, CM_EV_STALE, 1, 1, 2000);
+	assert_true(g.n >= 2 && g.kind[0] == CM_EV_LIVE && g.kind[1] == CM_EV_STALE);
+	for (int t = 0; t < 400 && fake_count(other, CM_OP_WATCH) == 0; t += 5)
+		run_for(&e->loop, 5);
+	assert_int_equal(fake_count(other, CM_OP_WATCH), 1);
+	assert_int_equal(other->seen[other->n_seen - 1].from_index, 21);
+	for (int t = 0; t < 400 && fake_count(first, CM_OP_UNWATCH) == 0; t += 5)
+		run_for(&e->loop, 5);
+	assert_int_equal(fake_count(first, CM_OP_UNWATCH), 1);
+	run_until_events(e, &g, CM_EV_LIVE, 0, 2, 2000);
+	assert_int_equal(cm_ac_unwatch(e->ac, wid), 0);
 }
 
 static void test_close_cancels_requests_and_watches(void **state)
@@ -1892,6 +2047,8 @@ int main(void)
 		T(test_token_sent_is_highest_seen),
 		T(test_out_of_order_answers_matched_by_id),
 		T(test_watch_events_delivered_and_resumed),
+		T(test_watch_fans_in_nested_shards_with_own_resume_index),
+		T(test_silent_watch_stream_is_stale_and_moves),
 		T(test_close_cancels_requests_and_watches),
 		T(test_handshake_refused_fails_fast),
 		T(test_hung_handshake_reconnects_and_write_goes_through),

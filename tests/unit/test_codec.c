@@ -451,6 +451,31 @@ static void test_event_roundtrip(void **state)
 	}
 }
 
+/* PROGRESS travels; STALE and LIVE are the library's own, never on the wire;
+ * an unknown kind is a protocol error. */
+static void test_event_kinds_bounded(void **state)
+{
+	(void)state;
+	const uint8_t kinds[] = {0, CM_EV_PROGRESS, CM_EV_STALE, CM_EV_LIVE, 200};
+	const int want[] = {-EBADMSG, 0, -EBADMSG, -EBADMSG, -EBADMSG};
+	for (size_t k = 0; k < sizeof(kinds); k++) {
+		struct cm_event e = {.watch_id = 1, .group = 2, .index = 3, .kind = kinds[k],
+				     .path = B("/p")};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_event(&sb, &e), 0);
+		struct cm_msg m;
+		int rv = cm_codec_decode(sb.data + CM_FRAME_HDR, sb.size - CM_FRAME_HDR, &m);
+		assert_int_equal(rv, want[k]);
+		if (rv == 0) {
+			assert_int_equal(m.event.kind, CM_EV_PROGRESS);
+			assert_int_equal(m.event.index, 3);
+			cm_codec_free(&m);
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
 static void test_error_roundtrip(void **state)
 {
 	(void)state;
@@ -1040,6 +1065,7 @@ int main(void)
 		cmocka_unit_test(test_resp_write_ops_roundtrip),
 		cmocka_unit_test(test_resp_error_carries_leader_hint),
 		cmocka_unit_test(test_event_roundtrip),
+		cmocka_unit_test(test_event_kinds_bounded),
 		cmocka_unit_test(test_error_roundtrip),
 		cmocka_unit_test(test_raft_append_with_entries_roundtrip),
 		cmocka_unit_test(test_raft_snap_chunk_roundtrip),
