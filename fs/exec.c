@@ -594,6 +594,26 @@ static void run_release_handle(struct cm_fs_job *j)
 
 /* ---- namespace ---- */
 
+void cm_fs__repath_child(struct cm_fs_job *j)
+{
+	/* The server created j->name in the directory j->ino named when the
+	 * request left. If another mount renamed that directory since, and
+	 * this mount's watch has already moved the directory's inode, the new
+	 * entry lives under the directory's new path: a node at the old one
+	 * would be a name the watch never moves again (its close would find
+	 * nothing there). */
+	char *now;
+	if (cm_fs__child_path(j, j->ino, j->name, &now) != 0)
+		return; /* the directory is gone too: its own unlink covers it */
+	if (strcmp(now, j->path) == 0) {
+		free(now);
+		return;
+	}
+	cm_fs__trace(j, "created under a directory renamed meanwhile: %s, not %s", now, j->path);
+	free(j->path);
+	j->path = now;
+}
+
 static void entry_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
@@ -601,6 +621,7 @@ static void entry_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
 	}
+	cm_fs__repath_child(j);
 	cm_fs__reply_entry(j, &resp->attr);
 }
 

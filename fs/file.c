@@ -340,6 +340,7 @@ static void create_get_cb(void *arg, int err, const struct cm_resp *resp)
 		return;
 	}
 	h->born = resp->attr.create_index;
+	cm_fs__repath_child(j);
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
@@ -362,6 +363,7 @@ static void create_cb(void *arg, int err, const struct cm_resp *resp)
 	h->dirty = false; /* committed empty already */
 	h->born = resp->attr.create_index;
 	h->sent_len = 0;
+	cm_fs__repath_child(j);
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
 

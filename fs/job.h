@@ -97,6 +97,9 @@ int cm_fs__child_path(struct cm_fs_job *j, fuse_ino_t parent, const char *name, 
 /* CM_NO_PARENTS for a write creating a child of parent, or 0 where the
  * mount's own root prefix may not exist yet. */
 uint32_t cm_fs__no_parents(const struct cm_fs_job *j, fuse_ino_t parent);
+/* After a create (j->ino: the parent, j->name): j->path follows the parent's
+ * path now, in case the watch moved the parent while the request was out. */
+void cm_fs__repath_child(struct cm_fs_job *j);
 /* j->path = server path of j->ino; *np (may be NULL) its node. 0, -ENOENT, -ENOMEM. */
 int cm_fs__node_path(struct cm_fs_job *j, struct cm_fs_node **np);
 /* Send r for j->path (reads at the mount's consistency); cb owns j from then

@@ -203,6 +203,54 @@ def wait_for(m, rel, timeout=5.0):
         time.sleep(0.02)
 
 
+def test_files_written_while_their_directory_keeps_moving():
+    """A renames one directory again and again (every 0-30 ms) while B
+    creates, writes and closes files in it for 10 s: every close succeeds
+    and every file holds its data under the directory's last name. (A
+    create answered after this mount's watch had already moved the
+    directory used to leave the new file at the old path, where its close
+    found nothing: EIO for about 1 close in 100.)"""
+    import random
+    A.sh("rm -rf mv; mkdir -p mv/d0")
+    names = ["d0"]
+    stop = threading.Event()
+
+    def renamer():
+        g = 0
+        while not stop.is_set():
+            g += 1
+            os.rename(A.p("mv/" + names[-1]), A.p("mv/d%d" % g))
+            names.append("d%d" % g)
+            time.sleep(random.uniform(0, 0.03))
+    t = threading.Thread(target=renamer)
+    t.start()
+    recs, seq, end = [], 0, time.time() + 10
+    try:
+        while time.time() < end:
+            seq += 1
+            try:
+                fd = os.open(B.p("mv/%s/w%d" % (names[-1], seq)),
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError:
+                continue  # renamed before the create: ENOENT, nothing made
+            os.write(fd, b"v%d" % seq)
+            time.sleep(random.uniform(0, 0.03))
+            try:
+                os.close(fd)
+                recs.append((seq, 0))
+            except OSError as e:
+                recs.append((seq, e.errno))
+    finally:
+        stop.set()
+        t.join()
+    failed = [r for r in recs if r[1] != 0]
+    wrong = [seq for seq, err in recs
+             if err == 0 and ctl_get("/mv/%s/w%d" % (names[-1], seq)) != b"v%d" % seq]
+    print("  %d files closed while their directory moved %d times: %d closes failed, "
+          "%d misplaced" % (len(recs), len(names) - 1, len(failed), len(wrong)))
+    assert not failed and not wrong, (failed[:5], wrong[:5])
+
+
 def main():
     global A, B
     c = harness.Cluster(base_port=PORT).up()
@@ -217,7 +265,8 @@ def main():
                              test_concurrent_appends_on_two_mounts,
                              test_close_after_remote_rename_of_its_directory,
                              test_close_after_remote_delete_is_not_resurrected,
-                             test_setattr_does_not_undo_a_change_made_elsewhere])
+                             test_setattr_does_not_undo_a_change_made_elsewhere,
+                             test_files_written_while_their_directory_keeps_moving])
     finally:
         for m in (A, B):
             if m is not None:
