@@ -375,3 +375,76 @@ def format_violation(v):
         s += "\n  (the process had seen log index %d; %s changed at %d)" % (
             v["before"]["mod_index"], v["key"], v["missed_index"])
     return s
+
+
+# ---------------------------------------------------------- staleness
+
+# The staleness bound of reads through a mount (README, "Consistency"): a
+# read that begins more than this long after a write was acknowledged (by
+# any client) must not return a value older than that write. 2 s: the
+# liveness bound of the mount's watch stream (a replica silent for 1 s is
+# given up and the value cache dropped) plus slack for a loaded 2-core
+# machine. test_nemesis.py --staleness-bound overrides it.
+STALENESS_BOUND_S = 2.0
+
+
+def _write_order(ops):
+    """key -> (writes that may have happened, a function newer(a, b): True
+    when write a certainly took effect after write b)."""
+    writes = {}
+    for op in ops:
+        if op["type"] != "read" and op["outcome"] in ("ok", "unknown"):
+            writes.setdefault(op["key"], []).append(op)
+
+    def newer(a, b):
+        va, vb = a.get("version", -1), b.get("version", -1)
+        if a["outcome"] == "ok" and b["outcome"] == "ok" and va > 0 and vb > 0:
+            return va > vb  # the store's own order of changes
+        # else real time: b was acknowledged before a was invoked
+        return b["outcome"] == "ok" and b["complete"] < a["invoke"]
+    return writes, newer
+
+
+def check_staleness(ops, readers, bound_s=STALENESS_BOUND_S):
+    """Reads by the processes in readers (the mounts) that returned a value
+    older than a write of the same key acknowledged more than bound_s before
+    the read was invoked. The value read names its write (values are
+    unique); a read of nothing (ENOENT) is older than every write (the
+    workloads never delete these keys). Values no recorded write made (the
+    initial ones) are skipped. Returns a list of violations: dicts with
+    key, read, wrote (the write whose value was read, None for ENOENT),
+    newer (the latest such acknowledged write) and age_s (how long before
+    the read that write was acknowledged)."""
+    writes, newer = _write_order(ops)
+    by_value = {}
+    for key, ws in writes.items():
+        for w in ws:
+            by_value[(key, w["value"])] = w
+    bound_ns = int(bound_s * 1e9)
+    out = []
+    for r in ops:
+        if r["type"] != "read" or r["outcome"] != "ok" or r["process"] not in readers:
+            continue
+        key = r["key"]
+        if r.get("value") is None:
+            wv = None
+        else:
+            wv = by_value.get((key, r["value"]))
+            if wv is None:
+                continue
+        before = [w for w in writes.get(key, ()) if w["outcome"] == "ok" and
+                  w["complete"] < r["invoke"] - bound_ns and w is not wv and
+                  (wv is None or newer(w, wv))]
+        if before:
+            w = max(before, key=lambda o: o["complete"])
+            out.append({"key": key, "read": r, "wrote": wv, "newer": w,
+                        "age_s": (r["invoke"] - w["complete"]) / 1e9})
+    return out
+
+
+def format_staleness(v):
+    return ("stale read on %s (a write acknowledged %.2fs before the read began was newer):"
+            "\n    read   %s\n    its value from %s\n    newer  %s"
+            % (v["key"], v["age_s"], describe(v["read"]),
+               describe(v["wrote"]) if v["wrote"] else "(no write: absent)",
+               describe(v["newer"])))
