@@ -32,9 +32,16 @@ check_sessions(ops)
     least what the process read before), against the order of writes of the
     key: their version, or for a key that a single process writes, the
     sequence number in its unique values ("p3-17", "fuse-9"). And the token
-    rule across keys: once a process has seen log index I (mod_index of
-    anything it wrote or read), a read of any key must show at least the last
-    change of that key at or below I that anyone acknowledged or read.
+    rule across keys: once a process has seen log index I of a shard
+    (mod_index of anything it wrote or read there), a read of any key of that
+    shard must show at least the last change of that key at or below I that
+    anyone acknowledged or read (group_of: indexes of two shards are not
+    comparable).
+
+check_staleness(ops, readers, bound_s)
+    Reads through a mount (processes in readers) must not return a value
+    older than a write of the key acknowledged more than bound_s
+    (STALENESS_BOUND_S) before the read began; see the function.
     Returns a list of violations (dicts with kind, process, key and the ops).
 """
 import json
@@ -311,8 +318,12 @@ def _seq(value):
     return int(m.group(1)) if m else None
 
 
-def check_sessions(ops):
-    """Read-your-writes, monotonic reads and the token rule, per process (follower reads)."""
+def check_sessions(ops, group_of=None):
+    """Read-your-writes, monotonic reads and the token rule, per process
+    (follower reads). Log indexes are per shard: group_of(key) names the
+    key's shard (default: one shard for every key), and the token rule
+    compares a read's index only with indexes of the same shard."""
+    group_of = group_of or (lambda key: 0)
     writers = {}
     changes = {}  # key -> sorted mod_indexes of changes known to have happened
     for op in ops:
@@ -343,7 +354,7 @@ def check_sessions(ops):
     for p, pops in sorted(procs.items()):
         pops.sort(key=lambda o: o["invoke"])
         floor = {}    # key -> (rank, op that set it, "write" | "read")
-        index = (0, None)  # highest mod_index this process has seen, and where
+        seen = {}     # shard -> (highest mod_index this process has seen there, where)
         for op in pops:
             if op["outcome"] != "ok":
                 continue
@@ -355,6 +366,7 @@ def check_sessions(ops):
                     violations.append({"kind": kind, "process": p, "key": op["key"],
                                        "before": f[1], "read": op})
                 mi = op.get("mod_index", -1)
+                index = seen.get(group_of(op["key"]), (0, None))
                 if mi >= 0 and index[0] > 0:
                     past = [c for c in changes.get(op["key"], ()) if c <= index[0]]
                     if past and mi < past[-1]:
@@ -363,8 +375,9 @@ def check_sessions(ops):
                                            "missed_index": past[-1]})
             if r is not None and (op["key"] not in floor or r >= floor[op["key"]][0]):
                 floor[op["key"]] = (r, op, "read" if op["type"] == "read" else "write")
-            if op.get("mod_index", -1) > index[0]:
-                index = (op["mod_index"], op)
+            g = group_of(op["key"])
+            if op.get("mod_index", -1) > seen.get(g, (0, None))[0]:
+                seen[g] = (op["mod_index"], op)
     return violations
 
 

@@ -273,6 +273,23 @@ def test_good_sessions_pass():
     assert not v, "\n".join(checker.format_violation(x) for x in v)
 
 
+def test_token_rule_compares_indexes_of_one_shard_only():
+    # /n/* is another shard: its index 4 is not below /f/1's index 9
+    h = [F("write", 2, "/n/2", "p2-1", 0, 1, version=1, mod_index=4),
+         F("write", 2, "/n/2", "p2-2", 1, 2, version=2, mod_index=8),
+         F("write", 1, "/f/1", "p1-1", 3, 4, version=1, mod_index=9),
+         F("read", 1, "/n/2", "p2-1", 5, 6, version=1, mod_index=4)]
+    shard = lambda k: "n" if k.startswith("/n/") else "/"  # noqa: E731
+    v = checker.check_sessions(h, group_of=shard)
+    assert not v, "\n".join(checker.format_violation(x) for x in v)
+    assert checker.check_sessions(h), "one shard: the token rule applies"
+    # and within the shard it still does: p1 saw /n's index 12
+    h.append(F("write", 1, "/n/1", "p1-2", 6, 7, version=1, mod_index=12))
+    h.append(F("read", 1, "/n/2", "p2-1", 8, 9, version=1, mod_index=4))
+    v = checker.check_sessions(h, group_of=shard)
+    assert [x["kind"] for x in v] == ["token"], v
+
+
 # ----- staleness of reads through a mount (bound: checker.STALENESS_BOUND_S)
 
 def stale(h, bound=2.0):
