@@ -426,8 +426,9 @@ def check_staleness(ops, readers, bound_s=STALENESS_BOUND_S):
     workloads never delete these keys). Values no recorded write made (the
     initial ones) are skipped. Returns a list of violations: dicts with
     key, read, wrote (the write whose value was read, None for ENOENT),
-    newer (the latest such acknowledged write) and age_s (how long before
-    the read that write was acknowledged)."""
+    newer (the latest such acknowledged write), age_s (how long before
+    the read that write was acknowledged) and superseded_s (how long before
+    the read the first newer write was acknowledged: how old the value was)."""
     writes, newer = _write_order(ops)
     by_value = {}
     for key, ws in writes.items():
@@ -450,14 +451,17 @@ def check_staleness(ops, readers, bound_s=STALENESS_BOUND_S):
                   (wv is None or newer(w, wv))]
         if before:
             w = max(before, key=lambda o: o["complete"])
+            first = min(o["complete"] for o in before)
             out.append({"key": key, "read": r, "wrote": wv, "newer": w,
-                        "age_s": (r["invoke"] - w["complete"]) / 1e9})
+                        "age_s": (r["invoke"] - w["complete"]) / 1e9,
+                        "superseded_s": (r["invoke"] - first) / 1e9})
     return out
 
 
 def format_staleness(v):
-    return ("stale read on %s (a write acknowledged %.2fs before the read began was newer):"
+    return ("stale read on %s (a write acknowledged %.2fs before the read began was newer;"
+            " the value read was superseded %.2fs before):"
             "\n    read   %s\n    its value from %s\n    newer  %s"
-            % (v["key"], v["age_s"], describe(v["read"]),
+            % (v["key"], v["age_s"], v["superseded_s"], describe(v["read"]),
                describe(v["wrote"]) if v["wrote"] else "(no write: absent)",
                describe(v["newer"])))

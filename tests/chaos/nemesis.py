@@ -122,6 +122,7 @@ class FuseWorker(threading.Thread):
         self.write_keys, self.read_keys = write_keys, read_keys
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
+        self.quiet = threading.Event()  # set: hold still (see WatchPauseNemesis)
         self.counts = {"read": 0, "write": 0}
 
     def _rec(self, f, type_, key, value, inv, outcome, err=""):
@@ -137,6 +138,9 @@ class FuseWorker(threading.Thread):
         end = time.time() + self.seconds
         with open(self.out, "w") as f:
             while time.time() < end and not self.stopping.is_set():
+                if self.quiet.is_set():
+                    time.sleep(0.05)
+                    continue
                 if self.rng.random() < 0.4:
                     seq += 1
                     v = "fuse-%d" % seq
@@ -235,7 +239,8 @@ class Nemesis:
         self.heal_all()
         self.faults.append({"kind": kind, "desc": desc, "start": start, "end": time.time(),
                             "combined": second is not None})
-        self.log("  fault %-7s %-40s %.1fs" % (kind, desc, time.time() - start))
+        self.log("  fault %-7s %-40s %.1fs  [%.3f, %.3f]" % (kind, desc, time.time() - start,
+                                                           start, time.time()))
 
     def _second_options(self, kind, t):
         """(kind, node) pairs a second fault may be while the first (kind on t,
@@ -398,7 +403,8 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
             fw.start()
         time.sleep(1.5)
         if staleness and mount:
-            nem = WatchPauseNemesis(c, rng, log, combined=combined, mount=mount)
+            nem = WatchPauseNemesis(c, rng, log, combined=combined, mount=mount,
+                                    hold=lambda on: _hold_mount(fw, two, on))
         else:
             nem = Nemesis(c, rng, log, combined=combined)
         end = time.time() + seconds
@@ -486,7 +492,7 @@ def check_mount_staleness(report, history, enforced, bound_s):
     report["stale_by_shard"] = {
         "nested": sum(1 for v in viol if v["key"].startswith(NESTED + "/")),
         "root": sum(1 for v in viol if not v["key"].startswith(NESTED + "/"))}
-    report["stale_max_age"] = max((v["age_s"] for v in viol), default=0.0)
+    report["stale_max_age"] = max((v["superseded_s"] for v in viol), default=0.0)
     text = [checker.format_staleness(v) for v in viol[:10]]
     if enforced:
         report["anomalies"] += ["staleness: " + t for t in text]
@@ -494,20 +500,34 @@ def check_mount_staleness(report, history, enforced, bound_s):
         report["stale_examples"] = text[:3]
 
 
+def _hold_mount(fw, two, on):
+    """Make the mount's own clients hold still (on) or go on."""
+    if fw:
+        (fw.quiet.set if on else fw.quiet.clear)()
+    if two:
+        two.hold_a(on)
+
+
 class WatchPauseNemesis(Nemesis):
     """Also SIGSTOPs the replica serving the mount's watch stream (found by
-    watchfault.watch_node), for 3-5 s, while the workers write through the
-    other replicas: issue 11 item 2."""
+    watchfault.watch_node while hold(True) keeps the mount's own clients
+    still, about 1 s), for 3-5 s, while the workers write through the other
+    replicas: issue 11 item 2."""
 
-    def __init__(self, c, rng, log, combined=False, mount=None):
+    def __init__(self, c, rng, log, combined=False, mount=None, hold=None):
         super().__init__(c, rng, log, combined=combined)
-        self.mount = mount
+        self.mount, self.hold = mount, hold or (lambda on: None)
 
     def one(self):
         if self.rng.random() >= 0.4:
             return super().one()
         start = time.time()
-        t = watchfault.watch_node(self.c, self.mount.proc.pid, "/chaos/probe")
+        self.hold(True)
+        try:
+            time.sleep(0.3)  # the mount's requests in flight end
+            t = watchfault.watch_node(self.c, self.mount.proc.pid, "/chaos/probe", rounds=2)
+        finally:
+            self.hold(False)
         if t is None or t not in self.c.up_nodes():
             self.log("  fault watchpause: the watch replica not found (%s)" % t)
             return super().one()
@@ -516,8 +536,9 @@ class WatchPauseNemesis(Nemesis):
         self.heal_all()
         self.faults.append({"kind": "watchpause", "desc": "pause n%d (mount's watch)" % t,
                             "start": start, "end": time.time(), "combined": False})
-        self.log("  fault %-7s %-40s %.1fs" % ("watchpause", "pause n%d (mount's watch)" % t,
-                                              time.time() - start))
+        self.log("  fault %-7s %-40s %.1fs  [%.3f, %.3f]"
+                 % ("watchpause", "pause n%d (mount's watch)" % t, time.time() - start,
+                    start, time.time()))
 
 
 def summarize(history):
@@ -554,7 +575,7 @@ def print_report(r, log=print):
         log("  sessions: %d violations; durability: %d problems"
             % (r["session_violations"], len(r["durability_problems"])))
     if "stale_reads" in r:
-        log("  staleness (bound %.1fs, %s): %d stale reads through the mount (%s), oldest %.1fs"
+        log("  staleness (bound %.1fs, %s): %d stale reads through the mount (%s); the oldest value read had been superseded %.1fs"
             % (r["staleness_bound"], "enforced" if r["staleness"] else
                "counted only; CONFMAN_CHAOS_STALENESS=1 enforces it", r["stale_reads"],
                ", ".join("%s %d" % kv for kv in sorted(r["stale_by_shard"].items())),

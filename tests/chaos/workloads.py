@@ -26,6 +26,7 @@ import errno
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -190,9 +191,11 @@ class RenameRace:
         self.names = {k: ["d%d-g0" % k] for k in range(self.DIRS)}  # every name given
         self.unknown_rename = {k: False for k in range(self.DIRS)}
         self.never = []   # names of renames found not to have happened
+        self.log = []     # (start, end, old, new, outcome) of every rename (wall clock)
         self.renames = {"ok": 0, "fail": 0, "unknown": 0}
         self.files = []   # {dir, name, value, outcome, err}
         self.stopping = threading.Event()
+        self.quiet = threading.Event()  # set: the renamer (mount A) holds still
         self.threads = []
 
     def setup(self, c):
@@ -220,6 +223,9 @@ class RenameRace:
     def _renamer(self):
         end = time.time() + self.seconds
         while time.time() < end and not self.stopping.is_set():
+            if self.quiet.is_set():
+                time.sleep(0.05)
+                continue
             k = self.rng.randrange(self.DIRS)
             with self.lock:
                 old = self.names[k][-1]
@@ -237,6 +243,7 @@ class RenameRace:
                         self.never.append(self.names[k].pop())
                 self.unknown_rename[k] = False
                 continue
+            t0 = time.time()
             try:
                 os.rename("%s%s/%s" % (self.a, RENAME_DIR, old),
                           "%s%s/%s" % (self.a, RENAME_DIR, new))
@@ -245,6 +252,7 @@ class RenameRace:
                 outcome = "fail" if e.errno in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY) \
                     else "unknown"
             self.renames[outcome] += 1
+            self.log.append((t0, time.time(), old, new, outcome))
             if outcome != "fail":
                 with self.lock:
                     self.names[k].append(new)
@@ -262,7 +270,8 @@ class RenameRace:
             with self.lock:
                 dname = self.names[k][self.gen[k]]
             fname, value = "w%d" % seq, "v%d-%d" % (seq, self.rng.randrange(1 << 30))
-            rec = {"dir": k, "name": fname, "value": value, "opened_in": dname}
+            rec = {"dir": k, "name": fname, "value": value, "opened_in": dname,
+                   "t_open": time.time()}
             try:
                 fd = os.open("%s%s/%s/%s" % (self.b, RENAME_DIR, dname, fname),
                              os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -279,10 +288,21 @@ class RenameRace:
             except OSError as e:
                 rec.update(outcome="unknown", err=_err(e))
             try:
+                rec["t_close"] = time.time()
                 os.close(fd)
             except OSError as e:
                 rec.update(outcome="unknown", err=_err(e))
+            rec["t_end"] = time.time()
             self.files.append(rec)
+
+    def _story(self, r):
+        """When the file's open and close ran, and its directory's renames then."""
+        t0, t1 = r["t_open"], r.get("t_end", r["t_open"])
+        rn = ["%s->%s %s [%.3f, %.3f]" % (o, n, oc, a, b) for a, b, o, n, oc in self.log
+              if o.startswith("d%d-" % r["dir"]) and b >= t0 - 0.5 and a <= t1 + 0.5]
+        return ("\n    opened in %s at %.3f, close from %.3f to %.3f; renames of its"
+                " directory around then: %s" % (r["opened_in"], t0, r.get("t_close", 0), t1,
+                                                "; ".join(rn) or "none"))
 
     def join(self, timeout=120):
         for t in self.threads:
@@ -345,8 +365,8 @@ class RenameRace:
             if places:
                 got = _get(c, "%s/%s/%s" % (RENAME_DIR, want[1], r["name"]))
                 if r["outcome"] == "ok" and got != r["value"]:
-                    problems.append("rename: acknowledged %s/%s holds %r, not %r"
-                                    % (want[1], r["name"], got, r["value"]))
+                    problems.append("rename: acknowledged %s/%s holds %r, not %r%s"
+                                    % (want[1], r["name"], got, r["value"], self._story(r)))
                 elif r["outcome"] == "unknown" and got not in (r["value"], ""):
                     problems.append("rename: unknown-outcome %s/%s holds %r"
                                     % (want[1], r["name"], got))
@@ -388,6 +408,14 @@ class TwoMountWorkloads:
         p1, s1 = self.appends.check(self.c)
         p2, s2 = self.race.check(self.c)
         return p1 + p2, {"appends": s1, "renames": s2}
+
+    def hold_a(self, on):
+        """Stop (on) or resume what works on mount A: its appenders
+        (SIGSTOP) and the renamer (watchfault.watch_node wants A quiet)."""
+        (self.race.quiet.set if on else self.race.quiet.clear)()
+        for p in self.appends.procs[:self.appends.per_mount]:  # mount A's
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGSTOP if on else signal.SIGCONT)
 
     def down(self):
         """Stop everything; returns the second mount's sanitizer output or ''."""
