@@ -394,6 +394,15 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
                          "--mix", "40,30,30"]
             procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True, start_new_session=True))
+        if staleness:
+            # the nested group's index passes the root group's, as in issue
+            # 11 item 1 (its writes are not checked: nobody reads the key)
+            procs.append(subprocess.Popen(
+                [WORKER, "--servers", ",".join(addrs), "--process", "13", "--out",
+                 os.path.join(c.dir, "pad.jsonl"), "--seconds", str(work_s), "--seed", "13",
+                 "--timeout-ms", "2500", "--consistency", "follower", "--keys", NESTED + "/pad",
+                 "--mix", "0,100,0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True))
         if mount:
             # Reads of nested keys others write meet issue 11 item 1: only
             # with staleness on (until it is fixed); the mount's own are fine.

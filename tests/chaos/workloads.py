@@ -199,6 +199,7 @@ class RenameRace:
         self.threads = []
 
     def setup(self, c):
+        self.c = c
         for k in range(self.DIRS):
             c.ctl("mkdir", "%s/d%d-g0" % (RENAME_DIR, k), check=True)
             c.ctl("put", "%s/d%d-g0/.id" % (RENAME_DIR, k), str(k), check=True)
@@ -209,15 +210,16 @@ class RenameRace:
         for t in self.threads:
             t.start()
 
-    def _where(self, mdir, k):
-        """The name dir k has now, by its .id file (after an unknown rename)."""
-        for n in self.names[k]:
+    def _where(self, k):
+        """The name dir k has now, by its .id file (after an unknown rename),
+        read through confmanctl: the mount's own view may be stale."""
+        for n in reversed(self.names[k][-2:]):
             try:
-                with open("%s%s/%s/.id" % (mdir, RENAME_DIR, n)) as f:
-                    if f.read().strip() == str(k):
-                        return n
-            except OSError:
-                pass
+                got = _get(self.c, "%s/%s/.id" % (RENAME_DIR, n))
+            except AssertionError:
+                return None  # no answer now: ask again later
+            if got is not None and got.strip() == str(k):
+                return n
         return None
 
     def _renamer(self):
@@ -232,7 +234,7 @@ class RenameRace:
                 new = "d%d-g%d" % (k, len(self.names[k]))
             if self.unknown_rename[k]:
                 # old is the name an unknown-outcome rename gave: did it?
-                now = self._where(self.a, k)
+                now = self._where(k)
                 if now is None:
                     time.sleep(0.2)
                     continue
@@ -311,6 +313,11 @@ class RenameRace:
             self.stopping.set()
             return ["rename race: a thread hung (an operation > %ds)" % timeout]
         return []
+
+    def dump(self, path):
+        with open(path, "w") as f:
+            json.dump({"names": self.names, "never": self.never, "renames": self.log,
+                       "files": self.files}, f)
 
     def check(self, c):
         problems = []
@@ -406,6 +413,7 @@ class TwoMountWorkloads:
     def check(self):
         """(problems, summary) on the final state (after every node restarted)."""
         p1, s1 = self.appends.check(self.c)
+        self.race.dump(os.path.join(self.appends.hist_dir, "rename-race.json"))
         p2, s2 = self.race.check(self.c)
         return p1 + p2, {"appends": s1, "renames": s2}
 
