@@ -32,9 +32,16 @@ check_sessions(ops)
     least what the process read before), against the order of writes of the
     key: their version, or for a key that a single process writes, the
     sequence number in its unique values ("p3-17", "fuse-9"). And the token
-    rule across keys: once a process has seen log index I (mod_index of
-    anything it wrote or read), a read of any key must show at least the last
-    change of that key at or below I that anyone acknowledged or read.
+    rule across keys: once a process has seen log index I of a shard
+    (mod_index of anything it wrote or read there), a read of any key of that
+    shard must show at least the last change of that key at or below I that
+    anyone acknowledged or read (group_of: indexes of two shards are not
+    comparable).
+
+check_staleness(ops, readers, bound_s)
+    Reads through a mount (processes in readers) must not return a value
+    older than a write of the key acknowledged more than bound_s
+    (STALENESS_BOUND_S) before the read began; see the function.
     Returns a list of violations (dicts with kind, process, key and the ops).
 """
 import json
@@ -312,8 +319,12 @@ def _seq(value):
     return int(m.group(1)) if m else None
 
 
-def check_sessions(ops):
-    """Read-your-writes, monotonic reads and the token rule, per process (follower reads)."""
+def check_sessions(ops, group_of=None):
+    """Read-your-writes, monotonic reads and the token rule, per process
+    (follower reads). Log indexes are per shard: group_of(key) names the
+    key's shard (default: one shard for every key), and the token rule
+    compares a read's index only with indexes of the same shard."""
+    group_of = group_of or (lambda key: 0)
     writers = {}
     changes = {}  # key -> sorted mod_indexes of changes known to have happened
     for op in ops:
@@ -344,7 +355,7 @@ def check_sessions(ops):
     for p, pops in sorted(procs.items()):
         pops.sort(key=lambda o: o["invoke"])
         floor = {}    # key -> (rank, op that set it, "write" | "read")
-        index = (0, None)  # highest mod_index this process has seen, and where
+        seen = {}     # shard -> (highest mod_index this process has seen there, where)
         for op in pops:
             if op["outcome"] != "ok":
                 continue
@@ -356,6 +367,7 @@ def check_sessions(ops):
                     violations.append({"kind": kind, "process": p, "key": op["key"],
                                        "before": f[1], "read": op})
                 mi = op.get("mod_index", -1)
+                index = seen.get(group_of(op["key"]), (0, None))
                 if mi >= 0 and index[0] > 0:
                     past = [c for c in changes.get(op["key"], ()) if c <= index[0]]
                     if past and mi < past[-1]:
@@ -364,8 +376,9 @@ def check_sessions(ops):
                                            "missed_index": past[-1]})
             if r is not None and (op["key"] not in floor or r >= floor[op["key"]][0]):
                 floor[op["key"]] = (r, op, "read" if op["type"] == "read" else "write")
-            if op.get("mod_index", -1) > index[0]:
-                index = (op["mod_index"], op)
+            g = group_of(op["key"])
+            if op.get("mod_index", -1) > seen.get(g, (0, None))[0]:
+                seen[g] = (op["mod_index"], op)
     return violations
 
 
@@ -494,3 +507,80 @@ def format_txn_counterexample(res):
     lines.append("  operations open at that point (none of them fits either):")
     lines += ["    " + describe_txn(o) for o in cex["open"][:12]]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------- staleness
+
+# The staleness bound of reads through a mount (README, "Consistency"): a
+# read that begins more than this long after a write was acknowledged (by
+# any client) must not return a value older than that write. 2 s: the
+# liveness bound of the mount's watch stream (a replica silent for 1 s is
+# given up and the value cache dropped) plus slack for a loaded 2-core
+# machine. test_nemesis.py --staleness-bound overrides it.
+STALENESS_BOUND_S = 2.0
+
+
+def _write_order(ops):
+    """key -> (writes that may have happened, a function newer(a, b): True
+    when write a certainly took effect after write b)."""
+    writes = {}
+    for op in ops:
+        if op["type"] != "read" and op["outcome"] in ("ok", "unknown"):
+            writes.setdefault(op["key"], []).append(op)
+
+    def newer(a, b):
+        va, vb = a.get("version", -1), b.get("version", -1)
+        if a["outcome"] == "ok" and b["outcome"] == "ok" and va > 0 and vb > 0:
+            return va > vb  # the store's own order of changes
+        # else real time: b was acknowledged before a was invoked
+        return b["outcome"] == "ok" and b["complete"] < a["invoke"]
+    return writes, newer
+
+
+def check_staleness(ops, readers, bound_s=STALENESS_BOUND_S):
+    """Reads by the processes in readers (the mounts) that returned a value
+    older than a write of the same key acknowledged more than bound_s before
+    the read was invoked. The value read names its write (values are
+    unique); a read of nothing (ENOENT) is older than every write (the
+    workloads never delete these keys). Values no recorded write made (the
+    initial ones) are skipped. Returns a list of violations: dicts with
+    key, read, wrote (the write whose value was read, None for ENOENT),
+    newer (the latest such acknowledged write), age_s (how long before
+    the read that write was acknowledged) and superseded_s (how long before
+    the read the first newer write was acknowledged: how old the value was)."""
+    writes, newer = _write_order(ops)
+    by_value = {}
+    for key, ws in writes.items():
+        for w in ws:
+            by_value[(key, w["value"])] = w
+    bound_ns = int(bound_s * 1e9)
+    out = []
+    for r in ops:
+        if r["type"] != "read" or r["outcome"] != "ok" or r["process"] not in readers:
+            continue
+        key = r["key"]
+        if r.get("value") is None:
+            wv = None
+        else:
+            wv = by_value.get((key, r["value"]))
+            if wv is None:
+                continue
+        before = [w for w in writes.get(key, ()) if w["outcome"] == "ok" and
+                  w["complete"] < r["invoke"] - bound_ns and w is not wv and
+                  (wv is None or newer(w, wv))]
+        if before:
+            w = max(before, key=lambda o: o["complete"])
+            first = min(o["complete"] for o in before)
+            out.append({"key": key, "read": r, "wrote": wv, "newer": w,
+                        "age_s": (r["invoke"] - w["complete"]) / 1e9,
+                        "superseded_s": (r["invoke"] - first) / 1e9})
+    return out
+
+
+def format_staleness(v):
+    return ("stale read on %s (a write acknowledged %.2fs before the read began was newer;"
+            " the value read was superseded %.2fs before):"
+            "\n    read   %s\n    its value from %s\n    newer  %s"
+            % (v["key"], v["age_s"], v["superseded_s"], describe(v["read"]),
+               describe(v["wrote"]) if v["wrote"] else "(no write: absent)",
+               describe(v["newer"])))

@@ -37,18 +37,39 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
 import netcluster  # noqa: E402
+import watchfault  # noqa: E402
+import workloads  # noqa: E402
 from netcluster import harness  # noqa: E402
 
 WORKER = os.environ.get("CHAOS_WORKER", os.path.join(harness.BUILD, "tests/chaos/chaos-worker"))
 FS = os.environ.get("CONFMAN_FS", os.path.join(harness.BUILD, "fs/confman-fs"))
-LIN_KEYS = ["/chaos/l/k%d" % k for k in range(3)]
+# Two shards, one nested in the other: / and NESTED (the cluster file's).
+NESTED = "/chaos/n"
+PREFIXES = ("/", NESTED)
+LIN_KEYS = ["/chaos/l/k0", "/chaos/l/k1", NESTED + "/l2"]
 FOLLOWERS = [11, 12]
 FUSE_PROC = 100
 FUSE_KEY = "/chaos/f/fuse"
-FOL_KEYS = ["/chaos/f/p%d" % p for p in FOLLOWERS] + [FUSE_KEY]
+NESTED_FUSE_KEY = NESTED + "/fuse"
+ROOT_FOL_KEYS = ["/chaos/f/p%d" % p for p in FOLLOWERS] + [FUSE_KEY]
+NESTED_FOL_KEYS = [NESTED + "/p%d" % p for p in FOLLOWERS] + [NESTED_FUSE_KEY]
+FOL_KEYS = ROOT_FOL_KEYS + NESTED_FOL_KEYS
 # A snapshot every 40 applied entries, 10 kept behind it: a fault of a
 # second or more leaves a follower behind the leader's log.
 COMPACTION = ["--snapshot-entries", "40", "--keep-entries", "10"]
+
+
+def shard_of(key):
+    """The shard (cluster-file prefix) a key belongs to: the longest match."""
+    return max((p for p in PREFIXES if p == "/" or key.startswith(p + "/")), key=len)
+
+
+def staleness_on():
+    """CONFMAN_CHAOS_STALENESS=1: the mount also reads nested-shard keys
+    that others write, the nemesis pauses the replica serving the mount's
+    watch, and the staleness checker's violations are anomalies (issue 11,
+    items 1 and 2: off until those are fixed; see RELIABILITY.md)."""
+    return os.environ.get("CONFMAN_CHAOS_STALENESS") == "1"
 
 
 def mono_ns():
@@ -56,12 +77,13 @@ def mono_ns():
 
 
 class FuseMount:
-    """confman-fs -f in the background at /tmp/confman-chaos-<run>-mnt."""
+    """confman-fs -f in the background at /tmp/confman-chaos-<run>-mnt<name>."""
 
-    def __init__(self, cluster, opts):
-        self.dir = os.path.join(tempfile.gettempdir(), "confman-chaos-%s-mnt" % cluster.rid)
+    def __init__(self, cluster, opts, name=""):
+        self.dir = os.path.join(tempfile.gettempdir(),
+                                "confman-chaos-%s-mnt%s" % (cluster.rid, name))
         os.makedirs(self.dir, exist_ok=True)
-        self.logpath = os.path.join(cluster.dir, "fs.log")
+        self.logpath = os.path.join(cluster.dir, "fs%s.log" % name)
         self.log = open(self.logpath, "wb")
         self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
                                      stdout=self.log, stderr=self.log,
@@ -95,13 +117,15 @@ class FuseMount:
 
 
 class FuseWorker(threading.Thread):
-    """Writes FUSE_KEY and reads FOL_KEYS through the mount, recording each op."""
+    """Writes write_keys and reads read_keys through the mount, recording each op."""
 
-    def __init__(self, mount_dir, out, seconds, seed):
+    def __init__(self, mount_dir, out, seconds, seed, write_keys, read_keys):
         super().__init__(daemon=True)
         self.dir, self.out, self.seconds = mount_dir, out, seconds
+        self.write_keys, self.read_keys = write_keys, read_keys
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
+        self.quiet = threading.Event()  # set: hold still (see WatchPauseNemesis)
         self.counts = {"read": 0, "write": 0}
 
     def _rec(self, f, type_, key, value, inv, outcome, err=""):
@@ -117,15 +141,19 @@ class FuseWorker(threading.Thread):
         end = time.time() + self.seconds
         with open(self.out, "w") as f:
             while time.time() < end and not self.stopping.is_set():
+                if self.quiet.is_set():
+                    time.sleep(0.05)
+                    continue
                 if self.rng.random() < 0.4:
                     seq += 1
                     v = "fuse-%d" % seq
-                    p = self.dir + FUSE_KEY
+                    wkey = self.rng.choice(self.write_keys)
+                    p = self.dir + wkey
                     inv = mono_ns()
                     try:
                         fd = os.open(p, os.O_WRONLY | os.O_TRUNC)
                     except OSError as e:
-                        self._rec(f, "write", FUSE_KEY, v, inv, "fail", errno.errorcode[e.errno])
+                        self._rec(f, "write", wkey, v, inv, "fail", errno.errorcode[e.errno])
                         continue
                     werr = None
                     try:
@@ -137,15 +165,15 @@ class FuseWorker(threading.Thread):
                     try:
                         os.close(fd)  # flush: the PUT
                         if werr is None:
-                            self._rec(f, "write", FUSE_KEY, v, inv, "ok")
+                            self._rec(f, "write", wkey, v, inv, "ok")
                         else:
-                            self._rec(f, "write", FUSE_KEY, v, inv, "unknown", werr)
+                            self._rec(f, "write", wkey, v, inv, "unknown", werr)
                     except OSError as e:
-                        self._rec(f, "write", FUSE_KEY, v, inv, "unknown",
+                        self._rec(f, "write", wkey, v, inv, "unknown",
                                   errno.errorcode.get(e.errno, str(e.errno)))
                     self.counts["write"] += 1
                 else:
-                    key = self.rng.choice(FOL_KEYS)
+                    key = self.rng.choice(self.read_keys)
                     inv = mono_ns()
                     try:
                         with open(self.dir + key, "rb") as r:
@@ -215,7 +243,8 @@ class Nemesis:
         self.heal_all()
         self.faults.append({"kind": kind, "desc": desc, "start": start, "end": time.time(),
                             "combined": second is not None})
-        self.log("  fault %-7s %-40s %.1fs" % (kind, desc, time.time() - start))
+        self.log("  fault %-7s %-40s %.1fs  [%.3f, %.3f]" % (kind, desc, time.time() - start,
+                                                           start, time.time()))
 
     def _second_options(self, kind, t):
         """(kind, node) pairs a second fault may be while the first (kind on t,
@@ -340,28 +369,35 @@ def check_durability(c, history, final):
 
 
 def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
-        combined=False):
+        combined=False, staleness=None, staleness_bound=checker.STALENESS_BOUND_S):
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
-    log("chaos: %d nodes, %ss of faults, seed %d%s"
-        % (nodes, seconds, seed, ", combined faults" if combined else ""))
+    staleness = staleness_on() if staleness is None else staleness
+    log("chaos: %d nodes, %ss of faults, seed %d%s%s"
+        % (nodes, seconds, seed, ", combined faults" if combined else "",
+           ", staleness (nested reads, watch pauses)" if staleness else ""))
     # Compaction every few dozen entries: paused, cut off and killed
     # followers then fall behind a snapshot and catch up by one.
-    c = netcluster.NetCluster(nodes=nodes, keep=True, extra=COMPACTION)
+    c = netcluster.NetCluster(nodes=nodes, keep=True, extra=COMPACTION, prefixes=PREFIXES)
     hist_dir = os.path.join(c.dir, "history")
     os.makedirs(hist_dir)
     report = {"nodes": nodes, "seconds": seconds, "seed": seed, "dir": c.dir,
-              "anomalies": [], "combined": combined}
-    procs, mount, fw = [], None, None
+              "anomalies": [], "combined": combined, "staleness": staleness}
+    procs, mount, fw, two = [], None, None, None
     t_start = time.time()
     try:
         c.up()
         if c.find_leader(timeout=30) is None:
             raise AssertionError("no leader at start")
         c.ctl("put", FUSE_KEY, "fuse-0", check=True)
+        c.ctl("put", NESTED_FUSE_KEY, "fuse-0", check=True)
+        work_s = seconds + 4  # the workers outlast the faults a little
         if fuse:
             mount = FuseMount(c, "timeout=3000,consistency=follower")
-        work_s = seconds + 4  # the workers outlast the faults a little
+            two = workloads.TwoMountWorkloads(
+                c, mount, lambda name: FuseMount(c, "timeout=3000,consistency=follower", name),
+                hist_dir, work_s, seed)
+            two.start()
         n_lin = lin_workers or (4 if nodes == 3 else 5)
         addrs = [c.addr(i) for i in range(1, nodes + 1)]
         for p in list(range(1, n_lin + 1)) + FOLLOWERS:
@@ -371,18 +407,35 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
                     "--seed", str(seed + p), "--timeout-ms", "2500"]
             if p in FOLLOWERS:
                 args += ["--consistency", "follower", "--keys", ",".join(FOL_KEYS),
-                         "--write-keys", "/chaos/f/p%d" % p, "--mix", "60,40,0"]
+                         "--write-keys", "/chaos/f/p%d,%s/p%d" % (p, NESTED, p),
+                         "--mix", "60,40,0"]
             else:
                 args += ["--consistency", "lin", "--keys", ",".join(LIN_KEYS),
                          "--mix", "40,30,30"]
             procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True, start_new_session=True))
+        if staleness:
+            # the nested group's index passes the root group's, as in issue
+            # 11 item 1 (its writes are not checked: nobody reads the key)
+            procs.append(subprocess.Popen(
+                [WORKER, "--servers", ",".join(addrs), "--process", "13", "--out",
+                 os.path.join(c.dir, "pad.jsonl"), "--seconds", str(work_s), "--seed", "13",
+                 "--timeout-ms", "2500", "--consistency", "follower", "--keys", NESTED + "/pad",
+                 "--mix", "0,100,0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True))
         if mount:
+            # Reads of nested keys others write meet issue 11 item 1: only
+            # with staleness on (until it is fixed); the mount's own are fine.
+            reads = ROOT_FOL_KEYS + (NESTED_FOL_KEYS if staleness else [NESTED_FUSE_KEY])
             fw = FuseWorker(mount.dir, os.path.join(hist_dir, "p%d.jsonl" % FUSE_PROC),
-                            work_s, seed)
+                            work_s, seed, [FUSE_KEY, NESTED_FUSE_KEY], reads)
             fw.start()
         time.sleep(1.5)
-        nem = Nemesis(c, rng, log, combined=combined)
+        if staleness and mount:
+            nem = WatchPauseNemesis(c, rng, log, combined=combined, mount=mount,
+                                    hold=lambda on: _hold_mount(fw, two, on))
+        else:
+            nem = Nemesis(c, rng, log, combined=combined)
         end = time.time() + seconds
         while time.time() < end:
             nem.one()
@@ -397,6 +450,8 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
             if fw.is_alive():
                 report["anomalies"].append("FUSE worker hung (an operation > 60 s)")
                 fw.stopping.set()
+        if two:
+            report["anomalies"] += two.join()
         # heal, then restart every node: what was acknowledged must survive;
         # first, every node must have run to the end (the workers' last
         # seconds had no faults)
@@ -418,10 +473,15 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
         report["lin"] = lin
         if not lin["ok"]:
             report["anomalies"].append("linearizability: " + checker.format_counterexample(lin))
-        viol = checker.check_sessions([o for o in history if o["key"] in FOL_KEYS])
+        viol = checker.check_sessions([o for o in history if o["key"] in FOL_KEYS],
+                                      group_of=shard_of)
         report["session_violations"] = len(viol)
         for v in viol[:10]:
             report["anomalies"].append("session: " + checker.format_violation(v))
+        check_mount_staleness(report, history, staleness, staleness_bound)
+        if two:
+            probs, report["two_mounts"] = two.check()
+            report["anomalies"] += probs[:20]
         report["check_seconds"] = time.time() - t0
         report["faults"] = nem.faults
         report["ops"] = summarize(history)
@@ -432,6 +492,10 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        if two:
+            san = two.down()
+            if san:
+                report["anomalies"].append("confman-fs (2) sanitizer report:\n" + san[-3000:])
         if mount:
             san = mount.down()
             if mount.guard_lines:
@@ -447,6 +511,67 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
                 shutil.rmtree(c.dir, ignore_errors=True)
     report["wall_seconds"] = time.time() - t_start
     return report
+
+
+def check_mount_staleness(report, history, enforced, bound_s):
+    """The staleness checker on the mount's reads. Its violations are
+    anomalies when enforced (CONFMAN_CHAOS_STALENESS=1), else only counted:
+    the ordinary pause and isolate faults also silence the mount's watch
+    replica now and then (issue 11 item 2)."""
+    viol = checker.check_staleness([o for o in history if o["key"] in FOL_KEYS],
+                                   readers={FUSE_PROC}, bound_s=bound_s)
+    report["stale_reads"] = len(viol)
+    report["staleness_bound"] = bound_s
+    report["stale_by_shard"] = {
+        "nested": sum(1 for v in viol if v["key"].startswith(NESTED + "/")),
+        "root": sum(1 for v in viol if not v["key"].startswith(NESTED + "/"))}
+    report["stale_max_age"] = max((v["superseded_s"] for v in viol), default=0.0)
+    text = [checker.format_staleness(v) for v in viol[:10]]
+    if enforced:
+        report["anomalies"] += ["staleness: " + t for t in text]
+    else:
+        report["stale_examples"] = text[:3]
+
+
+def _hold_mount(fw, two, on):
+    """Make the mount's own clients hold still (on) or go on."""
+    if fw:
+        (fw.quiet.set if on else fw.quiet.clear)()
+    if two:
+        two.hold_a(on)
+
+
+class WatchPauseNemesis(Nemesis):
+    """Also SIGSTOPs the replica serving the mount's watch stream (found by
+    watchfault.watch_node while hold(True) keeps the mount's own clients
+    still, about 1 s), for 3-5 s, while the workers write through the other
+    replicas: issue 11 item 2."""
+
+    def __init__(self, c, rng, log, combined=False, mount=None, hold=None):
+        super().__init__(c, rng, log, combined=combined)
+        self.mount, self.hold = mount, hold or (lambda on: None)
+
+    def one(self):
+        if self.rng.random() >= 0.4:
+            return super().one()
+        start = time.time()
+        self.hold(True)
+        try:
+            time.sleep(0.3)  # the mount's requests in flight end
+            t = watchfault.watch_node(self.c, self.mount.proc.pid, "/chaos/probe", rounds=2)
+        finally:
+            self.hold(False)
+        if t is None or t not in self.c.up_nodes():
+            self.log("  fault watchpause: the watch replica not found (%s)" % t)
+            return super().one()
+        self.c.pause(t)
+        time.sleep(self.rng.uniform(3.0, 5.0))
+        self.heal_all()
+        self.faults.append({"kind": "watchpause", "desc": "pause n%d (mount's watch)" % t,
+                            "start": start, "end": time.time(), "combined": False})
+        self.log("  fault %-7s %-40s %.1fs  [%.3f, %.3f]"
+                 % ("watchpause", "pause n%d (mount's watch)" % t, time.time() - start,
+                    start, time.time()))
 
 
 def summarize(history):
@@ -482,6 +607,16 @@ def print_report(r, log=print):
                r["lin"]["seconds"]))
         log("  sessions: %d violations; durability: %d problems"
             % (r["session_violations"], len(r["durability_problems"])))
+    if "stale_reads" in r:
+        log("  staleness (bound %.1fs, %s): %d stale reads through the mount (%s); the oldest value read had been superseded %.1fs"
+            % (r["staleness_bound"], "enforced" if r["staleness"] else
+               "counted only; CONFMAN_CHAOS_STALENESS=1 enforces it", r["stale_reads"],
+               ", ".join("%s %d" % kv for kv in sorted(r["stale_by_shard"].items())),
+               r["stale_max_age"]))
+        for t in r.get("stale_examples", [])[:1]:
+            log("    first: " + t.replace("\n", "\n    "))
+    if "two_mounts" in r:
+        log("  two mounts: %s" % r["two_mounts"])
     for a in r["anomalies"]:
         log("ANOMALY " + a)
     if r["anomalies"]:

@@ -87,7 +87,7 @@ def cleanup_stale():
 
 
 class NetCluster(harness.Cluster):
-    def __init__(self, nodes=3, extra=None, keep=False):
+    def __init__(self, nodes=3, extra=None, keep=False, prefixes=("/",)):
         self.rid = "%x" % os.getpid()
         self.ns_names = {}
         self.paused = set()
@@ -96,7 +96,8 @@ class NetCluster(harness.Cluster):
         self.bridge = "cmc%sb" % self.rid
         cleanup_stale()
         self._net_up(nodes)
-        super().__init__(nodes=nodes, base_port=PORT, extra=extra, keep=keep)
+        super().__init__(nodes=nodes, base_port=PORT, extra=extra, keep=keep,
+                         prefixes=prefixes)
 
     # ---- network
 

@@ -348,5 +348,81 @@ def test_txn_good_histories_pass():
             T(3, "read", 16, 17, value=None, mod=0)])
 
 
+def test_token_rule_compares_indexes_of_one_shard_only():
+    # /n/* is another shard: its index 4 is not below /f/1's index 9
+    h = [F("write", 2, "/n/2", "p2-1", 0, 1, version=1, mod_index=4),
+         F("write", 2, "/n/2", "p2-2", 1, 2, version=2, mod_index=8),
+         F("write", 1, "/f/1", "p1-1", 3, 4, version=1, mod_index=9),
+         F("read", 1, "/n/2", "p2-1", 5, 6, version=1, mod_index=4)]
+    shard = lambda k: "n" if k.startswith("/n/") else "/"  # noqa: E731
+    v = checker.check_sessions(h, group_of=shard)
+    assert not v, "\n".join(checker.format_violation(x) for x in v)
+    assert checker.check_sessions(h), "one shard: the token rule applies"
+    # and within the shard it still does: p1 saw /n's index 12
+    h.append(F("write", 1, "/n/1", "p1-2", 6, 7, version=1, mod_index=12))
+    h.append(F("read", 1, "/n/2", "p2-1", 8, 9, version=1, mod_index=4))
+    v = checker.check_sessions(h, group_of=shard)
+    assert [x["kind"] for x in v] == ["token"], v
+
+
+# ----- staleness of reads through a mount (bound: checker.STALENESS_BOUND_S)
+
+def stale(h, bound=2.0):
+    return checker.check_staleness(h, readers={100, 101}, bound_s=bound)
+
+
+def test_stale_read_through_a_mount_is_reported():
+    # p11 writes p11-1 then p11-2 (acked at 2); the mount reads p11-1 at 10
+    h = [F("write", 11, "/n/p11", "p11-1", 0, 1, version=1, mod_index=5),
+         F("write", 11, "/n/p11", "p11-2", 1.5, 2, version=2, mod_index=9),
+         F("read", 100, "/n/p11", "p11-1", 10, 10.01, version=-1)]
+    v = stale(h)
+    assert len(v) == 1 and v[0]["newer"]["value"] == "p11-2", v
+    assert abs(v[0]["age_s"] - 8) < 1e-6, v
+    assert "acknowledged 8.00s before" in checker.format_staleness(v[0])
+
+
+def test_stale_read_ranked_by_time_without_versions():
+    # two mount writes (no versions): the second began after the first was acked
+    h = [F("write", 101, "/f/a", "fuse-1", 0, 1, version=-1),
+         F("write", 101, "/f/a", "fuse-2", 2, 3, version=-1),
+         F("read", 100, "/f/a", "fuse-1", 5.5, 5.6, version=-1)]
+    assert len(stale(h)) == 1
+
+
+def test_absent_read_after_an_acked_create_is_stale():
+    h = [F("write", 11, "/n/p11", "p11-1", 0, 1, version=1),
+         F("read", 100, "/n/p11", None, 4, 4.1, version=-1)]
+    assert len(stale(h)) == 1
+
+
+def test_reads_within_the_bound_pass():
+    h = [F("write", 11, "/n/p11", "p11-1", 0, 1, version=1),
+         F("write", 11, "/n/p11", "p11-2", 1.5, 2, version=2),
+         # acked 1.9 s before: inside the 2 s bound
+         F("read", 100, "/n/p11", "p11-1", 3.9, 4, version=-1),
+         # the newest value, any time
+         F("read", 100, "/n/p11", "p11-2", 30, 31, version=-1),
+         # a follower-read worker (not a mount) is the session checker's
+         F("read", 12, "/n/p11", "p11-1", 30, 31, version=1)]
+    v = stale(h)
+    assert not v, "\n".join(checker.format_staleness(x) for x in v)
+    # the same read is stale with a tighter bound
+    assert len(stale(h, bound=1.5)) == 1
+
+
+def test_overlapping_and_unknown_writes_are_not_ordered_by_time():
+    h = [F("write", 101, "/f/a", "fuse-1", 0, 3, version=-1),
+         F("write", 101, "/f/a", "fuse-2", 1, 2, version=-1),  # overlaps fuse-1
+         F("write", 11, "/f/a", "p11-1", 0, 1, version=-1, outcome="unknown",
+           err="ETIMEDOUT"),
+         F("write", 12, "/f/a", "p12-1", 1.5, 2, version=-1),  # after p11-1 began
+         F("read", 100, "/f/a", "fuse-1", 9, 9.1, version=-1),
+         F("read", 100, "/f/a", "p11-1", 9, 9.1, version=-1),
+         F("read", 100, "/f/a", "never-written", 9, 9.1, version=-1)]
+    v = stale(h)
+    assert not v, "\n".join(checker.format_staleness(x) for x in v)
+
+
 if __name__ == "__main__":
     run([v for k, v in sorted(globals().items()) if k.startswith("test_")])

@@ -2,14 +2,19 @@
 """A nemesis run on a real cluster (tests/chaos/nemesis.py), checked.
 
   test_nemesis.py [--nodes N] [--seconds S] [--seed X] [--runs R] [--no-fuse]
-                  [--combined]
+                  [--combined] [--staleness] [--staleness-bound S]
 
 Seconds of faults: --seconds, else $CONFMAN_CHAOS_SECONDS, else 300 with
 CONFMAN_SOAK=1, else 30 (3 nodes) / 20 (5 nodes). Runs: --runs, else 1.
 Exits 1 if any run found an anomaly (printed, with the kept histories'
 directory), 0 otherwise. --combined: the nemesis sometimes overlaps a second
 fault with the first (never more than a minority affected; see nemesis.py);
-without it the schedule is the usual one-at-a-time one.
+without it the schedule is the usual one-at-a-time one. --staleness (or
+CONFMAN_CHAOS_STALENESS=1): the mount also reads nested-shard keys others
+write, the nemesis also pauses the replica serving the mount's watch, and
+stale reads through the mount are anomalies (issue 11 items 1 and 2; off by
+default until they are fixed). --staleness-bound: the checker's bound
+(default checker.STALENESS_BOUND_S).
 """
 import argparse
 import os
@@ -29,6 +34,10 @@ def main():
     ap.add_argument("--no-fuse", action="store_true")
     ap.add_argument("--combined", action="store_true",
                     help="sometimes overlap two faults (opt-in; soak.sh: CONFMAN_CHAOS_COMBINED=1)")
+    ap.add_argument("--staleness", action="store_true",
+                    help="nested reads through the mount, watch-replica pauses, stale reads "
+                         "are anomalies (also CONFMAN_CHAOS_STALENESS=1)")
+    ap.add_argument("--staleness-bound", type=float, default=nemesis.checker.STALENESS_BOUND_S)
     a = ap.parse_args()
     secs = a.seconds
     if secs is None and os.environ.get("CONFMAN_CHAOS_SECONDS"):
@@ -39,7 +48,9 @@ def main():
     for k in range(a.runs):
         seed = a.seed + k if a.seed is not None else None
         r = nemesis.run(nodes=a.nodes, seconds=secs, seed=seed, fuse=not a.no_fuse,
-                        log=lambda s: print(s, flush=True), combined=a.combined)
+                        log=lambda s: print(s, flush=True), combined=a.combined,
+                        staleness=True if a.staleness else None,
+                        staleness_bound=a.staleness_bound)
         nemesis.print_report(r, log=lambda s: print(s, flush=True))
         if r["anomalies"]:
             bad += 1
