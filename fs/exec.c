@@ -678,10 +678,10 @@ static void run_unlink(struct cm_fs_job *j)
 
 static void rename_cb(void *arg, int err, const struct cm_resp *resp)
 {
-	(void)resp;
 	struct cm_fs_job *j = arg;
 	if (err == 0)
-		err = cm_fs_itable_rename(&j->fs->it, j->path, j->path2);
+		err = cm_fs_itable_rename(&j->fs->it, j->path, j->path2,
+					  resp->has_attr ? &resp->attr : NULL);
 	cm_fs__done_err(j, err);
 }
 

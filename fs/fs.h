@@ -176,8 +176,11 @@ int cm_fs_itable_ref(struct cm_fs_itable *t, const char *path, struct cm_fs_node
 void cm_fs_itable_forget(struct cm_fs_itable *t, uint64_t ino, uint64_t n);
 /* path no longer names the node(s) at or below it (unlink, rmdir, replaced). */
 void cm_fs_itable_unlink(struct cm_fs_itable *t, const char *path);
-/* Nodes at or below from now live at or below to. Returns 0 or -ENOMEM. */
-int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to);
+/* Nodes at or below from now live at or below to; the node at to is
+ * replaced unless it is the moved node itself (moved: its attributes after
+ * the rename, NULL if unknown). Returns 0 or -ENOMEM. */
+int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to,
+			const struct cm_attr *moved);
 /* A stable pseudo inode number for a name readdir shows that the kernel has
  * not looked up (never in the table's range). */
 uint64_t cm_fs_itable_hash_ino(const char *path);

@@ -244,10 +244,22 @@ static int move_one(struct cm_fs_itable *t, struct cm_fs_node *n, void *arg)
 	return 0;
 }
 
-int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to)
+int cm_fs_itable_rename(struct cm_fs_itable *t, const char *from, const char *to,
+			const struct cm_attr *moved)
 {
 	assert(strcmp(from, "/") != 0);
-	cm_fs_itable_unlink(t, to); /* what the rename replaced */
+	/* What the rename replaced is the one node at `to` (a directory is
+	 * replaced only empty), unless that node is the moved one itself: a
+	 * lookup through the new name, made before this mount's watch reported
+	 * the rename, gave it a node of its own, and files may be open below
+	 * it. Those stay linked; the moved nodes join them (two nodes may name
+	 * one server node for a while: lookups take either, and every change
+	 * by path visits both). */
+	struct cm_fs_node *at = cm_fs_itable_lookup(t, to);
+	bool same = at != NULL && moved != NULL && at->has_attr &&
+		    at->attr.create_index == moved->create_index;
+	if (at != NULL && !same && at->ino != FUSE_ROOT_ID)
+		path_unlink(t, at);
 	struct move m = {from, to};
 	return visit_under(t, from, move_one, &m);
 }

@@ -726,7 +726,7 @@ bool cm_fs__run_replay(struct cm_fs_job *j)
 		cm_fs__done_err(j, 0);
 		return true;
 	case CM_FS_RENAME:
-		cm_fs__done_err(j, cm_fs_itable_rename(&fs->it, j->path, j->path2));
+		cm_fs__done_err(j, cm_fs_itable_rename(&fs->it, j->path, j->path2, &v.attr));
 		return true;
 	default:
 		return false;

@@ -65,11 +65,11 @@ def shard_of(key):
 
 
 def staleness_on():
-    """CONFMAN_CHAOS_STALENESS=1: the mount also reads nested-shard keys
+    """On unless CONFMAN_CHAOS_STALENESS=0: the mount also reads nested-shard keys
     that others write, the nemesis pauses the replica serving the mount's
     watch, and the staleness checker's violations are anomalies (issue 11,
-    items 1 and 2: off until those are fixed; see RELIABILITY.md)."""
-    return os.environ.get("CONFMAN_CHAOS_STALENESS") == "1"
+    items 1 and 2, fixed; see RELIABILITY.md)."""
+    return os.environ.get("CONFMAN_CHAOS_STALENESS", "1") == "1"
 
 
 def mono_ns():

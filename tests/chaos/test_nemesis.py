@@ -9,11 +9,10 @@ CONFMAN_SOAK=1, else 30 (3 nodes) / 20 (5 nodes). Runs: --runs, else 1.
 Exits 1 if any run found an anomaly (printed, with the kept histories'
 directory), 0 otherwise. --combined: the nemesis sometimes overlaps a second
 fault with the first (never more than a minority affected; see nemesis.py);
-without it the schedule is the usual one-at-a-time one. --staleness (or
-CONFMAN_CHAOS_STALENESS=1): the mount also reads nested-shard keys others
+without it the schedule is the usual one-at-a-time one. Unless
+CONFMAN_CHAOS_STALENESS=0: the mount also reads nested-shard keys others
 write, the nemesis also pauses the replica serving the mount's watch, and
-stale reads through the mount are anomalies (issue 11 items 1 and 2; off by
-default until they are fixed). --staleness-bound: the checker's bound
+stale reads through the mount are anomalies (issue 11 items 1 and 2). --staleness-bound: the checker's bound
 (default checker.STALENESS_BOUND_S).
 """
 import argparse

@@ -399,11 +399,10 @@ class TwoMountWorkloads:
         self.c, self.a = c, mount_a
         self.b = make_mount("2")
         self.appends = AppendWorkload([mount_a, self.b], hist_dir, seconds, seed)
-        # Off by default: under faults an acknowledged close after a remote
-        # rename of its directory can leave the file empty (RELIABILITY.md,
-        # "Staleness"); CONFMAN_CHAOS_RENAME_RACE=1 runs it.
+        # On unless CONFMAN_CHAOS_RENAME_RACE=0 (it found acknowledged files
+        # left empty: RELIABILITY.md, anomaly 5, fixed).
         self.race = RenameRace(mount_a, self.b, seconds, seed) \
-            if os.environ.get("CONFMAN_CHAOS_RENAME_RACE") == "1" else None
+            if os.environ.get("CONFMAN_CHAOS_RENAME_RACE", "1") == "1" else None
 
     def start(self):
         self.c.ctl("mkdir", APPEND_DIR, check=True)
