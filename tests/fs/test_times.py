@@ -175,9 +175,8 @@ def test_cp_p_and_tar_d_see_no_difference():
     def check(a, b, user):
         src = tmpfs_dir(os.path.basename(a) + "-src")
         sh("mkdir -p t/sub && echo one > t/a && echo two > t/sub/b && chmod 0640 t/a && "
-           "touch -d '2001-02-03' t/a t/sub/b t/sub && tar cf ../%s.tar t"
-           % os.path.basename(a), src, user)
-        tarball = os.path.join(TMPFS, os.path.basename(a) + ".tar")
+           "touch -d '2001-02-03' t/a t/sub/b t/sub && tar cf t.tar t", src, user)
+        tarball = os.path.join(src, "t.tar")
         sh("cp -p %s/t/a a.copy" % src, a, user)
         assert fields(os.path.join(a, "a.copy")) == fields(os.path.join(src, "t/a")), \
             (fields(os.path.join(a, "a.copy")), fields(os.path.join(src, "t/a")))
