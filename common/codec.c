@@ -74,7 +74,8 @@ int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
 {
 	msgpack_packer pk;
 	size_t start = frame_open(sb, &pk);
-	msgpack_pack_array(&pk, 16);
+	bool times = r->flags & CM_SET_TIMES;
+	msgpack_pack_array(&pk, times ? 17 : 16);
 	msgpack_pack_uint8(&pk, CM_FR_REQ);
 	msgpack_pack_uint64(&pk, r->id);
 	msgpack_pack_uint8(&pk, r->op);
@@ -95,12 +96,17 @@ int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
 		msgpack_pack_uint64(&pk, r->mod_index);
 	else
 		msgpack_pack_nil(&pk);
+	if (times) { /* only with the flag: 16 elements are what servers before it read */
+		msgpack_pack_array(&pk, 2);
+		msgpack_pack_int64(&pk, r->atime_ns);
+		msgpack_pack_int64(&pk, r->mtime_ns);
+	}
 	return frame_close(sb, start);
 }
 
 void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a)
 {
-	msgpack_pack_array(pk, 9);
+	msgpack_pack_array(pk, 11);
 	msgpack_pack_uint32(pk, a->mode);
 	msgpack_pack_uint32(pk, a->uid);
 	msgpack_pack_uint32(pk, a->gid);
@@ -110,6 +116,8 @@ void cm_codec_pack_attr(msgpack_packer *pk, const struct cm_attr *a)
 	msgpack_pack_uint64(pk, a->mod_index);
 	msgpack_pack_uint64(pk, a->version);
 	msgpack_pack_uint32(pk, a->size);
+	msgpack_pack_int64(pk, a->atime_ns);
+	msgpack_pack_uint32(pk, a->nlink);
 }
 
 static void pack_bool(msgpack_packer *pk, bool b)

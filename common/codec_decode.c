@@ -153,15 +153,20 @@ static const msgpack_object *array_of(const msgpack_object *o, uint32_t n)
 	return o->via.array.ptr;
 }
 
+/* 11 elements, or the 9 of servers before atime and nlink (see proto.h). */
 int cm_codec_unpack_attr(const msgpack_object *o, struct cm_attr *a)
 {
-	const msgpack_object *f = array_of(o, 9);
-	if (f == NULL)
+	if (o->type != MSGPACK_OBJECT_ARRAY || (o->via.array.size != 9 && o->via.array.size != 11))
 		return -EBADMSG;
+	const msgpack_object *f = o->via.array.ptr;
 	int rv = get_u32(&f[0], &a->mode) | get_u32(&f[1], &a->uid) | get_u32(&f[2], &a->gid) |
 		 get_i64(&f[3], &a->mtime_ns) | get_i64(&f[4], &a->ctime_ns) |
 		 cm__codec_u64(&f[5], &a->create_index) | cm__codec_u64(&f[6], &a->mod_index) |
 		 cm__codec_u64(&f[7], &a->version) | get_u32(&f[8], &a->size);
+	a->atime_ns = a->mtime_ns;
+	a->nlink = 0;
+	if (rv == 0 && o->via.array.size == 11)
+		rv = get_i64(&f[9], &a->atime_ns) | get_u32(&f[10], &a->nlink);
 	return rv ? -EBADMSG : 0;
 }
 
@@ -176,10 +181,24 @@ static int dec_hello(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	return rv || m->hello.cluster.len > CM_CLUSTER_MAX ? -EBADMSG : 0;
 }
 
+/* CM_SET_TIMES's [atime_ns, mtime_ns]: the 17th element, with the flag and only with it. */
+static int dec_req_times(const msgpack_object *f, uint32_t n, struct cm_req *r)
+{
+	r->atime_ns = r->mtime_ns = 0;
+	if ((n == 17) != ((r->flags & CM_SET_TIMES) != 0))
+		return -EBADMSG;
+	if (n == 16)
+		return 0;
+	const msgpack_object *t = array_of(&f[16], 2);
+	if (t == NULL || get_i64(&t[0], &r->atime_ns) != 0 || get_i64(&t[1], &r->mtime_ns) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
 static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 {
 	struct cm_req *r = &m->req;
-	if (n != 16)
+	if (n != 16 && n != 17)
 		return -EBADMSG;
 	int rv = cm__codec_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | cm__codec_u64(&f[3], &r->group) |
 		 cm__codec_u64(&f[4], &r->token) | get_u8(&f[5], &r->consistency) |
@@ -196,7 +215,7 @@ static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 		return -EBADMSG;
 	if ((r->flags & CM_PUT_IF_MOD) && f[15].type == MSGPACK_OBJECT_NIL)
 		return -EBADMSG;
-	return 0;
+	return dec_req_times(f, n, r);
 }
 
 static int dec_list(const msgpack_object *o, struct cm_resp *r)

@@ -166,6 +166,11 @@ static struct cm_req commit_req(struct cm_fs_job *j, const struct cm_fs_fh *h)
 		r.flags |= CM_PUT_IF_CREATED;
 		r.version = h->born;
 	}
+	if (h->times) { /* set after the last write: they stay (fs/exec.c) */
+		r.flags |= CM_SET_TIMES;
+		r.atime_ns = h->atime_ns;
+		r.mtime_ns = h->mtime_ns;
+	}
 	if (h->append && !h->rewrite) {
 		assert(h->sent_len <= h->len);
 		r.flags |= CM_PUT_APPEND;

@@ -63,22 +63,33 @@ void cm_fs__done_err(struct cm_fs_job *j, int err)
 	cm_fs__job_free(j);
 }
 
+/* Nanoseconds since the epoch as a timespec; before 1970 too (tv_nsec >= 0). */
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
+}
+
 void cm_fs__fill_stat(struct stat *st, uint64_t ino, const struct cm_attr *a, int64_t wsize)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
 	st->st_mode = a->mode;
-	st->st_nlink = S_ISDIR(a->mode) ? 2 : 1;
+	st->st_nlink = a->nlink ? a->nlink : S_ISDIR(a->mode) ? 2 : 1; /* 0: an older server's */
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = wsize >= 0 ? wsize : (off_t)a->size;
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
-	st->st_mtim.tv_sec = a->mtime_ns / 1000000000;
-	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000;
-	st->st_ctim.tv_sec = a->ctime_ns / 1000000000;
-	st->st_ctim.tv_nsec = a->ctime_ns % 1000000000;
-	st->st_atim = st->st_mtim; /* atime is not stored */
+	st->st_mtim = ns_to_ts(a->mtime_ns);
+	st->st_ctim = ns_to_ts(a->ctime_ns);
+	/* Stored, set at creation and by utimensat; reads never move it
+	 * (a read is not a replicated write): noatime (fs/README.md). */
+	st->st_atim = ns_to_ts(a->atime_ns);
 }
 
 /* The root of a prefix that does not exist (yet): an empty directory. */
@@ -99,7 +110,12 @@ void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 	cm_fs__fill_stat(&st, n->ino, &n->attr, n->wsize);
 	if (!n->linked)
 		st.st_nlink = 0;
-	fuse_reply_attr(j->req, &st, cm_fs__ttl(j, j->fs->o.attr_timeout));
+	/* The kernel must not keep the attributes of a file with uncommitted
+	 * changes (ftruncate, writes): its commit at close moves mtime and
+	 * ctime, and the next stat must ask. (cm_fs__ttl: 0 for the replay's
+	 * guessed attributes and while a watch stream is silent.) */
+	double ttl = n->wsize < 0 ? j->fs->o.attr_timeout : 0;
+	fuse_reply_attr(j->req, &st, cm_fs__ttl(j, ttl));
 	cm_fs__job_free(j);
 }
 
@@ -364,9 +380,10 @@ static void run_readlink(struct cm_fs_job *j)
 
 /* ---- setattr ---- */
 
-#define MODEISH (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | \
-		 FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
+#define OWNERISH (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)
+#define TIMEISH (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
 		 FUSE_SET_ATTR_MTIME_NOW)
+#define MODEISH (OWNERISH | TIMEISH)
 
 /* A SETATTR is a CAS on the mod index of the attributes (and value) it was
  * computed from: chmod resends the uid/gid it last saw and truncate(path)
@@ -412,8 +429,43 @@ static void setattr_cb(void *arg, int err, const struct cm_resp *resp)
 	cm_fs__reply_attr(j, n);
 }
 
+/* utimensat/futimens: what the kernel asks is what the server sets; NOW is
+ * the leader's stamp (one clock for every time of the tree), an unset time
+ * is kept (UTIME_OMIT). Not with a size change: (f)truncate sends the
+ * kernel's own clock as mtime, and the server stamps the new value anyway. */
+static void setattr_times(const struct cm_fs_job *j, struct cm_req *r)
+{
+	int s = j->to_set;
+	if (!(s & TIMEISH) || (s & FUSE_SET_ATTR_SIZE))
+		return;
+	r->flags |= CM_SET_TIMES;
+	r->atime_ns = r->mtime_ns = CM_TIME_OMIT;
+	if (s & FUSE_SET_ATTR_ATIME_NOW)
+		r->atime_ns = CM_TIME_NOW;
+	else if (s & FUSE_SET_ATTR_ATIME)
+		r->atime_ns = (int64_t)j->st.st_atim.tv_sec * 1000000000 + j->st.st_atim.tv_nsec;
+	if (s & FUSE_SET_ATTR_MTIME_NOW)
+		r->mtime_ns = CM_TIME_NOW;
+	else if (s & FUSE_SET_ATTR_MTIME)
+		r->mtime_ns = (int64_t)j->st.st_mtim.tv_sec * 1000000000 + j->st.st_mtim.tv_nsec;
+}
+
+/* Times set while a handle of n holds writes not yet committed: that
+ * commit, stamped later, would move mtime past them (cp -p and tar call
+ * futimens before close), so it carries them too. */
+static void times_to_handles(struct cm_fs *fs, struct cm_fs_node *n, const struct cm_req *r)
+{
+	for (struct cm_fs_fh *h = fs->handles; h != NULL; h = h->next) {
+		if (h->dir || h->ino != n->ino || !h->dirty)
+			continue;
+		h->times = true;
+		h->atime_ns = r->atime_ns;
+		h->mtime_ns = r->mtime_ns;
+	}
+}
+
 /* One PUT: the new value in j->data (size/truncate) and/or mode, uid, gid,
- * if the node is still what n->attr says. */
+ * times, if the node is still what n->attr says. */
 static void setattr_put(struct cm_fs_job *j, struct cm_fs_node *n, bool value)
 {
 	struct cm_req r = {.op = CM_OP_PUT, .flags = CM_NO_PARENTS};
@@ -425,15 +477,17 @@ static void setattr_put(struct cm_fs_job *j, struct cm_fs_node *n, bool value)
 		r.value = (struct cm_bytes){j->data, (uint32_t)j->data_len};
 	else
 		r.flags |= CM_PUT_KEEP_VALUE;
-	if (j->to_set & MODEISH) {
+	if (j->to_set & OWNERISH) {
 		/* Unset fields keep the values last seen (the CAS makes sure
-		 * they still are); touch re-sends them, which makes the server
-		 * stamp a new mtime. */
+		 * they still are). */
 		r.flags |= CM_SET_MODE;
 		r.mode = (j->to_set & FUSE_SET_ATTR_MODE ? j->st.st_mode : n->attr.mode) & 07777;
 		r.uid = j->to_set & FUSE_SET_ATTR_UID ? j->st.st_uid : n->attr.uid;
 		r.gid = j->to_set & FUSE_SET_ATTR_GID ? j->st.st_gid : n->attr.gid;
 	}
+	setattr_times(j, &r);
+	if (r.flags & CM_SET_TIMES)
+		times_to_handles(j->fs, n, &r);
 	cm_fs__submit(j, &r, setattr_cb);
 }
 
@@ -485,7 +539,7 @@ static void run_setattr(struct cm_fs_job *j)
 		h->trunc_only = false;
 		h->rewrite = true;
 		n->wsize = (int64_t)h->len;
-		if (j->to_set & MODEISH)
+		if (j->to_set & OWNERISH) /* times: the commit at close stamps them */
 			setattr_put(j, n, false);
 		else
 			cm_fs__reply_attr(j, n);

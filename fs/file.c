@@ -313,6 +313,7 @@ void cm_fs__run_write(struct cm_fs_job *j)
 		     (int)(j->data_len < 32 ? j->data_len : 32), j->data);
 	h->dirty = true;
 	h->trunc_only = false;
+	h->times = false; /* this write moves mtime at commit */
 	h->unsent++;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, h->ino);
 	if (n != NULL)

@@ -91,6 +91,12 @@ struct cm_fs_fh {
 	uint64_t born;
 	bool rewrite;
 	size_t sent_len;
+	/* futimens/utimensat while this handle held uncommitted writes (cp -p,
+	 * tar): its commit sends those times again (CM_SET_TIMES), or the
+	 * commit's own stamp would undo them; a later write drops them, as a
+	 * write after utimensat moves mtime anywhere (fs/exec.c). */
+	bool times;
+	int64_t atime_ns, mtime_ns;
 	/* One PUT of a handle at a time (fs/file.c): a forked child closing
 	 * its copy of the descriptor FLUSHes it too, and the parent's close
 	 * must not return before that PUT is durable, nor a later PUT of the

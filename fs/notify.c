@@ -51,6 +51,7 @@ struct cm_fs_nj {
 	bool replay;       /* replay through the mount point (else invalidate only) */
 	bool create;       /* PUT of a new file */
 	bool attr_only;    /* PUT that changed mode or owner, not the size: a chmod/chown */
+	bool times_only;   /* PUT that set times only: a touch (times_touched) */
 	uint64_t ino, parent, parent2; /* 0: not known to the kernel */
 	char *name, *name2;   /* last components (inval_entry) */
 	char *path, *path2;   /* server paths (the replay's lookups) */
@@ -281,6 +282,18 @@ static void watch_ended(struct cm_fs *fs, int err)
  * is a chmod/chown. The event does not say whether the value changed; a new
  * mode or owner with the same size is one (a value write keeps both), and
  * is replayed as one so that watchers get IN_ATTRIB. */
+/*
+ * A touch (utimensat) of a file: the same size, and a time that no write
+ * gives: atime moved (writes never move it), or mtime apart from ctime (a
+ * write stamps both alike). `touch -m` (mtime now, atime kept) looks like a
+ * write of the same size and is replayed as one (IN_MODIFY).
+ */
+static bool times_touched(const struct cm_fs_node *x, const struct cm_event *ev)
+{
+	return x->has_attr && S_ISREG(ev->attr.mode) && x->attr.size == ev->attr.size &&
+	       (x->attr.atime_ns != ev->attr.atime_ns || ev->attr.mtime_ns != ev->attr.ctime_ns);
+}
+
 static void nj_note_node(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_event *ev)
 {
 	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, n->path);
@@ -292,6 +305,8 @@ static void nj_note_node(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_e
 		       x->attr.size == ev->attr.size &&
 		       (x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
 			x->attr.gid != ev->attr.gid);
+	n->times_only = put && !n->attr_only && times_touched(x, ev);
+	n->attr_only = n->attr_only || n->times_only;
 	if (put) {
 		x->attr = ev->attr; /* the freshest we know */
 		x->has_attr = true;
@@ -455,6 +470,11 @@ static void replay_set(struct cm_fs *fs, const char *path, const char *neg,
 
 static void replay_put(struct cm_fs *fs, struct cm_fs_nj *n)
 {
+	if (n->times_only) {
+		replay_set(fs, n->path, NULL, &n->attr);
+		(void)utimensat(AT_FDCWD, n->mpath, NULL, 0); /* IN_ATTRIB, as a local touch */
+		return;
+	}
 	if (n->attr_only) {
 		replay_set(fs, n->path, NULL, &n->attr);
 		(void)chmod(n->mpath, n->attr.mode & 07777); /* IN_ATTRIB */

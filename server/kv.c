@@ -45,6 +45,25 @@ void cm_kv__attr_dec(const uint8_t *b, struct cm_attr *a)
 	a->size = cm_bo_get_le32(b + 52);
 }
 
+void cm_kv__ext_enc(uint8_t *b, const struct cm_attr *a)
+{
+	cm_bo_put_le64(b, (uint64_t)a->atime_ns);
+	cm_bo_put_le32(b + 8, a->nlink);
+	static_assert(8 + 4 == CM_KV_EXT_BYTES, "ext layout");
+}
+
+void cm_kv__ext_dec(const uint8_t *b, struct cm_attr *a)
+{
+	a->atime_ns = (int64_t)cm_bo_get_le64(b);
+	a->nlink = cm_bo_get_le32(b + 8);
+}
+
+void cm_kv__ext_default(struct cm_attr *a)
+{
+	a->atime_ns = a->mtime_ns;
+	a->nlink = S_ISDIR(a->mode) ? 0 : 1;
+}
+
 uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *name, uint32_t nlen)
 {
 	assert(nlen <= CM_NAME_MAX);
@@ -58,18 +77,28 @@ uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *na
 int cm_kv__node_dec(const void *rec, size_t len, struct cm_kv__node *n)
 {
 	const uint8_t *b = rec;
-	if (len < CM_KV_REC_HDR || len - CM_KV_REC_HDR > UINT32_MAX)
+	if (len < CM_KV_REC_HDR)
 		return -EIO;
 	cm_kv__attr_dec(b, &n->attr);
-	if (n->attr.size != len - CM_KV_REC_HDR)
-		return -EIO;
 	/* The mode word carries the node's flags above st_mode (kv_int.h). */
 	n->flags = n->attr.mode >> CM_KV_FLAGS_SHIFT;
 	n->attr.mode &= CM_KV_MODE_MASK;
+	size_t hdr = CM_KV_REC_HDR;
+	if (n->flags & CM_KV_REC_EXT) {
+		n->flags &= ~CM_KV_REC_EXT;
+		hdr += CM_KV_EXT_BYTES;
+		if (len < hdr)
+			return -EIO;
+		cm_kv__ext_dec(b + CM_KV_REC_HDR, &n->attr);
+	} else {
+		cm_kv__ext_default(&n->attr);
+	}
+	if (len - hdr > UINT32_MAX || n->attr.size != len - hdr)
+		return -EIO;
 	if ((n->flags & ~CM_KV_NODE_FLAGS_KNOWN) != 0)
 		return -EIO;
 	n->ino = cm_bo_get_le64(b + CM_KV_ATTR_BYTES);
-	n->value.p = (const char *)b + CM_KV_REC_HDR;
+	n->value.p = (const char *)b + hdr;
 	n->value.len = n->attr.size;
 	return 0;
 }
@@ -80,6 +109,7 @@ static void root_default(struct cm_kv__node *n)
 	memset(n, 0, sizeof(*n));
 	n->attr.mode = S_IFDIR | 0755;
 	n->attr.version = 1;
+	n->attr.nlink = 0; /* counted where it is read or written (cm_kv__nlink_fix) */
 	n->ino = CM_KV_ROOT_INO;
 	n->value.p = "";
 }
@@ -106,19 +136,22 @@ int cm_kv__node_put(const struct cm_kv__ctx *c, uint64_t parent, const char *nam
 	assert(n->ino != 0);
 	assert((n->attr.mode & ~CM_KV_MODE_MASK) == 0);
 	assert((n->flags & ~CM_KV_NODE_FLAGS_KNOWN) == 0);
+	assert(S_ISDIR(n->attr.mode) ? n->attr.nlink != 1 : n->attr.nlink == 1);
 	uint8_t kb[CM_KV_KEY_MAX];
 	MDB_val k = {cm_kv__key(kb, c->group, parent, name, nlen), kb};
-	MDB_val v = {CM_KV_REC_HDR + (size_t)n->value.len, NULL};
+	const size_t hdr = CM_KV_REC_HDR + CM_KV_EXT_BYTES;
+	MDB_val v = {hdr + (size_t)n->value.len, NULL};
 	int rc = mdb_put(c->txn, c->kv, &k, &v, MDB_RESERVE);
 	if (rc != 0)
 		return cm_store_mdb_err(rc);
 	uint8_t *b = v.mv_data;
 	struct cm_attr a = n->attr;
-	a.mode |= n->flags << CM_KV_FLAGS_SHIFT;
+	a.mode |= (n->flags | CM_KV_REC_EXT) << CM_KV_FLAGS_SHIFT;
 	cm_kv__attr_enc(b, &a);
 	cm_bo_put_le64(b + CM_KV_ATTR_BYTES, n->ino);
+	cm_kv__ext_enc(b + CM_KV_REC_HDR, &n->attr);
 	if (n->value.len != 0)
-		memcpy(b + CM_KV_REC_HDR, n->value.p, n->value.len);
+		memcpy(b + hdr, n->value.p, n->value.len);
 	return 0;
 }
 
@@ -175,6 +208,32 @@ int cm_kv__dir_has_children(const struct cm_kv__ctx *c, uint64_t ino)
 	rc = cm_kv__child_first(c, cur, ino, &k, &v);
 	mdb_cursor_close(cur);
 	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
+int cm_kv__nlink_fix(const struct cm_kv__ctx *c, struct cm_kv__node *n)
+{
+	if (!S_ISDIR(n->attr.mode) || n->attr.nlink != 0)
+		return 0;
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	uint32_t subdirs = 0;
+	MDB_val k, v;
+	for (rc = cm_kv__child_first(c, cur, n->ino, &k, &v); rc == 0;
+	     rc = cm_kv__child_next(c, cur, n->ino, &k, &v)) {
+		struct cm_bytes name;
+		struct cm_kv__node child;
+		rc = cm_kv__child_dec(&k, &v, &name, &child);
+		if (rc != 0)
+			break;
+		subdirs += S_ISDIR(child.attr.mode) ? 1u : 0u;
+	}
+	mdb_cursor_close(cur);
+	if (rc != -ENOENT)
+		return rc;
+	n->attr.nlink = 2 + subdirs;
+	return 0;
 }
 
 struct cm_bytes cm_kv__basename(const char *p, uint32_t len)
@@ -236,6 +295,9 @@ int cm_kv_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes 
 		return rc;
 	if (!w.found)
 		return -ENOENT;
+	rc = cm_kv__nlink_fix(&c, &w.node);
+	if (rc != 0)
+		return rc;
 	*attr = w.node.attr;
 	if (value != NULL)
 		*value = w.node.value;
@@ -256,6 +318,7 @@ static int list_children(const struct cm_kv__ctx *c, uint64_t ino, cm_kv_list_cb
 		struct cm_bytes name;
 		struct cm_kv__node n;
 		rc = cm_kv__child_dec(&k, &v, &name, &n);
+		rc = rc ? rc : cm_kv__nlink_fix(c, &n);
 		if (rc != 0)
 			break;
 		stop = cb(arg, name, &n.attr);

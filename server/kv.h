@@ -64,6 +64,7 @@ struct cm_kv_cmd {
 	uint32_t mode, uid, gid;
 	int64_t stamp_ns; /* leader's clock at proposal: mtime/ctime */
 	uint32_t max_value; /* value limit in force (deterministic); 0: CM_VALUE_MAX_DEFAULT */
+	int64_t atime_ns, mtime_ns; /* CM_SET_TIMES: a time or CM_TIME_OMIT */
 };
 
 /* What applying one command did; the event (if any) goes to watchers. */
@@ -84,8 +85,11 @@ struct cm_kv_result {
  * as command bytes: msgpack [op, flags, path:str, path2:str, value:bin,
  * version, mode, uid, gid, stamp_ns, max_value], and mod_index after them
  * only with CM_PUT_IF_MOD (other commands keep the 11 fields of releases
- * before it). 0, -EINVAL (not a write op, or CM_MKDIR_BOUNDARY with an op
- * other than MKDIR, CM_MKDIR_TOP likewise, or both), -ENOMEM; on error sb is as it was.
+ * before it), then atime_ns, mtime_ns only with CM_SET_TIMES (CM_TIME_NOW
+ * written as stamp_ns: replicas never read a clock). 0, -EINVAL (not a
+ * write op, or CM_MKDIR_BOUNDARY with an op other than MKDIR, CM_MKDIR_TOP
+ * likewise, or both, CM_SET_TIMES with an op other than PUT), -ENOMEM; on
+ * error sb is as it was.
  */
 int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stamp_ns,
 		     uint32_t max_value);
@@ -94,8 +98,9 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
  * allocates nothing, whatever lengths the bytes declare. cmd's path, path2
  * and value point into buf, which must outlive cmd. *up is only initialised
  * (empty), so msgpack_unpacked_destroy(up) is always right; it is kept for
- * the interface's sake. 0 or -EBADMSG: not an array of 11 elements (12 with
- * CM_PUT_IF_MOD, and only with it), a wrong type
+ * the interface's sake. 0 or -EBADMSG: not an array of 11 elements (one more
+ * with CM_PUT_IF_MOD, two more with CM_SET_TIMES, and only with them; a
+ * CM_TIME_NOW among the times), a wrong type
  * or width, an unknown op or flag bit, CM_MKDIR_BOUNDARY or CM_MKDIR_TOP
  * with an op other than MKDIR, or both (which the encoder never writes; apply then gives an -EBADMSG
  * result, like any undecodable command), max_value > CM_VALUE_MAX_LIMIT,
@@ -136,7 +141,10 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          -EISDIR onto a directory, -ENOTDIR under a file,
  *          -EFBIG beyond max_value, -EINVAL for another type (dir, device).
  *          version 1 on create, +1 per change; mtime/ctime = stamp_ns
- *          (KEEP_VALUE: ctime only).
+ *          (KEEP_VALUE: ctime only), atime = stamp_ns on create only.
+ *          CM_SET_TIMES: then atime/mtime = the command's atime_ns/mtime_ns
+ *          where not CM_TIME_OMIT (utimensat; also on directories and "/"
+ *          with KEEP_VALUE), ctime = stamp_ns.
  *  MKDIR   creates parents too; -EEXIST if present; mode's permission bits
  *          (040755 if mode is 0). CM_MKDIR_BOUNDARY: the same, and the new
  *          directory is a shard boundary (see above); -EEXIST if the path
@@ -160,8 +168,21 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
  *          target exists (RENAME_NOREPLACE); CM_PUT_IF_VERSION and
  *          CM_PUT_IF_MOD check the TARGET (0: absent). The moved node keeps its ino and
  *          create_index; its version becomes max(source, replaced target) + 1
- *          so a CAS holding the old target's version fails. Onto itself: 0,
- *          nothing changes, no event.
+ *          so a CAS holding the old target's version fails; its ctime moves.
+ *          Onto itself: 0, nothing changes, no event.
+ *
+ * Directories, in the same entry as the change (so whoever sends it: a
+ * mount, confmanctl, the gateway): creating, removing or renaming an entry
+ * sets its parent directory's mtime and ctime to stamp_ns (a rename: both
+ * parents; parents that PUT or MKDIR create are new anyway, and their own
+ * parent moves); a directory's nlink is 2 + its subdirectories, kept in its
+ * record and moved by MKDIR, DELETE and RENAME of a directory. A parent's
+ * version and mod_index do not move: they count changes of the directory
+ * node itself (chmod, chown, times), so a CAS on it is not defeated by
+ * entries coming and going below it; nor does the parent get an event (the
+ * child's event says what changed). Records written before nlink was kept
+ * read as nlink 0 and are counted (a scan of the directory) when read or
+ * next written.
  *
  * Boundaries, in every op: a path at or below a boundary (the boundary
  * itself too) gives CM_EWRONGSHARD as soon as it is resolved: after the

@@ -41,6 +41,8 @@ static struct cm_attr attr_new(const struct apply *a, uint32_t mode, uint32_t si
 		.mod_index = a->index,
 		.version = 1,
 		.size = size,
+		.atime_ns = a->cmd->stamp_ns,
+		.nlink = S_ISDIR(mode) ? 2 : 1,
 	};
 }
 
@@ -52,8 +54,55 @@ static struct cm_bytes base(struct cm_bytes path)
 
 static int put(struct apply *a, uint64_t parent, struct cm_bytes name, const struct cm_kv__node *n)
 {
+	struct cm_kv__node fixed = *n;
+	int rc = cm_kv__nlink_fix(&a->c, &fixed); /* a directory written before nlink was kept */
+	if (rc != 0)
+		return rc;
 	a->wrote = true;
-	return cm_kv__node_put(&a->c, parent, name.p, name.len, n);
+	return cm_kv__node_put(&a->c, parent, name.p, name.len, &fixed);
+}
+
+/*
+ * The rule for directories (kv.h): an entry of the directory holding
+ * `child` was created, removed or renamed, which moves its mtime and ctime
+ * to the command's stamp, and its nlink by delta (subdirectories gained or
+ * lost). Called after the entry's own writes, so that a directory whose
+ * nlink was never stored is counted with the change already made.
+ */
+static int parent_touch(struct apply *a, struct cm_bytes child, int delta)
+{
+	assert(child.len > 1);
+	uint32_t k = child.len - 1;
+	while (child.p[k] != '/')
+		k--;
+	struct cm_bytes dir = {child.p, k ? k : 1};
+	struct cm_kv__walk w;
+	int rc = cm_kv__walk(&a->c, dir.p, dir.len, &w);
+	if (rc != 0)
+		return rc;
+	if (!w.found || !S_ISDIR(w.node.attr.mode))
+		return -EIO; /* an entry was just written below it */
+	if (w.node.attr.nlink == 0)
+		rc = cm_kv__nlink_fix(&a->c, &w.node); /* counts the change too */
+	else
+		w.node.attr.nlink = (uint32_t)((int64_t)w.node.attr.nlink + delta);
+	if (rc != 0)
+		return rc;
+	if (w.node.attr.nlink < 2)
+		return -EIO; /* a count that went wrong: corrupt */
+	w.node.attr.mtime_ns = w.node.attr.ctime_ns = a->cmd->stamp_ns;
+	return put(a, w.parent, base(dir), &w.node);
+}
+
+/* CM_SET_TIMES: utimensat's atime and mtime, each unless CM_TIME_OMIT. */
+static void times_set(const struct cm_kv_cmd *k, struct cm_attr *at)
+{
+	if (!(k->flags & CM_SET_TIMES))
+		return;
+	if (k->atime_ns != CM_TIME_OMIT)
+		at->atime_ns = k->atime_ns;
+	if (k->mtime_ns != CM_TIME_OMIT)
+		at->mtime_ns = k->mtime_ns;
 }
 
 static int del(struct apply *a, uint64_t parent, struct cm_bytes name)
@@ -112,6 +161,7 @@ static int make_parents(struct apply *a, const struct cm_kv__walk *w, struct cm_
 {
 	assert(!w->found);
 	uint64_t cur = w->dir;
+	uint32_t first_end = 0; /* the first directory made: path[0, first_end) */
 	for (uint32_t start = w->miss;;) {
 		uint32_t end = start;
 		while (end < path.len && path.p[end] != '/')
@@ -123,14 +173,21 @@ static int make_parents(struct apply *a, const struct cm_kv__walk *w, struct cm_
 			.ino = ino_next(a),
 			.value = {"", 0},
 		};
+		/* Each holds the next one made; the last gets its entry from
+		 * the caller's parent_touch. */
+		if (memchr(path.p + end + 1, '/', path.len - end - 1) != NULL)
+			n.attr.nlink = 3;
 		int rc = put(a, cur, (struct cm_bytes){path.p + start, end - start}, &n);
 		if (rc != 0)
 			return rc;
+		if (first_end == 0)
+			first_end = end;
 		cur = n.ino;
 		start = end + 1;
 	}
 	*parent = cur;
-	return 0;
+	/* The existing directory above them gained a subdirectory. */
+	return first_end ? parent_touch(a, (struct cm_bytes){path.p, first_end}, 1) : 0;
 }
 
 /* A copy of a value read from LMDB: the next write may move what it points at. */
@@ -163,6 +220,7 @@ static int put_keep(struct apply *a, const struct cm_kv__walk *w)
 		n.attr.gid = k->gid;
 	}
 	n.attr.ctime_ns = k->stamp_ns;
+	times_set(k, &n.attr);
 	n.attr.version++;
 	n.attr.mod_index = a->index;
 	rc = put(a, w->parent, base(k->path), &n);
@@ -224,6 +282,7 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 	}
 	n.attr.size = n.value.len;
 	n.attr.mtime_ns = n.attr.ctime_ns = k->stamp_ns;
+	times_set(k, &n.attr);
 	n.attr.version++;
 	n.attr.mod_index = a->index;
 	rc = put(a, w->parent, base(k->path), &n);
@@ -265,7 +324,9 @@ static int op_put(struct apply *a)
 		.ino = ino_next(a),
 		.value = k->value,
 	};
+	times_set(k, &n.attr);
 	rc = put(a, parent, base(k->path), &n);
+	rc = rc ? rc : parent_touch(a, k->path, 0);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
 }
 
@@ -341,6 +402,7 @@ static int op_mkdir(struct apply *a)
 		.value = {"", 0},
 	};
 	rc = put(a, parent, base(k->path), &n);
+	rc = rc ? rc : parent_touch(a, k->path, 1);
 	/* Watchers see an ordinary MKDIR: the mark is not in attr. */
 	return rc ? rc : done(a, CM_EV_MKDIR, &n.attr);
 }
@@ -382,6 +444,7 @@ static int op_delete(struct apply *a)
 		rc = cm_kv__tree_delete(&a->c, w.node.ino);
 	}
 	rc = rc ? rc : del(a, w.parent, base(k->path));
+	rc = rc ? rc : parent_touch(a, k->path, dir ? -1 : 0);
 	return rc ? rc : done(a, CM_EV_DELETE, &attr);
 }
 
@@ -401,6 +464,18 @@ static int rename_target_check(struct apply *a, const struct cm_attr *s, const s
 		return 0;
 	rc = cm_kv__dir_has_children(&a->c, t->ino);
 	return rc > 0 ? -ENOTEMPTY : rc;
+}
+
+/* Both parents of a rename (one if they are the same): times, and nlink
+ * when a directory moved (a directory it replaced was a subdirectory too). */
+static int rename_parents(struct apply *a, uint64_t from, uint64_t to, bool dir, bool replaced)
+{
+	int d = dir ? 1 : 0;
+	int to_delta = replaced ? 0 : d;
+	if (from == to)
+		return parent_touch(a, a->cmd->path2, to_delta - d);
+	int rc = parent_touch(a, a->cmd->path, -d);
+	return rc ? rc : parent_touch(a, a->cmd->path2, to_delta);
 }
 
 /* The writes of a rename whose checks all passed. */
@@ -429,6 +504,7 @@ static int rename_do(struct apply *a, const struct cm_kv__walk *src, const struc
 	/* A directory's children hang off its ino: they move with it. */
 	rc = rc ? rc : put(a, parent, base(k->path2), &n);
 	free(copy);
+	rc = rc ? rc : rename_parents(a, src->parent, parent, S_ISDIR(n.attr.mode), dst->found);
 	return rc ? rc : done(a, CM_EV_RENAME, &n.attr);
 }
 

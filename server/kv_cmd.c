@@ -14,6 +14,9 @@
  * upgraded before a client uses the flag (README.md, kv). */
 #define CMD_FIELDS 11
 #define CMD_FIELDS_IF_MOD 12
+/* CM_SET_TIMES adds atime, mtime after them: each a time or CM_TIME_OMIT,
+ * never CM_TIME_NOW, which the leader replaced with its stamp. */
+#define CMD_FIELDS_TIMES 2
 #define CMD_FLAGS_KNOWN (CM_WRITE_FLAGS_KNOWN | CM_MKDIR_TOP) /* TOP: leaders only */
 
 static int need(const struct cm_kv__rd *r, size_t n)
@@ -174,6 +177,8 @@ static bool is_write_op(uint32_t op)
 static bool flags_fit_op(uint32_t op, uint32_t flags)
 {
 	uint32_t marks = flags & (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
+	if ((flags & CM_SET_TIMES) && op != CM_OP_PUT)
+		return false;
 	if (marks == 0)
 		return true;
 	return op == CM_OP_MKDIR && marks != (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
@@ -186,9 +191,11 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 		return -EINVAL;
 	size_t before = sb->size;
 	bool if_mod = req->flags & CM_PUT_IF_MOD;
+	bool times = req->flags & CM_SET_TIMES;
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	int rc = msgpack_pack_array(&pk, if_mod ? CMD_FIELDS_IF_MOD : CMD_FIELDS);
+	int rc = msgpack_pack_array(&pk, (if_mod ? CMD_FIELDS_IF_MOD : CMD_FIELDS) +
+						 (times ? CMD_FIELDS_TIMES : 0));
 	rc = rc ? rc : msgpack_pack_uint8(&pk, req->op);
 	rc = rc ? rc : msgpack_pack_uint32(&pk, req->flags);
 	rc = rc ? rc : pack_bytes(&pk, req->path, false);
@@ -202,6 +209,10 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 	rc = rc ? rc : msgpack_pack_uint32(&pk, max_value);
 	if (if_mod)
 		rc = rc ? rc : msgpack_pack_uint64(&pk, req->mod_index);
+	if (times) { /* UTIME_NOW is the leader's stamp: the same on every replica */
+		rc = rc ? rc : msgpack_pack_int64(&pk, req->atime_ns == CM_TIME_NOW ? stamp_ns : req->atime_ns);
+		rc = rc ? rc : msgpack_pack_int64(&pk, req->mtime_ns == CM_TIME_NOW ? stamp_ns : req->mtime_ns);
+	}
 	if (rc != 0) {
 		sb->size = before; /* leave no half command behind */
 		return -ENOMEM;
@@ -231,7 +242,8 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	struct cm_kv__rd r = {buf, (const uint8_t *)buf + len};
 	struct cm_kv_cmd c = {0};
 	uint32_t n, op;
-	if (cm_kv__rd_array(&r, &n) != 0 || (n != CMD_FIELDS && n != CMD_FIELDS_IF_MOD))
+	if (cm_kv__rd_array(&r, &n) != 0 || n < CMD_FIELDS ||
+	    n > CMD_FIELDS_IF_MOD + CMD_FIELDS_TIMES)
 		return -EBADMSG;
 	if (cm_kv__rd_u32(&r, &op) != 0 || !is_write_op(op))
 		return -EBADMSG;
@@ -244,10 +256,14 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 		return -EBADMSG;
 	if (decode_tail(&r, &c) != 0)
 		return -EBADMSG;
-	/* The operand comes with the flag, and only with it (as encoded). */
-	if ((n == CMD_FIELDS_IF_MOD) != ((c.flags & CM_PUT_IF_MOD) != 0))
+	/* The operands come with their flags, and only with them (as encoded). */
+	bool if_mod = c.flags & CM_PUT_IF_MOD, times = c.flags & CM_SET_TIMES;
+	if (n != CMD_FIELDS + (if_mod ? 1u : 0u) + (times ? CMD_FIELDS_TIMES : 0u))
 		return -EBADMSG;
-	if (n == CMD_FIELDS_IF_MOD && cm_kv__rd_u64(&r, &c.mod_index) != 0)
+	if (if_mod && cm_kv__rd_u64(&r, &c.mod_index) != 0)
+		return -EBADMSG;
+	if (times && (cm_kv__rd_i64(&r, &c.atime_ns) != 0 || cm_kv__rd_i64(&r, &c.mtime_ns) != 0 ||
+		      c.atime_ns == CM_TIME_NOW || c.mtime_ns == CM_TIME_NOW))
 		return -EBADMSG;
 	if (r.p != r.end)
 		return -EBADMSG;

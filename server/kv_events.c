@@ -31,20 +31,23 @@ int cm_kv__event_put(const struct cm_kv__ctx *c, uint64_t index, uint8_t kind, s
 	uint8_t kb[16];
 	ev_key(kb, c->group, index);
 	MDB_val k = {sizeof(kb), kb};
-	MDB_val v = {CM_KV_EV_HDR + (size_t)path.len + path2.len, NULL};
+	const size_t hdr = CM_KV_EV_HDR + CM_KV_EXT_BYTES;
+	MDB_val v = {hdr + (size_t)path.len + path2.len, NULL};
 	int rc = mdb_put(c->txn, c->events, &k, &v, MDB_RESERVE);
 	if (rc != 0)
 		return cm_store_mdb_err(rc);
 	uint8_t *b = v.mv_data;
 	memset(b, 0, 8);
 	b[0] = kind;
+	b[1] = 1; /* the ext follows the attr */
 	cm_bo_put_le16(b + 2, (uint16_t)path.len);
 	cm_bo_put_le16(b + 4, (uint16_t)path2.len);
 	cm_kv__attr_enc(b + 8, attr);
+	cm_kv__ext_enc(b + CM_KV_EV_HDR, attr);
 	if (path.len != 0)
-		memcpy(b + CM_KV_EV_HDR, path.p, path.len);
+		memcpy(b + hdr, path.p, path.len);
 	if (path2.len != 0)
-		memcpy(b + CM_KV_EV_HDR + path.len, path2.p, path2.len);
+		memcpy(b + hdr + path.len, path2.p, path2.len);
 	return 0;
 }
 
@@ -52,18 +55,23 @@ int cm_kv__event_put(const struct cm_kv__ctx *c, uint64_t index, uint8_t kind, s
 static int ev_dec(const MDB_val *k, const MDB_val *v, struct event *e)
 {
 	const uint8_t *b = v->mv_data;
-	if (k->mv_size != 16 || v->mv_size < CM_KV_EV_HDR)
+	if (k->mv_size != 16 || v->mv_size < CM_KV_EV_HDR || b[1] > 1)
 		return -EIO;
+	size_t hdr = CM_KV_EV_HDR + (b[1] ? CM_KV_EXT_BYTES : 0); /* 0: written before ext */
 	uint32_t plen = cm_bo_get_le16(b + 2), p2len = cm_bo_get_le16(b + 4);
-	if (v->mv_size != CM_KV_EV_HDR + (size_t)plen + p2len)
+	if (v->mv_size != hdr + (size_t)plen + p2len)
 		return -EIO;
 	if (b[0] < CM_EV_PUT || b[0] > CM_EV_RENAME)
 		return -EIO;
 	e->index = cm_bo_get_be64((const uint8_t *)k->mv_data + 8);
 	e->kind = b[0];
 	cm_kv__attr_dec(b + 8, &e->attr);
-	e->path = (struct cm_bytes){(const char *)b + CM_KV_EV_HDR, plen};
-	e->path2 = (struct cm_bytes){(const char *)b + CM_KV_EV_HDR + plen, p2len};
+	if (b[1])
+		cm_kv__ext_dec(b + CM_KV_EV_HDR, &e->attr);
+	else
+		cm_kv__ext_default(&e->attr);
+	e->path = (struct cm_bytes){(const char *)b + hdr, plen};
+	e->path2 = (struct cm_bytes){(const char *)b + hdr + plen, p2len};
 	return 0;
 }
 

@@ -15,9 +15,14 @@
  * Layout (see kv.h for why it is not keyed by path):
  *
  *   key    group u64 BE, parent ino u64 BE, name (0..CM_NAME_MAX bytes)
- *   record attr (CM_KV_ATTR_BYTES, below), ino u64 LE, value (attr.size bytes)
+ *   record attr (CM_KV_ATTR_BYTES, below), ino u64 LE, [ext], value (attr.size bytes)
  *   attr   mode u32, uid u32, gid u32, mtime i64, ctime i64, create_index u64,
  *          mod_index u64, version u64, size u32 -- all little-endian
+ *   ext    atime i64, nlink u32 (CM_KV_EXT_BYTES), little-endian: present
+ *          when the mode word holds CM_KV_REC_EXT, which every record
+ *          written since atime and nlink were kept does. A record without
+ *          it (older) reads as atime = mtime, nlink 1 for a file and 0
+ *          (unknown: counted by cm_kv__nlink_fix) for a directory.
  *
  * In a record (not in an event), mode's low 16 bits are the st_mode (type and
  * permissions, which never need more) and its high 16 bits the node's flags
@@ -29,10 +34,12 @@
  * other ino is (index << 16 | n) for the n-th node created by the command at
  * log index `index`: unique forever, and the same on every replica.
  *
- *   event  kind u8, 0, path len u16 LE, path2 len u16 LE, 0, 0, attr, path, path2
+ *   event  kind u8, ext u8, path len u16 LE, path2 len u16 LE, 0, 0, attr, [ext], path, path2
+ *          (ext 1: the attr's ext follows it; 0 in events written before)
  */
 #define CM_KV_ATTR_BYTES 56
 #define CM_KV_REC_HDR (CM_KV_ATTR_BYTES + 8)
+#define CM_KV_EXT_BYTES 12
 #define CM_KV_EV_HDR (8 + CM_KV_ATTR_BYTES)
 #define CM_KV_KEY_HDR 16
 #define CM_KV_KEY_MAX (CM_KV_KEY_HDR + CM_NAME_MAX)
@@ -55,11 +62,15 @@
 #define CM_KV_NODE_BOUNDARY 0x1u
 #define CM_KV_NODE_TOP 0x2u
 #define CM_KV_NODE_FLAGS_KNOWN (CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP)
+/* Not a node flag: the record's format (it holds the ext), in the same
+ * half of the mode word; cm_kv__node_dec takes it out of n->flags. */
+#define CM_KV_REC_EXT 0x8000u
 
 static_assert(CM_KV_KEY_MAX <= 511, "kv keys must fit LMDB's default key size limit");
 static_assert((1u << CM_KV_INO_SHIFT) > CM_KV_MAX_DEPTH + 1, "a command creates at most depth nodes");
 static_assert((S_IFMT | 07777) == CM_KV_MODE_MASK, "st_mode fits below the record's flags");
 static_assert((CM_KV_NODE_FLAGS_KNOWN >> (32 - CM_KV_FLAGS_SHIFT)) == 0, "flags fit above st_mode");
+static_assert((CM_KV_NODE_FLAGS_KNOWN & CM_KV_REC_EXT) == 0, "the ext mark is no node flag");
 
 /* One node as stored. value borrowed from LMDB: valid until the next write in the txn. */
 struct cm_kv__node {
@@ -79,9 +90,20 @@ struct cm_kv__ctx {
 
 void cm_kv__ctx_init(struct cm_kv__ctx *c, struct cm_store *s, MDB_txn *txn, uint64_t group);
 
-/* Attr to and from its fixed little-endian layout. */
+/* Attr to and from its fixed little-endian layout; ext: atime and nlink. */
 void cm_kv__attr_enc(uint8_t *b, const struct cm_attr *a);
 void cm_kv__attr_dec(const uint8_t *b, struct cm_attr *a);
+void cm_kv__ext_enc(uint8_t *b, const struct cm_attr *a);
+void cm_kv__ext_dec(const uint8_t *b, struct cm_attr *a);
+/* A record without ext: what its atime and nlink read as. */
+void cm_kv__ext_default(struct cm_attr *a);
+
+/*
+ * A directory whose record predates nlink (attr.nlink 0): count its
+ * subdirectories now (one scan of its children). Anything else: nothing
+ * to do. 0 or a storage error.
+ */
+int cm_kv__nlink_fix(const struct cm_kv__ctx *c, struct cm_kv__node *n);
 
 /* Build the key of (parent, name) into kb (CM_KV_KEY_MAX bytes); returns its length. */
 uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *name, uint32_t nlen);

@@ -11,13 +11,16 @@
 /*
  * Blob: array32 of records, parents before their children:
  *   [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns, create_index,
- *    mod_index, version, value:bin, flags]
- * flags are the node's CM_KV_NODE_* (1 a boundary, 2 a top). Restore also takes the
- * records of blobs made before flags existed (11 fields: flags 0), which a
- * node may still hold as its latest snapshot and send to an upgraded one.
+ *    mod_index, version, value:bin, flags, atime_ns, nlink]
+ * flags are the node's CM_KV_NODE_* (1 a boundary, 2 a top); nlink as
+ * stored (a directory's 0: unknown, counted when read). Restore also takes the
+ * records of blobs made before flags existed (11 fields: flags 0) and before
+ * atime and nlink (12 fields: atime = mtime, a directory's nlink unknown),
+ * which a node may still hold as its latest snapshot and send to an upgraded one.
  * The count is patched in at the end, so the tree is walked only once.
  */
-#define SNAP_FIELDS 12
+#define SNAP_FIELDS 14
+#define SNAP_FIELDS_NOEXT 12
 #define SNAP_FIELDS_NOFLAGS 11
 
 /* A directory still to be listed, with its path (owned). */
@@ -54,6 +57,8 @@ static int pack_record(struct snap *sn, const char *path, uint32_t len, const st
 	if (rc == 0 && n->value.len != 0)
 		rc = msgpack_pack_bin_body(pk, n->value.p, n->value.len);
 	rc = rc ? rc : msgpack_pack_uint32(pk, n->flags);
+	rc = rc ? rc : msgpack_pack_int64(pk, a->atime_ns);
+	rc = rc ? rc : msgpack_pack_uint32(pk, a->nlink);
 	sn->count++;
 	return rc ? -ENOMEM : 0;
 }
@@ -201,7 +206,8 @@ static int record_parse(struct cm_kv__rd *r, struct cm_bytes *path, struct cm_kv
 {
 	struct cm_attr *a = &n->attr;
 	uint32_t m;
-	if (cm_kv__rd_array(r, &m) != 0 || (m != SNAP_FIELDS && m != SNAP_FIELDS_NOFLAGS))
+	if (cm_kv__rd_array(r, &m) != 0 ||
+	    (m != SNAP_FIELDS && m != SNAP_FIELDS_NOEXT && m != SNAP_FIELDS_NOFLAGS))
 		return -EBADMSG;
 	if (cm_kv__rd_str(r, path) != 0 || cm_kv__rd_u64(r, &n->ino) != 0 ||
 	    cm_kv__rd_u32(r, &a->mode) != 0 || cm_kv__rd_u32(r, &a->uid) != 0 ||
@@ -212,7 +218,11 @@ static int record_parse(struct cm_kv__rd *r, struct cm_bytes *path, struct cm_kv
 		return -EBADMSG;
 	a->size = n->value.len;
 	n->flags = 0;
-	if (m == SNAP_FIELDS && cm_kv__rd_u32(r, &n->flags) != 0)
+	if (m >= SNAP_FIELDS_NOEXT && cm_kv__rd_u32(r, &n->flags) != 0)
+		return -EBADMSG;
+	cm_kv__ext_default(a);
+	if (m == SNAP_FIELDS &&
+	    (cm_kv__rd_i64(r, &a->atime_ns) != 0 || cm_kv__rd_u32(r, &a->nlink) != 0))
 		return -EBADMSG;
 	return 0;
 }
@@ -231,6 +241,8 @@ static int record_check(struct cm_bytes path, const struct cm_kv__node *n)
 		return -EBADMSG;
 	if (type == S_IFDIR && n->value.len != 0)
 		return -EBADMSG;
+	if (type == S_IFDIR ? n->attr.nlink == 1 : n->attr.nlink != 1)
+		return -EBADMSG; /* a directory: 2 + subdirectories, or 0 (unknown) */
 	bool root = path.len == 1;
 	if (root != (n->ino == CM_KV_ROOT_INO) || (root && type != S_IFDIR))
 		return -EBADMSG;

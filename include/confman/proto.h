@@ -21,10 +21,14 @@
  *              snap:[index, term, conf:bin, size] | nil, offset, data:bin | nil]
  *             flags: bit0 reject, bit1 force, bit2 last
  *   REQ       [4, id, op, group, token, consistency, flags, path:str, path2:str,
- *              value:bin, version, mode, uid, gid, from_index, mod_index | nil]
+ *              value:bin, version, mode, uid, gid, from_index, mod_index | nil
+ *              (, [atime_ns, mtime_ns])]
  *             mod_index: CM_PUT_IF_MOD's operand, nil without that flag
  *             (clients before it always sent nil there, and servers before
  *             it ignore the field but refuse the flag: -EINVAL)
+ *             [atime_ns, mtime_ns]: CM_SET_TIMES's operands, present with
+ *             that flag and only with it (17 elements; 16 without). A
+ *             server before it refuses the frame: upgrade servers first
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
@@ -52,7 +56,10 @@
  *             (0 ok, 1 low, 2 full), so leaders refuse client writes that
  *             a replica could not store (etcd's cluster-wide NOSPACE alarm)
  *   attr = [mode, uid, gid, mtime_ns, ctime_ns, create_index, mod_index,
- *           version, size]
+ *           version, size, atime_ns, nlink]
+ *           Decoders take the 9 elements of servers before atime and
+ *           nlink too (then atime = mtime, nlink 0: unknown); clients
+ *           before them cannot read 11: upgrade clients with servers
  */
 
 #include <stdbool.h>
@@ -132,11 +139,18 @@ enum cm_consistency {
 				 * now names another node): a commit names its file */
 #define CM_NO_PARENTS 0x400    /* PUT, MKDIR, RENAME: a missing parent is -ENOENT,
 				* never created (POSIX calls, not mkdir -p) */
+#define CM_SET_TIMES 0x1000     /* PUT: also set atime/mtime to the request's
+				 * atime_ns/mtime_ns: a time, CM_TIME_NOW (the
+				 * leader's stamp) or CM_TIME_OMIT (kept), as
+				 * utimensat(2); ctime moves as for any change */
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
 	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD | CM_PUT_APPEND |           \
-	 CM_PUT_IF_CREATED | CM_NO_PARENTS)
+	 CM_PUT_IF_CREATED | CM_NO_PARENTS | CM_SET_TIMES)
+/* CM_SET_TIMES operands that are not times (utimensat's UTIME_NOW, UTIME_OMIT). */
+#define CM_TIME_OMIT INT64_MIN
+#define CM_TIME_NOW (INT64_MIN + 1)
 /* MKDIR: a shard's top directory in its own group, proposed by that group's
  * leader only (a client's request with it is refused): created if absent,
  * marked if present, and from then on neither removed nor moved (EBUSY).
@@ -184,8 +198,11 @@ struct cm_attr {
 	int64_t ctime_ns;
 	uint64_t create_index;
 	uint64_t mod_index;
-	uint64_t version; /* 1 on create, +1 on every change */
+	uint64_t version; /* 1 on create, +1 on every change of the node itself */
 	uint32_t size;    /* bytes of the value */
+	int64_t atime_ns; /* set at creation and by CM_SET_TIMES only: reads never move it */
+	uint32_t nlink;   /* 1 for a file or symlink; 2 + subdirectories for a directory;
+			   * 0: unknown (an older server's answer) */
 };
 
 /* Strings and values below point into the frame they were decoded from. */
@@ -214,6 +231,7 @@ struct cm_req {
 	uint32_t mode, uid, gid;
 	uint64_t from_index;   /* WATCH */
 	uint64_t mod_index;    /* CM_PUT_IF_MOD */
+	int64_t atime_ns, mtime_ns; /* CM_SET_TIMES: a time, CM_TIME_NOW or CM_TIME_OMIT */
 };
 
 struct cm_dirent {

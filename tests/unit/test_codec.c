@@ -46,6 +46,7 @@ static struct cm_attr sample_attr(uint64_t seed)
 		.mode = 0100644, .uid = 1000 + (uint32_t)seed, .gid = 100,
 		.mtime_ns = -5 - (int64_t)seed, .ctime_ns = 1700000000123456789ll,
 		.create_index = 3, .mod_index = 40 + seed, .version = 7 + seed, .size = 5,
+		.atime_ns = -9 - (int64_t)seed, .nlink = 2 + (uint32_t)seed,
 	};
 }
 
@@ -60,6 +61,8 @@ static void assert_attr(const struct cm_attr *a, const struct cm_attr *b)
 	assert_int_equal(a->mod_index, b->mod_index);
 	assert_int_equal(a->version, b->version);
 	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->atime_ns, b->atime_ns);
+	assert_int_equal(a->nlink, b->nlink);
 }
 
 /* Every prefix of a valid body must be rejected, never crash. */
@@ -878,6 +881,111 @@ static void test_req_if_mod_roundtrip(void **state)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* An EVENT whose attr has the 9 fields of servers before atime and nlink. */
+static void pack_event_attr9(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 8);
+	msgpack_pack_uint8(pk, CM_FR_EVENT);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 1); /* watch_id group index */
+	msgpack_pack_uint8(pk, CM_EV_PUT);
+	msgpack_pack_str_with_body(pk, "/a", 2);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_array(pk, 9);
+	for (int k = 0; k < 9; k++)
+		msgpack_pack_uint64(pk, 40 + (uint64_t)k); /* mtime 43 */
+}
+
+static void pack_event_attr10(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 8);
+	msgpack_pack_uint8(pk, CM_FR_EVENT);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_EV_PUT);
+	msgpack_pack_str_with_body(pk, "/a", 2);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_array(pk, 10); /* neither the old nor the new attr */
+	for (int k = 0; k < 10; k++)
+		msgpack_pack_uint64(pk, 1);
+}
+
+static void test_attr_of_older_servers_still_decodes(void **state)
+{
+	(void)state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	pack_event_attr9(&pk);
+	struct cm_msg m;
+	assert_int_equal(cm_codec_decode(sb.data, sb.size, &m), 0);
+	assert_int_equal(m.event.attr.mtime_ns, 43);
+	assert_int_equal(m.event.attr.atime_ns, 43); /* atime reads as mtime */
+	assert_int_equal(m.event.attr.nlink, 0);     /* unknown */
+	assert_int_equal(m.event.attr.size, 48);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	assert_int_equal(decode_packed(pack_event_attr10), -EBADMSG);
+}
+
+static int req_times_fields; /* 0: none; 1: [a, m]; 2: [a]; 3: a str */
+
+static void pack_req_times(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, req_times_fields ? 17 : 16);
+	msgpack_pack_uint8(pk, CM_FR_REQ);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint8(pk, CM_OP_PUT);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_uint32(pk, req_tail_flags);
+	msgpack_pack_str_with_body(pk, "/k", 2);
+	msgpack_pack_str_with_body(pk, "", 0);
+	msgpack_pack_bin_with_body(pk, "v", 1);
+	for (int k = 0; k < 5; k++)
+		msgpack_pack_uint64(pk, 0);
+	msgpack_pack_nil(pk);
+	if (req_times_fields == 1) {
+		msgpack_pack_array(pk, 2);
+		msgpack_pack_int64(pk, -1);
+		msgpack_pack_int64(pk, 2);
+	} else if (req_times_fields == 2) {
+		msgpack_pack_array(pk, 1);
+		msgpack_pack_int64(pk, -1);
+	} else if (req_times_fields == 3) {
+		msgpack_pack_str_with_body(pk, "12", 2);
+	}
+}
+
+/* CM_SET_TIMES's [atime, mtime] is a 17th element, with the flag and only with it. */
+static void test_req_set_times_field(void **state)
+{
+	(void)state;
+	struct cm_req r = {.id = 5, .op = CM_OP_PUT, .flags = CM_SET_TIMES | CM_PUT_KEEP_VALUE,
+			   .path = B("/a"), .atime_ns = CM_TIME_NOW, .mtime_ns = CM_TIME_OMIT};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_req(&sb, &r), 0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.req.atime_ns, CM_TIME_NOW);
+	assert_int_equal(m.req.mtime_ns, CM_TIME_OMIT);
+	assert_truncations_fail(&sb);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	req_tail_flags = CM_SET_TIMES;
+	req_times_fields = 1;
+	assert_int_equal(decode_packed(pack_req_times), 0);
+	for (req_times_fields = 0; req_times_fields <= 3; req_times_fields += 2)
+		assert_int_equal(decode_packed(pack_req_times), -EBADMSG);
+	req_tail_flags = 0; /* the operands without the flag */
+	req_times_fields = 1;
+	assert_int_equal(decode_packed(pack_req_times), -EBADMSG);
+	req_times_fields = 0;
+	assert_int_equal(decode_packed(pack_req_times), 0);
+}
+
 static void test_unknown_frame_type_rejected(void **state)
 {
 	(void)state;
@@ -1058,6 +1166,8 @@ int main(void)
 		cmocka_unit_test(test_req_roundtrip_every_field),
 		cmocka_unit_test(test_req_if_mod_roundtrip),
 		cmocka_unit_test(test_req_mod_index_field),
+		cmocka_unit_test(test_attr_of_older_servers_still_decodes),
+		cmocka_unit_test(test_req_set_times_field),
 		cmocka_unit_test(test_resp_get_roundtrip),
 		cmocka_unit_test(test_resp_list_roundtrip),
 		cmocka_unit_test(test_resp_status_roundtrip),

@@ -211,6 +211,8 @@ static void assert_attr_equal(const struct cm_attr *a, const struct cm_attr *b)
 	assert_int_equal(a->mod_index, b->mod_index);
 	assert_int_equal(a->version, b->version);
 	assert_int_equal(a->size, b->size);
+	assert_int_equal(a->atime_ns, b->atime_ns);
+	assert_int_equal(a->nlink, b->nlink);
 }
 
 /* ---- PUT ---- */
@@ -1390,16 +1392,16 @@ static void test_rename_above_a_boundary_returns_ebusy(void **state)
 	assert_int_equal(put(f, "/apps/a", "1"), 0);
 	assert_int_equal(boundary(f, "/apps/sub/payments"), 0);
 	assert_int_equal(mkdir_(f, "/empty"), 0);
+	assert_int_equal(mkdir_(f, "/d"), 0);
 	msgpack_sbuffer before;
 	snapshot_of(f, G, &before);
 	assert_int_equal(ren(f, "/apps", "/moved"), -EBUSY);
 	assert_int_equal(ren(f, "/apps/sub", "/moved"), -EBUSY);
 	assert_int_equal(ren(f, "/apps", "/empty"), -EBUSY);
 	/* onto a directory holding a boundary: not empty, as rename(2) says */
-	assert_int_equal(mkdir_(f, "/d"), 0);
 	assert_int_equal(ren(f, "/d", "/apps/sub"), -ENOTEMPTY);
-	assert_int_equal(del(f, "/d", CM_DEL_DIR), 0);
 	expect_snapshot_equal(f, G, &before);
+	assert_int_equal(del(f, "/d", CM_DEL_DIR), 0);
 	assert_int_equal(ren(f, "/apps/a", "/apps/b"), 0);
 	expect_list(f, "/apps", "b,sub/");
 	msgpack_sbuffer_destroy(&before);
@@ -1813,6 +1815,339 @@ static void test_full_store_makes_apply_return_enospc(void **state)
 	assert_int_equal(a.size, sizeof(big));
 }
 
+/* ---- times and directory link counts (issue 12) ---- */
+
+/* PUT with CM_PUT_KEEP_VALUE | CM_SET_TIMES (touch, utimensat); the result's err. */
+static int op_times(struct fx *f, const char *path, int64_t atime, int64_t mtime)
+{
+	struct cm_req req = {.op = CM_OP_PUT, .flags = CM_PUT_KEEP_VALUE | CM_SET_TIMES,
+			     .path = B(path), .atime_ns = atime, .mtime_ns = mtime};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, STAMP + (int64_t)f->index, 64), 0);
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, true, &t), 0);
+	assert_int_equal(cm_kv_apply(f->s, t, G, f->index++, sb.data, (uint32_t)sb.size, &f->res), 0);
+	assert_int_equal(cm_store_txn_commit(t), 0);
+	msgpack_sbuffer_destroy(&sb);
+	return f->res.err;
+}
+
+static struct cm_attr attr_of(struct fx *f, const char *path)
+{
+	struct cm_attr a;
+	assert_int_equal(get(f, path, &a, NULL, 0), 0);
+	return a;
+}
+
+static void test_set_times_sets_exactly_what_it_says(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(put(f, "/f", "v"), 0);
+	struct cm_attr a = attr_of(f, "/f");
+	assert_int_equal(a.atime_ns, STAMP + 1); /* created: all three at the stamp */
+	assert_int_equal(a.nlink, 1);
+	uint64_t at = f->index;
+	assert_int_equal(op_times(f, "/f", 981158400000000007ll, -12345), 0); /* touch -d */
+	a = attr_of(f, "/f");
+	assert_int_equal(a.atime_ns, 981158400000000007ll);
+	assert_int_equal(a.mtime_ns, -12345); /* before 1970 is a time too */
+	assert_int_equal(a.ctime_ns, STAMP + (int64_t)at);
+	assert_int_equal(a.version, 2);
+	assert_int_equal(a.size, 1);
+	expect_val(f, "/f", "v");
+	at = f->index;
+	assert_int_equal(op_times(f, "/f", CM_TIME_OMIT, CM_TIME_NOW), 0); /* touch -m */
+	a = attr_of(f, "/f");
+	assert_int_equal(a.atime_ns, 981158400000000007ll);
+	assert_int_equal(a.mtime_ns, STAMP + (int64_t)at); /* NOW: the leader's stamp */
+	assert_int_equal(a.ctime_ns, STAMP + (int64_t)at);
+	at = f->index;
+	assert_int_equal(op_times(f, "/f", CM_TIME_NOW, CM_TIME_OMIT), 0); /* touch -a */
+	a = attr_of(f, "/f");
+	assert_int_equal(a.atime_ns, STAMP + (int64_t)at);
+	assert_int_equal(a.mtime_ns, STAMP + (int64_t)at - 1);
+	/* directories and "/" too; a missing node is ENOENT */
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(op_times(f, "/d", 1, 2), 0);
+	assert_int_equal(attr_of(f, "/d").mtime_ns, 2);
+	assert_int_equal(op_times(f, "/", 3, 4), 0);
+	assert_int_equal(attr_of(f, "/").atime_ns, 3);
+	assert_int_equal(op_times(f, "/nope", 1, 2), -ENOENT);
+	/* a write moves mtime and ctime, not atime (reads never do either) */
+	int64_t atime = attr_of(f, "/f").atime_ns;
+	at = f->index;
+	assert_int_equal(put(f, "/f", "w"), 0);
+	a = attr_of(f, "/f");
+	assert_int_equal(a.mtime_ns, STAMP + (int64_t)at);
+	assert_int_equal(a.atime_ns, atime);
+}
+
+static void test_cmd_times_fields_only_with_their_flag(void **state)
+{
+	(void)state;
+	struct cm_req req = {.op = CM_OP_PUT, .flags = CM_SET_TIMES | CM_PUT_KEEP_VALUE,
+			     .path = B("/a"), .atime_ns = CM_TIME_NOW, .mtime_ns = CM_TIME_OMIT};
+	uint8_t buf[256], alt[256];
+	size_t n = encode(&req, buf, sizeof(buf));
+	assert_int_equal(buf[0], 0x9d); /* 13 fields */
+	struct cm_kv_cmd c;
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.atime_ns, -5); /* NOW became the stamp: no replica reads a clock */
+	assert_int_equal(c.mtime_ns, CM_TIME_OMIT);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(decode(buf, k, &c), -EBADMSG);
+	memcpy(alt, buf, n);
+	alt[0] = 0x9b; /* the flag without its operands */
+	assert_int_equal(decode(alt, n, &c), -EBADMSG);
+	req.flags |= CM_PUT_IF_MOD;
+	req.mod_index = 77;
+	n = encode(&req, buf, sizeof(buf));
+	assert_int_equal(buf[0], 0x9e); /* 14 fields: mod_index, then the times */
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.mod_index, 77);
+	assert_int_equal(c.atime_ns, -5);
+	/* a command holding CM_TIME_NOW was not stamped: refused */
+	req.flags = CM_SET_TIMES;
+	req.atime_ns = 1;
+	req.mtime_ns = 2;
+	n = encode(&req, buf, sizeof(buf));
+	assert_int_equal(decode(buf, n, &c), 0);
+	assert_int_equal(c.mtime_ns, 2);
+	memcpy(alt, buf, n);
+	/* replace mtime (a positive fixint 2, the last byte) by int64 NOW: too
+	 * long for the buffer's end, so rebuild by hand */
+	size_t m = n - 1;
+	alt[m++] = 0xd3;
+	uint64_t now = (uint64_t)CM_TIME_NOW;
+	for (int k = 7; k >= 0; k--)
+		alt[m++] = (uint8_t)(now >> (8 * k));
+	assert_int_equal(decode(alt, m, &c), -EBADMSG);
+	/* only PUT sets times */
+	req.op = CM_OP_MKDIR;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_kv_cmd_encode(&sb, &req, 0, 0), -EINVAL);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* The directory's mtime and ctime are the stamp of index at, its version not moved. */
+static void expect_dir_touched(struct fx *f, const char *dir, uint64_t at, uint64_t version)
+{
+	struct cm_attr a = attr_of(f, dir);
+	assert_int_equal(a.mtime_ns, STAMP + (int64_t)at);
+	assert_int_equal(a.ctime_ns, STAMP + (int64_t)at);
+	assert_int_equal(a.version, version);
+}
+
+static void test_entries_move_their_parents_times(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mkdir_(f, "/d"), 0);
+	assert_int_equal(mkdir_(f, "/e"), 0);
+	expect_dir_touched(f, "/", 2, 1); /* made by mkdir /e */
+	uint64_t at = f->index;
+	assert_int_equal(put(f, "/d/f", "1"), 0);
+	expect_dir_touched(f, "/d", at, 1);
+	expect_dir_touched(f, "/", 2, 1); /* a grandchild is not its entry */
+	assert_int_equal(put(f, "/d/f", "2"), 0); /* new content: no new entry */
+	expect_dir_touched(f, "/d", at, 1);
+	at = f->index;
+	assert_int_equal(ren(f, "/d/f", "/e/f"), 0);
+	expect_dir_touched(f, "/d", at, 1);
+	expect_dir_touched(f, "/e", at, 1);
+	at = f->index;
+	assert_int_equal(ren(f, "/e/f", "/e/g"), 0);
+	expect_dir_touched(f, "/e", at, 1);
+	at = f->index;
+	assert_int_equal(del(f, "/e/g", 0), 0);
+	expect_dir_touched(f, "/e", at, 1);
+	at = f->index;
+	assert_int_equal(put(f, "/e/x/y/z", "deep"), 0); /* parents made: /e gained x */
+	expect_dir_touched(f, "/e", at, 1);
+	expect_dir_touched(f, "/e/x", at, 1);
+	at = f->index;
+	assert_int_equal(del(f, "/e/x", CM_DEL_RECURSIVE), 0);
+	expect_dir_touched(f, "/e", at, 1);
+	/* a failed op moves nothing */
+	assert_int_equal(del(f, "/e/nope", 0), -ENOENT);
+	expect_dir_touched(f, "/e", at, 1);
+	/* chmod of the parent still a CAS on its own mod_index */
+	struct cm_attr e = attr_of(f, "/e");
+	assert_int_equal(op_mod(f, (struct w){CM_OP_PUT, CM_PUT_KEEP_VALUE | CM_SET_MODE |
+						       CM_PUT_IF_MOD, "/e", NULL, NULL, 0, 0700},
+				e.mod_index),
+			 0);
+}
+
+/* nlink of each path, as "2,3,..." */
+static void expect_nlinks(struct fx *f, const char *const *paths, size_t n, const char *want)
+{
+	char got[128] = "";
+	for (size_t k = 0; k < n; k++) {
+		size_t at = strlen(got);
+		snprintf(got + at, sizeof(got) - at, "%s%u", k ? "," : "", attr_of(f, paths[k]).nlink);
+	}
+	assert_string_equal(got, want);
+}
+
+static void test_directory_nlink_is_two_plus_subdirectories(void **state)
+{
+	struct fx *f = *state;
+	const char *p[] = {"/", "/a", "/z"};
+	assert_int_equal(mkdir_(f, "/a"), 0);
+	assert_int_equal(mkdir_(f, "/a/b"), 0);
+	assert_int_equal(mkdir_(f, "/a/c"), 0);
+	assert_int_equal(put(f, "/a/f", "x"), 0);
+	assert_int_equal(mkdir_(f, "/z"), 0);
+	expect_nlinks(f, p, 3, "4,4,2");
+	assert_int_equal(del(f, "/a/c", CM_DEL_DIR), 0);
+	expect_nlinks(f, p, 3, "4,3,2");
+	assert_int_equal(ren(f, "/a/b", "/z/b"), 0);
+	expect_nlinks(f, p, 3, "4,2,3");
+	assert_int_equal(mkdir_(f, "/a/e"), 0);
+	assert_int_equal(ren(f, "/z/b", "/a/e"), 0); /* onto an empty directory */
+	expect_nlinks(f, p, 3, "4,3,2");
+	assert_int_equal(ren(f, "/a/e", "/a/e2"), 0); /* within one directory */
+	expect_nlinks(f, p, 3, "4,3,2");
+	assert_int_equal(ren(f, "/a/f", "/z/f"), 0); /* a file moves no link */
+	expect_nlinks(f, p, 3, "4,3,2");
+	assert_int_equal(put(f, "/z/p/q/r", "v"), 0); /* parents made */
+	const char *q[] = {"/z", "/z/p", "/z/p/q"};
+	expect_nlinks(f, q, 3, "3,3,2");
+	assert_int_equal(mkdir_(f, "/z/m/n/o"), 0);
+	const char *m[] = {"/z", "/z/m", "/z/m/n", "/z/m/n/o"};
+	expect_nlinks(f, m, 4, "4,3,3,2");
+	assert_int_equal(ren(f, "/z/m", "/a/m2/x"), 0); /* into parents it makes */
+	const char *r[] = {"/a", "/a/m2", "/a/m2/x", "/z"};
+	expect_nlinks(f, r, 4, "4,3,3,3");
+	assert_int_equal(del(f, "/a", CM_DEL_RECURSIVE), 0);
+	expect_nlinks(f, p + 2, 1, "3");
+	expect_nlinks(f, p, 1, "3");
+	/* a listing carries them too */
+	struct names n = {0};
+	assert_int_equal(list_in(f, G, "/", &n), 0);
+}
+
+/* Rewrite path's record (parent ino, name) in the layout written before
+ * atime and nlink: no ext, no ext mark. */
+static void record_to_old_layout(struct fx *f, uint64_t parent, const char *name)
+{
+	const struct cm_store_dbs *d = cm_store_dbs(f->s);
+	uint8_t key[16 + 64] = {0, 0, 0, 0, 0, 0, 0, G};
+	for (int k = 0; k < 8; k++)
+		key[8 + k] = (uint8_t)(parent >> (56 - 8 * k));
+	size_t nl = strlen(name);
+	memcpy(key + 16, name, nl);
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	MDB_val k = {16 + nl, key}, v;
+	assert_int_equal(mdb_get(t, d->kv, &k, &v), 0);
+	uint8_t old[512];
+	assert_true(v.mv_size >= 76 && v.mv_size - 12 <= sizeof(old));
+	const uint8_t *b = v.mv_data;
+	memcpy(old, b, 64);
+	memcpy(old + 64, b + 76, v.mv_size - 76);
+	size_t len = v.mv_size - 12;
+	cm_store_txn_abort(t);
+	assert_true(old[3] & 0x80); /* the ext mark: bit 15 of the flags half */
+	old[3] &= 0x7f;
+	raw_put(f, d->kv, key, 16 + nl, old, len);
+}
+
+static void test_records_from_before_nlink_read_and_count_right(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mkdir_(f, "/old/s1"), 0); /* index 1: /old is ino 1 << 16 */
+	assert_int_equal(mkdir_(f, "/old/s2"), 0);
+	assert_int_equal(put(f, "/old/f", "v"), 0);
+	struct cm_attr before = attr_of(f, "/old");
+	assert_int_equal(before.nlink, 4);
+	record_to_old_layout(f, 1, "old");
+	record_to_old_layout(f, 1ull << 16, "f");
+	struct cm_attr a = attr_of(f, "/old");
+	assert_int_equal(a.nlink, 4); /* counted: none stored */
+	assert_int_equal(a.atime_ns, a.mtime_ns);
+	assert_int_equal(a.version, before.version);
+	a = attr_of(f, "/old/f");
+	assert_int_equal(a.nlink, 1);
+	assert_int_equal(a.atime_ns, a.mtime_ns);
+	expect_val(f, "/old/f", "v");
+	expect_list(f, "/old", "f,s1/,s2/");
+	/* the next entry counts it, and stores it */
+	assert_int_equal(mkdir_(f, "/old/s3"), 0);
+	assert_int_equal(attr_of(f, "/old").nlink, 5);
+	assert_int_equal(del(f, "/old/s1", CM_DEL_DIR), 0);
+	assert_int_equal(attr_of(f, "/old").nlink, 4);
+	record_to_old_layout(f, 1, "old");
+	assert_int_equal(ren(f, "/old/s2", "/s2"), 0); /* unknown source parent */
+	assert_int_equal(attr_of(f, "/old").nlink, 3);
+	assert_int_equal(attr_of(f, "/").nlink, 4);
+}
+
+/* A snapshot blob of 12-field records (before atime and nlink) restores,
+ * and its directories count their subdirectories. */
+static void test_restore_of_records_without_atime_and_nlink(void **state)
+{
+	struct fx *f = *state;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	const char *paths[] = {"/d", "/d/e", "/d/f"};
+	uint32_t modes[] = {040755, 040700, 0100644};
+	msgpack_pack_array(&pk, 3);
+	for (int k = 0; k < 3; k++) {
+		msgpack_pack_array(&pk, 12);
+		msgpack_pack_str_with_body(&pk, paths[k], strlen(paths[k]));
+		msgpack_pack_uint64(&pk, (uint64_t)(k + 2) << 16);
+		msgpack_pack_uint32(&pk, modes[k]);
+		msgpack_pack_uint32(&pk, 0);
+		msgpack_pack_uint32(&pk, 0);
+		msgpack_pack_int64(&pk, 1000 + k); /* mtime */
+		msgpack_pack_int64(&pk, 2000);
+		msgpack_pack_uint64(&pk, 5);
+		msgpack_pack_uint64(&pk, 5);
+		msgpack_pack_uint64(&pk, 1);
+		msgpack_pack_bin(&pk, 0);
+		msgpack_pack_uint32(&pk, 0);
+	}
+	assert_int_equal(restore(f, G, sb.data, sb.size), 0);
+	struct cm_attr a = attr_of(f, "/d");
+	assert_int_equal(a.nlink, 3);
+	assert_int_equal(a.atime_ns, 1000);
+	assert_int_equal(attr_of(f, "/d/e").nlink, 2);
+	assert_int_equal(attr_of(f, "/d/f").nlink, 1);
+	assert_int_equal(attr_of(f, "/d/f").atime_ns, 1002);
+	assert_int_equal(attr_of(f, "/").nlink, 3);
+	/* a new snapshot carries them, and a directory of nlink 1 is refused */
+	msgpack_sbuffer again;
+	snapshot_of(f, G, &again);
+	assert_int_equal(restore(f, 9, again.data, again.size), 0);
+	struct cm_attr b;
+	assert_int_equal(get_in(f, 9, "/d/f", &b, NULL, 0), 0);
+	assert_int_equal(b.atime_ns, 1002);
+	sb.size = 0;
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_array(&pk, 14);
+	msgpack_pack_str_with_body(&pk, "/x", 2);
+	msgpack_pack_uint64(&pk, 7 << 16);
+	msgpack_pack_uint32(&pk, 040755);
+	for (int k = 0; k < 2; k++)
+		msgpack_pack_uint32(&pk, 0);
+	for (int k = 0; k < 2; k++)
+		msgpack_pack_int64(&pk, 1);
+	for (int k = 0; k < 3; k++)
+		msgpack_pack_uint64(&pk, 1);
+	msgpack_pack_bin(&pk, 0);
+	msgpack_pack_uint32(&pk, 0);
+	msgpack_pack_int64(&pk, 1);
+	msgpack_pack_uint32(&pk, 1); /* nlink 1: no directory has it */
+	assert_int_equal(restore(f, 9, sb.data, sb.size), -EBADMSG);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&again);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -1880,6 +2215,12 @@ int main(void)
 		T(test_cmd_top_flag_only_with_mkdir_and_never_with_boundary),
 		T(test_corrupt_records_give_eio_never_a_crash),
 		cmocka_unit_test(test_full_store_makes_apply_return_enospc),
+		T(test_set_times_sets_exactly_what_it_says),
+		cmocka_unit_test(test_cmd_times_fields_only_with_their_flag),
+		T(test_entries_move_their_parents_times),
+		T(test_directory_nlink_is_two_plus_subdirectories),
+		T(test_records_from_before_nlink_read_and_count_right),
+		T(test_restore_of_records_without_atime_and_nlink),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
