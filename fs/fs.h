@@ -130,6 +130,37 @@ struct cm_fs_replay {
 	struct cm_attr attr;
 };
 
+/* Bounds of a resync's diff (fs/resync.c). */
+#define CM_FS_RESYNC_NODES 65536 /* inodes remembered for a RESYNC's diff */
+#define CM_FS_RESYNC_DIRS 1024 /* directories listed again after a RESYNC */
+#define CM_FS_RESYNC_KEEP_MS 5000 /* a snapshot outlives liveness by this much */
+#define CM_FS_RESYNC_WINDOW 8  /* of those listings in flight at once */
+#define CM_FS_GROUPS_MAX 256   /* groups whose last event index is kept */
+
+/* The last event index seen of one group (notify.c). */
+struct cm_fs_seen {
+	uint64_t group, index;
+};
+
+/* One inode the mount knew before an invalidation (fs/resync.c). */
+struct cm_fs_known {
+	char *path; /* owned */
+	struct cm_attr attr;
+};
+
+/* A RESYNC's diff (loop thread): the snapshot of what the mount knew, and
+ * the listings that compare it with the server. */
+struct cm_fs_resync {
+	struct cm_fs_known *known;        /* owned, sorted by path; NULL: none */
+	uint32_t n_known;
+	uint64_t live_at;                 /* uv_now() when live again; 0: not yet */
+	struct cm_fs_seen since[CM_FS_GROUPS_MAX]; /* fs->seen at the snapshot */
+	uint32_t n_since;
+	uint64_t gen;                     /* +1 per start: older listings are ignored */
+	char *dirs[CM_FS_RESYNC_DIRS];    /* owned: to list, from next */
+	uint32_t n, next, inflight;
+};
+
 struct cm_fs {
 	struct cm_fs_opts o;
 	struct fuse_session *se;
@@ -170,6 +201,10 @@ struct cm_fs {
 	bool sdead;
 	bool trace;       /* CONFMAN_FS_TRACE=1: every file job to stderr (debugging) */
 	int mnt_id;       /* the mount's id in /proc/self/mountinfo; -1 unknown */
+	/* loop thread: the last event index of each group (resync's "since") */
+	struct cm_fs_seen seen[CM_FS_GROUPS_MAX];
+	uint32_t n_seen;
+	struct cm_fs_resync rs;
 };
 
 /* ---- inode.c ---- */
@@ -224,6 +259,22 @@ void cm_fs_notifier_join(struct cm_fs *fs);
 uint64_t cm_fs_own_begin(struct cm_fs *fs, uint8_t op, const char *path);
 void cm_fs_own_end(struct cm_fs *fs, uint64_t gen, int err, uint64_t token);
 struct cm_fs_node *cm_fs_itable_lookup(struct cm_fs_itable *t, const char *path);
+
+/* ---- resync.c ---- */
+/* Loop thread, before the caches are invalidated: remember what the mount
+ * knows (once: until a resync used it or the streams are live again). */
+void cm_fs_resync_snapshot(struct cm_fs *fs);
+/* Loop thread, after a RESYNC: list the snapshot's directories again and
+ * replay the differences as events. */
+void cm_fs_resync_start(struct cm_fs *fs);
+/* Loop thread: every stream is live again; a snapshot no resync uses within
+ * CM_FS_RESYNC_KEEP_MS is then replaced by the next one. */
+void cm_fs_resync_live(struct cm_fs *fs);
+/* Loop thread, at shutdown: forget a resync in progress. */
+void cm_fs_resync_free(struct cm_fs *fs);
+/* ---- notify.c, for resync.c ---- */
+/* An event, real or synthetic, into the mount's event path. */
+void cm_fs__event(struct cm_fs *fs, const struct cm_event *ev);
 
 /* ---- fdscan.c ---- */
 /* The id of the mount at mountpoint (the top one), -1 if not found. */

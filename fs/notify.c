@@ -214,6 +214,7 @@ static int split(struct cm_fs *fs, const char *p, uint64_t *parent, char **name)
 /* Everything the kernel may cache: each known inode and its name. */
 static void push_all(struct cm_fs *fs)
 {
+	cm_fs_resync_snapshot(fs); /* what a RESYNC's diff compares with */
 	cm_fs_cache_clear(&fs->it); /* what changed is not known */
 	struct cm_fs_nj *n = calloc(1, sizeof(*n));
 	if (n == NULL)
@@ -342,6 +343,27 @@ static int nj_resolve(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_even
 	return 0;
 }
 
+/* The last event index of each group, for a resync's "since". A group
+ * beyond CM_FS_GROUPS_MAX is not kept: its resync counts every child the
+ * inode table does not know as new (extra IN_CREATEs, never a lost one). */
+static void note_seen(struct cm_fs *fs, uint64_t group, uint64_t index)
+{
+	for (uint32_t i = 0; i < fs->n_seen; i++) {
+		if (fs->seen[i].group == group) {
+			if (index > fs->seen[i].index)
+				fs->seen[i].index = index;
+			return;
+		}
+	}
+	if (fs->n_seen < CM_FS_GROUPS_MAX)
+		fs->seen[fs->n_seen++] = (struct cm_fs_seen){group, index};
+}
+
+void cm_fs__event(struct cm_fs *fs, const struct cm_event *ev)
+{
+	on_event(fs, 0, ev);
+}
+
 static void on_event(void *arg, int err, const struct cm_event *ev)
 {
 	struct cm_fs *fs = arg;
@@ -361,12 +383,15 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	}
 	if (ev->kind == CM_EV_LIVE) {
 		fs->live = true;
+		cm_fs_resync_live(fs);
 		return;
 	}
 	if (ev->kind == CM_EV_RESYNC) {
-		push_all(fs);
+		push_all(fs);           /* caches first: what changed is unknown */
+		cm_fs_resync_start(fs); /* then tell watchers what it was (resync.c) */
 		return;
 	}
+	note_seen(fs, ev->group, ev->index);
 	char *path = strndup(ev->path.p ? ev->path.p : "", ev->path.len);
 	char *path2 = ev->kind == CM_EV_RENAME ? strndup(ev->path2.p ? ev->path2.p : "",
 							 ev->path2.len)
@@ -424,6 +449,7 @@ void cm_fs_watch_close(struct cm_fs *fs)
 	uv_close((uv_handle_t *)&fs->rewatch, NULL);
 	for (uint32_t i = 0; i < CM_FS_OWN_MAX; i++)
 		own_clear(&fs->own[i]);
+	cm_fs_resync_free(fs);
 }
 
 /* ---- the notifier thread ---- */

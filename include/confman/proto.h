@@ -139,7 +139,7 @@ enum cm_consistency {
 				 * now names another node): a commit names its file */
 #define CM_NO_PARENTS 0x400    /* PUT, MKDIR, RENAME: a missing parent is -ENOENT,
 				* never created (POSIX calls, not mkdir -p) */
-#define CM_SET_TIMES 0x1000     /* PUT: also set atime/mtime to the request's
+#define CM_SET_TIMES 0x2000     /* PUT: also set atime/mtime to the request's
 				 * atime_ns/mtime_ns: a time, CM_TIME_NOW (the
 				 * leader's stamp) or CM_TIME_OMIT (kept), as
 				 * utimensat(2); ctime moves as for any change */
