@@ -39,7 +39,8 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 	static const char *const ops[] = {
 		"lookup", "forget", "getattr", "setattr", "opendir", "readdir", "releasedir",
 		"open", "read", "write", "flush", "fsync", "release", "create", "mkdir",
-		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr"};
+		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr",
+		"mknod"};
 	if (!j->fs->trace)
 		return;
 	struct timespec ts;
@@ -701,6 +702,7 @@ void cm_fs__job_run(struct cm_fs_job *j)
 	case CM_FS_FSYNC:
 	case CM_FS_RELEASE: cm_fs__run_commit(j); break;
 	case CM_FS_CREATE: cm_fs__run_create(j); break;
+	case CM_FS_MKNOD: cm_fs__run_mknod(j); break;
 	case CM_FS_MKDIR: run_mkdir(j); break;
 	case CM_FS_UNLINK:
 	case CM_FS_RMDIR: run_unlink(j); break;
