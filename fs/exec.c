@@ -605,6 +605,7 @@ static void run_mkdir(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, true);
 	struct cm_req r = {.op = CM_OP_MKDIR, .flags = cm_fs__no_parents(j, j->ino),
 			   .mode = j->mode ? j->mode : 0755, .uid = j->uid, .gid = j->gid};
 	cm_fs__submit(j, &r, entry_cb);
@@ -622,6 +623,7 @@ static void run_symlink(struct cm_fs_job *j)
 		cm_fs__done_err(j, -ENAMETOOLONG);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, false);
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFLNK | 0777, .uid = j->uid, .gid = j->gid,

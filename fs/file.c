@@ -385,6 +385,7 @@ void cm_fs__run_create(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, false);
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
@@ -409,6 +410,7 @@ void cm_fs__run_mknod(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, false);
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};

@@ -129,6 +129,9 @@ uint32_t cm_fs_perm_kill_bits(pid_t pid, const struct cm_attr *a);
  * false (then not called) when there is nothing to look at. */
 bool cm_fs__kill_suid(struct cm_fs_job *j, struct cm_fs_node *n,
 		      void (*then)(struct cm_fs_job *j, int err));
+/* Creating in parent (j->uid, j->gid, j->mode from the caller): a setgid
+ * parent gives its gid, and to a directory (dir) its setgid bit. */
+void cm_fs__inherit_group(struct cm_fs_job *j, fuse_ino_t parent, bool dir);
 
 /* ---- file.c: open files ---- */
 /* A new handle listed in fs->handles; NULL on ENOMEM. */

@@ -13,6 +13,10 @@
  * the file's group, neither when the caller holds CAP_FSETID; the caller's
  * capabilities and groups are read from /proc/PID/status. The new mode is a
  * CAS on the mod index it was computed from, as every SETATTR (exec.c).
+ *
+ * A setgid directory gives its group to what is created in it, and its
+ * setgid bit to subdirectories (as inode_init_owner for local filesystems;
+ * FUSE leaves it to the daemon).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -154,4 +158,14 @@ bool cm_fs__kill_suid(struct cm_fs_job *j, struct cm_fs_node *n,
 	j->then = then;
 	kill_put(j, n);
 	return true;
+}
+
+void cm_fs__inherit_group(struct cm_fs_job *j, fuse_ino_t parent, bool dir)
+{
+	struct cm_fs_node *p = cm_fs_itable_find(&j->fs->it, parent);
+	if (p == NULL || !p->has_attr || !S_ISDIR(p->attr.mode) || !(p->attr.mode & S_ISGID))
+		return;
+	j->gid = p->attr.gid;
+	if (dir)
+		j->mode |= S_ISGID;
 }

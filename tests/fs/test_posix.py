@@ -123,6 +123,10 @@ def setup_tree(d):
                        ("suid_root", 0o4777), ("suid_chown", 0o4755), ("sgid_noexec", 0o2666)):
         put_file(os.path.join(d, name), mode)
     put_file(os.path.join(d, "mine"), 0o4755, uid=NOBODY, gid=NOBODY)
+    sg = os.path.join(d, "sgiddir")
+    os.mkdir(sg)
+    os.chown(sg, 0, 100)
+    os.chmod(sg, 0o2777)
 
 
 def script(d):
@@ -136,6 +140,14 @@ def script(d):
 
     def mode(name):
         out.append(("mode " + name, mode_of(os.path.join(d, name))))
+
+    def owner(name):
+        try:
+            st = os.lstat(os.path.join(d, name))
+            out.append(("owner " + name, "%d:%d %s" % (st.st_uid, st.st_gid,
+                                                      oct(stat.S_IMODE(st.st_mode)))))
+        except OSError as e:
+            out.append(("owner " + name, errno.errorcode[e.errno]))
 
     # Other users and root's files.
     run(NOBODY, "stat", "f600")
@@ -190,6 +202,14 @@ def script(d):
         mode(name)
     out.append(("content suid", content_of(os.path.join(d, "suid"))))
     out.append(("content suid_trunc", content_of(os.path.join(d, "suid_trunc"))))
+    # A setgid directory gives its group to what is created in it, and its
+    # setgid bit to subdirectories.
+    run(NOBODY, "create", "sgiddir/f")
+    run(NOBODY, "mkdir", "sgiddir/sub")
+    run(NOBODY, "mknod_reg", "sgiddir/node")
+    run(NOBODY, "create", "sgiddir/sub/deeper")
+    for name in ("sgiddir/f", "sgiddir/sub", "sgiddir/node", "sgiddir/sub/deeper"):
+        owner(name)
     # Node types (root and nobody); hard links.
     for uid in (0, NOBODY):
         tag = "u%d" % uid
