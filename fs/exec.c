@@ -39,7 +39,8 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 	static const char *const ops[] = {
 		"lookup", "forget", "getattr", "setattr", "opendir", "readdir", "releasedir",
 		"open", "read", "write", "flush", "fsync", "release", "create", "mkdir",
-		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr"};
+		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr",
+		"mknod"};
 	if (!j->fs->trace)
 		return;
 	struct timespec ts;
@@ -686,6 +687,7 @@ static void run_mkdir(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, true);
 	struct cm_req r = {.op = CM_OP_MKDIR, .flags = cm_fs__no_parents(j, j->ino),
 			   .mode = j->mode ? j->mode : 0755, .uid = j->uid, .gid = j->gid};
 	cm_fs__submit(j, &r, entry_cb);
@@ -703,6 +705,7 @@ static void run_symlink(struct cm_fs_job *j)
 		cm_fs__done_err(j, -ENAMETOOLONG);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, false);
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFLNK | 0777, .uid = j->uid, .gid = j->gid,
@@ -783,6 +786,7 @@ void cm_fs__job_run(struct cm_fs_job *j)
 	case CM_FS_FSYNC:
 	case CM_FS_RELEASE: cm_fs__run_commit(j); break;
 	case CM_FS_CREATE: cm_fs__run_create(j); break;
+	case CM_FS_MKNOD: cm_fs__run_mknod(j); break;
 	case CM_FS_MKDIR: run_mkdir(j); break;
 	case CM_FS_UNLINK:
 	case CM_FS_RMDIR: run_unlink(j); break;

@@ -231,6 +231,18 @@ bool cm_fs__cache_attr(struct cm_fs_job *j, struct cm_fs_node *n)
 	return true;
 }
 
+static void open_killed(struct cm_fs_job *j, int err)
+{
+	if (err != 0) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	j->killed = true;
+	free(j->path);
+	j->path = NULL;
+	cm_fs__run_open(j);
+}
+
 void cm_fs__run_open(struct cm_fs_job *j)
 {
 	int rc = cm_fs__node_path(j, NULL);
@@ -242,6 +254,10 @@ void cm_fs__run_open(struct cm_fs_job *j)
 	if (n != NULL && (j->fi.flags & O_ACCMODE) != O_RDONLY && !j->replay)
 		cm_fs_cache_drop(&j->fs->it, n); /* a writer: the copy is refetched */
 	if (j->fi.flags & O_TRUNC && (j->fi.flags & O_ACCMODE) != O_RDONLY) {
+		/* The truncation is ours (atomic O_TRUNC): so is clearing
+		 * setuid/setgid, before the open returns (perm.c). */
+		if (!j->killed && cm_fs__kill_suid(j, n, open_killed))
+			return;
 		struct cm_fs_fh *h = cm_fs__open_handle(j, NULL, &rc);
 		if (h == NULL)
 			cm_fs__done_err(j, rc);
@@ -292,9 +308,22 @@ void cm_fs__run_read(struct cm_fs_job *j)
 	serve(j, h->buf, h->len);
 }
 
+static void write_killed(struct cm_fs_job *j, int err)
+{
+	if (err != 0) {
+		cm_fs__done_err(j, err);
+		return;
+	}
+	j->killed = true;
+	cm_fs__run_write(j);
+}
+
 void cm_fs__run_write(struct cm_fs_job *j)
 {
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	/* Another user's write clears setuid/setgid first (perm.c). */
+	if (!j->killed && cm_fs__kill_suid(j, cm_fs_itable_find(&j->fs->it, h->ino), write_killed))
+		return;
 	size_t off = h->append ? h->len : (size_t)j->off;
 	if (j->off < 0 || off > CM_FS_BUF_MAX || j->data_len > CM_FS_BUF_MAX - off) {
 		cm_fs__done_err(j, -EFBIG);
@@ -375,9 +404,34 @@ void cm_fs__run_create(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
+	cm_fs__inherit_group(j, j->ino, false);
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
 	cm_fs__submit(j, &r, create_cb);
 }
 
+
+static void mknod_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	if (err != 0 || !resp->has_attr) {
+		cm_fs__done_err(j, err ? err : -EIO);
+		return;
+	}
+	cm_fs__reply_entry(j, &resp->attr);
+}
+
+void cm_fs__run_mknod(struct cm_fs_job *j)
+{
+	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
+	if (rc != 0) {
+		cm_fs__done_err(j, rc);
+		return;
+	}
+	cm_fs__inherit_group(j, j->ino, false);
+	struct cm_req r = {.op = CM_OP_PUT,
+			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
+			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
+	cm_fs__submit(j, &r, mknod_cb);
+}

@@ -30,6 +30,7 @@ struct cm_fs_opts {
 	unsigned timeout_ms;
 	double attr_timeout, entry_timeout;
 	int ro, foreground, show_help, show_version, has_fsname;
+	int allow_other, default_perms; /* allow_other implies default_perms (main.c) */
 };
 
 /* One inode the kernel knows. Touched only on the loop thread. */

@@ -29,6 +29,7 @@ enum cm_fs_op {
 	CM_FS_READLINK,
 	CM_FS_GETXATTR,
 	CM_FS_LISTXATTR,
+	CM_FS_MKNOD,
 };
 
 /*
@@ -63,7 +64,9 @@ struct cm_fs_job {
 	uint64_t cache_gen;  /* ...if the node's cgen is still this */
 	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
 	bool lin_retry;      /* open: redone as a linearizable read (file.c) */
-	uint8_t tries;       /* setattr: CAS attempts so far (exec.c) */
+	uint8_t tries;       /* setattr, kill_suid: CAS attempts so far (exec.c, perm.c) */
+	bool killed;         /* write, open: setuid/setgid already cleared if due (perm.c) */
+	void (*then)(struct cm_fs_job *j, int err); /* perm.c: what follows the clearing */
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
@@ -120,6 +123,19 @@ double cm_fs__ttl(const struct cm_fs_job *j, double t);
 bool cm_fs__run_replay(struct cm_fs_job *j);
 void cm_fs__run_xattr(struct cm_fs_job *j);
 
+/* ---- perm.c: setuid/setgid ---- */
+/* The bits of a->mode (S_ISUID, S_ISGID) a write or O_TRUNC by process pid
+ * must clear, as the kernel decides for local filesystems. */
+uint32_t cm_fs_perm_kill_bits(pid_t pid, const struct cm_attr *a);
+/* If n is a regular file with setuid/setgid, clear what j's caller must
+ * (a CAS PUT of the mode) and call then(j, err) when done, and return true;
+ * false (then not called) when there is nothing to look at. */
+bool cm_fs__kill_suid(struct cm_fs_job *j, struct cm_fs_node *n,
+		      void (*then)(struct cm_fs_job *j, int err));
+/* Creating in parent (j->uid, j->gid, j->mode from the caller): a setgid
+ * parent gives its gid, and to a directory (dir) its setgid bit. */
+void cm_fs__inherit_group(struct cm_fs_job *j, fuse_ino_t parent, bool dir);
+
 /* ---- file.c: open files ---- */
 /* A new handle listed in fs->handles; NULL on ENOMEM. */
 struct cm_fs_fh *cm_fs__fh_new(struct cm_fs *fs, uint64_t ino, bool dir);
@@ -135,6 +151,8 @@ void cm_fs__run_write(struct cm_fs_job *j);
 /* flush, fsync, release: one PUT of the buffer if dirty. */
 void cm_fs__run_commit(struct cm_fs_job *j);
 void cm_fs__run_create(struct cm_fs_job *j);
+/* mknod of a regular file: created empty, like create without the open. */
+void cm_fs__run_mknod(struct cm_fs_job *j);
 /* Reply to open (attr NULL) or create with handle h; frees j. */
 void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr);
 /* A fresh handle for j: empty, or dirty and empty with O_TRUNC. */

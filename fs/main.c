@@ -24,7 +24,7 @@
 
 #include "fs.h"
 
-enum { KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION };
+enum { KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMS };
 
 #define OPT(t, f, v) {t, offsetof(struct cm_fs_opts, f), v}
 /* FUSE_OPT_KEY spelled with an explicit widening: libfuse compares the
@@ -39,6 +39,8 @@ static const struct fuse_opt opt_spec[] = {
 	KEY("-f", KEY_FG),
 	KEY("ro", KEY_RO),
 	KEY("fsname=", KEY_FSNAME),
+	KEY("allow_other", KEY_ALLOW_OTHER),
+	KEY("default_permissions", KEY_DEFAULT_PERMS),
 	KEY("-h", KEY_HELP),
 	KEY("--help", KEY_HELP),
 	KEY("-V", KEY_VERSION),
@@ -57,7 +59,9 @@ static void usage(FILE *f, const char *prog)
 	       "  entry_timeout=S           kernel name cache (1)\n"
 	       "  consistency=follower|linearizable   reads (follower)\n"
 	       "  prefix=/PATH              mount this sub-tree (/)\n"
-	       "  allow_other, default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
+	       "  allow_other               other users may use the mount (brings\n"
+	       "                            default_permissions: modes are checked)\n"
+	       "  default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
 	       "  -f                        stay in the foreground\n", prog);
 }
 
@@ -76,6 +80,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_FG: o->foreground = 1; return 0;
 	case KEY_RO: o->ro = 1; return 1; /* also for the kernel: MS_RDONLY */
 	case KEY_FSNAME: o->has_fsname = 1; return 1;
+	case KEY_ALLOW_OTHER: o->allow_other = 1; return 1;      /* for libfuse too */
+	case KEY_DEFAULT_PERMS: o->default_perms = 1; return 1;
 	case KEY_HELP: o->show_help = 1; return 0;
 	case KEY_VERSION: o->show_version = 1; return 0;
 	default: return 1;
@@ -182,6 +188,20 @@ static int check_servers(const struct cm_fs_opts *o)
 	return rc;
 }
 
+/* allow_other without default_permissions would let every local user read,
+ * write, chmod and chown every file: the daemon checks nothing itself, and
+ * the kernel checks modes only with default_permissions. So allow_other
+ * brings default_permissions (fs/README.md, "Permissions"). */
+static int add_default_permissions(struct cm_fs_opts *o, struct fuse_args *args)
+{
+	if (!o->allow_other || o->default_perms)
+		return 0;
+	fprintf(stderr, "confman-fs: allow_other given without default_permissions: turning "
+			"default_permissions on (the kernel checks modes, owners and groups)\n");
+	o->default_perms = 1;
+	return fuse_opt_add_arg(args, "-odefault_permissions");
+}
+
 static int parse(struct cm_fs *fs, struct fuse_args *args)
 {
 	struct cm_fs_opts *o = &fs->o;
@@ -222,6 +242,8 @@ static int parse(struct cm_fs *fs, struct fuse_args *args)
 			cm_strerror(rc));
 		return 2;
 	}
+	if (add_default_permissions(o, args) != 0)
+		return 2;
 	/* Not the server list as fsname: its commas would split the option. */
 	const char *name = o->has_fsname ? "-osubtype=confman-fs"
 					 : "-osubtype=confman-fs,fsname=confman";

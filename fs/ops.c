@@ -113,6 +113,10 @@ static void cm_fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* The kernel must not own sizes and mtimes of a network filesystem. */
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* setuid/setgid: the kernel clears them itself on chown and truncate
+	 * (a SETATTR with the new mode); writes are direct_io, for which it
+	 * only flags the WRITE (FUSE_WRITE_KILL_SUIDGID, perm.c). */
+	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 }
 
 static void cm_fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -168,6 +172,38 @@ static void cm_fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	j->uid = ctx->uid;
 	j->gid = ctx->gid;
 	job_push(j);
+}
+
+/* Regular files only: FIFOs, sockets and devices would exist only in this
+ * kernel (their data never reaches the server), and the other interfaces
+ * know no such node; EPERM is what Linux filesystems give for a type they
+ * do not support (fs/README.md, "Node types"). Checked here: no state. */
+static void cm_fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			dev_t rdev)
+{
+	(void)rdev;
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	if (read_only(req))
+		return;
+	struct cm_fs_job *j = job_new(req, CM_FS_MKNOD);
+	if (j == NULL || job_names(j, name, NULL) != 0)
+		return;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	j->ino = parent;
+	j->mode = mode & 07777;
+	j->uid = ctx->uid;
+	j->gid = ctx->gid;
+	job_push(j);
+}
+
+/* Hard links: a key has one path (fs/README.md). */
+static void cm_fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EPERM);
 }
 
 static void cm_fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -382,11 +418,13 @@ const struct fuse_lowlevel_ops cm_fs_ops = {
 	.getattr = cm_fs_getattr,
 	.setattr = cm_fs_setattr,
 	.readlink = cm_fs_readlink,
+	.mknod = cm_fs_mknod,
 	.mkdir = cm_fs_mkdir,
 	.unlink = cm_fs_unlink,
 	.rmdir = cm_fs_rmdir,
 	.symlink = cm_fs_symlink,
 	.rename = cm_fs_rename,
+	.link = cm_fs_link,
 	.open = cm_fs_open,
 	.read = cm_fs_read,
 	.write = cm_fs_write,
