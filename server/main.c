@@ -27,9 +27,13 @@ int main(int argc, char **argv)
 	rv = cm_node_start(&loop, &cfg, &n);
 	if (rv != 0) {
 		cm_log_error("cannot start: %s", cm_strerror(rv));
-		if (n != NULL)
+		if (n != NULL) {
 			cm_node_stop(n);
-		uv_run(&loop, UV_RUN_DEFAULT);
+			uv_run(&loop, UV_RUN_DEFAULT);
+			cm_node_free(n); /* a clean exit frees all: leak checks stay meaningful */
+		}
+		uv_loop_close(&loop);
+		cm_config_free(&cfg);
 		return 1;
 	}
 	cm_log_info("node %llu serving on %s", (unsigned long long)cfg.node_id,
