@@ -369,11 +369,17 @@ static void txn_read(struct cm_gw_req *r)
 
 static bool valid_key(struct cm_gw_req *r, const struct cm_api_buf *k)
 {
-	if (k->len > 0 && k->len <= CM_PATH_MAX &&
-	    cm_path_validate((const char *)k->p, (uint32_t)k->len) == 0)
+	int rv = -EINVAL;
+	if (k->len > CM_PATH_MAX)
+		rv = -ENAMETOOLONG;
+	else if (k->len > 0)
+		rv = cm_path_validate((const char *)k->p, (uint32_t)k->len);
+	if (rv == 0)
 		return true;
-	cm_gw__reply_error(r, MHD_HTTP_BAD_REQUEST, 3,
-			   "key must be an absolute Confman path such as /a/b");
+	/* The same words as put and range (v3.c) for the same key. */
+	cm_gw__reply_error(r, MHD_HTTP_BAD_REQUEST, 3, "%s",
+			   rv == -ENAMETOOLONG ? "key too long for a Confman path"
+					       : "key must be an absolute Confman path such as /a/b");
 	return false;
 }
 

@@ -14,7 +14,7 @@
  * ino, and its key is (group u64 BE, parent's ino u64 BE, name): the children
  * of a directory are ONE contiguous range (group, ino), in byte order of
  * name, so listing never scans a subtree. (Not (group, depth, path): paths
- * reach CM_PATH_MAX = 1024 bytes and LMDB keys stop at 511; and with inos a
+ * reach CM_PATH_MAX = 4096 bytes and LMDB keys stop at 511; and with inos a
  * directory rename moves one record, its subtree following atomically.)
  * A record holds struct cm_attr's fields in a fixed little-endian layout
  * (the node's flags riding above st_mode in the mode word), the ino, then the

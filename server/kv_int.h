@@ -67,6 +67,7 @@
 #define CM_KV_REC_EXT 0x8000u
 
 static_assert(CM_KV_KEY_MAX <= 511, "kv keys must fit LMDB's default key size limit");
+static_assert(CM_PATH_MAX <= UINT16_MAX, "an event record keeps path lengths in a u16");
 static_assert((1u << CM_KV_INO_SHIFT) > CM_KV_MAX_DEPTH + 1, "a command creates at most depth nodes");
 static_assert((S_IFMT | 07777) == CM_KV_MODE_MASK, "st_mode fits below the record's flags");
 static_assert((CM_KV_NODE_FLAGS_KNOWN >> (32 - CM_KV_FLAGS_SHIFT)) == 0, "flags fit above st_mode");

@@ -1,4 +1,5 @@
 /* node.c: a node's life: recovery of its groups, ticks, routing, shutdown. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,9 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	raft_config_default(&rc, n->cfg->node_id, (uint64_t)uv_hrtime() ^ id);
 	rc.election_ticks = n->cfg->election_ticks;
 	rc.quiesce_ticks = n->cfg->quiesce_ticks;
-	rc.max_entry_bytes = n->cfg->max_value + 64 * 1024; /* value + command envelope */
+	/* value + command envelope: two paths (a rename's) and a few integers */
+	static_assert(2 * CM_PATH_MAX + 1024 <= 64 * 1024, "the envelope holds two paths");
+	rc.max_entry_bytes = n->cfg->max_value + 64 * 1024;
 	rv = raft_new(&rc, &boot, &g->raft);
 	cm_store_entries_free(ents, n_ents);
 	if (rv != 0)

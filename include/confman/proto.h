@@ -73,10 +73,15 @@
 #define CM_FRAME_MAX (8u << 20)        /* any frame, header excluded */
 #define CM_VALUE_MAX_DEFAULT (1u << 20) /* a node's value, by default */
 #define CM_VALUE_MAX_LIMIT (4u << 20)   /* the most --max-value may allow */
-#define CM_PATH_MAX 1024                /* bytes of an absolute path */
-#define CM_NAME_MAX 255                 /* bytes of one path component */
+#define CM_PATH_MAX 4096                /* bytes of an absolute path: the kernel's
+					 * PATH_MAX (servers before it: 1024) */
+#define CM_NAME_MAX 255                 /* bytes of one path component: NAME_MAX */
 #define CM_CLUSTER_MAX 63               /* bytes of a cluster id */
 #define CM_ADDR_MAX 63                  /* "host:port" */
+
+/* The largest request, two paths and the largest value, fits a frame. */
+_Static_assert(2 * CM_PATH_MAX + CM_VALUE_MAX_LIMIT + 1024 <= CM_FRAME_MAX,
+	       "a frame holds a request with two paths and the largest value");
 
 enum cm_frame_type {
 	CM_FR_HELLO = 1,

@@ -121,6 +121,49 @@ def test_non_path_keys():
     check(st == 200 and "kvs" not in doc, doc)
 
 
+def long_path(n, c="y"):
+    """'/yyy...' of exactly n bytes: a '/' every 200, so only the length decides."""
+    return "".join("/" if k % 200 == 0 else c for k in range(n))
+
+
+def test_keys_up_to_4096_bytes_and_names_up_to_255():
+    """A key is a path: PATH_MAX (4096) and NAME_MAX (255), literally, through
+    put, range (point, prefix), txn and deleterange; one byte more is 400."""
+    for n in (4095, 4096):
+        k = long_path(n, "ab"[n % 2])
+        st, doc = post("/v3/kv/put", {"key": b64(k), "value": b64("v%d" % n)})
+        check(st == 200, "put %d bytes: %d %r" % (n, st, doc))
+        got = kv(k)
+        check(got is not None and base64.b64decode(got["key"]).decode() == k and
+              base64.b64decode(got["value"]) == b"v%d" % n, "range %d bytes" % n)
+    k = long_path(4096, "a")  # the 4096-byte key put above
+    top = k[:k.index("/", 1) + 1]
+    st, doc = post("/v3/kv/range", {"key": b64(top), "range_end": prefix_end(top),
+                                    "keys_only": True})
+    check(st == 200 and [base64.b64decode(x["key"]).decode() for x in doc["kvs"]] == [k],
+          "prefix range: %r" % (st,))
+    st, doc = post("/v3/kv/txn", {
+        "compare": [{"key": b64(k), "target": "VALUE", "result": "EQUAL",
+                     "value": b64("v4096")}],
+        "success": [{"request_put": {"key": b64(k), "value": b64("t")}}]})
+    check(st == 200 and doc.get("succeeded") is True, (st, doc))
+    check(base64.b64decode(kv(k)["value"]) == b"t", "txn put")
+    too = long_path(4097)
+    for path, body in (("/v3/kv/put", {"key": b64(too), "value": b64("x")}),
+                       ("/v3/kv/txn", {"success": [{"request_put": {"key": b64(too),
+                                                                    "value": b64("x")}}]})):
+        st, doc = post(path, body)
+        check(st == 400 and "too long" in json.dumps(doc), "%s 4097: %d %r" % (path, st, doc))
+    st, doc = post("/v3/kv/range", {"key": b64(too)})
+    check(st == 200 and "kvs" not in doc, "a key longer than a path names nothing: %r" % (doc,))
+    st, doc = post("/v3/kv/put", {"key": b64("/n" + "n" * 254), "value": b64("255")})
+    check(st == 200, (st, doc))
+    st, doc = post("/v3/kv/put", {"key": b64("/n" + "n" * 255), "value": b64("256")})
+    check(st == 400 and "too long" in doc["error"], (st, doc))
+    st, doc = post("/v3/kv/deleterange", {"key": b64(k)})
+    check(st == 200 and doc.get("deleted") == "1", (st, doc))
+
+
 def test_txn_cas_mod_revision():
     post("/v3/kv/put", {"key": b64("/t/m"), "value": b64("0")})
     cur = kv("/t/m")
@@ -233,7 +276,8 @@ def main():
     C = harness.Cluster(3, base_port=BASE, prefixes=("/", "/apps"))
     run_tests(C, start_gateway,
               [test_fixtures_shape, test_put_range_values, test_prefix_order_and_limit,
-               test_non_path_keys, test_txn_cas_mod_revision, test_txn_increments_are_atomic,
+               test_non_path_keys, test_keys_up_to_4096_bytes_and_names_up_to_255,
+               test_txn_cas_mod_revision, test_txn_increments_are_atomic,
                test_two_shards, test_unsupported_is_501])
 
 

@@ -4,6 +4,7 @@ against a real 3-node cluster. Node ports 21100-21102, gateway 21190."""
 import http.client
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -299,6 +300,69 @@ def test_healthz_readyz():
     G.wait_ready(20)
 
 
+def long_path(n, c="y"):
+    """'/yyy...' of exactly n bytes: a '/' every 200, so only the length decides."""
+    return "".join("/" if k % 200 == 0 else c for k in range(n))
+
+
+def pct(path):
+    """Every byte but '/' percent-encoded: the longest URL a path can need."""
+    return "".join(ch if ch == "/" else "%%%02X" % ord(ch) for ch in path)
+
+
+def test_paths_up_to_4096_bytes_and_names_up_to_255():
+    """PATH_MAX (4096) and NAME_MAX (255), literally, also when every byte
+    of the path is percent-encoded (a 12 KiB request line); one byte more
+    is 400 "path too long"."""
+    for n in (4095, 4096):
+        p = long_path(n, "ab"[n % 2])
+        st, _, b = req("PUT", "/v1/kv" + p, b"v%d" % n)
+        check(st == 201, "PUT %d bytes: %d %r" % (n, st, b[:200]))
+        st, _, b = req("GET", "/v1/kv" + pct(p) + "?consistency=linearizable")
+        check(st == 200 and b == b"v%d" % n, "GET %d bytes, encoded: %d %r" % (n, st, b[:200]))
+        parent = p[:p.rindex("/")]
+        st, _, b = req("GET", "/v1/kv" + pct(parent) + "?list")
+        check(st == 200 and json.loads(b)["children"][0]["name"] == p[p.rindex("/") + 1:],
+              (st, b[:200]))
+    p = long_path(4096, "d")
+    st, _, b = req("PUT", "/v1/kv" + pct(p) + "?dir", b"")
+    check(st == 201, "mkdir 4096 bytes: %d %r" % (st, b[:200]))
+    st, _, b = req("DELETE", "/v1/kv" + pct(p) + "?dir")
+    check(st == 200, "rmdir 4096 bytes: %d %r" % (st, b[:200]))
+    too = long_path(4097)
+    for method, url in (("PUT", "/v1/kv" + too), ("GET", "/v1/kv" + too),
+                        ("GET", "/v1/kv" + pct(too)), ("DELETE", "/v1/kv" + too),
+                        ("GET", "/v1/watch" + too)):
+        st, _, b = req(method, url, b"x" if method == "PUT" else None)
+        check(st == 400 and b"path too long" in b, "%s %d-byte url: %d %r"
+              % (method, len(url), st, b[:200]))
+    name = "/n" + "n" * 254
+    st, _, b = req("PUT", "/v1/kv" + name, b"255")
+    check(st == 201, (st, b))
+    st, _, b = req("PUT", "/v1/kv" + name + "n", b"256")
+    check(st == 400 and b"path too long" in b, (st, b))
+
+
+def test_watch_of_a_4096_byte_prefix():
+    p = long_path(4096, "w")
+    c, r = open_watch("/v1/watch" + pct(p))
+    try:
+        check(r.status == 200, r.status)
+        time.sleep(0.3)
+        st, _, b = req("PUT", "/v1/kv" + p, b"w")
+        check(st == 201, (st, b[:200]))
+        # An event this long spans several HTTP chunks: read de-chunked
+        # (read_events reads the raw socket, fine for short events only).
+        buf, end = b"", time.time() + 10
+        while not re.search(rb"\ndata: [^\n]*\n\n", buf) and time.time() < end:
+            buf += r.read1(65536)
+        data = [ln for ln in buf.decode().split("\n") if ln.startswith("data: ")]
+        check(len(data) == 1 and json.loads(data[0][6:])["path"] == p,
+              "event of a 4096-byte path: %r" % (buf[:100],))
+    finally:
+        c.close()
+
+
 def start_gateway(cluster):
     global G
     G = Gateway(cluster, GWPORT).start()
@@ -313,6 +377,7 @@ def main():
               [test_put_get_head, test_binary_value, test_cas_if_match, test_list_and_dirs,
                test_token_read_your_writes, test_watch_sse, test_watch_sse_sees_nested_shard,
                test_watch_clients_leave, test_departed_watchers_free_their_slots_at_once,
+               test_paths_up_to_4096_bytes_and_names_up_to_255, test_watch_of_a_4096_byte_prefix,
                test_sigterm_with_streams_and_requests_in_flight, test_healthz_readyz],
               show_traceback=True)
 

@@ -70,9 +70,13 @@ static void test_route_parse_paths_and_methods(void **state)
 	assert_int_equal(cm_api_route_parse("GET", "/v3/kv/txn/", &t), -ENOENT);
 	assert_int_equal(cm_api_route_parse("BREW", "/healthz", &t), -EPERM);
 	assert_string_equal(cm_api_route_allow("/v1/watch/x"), "GET");
-	char long_url[1200] = "/v1/kv";
-	for (int i = 0; i < 1100; i += 2)
+	/* "/v1/kv" + a path of 4096 bytes ("/a" x 2048), then of 4097 */
+	static char long_url[6 + 4097 + 1] = "/v1/kv";
+	for (int i = 0; i < 4096; i += 2)
 		strcat(long_url, "/a");
+	assert_int_equal(cm_api_route_parse("GET", long_url, &t), 0);
+	assert_int_equal(t.path_len, 4096);
+	strcat(long_url, "a");
 	assert_int_equal(cm_api_route_parse("GET", long_url, &t), -ENAMETOOLONG);
 }
 

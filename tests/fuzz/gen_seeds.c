@@ -225,6 +225,11 @@ static void gen_paths(void)
 	for (size_t k = 0; k < sizeof(deep) - 1; k += 2)
 		memcpy(deep + k, "/a", 2);
 	put_file("path", "too-long", deep, sizeof(deep) - 1);
+	put_file("path", "deepest", deep, CM_PATH_MAX); /* "/a" x 2048: valid */
+	/* the longest names filling the longest path: ("/" + 255 bytes) x 16 */
+	for (size_t k = 0; k < CM_PATH_MAX; k++)
+		deep[k] = k % (CM_NAME_MAX + 1) == 0 ? '/' : 'n';
+	put_file("path", "longest-names", deep, CM_PATH_MAX);
 }
 
 static void cmd_seed(int k, uint8_t op, uint32_t flags, const char *path, const char *path2,

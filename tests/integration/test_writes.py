@@ -10,6 +10,9 @@ retry" (the client then sends it to the new leader and it succeeds), never
 "outcome unknown" (exit 5), which obliges the caller to re-read to learn
 nothing. (issue 11: the server answered -EIO when a no-op or configuration
 entry took a write's index.)
+
+Also: confmanctl takes paths up to PATH_MAX (4096 bytes) and names up to
+NAME_MAX (255), and says ENAMETOOLONG (exit 6) one byte beyond (issue 12).
 """
 import os
 import subprocess
@@ -76,5 +79,52 @@ def test_write_displaced_by_a_new_leaders_noop_is_retried_not_unknown():
         assert val == b"displaced%d" % k, (k, val)
 
 
+def long_path(n, c="y"):
+    """'/yyy...' of exactly n bytes: a '/' every 200 bytes, so every name is
+    short and only the whole length decides."""
+    return "".join("/" if k % 200 == 0 else c for k in range(n))
+
+
+def test_confmanctl_paths_up_to_4096_bytes_and_names_up_to_255():
+    """PATH_MAX (4096) and NAME_MAX (255), literally: one byte more is
+    ENAMETOOLONG (exit 6, "File name too long"), for every command."""
+    c = Cluster(base_port=BASE).up()
+
+    def ok(*args):
+        rc, out, err = c.ctl(*args)
+        assert rc == 0, "%s (%d-byte path) -> %d: %s" % (args[0], len(args[-1]), rc, err[-200:])
+        return out
+
+    try:
+        c.leader()
+        for n in (4095, 4096):
+            p = long_path(n)
+            ok("put", p, "v%d" % n)
+            out = ok("get", p)
+            assert out == b"v%d" % n, (n, out)
+        p, q = long_path(4096), long_path(4096, "z")
+        ok("mv", p, q)
+        out = ok("ls", q[:q.rindex("/")])
+        assert out.decode().split() == [q[q.rindex("/") + 1:]], out
+        ok("mkdir", long_path(4096, "d"))
+        out = ok("--json", "get", q)
+        assert ('"path":"%s"' % q).encode() in out, out[:200]
+        too = long_path(4097)
+        for args in (("put", too, "x"), ("get", too), ("mkdir", too), ("ls", too),
+                     ("rm", too), ("mv", q, too), ("watch", too)):
+            rc, out, err = c.ctl(*args, timeout=10)
+            assert rc == 6 and "File name too long" in err, (args[0], rc, err[-200:])
+        name = "/n" + "n" * 254
+        c.ctl("put", name, "255", check=True)
+        rc, _, err = c.ctl("put", name + "n", "256")
+        assert rc == 6 and "File name too long" in err, (rc, err)
+        c.ctl("rm", "-r", q[:q.index("/", 1)], check=True)
+        rc, _, _ = c.ctl("get", q)
+        assert rc == 3, rc
+    finally:
+        c.down()
+
+
 if __name__ == "__main__":
-    run([test_write_displaced_by_a_new_leaders_noop_is_retried_not_unknown])
+    run([test_write_displaced_by_a_new_leaders_noop_is_retried_not_unknown,
+         test_confmanctl_paths_up_to_4096_bytes_and_names_up_to_255])

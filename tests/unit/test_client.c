@@ -33,6 +33,7 @@ struct seen {
 	uint8_t consistency;
 	uint64_t id, group, token, from_index, version;
 	uint32_t flags;
+	uint32_t path_len, path2_len; /* whole lengths: path keeps only 63 bytes */
 	char path[64];
 	char value[64];
 	struct fake_conn *conn;
@@ -254,7 +255,8 @@ static void frecord(struct fake *f, struct fake_conn *c, const struct cm_req *r)
 	*s = (struct seen){.op = r->op, .consistency = r->consistency, .id = r->id,
 			   .group = r->group, .token = r->token,
 			   .from_index = r->from_index, .version = r->version,
-			   .flags = r->flags, .conn = c};
+			   .flags = r->flags, .path_len = r->path.len,
+			   .path2_len = r->path2.len, .conn = c};
 	snprintf(s->path, sizeof(s->path), "%.*s", (int)r->path.len, r->path.p);
 	snprintf(s->value, sizeof(s->value), "%.*s", (int)r->value.len, r->value.p);
 }
@@ -1089,6 +1091,102 @@ static void test_bad_arguments_rejected_without_callback(void **state)
 	assert_false(d.fired);
 }
 
+/* ---- limits: PATH_MAX 4096, NAME_MAX 255 (literal: the kernel's) ---- */
+
+/* "/yyy..." of exactly len bytes (a '/' every 200), NUL-terminated. */
+static void long_path(char *p, uint32_t len, char c)
+{
+	for (uint32_t k = 0; k < len; k++)
+		p[k] = k % 200 == 0 ? '/' : c;
+	p[len] = 0;
+}
+
+/* Answers every request; a WATCH also gets one event naming its prefix. */
+static void h_echo_watch(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	if (r->op == CM_OP_UNWATCH)
+		return;
+	freply(c, r->id, r->op, 0, 1, 10, r->op == CM_OP_GET ? "v" : NULL);
+	if (r->op != CM_OP_WATCH)
+		return;
+	struct cm_event e = {.watch_id = r->id, .group = 1, .index = 11, .kind = CM_EV_RENAME,
+			     .path = r->path, .path2 = r->path};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_event(&sb, &e), 0);
+	fsend(c, &sb);
+}
+
+struct ev_lens {
+	int n;
+	uint32_t len, len2;
+};
+
+static void ev_len_cb(void *arg, int err, const struct cm_event *ev)
+{
+	struct ev_lens *l = arg;
+	if (err)
+		return;
+	l->n++;
+	l->len = ev->path.len;
+	l->len2 = ev->path2.len;
+}
+
+static void test_paths_up_to_4096_bytes_are_sent_and_4097_refused(void **state)
+{
+	struct env *e = *state;
+	fake_start(&e->f1, &e->loop, 0, h_echo_watch);
+	env_client(e, e->f1.addr, 2000);
+	static char p[4200], q[4200];
+	long_path(p, 4096, 'y');
+	long_path(q, 4096, 'z');
+	struct done d = {0};
+	submit(e, CM_OP_PUT, p, "v", &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+	struct cm_req r = req_of(CM_OP_RENAME, p);
+	r.path2 = (struct cm_bytes){q, 4096};
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), 0);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+	assert_int_equal(fake_count(&e->f1, CM_OP_PUT), 1);
+	assert_int_equal(e->f1.seen[0].path_len, 4096);
+	assert_int_equal(e->f1.seen[1].path_len, 4096);
+	assert_int_equal(e->f1.seen[1].path2_len, 4096);
+	/* one byte more: refused before anything is sent */
+	long_path(q, 4097, 'z');
+	r = req_of(CM_OP_GET, q);
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -ENAMETOOLONG);
+	r = req_of(CM_OP_RENAME, p);
+	r.path2 = (struct cm_bytes){q, 4097};
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -ENAMETOOLONG);
+	/* names: 255 bytes go, 256 do not */
+	char n[260] = "/";
+	memset(n + 1, 'n', 256);
+	n[257] = 0;
+	r = req_of(CM_OP_GET, n);
+	assert_int_equal(cm_ac_submit(e->ac, &r, done_cb, &d), -ENAMETOOLONG);
+	n[256] = 0;
+	memset(&d, 0, sizeof(d));
+	submit(e, CM_OP_GET, n, NULL, &d);
+	run_until(&e->loop, &d.fired, 2000);
+	assert_int_equal(d.err, 0);
+	/* a watch of a 4096-byte prefix, and its events' 4096-byte paths */
+	assert_int_equal(cm_ac_watch(e->ac, q, 0, ev_len_cb, NULL, NULL), -ENAMETOOLONG);
+	struct ev_lens l = {0};
+	uint64_t wid;
+	assert_int_equal(cm_ac_watch(e->ac, p, 0, ev_len_cb, &l, &wid), 0);
+	for (int k = 0; k < 200 && l.n == 0; k++)
+		run_for(&e->loop, 5);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(l.len, 4096);
+	assert_int_equal(l.len2, 4096);
+	assert_int_equal(cm_ac_unwatch(e->ac, wid), 0);
+	run_for(&e->loop, 20);
+}
+
 /* ---- the shard map ---- */
 
 /* Token a fake answers with for group g: 5 for group 1, 9 for the others. */
@@ -1638,6 +1736,44 @@ static void kv_server_stop(struct server_thread *st)
 	free(st);
 }
 
+/* What a server from before 4096-byte paths answers (its limit was 1024):
+ * a clear -ENAMETOOLONG, which the client passes on as it is. */
+static void h_old_server(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	(void)f;
+	bool too_long = r->path.len > 1024 || r->path2.len > 1024;
+	freply(c, r->id, r->op, too_long ? -ENAMETOOLONG : 0, 1, 10, NULL);
+}
+
+static void test_sync_api_4096_byte_paths_and_an_older_server(void **state)
+{
+	(void)state;
+	static char p[4200];
+	for (int old = 0; old < 2; old++) {
+		struct server_thread *st = server_init(old ? h_old_server : h_echo_watch, 9);
+		st->f.map.epoch = 1;
+		map_shard(&st->f.map, 1, "/", 9, 0);
+		map_node(&st->f.map, 9, st->f.addr);
+		server_run(st);
+		struct cm_client_opts o;
+		cm_client_opts_init(&o);
+		o.servers = st->f.addr;
+		o.timeout_ms = 2000;
+		struct cm_client *c;
+		assert_int_equal(cm_client_open(&o, &c), 0);
+		long_path(p, 4096, 'y');
+		assert_int_equal(cm_put(c, p, "v", 1, 0, 0, NULL), old ? -ENAMETOOLONG : 0);
+		assert_int_equal(cm_mkdir(c, p, 0755, NULL), old ? -ENAMETOOLONG : 0);
+		long_path(p, 1024, 'y');
+		assert_int_equal(cm_put(c, p, "v", 1, 0, 0, NULL), 0);
+		long_path(p, 4097, 'y');
+		assert_int_equal(cm_put(c, p, "v", 1, 0, 0, NULL), -ENAMETOOLONG);
+		assert_int_equal(cm_get(c, p, NULL, NULL, NULL), -ENAMETOOLONG);
+		cm_client_close(c);
+		kv_server_stop(st);
+	}
+}
+
 static void test_sync_api_round_trip(void **state)
 {
 	(void)state;
@@ -2034,6 +2170,8 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		T(test_handshake_then_get_answered),
+		T(test_paths_up_to_4096_bytes_are_sent_and_4097_refused),
+		T(test_sync_api_4096_byte_paths_and_an_older_server),
 		T(test_not_leader_redirects_to_named_leader),
 		T(test_redirect_without_address_is_noleader_then_times_out),
 		T(test_write_retried_after_connection_refused),

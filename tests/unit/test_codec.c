@@ -479,6 +479,91 @@ static void test_event_kinds_bounded(void **state)
 	}
 }
 
+/* "/yyy..." of exactly len bytes (a '/' every 200), malloc'd, NUL-terminated. */
+static char *long_path(uint32_t len)
+{
+	char *p = malloc(len + 1);
+	assert_non_null(p);
+	for (uint32_t k = 0; k < len; k++)
+		p[k] = k % 200 == 0 ? '/' : 'y';
+	p[len] = 0;
+	return p;
+}
+
+/* PATH_MAX is 4096 (literal: the kernel's): the largest request there is,
+ * a rename-sized pair of 4096-byte paths with the largest value any node
+ * may allow, still fits a frame and the framer every connection uses. */
+static void test_req_with_two_4096_byte_paths_and_largest_value_fits_a_frame(void **state)
+{
+	(void)state;
+	char *path = long_path(4096), *path2 = long_path(4096);
+	path2[1] = 'z';
+	char *value = calloc(1, CM_VALUE_MAX_LIMIT);
+	assert_non_null(value);
+	struct cm_req r = {.id = 1, .op = CM_OP_PUT, .flags = CM_SET_MODE | CM_PUT_IF_MOD,
+			   .path = B(path), .path2 = B(path2),
+			   .value = {value, CM_VALUE_MAX_LIMIT}, .mod_index = UINT64_MAX};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_req(&sb, &r), 0);
+	assert_true(sb.size - CM_FRAME_HDR <= CM_FRAME_MAX);
+	struct cm_framer f;
+	cm_framer_init(&f, CM_FRAME_MAX);
+	assert_int_equal(cm_framer_feed(&f, sb.data, sb.size), 0);
+	const char *body;
+	size_t len;
+	assert_int_equal(cm_framer_next(&f, &body, &len), 1);
+	struct cm_msg m;
+	assert_int_equal(cm_codec_decode(body, len, &m), 0);
+	assert_int_equal(m.req.path.len, 4096);
+	assert_memory_equal(m.req.path.p, path, 4096);
+	assert_int_equal(m.req.path2.len, 4096);
+	assert_memory_equal(m.req.path2.p, path2, 4096);
+	assert_int_equal(m.req.value.len, CM_VALUE_MAX_LIMIT);
+	cm_codec_free(&m);
+	cm_framer_free(&f);
+	msgpack_sbuffer_destroy(&sb);
+	free(value);
+	free(path);
+	free(path2);
+}
+
+/* Events carry paths of up to 4096 bytes (a rename's two); a longer one
+ * is a protocol error, as before at 1024. */
+static void test_event_paths_bounded_at_4096_bytes(void **state)
+{
+	(void)state;
+	const uint32_t lens[] = {4095, 4096, 4097};
+	const int want[] = {0, 0, -EBADMSG};
+	for (size_t k = 0; k < 3; k++)
+		for (int which = 0; which < 2; which++) {
+			char *lp = long_path(lens[k]);
+			struct cm_event e = {.watch_id = 1, .group = 2, .index = 3,
+					     .kind = CM_EV_RENAME, .path = B("/short"),
+					     .path2 = B("/other")};
+			if (which == 0)
+				e.path = B(lp);
+			else
+				e.path2 = B(lp);
+			msgpack_sbuffer sb;
+			msgpack_sbuffer_init(&sb);
+			assert_int_equal(cm_codec_event(&sb, &e), 0);
+			struct cm_msg m;
+			int rv = cm_codec_decode(sb.data + CM_FRAME_HDR, sb.size - CM_FRAME_HDR, &m);
+			if (rv != want[k])
+				fail_msg("event path%s of %u bytes: %d, want %d", which ? "2" : "",
+					 lens[k], rv, want[k]);
+			if (rv == 0) {
+				struct cm_bytes got = which ? m.event.path2 : m.event.path;
+				assert_int_equal(got.len, lens[k]);
+				assert_memory_equal(got.p, lp, lens[k]);
+				cm_codec_free(&m);
+			}
+			msgpack_sbuffer_destroy(&sb);
+			free(lp);
+		}
+}
+
 static void test_error_roundtrip(void **state)
 {
 	(void)state;
@@ -1176,6 +1261,8 @@ int main(void)
 		cmocka_unit_test(test_resp_error_carries_leader_hint),
 		cmocka_unit_test(test_event_roundtrip),
 		cmocka_unit_test(test_event_kinds_bounded),
+		cmocka_unit_test(test_req_with_two_4096_byte_paths_and_largest_value_fits_a_frame),
+		cmocka_unit_test(test_event_paths_bounded_at_4096_bytes),
 		cmocka_unit_test(test_error_roundtrip),
 		cmocka_unit_test(test_raft_append_with_entries_roundtrip),
 		cmocka_unit_test(test_raft_snap_chunk_roundtrip),

@@ -1092,6 +1092,127 @@ static void test_snapshot_restore_round_trip_into_another_group(void **state)
 	msgpack_sbuffer_destroy(&again);
 }
 
+/* ---- limits: PATH_MAX 4096 and NAME_MAX 255 (literal: the kernel's) ---- */
+
+/* "/yyy.../yyy..." of exactly len bytes, NUL-terminated: a '/' every 200
+ * bytes, so only the whole length decides; c varies the names. */
+static void long_path(char *p, uint32_t len, char c)
+{
+	for (uint32_t k = 0; k < len; k++)
+		p[k] = k % 200 == 0 ? '/' : c;
+	p[len] = 0;
+}
+
+struct evlens {
+	int n;
+	uint32_t len[8], len2[8];
+};
+
+static int ev_len(void *arg, uint64_t index, uint8_t kind, struct cm_bytes path,
+		  struct cm_bytes path2, const struct cm_attr *attr)
+{
+	struct evlens *e = arg;
+	(void)index;
+	(void)kind;
+	(void)attr;
+	assert_true(cm_path_validate(path.p, path.len) == 0);
+	if (e->n < 8) {
+		e->len[e->n] = path.len;
+		e->len2[e->n] = path2.len;
+	}
+	e->n++;
+	return 0;
+}
+
+static void test_paths_up_to_4096_bytes_work_and_4097_is_enametoolong(void **state)
+{
+	struct fx *f = *state;
+	static char p[4200], q[4200];
+	long_path(p, 4096, 'y');
+	assert_int_equal(put(f, p, "v4096"), 0); /* its parents are created too */
+	expect_val(f, p, "v4096");
+	long_path(q, 4095, 'y');
+	assert_int_equal(put(f, q, "v4095"), 0);
+	expect_val(f, q, "v4095");
+	long_path(q, 4097, 'y');
+	assert_int_equal(put(f, q, "v"), -ENAMETOOLONG);
+	assert_int_equal(mkdir_(f, q), -ENAMETOOLONG);
+	assert_int_equal(get(f, q, NULL, NULL, 0), -ENAMETOOLONG);
+	long_path(q, 4096, 'z');
+	assert_int_equal(mkdir_(f, q), 0);
+	/* a rename onto a 4096-byte path, and not onto a 4097-byte one */
+	assert_int_equal(put(f, "/short", "s"), 0);
+	long_path(q, 4096, 'r');
+	assert_int_equal(ren(f, "/short", q), 0);
+	expect_val(f, q, "s");
+	long_path(q, 4097, 'r');
+	assert_int_equal(ren(f, p, q), -ENAMETOOLONG);
+	/* a directory rename that would push p to 4097 bytes: "/y..." -> "/yy..." */
+	char from[201], to[202];
+	memcpy(from, p, 200);
+	from[200] = 0;
+	memcpy(to, p, 200);
+	to[200] = 'y';
+	to[201] = 0;
+	assert_int_equal(ren(f, from, to), -ENAMETOOLONG);
+	to[199] = 0; /* one byte shorter: p becomes 4095 bytes */
+	assert_int_equal(ren(f, from, to), 0);
+	/* names: 255 bytes fit, 256 do not */
+	char n[260] = "/";
+	memset(n + 1, 'n', 255);
+	assert_int_equal(put(f, n, "255"), 0);
+	n[256] = 'n';
+	assert_int_equal(put(f, n, "256"), -ENAMETOOLONG);
+	/* the events of the 4096-byte writes keep their whole paths */
+	struct evlens e = {0};
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_events(f->s, t, G, B("/"), 0, 0, ev_len, &e), 0);
+	cm_store_txn_abort(t);
+	assert_int_equal(e.n, 7); /* put, put, mkdir, put, rename, rename, put */
+	assert_int_equal(e.len[0], 4096);
+	assert_int_equal(e.len[2], 4096);
+	assert_int_equal(e.len2[4], 4096);
+	/* and a watch of a 4096-byte prefix is served */
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	assert_int_equal(cm_kv_events(f->s, t, G, B(p), 0, 0, ev_len, &e), 0);
+	cm_store_txn_abort(t);
+	assert_true(e.n >= 1);
+	assert_int_equal(e.len[0], 4096);
+}
+
+/* The deepest path there is: "/a" 2048 times, 4096 bytes, created by one
+ * command (2,047 parents), kept by a snapshot, removed by one rm -r. */
+static void test_deepest_4096_byte_path_survives_snapshot_and_recursive_delete(void **state)
+{
+	struct fx *f = *state;
+	static char p[4200];
+	for (uint32_t k = 0; k < 2048; k++)
+		memcpy(p + 2 * k, "/a", 2);
+	p[4096] = 0;
+	assert_int_equal(put(f, p, "deep"), 0);
+	expect_val(f, p, "deep");
+	static char lp[4200];
+	long_path(lp, 4096, 'w');
+	assert_int_equal(put(f, lp, "wide"), 0);
+	msgpack_sbuffer sb, again;
+	snapshot_of(f, G, &sb);
+	assert_int_equal(restore(f, 9, sb.data, sb.size), 0);
+	expect_val_in(f, 9, p, "deep");
+	expect_val_in(f, 9, lp, "wide");
+	snapshot_of(f, 9, &again);
+	assert_int_equal(sb.size, again.size);
+	assert_memory_equal(sb.data, again.data, sb.size);
+	struct cm_attr a;
+	assert_int_equal(get_in(f, 9, "/a", &a, NULL, 0), 0);
+	assert_int_equal(a.nlink, 3); /* 2 + its one subdirectory */
+	assert_int_equal(del(f, "/a", CM_DEL_RECURSIVE), 0);
+	assert_int_equal(get(f, p, NULL, NULL, 0), -ENOENT);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&again);
+}
+
 static void test_snapshot_of_empty_group_restores_to_empty(void **state)
 {
 	struct fx *f = *state;
@@ -2192,6 +2313,8 @@ int main(void)
 		T(test_events_record_changes_filtered_by_prefix),
 		T(test_events_cover_renames_deletes_and_compaction),
 		T(test_snapshot_restore_round_trip_into_another_group),
+		T(test_paths_up_to_4096_bytes_work_and_4097_is_enametoolong),
+		T(test_deepest_4096_byte_path_survives_snapshot_and_recursive_delete),
 		T(test_snapshot_of_empty_group_restores_to_empty),
 		T(test_restore_of_garbage_returns_ebadmsg_and_changes_nothing),
 		T(test_restore_rejects_trees_that_cannot_be),

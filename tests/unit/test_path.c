@@ -69,6 +69,39 @@ static void test_validate_limits_component_and_path_length(void **state)
 	assert_int_equal(cm_path_validate(p, CM_PATH_MAX + 1), -ENAMETOOLONG); /* 1025 bytes */
 }
 
+/* /yyy.../yyy... of exactly len bytes: a '/' every 200 bytes, so every
+ * component is within CM_NAME_MAX and only the whole length decides. */
+static void long_path(char *p, uint32_t len)
+{
+	for (uint32_t k = 0; k < len; k++)
+		p[k] = k % 200 == 0 ? '/' : 'y';
+}
+
+/* The numbers are literal on purpose: the limits are the kernel's PATH_MAX
+ * (4096) and NAME_MAX (255), whatever the constants say. */
+static void test_validate_allows_4096_byte_paths_and_255_byte_names(void **state)
+{
+	(void)state;
+	static char p[4200];
+	long_path(p, sizeof(p));
+	assert_int_equal(cm_path_validate(p, 4095), 0);
+	assert_int_equal(cm_path_validate(p, 4096), 0);
+	assert_int_equal(cm_path_validate(p, 4097), -ENAMETOOLONG);
+	assert_int_equal(cm_path_validate(p, (uint32_t)sizeof(p)), -ENAMETOOLONG);
+	/* a 4096-byte path of 255-byte names: "/" + 255, 16 times */
+	for (uint32_t k = 0; k < 4096; k++)
+		p[k] = k % 256 == 0 ? '/' : 'n';
+	assert_int_equal(cm_path_validate(p, 4096), 0);
+	p[256] = 'n'; /* two names merge into one of 511 bytes */
+	assert_int_equal(cm_path_validate(p, 4096), -ENAMETOOLONG);
+	p[0] = '/';
+	memset(p + 1, 'n', 256);
+	assert_int_equal(cm_path_validate(p, 256), 0);           /* "/" + 255 */
+	assert_int_equal(cm_path_validate(p, 257), -ENAMETOOLONG); /* "/" + 256 */
+	assert_int_equal(CM_NAME_MAX, 255);
+	assert_int_equal(CM_PATH_MAX, 4096);
+}
+
 static void test_depth_and_parent_of_valid_paths(void **state)
 {
 	(void)state;
@@ -100,6 +133,7 @@ int main(void)
 		cmocka_unit_test(test_validate_accepts_good_paths),
 		cmocka_unit_test(test_validate_rejects_bad_paths_with_einval),
 		cmocka_unit_test(test_validate_limits_component_and_path_length),
+		cmocka_unit_test(test_validate_allows_4096_byte_paths_and_255_byte_names),
 		cmocka_unit_test(test_depth_and_parent_of_valid_paths),
 		cmocka_unit_test(test_is_under_respects_component_boundaries),
 	};
