@@ -234,6 +234,7 @@ static void on_tick(uv_timer_t *t)
 		cm__shards_tops(n, &n->groups[k]);
 	}
 	cm__req_expire(n);
+	cm__drain_tick(n);
 	uint64_t every = CM_WATCH_PROGRESS_MS / n->cfg->tick_ms;
 	if (every == 0 || n->ticks % every == 0)
 		cm__watch_progress(n);
@@ -259,7 +260,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
 	struct cm_node *n = s->data;
 	cm_log_info("signal %d: shutting down", signum);
-	cm_node_stop(n);
+	cm__drain_start(n);
 }
 
 static int start_handles(struct cm_node *n)

@@ -84,6 +84,8 @@ struct cm_node {
 	uv_signal_t sig_term, sig_int;
 	uint64_t ticks;
 	bool stopping;
+	bool draining;          /* asked to stop: handing leadership over first (drain.c) */
+	uint64_t drain_until;   /* tick after which it stops anyway */
 	struct cm_http *http;        /* NULL without an HTTP address */
 	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
 	struct cm_req_counters reqs; /* answered requests by op and result */
@@ -103,6 +105,12 @@ void cm_node_free(struct cm_node *n);
 /* node.c */
 struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t len, int *err);
 struct cm_group *cm__node_group(struct cm_node *n, uint64_t id);
+/* drain.c: on SIGTERM/SIGINT, transfer the leadership of every group this
+ * node leads to a live voter, then stop (bounded); a second call stops now.
+ * drain_tick runs every tick. */
+void cm__drain_start(struct cm_node *n);
+void cm__drain_tick(struct cm_node *n);
+
 /* After a turn: pick up shards the meta group added, starting their groups. */
 void cm__node_sync_registry(struct cm_node *n);
 void cm__node_kick(struct cm_node *n);
