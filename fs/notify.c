@@ -279,10 +279,6 @@ static void watch_ended(struct cm_fs *fs, int err)
 	}
 }
 
-/* What the inode table knows of n's path: its inode, and whether the event
- * is a chmod/chown. The event does not say whether the value changed; a new
- * mode or owner with the same size is one (a value write keeps both), and
- * is replayed as one so that watchers get IN_ATTRIB. */
 /*
  * A touch (utimensat) of a file: the same size, and a time that no write
  * gives: atime moved (writes never move it), or mtime apart from ctime (a
@@ -291,10 +287,24 @@ static void watch_ended(struct cm_fs *fs, int err)
  */
 static bool times_touched(const struct cm_fs_node *x, const struct cm_event *ev)
 {
-	return x->has_attr && S_ISREG(ev->attr.mode) && x->attr.size == ev->attr.size &&
-	       (x->attr.atime_ns != ev->attr.atime_ns || ev->attr.mtime_ns != ev->attr.ctime_ns);
+	return x->attr.atime_ns != ev->attr.atime_ns || ev->attr.mtime_ns != ev->attr.ctime_ns;
 }
 
+/* A chmod/chown: a new mode or owner (a value write keeps both), or only
+ * ctime moved (a chown or chmod to what was there: sed -i's fchown of its
+ * temporary file; a write moves mtime, a touch atime or mtime). */
+static bool attr_changed(const struct cm_fs_node *x, const struct cm_event *ev)
+{
+	return x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
+	       x->attr.gid != ev->attr.gid ||
+	       (x->attr.atime_ns == ev->attr.atime_ns && x->attr.mtime_ns == ev->attr.mtime_ns &&
+		x->attr.ctime_ns != ev->attr.ctime_ns);
+}
+
+/* What the inode table knows of n's path: its inode, and whether the event
+ * is a chmod/chown or a touch of a file. The event does not say whether the
+ * value changed; with the same size, the times tell (above), and the replay
+ * is a chmod or a utimensat so that watchers get IN_ATTRIB. */
 static void nj_note_node(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_event *ev)
 {
 	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, n->path);
@@ -302,11 +312,10 @@ static void nj_note_node(struct cm_fs *fs, struct cm_fs_nj *n, const struct cm_e
 		return;
 	n->ino = x->ino;
 	bool put = ev->kind == CM_EV_PUT && ev->has_attr;
-	n->attr_only = put && x->has_attr && S_ISREG(ev->attr.mode) &&
-		       x->attr.size == ev->attr.size &&
-		       (x->attr.mode != ev->attr.mode || x->attr.uid != ev->attr.uid ||
-			x->attr.gid != ev->attr.gid);
-	n->times_only = put && !n->attr_only && times_touched(x, ev);
+	bool same = put && x->has_attr && S_ISREG(ev->attr.mode) &&
+		    x->attr.size == ev->attr.size;
+	n->attr_only = same && attr_changed(x, ev);
+	n->times_only = same && !n->attr_only && times_touched(x, ev);
 	n->attr_only = n->attr_only || n->times_only;
 	if (put) {
 		x->attr = ev->attr; /* the freshest we know */
@@ -497,8 +506,16 @@ static void replay_set(struct cm_fs *fs, const char *path, const char *neg,
 static void replay_put(struct cm_fs *fs, struct cm_fs_nj *n)
 {
 	if (n->times_only) {
+		/* As touch(1) does it: open for writing, futimens, close (IN_ATTRIB,
+		 * IN_CLOSE_WRITE); by path if the open is refused (IN_ATTRIB). */
 		replay_set(fs, n->path, NULL, &n->attr);
-		(void)utimensat(AT_FDCWD, n->mpath, NULL, 0); /* IN_ATTRIB, as a local touch */
+		int tfd = open(n->mpath, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (tfd < 0) {
+			(void)utimensat(AT_FDCWD, n->mpath, NULL, 0);
+			return;
+		}
+		(void)futimens(tfd, NULL);
+		close(tfd);
 		return;
 	}
 	if (n->attr_only) {
@@ -510,7 +527,10 @@ static void replay_put(struct cm_fs *fs, struct cm_fs_nj *n)
 	int fd = -1;
 	if (n->create) {
 		replay_set(fs, n->path, n->path, &n->attr);
-		fd = open(n->mpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, n->attr.mode & 07777);
+		/* Empty: read-only, so no IN_CLOSE_WRITE before the content's own
+		 * (a create on another mount is committed empty, its content on close). */
+		int acc = n->attr.size > 0 ? O_WRONLY : O_RDONLY;
+		fd = open(n->mpath, acc | O_CREAT | O_EXCL | O_CLOEXEC, n->attr.mode & 07777);
 	}
 	if (fd < 0) { /* not new, or the kernel knew the name already */
 		replay_set(fs, n->path, NULL, &n->attr);
@@ -647,6 +667,7 @@ static const struct cm_attr fake_dir = {.mode = S_IFDIR | 0755};
 struct replay_view {
 	struct cm_attr attr;
 	bool is_target, is_neg;
+	bool is_rename_to; /* is_neg, and the target of a rename (not a create) */
 };
 
 /* Server paths of a replayable request into j: 1 done, 0 not a replayable
@@ -691,6 +712,8 @@ static void replay_view(struct cm_fs *fs, const char *path, struct replay_view *
 		v->attr = fs->replay.attr;
 		v->is_target = strcmp(fs->replay.path, path) == 0;
 		v->is_neg = fs->replay.neg && strcmp(fs->replay.neg, path) == 0;
+		/* A create or mkdir names its own path as neg; a rename, its target. */
+		v->is_rename_to = v->is_neg && strcmp(fs->replay.path, fs->replay.neg) != 0;
 	}
 	pthread_mutex_unlock(&fs->nmu);
 }
@@ -728,6 +751,28 @@ static void replay_open(struct cm_fs_job *j, const struct replay_view *v)
 	cm_fs__reply_opened(j, h, create ? &attr : NULL);
 }
 
+/*
+ * The node a replayed rename replaces: the one the kernel knows at the
+ * target, so that its dentry resolves to the inode watchers hold and the
+ * kernel's rename(2) gives them IN_ATTRIB, IN_DELETE_SELF and IN_IGNORED as
+ * a local one would (answering "absent" left that inode without a name and
+ * its watchers heard nothing). Not when that node is the moved one itself
+ * (a lookup through the new name made before the event: the create_index
+ * rule of cm_fs_itable_rename) or of another type (what the mount knew is
+ * outdated): the target then looks absent, as before.
+ */
+static struct cm_fs_node *replaced_node(struct cm_fs *fs, const char *to,
+					const struct cm_attr *moved)
+{
+	struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, to);
+	if (x == NULL || !x->has_attr || x->nlookup == 0 || x->ino == FUSE_ROOT_ID)
+		return NULL;
+	if (x->attr.create_index == moved->create_index ||
+	    (x->attr.mode & S_IFMT) != (moved->mode & S_IFMT))
+		return NULL;
+	return x;
+}
+
 bool cm_fs__run_replay(struct cm_fs_job *j)
 {
 	struct cm_fs *fs = j->fs;
@@ -743,11 +788,11 @@ bool cm_fs__run_replay(struct cm_fs_job *j)
 	struct cm_attr attr = v.attr;
 	switch (j->op) {
 	case CM_FS_LOOKUP:
-		if (v.is_neg) {
+		if (v.is_neg && !(v.is_rename_to && replaced_node(fs, j->path, &v.attr))) {
 			cm_fs__done_err(j, -ENOENT);
 			return true;
 		}
-		if (!v.is_target) {
+		if (!v.is_target) { /* a directory on the way, or what a rename replaces */
 			struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, j->path);
 			attr = x && x->has_attr ? x->attr : fake_dir; /* a directory on the way */
 		}
