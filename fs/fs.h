@@ -149,6 +149,14 @@ struct cm_fs_known {
 	struct cm_attr attr;
 };
 
+/* A create or delete a resync found, held to be paired into renames. */
+struct cm_fs_change {
+	char *path; /* owned */
+	struct cm_attr attr;
+	uint64_t group, index;
+	bool used;
+};
+
 /* A RESYNC's diff (loop thread): the snapshot of what the mount knew, and
  * the listings that compare it with the server. */
 struct cm_fs_resync {
@@ -160,6 +168,8 @@ struct cm_fs_resync {
 	uint64_t gen;                     /* +1 per start: older listings are ignored */
 	char *dirs[CM_FS_RESYNC_DIRS];    /* owned: to list, from next */
 	uint32_t n, next, inflight;
+	struct cm_fs_change *gone, *born; /* owned: held until every listing is in */
+	uint32_t n_gone, cap_gone, n_born, cap_born;
 };
 
 struct cm_fs {

@@ -11,8 +11,13 @@
  *  - a child with a newer mod_index than the snapshot's: a change
  *    (IN_MODIFY, or IN_ATTRIB for a chmod/chown/touch);
  *  - a child of the snapshot missing from the listing: a delete.
- * A rename shows as a delete and a create. Each difference goes through the
- * event path as a synthetic event, so it is replayed like a live one. What
+ * A node gone from one listed directory and new in another (or the same)
+ * with the same create_index was renamed: one RENAME, which moves the
+ * mount's inodes, files open below a moved directory included (a delete
+ * would unlink them, and their close would drop its data as if the file had
+ * been removed). Creates and deletes are held until every listing is in,
+ * to be paired. Each difference goes through the event path as a
+ * synthetic event, so it is replayed like a live one. What
  * a live event brought since (the stream goes on) is not replayed again: an
  * inode the table holds with a newer mod_index, or created after the
  * listing, is left alone.
@@ -100,18 +105,99 @@ static uint64_t since_of(const struct cm_fs_resync *rs, uint64_t group)
 	return 0;
 }
 
-static void feed(struct cm_fs *fs, uint8_t kind, const char *path, const struct cm_attr *a,
-		 uint64_t group, uint64_t index)
+static bool already(struct cm_fs *fs, const char *path, uint64_t mod_index);
+
+static void feed2(struct cm_fs *fs, uint8_t kind, const char *path, const char *path2,
+		  const struct cm_attr *a, uint64_t group, uint64_t index)
 {
 	struct cm_event ev = {
 		.group = group,
 		.index = index,
 		.kind = kind,
 		.path = {path, (uint32_t)strlen(path)},
+		.path2 = {path2 ? path2 : "", path2 ? (uint32_t)strlen(path2) : 0},
 		.has_attr = true,
 		.attr = *a,
 	};
 	cm_fs__event(fs, &ev);
+}
+
+static void feed(struct cm_fs *fs, uint8_t kind, const char *path, const struct cm_attr *a,
+		 uint64_t group, uint64_t index)
+{
+	feed2(fs, kind, path, NULL, a, group, index);
+}
+
+/* A create or delete found by a listing, held until every listing is in:
+ * a node gone from one place and new in another with the same create_index
+ * was renamed (a node keeps it across renames), and is replayed as one
+ * RENAME, which moves this mount's inodes (and files open below a moved
+ * directory) instead of unlinking them. */
+static void hold(struct cm_fs_resync *rs, bool gone, const char *path, const struct cm_attr *a,
+		 uint64_t group, uint64_t index)
+{
+	struct cm_fs_change **v = gone ? &rs->gone : &rs->born;
+	uint32_t *n = gone ? &rs->n_gone : &rs->n_born;
+	uint32_t *cap = gone ? &rs->cap_gone : &rs->cap_born;
+	if (*n == *cap) {
+		uint32_t c = *cap ? 2 * *cap : 16;
+		struct cm_fs_change *nv = realloc(*v, c * sizeof(**v));
+		if (nv == NULL)
+			return; /* ENOMEM: that one is only invalidated */
+		*v = nv;
+		*cap = c;
+	}
+	struct cm_fs_change *e = &(*v)[*n];
+	e->path = strdup(path);
+	if (e->path == NULL)
+		return;
+	e->attr = *a;
+	e->group = group;
+	e->index = index;
+	e->used = false;
+	(*n)++;
+}
+
+/* Every listing is in: renames first (they move inodes), then deletes,
+ * then creates. */
+static void flush_held(struct cm_fs *fs)
+{
+	struct cm_fs_resync *rs = &fs->rs;
+	for (uint32_t i = 0; i < rs->n_gone; i++) {
+		struct cm_fs_change *g = &rs->gone[i];
+		for (uint32_t j = 0; j < rs->n_born && !g->used; j++) {
+			struct cm_fs_change *b = &rs->born[j];
+			if (b->used || b->group != g->group ||
+			    b->attr.create_index != g->attr.create_index)
+				continue;
+			feed2(fs, CM_EV_RENAME, g->path, b->path, &b->attr, b->group,
+			      b->attr.mod_index);
+			g->used = b->used = true;
+		}
+	}
+	for (uint32_t i = 0; i < rs->n_gone; i++)
+		if (!rs->gone[i].used)
+			feed(fs, CM_EV_DELETE, rs->gone[i].path, &rs->gone[i].attr,
+			     rs->gone[i].group, rs->gone[i].index);
+	for (uint32_t j = 0; j < rs->n_born; j++) {
+		struct cm_fs_change *b = &rs->born[j];
+		if (!b->used && b->attr.create_index > since_of(rs, b->group) &&
+		    !already(fs, b->path, b->attr.mod_index))
+			feed(fs, S_ISDIR(b->attr.mode) ? CM_EV_MKDIR : CM_EV_PUT, b->path,
+			     &b->attr, b->group, b->attr.create_index);
+	}
+}
+
+static void held_free(struct cm_fs_resync *rs)
+{
+	for (uint32_t i = 0; i < rs->n_gone; i++)
+		free(rs->gone[i].path);
+	for (uint32_t j = 0; j < rs->n_born; j++)
+		free(rs->born[j].path);
+	free(rs->gone);
+	free(rs->born);
+	rs->gone = rs->born = NULL;
+	rs->n_gone = rs->n_born = rs->cap_gone = rs->cap_born = 0;
 }
 
 static char *child_path(const char *dir, const char *name, uint32_t len)
@@ -138,21 +224,20 @@ static bool already(struct cm_fs *fs, const char *path, uint64_t mod_index)
 /* The listing's children against the snapshot: creates and changes. */
 static void diff_children(struct cm_fs *fs, const char *dir, const struct cm_resp *r)
 {
-	const struct cm_fs_resync *rs = &fs->rs;
-	uint64_t since = since_of(rs, r->group);
+	struct cm_fs_resync *rs = &fs->rs;
 	for (uint32_t i = 0; i < r->n_ents; i++) {
 		const struct cm_attr *a = &r->ents[i].attr;
 		char *p = child_path(dir, r->ents[i].name.p, r->ents[i].name.len);
 		if (p == NULL)
 			return;
 		const struct cm_fs_known *k = known_find(rs, p);
-		if (!already(fs, p, a->mod_index)) {
-			if (k == NULL && a->create_index > since)
-				feed(fs, S_ISDIR(a->mode) ? CM_EV_MKDIR : CM_EV_PUT, p, a, r->group,
-				     a->create_index);
-			else if (k != NULL && a->mod_index > k->attr.mod_index && !S_ISDIR(a->mode))
-				feed(fs, CM_EV_PUT, p, a, r->group, a->mod_index);
-		}
+		if (k == NULL)
+			/* new, or a rename's target (created before `since` then:
+			 * not reported unless paired with what it replaced) */
+			hold(&fs->rs, false, p, a, r->group, a->create_index);
+		else if (k != NULL && a->mod_index > k->attr.mod_index && !S_ISDIR(a->mode) &&
+			 !already(fs, p, a->mod_index))
+			feed(fs, CM_EV_PUT, p, a, r->group, a->mod_index);
 		free(p);
 	}
 }
@@ -171,7 +256,7 @@ static bool listed(const struct cm_resp *r, const char *name)
  * snapshot is sorted by path: dir's subtree is one run of it. */
 static void diff_gone(struct cm_fs *fs, const char *dir, const struct cm_resp *r)
 {
-	const struct cm_fs_resync *rs = &fs->rs;
+	struct cm_fs_resync *rs = &fs->rs;
 	size_t ld = strlen(dir);
 	size_t k = ld == 1 ? 0 : ld; /* children are dir[0..k) + '/' + name */
 	for (uint32_t i = 0; i < rs->n_known; i++) {
@@ -184,15 +269,18 @@ static void diff_gone(struct cm_fs *fs, const char *dir, const struct cm_resp *r
 		struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, e->path);
 		if (x != NULL && x->has_attr && x->attr.create_index > r->token)
 			continue;
-		feed(fs, CM_EV_DELETE, e->path, &e->attr, r->group, r->token);
+		hold(&fs->rs, true, e->path, &e->attr, r->group, r->token);
 	}
 }
 
 static void send_next(struct cm_fs *fs);
 
-static void finish_if_done(struct cm_fs_resync *rs)
+static void finish_if_done(struct cm_fs *fs)
 {
+	struct cm_fs_resync *rs = &fs->rs;
 	if (rs->inflight == 0 && rs->next == rs->n) {
+		flush_held(fs);
+		held_free(rs);
 		for (uint32_t i = 0; i < rs->n; i++)
 			free(rs->dirs[i]);
 		rs->n = rs->next = 0;
@@ -212,7 +300,7 @@ static void list_cb(void *arg, int err, const struct cm_resp *resp)
 			diff_gone(fs, l->dir, resp);
 		}
 		send_next(fs);
-		finish_if_done(rs);
+		finish_if_done(fs);
 	}
 	free(l->dir);
 	free(l);
@@ -254,7 +342,7 @@ void cm_fs_resync_start(struct cm_fs *fs)
 		fprintf(stderr, "confman-fs: resync: more than %u directories known; the rest "
 				"only invalidated\n", CM_FS_RESYNC_DIRS);
 	send_next(fs);
-	finish_if_done(rs);
+	finish_if_done(fs);
 }
 
 void cm_fs_resync_live(struct cm_fs *fs)
@@ -271,5 +359,6 @@ void cm_fs_resync_free(struct cm_fs *fs)
 		free(rs->dirs[i]);
 	rs->n = rs->next = rs->inflight = 0;
 	rs->gen++; /* listings still out are ignored when they return */
+	held_free(rs);
 	known_free(rs);
 }
