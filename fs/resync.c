@@ -158,17 +158,36 @@ static void hold(struct cm_fs_resync *rs, bool gone, const char *path, const str
 	(*n)++;
 }
 
+/* Is a file open at or below path? A delete the resync could not pair may
+ * still be a move out of the listed directories: replaying it would unlink
+ * the open file, whose close would then drop its data as if the file had
+ * been removed. Such a delete is not replayed (its close then fails with
+ * EIO if the file cannot be found, rather than report a loss as success). */
+static bool open_below(struct cm_fs *fs, const char *path)
+{
+	size_t k = strlen(path);
+	for (struct cm_fs_fh *h = fs->handles; h != NULL; h = h->next) {
+		struct cm_fs_node *n = cm_fs_itable_find(&fs->it, h->ino);
+		if (n != NULL && strncmp(n->path, path, k) == 0 &&
+		    (n->path[k] == 0 || n->path[k] == '/'))
+			return true;
+	}
+	return false;
+}
+
 /* Every listing is in: renames first (they move inodes), then deletes,
  * then creates. */
 static void flush_held(struct cm_fs *fs)
 {
 	struct cm_fs_resync *rs = &fs->rs;
+	/* Several old names may pair with one new name: the table can hold
+	 * two names of one node for a while (fs/inode.c, rename), and each
+	 * must move, none be deleted. */
 	for (uint32_t i = 0; i < rs->n_gone; i++) {
 		struct cm_fs_change *g = &rs->gone[i];
 		for (uint32_t j = 0; j < rs->n_born && !g->used; j++) {
 			struct cm_fs_change *b = &rs->born[j];
-			if (b->used || b->group != g->group ||
-			    b->attr.create_index != g->attr.create_index)
+			if (b->group != g->group || b->attr.create_index != g->attr.create_index)
 				continue;
 			feed2(fs, CM_EV_RENAME, g->path, b->path, &b->attr, b->group,
 			      b->attr.mod_index);
@@ -176,7 +195,7 @@ static void flush_held(struct cm_fs *fs)
 		}
 	}
 	for (uint32_t i = 0; i < rs->n_gone; i++)
-		if (!rs->gone[i].used)
+		if (!rs->gone[i].used && !open_below(fs, rs->gone[i].path))
 			feed(fs, CM_EV_DELETE, rs->gone[i].path, &rs->gone[i].attr,
 			     rs->gone[i].group, rs->gone[i].index);
 	for (uint32_t j = 0; j < rs->n_born; j++) {
