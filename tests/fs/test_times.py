@@ -361,10 +361,12 @@ def main():
     TMPFS = tempfile.mkdtemp(prefix="confman-times-tmpfs-")
     os.chmod(TMPFS, 0o755)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", TMPFS], check=True)
-    cluster = harness.Cluster(base_port=PORT).up()
-    test_fs.CLUSTER = cluster
+    cluster = None
     ok = False
-    try:
+    try:  # the tmpfs goes even when the cluster cannot start
+        cluster = harness.Cluster(base_port=PORT)
+        cluster.up()
+        test_fs.CLUSTER = cluster
         cluster.leader()
         opts = "timeout=5000,attr_timeout=30,entry_timeout=30,allow_other,default_permissions"
         A = Mount(cluster, opts)
@@ -386,7 +388,8 @@ def main():
             test_fs.unmount_all((A, B))
         ok = test_fs.RESULT[1] == 0
     finally:
-        cluster.down()
+        if cluster is not None:
+            cluster.down()
         subprocess.run(["umount", TMPFS])
         shutil.rmtree(TMPFS, ignore_errors=True)
     print("%d passed, %d failed" % tuple(test_fs.RESULT))
