@@ -731,6 +731,15 @@ void cm_net_stop(struct cm_net *n)
 	if (n->stopping)
 		return;
 	n->stopping = true;
+	/* Conns marked dirty this turn hold a reference until the turn's flush,
+	 * which will not run when the node stops in mid-turn (a drain that
+	 * ends in a tick): their bytes go nowhere now, let go of them. */
+	for (uint32_t k = 0; k < n->n_dirty; k++) {
+		struct cm_conn *c = n->dirty[k];
+		c->dirty = false;
+		cm_conn_unref(c);
+	}
+	n->n_dirty = 0;
 	for (uint32_t k = 0; k < n->n_peers; k++) {
 		if (n->peers[k].conn)
 			conn_close(n->peers[k].conn);
