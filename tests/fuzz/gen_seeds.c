@@ -63,8 +63,10 @@ static void frames_req(msgpack_sbuffer *sb)
 	cm_codec_req(sb, &r);
 }
 
-static const struct cm_attr attr = {0100644, 1000, 1000, 1700000000000000000, 1700000000000000001,
-				    5, 9, 3, 10};
+static const struct cm_attr attr = {
+	.mode = 0100644, .uid = 1000, .gid = 1000, .mtime_ns = 1700000000000000000,
+	.ctime_ns = 1700000000000000001, .create_index = 5, .mod_index = 9, .version = 3,
+	.size = 10, .atime_ns = 1700000000000000000, .nlink = 1};
 
 static void frames_resp(msgpack_sbuffer *sb)
 {

@@ -19,6 +19,9 @@ from harness import Cluster, run  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_IT_PORT", "18100"))
 SOAK = os.environ.get("CONFMAN_SOAK") == "1"
+# Under ASan a round takes ~14 s instead of ~1.6: 6 rounds there (the plain
+# build's 16 are the reproduction: about one round in four failed).
+SANITIZED = os.environ.get("CONFMAN_SANITIZED") == "1"
 SNAP_EVERY = 50
 KEEP = 10
 # One value of this size is what the snapshot holds besides the small keys:
@@ -102,7 +105,7 @@ def test_follower_stalled_across_compaction_survives():
         # The stopped follower would hold a client's request until its
         # timeout: write through the other two only.
         others = ",".join(c.addr(i) for i in (1, 2, 3) if i != f)
-        rounds = SMALL * (4 if SOAK else 1)
+        rounds = SMALL * (4 if SOAK else 1) if not SANITIZED or SOAK else SMALL[:6]
         for r, n in enumerate(rounds):
             print("round %d: %d keys, node %d stopped" % (r, n, f), flush=True)
             _round(c, f, leader, others, r, n)
