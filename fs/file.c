@@ -397,7 +397,9 @@ static void create_cb(void *arg, int err, const struct cm_resp *resp)
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
 
-void cm_fs__run_create(struct cm_fs_job *j)
+/* The PUT that creates j->name in directory j->ino as an empty regular file,
+ * answered to cb (create and mknod differ only in their replies). */
+static void create_submit(struct cm_fs_job *j, cm_ac_cb cb)
 {
 	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
 	if (rc != 0) {
@@ -408,9 +410,13 @@ void cm_fs__run_create(struct cm_fs_job *j)
 	struct cm_req r = {.op = CM_OP_PUT,
 			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
 			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
-	cm_fs__submit(j, &r, create_cb);
+	cm_fs__submit(j, &r, cb);
 }
 
+void cm_fs__run_create(struct cm_fs_job *j)
+{
+	create_submit(j, create_cb);
+}
 
 static void mknod_cb(void *arg, int err, const struct cm_resp *resp)
 {
@@ -419,19 +425,11 @@ static void mknod_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err ? err : -EIO);
 		return;
 	}
+	cm_fs__repath_child(j); /* as for create: the directory may have moved */
 	cm_fs__reply_entry(j, &resp->attr);
 }
 
 void cm_fs__run_mknod(struct cm_fs_job *j)
 {
-	int rc = cm_fs__child_path(j, j->ino, j->name, &j->path);
-	if (rc != 0) {
-		cm_fs__done_err(j, rc);
-		return;
-	}
-	cm_fs__inherit_group(j, j->ino, false);
-	struct cm_req r = {.op = CM_OP_PUT,
-			   .flags = CM_PUT_CREATE | CM_SET_MODE | cm_fs__no_parents(j, j->ino),
-			   .mode = S_IFREG | j->mode, .uid = j->uid, .gid = j->gid};
-	cm_fs__submit(j, &r, mknod_cb);
+	create_submit(j, mknod_cb);
 }

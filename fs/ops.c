@@ -159,11 +159,13 @@ static void cm_fs_readlink(fuse_req_t req, fuse_ino_t ino)
 	simple(req, CM_FS_READLINK, ino, NULL);
 }
 
-static void cm_fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* mkdir and mknod: a new child of parent with the caller's owner. */
+static void child_job(fuse_req_t req, enum cm_fs_op op, fuse_ino_t parent, const char *name,
+		      mode_t mode)
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_MKDIR);
+	struct cm_fs_job *j = job_new(req, op);
 	if (j == NULL || job_names(j, name, NULL) != 0)
 		return;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -172,6 +174,11 @@ static void cm_fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 	j->uid = ctx->uid;
 	j->gid = ctx->gid;
 	job_push(j);
+}
+
+static void cm_fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	child_job(req, CM_FS_MKDIR, parent, name, mode);
 }
 
 /* Regular files only: FIFOs, sockets and devices would exist only in this
@@ -186,17 +193,7 @@ static void cm_fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mod
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	if (read_only(req))
-		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_MKNOD);
-	if (j == NULL || job_names(j, name, NULL) != 0)
-		return;
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	j->ino = parent;
-	j->mode = mode & 07777;
-	j->uid = ctx->uid;
-	j->gid = ctx->gid;
-	job_push(j);
+	child_job(req, CM_FS_MKNOD, parent, name, mode);
 }
 
 /* Hard links: a key has one path (fs/README.md). */
