@@ -270,20 +270,41 @@ static bool listed(const struct cm_resp *r, const char *name)
 	return false;
 }
 
+/* First snapshot entry not below (by strcmp) prefix[0..k): the snapshot is
+ * sorted by path, so every path starting with the prefix follows from here. */
+static uint32_t lower_bound(const struct cm_fs_resync *rs, const char *prefix, size_t k)
+{
+	uint32_t lo = 0, hi = rs->n_known;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (strncmp(rs->known[mid].path, prefix, k) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Children of dir in the snapshot that the listing no longer has: deletes
  * (not one that a live event re-created after the listing was taken). The
- * snapshot is sorted by path: dir's subtree is one run of it. */
+ * paths with prefix dir + '/' are one run of the sorted snapshot: visit only
+ * that run, so a resync costs O(dirs log n + entries), not O(dirs * n). */
 static void diff_gone(struct cm_fs *fs, const char *dir, const struct cm_resp *r)
 {
 	struct cm_fs_resync *rs = &fs->rs;
 	size_t ld = strlen(dir);
 	size_t k = ld == 1 ? 0 : ld; /* children are dir[0..k) + '/' + name */
-	for (uint32_t i = 0; i < rs->n_known; i++) {
+	char prefix[CM_PATH_MAX + 2];
+	if (k + 1 >= sizeof(prefix))
+		return;
+	memcpy(prefix, dir, k);
+	prefix[k] = '/';
+	for (uint32_t i = lower_bound(rs, prefix, k + 1); i < rs->n_known; i++) {
 		const struct cm_fs_known *e = &rs->known[i];
-		if (strncmp(e->path, dir, k) != 0 || e->path[k] != '/' || e->path[k + 1] == 0)
-			continue;
+		if (strncmp(e->path, prefix, k + 1) != 0)
+			break; /* past the run */
 		const char *name = e->path + k + 1;
-		if (strchr(name, '/') != NULL || listed(r, name))
+		if (*name == 0 || strchr(name, '/') != NULL || listed(r, name))
 			continue;
 		struct cm_fs_node *x = cm_fs_itable_lookup(&fs->it, e->path);
 		if (x != NULL && x->has_attr && x->attr.create_index > r->token)
