@@ -162,7 +162,7 @@ static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
 	msgpack_pack_array(pk, r->n_groups);
 	for (uint32_t k = 0; k < r->n_groups; k++) {
 		const struct cm_group_status *g = &r->groups[k];
-		msgpack_pack_array(pk, 10);
+		msgpack_pack_array(pk, 13);
 		msgpack_pack_uint64(pk, g->group);
 		pack_bytes_str(pk, g->prefix);
 		msgpack_pack_uint8(pk, g->role);
@@ -175,6 +175,16 @@ static void pack_status(msgpack_packer *pk, const struct cm_resp *r)
 		msgpack_pack_array(pk, g->n_members);
 		for (uint32_t j = 0; j < g->n_members; j++)
 			msgpack_pack_uint64(pk, g->members[j]);
+		msgpack_pack_array(pk, g->n_members);
+		for (uint32_t j = 0; j < g->n_members; j++)
+			msgpack_pack_uint8(pk, g->kinds[j]);
+		msgpack_pack_array(pk, g->n_members);
+		for (uint32_t j = 0; j < g->n_members; j++)
+			msgpack_pack_uint64(pk, g->match[j]);
+		if (g->conf_pending)
+			msgpack_pack_true(pk);
+		else
+			msgpack_pack_false(pk);
 	}
 	if (health)
 		pack_health(pk, r->health);
@@ -196,9 +206,11 @@ static void pack_shards(msgpack_packer *pk, const struct cm_resp *r)
 	}
 	msgpack_pack_array(pk, r->n_nodes);
 	for (uint32_t k = 0; k < r->n_nodes; k++) {
-		msgpack_pack_array(pk, 2);
+		msgpack_pack_array(pk, 4);
 		msgpack_pack_uint64(pk, r->nodes[k].id);
 		pack_bytes_str(pk, r->nodes[k].addr);
+		pack_bytes_str(pk, r->nodes[k].http);
+		msgpack_pack_uint8(pk, r->nodes[k].state);
 	}
 }
 

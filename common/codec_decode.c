@@ -236,11 +236,27 @@ static int dec_list(const msgpack_object *o, struct cm_resp *r)
 	return 0;
 }
 
+static int get_bool(const msgpack_object *o, bool *b);
+
+/* A member list of n entries, each read by one (u64 or u8) getter. */
+static int dec_members(const msgpack_object *o, uint32_t n, uint64_t *u64, uint8_t *u8)
+{
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != n)
+		return -EBADMSG;
+	for (uint32_t k = 0; k < n; k++)
+		if (u64 ? cm__codec_u64(&o->via.array.ptr[k], &u64[k])
+			: get_u8(&o->via.array.ptr[k], &u8[k]))
+			return -EBADMSG;
+	return 0;
+}
+
+/* 13 fields, or the 10 of servers before membership changes. */
 static int dec_group_status(const msgpack_object *o, struct cm_group_status *g)
 {
-	const msgpack_object *f = array_of(o, 10);
-	if (f == NULL)
+	if (o->type != MSGPACK_OBJECT_ARRAY ||
+	    (o->via.array.size != 10 && o->via.array.size != 13))
 		return -EBADMSG;
+	const msgpack_object *f = o->via.array.ptr;
 	int rv = cm__codec_u64(&f[0], &g->group) | get_bytes(&f[1], &g->prefix) |
 		 get_u8(&f[2], &g->role) | cm__codec_u64(&f[3], &g->term) |
 		 cm__codec_u64(&f[4], &g->leader) | cm__codec_u64(&f[5], &g->commit) |
@@ -249,9 +265,13 @@ static int dec_group_status(const msgpack_object *o, struct cm_group_status *g)
 	if (rv || f[9].type != MSGPACK_OBJECT_ARRAY || f[9].via.array.size > 12)
 		return -EBADMSG;
 	g->n_members = f[9].via.array.size;
-	for (uint32_t k = 0; k < g->n_members; k++)
-		if (cm__codec_u64(&f[9].via.array.ptr[k], &g->members[k]))
-			return -EBADMSG;
+	if (dec_members(&f[9], g->n_members, g->members, NULL))
+		return -EBADMSG;
+	if (o->via.array.size == 10)
+		return 0;
+	if (dec_members(&f[10], g->n_members, NULL, g->kinds) ||
+	    dec_members(&f[11], g->n_members, g->match, NULL) || get_bool(&f[12], &g->conf_pending))
+		return -EBADMSG;
 	return 0;
 }
 
@@ -339,6 +359,24 @@ static int dec_shard(const msgpack_object *o, struct cm_shard *sh)
 	return 0;
 }
 
+/* id, addr, http, state; or the id and addr of servers before the node table. */
+static int dec_node(const msgpack_object *o, struct cm_node_addr *a)
+{
+	if (o->type != MSGPACK_OBJECT_ARRAY || (o->via.array.size != 2 && o->via.array.size != 4))
+		return -EBADMSG;
+	const msgpack_object *e = o->via.array.ptr;
+	if (cm__codec_u64(&e[0], &a->id) || get_bytes(&e[1], &a->addr) || a->addr.len > CM_ADDR_MAX)
+		return -EBADMSG;
+	if (o->via.array.size == 2) {
+		a->state = CM_NODE_ACTIVE;
+		return 0;
+	}
+	if (get_bytes(&e[2], &a->http) || a->http.len > CM_ADDR_MAX || get_u8(&e[3], &a->state) ||
+	    (a->state != CM_NODE_ACTIVE && a->state != CM_NODE_REMOVED))
+		return -EBADMSG;
+	return 0;
+}
+
 static int dec_shards(const msgpack_object *o, struct cm_resp *r)
 {
 	const msgpack_object *f = array_of(o, 3);
@@ -355,11 +393,9 @@ static int dec_shards(const msgpack_object *o, struct cm_resp *r)
 	for (uint32_t k = 0; k < ns; k++)
 		if (dec_shard(&f[1].via.array.ptr[k], &r->shards[k]))
 			return -EBADMSG;
-	for (uint32_t k = 0; k < nn; k++) {
-		const msgpack_object *e = array_of(&f[2].via.array.ptr[k], 2);
-		if (e == NULL || cm__codec_u64(&e[0], &r->nodes[k].id) || get_bytes(&e[1], &r->nodes[k].addr))
+	for (uint32_t k = 0; k < nn; k++)
+		if (dec_node(&f[2].via.array.ptr[k], &r->nodes[k]))
 			return -EBADMSG;
-	}
 	return 0;
 }
 

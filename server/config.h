@@ -15,6 +15,7 @@ struct cm_node_info {
 	uint64_t id;
 	char addr[CM_ADDR_MAX + 1]; /* host:port for peers and clients */
 	char http[CM_ADDR_MAX + 1]; /* host:port of /healthz, /readyz, /metrics; "" none */
+	uint8_t state; /* enum cm_node_state; the node table's (server/nodes.c) */
 };
 
 struct cm_group_info {

@@ -32,7 +32,12 @@ static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_r
 		r.n_nodes = n->cfg->n_nodes;
 		for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
 			const struct cm_node_info *ni = &n->cfg->nodes[k];
-			r.nodes[k] = (struct cm_node_addr){ni->id, {ni->addr, (uint32_t)strlen(ni->addr)}};
+			r.nodes[k] = (struct cm_node_addr){
+				.id = ni->id,
+				.addr = {ni->addr, (uint32_t)strlen(ni->addr)},
+				.http = {ni->http, (uint32_t)strlen(ni->http)},
+				.state = ni->state ? ni->state : CM_NODE_ACTIVE,
+			};
 		}
 	}
 	cm_net_reply(c, &r);

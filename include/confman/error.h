@@ -18,7 +18,9 @@
 	X(WRONGSHARD, -10007, "the path belongs to another shard")             \
 	X(STALE, -10008, "the replica is too far behind to serve the read")    \
 	X(COMPACTED, -10009, "the requested index has been compacted away")    \
-	X(SHUTDOWN, -10010, "the node is shutting down")
+	X(SHUTDOWN, -10010, "the node is shutting down")                        \
+	X(NOQUORUM, -10011, "the change would leave the group without a quorum of live, caught-up voters") \
+	X(NONODE, -10012, "no such node in the node table, or it was removed")
 
 enum cm_error {
 #define CM__ERR_ENUM(name, code, msg) CM_E##name = (code),

@@ -114,7 +114,24 @@ enum cm_op {
 	CM_OP_STATUS,
 	CM_OP_SHARDS,    /* the shard registry: any node answers from what it applied */
 	CM_OP_SHARD_ADD, /* path = prefix, value = replica ids "1,2,3": meta leader */
+	/* Membership (server/members.c, server/nodes.c; README "Changing the
+	 * cluster"). Each is one step; confmanctl converges with them. */
+	CM_OP_CONF_CHANGE, /* group, flags = enum cm_conf_op, version = node id: the
+			    * group's leader; answered once the change applied */
+	CM_OP_TRANSFER,    /* group, version = voter (0: the most caught-up one):
+			    * the group's leader starts a leadership transfer */
+	CM_OP_NODE_ADD,    /* version = new id, value = "PEER_ADDR[ HTTP_ADDR]": meta leader */
+	CM_OP_NODE_REMOVE, /* version = id: meta leader; only once it hosts nothing */
+	CM_OP_SHARD_SET,   /* group, value = "1,2,4": the nodes that run group's
+			    * replicas (a superset of its Raft members): meta leader */
 	CM_OP_COUNT
+};
+
+/* CM_OP_CONF_CHANGE flags: the step (the values of raft_change_op). */
+enum cm_conf_op {
+	CM_CONF_ADD_LEARNER = 1,
+	CM_CONF_PROMOTE = 2,
+	CM_CONF_REMOVE = 3,
 };
 
 enum cm_consistency {
@@ -251,6 +268,10 @@ struct cm_group_status {
 	uint64_t term, leader, commit, applied, last, snap_index;
 	uint32_t n_members;
 	uint64_t members[12];
+	/* Since membership changes (absent from older servers: all zero). */
+	uint8_t kinds[12];    /* members[k]'s raft_node_kind: 1 voter, 2 learner */
+	uint64_t match[12];   /* on the leader: members[k]'s replicated index; else 0 */
+	bool conf_pending;    /* a membership change is in the log, not yet applied */
 };
 
 /* STATUS: what the node's /readyz and /metrics say, at a glance. */
@@ -283,9 +304,18 @@ struct cm_shard {
 	uint64_t replicas[12];
 };
 
+/* The node table's states (server/nodes.c). */
+enum cm_node_state {
+	CM_NODE_ACTIVE = 1,
+	CM_NODE_REMOVED = 2, /* its id is never used again; peers refuse it */
+};
+
 struct cm_node_addr {
 	uint64_t id;
 	struct cm_bytes addr;
+	/* Since the node table (older servers: "" and 0). */
+	struct cm_bytes http;
+	uint8_t state; /* enum cm_node_state */
 };
 
 struct cm_resp {
