@@ -372,7 +372,7 @@ static int dec_node(const msgpack_object *o, struct cm_node_addr *a)
 		return 0;
 	}
 	if (get_bytes(&e[2], &a->http) || a->http.len > CM_ADDR_MAX || get_u8(&e[3], &a->state) ||
-	    (a->state != CM_NODE_ACTIVE && a->state != CM_NODE_REMOVED))
+	    a->state > CM_NODE_REMOVED) /* 0: not in the table (yet) */
 		return -EBADMSG;
 	return 0;
 }

@@ -204,6 +204,26 @@ void raft_status(const struct raft *r, struct raft_status *st)
 	st->leader_silence = r->role == RAFT_LEADER ? 0 : r->election_elapsed;
 	st->quiesced = r->quiesced;
 	st->conf = r->conf;
+	st->conf_index = r->conf_index;
+}
+
+int raft_member_progress(const struct raft *r, raft_id id, raft_index *match, bool *active)
+{
+	if (r->role != RAFT_LEADER)
+		return CM_ENOTLEADER;
+	if (raft_conf_kind(&r->conf, id) == 0)
+		return CM_EUNKNOWNPEER;
+	if (id == r->id) {
+		*match = raft__log_last(&r->log);
+		*active = true;
+		return 0;
+	}
+	const struct raft_progress *pr = raft__progress_find((struct raft *)r, id);
+	if (pr == NULL)
+		return CM_EUNKNOWNPEER;
+	*match = pr->match;
+	*active = pr->recent_active;
+	return 0;
 }
 
 raft_id raft_leader(const struct raft *r)

@@ -254,6 +254,7 @@ struct raft_status {
 	uint32_t leader_silence; /* follower: ticks since it last heard from a leader */
 	bool quiesced;           /* not ticking until something happens */
 	struct raft_conf conf;  /* latest configuration in the log (in effect) */
+	raft_index conf_index;  /* the entry that carried conf (0: the boot one) */
 };
 
 /* What a node recovers from its storage at start (or the bootstrap state). */
@@ -391,6 +392,13 @@ void raft_advance(struct raft *r);
 /* raft_status - a snapshot of the group's state. */
 void raft_status(const struct raft *r, struct raft_status *st);
 
+/*
+ * raft_member_progress - on the leader: how far member id's log is known to
+ * match (the leader's own: its last index) and whether it was heard from
+ * within the last election timeout.
+ * Returns 0, CM_ENOTLEADER, CM_EUNKNOWNPEER.
+ */
+int raft_member_progress(const struct raft *r, raft_id id, raft_index *match, bool *active);
 /* raft_leader - the current leader known to this node, or 0. */
 raft_id raft_leader(const struct raft *r);
 

@@ -11,11 +11,21 @@
 
 static const char usage[] =
 	"usage: confmand --id N --cluster-file FILE --data DIR [options]\n"
+	"       confmand --id N --join ADDR[,ADDR...] --listen ADDR --data DIR [options]\n"
 	"\n"
 	"Runs one Confman node: the Raft groups it hosts and the client API.\n"
 	"\n"
 	"  --id N                 this node's id, as in the cluster file (required)\n"
-	"  --cluster-file FILE    nodes, groups and cluster id (INI; required)\n"
+	"  --cluster-file FILE    nodes, groups and cluster id (INI): seeds a new\n"
+	"                         cluster; afterwards the cluster's node table wins\n"
+	"  --join ADDR,...        instead of a cluster file: join a running cluster\n"
+	"                         through any of its nodes. The node must have been\n"
+	"                         added first (confmanctl node add N --address ADDR);\n"
+	"                         it starts empty and hosts what it is later given\n"
+	"  --listen ADDR          with --join: this node's peer/client address\n"
+	"                         (IPv4:port; must be the one given to node add)\n"
+	"  --cluster-id ID        with --join: the cluster id to expect (default\n"
+	"                         confman); joining another cluster fails\n"
 	"  --data DIR             directory of this node's LMDB store (required;\n"
 	"                         created if missing)\n"
 	"  --tick-ms MS           Raft tick length (default 50)\n"
@@ -143,6 +153,7 @@ static int on_node(struct cm_config *c, uint64_t id, const char *name, const cha
 		n = &c->nodes[c->n_nodes++];
 		memset(n, 0, sizeof(*n));
 		n->id = id;
+		n->state = CM_NODE_ACTIVE;
 	}
 	if (strlen(value) > CM_ADDR_MAX || !strchr(value, ':'))
 		return -EINVAL;
@@ -228,6 +239,21 @@ static int check_cluster(const struct cm_config *c)
 	return 0;
 }
 
+/* --join: the only node known before the cluster answers is this one. */
+static int join_self(struct cm_config *c)
+{
+	if (!c->listen[0]) {
+		fprintf(stderr, "confmand: --join needs --listen ADDR (this node's address)\n");
+		return -EINVAL;
+	}
+	struct cm_node_info *me = &c->nodes[c->n_nodes++];
+	me->id = c->node_id;
+	strcpy(me->addr, c->listen);
+	strcpy(me->http, c->http_addr);
+	me->state = CM_NODE_ACTIVE;
+	return 0;
+}
+
 static const struct option long_opts[] = {
 	{"id", required_argument, NULL, 'i'},
 	{"cluster-file", required_argument, NULL, 'c'},
@@ -241,6 +267,9 @@ static const struct option long_opts[] = {
 	{"min-free-mb", required_argument, NULL, 'F'},
 	{"max-staleness-ms", required_argument, NULL, 'S'},
 	{"http", required_argument, NULL, 'H'},
+	{"join", required_argument, NULL, 'J'},
+	{"listen", required_argument, NULL, 'L'},
+	{"cluster-id", required_argument, NULL, 'C'},
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -307,6 +336,21 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 			return -EINVAL;
 		strcpy(c->http_addr, arg);
 		return 0;
+	case 'J':
+		if (strlen(arg) >= sizeof(c->join))
+			return -EINVAL;
+		strcpy(c->join, arg);
+		return 0;
+	case 'L':
+		if (strlen(arg) > CM_ADDR_MAX || !strchr(arg, ':'))
+			return -EINVAL;
+		strcpy(c->listen, arg);
+		return 0;
+	case 'C':
+		if (strlen(arg) == 0 || strlen(arg) > CM_CLUSTER_MAX)
+			return -EINVAL;
+		strcpy(c->cluster_id, arg);
+		return 0;
 	case 'T':
 		c->test_skip_token_wait = true;
 		return 0;
@@ -347,14 +391,18 @@ int cm_config_parse(struct cm_config *c, int argc, char **argv)
 			return -EINVAL;
 		}
 	}
-	if (optind != argc || c->node_id == 0 || !c->cluster_file[0] || !c->data_dir[0]) {
-		fprintf(stderr, "confmand: --id, --cluster-file and --data are required\n%s", usage);
+	if (optind != argc || c->node_id == 0 || !c->data_dir[0] ||
+	    !c->cluster_file[0] == !c->join[0]) {
+		fprintf(stderr, "confmand: --id, --data and one of --cluster-file or --join "
+				"are required\n%s", usage);
 		return -EINVAL;
 	}
 	if (c->max_staleness_ms == 0)
 		c->max_staleness_ms = c->election_ticks * c->tick_ms;
 	if (!c->quiesce_set)
 		c->quiesce_ticks = 2 * c->election_ticks;
+	if (c->join[0])
+		return join_self(c);
 	int rv = ini_parse(c->cluster_file, on_ini, c);
 	if (rv != 0) {
 		if (rv < 0)

@@ -22,7 +22,12 @@ struct cm_group_info {
 	uint64_t id;
 	char prefix[CM_PATH_MAX + 1];
 	uint32_t n_replicas;
-	uint64_t replicas[RAFT_MAX_NODES];
+	uint64_t replicas[RAFT_MAX_NODES]; /* the nodes that run it now */
+	/* The replicas it was created with: only these bootstrap it (with this
+	 * configuration); a node given a replica later starts it empty and
+	 * waits for the leader's snapshot (registry.h). */
+	uint32_t n_founders;
+	uint64_t founders[RAFT_MAX_NODES];
 };
 
 /*
@@ -55,6 +60,8 @@ struct cm_config {
 	bool test_skip_token_wait; /* tests only: follower reads ignore the token */
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
+	char join[1024];                 /* --join: peers to ask, "a:p,b:q"; "" none */
+	char listen[CM_ADDR_MAX + 1];    /* --listen: this node's address (--join) */
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
 	uint32_t max_value;

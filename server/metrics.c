@@ -418,6 +418,11 @@ const char *cm_metrics_op_name(uint8_t op)
 		[CM_OP_STATUS] = "status",
 		[CM_OP_SHARDS] = "shards",
 		[CM_OP_SHARD_ADD] = "shard_add",
+		[CM_OP_CONF_CHANGE] = "conf_change",
+		[CM_OP_TRANSFER] = "transfer",
+		[CM_OP_NODE_ADD] = "node_add",
+		[CM_OP_NODE_REMOVE] = "node_remove",
+		[CM_OP_SHARD_SET] = "shard_set",
 	};
 	/* A new op without a name here fails the names test, not a scrape. */
 	return op < CM_OP_COUNT && names[op] != NULL ? names[op] : "unknown";

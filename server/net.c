@@ -58,6 +58,8 @@ struct cm_net {
 	uv_tcp_t listener;
 	struct cm_peer peers[CM_MAX_PEERS];
 	uint32_t n_peers;
+	bool removed; /* a peer said this node was removed: it dials no more */
+	bool refused_logged[CM_MAX_PEERS]; /* by cfg->nodes index: logged once */
 	struct cm_conn *conns;
 	uint32_t n_conns;
 	struct cm_conn *dirty[CM_MAX_CONNS + CM_MAX_PEERS];
@@ -300,10 +302,20 @@ static void on_hello(struct cm_conn *c, const struct cm_msg *m)
 		conn_fail(c, CM_EUNKNOWNPEER, "wrong cluster id");
 		return;
 	}
-	if (h->node_id != 0 && known_node(n, h->node_id) == NULL) {
-		cm_log_warn("refused unknown node %llu", (unsigned long long)h->node_id);
+	const struct cm_node_info *ni = h->node_id ? known_node(n, h->node_id) : NULL;
+	if (h->node_id != 0 && (ni == NULL || ni->state != CM_NODE_ACTIVE)) {
+		/* A removed node that comes back must not take part in anything:
+		 * refused here, its votes never reach a group (README, "Changing
+		 * the cluster"). Logged once per connection attempt. */
+		if (ni == NULL || ni->state == 0 || !n->refused_logged[ni - n->cfg->nodes])
+			cm_log_warn("refused node %llu: %s", (unsigned long long)h->node_id,
+				    ni == NULL ? "not in the node table"
+					       : "it was removed from the cluster (ids are never reused)");
+		if (ni != NULL)
+			n->refused_logged[ni - n->cfg->nodes] = true; /* once per removed node */
 		n->stats.refused++;
-		conn_fail(c, CM_EUNKNOWNPEER, "unknown node id");
+		conn_fail(c, ni == NULL ? CM_EUNKNOWNPEER : CM_ENONODE,
+			  ni == NULL ? "unknown node id" : "this node was removed from the cluster");
 		return;
 	}
 	c->node_id = h->node_id;
@@ -331,6 +343,14 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 			c->state = CONN_OUT_READY;
 			c->peer->backoff_ms = 0;
 			cm_log_info("connected to node %llu", (unsigned long long)c->node_id);
+		} else if (m->type == CM_FR_ERROR && m->error.err == CM_ENONODE) {
+			/* We were removed: take no further part, quietly (net.h). */
+			if (!n->removed)
+				cm_log_error("node %llu says this node was removed from the cluster: "
+					     "it stops dialing its peers (its data can be deleted)",
+					     (unsigned long long)c->node_id);
+			n->removed = true;
+			conn_close(c);
 		} else {
 			cm_log_warn("node %llu refused our handshake", (unsigned long long)c->node_id);
 			conn_fail(c, -EPROTO, "expected HELLO_OK");
@@ -475,7 +495,9 @@ static void peer_dial(uv_timer_t *t)
 {
 	struct cm_peer *p = t->data;
 	struct cm_net *n = p->net;
-	if (n->stopping || p->conn != NULL)
+	const struct cm_node_info *ni = cm_config_node(n->cfg, p->id);
+	if (n->stopping || n->removed || p->conn != NULL || ni == NULL ||
+	    ni->state != CM_NODE_ACTIVE)
 		return;
 	struct cm_conn *c = conn_new(n);
 	if (c == NULL) {
@@ -662,26 +684,72 @@ void cm_net_peer_stats(const struct cm_net *n, uint32_t k, struct cm_peer_stats 
 
 /* ---- start and stop ---- */
 
+static int peer_add(struct cm_net *n, const struct cm_node_info *ni)
+{
+	if (n->n_peers == CM_MAX_PEERS)
+		return -ENOSPC;
+	struct cm_peer *p = &n->peers[n->n_peers];
+	memset(p, 0, sizeof(*p));
+	p->net = n;
+	p->id = ni->id;
+	if (cm__net_parse_addr(ni->addr, &p->addr) != 0) {
+		cm_log_error("node %llu: bad address '%s' (want IPv4:port)",
+			     (unsigned long long)ni->id, ni->addr);
+		return -EINVAL;
+	}
+	n->n_peers++;
+	uv_timer_init(n->loop, &p->timer);
+	p->timer.data = p;
+	n->handles++;
+	uv_timer_start(&p->timer, peer_dial, 0, 0);
+	return 0;
+}
+
 static int start_peers(struct cm_net *n)
+{
+	for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
+		const struct cm_node_info *ni = &n->cfg->nodes[k];
+		if (ni->id == n->cfg->node_id || ni->state != CM_NODE_ACTIVE)
+			continue;
+		int rv = peer_add(n, ni);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
+void cm_net_sync_peers(struct cm_net *n)
 {
 	for (uint32_t k = 0; k < n->cfg->n_nodes; k++) {
 		const struct cm_node_info *ni = &n->cfg->nodes[k];
 		if (ni->id == n->cfg->node_id)
 			continue;
-		struct cm_peer *p = &n->peers[n->n_peers++];
-		p->net = n;
-		p->id = ni->id;
-		if (cm__net_parse_addr(ni->addr, &p->addr) != 0) {
-			cm_log_error("node %llu: bad address '%s' (want IPv4:port)",
-				     (unsigned long long)ni->id, ni->addr);
-			return -EINVAL;
+		struct cm_peer *p = find_peer(n, ni->id);
+		if (p == NULL && ni->state == CM_NODE_ACTIVE) {
+			if (peer_add(n, ni) != 0)
+				cm_log_error("node %llu: cannot add it as a peer",
+					     (unsigned long long)ni->id);
+			continue;
 		}
-		uv_timer_init(n->loop, &p->timer);
-		p->timer.data = p;
-		n->handles++;
-		uv_timer_start(&p->timer, peer_dial, 0, 0);
+		if (p == NULL)
+			continue;
+		struct sockaddr_in sa;
+		bool moved = cm__net_parse_addr(ni->addr, &sa) == 0 &&
+			     (sa.sin_addr.s_addr != p->addr.sin_addr.s_addr || sa.sin_port != p->addr.sin_port);
+		if (moved)
+			p->addr = sa; /* redialled at the new address */
+		if ((moved || ni->state != CM_NODE_ACTIVE) && p->conn != NULL)
+			conn_close(p->conn);
+		if (ni->state != CM_NODE_ACTIVE)
+			uv_timer_stop(&p->timer); /* and never redialled: see peer_dial */
 	}
-	return 0;
+	/* Its own connections to us go too: nothing more is read from it. */
+	for (struct cm_conn *c = n->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		const struct cm_node_info *ni = c->state == CONN_PEER_IN ? known_node(n, c->node_id) : NULL;
+		if (c->state == CONN_PEER_IN && (ni == NULL || ni->state != CM_NODE_ACTIVE))
+			conn_close(c);
+	}
 }
 
 int cm_net_start(uv_loop_t *loop, const struct cm_config *cfg, const struct cm_net_handlers *h,

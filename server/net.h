@@ -31,6 +31,11 @@ struct cm_net_handlers {
  */
 int cm_net_start(uv_loop_t *loop, const struct cm_config *cfg,
 		 const struct cm_net_handlers *h, struct cm_net **out);
+/* A node that a peer refuses as removed (CM_ENONODE in the handshake's
+ * ERROR) stops dialing: it takes no further part and cannot disrupt a group.
+ * The node table changed (cfg->nodes): dial nodes added, redial nodes whose
+ * address changed, drop and stop dialing nodes no longer active. */
+void cm_net_sync_peers(struct cm_net *n);
 /* Close everything; the memory goes once the loop has run the close callbacks. */
 void cm_net_stop(struct cm_net *n);
 

@@ -28,6 +28,20 @@ struct cm_group *cm__node_route(struct cm_node *n, const char *path, uint32_t le
 	return g;
 }
 
+/*
+ * Whether a group this node has nothing of starts as a founder (every founder
+ * writes the same first configuration entry) or empty, waiting for its
+ * leader to add it and send a snapshot: a replica given to it later (shard
+ * move), or anything on a node that joined a running cluster. A replica this
+ * node dropped once leaves a tombstone (groups_stop_gone): never fresh again.
+ */
+static bool bootstraps(const struct cm_node *n, const struct cm_group_info *gi)
+{
+	if (gi->id == CM_META_GROUP)
+		return !n->cfg->join[0];
+	return cm_reg_founder(gi, n->cfg->node_id);
+}
+
 /* Recover a group from the store, or bootstrap it from the cluster file. */
 static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 {
@@ -40,10 +54,10 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		return rv;
 	bool fresh = rv == -ENOENT;
 	rv = cm_store_meta_get(n->store, txn, id, &boot.applied, &boot.snap);
-	if (rv == -ENOENT && fresh) {
-		boot.snap.conf.n = g->info->n_replicas;
-		for (uint32_t k = 0; k < g->info->n_replicas; k++) {
-			boot.snap.conf.ids[k] = g->info->replicas[k];
+	if (rv == -ENOENT && fresh && bootstraps(n, g->info)) {
+		boot.snap.conf.n = g->info->n_founders;
+		for (uint32_t k = 0; k < g->info->n_founders; k++) {
+			boot.snap.conf.ids[k] = g->info->founders[k];
 			boot.snap.conf.kinds[k] = RAFT_VOTER;
 		}
 	} else if (rv != 0 && rv != -ENOENT) {
@@ -79,7 +93,7 @@ static int group_boot(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 	cm_log_info("group %llu: term %llu, applied %llu, snapshot %llu, %u log entries%s",
 		    (unsigned long long)id, (unsigned long long)boot.hs.term,
 		    (unsigned long long)boot.applied, (unsigned long long)boot.snap.index, n_ents,
-		    fresh ? " (new)" : "");
+		    !fresh ? "" : boot.snap.conf.n ? " (new)" : " (new, empty: waits for its leader)");
 	return 0;
 }
 
@@ -134,6 +148,8 @@ static int groups_boot(struct cm_node *n)
 		return rv;
 	rv = group_add(n, txn, &n->reg.meta);
 	if (rv == 0)
+		rv = cm__nodes_load(n, txn);
+	if (rv >= 0)
 		rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, true);
 	if (rv >= 0)
 		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
@@ -142,6 +158,65 @@ static int groups_boot(struct cm_node *n)
 	n->meta_seen = n->n_groups ? n->groups[0].applied : 0;
 	cm_store_txn_abort(txn);
 	return rv;
+}
+
+/* Drop group k: answer what waits on it, end its watches, free it. */
+static void group_forget(struct cm_node *n, uint32_t k)
+{
+	struct cm_group *g = &n->groups[k];
+	cm__req_fail_group(n, g, CM_EWRONGSHARD);
+	cm__watch_drop_group(n, g->info->id);
+	cm__pending_free(&g->writes);
+	cm__pending_free(&g->reads);
+	raft_free(g->raft);
+	memmove(g, g + 1, sizeof(*g) * (n->n_groups - k - 1));
+	n->n_groups--;
+}
+
+/*
+ * Replicas moved off this node: a path group whose replica set no longer
+ * lists it. confmanctl unlists a node only after its removal from the
+ * group's configuration committed (and SHARD_SET refuses to unlist a member
+ * where the meta leader can see the group), so nothing is lost; the removed
+ * replica itself never learns of its removal (the leader stops sending to
+ * it at once), which is why the replica set, not its own view, decides.
+ * The data is dropped and a tombstone (a zero hard state) keeps it from
+ * ever bootstrapping the group again.
+ */
+static int group_drop_data(struct cm_node *n, uint64_t id)
+{
+	MDB_txn *txn = NULL;
+	const struct raft_hard_state tomb = {0};
+	int rv = cm_store_txn_begin(n->store, true, &txn);
+	if (rv != 0)
+		return rv;
+	rv = cm_store_group_drop(n->store, txn, id);
+	if (rv == 0)
+		rv = cm_store_hs_put(n->store, txn, id, &tomb);
+	if (rv != 0) {
+		cm_store_txn_abort(txn);
+		return rv;
+	}
+	return cm_store_txn_commit(txn);
+}
+
+static void groups_stop_gone(struct cm_node *n)
+{
+	for (uint32_t k = 1; k < n->n_groups; k++) {
+		struct cm_group *g = &n->groups[k];
+		if (cm_reg_hosts(g->info, n->cfg->node_id))
+			continue;
+		int rv = group_drop_data(n, g->info->id);
+		if (rv != 0) {
+			cm_log_error("group %llu: cannot drop the replica moved off this node: %s",
+				     (unsigned long long)g->info->id, cm_strerror(rv));
+			continue;
+		}
+		cm_log_info("group %llu (%s): replica moved off this node: stopped, data dropped",
+			    (unsigned long long)g->info->id, g->info->prefix);
+		group_forget(n, k);
+		k--;
+	}
 }
 
 void cm__node_sync_registry(struct cm_node *n)
@@ -153,7 +228,11 @@ void cm__node_sync_registry(struct cm_node *n)
 	MDB_txn *txn;
 	if (cm_store_txn_begin(n->store, false, &txn) != 0)
 		return;
-	int rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, false);
+	int rv = cm__nodes_load(n, txn);
+	/* A node running nothing but the meta group (one that joined) may
+	 * still take the recorded seed's groups as its own. */
+	if (rv >= 0)
+		rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, n->n_groups == 1);
 	if (rv >= 0)
 		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
 	if (rv > 0) {
@@ -164,6 +243,7 @@ void cm__node_sync_registry(struct cm_node *n)
 	if (rv < 0)
 		cm_log_error("shard map: %s", cm_strerror(rv));
 	cm_store_txn_abort(txn);
+	groups_stop_gone(n);
 }
 
 /*
@@ -289,6 +369,23 @@ static int start_handles(struct cm_node *n)
 	return cm_net_start(n->loop, n->cfg, &h, &n->net);
 }
 
+/* --join on an empty store: learn the node table from the cluster first. */
+static int join_if_new(struct cm_node *n)
+{
+	if (!n->cfg->join[0])
+		return 0;
+	MDB_txn *txn;
+	struct raft_hard_state hs;
+	int rv = cm_store_txn_begin(n->store, false, &txn);
+	if (rv != 0)
+		return rv;
+	rv = cm_store_hs_get(n->store, txn, CM_META_GROUP, &hs);
+	cm_store_txn_abort(txn);
+	if (rv != -ENOENT)
+		return rv; /* 0: joined before, the store has the table */
+	return cm__join(n->cfg);
+}
+
 int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 {
 	struct cm_node *n = calloc(1, sizeof(*n));
@@ -307,7 +404,9 @@ int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 		free(n);
 		return rv;
 	}
-	rv = groups_boot(n);
+	rv = join_if_new(n);
+	if (rv == 0)
+		rv = groups_boot(n);
 	if (rv == 0)
 		rv = start_handles(n);
 	if (rv == 0)

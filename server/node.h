@@ -77,6 +77,7 @@ struct cm_node {
 	uint32_t n_groups, cap_groups;
 	struct cm_registry reg;  /* the shard map */
 	uint64_t meta_seen;      /* the meta group's applied index the map reflects */
+	bool nodes_loaded;       /* the node table is recorded and cfg->nodes is it */
 	struct cm_watch *watches;
 	uv_timer_t tick;
 	uv_prepare_t prepare;
@@ -124,9 +125,15 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req);
 void cm__req_conn_closed(void *arg, struct cm_conn *c);
 void cm__req_after_turn(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
 void cm__req_expire(struct cm_node *n);
+/* Answer every request waiting on g with err (g is being dropped). */
+void cm__req_fail_group(struct cm_node *n, struct cm_group *g, int err);
 /* Propose a write in g; the reply goes out once it applied (or failed). */
 void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		   const struct cm_req *req);
+/* Propose a membership change in g (raft_change); answered as a write, once
+ * the configuration entry applied. */
+void cm__req_conf(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		  const struct cm_req *req, enum raft_change_op op, uint64_t id);
 void cm__resp_init(struct cm_node *n, struct cm_group *g, const struct cm_req *req,
 		   struct cm_resp *r);
 /* Answer req with err alone (and g's token and leader hint when g is set). */
@@ -147,7 +154,24 @@ void cm__node_health(struct cm_node *n, struct cm_node_health *h);
 /* Sample the data directory's free space (statvfs); log changes of verdict. */
 void cm__space_tick(struct cm_node *n);
 
+/* nodes.c: the node table in the meta group's kv, copied into cfg->nodes.
+ * load: > 0 when cfg->nodes changed (peers are then redialled), 0, -errno. */
+int cm__nodes_load(struct cm_node *n, MDB_txn *txn);
+void cm__nodes_propose_seed(struct cm_node *n, struct cm_group *meta);
+void cm__nodes_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
+/* join.c: --join on an empty store: fetch the node table from the cluster
+ * into cfg->nodes. 0, or an error already explained on stderr. */
+int cm__join(struct cm_config *cfg);
+
+/* members.c: CONF_CHANGE and TRANSFER at a group's leader; a CONF entry
+ * of ours applied (turn.c). */
+void cm__members_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
 /* shards.c: the registry ops */
+/* Propose a create-only write nobody waits for (it has happened afterwards
+ * either way: EEXIST after the first time). */
+void cm__propose_create(struct cm_node *n, struct cm_group *g, const struct cm_req *req);
 void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 void cm__shards_tops(struct cm_node *n, struct cm_group *g);
 int64_t cm__wall_ns(void); /* request.c: the time stamped into write commands */
@@ -159,6 +183,7 @@ void cm__admin_count(void *arg, const struct cm_resp *r);
 /* watch.c */
 int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, const struct cm_req *req);
 void cm__watch_remove(struct cm_node *n, struct cm_conn *c, uint64_t id);
+void cm__watch_drop_group(struct cm_node *n, uint64_t gid);
 void cm__watch_deliver(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
 /* Every CM_WATCH_PROGRESS_MS (from the tick): a PROGRESS event per watch
  * that asked, from groups whose replica here is not stale. */

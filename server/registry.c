@@ -39,12 +39,26 @@ int cm_reg_init(struct cm_registry *reg, const struct cm_config *cfg)
 	reg->meta.id = CM_META_GROUP;
 	for (uint32_t k = 0; k < cfg->n_nodes && k < RAFT_MAX_NODES; k++)
 		reg->meta.replicas[reg->meta.n_replicas++] = cfg->nodes[k].id;
+	reg->meta.n_founders = reg->meta.n_replicas;
+	memcpy(reg->meta.founders, reg->meta.replicas, sizeof(reg->meta.founders));
+	/* Copies: a replica set changes at run time (cm_reg_load). */
 	for (uint32_t k = 0; k < cfg->n_groups; k++) {
-		int rv = reg_push(reg, &cfg->groups[k], false);
-		if (rv != 0)
+		struct cm_group_info *gi = malloc(sizeof(*gi));
+		int rv = gi ? reg_push(reg, gi, true) : -ENOMEM;
+		if (rv != 0) {
+			free(gi);
 			return rv;
+		}
+		*gi = cfg->groups[k];
+		cm_reg_found(gi);
 	}
 	return 0;
+}
+
+void cm_reg_found(struct cm_group_info *gi)
+{
+	gi->n_founders = gi->n_replicas;
+	memcpy(gi->founders, gi->replicas, sizeof(gi->founders));
 }
 
 void cm_reg_free(struct cm_registry *reg)
@@ -61,6 +75,14 @@ bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id)
 {
 	for (uint32_t k = 0; k < gi->n_replicas; k++)
 		if (gi->replicas[k] == node_id)
+			return true;
+	return false;
+}
+
+bool cm_reg_founder(const struct cm_group_info *gi, uint64_t node_id)
+{
+	for (uint32_t k = 0; k < gi->n_founders; k++)
+		if (gi->founders[k] == node_id)
 			return true;
 	return false;
 }
@@ -176,6 +198,7 @@ static int add_file(struct cm_registry *reg, const struct cm_config *cfg, struct
 	memcpy(gi->prefix, path + 2, plen);
 	gi->prefix[plen] = '\0';
 	rv = cm_reg_parse_replicas(cfg, value.p, value.len, gi->replicas, &gi->n_replicas);
+	cm_reg_found(gi);
 	if (rv == 0)
 		rv = reg_push(reg, gi, true);
 	if (rv != 0) {
@@ -214,11 +237,68 @@ static int walk(struct cm_registry *reg, const struct cm_config *cfg, struct cm_
 	return rv < 0 ? rv : added;
 }
 
+/* ---- replica sets changed at run time: "/r/GID" = "1,2,4" ---- */
+
+struct over_walk {
+	struct cm_registry *reg;
+	const struct cm_config *cfg;
+	struct cm_store *s;
+	MDB_txn *txn;
+	int changed;
+};
+
+static struct cm_group_info *reg_by_id(struct cm_registry *reg, uint64_t id)
+{
+	for (uint32_t k = 0; k < reg->n; k++)
+		if (reg->v[k]->id == id)
+			return (struct cm_group_info *)reg->v[k];
+	return NULL;
+}
+
+static int load_override(void *arg, struct cm_bytes name, const struct cm_attr *attr)
+{
+	(void)attr;
+	struct over_walk *w = arg;
+	char path[48];
+	if (name.len == 0 || name.len > 20)
+		return 0;
+	int pl = snprintf(path, sizeof(path), CM_REG_OVERRIDES "/%.*s", (int)name.len, name.p);
+	struct cm_group_info *gi = reg_by_id(w->reg, strtoull(path + 3, NULL, 10));
+	struct cm_attr a;
+	struct cm_bytes v;
+	uint64_t ids[RAFT_MAX_NODES];
+	uint32_t n_ids;
+	if (gi == NULL)
+		return 0; /* a shard this node has not loaded yet: next time */
+	if (cm_kv_get(w->s, w->txn, CM_META_GROUP, (struct cm_bytes){path, (uint32_t)pl}, &a, &v) != 0 ||
+	    cm_reg_parse_replicas(w->cfg, v.p, v.len, ids, &n_ids) != 0) {
+		cm_log_error("registry: %s is unreadable: skipped", path);
+		return 0;
+	}
+	if (a.mod_index + 1 > w->reg->epoch)
+		w->reg->epoch = a.mod_index + 1;
+	if (n_ids == gi->n_replicas && memcmp(ids, gi->replicas, n_ids * sizeof(ids[0])) == 0)
+		return 0;
+	memcpy(gi->replicas, ids, n_ids * sizeof(ids[0]));
+	gi->n_replicas = n_ids;
+	w->changed++;
+	return 0;
+}
+
 int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
 		MDB_txn *txn)
 {
 	char path[CM_PATH_MAX + 1] = "/p";
-	return walk(reg, cfg, s, txn, path, 2);
+	int added = walk(reg, cfg, s, txn, path, 2);
+	if (added < 0)
+		return added;
+	struct over_walk w = {reg, cfg, s, txn, 0};
+	int rv = cm_kv_list(s, txn, CM_META_GROUP,
+			    (struct cm_bytes){CM_REG_OVERRIDES, sizeof(CM_REG_OVERRIDES) - 1},
+			    load_override, &w);
+	if (rv != 0 && rv != -ENOENT)
+		return rv;
+	return added + w.changed;
 }
 
 /* ---- the seed ---- */
@@ -235,19 +315,31 @@ static int reg_use_seed(struct cm_registry *reg, const struct cm_group_info *see
 	for (uint32_t k = 0; rv == 0 && k < n; k++) {
 		struct cm_group_info *gi = malloc(sizeof(*gi));
 		rv = gi ? reg_push(reg, gi, true) : -ENOMEM;
-		if (rv == 0)
+		if (rv == 0) {
 			*gi = seed[k];
-		else
+			cm_reg_found(gi);
+		} else {
 			free(gi);
+		}
 	}
 	for (uint32_t k = 0; rv == 0 && k < old.n; k++)
-		if (old.owned[k]) /* shards added at run time */
+		if (old.v[k]->id >= CM_SHARD_GID_BASE) /* shards added at run time */
 			rv = reg_push(reg, old.v[k], true);
 	if (rv != 0) {
-		cm_reg_free(reg);
-		*reg = old;
+		for (uint32_t k = 0; k < reg->n; k++) /* added ones are still old's */
+			if (reg->v[k]->id < CM_SHARD_GID_BASE)
+				free((void *)reg->v[k]);
+		free(reg->v);
+		free(reg->owned);
+		reg->v = old.v;
+		reg->owned = old.owned;
+		reg->n = old.n;
+		reg->cap = old.cap;
 		return rv;
 	}
+	for (uint32_t k = 0; k < old.n; k++) /* the file's groups, replaced */
+		if (old.v[k]->id < CM_SHARD_GID_BASE)
+			free((void *)old.v[k]);
 	free(old.v);
 	free(old.owned);
 	return 0;

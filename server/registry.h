@@ -24,12 +24,20 @@
  *   so a prefix is added once; the new group's id is CM_SHARD_GID_BASE + the
  *   file's create index, unique and the same on every node.
  *
- * The epoch is 1 + the highest create index of an added shard: it changes
- * whenever the map does.
+ * - replica sets changed at run time (shard move, node remove): "/r/GID"
+ *   whose value is the nodes that run the group's replicas now, a superset
+ *   of its Raft members (confmanctl grows it before adding a learner and
+ *   shrinks it after removing a member). A node newly listed starts the
+ *   group empty and waits for its leader's snapshot; a node no longer
+ *   listed, and no longer a member, stops it and drops its data.
+ *
+ * The epoch is 1 + the highest create index of an added shard or modify
+ * index of a changed replica set: it changes whenever the map does.
  */
 #define CM_SHARD_GID_BASE (1ull << 32)
 #define CM_MAX_SHARDS 4096
 #define CM_REG_SEED "/seed"
+#define CM_REG_OVERRIDES "/r"
 
 struct cm_registry {
 	const struct cm_group_info **v; /* by insertion; cfg's borrowed, added ones owned */
@@ -43,8 +51,9 @@ struct cm_registry {
 int cm_reg_init(struct cm_registry *reg, const struct cm_config *cfg);
 void cm_reg_free(struct cm_registry *reg);
 
-/* Add the shards the meta group's kv holds that reg lacks. Returns the
- * number added (>= 0) or a negative errno. */
+/* Add the shards the meta group's kv holds that reg lacks and take its
+ * current replica sets. Returns the number added or changed (>= 0) or a
+ * negative errno. */
 int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
 		MDB_txn *txn);
 
@@ -76,6 +85,10 @@ const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const ch
 const struct cm_group_info *cm_reg_find(const struct cm_registry *reg, const char *prefix,
 					uint32_t len);
 bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id);
+/* Whether node_id is one of the replicas gi was created with. */
+bool cm_reg_founder(const struct cm_group_info *gi, uint64_t node_id);
+/* Record gi's current replicas as its founders (a group being created). */
+void cm_reg_found(struct cm_group_info *gi);
 
 /* The meta kv path of a prefix's registry file, into buf (CM_PATH_MAX + 1). */
 int cm_reg_key(const char *prefix, uint32_t len, char *buf, uint32_t *out_len);

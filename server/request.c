@@ -249,6 +249,29 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 	return cm__space_check(n, g, req);
 }
 
+/* Wait for the entry proposed at index (in p, pushed on g->writes): the
+ * reply goes out once it applied and is durable, whoever leads then. */
+static void track_write(struct cm_group *g, struct cm_pending *p, struct cm_conn *c,
+			const struct cm_req *req, raft_index index)
+{
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	p->conn = c;
+	cm_conn_ref(c);
+	p->req_id = req->id;
+	p->op = req->op;
+	p->index = index;
+	p->term = st.term;
+	p->deadline = UINT64_MAX;
+	/* Keep the list in index order (turn.c searches it): a new leadership
+	 * can reuse indexes of proposals still waiting from an older one. */
+	for (uint32_t k = g->writes.n - 1; k > 0 && g->writes.v[k - 1].index > index; k--) {
+		struct cm_pending t = g->writes.v[k];
+		g->writes.v[k] = g->writes.v[k - 1];
+		g->writes.v[k - 1] = t;
+	}
+}
+
 /* Propose a write; the reply goes out once its entry is applied and durable. */
 void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		   const struct cm_req *req)
@@ -273,22 +296,26 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		cm__reply_err(n, g, c, req, rv == -EMSGSIZE ? -EFBIG : rv);
 		return;
 	}
-	struct raft_status st;
-	raft_status(g->raft, &st);
-	p->conn = c;
-	cm_conn_ref(c);
-	p->req_id = req->id;
-	p->op = req->op;
-	p->index = index;
-	p->term = st.term;
-	p->deadline = UINT64_MAX; /* answered when its index applies, whoever leads */
-	/* Keep the list in index order (turn.c searches it): a new leadership
-	 * can reuse indexes of proposals still waiting from an older one. */
-	for (uint32_t k = g->writes.n - 1; k > 0 && g->writes.v[k - 1].index > index; k--) {
-		struct cm_pending t = g->writes.v[k];
-		g->writes.v[k] = g->writes.v[k - 1];
-		g->writes.v[k - 1] = t;
+	track_write(g, p, c, req, index);
+}
+
+void cm__req_conf(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		  const struct cm_req *req, enum raft_change_op op, uint64_t id)
+{
+	struct cm_pending *p = NULL;
+	raft_index index = 0;
+	int rv = cm__pending_push(&g->writes, n->cfg->max_pending, &p);
+	if (rv != 0) {
+		cm__reply_err(n, g, c, req, rv);
+		return;
 	}
+	rv = raft_change(g->raft, op, id, &index);
+	if (rv != 0) {
+		g->writes.n--;
+		cm__reply_err(n, g, c, req, rv);
+		return;
+	}
+	track_write(g, p, c, req, index);
 }
 
 /* ---- status ---- */
@@ -324,6 +351,13 @@ static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_
 		gs->snap_index = st.snap_index;
 		gs->n_members = st.conf.n;
 		memcpy(gs->members, st.conf.ids, sizeof(uint64_t) * st.conf.n);
+		memcpy(gs->kinds, st.conf.kinds, st.conf.n);
+		for (uint32_t j = 0; j < st.conf.n; j++) {
+			bool active;
+			if (raft_member_progress(g->raft, st.conf.ids[j], &gs->match[j], &active) != 0)
+				gs->match[j] = 0;
+		}
+		gs->conf_pending = st.conf_index > st.applied;
 	}
 	cm_net_reply(c, &r);
 	free(r.groups);
@@ -341,8 +375,16 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		cm__reply_err(n, NULL, c, req, 0);
 		return;
 	}
-	if (req->op == CM_OP_SHARDS || req->op == CM_OP_SHARD_ADD) {
+	if (req->op == CM_OP_SHARDS || req->op == CM_OP_SHARD_ADD || req->op == CM_OP_SHARD_SET) {
 		cm__shards_handle(n, c, req);
+		return;
+	}
+	if (req->op == CM_OP_NODE_ADD || req->op == CM_OP_NODE_REMOVE) {
+		cm__nodes_handle(n, c, req);
+		return;
+	}
+	if (req->op == CM_OP_CONF_CHANGE || req->op == CM_OP_TRANSFER) {
+		cm__members_handle(n, c, req);
 		return;
 	}
 	int err = cm_path_validate(req->path.p, req->path.len);
@@ -387,7 +429,9 @@ static void reply_write(struct cm_node *n, struct cm_group *g, struct cm_pending
 	struct cm_resp r;
 	cm__resp_init(n, g, &req, &r);
 	r.err = p->err;
-	r.has_attr = p->err == 0 && p->op != CM_OP_DELETE;
+	r.has_attr = p->err == 0 && p->op != CM_OP_DELETE && p->op != CM_OP_CONF_CHANGE;
+	if (p->op == CM_OP_CONF_CHANGE && p->err == 0)
+		r.token = p->index; /* the configuration entry */
 	r.attr = p->attr;
 	if (p->err == CM_EWRONGSHARD)
 		r.token = n->reg.epoch; /* fenced by a boundary: the map moved on */
@@ -455,6 +499,28 @@ void cm__req_expire(struct cm_node *n)
 			pending_release(p);
 		}
 		l->n = kept;
+	}
+}
+
+/* g is going away (its replica moved off this node): everything waiting on
+ * it gets err. A write's outcome is then unknown to the client, as after
+ * any lost reply; WRONGSHARD sends it to the map's new replicas. */
+void cm__req_fail_group(struct cm_node *n, struct cm_group *g, int err)
+{
+	struct cm_pending_list *lists[] = {&g->writes, &g->reads};
+	for (uint32_t j = 0; j < 2; j++) {
+		struct cm_pending_list *l = lists[j];
+		for (uint32_t k = 0; k < l->n; k++) {
+			struct cm_pending *p = &l->v[k];
+			struct cm_req req = {.id = p->req_id, .op = p->op};
+			struct cm_resp r;
+			cm__resp_init(n, NULL, &req, &r);
+			r.err = err;
+			r.token = n->reg.epoch;
+			cm_net_reply(p->conn, &r);
+			pending_release(p);
+		}
+		l->n = 0;
 	}
 }
 

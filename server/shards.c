@@ -1,6 +1,7 @@
 /* shards.c: the registry operations: SHARDS (read the map) and SHARD_ADD. */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -84,11 +85,72 @@ static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 	cm__req_write(n, meta, c, &put);
 }
 
+/*
+ * Change the nodes that run a shard's replicas: "/r/GID" in the meta kv
+ * (registry.h). Every node must be active in the table; where this node
+ * hosts the group it also checks that no member of its configuration is
+ * left out (confmanctl removes a member before unlisting it: node.c drops
+ * an unlisted replica's data).
+ */
+static int set_check(struct cm_node *n, const struct cm_req *req, char *key, uint32_t *key_len)
+{
+	const struct cm_group_info *gi = NULL;
+	for (uint32_t k = 0; k < n->reg.n && gi == NULL; k++)
+		if (n->reg.v[k]->id == req->group)
+			gi = n->reg.v[k];
+	if (gi == NULL)
+		return -ENOENT;
+	uint64_t ids[RAFT_MAX_NODES];
+	uint32_t n_ids;
+	int err = cm_reg_parse_replicas(n->cfg, req->value.p, req->value.len, ids, &n_ids);
+	for (uint32_t k = 0; err == 0 && k < n_ids; k++)
+		if (cm_config_node(n->cfg, ids[k])->state != CM_NODE_ACTIVE)
+			err = CM_ENONODE;
+	struct cm_group *g = cm__node_group(n, gi->id);
+	if (err == 0 && g != NULL) {
+		struct raft_status st;
+		raft_status(g->raft, &st);
+		for (uint32_t k = 0; k < st.conf.n && err == 0; k++) {
+			bool listed = false;
+			for (uint32_t j = 0; j < n_ids; j++)
+				listed |= ids[j] == st.conf.ids[k];
+			if (!listed)
+				err = -EBUSY; /* remove the member from the group first */
+		}
+	}
+	if (err == 0)
+		*key_len = (uint32_t)snprintf(key, 48, CM_REG_OVERRIDES "/%llu",
+					      (unsigned long long)gi->id);
+	return err;
+}
+
+static void shard_set(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
+{
+	struct cm_group *meta = &n->groups[0];
+	char key[48];
+	uint32_t key_len = 0;
+	int err = set_check(n, req, key, &key_len);
+	if (err != 0) {
+		cm__reply_err(n, meta, c, req, err);
+		return;
+	}
+	struct cm_req put = {
+		.id = req->id,
+		.op = CM_OP_PUT,
+		.path = {key, key_len},
+		.value = req->value,
+		.mode = 0100644,
+	};
+	cm_log_info("shard set group %llu on %.*s", (unsigned long long)req->group,
+		    (int)req->value.len, req->value.p);
+	cm__req_write(n, meta, c, &put);
+}
+
 /* ---- the tops: the directories that tie a shard into the tree ---- */
 
 /* Propose a write nobody waits for: create-only, so it has happened
  * afterwards either way (EEXIST after the first time). */
-static void propose_create(struct cm_node *n, struct cm_group *g, const struct cm_req *req)
+void cm__propose_create(struct cm_node *n, struct cm_group *g, const struct cm_req *req)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -110,7 +172,7 @@ static void propose_mkdir(struct cm_node *n, struct cm_group *g, const char *pat
 		.path = {path, (uint32_t)strlen(path)},
 		.mode = S_IFDIR | 0755,
 	};
-	propose_create(n, g, &req);
+	cm__propose_create(n, g, &req);
 }
 
 /* The meta group's leader records the cluster file's groups, once for the
@@ -129,7 +191,7 @@ static void propose_seed(struct cm_node *n, struct cm_group *meta)
 		.value = {text, len},
 		.mode = S_IFREG | 0644,
 	};
-	propose_create(n, meta, &req);
+	cm__propose_create(n, meta, &req);
 	free(text);
 }
 
@@ -165,6 +227,7 @@ void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 	g->tops_made = true;
 	if (g->info->id == CM_META_GROUP) {
 		propose_seed(n, g);
+		cm__nodes_propose_seed(n, g);
 		return;
 	}
 	if (strcmp(g->info->prefix, "/") != 0)
@@ -191,6 +254,8 @@ void cm__shards_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req
 {
 	if (req->op == CM_OP_SHARDS)
 		reply_shards(n, c, req);
+	else if (req->op == CM_OP_SHARD_SET)
+		shard_set(n, c, req);
 	else
 		shard_add(n, c, req);
 }

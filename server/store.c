@@ -222,6 +222,40 @@ int cm_store_range_delete(MDB_txn *txn, MDB_dbi dbi, uint64_t group, uint64_t lo
 	return rc == MDB_NOTFOUND ? 0 : cm_store_mdb_err(rc);
 }
 
+/* Every record of one database whose key starts with group's 8 bytes. */
+static int drop_prefix(MDB_txn *txn, MDB_dbi dbi, uint64_t group)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, dbi, &c);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	uint8_t kb[8];
+	cm_bo_put_be64(kb, group);
+	for (;;) {
+		MDB_val k = {sizeof(kb), kb}, v;
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		if (rc != 0)
+			break;
+		if (k.mv_size < 8 || cm_bo_get_be64(k.mv_data) != group)
+			break;
+		rc = mdb_cursor_del(c, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : cm_store_mdb_err(rc);
+}
+
+int cm_store_group_drop(struct cm_store *s, MDB_txn *txn, uint64_t group)
+{
+	const MDB_dbi dbis[] = {s->dbs.hs, s->dbs.log, s->dbs.meta, s->dbs.snap,
+				s->dbs.stage, s->dbs.kv, s->dbs.events};
+	int rv = 0;
+	for (size_t k = 0; rv == 0 && k < sizeof(dbis) / sizeof(dbis[0]); k++)
+		rv = drop_prefix(txn, dbis[k], group);
+	return rv;
+}
+
 int cm_store_hs_put(struct cm_store *s, MDB_txn *txn, uint64_t group, const struct raft_hard_state *hs)
 {
 	uint8_t kb[8], vb[HS_BYTES];

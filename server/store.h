@@ -132,5 +132,8 @@ int cm_store_stage_take(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64
 /* Groups that have any hard state, for recovery: malloc'd array in group order
  * (NULL if none). 0, -ENOMEM, -EIO. */
 int cm_store_groups(struct cm_store *s, MDB_txn *txn, uint64_t **groups, uint32_t *n);
+/* Delete everything stored for group (Raft state, log, snapshot, staged
+ * chunks, files and events): a replica moved off this node. 0 or -errno. */
+int cm_store_group_drop(struct cm_store *s, MDB_txn *txn, uint64_t group);
 
 #endif /* CONFMAN_STORE_H */

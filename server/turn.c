@@ -208,10 +208,12 @@ static void note_result(struct cm_group *g, const struct raft_entry *e, const st
 		 * no-op or a configuration): ours was never applied, and the
 		 * client may send it again. Only our own NORMAL entry, of the
 		 * term we proposed it in, carries its result. */
-		bool ours = e->type == RAFT_ENTRY_NORMAL && p->term == e->term;
-		assert(res != NULL || !ours);
-		p->err = ours ? res->err : CM_ENOTLEADER;
-		if (ours)
+		bool conf = p->op == CM_OP_CONF_CHANGE;
+		bool ours = p->term == e->term &&
+			    e->type == (conf ? RAFT_ENTRY_CONF : RAFT_ENTRY_NORMAL);
+		assert(res != NULL || !ours || conf);
+		p->err = ours ? (conf ? 0 : res->err) : CM_ENOTLEADER;
+		if (ours && !conf)
 			p->attr = res->attr;
 	}
 }

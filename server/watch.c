@@ -131,6 +131,25 @@ void cm__watch_progress(struct cm_node *n)
 	}
 }
 
+/* Group gid's replica left this node: its watches end here. Their clients
+ * hear nothing more (no heartbeat either) and subscribe elsewhere after
+ * watch_silence_ms, as for a replica that went quiet. */
+void cm__watch_drop_group(struct cm_node *n, uint64_t gid)
+{
+	struct cm_watch **pp = &n->watches;
+	while (*pp) {
+		struct cm_watch *w = *pp;
+		if (w->group != gid) {
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		cm_conn_unref(w->conn);
+		free(w->prefix);
+		free(w);
+	}
+}
+
 /* Remove watch `id` of connection c, or all of c's watches when id is 0. */
 void cm__watch_remove(struct cm_node *n, struct cm_conn *c, uint64_t id)
 {

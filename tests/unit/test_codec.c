@@ -206,7 +206,8 @@ static void test_resp_status_roundtrip(void **state)
 	(void)state;
 	struct cm_group_status gs[2] = {
 		{.group = 1, .prefix = B("/"), .role = 4, .term = 3, .leader = 1, .commit = 10,
-		 .applied = 9, .last = 11, .snap_index = 2, .n_members = 3, .members = {1, 2, 3}},
+		 .applied = 9, .last = 11, .snap_index = 2, .n_members = 3, .members = {1, 2, 3},
+		 .kinds = {1, 1, 2}, .match = {11, 10, 3}, .conf_pending = true},
 		{.group = 2, .prefix = B("/etc"), .role = 1, .term = 5, .leader = 2, .commit = 8,
 		 .applied = 8, .last = 8, .snap_index = 0, .n_members = 12,
 		 .members = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}},
@@ -262,6 +263,9 @@ static void test_resp_status_roundtrip(void **state)
 		assert_int_equal(a->snap_index, b->snap_index);
 		assert_int_equal(a->n_members, b->n_members);
 		assert_memory_equal(a->members, b->members, b->n_members * sizeof(uint64_t));
+		assert_memory_equal(a->kinds, b->kinds, b->n_members);
+		assert_memory_equal(a->match, b->match, b->n_members * sizeof(uint64_t));
+		assert_int_equal(a->conf_pending, b->conf_pending);
 	}
 	assert_truncations_fail(&sb);
 	cm_codec_free(&m);
@@ -277,8 +281,9 @@ static void test_resp_shards_roundtrip(void **state)
 		 .replicas = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, UINT64_MAX}},
 		{.group = CM_META_GROUP, .prefix = B(""), .n_replicas = 0},
 	};
-	struct cm_node_addr nodes[2] = {{.id = 1, .addr = B("10.0.0.1:7001")},
-					{.id = UINT64_MAX, .addr = B("[::1]:7002")}};
+	struct cm_node_addr nodes[2] = {{.id = 1, .addr = B("10.0.0.1:7001"), .http = B("10.0.0.1:8001"),
+					 .state = CM_NODE_ACTIVE},
+					{.id = UINT64_MAX, .addr = B("[::1]:7002"), .state = CM_NODE_REMOVED}};
 	struct cm_resp r = {.id = 8, .op = CM_OP_SHARDS, .group = CM_META_GROUP, .token = 4,
 			    .epoch = 42, .shards = sh, .n_shards = 3, .nodes = nodes, .n_nodes = 2};
 	struct cm_msg m;
@@ -301,6 +306,8 @@ static void test_resp_shards_roundtrip(void **state)
 	for (int k = 0; k < 2; k++) {
 		assert_int_equal(m.resp.nodes[k].id, nodes[k].id);
 		assert_bytes(m.resp.nodes[k].addr, k ? "[::1]:7002" : "10.0.0.1:7001");
+		assert_bytes(m.resp.nodes[k].http, k ? "" : "10.0.0.1:8001");
+		assert_int_equal(m.resp.nodes[k].state, nodes[k].state);
 	}
 	assert_truncations_fail(&sb);
 	cm_codec_free(&m);
