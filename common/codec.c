@@ -197,12 +197,17 @@ static void pack_shards(msgpack_packer *pk, const struct cm_resp *r)
 	msgpack_pack_array(pk, r->n_shards);
 	for (uint32_t k = 0; k < r->n_shards; k++) {
 		const struct cm_shard *sh = &r->shards[k];
-		msgpack_pack_array(pk, 3);
+		bool split = sh->parent != 0;
+		msgpack_pack_array(pk, split ? 5 : 3);
 		msgpack_pack_uint64(pk, sh->group);
 		pack_bytes_str(pk, sh->prefix);
 		msgpack_pack_array(pk, sh->n_replicas);
 		for (uint32_t j = 0; j < sh->n_replicas; j++)
 			msgpack_pack_uint64(pk, sh->replicas[j]);
+		if (split) {
+			msgpack_pack_uint64(pk, sh->parent);
+			msgpack_pack_uint64(pk, sh->born);
+		}
 	}
 	msgpack_pack_array(pk, r->n_nodes);
 	for (uint32_t k = 0; k < r->n_nodes; k++) {

@@ -346,16 +346,22 @@ static int dec_status(const msgpack_object *o, struct cm_resp *r)
 	return 0;
 }
 
+/* 3 fields, or 5 for a shard born of a split (parent, born). */
 static int dec_shard(const msgpack_object *o, struct cm_shard *sh)
 {
-	const msgpack_object *f = array_of(o, 3);
-	if (f == NULL || cm__codec_u64(&f[0], &sh->group) || get_bytes(&f[1], &sh->prefix) ||
+	if (o->type != MSGPACK_OBJECT_ARRAY || (o->via.array.size != 3 && o->via.array.size != 5))
+		return -EBADMSG;
+	const msgpack_object *f = o->via.array.ptr;
+	if (cm__codec_u64(&f[0], &sh->group) || get_bytes(&f[1], &sh->prefix) ||
 	    f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size > 12)
 		return -EBADMSG;
 	sh->n_replicas = f[2].via.array.size;
 	for (uint32_t k = 0; k < sh->n_replicas; k++)
 		if (cm__codec_u64(&f[2].via.array.ptr[k], &sh->replicas[k]))
 			return -EBADMSG;
+	if (o->via.array.size == 5 &&
+	    (cm__codec_u64(&f[3], &sh->parent) || cm__codec_u64(&f[4], &sh->born) || sh->parent == 0))
+		return -EBADMSG;
 	return 0;
 }
 

@@ -28,6 +28,10 @@ struct cm_group_info {
 	 * waits for the leader's snapshot (registry.h). */
 	uint32_t n_founders;
 	uint64_t founders[RAFT_MAX_NODES];
+	/* A shard split off a written prefix (registry.h): its parent group and
+	 * the parent's index it was born at (0 until the split applied: then it
+	 * is pending, neither routed nor started). 0 for any other shard. */
+	uint64_t parent, born;
 };
 
 /*

@@ -78,6 +78,10 @@ struct cm_kv_result {
 	struct cm_attr attr; /* the node after the change (PUT, MKDIR, RENAME);
 			      * DELETE: the node as it was; all zero on error */
 	uint8_t event_kind;  /* 0 if nothing changed */
+	/* SHARD_SPLIT applied (kv_split.c): the new group, which now holds the
+	 * subtree, and its members ("1,2,3", pointing into the command). */
+	uint64_t split_group;
+	struct cm_bytes split_members;
 };
 
 /*
@@ -208,6 +212,10 @@ int cm_kv_apply(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t index
  * is an ordinary directory here, and has no children. */
 int cm_kv_get(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes path,
 	      struct cm_attr *attr, struct cm_bytes *value);
+
+/* Whether path is at or below a boundary of group (it is served by a shard
+ * split off there): 1, 0, or a negative errno. */
+int cm_kv_fenced(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes path);
 
 /* List the children of directory path (not grandchildren): cb(name, attr) per
  * child in byte order of name; stops early if cb returns nonzero. cb must not

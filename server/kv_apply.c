@@ -571,6 +571,9 @@ static int op_dispatch(struct apply *a)
 		return op_delete(a);
 	case CM_OP_RENAME:
 		return op_rename(a);
+	case CM_OP_SHARD_SPLIT:
+		a->res->split_members = k->value; /* cmd's bytes: the caller's */
+		return cm_kv__split(&a->c, k, a->index, a->res, &a->wrote);
 	default:
 		return -EBADMSG; /* cm_kv_cmd_decode lets no other op through */
 	}

@@ -169,7 +169,8 @@ static int pack_bytes(msgpack_packer *pk, struct cm_bytes b, bool bin)
 
 static bool is_write_op(uint32_t op)
 {
-	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME;
+	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
+	       op == CM_OP_SHARD_SPLIT; /* proposed by a leader only: server/split.c */
 }
 
 /* A boundary or a top is only ever made by MKDIR, and a directory is never
@@ -178,6 +179,8 @@ static bool flags_fit_op(uint32_t op, uint32_t flags)
 {
 	uint32_t marks = flags & (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
 	if ((flags & CM_SET_TIMES) && op != CM_OP_PUT)
+		return false;
+	if (op == CM_OP_SHARD_SPLIT && flags != 0)
 		return false;
 	if (marks == 0)
 		return true;

@@ -160,6 +160,11 @@ int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino);
 int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen);
 int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino);
 
+/* kv_split.c: SHARD_SPLIT (path, version = the new group, value = its
+ * members): 0 or the error; *wrote once anything was written. */
+int cm_kv__split(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		 struct cm_kv_result *res, bool *wrote);
+
 /* The last component of a valid path other than "/". */
 struct cm_bytes cm_kv__basename(const char *p, uint32_t len);
 

@@ -121,12 +121,29 @@ static int group_add(struct cm_node *n, MDB_txn *txn, const struct cm_group_info
 	return 0;
 }
 
+/* A split's group starts once its state is here: the split applied in the
+ * local replica of its parent (split.c wrote the new group's state in the
+ * same transaction). A node without the parent starts it empty. */
+static bool split_ready(struct cm_node *n, const struct cm_group_info *gi)
+{
+	if (gi->parent == 0)
+		return true;
+	if (cm_reg_pending(gi))
+		return false;
+	struct cm_group *p = cm__node_group(n, gi->parent);
+	if (p == NULL || p->applied >= gi->born)
+		return true;
+	n->split_waiting = true; /* looked at again after each turn */
+	return false;
+}
+
 /* Start every hosted group of the registry that is not running yet. */
 static int groups_start_new(struct cm_node *n, MDB_txn *txn)
 {
 	for (uint32_t k = 0; k < n->reg.n; k++) {
 		const struct cm_group_info *gi = n->reg.v[k];
-		if (!cm_reg_hosts(gi, n->cfg->node_id) || cm__node_group(n, gi->id) != NULL)
+		if (!cm_reg_hosts(gi, n->cfg->node_id) || cm__node_group(n, gi->id) != NULL ||
+		    !split_ready(n, gi))
 			continue;
 		int rv = group_add(n, txn, gi);
 		if (rv != 0)
@@ -222,9 +239,11 @@ static void groups_stop_gone(struct cm_node *n)
 void cm__node_sync_registry(struct cm_node *n)
 {
 	struct cm_group *meta = &n->groups[0];
-	if (meta->applied == n->meta_seen)
+	if (meta->applied == n->meta_seen && !n->split_waiting)
 		return;
 	n->meta_seen = meta->applied;
+	bool waiting = n->split_waiting;
+	n->split_waiting = false;
 	MDB_txn *txn;
 	if (cm_store_txn_begin(n->store, false, &txn) != 0)
 		return;
@@ -235,11 +254,11 @@ void cm__node_sync_registry(struct cm_node *n)
 		rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, n->n_groups == 1);
 	if (rv >= 0)
 		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
-	if (rv > 0) {
+	if (rv > 0)
 		cm_log_info("shard map: epoch %llu, %u shards", (unsigned long long)n->reg.epoch,
 			    n->reg.n);
+	if (rv > 0 || (rv == 0 && waiting))
 		rv = groups_start_new(n, txn);
-	}
 	if (rv < 0)
 		cm_log_error("shard map: %s", cm_strerror(rv));
 	cm_store_txn_abort(txn);

@@ -10,6 +10,7 @@
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/store.h"
+#include "server/kv.h"
 
 #define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
 #define CM_LIN_READ_WAIT_MS 5000 /* a ReadIndex read waits this long */
@@ -78,6 +79,7 @@ struct cm_node {
 	struct cm_registry reg;  /* the shard map */
 	uint64_t meta_seen;      /* the meta group's applied index the map reflects */
 	bool nodes_loaded;       /* the node table is recorded and cfg->nodes is it */
+	bool split_waiting;      /* a split's group waits for its parent here (node.c) */
 	struct cm_watch *watches;
 	uv_timer_t tick;
 	uv_prepare_t prepare;
@@ -167,6 +169,12 @@ int cm__join(struct cm_config *cfg);
 /* members.c: CONF_CHANGE and TRANSFER at a group's leader; a CONF entry
  * of ours applied (turn.c). */
 void cm__members_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
+/* split.c: SHARD_SPLIT (at the parent's leader, or the meta leader), and
+ * the new group's Raft state once the parent applied the split. */
+void cm__split_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+int cm__split_applied(struct cm_node *n, MDB_txn *txn, const struct raft_entry *e,
+		      const struct cm_kv_result *res);
 
 /* shards.c: the registry ops */
 /* Propose a create-only write nobody waits for (it has happened afterwards

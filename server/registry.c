@@ -79,6 +79,11 @@ bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id)
 	return false;
 }
 
+bool cm_reg_pending(const struct cm_group_info *gi)
+{
+	return gi->parent != 0 && gi->born == 0;
+}
+
 bool cm_reg_founder(const struct cm_group_info *gi, uint64_t node_id)
 {
 	for (uint32_t k = 0; k < gi->n_founders; k++)
@@ -94,6 +99,8 @@ const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const ch
 	size_t best_len = 0;
 	for (uint32_t k = 0; k < reg->n; k++) {
 		size_t plen = strlen(reg->v[k]->prefix);
+		if (cm_reg_pending(reg->v[k]))
+			continue; /* its parent serves it until the split applied */
 		if (cm_path_is_under(path, len, reg->v[k]->prefix, (uint32_t)plen) &&
 		    (best == NULL || plen > best_len)) {
 			best = reg->v[k];
@@ -179,7 +186,31 @@ static int collect(void *arg, struct cm_bytes name, const struct cm_attr *attr)
 	return 0;
 }
 
-/* The shard file at path ("/p<prefix>/@"): add it if new. */
+/* A shard file's value: "R1,R2[ split PARENT[ BORN]]" (registry.h). */
+static int parse_value(const struct cm_config *cfg, struct cm_bytes v, struct cm_group_info *gi)
+{
+	const char *sp = memchr(v.p, ' ', v.len);
+	uint32_t rlen = sp ? (uint32_t)(sp - v.p) : v.len;
+	int rv = cm_reg_parse_replicas(cfg, v.p, rlen, gi->replicas, &gi->n_replicas);
+	if (rv != 0 || sp == NULL)
+		return rv;
+	char tail[64];
+	uint32_t tl = v.len - rlen - 1;
+	if (tl >= sizeof(tail))
+		return -EINVAL;
+	memcpy(tail, sp + 1, tl);
+	tail[tl] = '\0';
+	unsigned long long parent = 0, born = 0;
+	int got = sscanf(tail, "split %llu %llu", &parent, &born);
+	if (got < 1 || parent == 0)
+		return -EINVAL;
+	gi->parent = parent;
+	gi->born = got == 2 ? born : 0;
+	return 0;
+}
+
+/* The shard file at path ("/p<prefix>/@"): add it if new, take a split's
+ * progress (pending -> born) if not. 1 when something changed. */
 static int add_file(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
 		    MDB_txn *txn, const char *path, uint32_t len)
 {
@@ -189,24 +220,32 @@ static int add_file(struct cm_registry *reg, const struct cm_config *cfg, struct
 	if (rv != 0)
 		return rv;
 	uint32_t plen = len - 4; /* strip "/p" and "/@" */
-	if (cm_reg_find(reg, path + 2, plen) != NULL)
-		return 0;
 	struct cm_group_info *gi = calloc(1, sizeof(*gi));
 	if (gi == NULL)
 		return -ENOMEM;
 	gi->id = CM_SHARD_GID_BASE + attr.create_index;
 	memcpy(gi->prefix, path + 2, plen);
 	gi->prefix[plen] = '\0';
-	rv = cm_reg_parse_replicas(cfg, value.p, value.len, gi->replicas, &gi->n_replicas);
-	cm_reg_found(gi);
-	if (rv == 0)
-		rv = reg_push(reg, gi, true);
+	rv = parse_value(cfg, value, gi);
+	/* A pending split changes no route: clients are not sent for a new
+	 * map (they retry WRONGSHARD until the split's group is born). */
+	if (rv == 0 && !cm_reg_pending(gi) && attr.mod_index + 1 > reg->epoch)
+		reg->epoch = attr.mod_index + 1;
+	struct cm_group_info *old = (struct cm_group_info *)cm_reg_find(reg, path + 2, plen);
+	if (rv != 0 || old != NULL) {
+		bool born = rv == 0 && old != NULL && gi->born != old->born;
+		if (born)
+			old->born = gi->born; /* the split applied: routed and started now */
+		free(gi);
+		return rv != 0 ? rv : born;
+	}
+	if (gi->parent == 0)
+		cm_reg_found(gi); /* a split's group has no founders: see node.c */
+	rv = reg_push(reg, gi, true);
 	if (rv != 0) {
 		free(gi);
 		return rv;
 	}
-	if (attr.create_index + 1 > reg->epoch)
-		reg->epoch = attr.create_index + 1;
 	return 1;
 }
 

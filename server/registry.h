@@ -24,6 +24,12 @@
  *   so a prefix is added once; the new group's id is CM_SHARD_GID_BASE + the
  *   file's create index, unique and the same on every node.
  *
+ * - a shard split off a written prefix: the same file, whose value says
+ *   "1,2,3 split PARENT" from its allocation (pending: the parent still
+ *   serves the prefix; the group is neither routed nor started) and
+ *   "1,2,3 split PARENT BORN" once the parent's split entry applied at
+ *   index BORN (server/split.c). Its group starts from the parent's state
+ *   at BORN on the parent's nodes: nobody bootstraps it.
  * - replica sets changed at run time (shard move, node remove): "/r/GID"
  *   whose value is the nodes that run the group's replicas now, a superset
  *   of its Raft members (confmanctl grows it before adding a learner and
@@ -85,6 +91,8 @@ const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const ch
 const struct cm_group_info *cm_reg_find(const struct cm_registry *reg, const char *prefix,
 					uint32_t len);
 bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id);
+/* Whether gi is a split's group whose split has not applied yet. */
+bool cm_reg_pending(const struct cm_group_info *gi);
 /* Whether node_id is one of the replicas gi was created with. */
 bool cm_reg_founder(const struct cm_group_info *gi, uint64_t node_id);
 /* Record gi's current replicas as its founders (a group being created). */

@@ -98,16 +98,25 @@ static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, stru
 {
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
+	struct list_ctx l = {0};
 	if (req->op == CM_OP_GET) {
 		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr, &r.value);
 		r.has_attr = r.err == 0;
-		cm_net_reply(c, &r);
-		return;
+	} else {
+		r.err = cm_kv_list(n->store, txn, g->info->id, path, list_cb, &l);
+		r.ents = l.v;
+		r.n_ents = l.n;
 	}
-	struct list_ctx l = {0};
-	r.err = cm_kv_list(n->store, txn, g->info->id, path, list_cb, &l);
-	r.ents = l.v;
-	r.n_ents = l.n;
+	/* Nothing there may mean it lives in a shard split off here whose map
+	 * entry is not out yet (split.c): say so, never "no such file". A
+	 * boundary is empty here, so only empty answers need the check. */
+	if ((r.err == -ENOENT || (r.err == 0 && req->op == CM_OP_LIST && l.n == 0)) &&
+	    cm_kv_fenced(n->store, txn, g->info->id, path) == 1) {
+		memset(&r, 0, sizeof(r));
+		cm__resp_init(n, NULL, req, &r);
+		r.err = CM_EWRONGSHARD;
+		r.token = n->reg.epoch;
+	}
 	cm_net_reply(c, &r);
 	free(l.v);
 }
@@ -149,6 +158,14 @@ bool cm__replica_stale(const struct cm_node *n, const struct cm_group *g)
 static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 			const struct cm_req *req)
 {
+	/* A split's group serves nothing older than its birth: a replica that
+	 * started empty waits for its snapshot like any stale one (split.c). */
+	struct cm_req floored;
+	if (req->token < g->info->born) {
+		floored = *req;
+		floored.token = g->info->born;
+		req = &floored;
+	}
 	if (req->consistency == CM_READ_FOLLOWER && cm__replica_stale(n, g)) {
 		cm__reply_err(n, g, c, req, CM_ESTALE);
 		return;
@@ -381,6 +398,10 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	}
 	if (req->op == CM_OP_NODE_ADD || req->op == CM_OP_NODE_REMOVE) {
 		cm__nodes_handle(n, c, req);
+		return;
+	}
+	if (req->op == CM_OP_SHARD_SPLIT) {
+		cm__split_handle(n, c, req);
 		return;
 	}
 	if (req->op == CM_OP_CONF_CHANGE || req->op == CM_OP_TRANSFER) {

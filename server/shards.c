@@ -21,10 +21,13 @@ static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_r
 	if (r.shards == NULL || r.nodes == NULL) {
 		r.err = -ENOMEM;
 	} else {
-		r.n_shards = n->reg.n;
 		for (uint32_t k = 0; k < n->reg.n; k++) {
 			const struct cm_group_info *gi = n->reg.v[k];
-			struct cm_shard *sh = &r.shards[k];
+			if (cm_reg_pending(gi))
+				continue; /* not routed yet: its parent serves it */
+			struct cm_shard *sh = &r.shards[r.n_shards++];
+			sh->parent = gi->parent;
+			sh->born = gi->born;
 			sh->group = gi->id;
 			sh->prefix = (struct cm_bytes){gi->prefix, (uint32_t)strlen(gi->prefix)};
 			sh->n_replicas = gi->n_replicas;
@@ -46,6 +49,43 @@ static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_r
 	free(r.nodes);
 }
 
+/* A split's group is allocated already: answer as its allocation did (the
+ * registry file's create index, which makes the group's id). */
+static void reply_allocated(struct cm_node *n, struct cm_conn *c, const struct cm_req *req,
+			    const struct cm_group_info *gi)
+{
+	struct cm_resp r;
+	cm__resp_init(n, &n->groups[0], req, &r);
+	r.has_attr = true;
+	r.attr.create_index = gi->id - CM_SHARD_GID_BASE;
+	cm_net_reply(c, &r);
+}
+
+/*
+ * A value "R1,R2 split PARENT" allocates a split's group (split.c): PARENT
+ * must be the group that serves the prefix now. Sets *rlen to the length
+ * of the replica list. 0, -EINVAL.
+ */
+static int split_alloc_check(struct cm_node *n, const struct cm_req *req, uint32_t *rlen)
+{
+	const char *sp = memchr(req->value.p, ' ', req->value.len);
+	*rlen = sp ? (uint32_t)(sp - req->value.p) : req->value.len;
+	if (sp == NULL)
+		return 0;
+	char tail[48];
+	uint32_t tl = req->value.len - *rlen - 1;
+	unsigned long long parent = 0;
+	char extra;
+	if (tl >= sizeof(tail))
+		return -EINVAL;
+	memcpy(tail, sp + 1, tl);
+	tail[tl] = '\0';
+	if (sscanf(tail, "split %llu%c", &parent, &extra) != 1)
+		return -EINVAL;
+	const struct cm_group_info *owner = cm_reg_route(&n->reg, req->path.p, req->path.len);
+	return owner != NULL && owner->id == parent ? 0 : -EXDEV;
+}
+
 /*
  * Add a shard: one create-only file in the meta group's kv. The client has
  * already made the prefix a boundary in its parent shard (a create-only MKDIR
@@ -60,10 +100,19 @@ static void shard_add(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 	int err = cm_path_validate(req->path.p, req->path.len);
 	if (err == 0 && req->path.len == 1)
 		err = -EINVAL; /* "/" always has its shard */
-	if (err == 0 && cm_reg_find(&n->reg, req->path.p, req->path.len) != NULL)
+	const struct cm_group_info *had = err ? NULL : cm_reg_find(&n->reg, req->path.p, req->path.len);
+	if (had != NULL && cm_reg_pending(had) && req->value.len > 0 &&
+	    memmem(req->value.p, req->value.len, " split ", 7) != NULL) {
+		reply_allocated(n, c, req, had); /* step 1 again: the same group */
+		return;
+	}
+	if (had != NULL)
 		err = -EEXIST;
+	uint32_t rlen = 0;
 	if (err == 0)
-		err = cm_reg_parse_replicas(n->cfg, req->value.p, req->value.len, ids, &n_ids);
+		err = split_alloc_check(n, req, &rlen);
+	if (err == 0)
+		err = cm_reg_parse_replicas(n->cfg, req->value.p, rlen, ids, &n_ids);
 	char key[CM_PATH_MAX + 1];
 	uint32_t key_len = 0;
 	if (err == 0)

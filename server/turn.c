@@ -226,6 +226,8 @@ static int apply_committed(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 		struct cm_kv_result res = {0};
 		if (e->type == RAFT_ENTRY_NORMAL) {
 			int rv = cm_kv_apply(n->store, txn, g->info->id, e->index, e->data, e->len, &res);
+			if (rv == 0 && res.err == 0 && res.split_group != 0)
+				rv = cm__split_applied(n, txn, e, &res);
 			if (rv != 0)
 				return rv;
 			note_result(g, e, &res);

@@ -124,6 +124,12 @@ enum cm_op {
 	CM_OP_NODE_REMOVE, /* version = id: meta leader; only once it hosts nothing */
 	CM_OP_SHARD_SET,   /* group, value = "1,2,4": the nodes that run group's
 			    * replicas (a superset of its Raft members): meta leader */
+	/* Online split (server/split.c; README "Splitting and merging"):
+	 * group = the parent: its leader moves path's subtree to group
+	 * `version` (allocated by SHARD_ADD "R,.. split PARENT"), answered
+	 * with token = the split's index; group = CM_META_GROUP: activate
+	 * the new shard, born at index `version`. */
+	CM_OP_SHARD_SPLIT,
 	CM_OP_COUNT
 };
 
@@ -302,6 +308,11 @@ struct cm_shard {
 	struct cm_bytes prefix;
 	uint32_t n_replicas;
 	uint64_t replicas[12];
+	/* A shard split off a written prefix (0 otherwise, and from older
+	 * servers): its parent group and the parent's index it was born at.
+	 * Its own index space continues the parent's from there: a watch of
+	 * it resumes from born, no token of it is below born. */
+	uint64_t parent, born;
 };
 
 /* The node table's states (server/nodes.c). */
