@@ -32,6 +32,7 @@ struct cm_group_info {
 	 * the parent's index it was born at (0 until the split applied: then it
 	 * is pending, neither routed nor started). 0 for any other shard. */
 	uint64_t parent, born;
+	bool retired; /* merged back into its parent: not routed, hosted nowhere */
 };
 
 /*

@@ -267,8 +267,12 @@ int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct 
 		}
 		if (rc != 0)
 			return rc;
-		if (w->node.flags & CM_KV_NODE_BOUNDARY)
+		if (w->node.flags & CM_KV_NODE_BOUNDARY) {
 			w->fenced = true; /* a boundary has no children: the walk ends below it */
+			w->merging = w->node.flags & CM_KV_NODE_MERGING; /* ... but a merge's copies */
+		}
+		if (w->node.flags & CM_KV_NODE_FROZEN)
+			w->fenced = true; /* read-only until the merge retires the group */
 		if (end == len) {
 			w->found = true;
 			w->parent = w->dir;

@@ -116,8 +116,10 @@ static int done(struct apply *a, uint8_t kind, const struct cm_attr *attr)
 {
 	struct cm_bytes none = {"", 0};
 	a->res->attr = *attr;
-	a->res->event_kind = kind;
 	a->wrote = true;
+	if (a->cmd->flags & CM_MERGE_COPY)
+		return 0; /* the reader's copy is the child's, unchanged */
+	a->res->event_kind = kind;
 	return cm_kv__event_put(&a->c, a->index, kind, a->cmd->path,
 				kind == CM_EV_RENAME ? a->cmd->path2 : none, attr);
 }
@@ -300,7 +302,7 @@ static int op_put(struct apply *a)
 	int rc = cm_kv__walk(&a->c, k->path.p, k->path.len, &w);
 	if (rc != 0)
 		return rc;
-	if (w.fenced)
+	if (cm_kv__write_fenced(&w, k->flags))
 		return CM_EWRONGSHARD;
 	if (w.found)
 		return put_existing(a, &w);
@@ -379,7 +381,7 @@ static int op_mkdir(struct apply *a)
 	if (rc != 0)
 		return rc;
 	/* Before -EEXIST: a retried split learns that it already happened. */
-	if (w.fenced)
+	if (cm_kv__write_fenced(&w, k->flags))
 		return CM_EWRONGSHARD;
 	if (w.found)
 		return top ? top_mark(a, &w) : -EEXIST;
@@ -571,6 +573,8 @@ static int op_dispatch(struct apply *a)
 		return op_delete(a);
 	case CM_OP_RENAME:
 		return op_rename(a);
+	case CM_OP_SHARD_MERGE:
+		return cm_kv__merge(&a->c, k, a->index, a->res, &a->wrote);
 	case CM_OP_SHARD_SPLIT:
 		a->res->split_members = k->value; /* cmd's bytes: the caller's */
 		return cm_kv__split(&a->c, k, a->index, a->res, &a->wrote);

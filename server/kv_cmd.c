@@ -170,7 +170,7 @@ static int pack_bytes(msgpack_packer *pk, struct cm_bytes b, bool bin)
 static bool is_write_op(uint32_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
-	       op == CM_OP_SHARD_SPLIT; /* proposed by a leader only: server/split.c */
+	       op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE; /* by a leader: split.c, merge.c */
 }
 
 /* A boundary or a top is only ever made by MKDIR, and a directory is never
@@ -181,6 +181,10 @@ static bool flags_fit_op(uint32_t op, uint32_t flags)
 	if ((flags & CM_SET_TIMES) && op != CM_OP_PUT)
 		return false;
 	if (op == CM_OP_SHARD_SPLIT && flags != 0)
+		return false;
+	if (op == CM_OP_SHARD_MERGE)
+		return flags >= CM_MERGE_FREEZE && flags <= CM_MERGE_COMMIT;
+	if ((flags & CM_MERGE_COPY) && op != CM_OP_PUT && op != CM_OP_MKDIR)
 		return false;
 	if (marks == 0)
 		return true;

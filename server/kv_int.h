@@ -58,10 +58,17 @@
  * CM_MKDIR_TOP, proposed by the group's leader). Its subtree is the group's;
  * nothing may remove or move it, nor replace it, nor a directory above it
  * (-EBUSY). A node is never both.
+ * FROZEN (on a TOP): the group is being merged back into its parent: no
+ * write at or below it any more (CM_EWRONGSHARD); reads go on.
+ * MERGING (on a BOUNDARY): the merge's copies (CM_MERGE_COPY) may go below
+ * it; anything else is still fenced.
  */
 #define CM_KV_NODE_BOUNDARY 0x1u
 #define CM_KV_NODE_TOP 0x2u
-#define CM_KV_NODE_FLAGS_KNOWN (CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP)
+#define CM_KV_NODE_FROZEN 0x4u
+#define CM_KV_NODE_MERGING 0x8u
+#define CM_KV_NODE_FLAGS_KNOWN                                                                 \
+	(CM_KV_NODE_BOUNDARY | CM_KV_NODE_TOP | CM_KV_NODE_FROZEN | CM_KV_NODE_MERGING)
 /* Not a node flag: the record's format (it holds the ext), in the same
  * half of the mode word; cm_kv__node_dec takes it out of n->flags. */
 #define CM_KV_REC_EXT 0x8000u
@@ -141,6 +148,7 @@ int cm_kv__dir_has_children(const struct cm_kv__ctx *c, uint64_t ino);
 struct cm_kv__walk {
 	bool found;
 	bool fenced;
+	bool merging; /* fenced by a boundary being merged (CM_MERGE_COPY may pass) */
 	uint64_t parent;
 	struct cm_kv__node node;
 	uint64_t dir;
@@ -159,6 +167,12 @@ int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct 
 int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino);
 int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen);
 int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino);
+
+/* kv_split.c: SHARD_MERGE's phases at P (k->flags): 0 or the error. */
+int cm_kv__merge(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		 struct cm_kv_result *res, bool *wrote);
+/* Whether a write with flags may go where walk w went (fenced or not). */
+bool cm_kv__write_fenced(const struct cm_kv__walk *w, uint32_t flags);
 
 /* kv_split.c: SHARD_SPLIT (path, version = the new group, value = its
  * members): 0 or the error; *wrote once anything was written. */

@@ -1,7 +1,7 @@
-/* kv_split.c: a shard split in the state machine: the subtree at a prefix
- * moves from this group to a new one, on every replica at the same index.
+/* kv_split.c: a shard split and a merge back, in the state machine.
  *
- * The parent applies the command (proposed by its leader: server/split.c)
+ * Split: the subtree at a prefix moves from this group to a new one, on
+ * every replica at the same index. The parent applies the command (proposed by its leader: server/split.c)
  * like any other: it checks the prefix, then moves every record below it
  * to the new group's keys unchanged (same inos, indexes, values: the new
  * group's index space continues the parent's from this index, so none of
@@ -9,6 +9,12 @@
  * directories above it (so that the new group's tree reaches its top from
  * "/"), makes the prefix the new group's top and leaves it in the parent
  * as a boundary. No event: nothing changed for a reader, only who serves it.
+ *
+ * Merge (driven by server/merge.c and confmanctl): the child's top is
+ * frozen, the parent's boundary lets the merge's copies through, and at the
+ * end becomes a plain directory again. Copies re-create the files in the
+ * parent (its indexes and inos: the two index spaces diverged since the
+ * split, so the child's cannot be kept without colliding).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -181,4 +187,65 @@ int cm_kv_fenced(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_byt
 	struct cm_kv__walk w;
 	int rc = cm_kv__walk(&c, path.p, path.len, &w);
 	return rc != 0 ? rc : w.fenced ? 1 : 0;
+}
+
+/* ---- merging a shard back: the phases of SHARD_MERGE (server/merge.c) ---- */
+
+bool cm_kv__write_fenced(const struct cm_kv__walk *w, uint32_t flags)
+{
+	/* A merge's copy goes below a boundary being merged and nowhere else
+	 * (it writes no event: elsewhere it would hide a change). */
+	if (flags & CM_MERGE_COPY)
+		return !w->merging;
+	return w->fenced;
+}
+
+/* Set or clear flags on the node at path; the same flags already there is
+ * done (each phase may be repeated). want: the flags it must have first. */
+static int mark(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		uint32_t want, uint32_t set, uint32_t clear, struct cm_kv_result *res, bool *wrote)
+{
+	struct cm_kv__walk w;
+	int rc = cm_kv__walk(c, k->path.p, k->path.len, &w);
+	if (rc != 0)
+		return rc;
+	if (!w.found)
+		return -ENOENT;
+	uint32_t now = (w.node.flags | set) & ~clear;
+	res->attr = w.node.attr;
+	if (now == w.node.flags)
+		return 0; /* this phase ran already */
+	if ((w.node.flags & want) != want)
+		return -EINVAL; /* not the node this phase expects: an earlier one missing */
+	struct cm_kv__node n = w.node;
+	n.flags = now;
+	n.attr.mod_index = index;
+	if (clear & CM_KV_NODE_BOUNDARY) {
+		n.attr.nlink = 0; /* its copied subdirectories: counted again */
+		rc = cm_kv__nlink_fix(c, &n);
+	}
+	struct cm_bytes name = cm_kv__basename(k->path.p, k->path.len);
+	*wrote = true;
+	if (rc == 0)
+		rc = cm_kv__node_put(c, w.parent, name.p, name.len, &n);
+	res->attr = n.attr;
+	return rc;
+}
+
+int cm_kv__merge(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		 struct cm_kv_result *res, bool *wrote)
+{
+	if (k->path.len == 1)
+		return -EINVAL; /* "/" is nobody's child */
+	switch (k->flags) {
+	case CM_MERGE_FREEZE:
+		return mark(c, k, index, CM_KV_NODE_TOP, CM_KV_NODE_FROZEN, 0, res, wrote);
+	case CM_MERGE_BEGIN:
+		return mark(c, k, index, CM_KV_NODE_BOUNDARY, CM_KV_NODE_MERGING, 0, res, wrote);
+	case CM_MERGE_COMMIT:
+		return mark(c, k, index, CM_KV_NODE_BOUNDARY | CM_KV_NODE_MERGING, 0,
+			    CM_KV_NODE_BOUNDARY | CM_KV_NODE_MERGING, res, wrote);
+	default:
+		return -EINVAL;
+	}
 }

@@ -152,6 +152,43 @@ static int groups_start_new(struct cm_node *n, MDB_txn *txn)
 	return 0;
 }
 
+static int group_drop_data(struct cm_node *n, uint64_t id);
+
+/* Groups the store holds but the map gives this node no more (moved off or
+ * merged back while this node was down, or a split's group whose map entry
+ * this node never saw): their data goes, as for a replica moved off. */
+static void drop_orphans(struct cm_node *n)
+{
+	MDB_txn *txn;
+	uint64_t *ids = NULL;
+	uint32_t n_ids = 0;
+	if (cm_store_txn_begin(n->store, false, &txn) != 0)
+		return;
+	int rv = cm_store_groups(n->store, txn, &ids, &n_ids);
+	bool *drop = calloc(n_ids ? n_ids : 1, sizeof(*drop));
+	for (uint32_t k = 0; rv == 0 && drop != NULL && k < n_ids; k++) {
+		struct raft_hard_state hs;
+		bool tomb = cm_store_hs_get(n->store, txn, ids[k], &hs) == 0 && hs.term == 0 &&
+			    hs.vote == 0 && hs.commit == 0;
+		const struct cm_group_info *gi = NULL;
+		for (uint32_t j = 0; j < n->reg.n && gi == NULL; j++)
+			if (n->reg.v[j]->id == ids[k])
+				gi = n->reg.v[j];
+		drop[k] = ids[k] != CM_META_GROUP && !tomb &&
+			  (gi == NULL || !cm_reg_hosts(gi, n->cfg->node_id));
+	}
+	cm_store_txn_abort(txn);
+	for (uint32_t k = 0; rv == 0 && drop != NULL && k < n_ids; k++) {
+		if (!drop[k])
+			continue;
+		rv = group_drop_data(n, ids[k]);
+		cm_log_info("group %llu: not this node's any more: data dropped (%s)",
+			    (unsigned long long)ids[k], cm_strerror(rv));
+	}
+	free(drop);
+	free(ids);
+}
+
 /* The meta group first: the seed it recorded at the first start and the
  * shards it added since are the map the other groups are started from. */
 static int groups_boot(struct cm_node *n)
@@ -174,6 +211,8 @@ static int groups_boot(struct cm_node *n)
 		rv = groups_start_new(n, txn);
 	n->meta_seen = n->n_groups ? n->groups[0].applied : 0;
 	cm_store_txn_abort(txn);
+	if (rv >= 0)
+		drop_orphans(n);
 	return rv;
 }
 

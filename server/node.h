@@ -176,6 +176,10 @@ void cm__split_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 int cm__split_applied(struct cm_node *n, MDB_txn *txn, const struct raft_entry *e,
 		      const struct cm_kv_result *res);
 
+/* merge.c: SHARD_MERGE's phases (at the child's, the parent's or the meta
+ * group's leader). */
+void cm__merge_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
 /* shards.c: the registry ops */
 /* Propose a create-only write nobody waits for (it has happened afterwards
  * either way: EEXIST after the first time). */

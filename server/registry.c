@@ -73,6 +73,8 @@ void cm_reg_free(struct cm_registry *reg)
 
 bool cm_reg_hosts(const struct cm_group_info *gi, uint64_t node_id)
 {
+	if (gi->retired)
+		return false;
 	for (uint32_t k = 0; k < gi->n_replicas; k++)
 		if (gi->replicas[k] == node_id)
 			return true;
@@ -99,8 +101,8 @@ const struct cm_group_info *cm_reg_route(const struct cm_registry *reg, const ch
 	size_t best_len = 0;
 	for (uint32_t k = 0; k < reg->n; k++) {
 		size_t plen = strlen(reg->v[k]->prefix);
-		if (cm_reg_pending(reg->v[k]))
-			continue; /* its parent serves it until the split applied */
+		if (cm_reg_pending(reg->v[k]) || reg->v[k]->retired)
+			continue; /* its parent serves it (until the split, or since the merge) */
 		if (cm_path_is_under(path, len, reg->v[k]->prefix, (uint32_t)plen) &&
 		    (best == NULL || plen > best_len)) {
 			best = reg->v[k];
@@ -114,7 +116,8 @@ const struct cm_group_info *cm_reg_find(const struct cm_registry *reg, const cha
 					uint32_t len)
 {
 	for (uint32_t k = 0; k < reg->n; k++)
-		if (strlen(reg->v[k]->prefix) == len && memcmp(reg->v[k]->prefix, prefix, len) == 0)
+		if (!reg->v[k]->retired && strlen(reg->v[k]->prefix) == len &&
+		    memcmp(reg->v[k]->prefix, prefix, len) == 0)
 			return reg->v[k];
 	return NULL;
 }
@@ -324,6 +327,26 @@ static int load_override(void *arg, struct cm_bytes name, const struct cm_attr *
 	return 0;
 }
 
+/* "/g/GID": a shard merged back. Its entry stays (running groups point at
+ * it) but is retired; its prefix may be added again (a new group). */
+static int load_retired(void *arg, struct cm_bytes name, const struct cm_attr *attr)
+{
+	struct over_walk *w = arg;
+	char id[24];
+	if (name.len == 0 || name.len >= sizeof(id))
+		return 0;
+	memcpy(id, name.p, name.len);
+	id[name.len] = '\0';
+	struct cm_group_info *gi = reg_by_id(w->reg, strtoull(id, NULL, 10));
+	if (attr->mod_index + 1 > w->reg->epoch)
+		w->reg->epoch = attr->mod_index + 1;
+	if (gi == NULL || gi->retired)
+		return 0;
+	gi->retired = true;
+	w->changed++;
+	return 0;
+}
+
 int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_store *s,
 		MDB_txn *txn)
 {
@@ -335,6 +358,10 @@ int cm_reg_load(struct cm_registry *reg, const struct cm_config *cfg, struct cm_
 	int rv = cm_kv_list(s, txn, CM_META_GROUP,
 			    (struct cm_bytes){CM_REG_OVERRIDES, sizeof(CM_REG_OVERRIDES) - 1},
 			    load_override, &w);
+	if (rv == 0 || rv == -ENOENT)
+		rv = cm_kv_list(s, txn, CM_META_GROUP,
+				(struct cm_bytes){CM_REG_RETIRED, sizeof(CM_REG_RETIRED) - 1},
+				load_retired, &w);
 	if (rv != 0 && rv != -ENOENT)
 		return rv;
 	return added + w.changed;

@@ -30,6 +30,10 @@
  *   "1,2,3 split PARENT BORN" once the parent's split entry applied at
  *   index BORN (server/split.c). Its group starts from the parent's state
  *   at BORN on the parent's nodes: nobody bootstraps it.
+ * - shards merged back into their parent (server/merge.c): their file is
+ *   renamed to "/g/GID" (one entry: it leaves the map, the prefix is free
+ *   again); the group is retired: routed nowhere, and every replica stops it
+ *   and drops its data.
  * - replica sets changed at run time (shard move, node remove): "/r/GID"
  *   whose value is the nodes that run the group's replicas now, a superset
  *   of its Raft members (confmanctl grows it before adding a learner and
@@ -44,6 +48,7 @@
 #define CM_MAX_SHARDS 4096
 #define CM_REG_SEED "/seed"
 #define CM_REG_OVERRIDES "/r"
+#define CM_REG_RETIRED "/g"
 
 struct cm_registry {
 	const struct cm_group_info **v; /* by insertion; cfg's borrowed, added ones owned */

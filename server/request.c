@@ -254,7 +254,7 @@ static int check_write(struct cm_node *n, struct cm_group *g, const struct cm_re
 		return -EINVAL; /* both read `version` */
 	if (req->op == CM_OP_PUT && req->value.len > n->cfg->max_value)
 		return -EFBIG;
-	if (req->op == CM_OP_RENAME) {
+	if (req->op == CM_OP_RENAME && g->info->id != CM_META_GROUP) { /* meta: its own names */
 		int err;
 		int rv = cm_path_validate(req->path2.p, req->path2.len);
 		if (rv != 0)
@@ -404,12 +404,23 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		cm__split_handle(n, c, req);
 		return;
 	}
+	if (req->op == CM_OP_SHARD_MERGE) {
+		cm__merge_handle(n, c, req);
+		return;
+	}
 	if (req->op == CM_OP_CONF_CHANGE || req->op == CM_OP_TRANSFER) {
 		cm__members_handle(n, c, req);
 		return;
 	}
 	int err = cm_path_validate(req->path.p, req->path.len);
 	struct cm_group *g = err ? NULL : cm__node_route(n, req->path.p, req->path.len, &err);
+	/* A merge's copy goes to the parent it names, below the boundary the
+	 * map still routes past (merge.c); the parent's kv checks the fence. */
+	if (err == 0 && (req->flags & CM_MERGE_COPY) && req->op != CM_OP_GET &&
+	    req->op != CM_OP_LIST && req->op != CM_OP_WATCH)
+		g = cm__node_group(n, req->group);
+	if (g == NULL && err == 0)
+		err = CM_EWRONGSHARD;
 	/* The client names the group it thinks owns the path: a stale map must
 	 * not pair its token with another group's index space. */
 	if (err == 0 && req->group != 0 && req->group != g->info->id)

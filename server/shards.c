@@ -23,8 +23,8 @@ static void reply_shards(struct cm_node *n, struct cm_conn *c, const struct cm_r
 	} else {
 		for (uint32_t k = 0; k < n->reg.n; k++) {
 			const struct cm_group_info *gi = n->reg.v[k];
-			if (cm_reg_pending(gi))
-				continue; /* not routed yet: its parent serves it */
+			if (cm_reg_pending(gi) || gi->retired)
+				continue; /* not routed: its parent serves it */
 			struct cm_shard *sh = &r.shards[r.n_shards++];
 			sh->parent = gi->parent;
 			sh->born = gi->born;

@@ -130,6 +130,10 @@ enum cm_op {
 	 * with token = the split's index; group = CM_META_GROUP: activate
 	 * the new shard, born at index `version`. */
 	CM_OP_SHARD_SPLIT,
+	/* Merge back (server/merge.c): flags = enum cm_merge_phase, path = the
+	 * child's prefix, group = where the phase runs (the child for FREEZE,
+	 * the parent for BEGIN and COMMIT, CM_META_GROUP for RETIRE). */
+	CM_OP_SHARD_MERGE,
 	CM_OP_COUNT
 };
 
@@ -138,6 +142,14 @@ enum cm_conf_op {
 	CM_CONF_ADD_LEARNER = 1,
 	CM_CONF_PROMOTE = 2,
 	CM_CONF_REMOVE = 3,
+};
+
+/* CM_OP_SHARD_MERGE flags: the phases, in order. */
+enum cm_merge_phase {
+	CM_MERGE_FREEZE = 1, /* the child: its top refuses writes (WRONGSHARD) from now on */
+	CM_MERGE_BEGIN = 2,  /* the parent: CM_MERGE_COPY writes go below the boundary */
+	CM_MERGE_COMMIT = 3, /* the parent: the boundary becomes a plain directory */
+	CM_MERGE_RETIRE = 4, /* meta: the child's map entry goes; its replicas drop it */
 };
 
 enum cm_consistency {
@@ -171,11 +183,16 @@ enum cm_consistency {
 				 * atime_ns/mtime_ns: a time, CM_TIME_NOW (the
 				 * leader's stamp) or CM_TIME_OMIT (kept), as
 				 * utimensat(2); ctime moves as for any change */
+#define CM_MERGE_COPY 0x4000   /* PUT, MKDIR: a merge's copy into the parent,
+				 * below a boundary being merged (SHARD_MERGE
+				 * BEGIN); anywhere else WRONGSHARD as without
+				 * it. No watch event: nothing changed for a
+				 * reader, who reads the frozen child meanwhile */
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
 	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD | CM_PUT_APPEND |           \
-	 CM_PUT_IF_CREATED | CM_NO_PARENTS | CM_SET_TIMES)
+	 CM_PUT_IF_CREATED | CM_NO_PARENTS | CM_SET_TIMES | CM_MERGE_COPY)
 /* CM_SET_TIMES operands that are not times (utimensat's UTIME_NOW, UTIME_OMIT). */
 #define CM_TIME_OMIT INT64_MIN
 #define CM_TIME_NOW (INT64_MIN + 1)
