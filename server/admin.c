@@ -144,6 +144,7 @@ static void metrics(void *arg, struct cm_buf *out)
 	peer_metrics(n, out);
 	cm_metrics_write_header(out, "confman_shard_map_epoch", "Epoch of the shard map.", "gauge");
 	cm_metrics_write_u64(out, "confman_shard_map_epoch", NULL, n->reg.epoch);
+	cm__members_metrics(n, out);
 	cm_metrics_write_header(out, "confman_store_used_ratio",
 				"Fraction of --map-size in use (LMDB pages less its free list).",
 				"gauge");

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 
 #include "server/log.h"
 #include "server/node.h"
@@ -154,4 +155,108 @@ void cm__members_handle(struct cm_node *n, struct cm_conn *c, const struct cm_re
 	else
 		transfer(n, g, c, req);
 	cm__node_kick(n);
+}
+
+/* ---- /metrics: who serves what, and how far each member has come ---- */
+
+static void group_label(char *labels, size_t cap, uint64_t group)
+{
+	char id[32];
+	snprintf(id, sizeof(id), "%" PRIu64, group);
+	labels[0] = '\0';
+	cm_metrics_label_append(labels, cap, "group", id);
+}
+
+/* Per group: its members by kind, a pending change; on its leader, each
+ * member's replicated index and lag (a learner catching up shows here). */
+static void member_metrics(struct cm_node *n, struct cm_buf *out)
+{
+	cm_metrics_write_header(out, "confman_group_members",
+				"Members of the group's configuration by kind (voter, learner).",
+				"gauge");
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct raft_status st;
+		raft_status(n->groups[k].raft, &st);
+		uint64_t voters = 0;
+		for (uint32_t j = 0; j < st.conf.n; j++)
+			voters += st.conf.kinds[j] == RAFT_VOTER;
+		static const char *const kinds[] = {"voter", "learner"};
+		for (int i = 0; i < 2; i++) {
+			char labels[128];
+			group_label(labels, sizeof(labels), n->groups[k].info->id);
+			cm_metrics_label_append(labels, sizeof(labels), "kind", kinds[i]);
+			cm_metrics_write_u64(out, "confman_group_members", labels,
+					     i == 0 ? voters : st.conf.n - voters);
+		}
+	}
+	cm_metrics_write_header(out, "confman_group_conf_pending",
+				"1 while a membership change is in the log, not yet applied.", "gauge");
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct raft_status st;
+		raft_status(n->groups[k].raft, &st);
+		char labels[128];
+		group_label(labels, sizeof(labels), n->groups[k].info->id);
+		cm_metrics_write_u64(out, "confman_group_conf_pending", labels,
+				     st.conf_index > st.applied);
+	}
+}
+
+static void progress_metrics(struct cm_node *n, struct cm_buf *out)
+{
+	cm_metrics_write_header(out, "confman_group_member_lag_entries",
+				"On the leader: entries a member is behind its last index "
+				"(a learner's catch-up; 0 when caught up).",
+				"gauge");
+	for (uint32_t k = 0; k < n->n_groups; k++) {
+		struct raft_status st;
+		raft_status(n->groups[k].raft, &st);
+		for (uint32_t j = 0; st.role == RAFT_LEADER && j < st.conf.n; j++) {
+			raft_index match;
+			bool active;
+			if (raft_member_progress(n->groups[k].raft, st.conf.ids[j], &match, &active) != 0)
+				continue;
+			char labels[192], id[32];
+			group_label(labels, sizeof(labels), n->groups[k].info->id);
+			snprintf(id, sizeof(id), "%" PRIu64, st.conf.ids[j]);
+			cm_metrics_label_append(labels, sizeof(labels), "member", id);
+			cm_metrics_label_append(labels, sizeof(labels), "kind",
+						st.conf.kinds[j] == RAFT_VOTER ? "voter" : "learner");
+			cm_metrics_write_u64(out, "confman_group_member_lag_entries", labels,
+					     st.last_index > match ? st.last_index - match : 0);
+		}
+	}
+}
+
+/* The map as this node applied it: one series per shard, its replicas in a
+ * label (an info metric), with its epoch next to it (admin.c). */
+static void shard_metrics(struct cm_node *n, struct cm_buf *out)
+{
+	cm_metrics_write_header(out, "confman_shard_info",
+				"1 per shard of the map: prefix, group, replicas, split parent.",
+				"gauge");
+	for (uint32_t k = 0; k < n->reg.n; k++) {
+		const struct cm_group_info *gi = n->reg.v[k];
+		if (gi->retired)
+			continue;
+		char labels[CM_PATH_MAX + 512], reps[RAFT_MAX_NODES * 21 + 1] = "", parent[32];
+		size_t len = 0;
+		for (uint32_t j = 0; j < gi->n_replicas; j++)
+			len += (size_t)snprintf(reps + len, sizeof(reps) - len,
+						j ? ",%" PRIu64 : "%" PRIu64, gi->replicas[j]);
+		group_label(labels, sizeof(labels), gi->id);
+		cm_metrics_label_append(labels, sizeof(labels), "prefix", gi->prefix);
+		cm_metrics_label_append(labels, sizeof(labels), "replicas", reps);
+		snprintf(parent, sizeof(parent), "%" PRIu64, gi->parent);
+		cm_metrics_label_append(labels, sizeof(labels), "split_from", parent);
+		cm_metrics_label_append(labels, sizeof(labels), "state",
+					cm_reg_pending(gi) ? "pending" : "serving");
+		cm_metrics_write_u64(out, "confman_shard_info", labels, 1);
+	}
+}
+
+void cm__members_metrics(struct cm_node *n, struct cm_buf *out)
+{
+	member_metrics(n, out);
+	progress_metrics(n, out);
+	shard_metrics(n, out);
 }

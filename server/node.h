@@ -169,6 +169,8 @@ int cm__join(struct cm_config *cfg);
 /* members.c: CONF_CHANGE and TRANSFER at a group's leader; a CONF entry
  * of ours applied (turn.c). */
 void cm__members_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+/* Membership and map series for /metrics (README, "Metrics"). */
+void cm__members_metrics(struct cm_node *n, struct cm_buf *out);
 
 /* split.c: SHARD_SPLIT (at the parent's leader, or the meta leader), and
  * the new group's Raft state once the parent applied the split. */
