@@ -42,6 +42,7 @@ class Cluster:
         self.extra = list(extra or [])
         self.dir = tempfile.mkdtemp(prefix="confman-it-")
         self.procs = {}
+        self.joined = {}  # node id -> --join addresses, for nodes not in the file
         self.meant_down = set()  # nodes the test killed or stopped on purpose
         self.keep = keep
         self._write_ini()
@@ -82,12 +83,22 @@ class Cluster:
         self.meant_down.discard(i)
         data = os.path.join(self.dir, "node%d" % i)
         log = open(os.path.join(self.dir, "node%d.log" % i), "ab")
+        if i in self.joined:  # no cluster file: it joined through others
+            how = ["--join", self.joined[i], "--listen", self.addr(i), "--http", self.http(i)]
+        else:
+            how = ["--cluster-file", os.path.join(self.dir, "cluster.ini")]
         self.procs[i] = subprocess.Popen(
-            [CONFMAND, "--id", str(i), "--cluster-file",
-             os.path.join(self.dir, "cluster.ini"), "--data", data, "-v",
+            [CONFMAND, "--id", str(i)] + how + ["--data", data, "-v",
              "--tick-ms", "20"] + self.extra + self.node_extra.get(i, []),
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_port(i)
+
+    def join(self, i, via=None):
+        """Start node i (not in the cluster file) with --join through the
+        nodes `via` (default: every node of the file); `confmanctl node add`
+        must have recorded it first. Restarts of it use --join too."""
+        self.joined[i] = ",".join(self.addr(j) for j in (via or range(1, self.n + 1)))
+        self.start(i)
 
     def wait_port(self, i, timeout=10):
         end = time.time() + timeout
