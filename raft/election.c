@@ -3,7 +3,11 @@
 
 bool raft__promotable(const struct raft *r)
 {
+#ifdef RAFT_BUG_LEARNER_CAMPAIGNS
+	return raft_conf_kind(&r->conf, r->id) != 0; /* deliberately broken: learners too */
+#else
 	return raft_conf_kind(&r->conf, r->id) == RAFT_VOTER;
+#endif
 }
 
 void raft__become_follower(struct raft *r, raft_term term, raft_id leader)
@@ -190,7 +194,11 @@ void raft__tick_election(struct raft *r)
 	r->election_elapsed++;
 	if (r->election_elapsed < r->timeout || !raft__promotable(r))
 		return;
+#ifdef RAFT_BUG_REMOVED_NO_GUARD
+	raft__campaign(r, false, false); /* deliberately broken: no PreVote */
+#else
 	raft__campaign(r, r->cfg.pre_vote, false);
+#endif
 }
 
 /* Nothing in flight, nothing pending, every member caught up. */

@@ -62,6 +62,12 @@ static int check_msg(const struct raft *r, const struct raft_msg *m)
  * and a lease that never expires would block every election. */
 static bool in_lease(const struct raft *r, const struct raft_msg *m)
 {
+#ifdef RAFT_BUG_REMOVED_NO_GUARD
+	/* Deliberately broken: the lease does not hold against non-members
+	 * (and election.c skips PreVote): the simulator must notice. */
+	if (raft_conf_kind(&r->conf, m->from) == 0)
+		return false;
+#endif
 	return r->cfg.check_quorum && !m->force && r->leader != 0 && r->leader != m->from &&
 	       !r->quiesced && r->election_elapsed < r->cfg.election_ticks;
 }
@@ -103,6 +109,18 @@ static int step_higher(struct raft *r, const struct raft_msg *m)
 	}
 	if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject)
 		return 0; /* granted pre-votes carry the future term */
+	/* Within the lease, an answer to a campaign we no longer run, or a
+	 * higher term that a non-member puts in anything but a leader's message,
+	 * would depose a live leader: a removed node, paused in mid-PreVote,
+	 * woke after its removal committed, campaigned on the grants it had, and
+	 * lifted a leased follower with its answer and the leader with its reply
+	 * to a stale heartbeat (found by the simulator). Ignoring is safe; the
+	 * lease ends with the leader. A new leader's own messages still count:
+	 * a member that does not know it (re-added, its log empty) follows it. */
+	bool answer = m->type == RAFT_MSG_PREVOTE_RESP || m->type == RAFT_MSG_VOTE_RESP;
+	if (in_lease(r, m) &&
+	    (answer || (!from_leader(m->type) && raft_conf_kind(&r->conf, m->from) == 0)))
+		return 1;
 	raft__become_follower(r, m->term, from_leader(m->type) ? m->from : 0);
 	return 0;
 }

@@ -19,6 +19,7 @@ struct opts {
 	bool quiet;
 	bool expect_violations;
 	bool stats;
+	bool strict_learners;
 	const char *scenario;
 	const char *argv0;
 };
@@ -27,7 +28,8 @@ static void usage(FILE *f, const char *argv0)
 {
 	fprintf(f, "usage: %s --seeds N --steps M [--seed S] [--nodes 3|5] [--trace] [--quiet]\n",
 		argv0);
-	fputs("          [--stats] [--expect-violations] [--scenario figure8]\n"
+	fputs("          [--stats] [--expect-violations] [--strict-learners]\n"
+	      "          [--scenario figure8|removed|learner]\n"
 	      "  --seeds N   run seeds 1..N (3 voters for odd seeds, 5 for even ones)\n"
 	      "  --steps M   faulty steps per seed, followed by a calm liveness phase\n"
 	      "  --seed S    run only seed S (replay); with --trace print every event\n"
@@ -36,6 +38,10 @@ static void usage(FILE *f, const char *argv0)
 	      "  --stats     print what the runs exercised (elections, crashes, ...)\n"
 	      "  --expect-violations  exit 0 only if some seed found a violation\n"
 	      "  --scenario figure8   the scripted Figure 8 sequence (Raft paper §5.4.2)\n"
+	      "  --scenario removed   a removed voter keeps running and campaigning (guard.c)\n"
+	      "  --scenario learner   a learner is asked for votes before its promotion\n"
+	      "  --strict-learners    learner-votes: a grant by a non-voter of its own\n"
+	      "              configuration is a violation even when the candidate's promotes it\n"
 	      "Exit: 0 no violation, 1 violations, 2 usage error.\n",
 	      f);
 }
@@ -64,6 +70,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->quiet = true;
 		} else if (!strcmp(a, "--stats")) {
 			o->stats = true;
+		} else if (!strcmp(a, "--strict-learners")) {
+			o->strict_learners = true;
 		} else if (!strcmp(a, "--expect-violations")) {
 			o->expect_violations = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -92,7 +100,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return -EINVAL;
 		}
 	}
-	if (o->scenario && strcmp(o->scenario, "figure8"))
+	if (o->scenario && strcmp(o->scenario, "figure8") && strcmp(o->scenario, "removed") &&
+	    strcmp(o->scenario, "learner"))
 		return -EINVAL;
 	if (!o->steps && !o->scenario)
 		return -EINVAL;
@@ -130,6 +139,7 @@ static void stats_add(struct sim_stats *t, const struct sim *s)
 	t->quiesced += s->stats.quiesced;
 	t->woken += s->stats.woken;
 	t->snap_behind += s->stats.snap_behind;
+	t->learner_grants += s->stats.learner_grants;
 	t->committed += s->hist.n;
 	if (s->max_term > t->max_term)
 		t->max_term = s->max_term;
@@ -160,6 +170,9 @@ static void stats_print(const struct sim_stats *t, uint64_t seeds)
 	       "(%llu in all)\n",
 	       (double)e[SIM_EV_STALL] / (double)seeds, (double)t->snap_behind / (double)seeds,
 	       (ull)t->snap_behind);
+	printf("per seed: %.2f (pre)votes granted by a non-voter of its own configuration "
+	       "(%llu in all)\n",
+	       (double)t->learner_grants / (double)seeds, (ull)t->learner_grants);
 }
 
 /* Runs one seed; returns 1 on a violation. */
@@ -168,7 +181,16 @@ static int run_seed(uint64_t seed, const struct opts *o, struct sim_stats *total
 	uint32_t nodes = o->nodes ? o->nodes : (seed % 2 ? 3 : 5);
 	struct sim *s = sim_xcalloc(1, sizeof(*s));
 	sim_init(s, seed, o->scenario ? 5 : nodes, o->trace, o->scenario != NULL);
-	bool ok = o->scenario ? sim_scenario_figure8(s) : sim_run(s, o->steps);
+	s->guard_lax = !o->strict_learners;
+	bool ok;
+	if (!o->scenario)
+		ok = sim_run(s, o->steps);
+	else if (!strcmp(o->scenario, "removed"))
+		ok = sim_scenario_removed(s);
+	else if (!strcmp(o->scenario, "learner"))
+		ok = sim_scenario_learner(s);
+	else
+		ok = sim_scenario_figure8(s);
 	if (!ok)
 		report(s, o);
 	stats_add(total, s);

@@ -83,6 +83,7 @@ void sim_net_send(struct sim *s, struct sim_node *from, const struct raft_msg *m
 	const uint8_t *chunk = NULL;
 	bool drop = false;
 	sim_trace_msg(s, SIM_EV_SEND, 0, m);
+	sim_guard_sent(s, from, m);
 	if (m->type == RAFT_MSG_SNAP && !(chunk = snap_chunk(s, from, m, &drop)) && drop)
 		return;
 	if (!s->calm && s->p.loss && sim_rng_ppm(&s->rng, s->p.loss)) {
@@ -116,11 +117,14 @@ static void deliver_one(struct sim *s, struct sim_msg *sm)
 		return;
 	}
 	sim_trace_msg(s, SIM_EV_RECV, 0, m);
+	struct sim_guard_ctx g;
+	sim_guard_before(s, to, m, &g);
 	int rc = raft_step(to->r, m);
 	if (rc)
 		sim_fail(s, "api", "n%llu: raft_step(%s from n%llu, t%llu): %s", (ull)to->id,
 			 raft_msg_type_name(m->type), (ull)m->from, (ull)m->term, cm_errname(rc));
 	sim_node_observe(s, to);
+	sim_guard_after(s, to, m, &g);
 }
 
 /*

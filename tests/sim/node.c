@@ -186,6 +186,7 @@ void sim_node_observe(struct sim *s, struct sim_node *n)
 			  st.commit, st.last_index);
 	if (st.role == RAFT_LEADER)
 		record_leader(s, st.term, n->id);
+	sim_guard_observe(s, n, o, &st);
 	if (st.role == RAFT_LEADER && (o->role != RAFT_LEADER || o->term != st.term)) {
 		s->stats.elected++;
 		s->fresh_leader = n->id;

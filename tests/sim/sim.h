@@ -107,6 +107,16 @@ struct sim_node {
 	bool log_dirty;        /* durable log changed since the last Log Matching check */
 	uint64_t snap_every;   /* take a snapshot once applied - snap.index exceeds this */
 	uint32_t leader_gone;  /* quiesced: steps its leader has been unreachable */
+	/* Membership guards (guard.c). */
+	uint64_t lead_since;   /* step it became leader of its current term */
+	bool campaign_voter;   /* a voter in its own configuration when it last campaigned */
+	bool strict_at_req[SIM_MAX_NODES + 1][2]; /* the same, own configuration only */
+	bool asked_as_voter[SIM_MAX_NODES + 1][2]; /* [from][pre]: listed as a voter by it */
+	struct raft_conf campaign_conf; /* its configuration when it last campaigned */
+	bool voter_at_req[SIM_MAX_NODES + 1][2]; /* [from][pre]: a voter when it stepped
+						  * the last (pre)vote request from there */
+	raft_term grant_term;  /* grants sent to it as candidate in this term ... */
+	uint32_t grants;       /* ... bit per granting node id */
 };
 
 /* Fault and load rates of one seed, in parts per million per step. */
@@ -192,6 +202,7 @@ struct sim_stats {
 	uint64_t quiesced;  /* times a node went quiet */
 	uint64_t woken;     /* quiet followers woken by node liveness */
 	uint64_t snap_behind; /* own snapshot due with a leader's installed, not yet taken */
+	uint64_t learner_grants; /* (pre)votes granted by a non-voter of its own configuration */
 };
 
 struct sim_read {
@@ -237,6 +248,7 @@ struct sim {
 	struct sim_pending probe;
 	bool calm;            /* liveness phase: no faults */
 	raft_id fresh_leader; /* became leader during this step (for the nemesis) */
+	bool guard_lax; /* learner-votes: a promotion the voter has not received yet counts */
 	bool failed;
 	char what[48];
 	char detail[480];
@@ -258,6 +270,8 @@ bool sim_node_busy(const struct sim_node *n);
 
 /* scenario.c: scripted sequences the random search finds too rarely */
 bool sim_scenario_figure8(struct sim *s);
+bool sim_scenario_removed(struct sim *s);
+bool sim_scenario_learner(struct sim *s);
 void sim_scenario_params(struct sim_params *p);
 
 /* store.c */
@@ -305,6 +319,23 @@ bool sim_check_snapshot(struct sim *s, struct sim_node *n, const struct raft_sna
 			const uint8_t *data);
 void sim_check_step(struct sim *s);
 void sim_check_final(struct sim *s);
+
+/* guard.c: removed nodes cannot disrupt, learners never vote (see there) */
+struct sim_guard_ctx {
+	const struct sim_node *leader; /* healthy leader when a removed node's message arrived */
+	raft_term leader_term;
+	raft_term term; /* the recipient's term and role before the message */
+	enum raft_role role;
+};
+
+bool sim_guard_removed(struct sim *s, raft_id id);
+void sim_guard_before(struct sim *s, struct sim_node *n, const struct raft_msg *m,
+		      struct sim_guard_ctx *g);
+void sim_guard_after(struct sim *s, struct sim_node *n, const struct raft_msg *m,
+		     const struct sim_guard_ctx *g);
+void sim_guard_sent(struct sim *s, struct sim_node *n, const struct raft_msg *m);
+void sim_guard_observe(struct sim *s, struct sim_node *n, const struct raft_status *o,
+		       const struct raft_status *st);
 
 /* trace.c */
 enum sim_ev {
