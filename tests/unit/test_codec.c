@@ -277,8 +277,11 @@ static void test_resp_shards_roundtrip(void **state)
 		 .replicas = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, UINT64_MAX}},
 		{.group = CM_META_GROUP, .prefix = B(""), .n_replicas = 0},
 	};
-	struct cm_node_addr nodes[2] = {{.id = 1, .addr = B("10.0.0.1:7001")},
-					{.id = UINT64_MAX, .addr = B("[::1]:7002")}};
+	/* The state is checked on decoding (active or removed). */
+	struct cm_node_addr nodes[2] = {{.id = 1, .addr = B("10.0.0.1:7001"),
+					 .state = CM_NODE_ACTIVE},
+					{.id = UINT64_MAX, .addr = B("[::1]:7002"),
+					 .http = B("[::1]:8002"), .state = CM_NODE_REMOVED}};
 	struct cm_resp r = {.id = 8, .op = CM_OP_SHARDS, .group = CM_META_GROUP, .token = 4,
 			    .epoch = 42, .shards = sh, .n_shards = 3, .nodes = nodes, .n_nodes = 2};
 	struct cm_msg m;
@@ -301,6 +304,8 @@ static void test_resp_shards_roundtrip(void **state)
 	for (int k = 0; k < 2; k++) {
 		assert_int_equal(m.resp.nodes[k].id, nodes[k].id);
 		assert_bytes(m.resp.nodes[k].addr, k ? "[::1]:7002" : "10.0.0.1:7001");
+		assert_bytes(m.resp.nodes[k].http, k ? "[::1]:8002" : "");
+		assert_int_equal(m.resp.nodes[k].state, nodes[k].state);
 	}
 	assert_truncations_fail(&sb);
 	cm_codec_free(&m);
