@@ -1,5 +1,6 @@
 /* ctl_fmt.c: confmanctl's helpers: JSON, base64, modes, times, status, shards, exit codes. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
@@ -8,6 +9,26 @@
 
 #include "client/ctl.h"
 #include "confman/client.h"
+
+int cm_ctl_fail(const char *what, int err)
+{
+	/* strerror's "Operation canceled" would puzzle whoever ran a CAS. */
+	const char *msg = err == -ECANCELED ? "version mismatch (compare-and-set failed)"
+					    : cm_strerror(err);
+	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, msg, cm_errname(err));
+	return cm_ctl_exit_code(err);
+}
+
+int cm_ctl_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("confmanctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs("\nTry 'confmanctl help'.\n", stderr);
+	va_end(ap);
+	return CM_CTL_USAGE;
+}
 
 int cm_ctl_exit_code(int err)
 {
@@ -18,9 +39,14 @@ int cm_ctl_exit_code(int err)
 		return CM_CTL_NOTFOUND;
 	case -ECANCELED: case -EEXIST:
 		return CM_CTL_CONFLICT;
+	case CM_ENONODE:
+		return CM_CTL_NOTFOUND;
+	case CM_ENOQUORUM:
+		return CM_CTL_USAGE; /* refused: nothing changed */
 	case -ETIMEDOUT: case -ECONNREFUSED: case -ECONNRESET: case -EHOSTUNREACH:
 	case -ENETUNREACH: case -EIO: case CM_ENOLEADER: case CM_ENOTLEADER:
 	case CM_ETRANSFERRING: case CM_ESTALE: case CM_ESHUTDOWN: case CM_EWRONGSHARD:
+	case CM_ECONFPENDING: case CM_ELAGGING:
 		return CM_CTL_UNAVAILABLE;
 	case -EINVAL: case -ENAMETOOLONG: case -EFBIG: case -ENOTEMPTY: case -EISDIR:
 	case -ENOTDIR: case -EMSGSIZE:
