@@ -170,6 +170,29 @@ const char *cm_ctl_role_name(uint8_t role)
 
 /* ---- status ---- */
 
+static bool is_learner(const struct cm_group_info *g, uint32_t k)
+{
+	return g->kinds[k] == 2;
+}
+
+/* The leader's view of its members: match and lag each, and a pending change. */
+static void print_members_text(FILE *f, const struct cm_group_info *g)
+{
+	bool has_match = false;
+	for (uint32_t k = 0; k < g->n_members; k++)
+		has_match |= g->match[k] != 0;
+	if (!has_match && !g->conf_pending)
+		return;
+	fputs("         ", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++) {
+		uint64_t lag = g->last > g->match[k] ? g->last - g->match[k] : 0;
+		fprintf(f, "%snode %" PRIu64 " %s match %" PRIu64 " lag %" PRIu64, k ? "; " : "",
+			g->members[k], is_learner(g, k) ? "learner" : "voter", g->match[k], lag);
+	}
+	fprintf(f, "%s\n", g->conf_pending ? (has_match ? "; change pending" : "change pending")
+					   : "");
+}
+
 static void print_group_text(FILE *f, const struct cm_group_info *g)
 {
 	fprintf(f, "  %-6" PRIu64 " %-16s %-13s %6" PRIu64 " %6" PRIu64 " %8" PRIu64 " %8" PRIu64
@@ -177,8 +200,10 @@ static void print_group_text(FILE *f, const struct cm_group_info *g)
 		   g->group, g->prefix, cm_ctl_role_name(g->role), g->term, g->leader, g->commit,
 		   g->applied, g->last, g->snap_index);
 	for (uint32_t k = 0; k < g->n_members; k++)
-		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+		fprintf(f, "%s%" PRIu64 "%s", k ? "," : "", g->members[k],
+			is_learner(g, k) ? "(learner)" : "");
 	fputc('\n', f);
+	print_members_text(f, g);
 }
 
 static void print_status_text(FILE *f, const char *addr, const struct cm_node_status *st,
@@ -206,9 +231,24 @@ static void print_group_json(FILE *f, const struct cm_group_info *g)
 		   ",\"snap_index\":%" PRIu64 ",\"members\":[",
 		   cm_ctl_role_name(g->role), g->term, g->leader, g->commit, g->applied, g->last,
 		   g->snap_index);
-	for (uint32_t k = 0; k < g->n_members; k++)
+	bool has_match = false;
+	for (uint32_t k = 0; k < g->n_members; k++) {
 		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
-	fputs("]}", f);
+		has_match |= g->match[k] != 0;
+	}
+	fputs("],\"kinds\":[", f);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		fprintf(f, "%s\"%s\"", k ? "," : "", is_learner(g, k) ? "learner" : "voter");
+	/* match and lag: the leader's view, null elsewhere. */
+	fputs("],\"match\":", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++)
+		fprintf(f, "%s%" PRIu64, k ? "," : "[", g->match[k]);
+	fputs(has_match ? "],\"lag\":" : "null,\"lag\":", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++)
+		fprintf(f, "%s%" PRIu64, k ? "," : "[",
+			g->last > g->match[k] ? g->last - g->match[k] : 0);
+	fprintf(f, "%s,\"conf_pending\":%s}", has_match ? "]" : "null",
+		g->conf_pending ? "true" : "false");
 }
 
 static void print_status_json(FILE *f, const char *addr, const struct cm_node_status *st,

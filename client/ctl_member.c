@@ -47,6 +47,7 @@ struct run {
 	uint32_t timeout_s;
 	uint32_t pause;      /* ms, the next retry's */
 	uint64_t progress_at; /* now_ms() of the last catch-up line */
+	struct cm_plan_step last; /* the step run last (a repeat waits first) */
 };
 
 /* Errors after which the same step, planned again, may well succeed. */
@@ -347,10 +348,32 @@ static int plan_refused(struct run *r, const struct move *mv, int err, uint64_t 
 	return CM_CTL_USAGE;
 }
 
+/* Pause before a step seen already; false (*code set) once time is up. */
+static bool pause_or_give_up(struct run *r, const struct move *mv, int *code)
+{
+	if (now_ms() + r->pause < r->deadline) {
+		sleep_ms(r->pause);
+		r->pause = r->pause * 2 > PAUSE_MAX_MS ? PAUSE_MAX_MS : r->pause * 2;
+		return true;
+	}
+	fprintf(stderr, "confmanctl: %s: not done after %" PRIu32 " s (re-run to go on)\n",
+		mv->label, r->timeout_s);
+	*code = CM_CTL_UNAVAILABLE;
+	return false;
+}
+
+static bool same_step(const struct cm_plan_step *a, const struct cm_plan_step *b)
+{
+	return a->kind == b->kind && a->node == b->node && a->to == b->to &&
+	       a->n_set == b->n_set && memcmp(a->set, b->set, a->n_set * sizeof(*a->set)) == 0;
+}
+
 /* One round: read, plan, run. Returns whether the move is over, with its
  * exit code in *code (0: done). */
 static bool move_round(struct run *r, const struct move *mv, struct view *v, int *code)
 {
+	if (now_ms() >= r->deadline)
+		return !pause_or_give_up(r, mv, code);
 	int rv = view_read(r, mv->group, mv->gone, v);
 	if (rv != 0) {
 		bool go = transient(rv) && backoff(r, mv->label, rv);
@@ -364,10 +387,16 @@ static bool move_round(struct run *r, const struct move *mv, struct view *v, int
 		*code = plan_refused(r, mv, rv, bad);
 		return *code != 0;
 	}
+	/* The same step again: it succeeded, but what we read does not show it
+	 * yet (a lagging replica's registry): pause, do not hammer. */
+	if (!same_step(&s, &r->last))
+		r->pause = PAUSE_MIN_MS;
+	else if (s.kind != CM_PLAN_WAIT_CATCHUP && !pause_or_give_up(r, mv, code))
+		return true;
+	r->last = s;
 	rv = step_run(r, mv, &s, &index);
 	if (rv == 0 || rv == -EEXIST || (rv == CM_EUNKNOWNPEER && s.kind == CM_PLAN_REMOVE)) {
 		step_print(r, mv, &s, index, v); /* -EEXIST...: done by an earlier run */
-		r->pause = PAUSE_MIN_MS;
 		*code = CM_CTL_OK;
 		if (s.kind == CM_PLAN_WAIT_CATCHUP || s.kind == CM_PLAN_TRANSFER)
 			sleep_ms(CATCHUP_POLL_MS);

@@ -2409,6 +2409,61 @@ static void test_confmanctl_output_and_exit_codes(void **state)
 	kv_server_stop(st);
 }
 
+static void test_confmanctl_membership_output(void **state)
+{
+	(void)state;
+	if (getenv("CONFMANCTL") == NULL)
+		skip();
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, false);
+	const char *a = s1->f.addr;
+	char out[8192];
+	/* status: learners marked; the leader's match, lag and pending change. */
+	char args[256];
+	snprintf(args, sizeof(args), "--servers %s status", s2->f.addr);
+	assert_int_equal(run_ctl(a, args, out, sizeof(out)), 0);
+	assert_has(out, "  1,2,4(learner)\n");
+	assert_has(out, "node 1 voter match 100 lag 0; node 2 voter match 100 lag 0; "
+			"node 4 learner match 81 lag 19; change pending\n");
+	snprintf(args, sizeof(args), "--servers %s --json status", s2->f.addr);
+	assert_int_equal(run_ctl(a, args, out, sizeof(out)), 0);
+	assert_has(out, "\"members\":[1,2,4],\"kinds\":[\"voter\",\"voter\",\"learner\"],"
+			"\"match\":[100,100,81],\"lag\":[0,0,19],\"conf_pending\":true}");
+	assert_has(out, "\"members\":[1,2],\"kinds\":[\"voter\",\"voter\"],\"match\":null,"
+			"\"lag\":null,\"conf_pending\":false}");
+	/* node list: the table and the meta group's kinds, from its leader. */
+	assert_int_equal(run_ctl(a, "node list", out, sizeof(out)), 0);
+	assert_has(out, "NODE   ADDR                     HTTP                     STATE    META\n");
+	char want[256];
+	snprintf(want, sizeof(want), "2      %-24s -                        active   voter\n",
+		 s2->f.addr);
+	assert_has(out, want);
+	assert_int_equal(run_ctl(a, "node list --json", out, sizeof(out)), 0);
+	assert_has(out, "{\"nodes\":[{\"id\":1,");
+	assert_has(out, "\"http\":\"\",\"state\":\"active\",\"meta\":\"voter\"}");
+	/* shard move: unknown shard or node refused before any step. */
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,2 /nope", out, sizeof(out)), 2);
+	assert_has(out, "/nope: not a shard");
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,7 /app", out, sizeof(out)), 2);
+	assert_has(out, "node 7 is not an active node");
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_SET), 0);
+	/* Node 4's learner of /app (81 of 100: within 64) is promoted first;
+	 * this fake never changes, so the command runs out of time. */
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,2 --timeout 1 --json /app", out,
+				 sizeof(out)), 5);
+	assert_has(out, "{\"group\":5,\"prefix\":\"/app\",\"step\":\"shard_set\",\"replicas\":[1,2,4]}");
+	assert_has(out, "not done after 1 s");
+	/* node remove: nowhere to go is refused with nothing changed. */
+	int sets = fake_count(&s2->f, CM_OP_SHARD_SET);
+	assert_int_equal(run_ctl(a, "node remove 2 --to 1", out, sizeof(out)), 2);
+	assert_has(out, "/app (group 5): nowhere to move node 2's replica");
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_SET), sets);
+	assert_int_equal(fake_count(&s2->f, CM_OP_CONF_CHANGE), 0);
+	assert_int_equal(run_ctl(a, "node remove 8", out, sizeof(out)), 3);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 int main(void)
@@ -2457,6 +2512,7 @@ int main(void)
 		cmocka_unit_test(test_member_status_is_the_leaders),
 		cmocka_unit_test(test_member_ops_not_resent_on_unknown_outcome_but_shard_set),
 		cmocka_unit_test(test_member_ops_check_their_operands),
+		cmocka_unit_test(test_confmanctl_membership_output),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
