@@ -48,7 +48,13 @@ struct run {
 	uint32_t pause;      /* ms, the next retry's */
 	uint64_t progress_at; /* now_ms() of the last catch-up line */
 	struct cm_plan_step last; /* the step run last (a repeat waits first) */
+	uint32_t unlisted;       /* ADD_LEARNER refused EINVAL: retries so far */
 };
+
+/* A learner added right after SHARD_SET listed it may be refused (EINVAL:
+ * not in the replica set) by a leader whose node has not applied the
+ * registry entry yet: retried this often before it counts as a refusal. */
+#define UNLISTED_RETRIES 10
 
 /* Errors after which the same step, planned again, may well succeed. */
 static bool transient(int err)
@@ -407,7 +413,9 @@ static bool move_round(struct run *r, const struct move *mv, struct view *v, int
 		}
 		return s.kind == CM_PLAN_DONE || *code != 0;
 	}
-	if (transient(rv) || (rv == -EBUSY && s.kind == CM_PLAN_REMOVE)) {
+	bool unlisted = rv == -EINVAL && s.kind == CM_PLAN_ADD_LEARNER &&
+			r->unlisted++ < UNLISTED_RETRIES;
+	if (transient(rv) || unlisted || (rv == -EBUSY && s.kind == CM_PLAN_REMOVE)) {
 		bool go = backoff(r, mv->label, rv);
 		*code = go ? 0 : cm_ctl_exit_code(rv);
 		return !go;
