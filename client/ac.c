@@ -56,7 +56,36 @@ void cm_client_opts_init(struct cm_client_opts *o)
 static bool op_is_write(uint8_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
-	       op == CM_OP_SHARD_ADD;
+	       op == CM_OP_SHARD_ADD || cm_ac__op_is_member(op);
+}
+
+bool cm_ac__op_is_member(uint8_t op)
+{
+	return op == CM_OP_CONF_CHANGE || op == CM_OP_TRANSFER || op == CM_OP_NODE_ADD ||
+	       op == CM_OP_NODE_REMOVE || op == CM_OP_SHARD_SET;
+}
+
+/* The operands of a membership op: a group where one is addressed, a node
+ * id, a step, a value. Its path is not used (and not checked). */
+static int member_check(const struct cm_req *r)
+{
+	bool group_ok = r->group != 0;
+	switch (r->op) {
+	case CM_OP_CONF_CHANGE:
+		if (r->flags < CM_CONF_ADD_LEARNER || r->flags > CM_CONF_REMOVE)
+			return -EINVAL;
+		return group_ok && r->version != 0 ? 0 : -EINVAL;
+	case CM_OP_TRANSFER:
+		return group_ok ? 0 : -EINVAL;
+	case CM_OP_NODE_ADD:
+		return r->version != 0 && r->value.len > 0 ? 0 : -EINVAL;
+	case CM_OP_NODE_REMOVE:
+		return r->version != 0 ? 0 : -EINVAL;
+	case CM_OP_SHARD_SET:
+		return group_ok && r->group != CM_META_GROUP && r->value.len > 0 ? 0 : -EINVAL;
+	default:
+		return -EINVAL;
+	}
 }
 
 /* ---- wire ids of requests in flight ---- */
@@ -223,6 +252,9 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	case CM_OP_MKDIR: case CM_OP_RENAME: case CM_OP_STATUS: case CM_OP_SHARDS:
 	case CM_OP_SHARD_ADD:
 		break;
+	case CM_OP_CONF_CHANGE: case CM_OP_TRANSFER: case CM_OP_NODE_ADD:
+	case CM_OP_NODE_REMOVE: case CM_OP_SHARD_SET:
+		break;
 	case CM_OP_WATCH: case CM_OP_UNWATCH:
 		if (!internal)
 			return -EINVAL;
@@ -238,6 +270,8 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 		return -EINVAL;
 	if (r->op == CM_OP_STATUS || r->op == CM_OP_SHARDS || r->op == CM_OP_UNWATCH)
 		return 0;
+	if (cm_ac__op_is_member(r->op))
+		return member_check(r);
 	int rv = check_path(r->path);
 	if (rv == 0 && r->op == CM_OP_RENAME)
 		rv = check_path(r->path2);
@@ -293,8 +327,13 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	if (rq->req.consistency == CM_READ_DEFAULT)
 		rq->req.consistency = ac->consistency;
 	rq->is_write = op_is_write(req->op);
-	if (req->op == CM_OP_SHARD_ADD)
+	if (req->op == CM_OP_SHARD_ADD || req->op == CM_OP_NODE_ADD || req->op == CM_OP_NODE_REMOVE)
 		rq->req.group = CM_META_GROUP; /* the registry's group decides */
+	/* Setting a shard's replica set twice is setting it once: the one
+	 * membership op that may go again after its outcome became unknown.
+	 * A CONF_CHANGE may not (a second ADD_LEARNER is EEXIST, a second
+	 * REMOVE UNKNOWNPEER): its caller re-reads the state instead. */
+	rq->idempotent = req->op == CM_OP_SHARD_SET;
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;
@@ -519,7 +558,7 @@ static void on_not_leader(struct cm_ac__req *rq, const struct cm_resp *resp)
 	int s = -1;
 	if (resp->leader_addr.len > 0)
 		s = cm_ac__server_find(ac, resp->leader_addr.p, resp->leader_addr.len, true);
-	struct cm_ac__group *g = cm_ac__group_get(ac, resp->group, true);
+	struct cm_ac__group *g = cm_ac__group_get(ac, cm_ac__leader_group(rq, resp), true);
 	if (g)
 		g->leader = s >= 0 ? s : -1;
 	if (s < 0 || s == rq->srv) {

@@ -157,6 +157,7 @@ struct cm_ac__req {
 	uint64_t wgen;            /* the write its frame went out with */
 	int last_err;             /* why the last attempt failed */
 	bool is_write;
+	bool idempotent;          /* a write that may go again after a lost connection */
 	char data[];              /* path, path2, value */
 };
 
@@ -249,6 +250,9 @@ static inline void cm_ac__inflight_end(struct cm_ac__req *rq)
 }
 
 /* ac.c */
+/* CONF_CHANGE, TRANSFER, NODE_ADD, NODE_REMOVE, SHARD_SET: group-addressed
+ * writes with no path, sent to a leader. */
+bool cm_ac__op_is_member(uint8_t op);
 int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 		  const struct cm_req *req, cm_ac_cb cb, void *arg, struct cm_ac__req **out);
 void cm_ac__attempt(struct cm_ac__req *rq);
@@ -280,6 +284,12 @@ bool cm_ac__holds_tokens(const struct cm_ac *ac);
  * never decides where a token goes. */
 uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len);
 void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp);
+/* The group whose leader answered rq: the meta group for the registry's
+ * and the node table's ops (SHARD_SET names a shard but is the meta
+ * leader's), else the answer's group. */
+uint64_t cm_ac__leader_group(const struct cm_ac__req *rq, const struct cm_resp *resp);
+/* Whether "host:port" (or "[v6]:port"), n bytes, is an address we can dial. */
+bool cm_ac__addr_ok(const char *a, size_t n);
 void cm_ac__status_map(struct cm_ac *ac, uint32_t server);
 void cm_ac__status_merge(struct cm_ac *ac, uint32_t server, const struct cm_resp *resp);
 void cm_ac__groups_free(struct cm_ac *ac);
@@ -320,6 +330,8 @@ struct cm_client__call {
 int cm_client__run(struct cm_client *c, const char *server, const struct cm_req *req,
 		   struct cm_client__call *s);
 int cm_client__path(const char *path, struct cm_bytes *b);
+/* sync_shard.c: bring the client's map up to date from the meta leader (best effort). */
+void cm_client__refresh_map(struct cm_client *c);
 
 /* watch.c */
 void cm_ac__watch_on_event(struct cm_ac__conn *c, const struct cm_event *ev);

@@ -1,4 +1,4 @@
-/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status, shards. */
+/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status, shards, nodes. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -45,23 +45,42 @@ static const char usage_text[] =
 	"  status                          every server's node id, health (ready or why\n"
 	"                                  not, store use, fsync p50/p99, requests and\n"
 	"                                  failures, each peer's link and traffic) and\n"
-	"                                  groups: role, term, leader, commit/applied/last\n"
+	"                                  groups: role, term, leader, commit/applied/last,\n"
+	"                                  members (learners marked); on a group's leader\n"
+	"                                  each member's match and lag, a pending change\n"
 	"  shards                          the shard map: its epoch, each shard's group,\n"
 	"                                  prefix and replica node ids, each node's address\n"
 	"  shard add --replicas ID,... PREFIX\n"
 	"                                  make PREFIX a shard of its own, served by a new\n"
 	"                                  group on those nodes; nothing may exist at PREFIX\n"
+	"  shard move PREFIX|meta --replicas ID,... [--timeout S]\n"
+	"                                  change the nodes that serve a shard (meta: the\n"
+	"                                  meta group's voters), one safe step at a time:\n"
+	"                                  add learners, wait for them (progress shown),\n"
+	"                                  promote, move leadership, remove; re-run to resume\n"
+	"  node list                       id, address, HTTP address, state, meta kind\n"
+	"  node add ID --address H:P [--http H:P] [--timeout S]\n"
+	"                                  record a node, make it a meta learner\n"
+	"  node remove ID [--to ID,...] [--timeout S]\n"
+	"                                  move every replica of ID to the --to nodes (the\n"
+	"                                  least loaded that is not a replica already),\n"
+	"                                  take it out of the meta group, mark it removed\n"
 	"  help                            this text\n"
 	"\n"
 	"Exit codes:\n"
-	"  0  success\n"
+	"  0  success (shard move, node add|remove: done)\n"
 	"  1  other error\n"
-	"  2  usage error\n"
-	"  3  not found (ENOENT)\n"
+	"  2  usage error, or refused: a step that would leave a group without a\n"
+	"     quorum of live, caught-up voters (NOQUORUM; the steps before it stay\n"
+	"     done), an unknown node or shard, node remove with nowhere to move a\n"
+	"     replica (then nothing changed)\n"
+	"  3  not found (ENOENT; NONODE: no such node)\n"
 	"  4  conflict: version mismatch or already exists (ECANCELED, EEXIST);\n"
-	"     shard add: the prefix is not empty or is a shard already\n"
+	"     shard add: the prefix is not empty or is a shard already;\n"
+	"     node add: the id exists with another address, or was removed\n"
 	"  5  unavailable: timeout, no leader, connection refused (ETIMEDOUT,\n"
-	"     NOLEADER, ECONNREFUSED; also EIO: a write's outcome is then unknown)\n"
+	"     NOLEADER, ECONNREFUSED; also EIO: a write's outcome is then unknown);\n"
+	"     shard move, node add|remove: --timeout passed (re-run to go on)\n"
 	"  6  invalid: bad argument or path, too big, not empty, wrong type (EINVAL,\n"
 	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR)\n";
 
@@ -74,27 +93,7 @@ struct ctl {
 
 typedef int (*ctl_cmd_fn)(struct ctl *ctl, int argc, char **argv);
 
-/* ---- reporting ---- */
-
-static int fail(const char *what, int err)
-{
-	/* strerror's "Operation canceled" would puzzle whoever ran a CAS. */
-	const char *msg = err == -ECANCELED ? "version mismatch (compare-and-set failed)"
-					    : cm_strerror(err);
-	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, msg, cm_errname(err));
-	return cm_ctl_exit_code(err);
-}
-
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("confmanctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputs("\nTry 'confmanctl help'.\n", stderr);
-	va_end(ap);
-	return CM_CTL_USAGE;
-}
+/* ---- reporting: cm_ctl_fail(), cm_ctl_usage() (ctl_fmt.c) ---- */
 
 static bool parse_u64(const char *s, uint64_t *v)
 {
@@ -113,8 +112,8 @@ static int open_client(struct ctl *ctl)
 {
 	int rv = cm_client_open(&ctl->opts, &ctl->client);
 	if (rv == -EINVAL)
-		return usage_error("bad --servers or --cluster ('%s')", ctl->servers);
-	return rv ? fail("client", rv) : 0;
+		return cm_ctl_usage("bad --servers or --cluster ('%s')", ctl->servers);
+	return rv ? cm_ctl_fail("client", rv) : 0;
 }
 
 /* Parse a command's options; returns the index of its first argument or -1. */
@@ -126,7 +125,7 @@ static int cmd_opts(int argc, char **argv, const char *sopts, const struct optio
 	int c;
 	while ((c = getopt_long(argc, argv, sopts, lopts, NULL)) != -1) {
 		if (c == '?' || c == ':') {
-			usage_error("%s: bad option '%s'", argv[0], argv[optind - 1]);
+			cm_ctl_usage("%s: bad option '%s'", argv[0], argv[optind - 1]);
 			return -1;
 		}
 		if (on(arg, c, optarg) != 0)
@@ -140,7 +139,7 @@ static int want_args(int argc, int first, int n, const char *cmd)
 	if (first < 0)
 		return CM_CTL_USAGE;
 	if (argc - first != n)
-		return usage_error("%s: expected %d argument%s", cmd, n, n == 1 ? "" : "s");
+		return cm_ctl_usage("%s: expected %d argument%s", cmd, n, n == 1 ? "" : "s");
 	return 0;
 }
 
@@ -212,7 +211,7 @@ static int cmd_get(struct ctl *ctl, int argc, char **argv)
 	int err = go.from ? cm_get_from(ctl->client, go.from, path, &v, &len, &a)
 			  : cm_get(ctl->client, path, &v, &len, &a);
 	if (err)
-		return fail(path, err);
+		return cm_ctl_fail(path, err);
 	if (ctl->json)
 		print_get_json(path, v, len, &a);
 	else
@@ -235,7 +234,7 @@ static int put_opt(void *arg, int opt, const char *val)
 	switch (opt) {
 	case 'v':
 		if (!parse_u64(val, &po->version))
-			return usage_error("put: --if-version wants a number, not '%s'", val);
+			return cm_ctl_usage("put: --if-version wants a number, not '%s'", val);
 		po->flags |= CM_PUT_IF_VERSION;
 		return 0;
 	case 'c':
@@ -287,7 +286,7 @@ static int cmd_put(struct ctl *ctl, int argc, char **argv)
 	char *buf = NULL;
 	uint32_t len = (uint32_t)strnlen(value, (size_t)CM_VALUE_MAX_LIMIT + 1);
 	if (strcmp(value, "-") == 0 && (rv = read_stdin(&buf, &len)) != 0)
-		return fail("stdin", rv);
+		return cm_ctl_fail("stdin", rv);
 	if ((rv = open_client(ctl)) != 0) {
 		free(buf);
 		return rv;
@@ -296,7 +295,7 @@ static int cmd_put(struct ctl *ctl, int argc, char **argv)
 	int err = cm_put(ctl->client, path, buf ? buf : value, len, po.flags, po.version, &a);
 	free(buf);
 	if (err)
-		return fail(path, err);
+		return cm_ctl_fail(path, err);
 	if (ctl->json) {
 		fputs("{\"path\":", stdout);
 		cm_ctl_json_str(stdout, path, strlen(path));
@@ -326,7 +325,7 @@ static int cmd_rm(struct ctl *ctl, int argc, char **argv)
 	if (rv || (rv = open_client(ctl)))
 		return rv;
 	int err = cm_delete(ctl->client, argv[first], flags);
-	return err ? fail(argv[first], err) : CM_CTL_OK;
+	return err ? cm_ctl_fail(argv[first], err) : CM_CTL_OK;
 }
 
 static int cmd_mkdir(struct ctl *ctl, int argc, char **argv)
@@ -336,7 +335,7 @@ static int cmd_mkdir(struct ctl *ctl, int argc, char **argv)
 	if (rv || (rv = open_client(ctl)))
 		return rv;
 	int err = cm_mkdir(ctl->client, argv[first], 0, NULL);
-	return err ? fail(argv[first], err) : CM_CTL_OK;
+	return err ? cm_ctl_fail(argv[first], err) : CM_CTL_OK;
 }
 
 static int cmd_mv(struct ctl *ctl, int argc, char **argv)
@@ -346,7 +345,7 @@ static int cmd_mv(struct ctl *ctl, int argc, char **argv)
 	if (rv || (rv = open_client(ctl)))
 		return rv;
 	int err = cm_rename(ctl->client, argv[first], argv[first + 1], NULL);
-	return err ? fail(argv[first], err) : CM_CTL_OK;
+	return err ? cm_ctl_fail(argv[first], err) : CM_CTL_OK;
 }
 
 /* ---- ls ---- */
@@ -401,7 +400,7 @@ static int cmd_ls(struct ctl *ctl, int argc, char **argv)
 	uint32_t n;
 	int err = cm_list(ctl->client, argv[first], &e, &n);
 	if (err)
-		return fail(argv[first], err);
+		return cm_ctl_fail(argv[first], err);
 	if (ctl->json)
 		print_list_json(argv[first], e, n);
 	for (uint32_t k = 0; !ctl->json && k < n; k++) {
@@ -457,7 +456,7 @@ static int watch_opt(void *arg, int opt, const char *val)
 {
 	struct watch_opts *wo = arg;
 	if (opt == 'f' && !parse_u64(val, &wo->from))
-		return usage_error("watch: --from wants an index, not '%s'", val);
+		return cm_ctl_usage("watch: --from wants an index, not '%s'", val);
 	return json_opt(wo->ctl, opt, val);
 }
 
@@ -473,7 +472,7 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
 	int err = cm_watch(ctl->client, argv[first], wo.from, on_event, ctl);
 	if (err > 0)
 		return CM_CTL_OK; /* stdout went away: nobody is listening */
-	return fail(argv[first], err);
+	return cm_ctl_fail(argv[first], err);
 }
 
 /* ---- status ---- */
@@ -498,7 +497,7 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
 		return rv;
 	char *list = strdup(ctl->servers);
 	if (list == NULL)
-		return fail("status", -ENOMEM);
+		return cm_ctl_fail("status", -ENOMEM);
 	int up = 0, n = 0;
 	if (ctl->json)
 		fputs("{\"servers\":[", stdout);
@@ -522,7 +521,7 @@ static int cmd_shards(struct ctl *ctl, int argc, char **argv)
 	struct cm_shard_map *m;
 	int err = cm_shards(ctl->client, &m);
 	if (err)
-		return fail("shards", err);
+		return cm_ctl_fail("shards", err);
 	cm_ctl_print_shards(stdout, m, ctl->json);
 	cm_shards_free(m);
 	return CM_CTL_OK;
@@ -541,7 +540,7 @@ static int add_opt(void *arg, int opt, const char *val)
 		return json_opt(ao->ctl, opt, val);
 	ao->n = cm_ctl_parse_ids(val, ao->ids, CM_CLIENT_MAX_REPLICAS);
 	if (ao->n == -1)
-		return usage_error("shard add: --replicas wants node ids like 1,2,3, not '%s'",
+		return cm_ctl_usage("shard add: --replicas wants node ids like 1,2,3, not '%s'",
 				   val);
 	if (ao->n == -2) {
 		fprintf(stderr, "confmanctl: shard add: at most %d replicas\n",
@@ -563,7 +562,7 @@ static int cmd_shard_add(struct ctl *ctl, int argc, char **argv)
 	if (rv)
 		return rv;
 	if (ao.n < 0)
-		return usage_error("shard add: --replicas is required");
+		return cm_ctl_usage("shard add: --replicas is required");
 	if ((rv = open_client(ctl)) != 0)
 		return rv;
 	const char *prefix = argv[first];
@@ -572,16 +571,33 @@ static int cmd_shard_add(struct ctl *ctl, int argc, char **argv)
 		fprintf(stderr, "confmanctl: %s: not empty, or a shard already (EEXIST)\n", prefix);
 		return cm_ctl_exit_code(err);
 	}
-	return err ? fail(prefix, err) : CM_CTL_OK;
+	return err ? cm_ctl_fail(prefix, err) : CM_CTL_OK;
+}
+
+/* A command of ctl_member.c; the client it opened is closed by main(). */
+static int member_cmd(struct ctl *ctl, int argc, char **argv,
+		      int (*fn)(struct cm_ctl_cmd *cc, int argc, char **argv))
+{
+	struct cm_ctl_cmd cc = {.opts = &ctl->opts, .json = ctl->json};
+	int rv = fn(&cc, argc, argv);
+	ctl->client = cc.client;
+	return rv;
 }
 
 static int cmd_shard(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc < 2)
-		return usage_error("shard: expected a subcommand (add)");
+		return cm_ctl_usage("shard: expected a subcommand (add, move)");
 	if (strcmp(argv[1], "add") == 0)
 		return cmd_shard_add(ctl, argc - 1, argv + 1);
-	return usage_error("shard: unknown subcommand '%s'", argv[1]);
+	if (strcmp(argv[1], "move") == 0)
+		return member_cmd(ctl, argc - 1, argv + 1, cm_ctl_shard_move);
+	return cm_ctl_usage("shard: unknown subcommand '%s'", argv[1]);
+}
+
+static int cmd_node(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_node);
 }
 
 /* ---- main ---- */
@@ -602,7 +618,7 @@ static const struct {
 	{"get", cmd_get},     {"put", cmd_put},     {"rm", cmd_rm},
 	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
 	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
-	{"shard", cmd_shard}, {"help", cmd_help},
+	{"shard", cmd_shard}, {"node", cmd_node},   {"help", cmd_help},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)
@@ -617,7 +633,7 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 		return 0;
 	case 't':
 		if (!parse_u64(val, &ms) || ms == 0 || ms > 86400000)
-			return usage_error("--timeout wants milliseconds, not '%s'", val);
+			return cm_ctl_usage("--timeout wants milliseconds, not '%s'", val);
 		ctl->opts.timeout_ms = (uint32_t)ms;
 		return 0;
 	case 'C':
@@ -626,7 +642,7 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 		else if (strcmp(val, "follower") == 0)
 			ctl->opts.consistency = CM_READ_FOLLOWER;
 		else
-			return usage_error("--consistency: linearizable or follower, not '%s'",
+			return cm_ctl_usage("--consistency: linearizable or follower, not '%s'",
 					   val);
 		return 0;
 	case 'j':
@@ -636,7 +652,7 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 		fputs(usage_text, stdout);
 		exit(CM_CTL_OK);
 	default:
-		return usage_error("unknown option '%s'", val ? val : "?");
+		return cm_ctl_usage("unknown option '%s'", val ? val : "?");
 	}
 }
 
@@ -675,7 +691,7 @@ int main(int argc, char **argv)
 	if (first < 0)
 		return CM_CTL_USAGE;
 	if (first >= argc)
-		return usage_error("no command");
+		return cm_ctl_usage("no command");
 	if (ctl.servers == NULL)
 		ctl.servers = getenv("CONFMAN_SERVERS");
 	if (ctl.servers == NULL || *ctl.servers == '\0')
@@ -688,5 +704,5 @@ int main(int argc, char **argv)
 		cm_client_close(ctl.client);
 		return rv;
 	}
-	return usage_error("unknown command '%s'", argv[first]);
+	return cm_ctl_usage("unknown command '%s'", argv[first]);
 }

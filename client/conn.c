@@ -140,7 +140,7 @@ static void rq_conn_lost(struct cm_ac__req *rq, int err, bool sent, bool fatal)
 		cm_ac__finish(rq, err, NULL);
 		return;
 	}
-	if (rq->is_write && sent) {
+	if (rq->is_write && sent && !rq->idempotent) {
 		/* The server may have applied it: retrying could apply it twice. */
 		cm_ac__finish(rq, -EIO, NULL);
 		return;

@@ -18,6 +18,14 @@ enum cm_ctl_exit {
 	CM_CTL_INVALID = 6,
 };
 
+/* cm_ctl_fail - print "confmanctl: WHAT: message (NAME)" to stderr; returns
+ * the exit code for err. */
+int cm_ctl_fail(const char *what, int err);
+
+/* cm_ctl_usage - print a usage error and the hint to stderr; returns
+ * CM_CTL_USAGE. */
+__attribute__((format(printf, 1, 2))) int cm_ctl_usage(const char *fmt, ...);
+
 /* cm_ctl_exit_code - the exit code for an error code (0 for 0). */
 int cm_ctl_exit_code(int err);
 
@@ -66,5 +74,20 @@ void cm_ctl_print_shards(FILE *f, const struct cm_shard_map *m, bool json);
  * for malformed text (not decimal numbers separated by single commas), or
  * -2 for more than max. */
 int cm_ctl_parse_ids(const char *s, uint64_t *ids, int max);
+
+struct cm_client;
+struct cm_client_opts;
+
+/* What a command of ctl_member.c gets from confmanctl.c. */
+struct cm_ctl_cmd {
+	const struct cm_client_opts *opts;
+	bool json;
+	struct cm_client *client; /* opened by the command; confmanctl.c closes it */
+};
+
+/* ctl_member.c: `node list|add|remove` (argv[0] "node") and `shard move`
+ * (argv[0] "move"); each returns an exit code. */
+int cm_ctl_node(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_shard_move(struct cm_ctl_cmd *cc, int argc, char **argv);
 
 #endif /* CONFMAN_CTL_H */

@@ -1,5 +1,6 @@
 /* ctl_fmt.c: confmanctl's helpers: JSON, base64, modes, times, status, shards, exit codes. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
@@ -8,6 +9,26 @@
 
 #include "client/ctl.h"
 #include "confman/client.h"
+
+int cm_ctl_fail(const char *what, int err)
+{
+	/* strerror's "Operation canceled" would puzzle whoever ran a CAS. */
+	const char *msg = err == -ECANCELED ? "version mismatch (compare-and-set failed)"
+					    : cm_strerror(err);
+	fprintf(stderr, "confmanctl: %s: %s (%s)\n", what, msg, cm_errname(err));
+	return cm_ctl_exit_code(err);
+}
+
+int cm_ctl_usage(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("confmanctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputs("\nTry 'confmanctl help'.\n", stderr);
+	va_end(ap);
+	return CM_CTL_USAGE;
+}
 
 int cm_ctl_exit_code(int err)
 {
@@ -18,9 +39,14 @@ int cm_ctl_exit_code(int err)
 		return CM_CTL_NOTFOUND;
 	case -ECANCELED: case -EEXIST:
 		return CM_CTL_CONFLICT;
+	case CM_ENONODE:
+		return CM_CTL_NOTFOUND;
+	case CM_ENOQUORUM:
+		return CM_CTL_USAGE; /* refused: nothing changed */
 	case -ETIMEDOUT: case -ECONNREFUSED: case -ECONNRESET: case -EHOSTUNREACH:
 	case -ENETUNREACH: case -EIO: case CM_ENOLEADER: case CM_ENOTLEADER:
 	case CM_ETRANSFERRING: case CM_ESTALE: case CM_ESHUTDOWN: case CM_EWRONGSHARD:
+	case CM_ECONFPENDING: case CM_ELAGGING:
 		return CM_CTL_UNAVAILABLE;
 	case -EINVAL: case -ENAMETOOLONG: case -EFBIG: case -ENOTEMPTY: case -EISDIR:
 	case -ENOTDIR: case -EMSGSIZE:
@@ -144,6 +170,29 @@ const char *cm_ctl_role_name(uint8_t role)
 
 /* ---- status ---- */
 
+static bool is_learner(const struct cm_group_info *g, uint32_t k)
+{
+	return g->kinds[k] == 2;
+}
+
+/* The leader's view of its members: match and lag each, and a pending change. */
+static void print_members_text(FILE *f, const struct cm_group_info *g)
+{
+	bool has_match = false;
+	for (uint32_t k = 0; k < g->n_members; k++)
+		has_match |= g->match[k] != 0;
+	if (!has_match && !g->conf_pending)
+		return;
+	fputs("         ", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++) {
+		uint64_t lag = g->last > g->match[k] ? g->last - g->match[k] : 0;
+		fprintf(f, "%snode %" PRIu64 " %s match %" PRIu64 " lag %" PRIu64, k ? "; " : "",
+			g->members[k], is_learner(g, k) ? "learner" : "voter", g->match[k], lag);
+	}
+	fprintf(f, "%s\n", g->conf_pending ? (has_match ? "; change pending" : "change pending")
+					   : "");
+}
+
 static void print_group_text(FILE *f, const struct cm_group_info *g)
 {
 	fprintf(f, "  %-6" PRIu64 " %-16s %-13s %6" PRIu64 " %6" PRIu64 " %8" PRIu64 " %8" PRIu64
@@ -151,8 +200,10 @@ static void print_group_text(FILE *f, const struct cm_group_info *g)
 		   g->group, g->prefix, cm_ctl_role_name(g->role), g->term, g->leader, g->commit,
 		   g->applied, g->last, g->snap_index);
 	for (uint32_t k = 0; k < g->n_members; k++)
-		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
+		fprintf(f, "%s%" PRIu64 "%s", k ? "," : "", g->members[k],
+			is_learner(g, k) ? "(learner)" : "");
 	fputc('\n', f);
+	print_members_text(f, g);
 }
 
 static void print_status_text(FILE *f, const char *addr, const struct cm_node_status *st,
@@ -180,9 +231,24 @@ static void print_group_json(FILE *f, const struct cm_group_info *g)
 		   ",\"snap_index\":%" PRIu64 ",\"members\":[",
 		   cm_ctl_role_name(g->role), g->term, g->leader, g->commit, g->applied, g->last,
 		   g->snap_index);
-	for (uint32_t k = 0; k < g->n_members; k++)
+	bool has_match = false;
+	for (uint32_t k = 0; k < g->n_members; k++) {
 		fprintf(f, k ? ",%" PRIu64 : "%" PRIu64, g->members[k]);
-	fputs("]}", f);
+		has_match |= g->match[k] != 0;
+	}
+	fputs("],\"kinds\":[", f);
+	for (uint32_t k = 0; k < g->n_members; k++)
+		fprintf(f, "%s\"%s\"", k ? "," : "", is_learner(g, k) ? "learner" : "voter");
+	/* match and lag: the leader's view, null elsewhere. */
+	fputs("],\"match\":", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++)
+		fprintf(f, "%s%" PRIu64, k ? "," : "[", g->match[k]);
+	fputs(has_match ? "],\"lag\":" : "null,\"lag\":", f);
+	for (uint32_t k = 0; has_match && k < g->n_members; k++)
+		fprintf(f, "%s%" PRIu64, k ? "," : "[",
+			g->last > g->match[k] ? g->last - g->match[k] : 0);
+	fprintf(f, "%s,\"conf_pending\":%s}", has_match ? "]" : "null",
+		g->conf_pending ? "true" : "false");
 }
 
 static void print_status_json(FILE *f, const char *addr, const struct cm_node_status *st,

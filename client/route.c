@@ -57,6 +57,12 @@ static int server_parse(struct cm_ac__server *srv, const char *a, size_t n)
 	return 0;
 }
 
+bool cm_ac__addr_ok(const char *a, size_t n)
+{
+	struct cm_ac__server srv;
+	return server_parse(&srv, a, n) == 0;
+}
+
 int cm_ac__server_find(struct cm_ac *ac, const char *addr, uint32_t len, bool add)
 {
 	for (uint32_t k = 0; k < ac->n_servers; k++) {
@@ -289,11 +295,22 @@ uint64_t cm_ac__predict(struct cm_ac *ac, const char *path, uint32_t len)
 	return ac->n_groups == 1 ? ac->groups[0].id : 0;
 }
 
-/* The token field of these answers is a registry epoch, not an index. */
+/* The token field of these answers is a registry epoch, not an index, or
+ * (SHARD_SET, NODE_*) the meta group's, whatever group the answer names. */
 static bool token_is_index(const struct cm_resp *resp)
 {
 	return resp->err != CM_EWRONGSHARD && resp->op != CM_OP_SHARDS &&
-	       resp->op != CM_OP_SHARD_ADD;
+	       resp->op != CM_OP_SHARD_ADD && resp->op != CM_OP_SHARD_SET &&
+	       resp->op != CM_OP_NODE_ADD && resp->op != CM_OP_NODE_REMOVE;
+}
+
+uint64_t cm_ac__leader_group(const struct cm_ac__req *rq, const struct cm_resp *resp)
+{
+	uint8_t op = rq->req.op;
+	if (op == CM_OP_SHARD_ADD || op == CM_OP_SHARD_SET || op == CM_OP_NODE_ADD ||
+	    op == CM_OP_NODE_REMOVE)
+		return CM_META_GROUP;
+	return resp->group ? resp->group : rq->pgroup;
 }
 
 void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp *resp)
@@ -307,10 +324,11 @@ void cm_ac__learn(struct cm_ac *ac, struct cm_ac__req *rq, const struct cm_resp 
 	if (rq == NULL)
 		return;
 	if (resp->err == 0 && rq->is_write && rq->srv >= 0) {
-		/* It just committed a write: it leads that group. */
-		g = cm_ac__group_get(ac, resp->group ? resp->group : rq->pgroup, true);
+		/* It just committed a write: it leads that group; or, having
+		 * started a transfer, soon will not. */
+		g = cm_ac__group_get(ac, cm_ac__leader_group(rq, resp), true);
 		if (g)
-			g->leader = rq->srv;
+			g->leader = rq->req.op == CM_OP_TRANSFER ? -1 : rq->srv;
 	}
 	if (rq->wgroup == 0 && rq->req.path.len > 0 && resp->group != 0)
 		cm_ac__map_hint(ac); /* the server routed it: we have no map */

@@ -79,6 +79,11 @@ const struct cm_ac__shard *cm_ac__route(struct cm_ac *ac, struct cm_ac__req *rq)
 	const struct cm_req *r = &rq->req;
 	rq->pgroup = rq->wgroup = r->group;
 	rq->lin_unrouted = false;
+	if (r->op == CM_OP_SHARD_SET) {
+		/* REQ.group names the shard; the meta group's leader decides. */
+		rq->pgroup = CM_META_GROUP;
+		return NULL; /* every node runs a meta replica */
+	}
 	if (r->group != 0)
 		return cm_ac__map_group(ac, r->group); /* the caller named it */
 	if (!routes_by_path(r->op))
@@ -180,7 +185,8 @@ static void nodes_learn(struct cm_ac *ac, const struct cm_resp *resp)
 {
 	for (uint32_t k = 0; k < resp->n_nodes; k++) {
 		const struct cm_node_addr *na = &resp->nodes[k];
-		if (na->id == 0 || cm_ac__node_server(ac, na->id) >= 0)
+		/* A removed node serves nothing: no server slot for it. */
+		if (na->id == 0 || na->state == CM_NODE_REMOVED || cm_ac__node_server(ac, na->id) >= 0)
 			continue;
 		int s = cm_ac__server_find(ac, na->addr.p, na->addr.len, true);
 		if (s >= 0 && ac->servers[s].node_id == 0)

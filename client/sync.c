@@ -259,6 +259,9 @@ static int copy_group(struct cm_group_info *d, const struct cm_group_status *g)
 	d->snap_index = g->snap_index;
 	d->n_members = g->n_members;
 	memcpy(d->members, g->members, sizeof(d->members));
+	memcpy(d->kinds, g->kinds, sizeof(d->kinds));
+	memcpy(d->match, g->match, sizeof(d->match));
+	d->conf_pending = g->conf_pending;
 	d->prefix = malloc((size_t)g->prefix.len + 1);
 	if (d->prefix == NULL)
 		return -ENOMEM;

@@ -17,8 +17,10 @@ void cm_shards_free(struct cm_shard_map *m)
 		return;
 	for (uint32_t k = 0; k < m->n_shards; k++)
 		free(m->shards[k].prefix);
-	for (uint32_t k = 0; k < m->n_nodes; k++)
+	for (uint32_t k = 0; k < m->n_nodes; k++) {
 		free(m->nodes[k].addr);
+		free(m->nodes[k].http);
+	}
 	free(m->shards);
 	free(m->nodes);
 	free(m);
@@ -50,7 +52,10 @@ static int map_fill(struct cm_shard_map *m, const struct cm_resp *resp)
 	}
 	for (uint32_t k = 0; k < resp->n_nodes; k++, m->n_nodes++) {
 		m->nodes[k].id = resp->nodes[k].id;
-		if ((m->nodes[k].addr = str_copy(resp->nodes[k].addr)) == NULL)
+		m->nodes[k].state = resp->nodes[k].state;
+		m->nodes[k].addr = str_copy(resp->nodes[k].addr);
+		m->nodes[k].http = str_copy(resp->nodes[k].http);
+		if (m->nodes[k].addr == NULL || m->nodes[k].http == NULL)
 			return -ENOMEM;
 	}
 	return 0;
@@ -220,7 +225,7 @@ static int register_shard(struct cm_client *c, struct cm_bytes prefix, const uin
 /* Bring the client's map to the new epoch, from the meta leader that just
  * applied it (any other server may not have yet). Best effort: a request
  * refused for an old map fetches it anyway. */
-static void refresh_map(struct cm_client *c)
+void cm_client__refresh_map(struct cm_client *c)
 {
 	const struct cm_ac__group *g = cm_ac__group_get(c->ac, CM_META_GROUP, false);
 	const char *server = g && g->leader >= 0 ? c->ac->servers[g->leader].addr : NULL;
@@ -261,6 +266,6 @@ int cm_shard_add(struct cm_client *c, const char *prefix, const uint64_t *replic
 	if (rv == 0)
 		rv = register_shard(c, p, replicas, n);
 	if (rv == 0)
-		refresh_map(c);
+		cm_client__refresh_map(c);
 	return rv;
 }

@@ -88,6 +88,40 @@ grep -q 'unreachable' "$out" || { echo "FAIL: status does not say unreachable" >
 expect 5 "${down[@]}" --json status
 grep -q '"reachable":false' "$out" || { echo "FAIL: status --json: $(cat "$out")" >&2; fails=$((fails + 1)); }
 
+# node, shard move: usage checked before any connection
+expect 0 help
+for want in '^  shard move PREFIX' '^  node list' '^  node add ID' '^  node remove ID'; do
+	grep -q "$want" "$out" || { echo "FAIL: help lacks '$want'" >&2; fails=$((fails + 1)); }
+done
+expect 2 node
+expect 2 node frob
+expect 2 node list extra
+expect 2 node add
+expect 2 node add 4
+expect_err 'address is required'
+expect 2 node add 0 --address h:1
+expect 2 node add x --address h:1
+expect 2 node add 4 5 --address h:1
+expect 2 node add --timeout x 4 --address h:1
+expect 2 node remove
+expect 2 node remove 0
+expect 2 node remove 3 --to x
+expect 2 node remove 3 --to 4,,5
+expect 2 node remove 3 --replicas 4
+expect 2 shard move /a
+expect_err 'replicas is required'
+expect 2 shard move --replicas 1,2
+expect 2 shard move --replicas 1,x /a
+expect 2 shard move --replicas 1,2,3,4,5,6,7,8,9,10,11,12,13 /a
+expect 2 shard move --replicas 1 --timeout 0 /a
+expect 2 shard move --replicas 1 --to 2 /a
+expect 2 shard move --replicas 1 /a /b
+expect 5 "${down[@]}" shard move --replicas 1,2 /a
+expect_err '\(ECONNREFUSED\)$'
+expect 5 "${down[@]}" node list
+expect 5 "${down[@]}" node add 4 --address 10.0.0.4:7001 --timeout 1
+expect 5 "${down[@]}" node remove 3 --to 4
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed" >&2
 	exit 1

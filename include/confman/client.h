@@ -29,8 +29,8 @@
  *   the map has arrived, a follower read of a client that holds any token
  *   is sent linearizable instead (it cannot know which group's token to
  *   send), and one of a client that holds none goes as it is.
- * - Writes (PUT, DELETE, MKDIR, RENAME, SHARD_ADD) follow NOT_LEADER
- *   redirects.
+ * - Writes (PUT, DELETE, MKDIR, RENAME, SHARD_ADD and the membership ops)
+ *   follow NOT_LEADER redirects.
  * - What is safe is retried with exponential backoff (20 ms doubling to
  *   500 ms, jittered) until the request's timeout: every read, and a write
  *   only when it provably was not applied (CM_ENOTLEADER, CM_ENOLEADER,
@@ -152,7 +152,17 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
  *       map's ends it at once. consistency may be CM_READ_DEFAULT. op is
  *       GET, LIST, PUT, DELETE, MKDIR, RENAME, STATUS, SHARDS or SHARD_ADD
  *       (its group is always CM_META_GROUP; prefer cm_shard_add());
- *       watches have their own functions.
+ *       watches have their own functions. The membership ops (prefer
+ *       the calls of the "membership" section): CONF_CHANGE and TRANSFER
+ *       go to req.group's leader (its replicas by the map, then NOT_LEADER
+ *       redirects); NODE_ADD, NODE_REMOVE (group set to CM_META_GROUP) and
+ *       SHARD_SET (req.group names the shard) to the meta group's leader.
+ *       They are writes: never sent again once their outcome is unknown,
+ *       except SHARD_SET (idempotent). Their operands are checked
+ *       (-EINVAL): a group for CONF_CHANGE, TRANSFER and SHARD_SET (not
+ *       the meta group), a step in flags and a node id in version for
+ *       CONF_CHANGE, a node id for the NODE_ ops, a value for NODE_ADD
+ *       and SHARD_SET.
  * Returns 0, or (and then cb never fires):
  *   -EINVAL       bad op, consistency, or path (must be absolute and clean:
  *                 no "//", ".", "..", trailing '/', NUL), RENAME without
@@ -356,6 +366,10 @@ struct cm_group_info {
 	uint64_t term, leader, commit, applied, last, snap_index;
 	uint32_t n_members;
 	uint64_t members[12];
+	/* Since membership changes (all zero from an older server). */
+	uint8_t kinds[12];  /* members[k]: 1 voter, 2 learner */
+	uint64_t match[12]; /* the leader's: members[k]'s replicated index; 0 elsewhere */
+	bool conf_pending;  /* a membership change is in the log, not yet applied */
 };
 
 struct cm_node_status {
@@ -383,7 +397,9 @@ struct cm_shard_info {
 
 struct cm_node_info {
 	uint64_t id;
-	char *addr; /* "host:port", NUL-terminated; owned by the map */
+	char *addr;    /* "host:port", NUL-terminated; owned by the map */
+	char *http;    /* its HTTP address ("" none or unknown); owned by the map */
+	uint8_t state; /* enum cm_node_state: active, or removed (never reused) */
 };
 
 struct cm_shard_map {
@@ -450,6 +466,90 @@ void cm_shards_free(struct cm_shard_map *m);
  *   -ECONNREFUSED, -EMSGSIZE (see cm_shards()), -ENOMEM
  */
 int cm_shard_add(struct cm_client *c, const char *prefix, const uint64_t *replicas, uint32_t n);
+
+/* ======================== membership ======================== */
+
+/*
+ * Changing who serves a group, one step per call (README "Changing the
+ * cluster"). Each call is one request to the leader that decides it,
+ * following NOT_LEADER redirects, and retried while it provably was not
+ * applied (NOTLEADER, NOLEADER, TRANSFERRING, a connection that failed
+ * before sending). None of them is retried once its outcome is unknown
+ * (-EIO, -ETIMEDOUT) except cm_shard_set(), which sets a value and may
+ * set it twice: re-read the state (cm_member_status(), cm_shards()) and
+ * decide again, as confmanctl's `shard move` does.
+ * Errors every call may return besides its own: -ETIMEDOUT / -EIO (outcome
+ * unknown), CM_ENOLEADER, -ECONNREFUSED, -ENOMEM, -EINVAL (a bad argument,
+ * checked before anything is sent).
+ */
+
+/*
+ * cm_conf_change - one Raft membership step of group (CM_META_GROUP for the
+ * meta group) at its leader, answered once the change applied.
+ * @op:     CM_CONF_ADD_LEARNER, CM_CONF_PROMOTE or CM_CONF_REMOVE
+ * @index:  out, the log index of the change (may be NULL)
+ * Returns 0, or CM_ECONFPENDING (another change is pending: retry shortly),
+ * CM_ELAGGING (the learner has not caught up: retry later),
+ * CM_EUNKNOWNPEER (no member), -EEXIST (a member / a voter already),
+ * -EINVAL (e.g. the node is not in the shard's replica set yet, or the last
+ * voter), CM_ENONODE (no active node), CM_ENOQUORUM (refused: no live,
+ * caught-up quorum would be left), -EBUSY (removing the leader: transfer
+ * first), CM_ETRANSFERRING (until the deadline).
+ */
+int cm_conf_change(struct cm_client *c, uint64_t group, enum cm_conf_op op, uint64_t node_id,
+		   uint64_t *index);
+
+/*
+ * cm_transfer - ask group's leader to hand its leadership to voter `to`
+ * (0: the most caught-up voter). Returns 0 once the transfer started (poll
+ * cm_member_status() for the new leader), or the server's refusal
+ * (CM_EUNKNOWNPEER, -EINVAL: not a voter).
+ */
+int cm_transfer(struct cm_client *c, uint64_t group, uint64_t to);
+
+/*
+ * cm_node_add - record node id in the node table (the meta leader's), with
+ * its peer address and, optionally, its HTTP address ("host:port" each;
+ * http_addr may be NULL). Only records it: cm_conf_change(CM_META_GROUP,
+ * CM_CONF_ADD_LEARNER, id) then gives it the meta group. Create-only:
+ * -EEXIST if the id was ever used, removed ids included (cm_shards() says
+ * with which address). The client's map is refreshed afterwards.
+ */
+int cm_node_add(struct cm_client *c, uint64_t id, const char *peer_addr, const char *http_addr);
+
+/*
+ * cm_node_remove - mark node id removed (never reused). Refused with -EBUSY
+ * while a shard's replica set lists it or it is a member of the meta
+ * group's configuration; CM_ENONODE for an unknown or removed id.
+ */
+int cm_node_remove(struct cm_client *c, uint64_t id);
+
+/*
+ * cm_shard_set - set the nodes that run group's replicas (group a shard's,
+ * not CM_META_GROUP) to ids[0, n) (1 to CM_CLIENT_MAX_REPLICAS, nonzero,
+ * distinct), at the meta leader. The set must include every Raft member
+ * of the group: grow it before adding a learner, shrink it after removing
+ * a member. The client's map is refreshed afterwards.
+ * Returns 0, -EINVAL (refused: a member left out, an unknown node),
+ * -ENOENT (no such shard).
+ */
+int cm_shard_set(struct cm_client *c, uint64_t group, const uint64_t *ids, uint32_t n);
+
+/*
+ * cm_member_status - the STATUS of the node that leads group now: asks the
+ * node believed to lead it (a leader seen, else each server in turn),
+ * following the leader each answer names, until one reports itself its
+ * leader or the client's timeout passes. Its group entry has the leader's
+ * match for every member (cm_status_group()).
+ * @out: freed with cm_status_free()
+ * Returns 0, CM_ENOLEADER (no leader found in time), -ENOENT (every server
+ * answered and none runs the group), -ECONNREFUSED (none answered),
+ * -EINVAL, -ENOMEM.
+ */
+int cm_member_status(struct cm_client *c, uint64_t group, struct cm_node_status **out);
+
+/* cm_status_group - group's entry in st, or NULL. */
+const struct cm_group_info *cm_status_group(const struct cm_node_status *st, uint64_t group);
 
 /* Return 0 to go on watching, nonzero to stop. */
 typedef int (*cm_watch_fn)(void *arg, const struct cm_event *ev);

@@ -70,6 +70,7 @@ struct fake {
 	char addr[32];
 	fake_handler handler;
 	bool own_status;        /* the handler answers STATUS too */
+	bool quiet_status;      /* h_member: STATUS lists no group (no leader learned) */
 	uint64_t node_id;       /* said in HELLO_OK; 0 means 9 */
 	struct fake_map map;    /* answers SHARDS */
 	int shards_asked;       /* SHARDS requests answered */
@@ -244,8 +245,11 @@ static void map_node(struct fake_map *m, uint64_t id, const char *addr)
 	assert_true(m->n_nodes < MAP_MAX);
 	uint32_t k = m->n_nodes++;
 	snprintf(m->addrs[k], sizeof(m->addrs[k]), "%s", addr);
+	/* SHARDS decoders refuse a node table state other than active or
+	 * removed (since the node table): a fake's map says active. */
 	m->nodes[k] = (struct cm_node_addr){.id = id,
-					    .addr = {m->addrs[k], (uint32_t)strlen(addr)}};
+					    .addr = {m->addrs[k], (uint32_t)strlen(addr)},
+					    .state = CM_NODE_ACTIVE};
 }
 
 static void frecord(struct fake *f, struct fake_conn *c, const struct cm_req *r)
@@ -2079,6 +2083,250 @@ static void test_shard_add_reads_registry_again_when_owner_moved(void **state)
 	kv_server_stop(s2);
 }
 
+/* ---- membership ops ---- */
+
+/* The last request of op f saw (its STATUS requests are recorded too). */
+static const struct seen *last_of(const struct fake *f, uint8_t op)
+{
+	for (int k = f->n_seen; k-- > 0;)
+		if (f->seen[k].op == op)
+			return &f->seen[k];
+	fail_msg("no request of op %d", op);
+	return NULL;
+}
+
+/* Node 1 follows every group, naming node 2 (f->user: its address) as
+ * leader; node 2 leads group 5 (on nodes 1, 2 and learner 4) and the meta
+ * group. Member ops to node 2 succeed: a CONF_CHANGE with index 77, a
+ * SHARD_SET answered in the shard's group with a meta index (1000). */
+static void member_status(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	bool lead = f->node_id == 2;
+	struct cm_group_status g[2] = {
+		{.group = 5, .prefix = {"/app", 4}, .role = lead ? 4 : 1, .term = 3, .leader = 2,
+		 .commit = 90, .applied = 90, .last = 100, .n_members = 3, .members = {1, 2, 4},
+		 .kinds = {1, 1, 2}, .match = {lead ? 100 : 0, lead ? 100 : 0, lead ? 81 : 0},
+		 .conf_pending = lead},
+		{.group = CM_META_GROUP, .prefix = {"", 0}, .role = lead ? 4 : 1, .term = 2,
+		 .leader = 2, .last = 7, .n_members = 2, .members = {1, 2}, .kinds = {1, 1}},
+	};
+	struct cm_resp resp = {.id = r->id, .op = r->op, .node_id = f->node_id, .groups = g,
+			       .n_groups = f->quiet_status ? 0 : 2};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static void h_member(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	if (r->op == CM_OP_STATUS) {
+		member_status(f, c, r);
+		return;
+	}
+	if (f->node_id != 2) {
+		const char *leader = f->user;
+		struct cm_resp resp = {.id = r->id, .op = r->op, .err = CM_ENOTLEADER,
+				       .group = r->group, .leader_id = 2,
+				       .leader_addr = {leader, (uint32_t)strlen(leader)}};
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+		fsend(c, &sb);
+		return;
+	}
+	if (r->op == CM_OP_CONF_CHANGE && r->version == 9) {
+		freply(c, r->id, r->op, CM_ENOQUORUM, r->group, 50, NULL);
+		return;
+	}
+	uint64_t token = r->op == CM_OP_CONF_CHANGE ? 77 : 1000;
+	freply(c, r->id, r->op, 0, r->group, token, NULL);
+}
+
+/* Node 1 (listed) and node 2 (the leader, known from the map); group 5 is
+ * /app on both. */
+static void member_servers(struct server_thread **p1, struct server_thread **p2, bool quiet)
+{
+	struct server_thread *s1 = server_init(h_member, 1), *s2 = server_init(h_member, 2);
+	s1->f.user = s2->f.addr;
+	s1->f.own_status = s2->f.own_status = true;
+	s1->f.quiet_status = s2->f.quiet_status = quiet;
+	s1->f.map.epoch = 1;
+	map_shard(&s1->f.map, 1, "/", 1, 2);
+	map_shard(&s1->f.map, 5, "/app", 1, 2);
+	map_node(&s1->f.map, 1, s1->f.addr);
+	map_node(&s1->f.map, 2, s2->f.addr);
+	map_copy(&s2->f.map, &s1->f.map);
+	server_run(s1);
+	server_run(s2);
+	*p1 = s1;
+	*p2 = s2;
+}
+
+static void test_conf_change_and_transfer_go_to_the_groups_leader(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, false);
+	struct cm_client *c = client_for(s1->f.addr);
+	uint64_t index = 0;
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_ADD_LEARNER, 4, &index), 0);
+	assert_int_equal(index, 77);
+	/* Node 1 redirected it; node 2 applied it, with the operands as sent. */
+	assert_int_equal(fake_count(&s1->f, CM_OP_CONF_CHANGE), 1);
+	const struct seen *cc = last_of(&s2->f, CM_OP_CONF_CHANGE);
+	assert_int_equal(cc->op, CM_OP_CONF_CHANGE);
+	assert_int_equal(cc->group, 5);
+	assert_int_equal(cc->flags, CM_CONF_ADD_LEARNER);
+	assert_int_equal(cc->version, 4);
+	/* The leader is remembered: the next ones go straight to it. */
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_PROMOTE, 4, NULL), 0);
+	assert_int_equal(cm_transfer(c, 5, 1), 0);
+	assert_int_equal(fake_count(&s1->f, CM_OP_CONF_CHANGE), 1);
+	assert_int_equal(fake_count(&s1->f, CM_OP_TRANSFER), 0);
+	assert_int_equal(last_of(&s2->f, CM_OP_TRANSFER)->version, 1);
+	/* After a transfer started, its old leader is not assumed to lead. */
+	assert_int_equal(cm_conf_change(c, CM_META_GROUP, CM_CONF_REMOVE, 3, NULL), 0);
+	assert_int_equal(last_of(&s2->f, CM_OP_CONF_CHANGE)->group, CM_META_GROUP);
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_REMOVE, 1, NULL), 0);
+	assert_int_equal(fake_count(&s1->f, CM_OP_CONF_CHANGE), 2); /* asked node 1 again */
+	/* A refusal is passed on, not retried. */
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_REMOVE, 9, NULL), CM_ENOQUORUM);
+	assert_int_equal(fake_count(&s2->f, CM_OP_CONF_CHANGE), 5);
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+static void test_registry_and_node_ops_go_to_the_meta_leader(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, true); /* leaders known from answers only */
+	struct cm_client *c = client_for(s1->f.addr);
+	const uint64_t ids[] = {1, 2, 4};
+	assert_int_equal(cm_shard_set(c, 5, ids, 3), 0);
+	assert_int_equal(fake_count(&s1->f, CM_OP_SHARD_SET), 1); /* redirected */
+	const struct seen *ss = last_of(&s2->f, CM_OP_SHARD_SET);
+	assert_int_equal(ss->group, 5); /* names the shard on the wire */
+	assert_string_equal(ss->value, "1,2,4");
+	/* Its answer's token is the meta group's: not group 5's version token
+	 * (a follower read of /app would wait for index 1000 and go STALE). */
+	assert_int_equal(cm_ac_token(c->ac, 5), 0);
+	/* The meta leader is remembered: NODE_ADD goes straight to node 2. */
+	assert_int_equal(cm_node_add(c, 4, "10.0.0.4:7001", "10.0.0.4:8001"), 0);
+	assert_int_equal(fake_count(&s1->f, CM_OP_NODE_ADD), 0);
+	ss = last_of(&s2->f, CM_OP_NODE_ADD);
+	assert_int_equal(ss->group, CM_META_GROUP);
+	assert_int_equal(ss->version, 4);
+	assert_string_equal(ss->value, "10.0.0.4:7001 10.0.0.4:8001");
+	assert_int_equal(cm_node_add(c, 5, "10.0.0.5:7001", NULL), 0);
+	assert_string_equal(last_of(&s2->f, CM_OP_NODE_ADD)->value, "10.0.0.5:7001");
+	assert_int_equal(cm_node_remove(c, 3), 0);
+	assert_int_equal(last_of(&s2->f, CM_OP_NODE_REMOVE)->version, 3);
+	assert_int_equal(fake_count(&s1->f, CM_OP_NODE_REMOVE), 0);
+	/* ... and not taken for group 5's leader, though SHARD_SET named 5. */
+	const struct cm_ac__group *g5 = cm_ac__group_get(c->ac, 5, false);
+	assert_true(g5 == NULL || g5->leader < 0);
+	assert_int_equal(cm_ac__group_get(c->ac, CM_META_GROUP, false)->leader,
+			 cm_ac__node_server(c->ac, 2));
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+static void test_member_status_is_the_leaders(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, false);
+	struct cm_client *c = client_for(s1->f.addr); /* node 2 only from the map */
+	struct cm_node_status *st;
+	assert_int_equal(cm_member_status(c, 5, &st), 0);
+	assert_int_equal(st->node_id, 2);
+	const struct cm_group_info *g = cm_status_group(st, 5);
+	assert_non_null(g);
+	assert_int_equal(g->role, 4);
+	assert_int_equal(g->n_members, 3);
+	assert_int_equal(g->kinds[2], 2);
+	assert_int_equal(g->match[2], 81);
+	assert_int_equal(g->last, 100);
+	assert_true(g->conf_pending);
+	assert_null(cm_status_group(st, 6));
+	cm_status_free(st);
+	assert_int_equal(cm_member_status(c, CM_META_GROUP, &st), 0);
+	assert_int_equal(st->node_id, 2);
+	cm_status_free(st);
+	/* Nobody runs group 6. */
+	assert_int_equal(cm_member_status(c, 6, &st), -ENOENT);
+	assert_null(st);
+	assert_int_equal(cm_member_status(c, 0, &st), -EINVAL);
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
+/* Closes the connection on a CONF_CHANGE, and on the first SHARD_SET; then
+ * answers. */
+static void h_member_drop(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	int *sets = f->user;
+	if (r->op == CM_OP_CONF_CHANGE || (r->op == CM_OP_SHARD_SET && (*sets)++ == 0)) {
+		fconn_close(c);
+		return;
+	}
+	freply(c, r->id, r->op, 0, r->group, 3, NULL);
+}
+
+static void test_member_ops_not_resent_on_unknown_outcome_but_shard_set(void **state)
+{
+	(void)state;
+	struct server_thread *st = server_init(h_member_drop, 1);
+	int sets = 0;
+	st->f.user = &sets;
+	st->f.map.epoch = 1;
+	map_shard(&st->f.map, 5, "/", 1, 0);
+	map_node(&st->f.map, 1, st->f.addr);
+	server_run(st);
+	struct cm_client *c = client_for(st->f.addr);
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_ADD_LEARNER, 2, NULL), -EIO);
+	assert_int_equal(fake_count(&st->f, CM_OP_CONF_CHANGE), 1);
+	const uint64_t ids[] = {1, 2};
+	assert_int_equal(cm_shard_set(c, 5, ids, 2), 0); /* set twice is set once */
+	assert_int_equal(fake_count(&st->f, CM_OP_SHARD_SET), 2);
+	cm_client_close(c);
+	kv_server_stop(st);
+}
+
+static void test_member_ops_check_their_operands(void **state)
+{
+	(void)state;
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, false);
+	struct cm_client *c = client_for(s1->f.addr);
+	const uint64_t ids[] = {1, 2}, dup[] = {1, 1}, zero[] = {0};
+	assert_int_equal(cm_conf_change(c, 0, CM_CONF_ADD_LEARNER, 4, NULL), -EINVAL);
+	assert_int_equal(cm_conf_change(c, 5, (enum cm_conf_op)0, 4, NULL), -EINVAL);
+	assert_int_equal(cm_conf_change(c, 5, (enum cm_conf_op)4, 4, NULL), -EINVAL);
+	assert_int_equal(cm_conf_change(c, 5, CM_CONF_PROMOTE, 0, NULL), -EINVAL);
+	assert_int_equal(cm_transfer(c, 0, 1), -EINVAL);
+	assert_int_equal(cm_node_add(c, 0, "h:1", NULL), -EINVAL);
+	assert_int_equal(cm_node_add(c, 4, "nohost", NULL), -EINVAL);
+	assert_int_equal(cm_node_add(c, 4, "h:1 x", NULL), -EINVAL);
+	assert_int_equal(cm_node_add(c, 4, "h:1", "h:99999"), -EINVAL);
+	assert_int_equal(cm_node_add(c, 4, NULL, NULL), -EINVAL);
+	assert_int_equal(cm_node_remove(c, 0), -EINVAL);
+	assert_int_equal(cm_shard_set(c, CM_META_GROUP, ids, 2), -EINVAL);
+	assert_int_equal(cm_shard_set(c, 0, ids, 2), -EINVAL);
+	assert_int_equal(cm_shard_set(c, 5, dup, 2), -EINVAL);
+	assert_int_equal(cm_shard_set(c, 5, zero, 1), -EINVAL);
+	assert_int_equal(cm_shard_set(c, 5, ids, 0), -EINVAL);
+	assert_int_equal(s1->f.n_seen + s2->f.n_seen, 0); /* nothing was sent */
+	cm_client_close(c);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
 /* Run "confmanctl --servers addr ARGS" through sh; its stdout and stderr
  * land in out. Returns the exit code. */
 static int run_ctl(const char *addr, const char *args, char *out, size_t n)
@@ -2161,6 +2409,61 @@ static void test_confmanctl_output_and_exit_codes(void **state)
 	kv_server_stop(st);
 }
 
+static void test_confmanctl_membership_output(void **state)
+{
+	(void)state;
+	if (getenv("CONFMANCTL") == NULL)
+		skip();
+	struct server_thread *s1, *s2;
+	member_servers(&s1, &s2, false);
+	const char *a = s1->f.addr;
+	char out[8192];
+	/* status: learners marked; the leader's match, lag and pending change. */
+	char args[256];
+	snprintf(args, sizeof(args), "--servers %s status", s2->f.addr);
+	assert_int_equal(run_ctl(a, args, out, sizeof(out)), 0);
+	assert_has(out, "  1,2,4(learner)\n");
+	assert_has(out, "node 1 voter match 100 lag 0; node 2 voter match 100 lag 0; "
+			"node 4 learner match 81 lag 19; change pending\n");
+	snprintf(args, sizeof(args), "--servers %s --json status", s2->f.addr);
+	assert_int_equal(run_ctl(a, args, out, sizeof(out)), 0);
+	assert_has(out, "\"members\":[1,2,4],\"kinds\":[\"voter\",\"voter\",\"learner\"],"
+			"\"match\":[100,100,81],\"lag\":[0,0,19],\"conf_pending\":true}");
+	assert_has(out, "\"members\":[1,2],\"kinds\":[\"voter\",\"voter\"],\"match\":null,"
+			"\"lag\":null,\"conf_pending\":false}");
+	/* node list: the table and the meta group's kinds, from its leader. */
+	assert_int_equal(run_ctl(a, "node list", out, sizeof(out)), 0);
+	assert_has(out, "NODE   ADDR                     HTTP                     STATE    META\n");
+	char want[256];
+	snprintf(want, sizeof(want), "2      %-24s -                        active   voter\n",
+		 s2->f.addr);
+	assert_has(out, want);
+	assert_int_equal(run_ctl(a, "node list --json", out, sizeof(out)), 0);
+	assert_has(out, "{\"nodes\":[{\"id\":1,");
+	assert_has(out, "\"http\":\"\",\"state\":\"active\",\"meta\":\"voter\"}");
+	/* shard move: unknown shard or node refused before any step. */
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,2 /nope", out, sizeof(out)), 2);
+	assert_has(out, "/nope: not a shard");
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,7 /app", out, sizeof(out)), 2);
+	assert_has(out, "node 7 is not an active node");
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_SET), 0);
+	/* Node 4's learner of /app (81 of 100: within 64) is promoted first;
+	 * this fake never changes, so the command runs out of time. */
+	assert_int_equal(run_ctl(a, "shard move --replicas 1,2 --timeout 1 --json /app", out,
+				 sizeof(out)), 5);
+	assert_has(out, "{\"group\":5,\"prefix\":\"/app\",\"step\":\"shard_set\",\"replicas\":[1,2,4]}");
+	assert_has(out, "not done after 1 s");
+	/* node remove: nowhere to go is refused with nothing changed. */
+	int sets = fake_count(&s2->f, CM_OP_SHARD_SET);
+	assert_int_equal(run_ctl(a, "node remove 2 --to 1", out, sizeof(out)), 2);
+	assert_has(out, "/app (group 5): nowhere to move node 2's replica");
+	assert_int_equal(fake_count(&s2->f, CM_OP_SHARD_SET), sets);
+	assert_int_equal(fake_count(&s2->f, CM_OP_CONF_CHANGE), 0);
+	assert_int_equal(run_ctl(a, "node remove 8", out, sizeof(out)), 3);
+	kv_server_stop(s1);
+	kv_server_stop(s2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 int main(void)
@@ -2204,6 +2507,12 @@ int main(void)
 		cmocka_unit_test(test_shard_add_completes_a_split_whose_boundary_is_there),
 		cmocka_unit_test(test_shard_add_reads_registry_again_when_owner_moved),
 		cmocka_unit_test(test_confmanctl_output_and_exit_codes),
+		cmocka_unit_test(test_conf_change_and_transfer_go_to_the_groups_leader),
+		cmocka_unit_test(test_registry_and_node_ops_go_to_the_meta_leader),
+		cmocka_unit_test(test_member_status_is_the_leaders),
+		cmocka_unit_test(test_member_ops_not_resent_on_unknown_outcome_but_shard_set),
+		cmocka_unit_test(test_member_ops_check_their_operands),
+		cmocka_unit_test(test_confmanctl_membership_output),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
