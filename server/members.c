@@ -14,15 +14,23 @@
 #include "server/log.h"
 #include "server/node.h"
 
-/* A voter counts as live and caught up when the leader heard from it within
- * the election timeout and it is at most this many entries behind. */
+/* A voter counts as live and caught up when its node pinged within this
+ * many ticks (pings go every tick: a killed node is silent at once, while
+ * Raft's own activity flag lasts an election timeout), the group heard
+ * from it within the election timeout, and it is at most this many
+ * entries behind. */
+#define CM_MEMBERS_LIVE_TICKS 4
 #define CM_MEMBERS_CAUGHT_UP 1000
 
-static bool live_and_caught_up(struct raft *r, const struct raft_status *st, uint64_t id)
+static bool live_and_caught_up(struct cm_node *n, struct raft *r, const struct raft_status *st,
+			       uint64_t id)
 {
 	raft_index match;
 	bool active;
 	if (raft_member_progress(r, id, &match, &active) != 0)
+		return false;
+	if (id != n->cfg->node_id &&
+	    cm_net_peer_silence(n->net, id) > (uint64_t)CM_MEMBERS_LIVE_TICKS * n->cfg->tick_ms)
 		return false;
 	return active && match + CM_MEMBERS_CAUGHT_UP >= st->last_index;
 }
@@ -32,7 +40,8 @@ static bool live_and_caught_up(struct raft *r, const struct raft_status *st, uin
  * quorum of live, caught-up members? A removal shrinks the quorum too, but
  * the remaining voters must be able to commit the change and what follows.
  */
-static int quorum_check(struct cm_group *g, const struct raft_status *st, uint64_t gone)
+static int quorum_check(struct cm_node *n, struct cm_group *g, const struct raft_status *st,
+			uint64_t gone)
 {
 	uint32_t voters = 0, good = 0;
 	for (uint32_t k = 0; k < st->conf.n; k++) {
@@ -40,7 +49,7 @@ static int quorum_check(struct cm_group *g, const struct raft_status *st, uint64
 		if (st->conf.kinds[k] != RAFT_VOTER || id == gone)
 			continue;
 		voters++;
-		good += live_and_caught_up(g->raft, st, id);
+		good += live_and_caught_up(n, g->raft, st, id);
 	}
 	if (voters == 0)
 		return -EINVAL; /* the last voter */
@@ -83,7 +92,7 @@ static void conf_change(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 	else if (id == n->cfg->node_id)
 		err = -EBUSY; /* the leader itself: transfer the leadership first */
 	else if (raft_conf_kind(&st.conf, id) == RAFT_VOTER)
-		err = quorum_check(g, &st, id);
+		err = quorum_check(n, g, &st, id);
 	if (err != 0) {
 		cm__reply_err(n, g, c, req, err);
 		return;
@@ -115,7 +124,8 @@ static uint64_t transfer_target(struct cm_node *n, struct cm_group *g, const str
 		raft_index match;
 		bool active;
 		if (id == n->cfg->node_id || st->conf.kinds[k] != RAFT_VOTER ||
-		    raft_member_progress(g->raft, id, &match, &active) != 0 || !active)
+		    raft_member_progress(g->raft, id, &match, &active) != 0 ||
+		    !live_and_caught_up(n, g->raft, st, id))
 			continue;
 		if (best == 0 || match > best_match) {
 			best = id;

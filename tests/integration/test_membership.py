@@ -134,6 +134,7 @@ def test_refusals():
         # etcd's strict check: with node 3 down, removing node 2 would leave
         # one live voter of two: refused, with the reason.
         c.kill(3)
+        time.sleep(1)  # its node is silent: no longer counted as live
         rc, out, err = c.ctl("shard", "move", "/", "--replicas", "1,3", timeout=60)
         assert rc == 2 and "NOQUORUM" in err + out.decode(), (rc, out, err)
         assert shards(c) == before

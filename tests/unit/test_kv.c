@@ -1575,7 +1575,7 @@ static void recs_under_boundary(msgpack_packer *pk)
 
 static void recs_unknown_flag(msgpack_packer *pk)
 {
-	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 4);
+	rec_f(pk, "/d", 1 << 16, S_IFDIR | 0755, "", 0x40);
 }
 
 static void recs_mode_beyond_st_mode(msgpack_packer *pk)
@@ -1862,7 +1862,7 @@ static void test_corrupt_records_give_eio_never_a_crash(void **state)
 	assert_int_equal(sb.size, 0);
 	msgpack_sbuffer_destroy(&sb);
 	/* a record whose mode word holds an unknown node flag */
-	uint8_t flagged[64] = {0xed, 0x41, 0x04, 0x00}; /* mode 040755, flag 4 */
+	uint8_t flagged[64] = {0xed, 0x41, 0x40, 0x00}; /* mode 040755, flag 0x40 */
 	flagged[56] = 9;                                /* ino */
 	raw_put(f, d->kv, key, sizeof(key), flagged, sizeof(flagged));
 	assert_int_equal(get(f, "/bad", NULL, NULL, 0), -EIO);
