@@ -56,7 +56,8 @@ void cm_client_opts_init(struct cm_client_opts *o)
 static bool op_is_write(uint8_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
-	       op == CM_OP_SHARD_ADD || cm_ac__op_is_member(op);
+	       op == CM_OP_SHARD_ADD || op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE ||
+	       cm_ac__op_is_member(op);
 }
 
 bool cm_ac__op_is_member(uint8_t op)
@@ -255,6 +256,10 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	case CM_OP_CONF_CHANGE: case CM_OP_TRANSFER: case CM_OP_NODE_ADD:
 	case CM_OP_NODE_REMOVE: case CM_OP_SHARD_SET:
 		break;
+	case CM_OP_SHARD_SPLIT: case CM_OP_SHARD_MERGE: /* at the group named: split.c */
+		if (r->group == 0)
+			return -EINVAL;
+		break;
 	case CM_OP_WATCH: case CM_OP_UNWATCH:
 		if (!internal)
 			return -EINVAL;
@@ -333,7 +338,8 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	 * membership op that may go again after its outcome became unknown.
 	 * A CONF_CHANGE may not (a second ADD_LEARNER is EEXIST, a second
 	 * REMOVE UNKNOWNPEER): its caller re-reads the state instead. */
-	rq->idempotent = req->op == CM_OP_SHARD_SET;
+	rq->idempotent = req->op == CM_OP_SHARD_SET || req->op == CM_OP_SHARD_SPLIT ||
+			 req->op == CM_OP_SHARD_MERGE; /* each step answers again as it did */
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;

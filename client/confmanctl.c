@@ -58,6 +58,12 @@ static const char usage_text[] =
 	"                                  meta group's voters), one safe step at a time:\n"
 	"                                  add learners, wait for them (progress shown),\n"
 	"                                  promote, move leadership, remove; re-run to resume\n"
+	"  shard split PREFIX [--replicas ID,...] [--json]\n"
+	"                                  make a written PREFIX a shard, online: its keys\n"
+	"                                  move to a new group on the parent's nodes at one\n"
+	"                                  log index (then shard move to --replicas)\n"
+	"  shard merge PREFIX [--json]     fold a shard back into its parent (writers below\n"
+	"                                  PREFIX wait while its files are copied)\n"
 	"  node list                       id, address, HTTP address, state, meta kind\n"
 	"  node add ID --address H:P [--http H:P] [--timeout S]\n"
 	"                                  record a node, make it a meta learner\n"
@@ -587,11 +593,15 @@ static int member_cmd(struct ctl *ctl, int argc, char **argv,
 static int cmd_shard(struct ctl *ctl, int argc, char **argv)
 {
 	if (argc < 2)
-		return cm_ctl_usage("shard: expected a subcommand (add, move)");
+		return cm_ctl_usage("shard: expected a subcommand (add, move, split, merge)");
 	if (strcmp(argv[1], "add") == 0)
 		return cmd_shard_add(ctl, argc - 1, argv + 1);
 	if (strcmp(argv[1], "move") == 0)
 		return member_cmd(ctl, argc - 1, argv + 1, cm_ctl_shard_move);
+	if (strcmp(argv[1], "split") == 0)
+		return member_cmd(ctl, argc - 1, argv + 1, cm_ctl_shard_split);
+	if (strcmp(argv[1], "merge") == 0)
+		return member_cmd(ctl, argc - 1, argv + 1, cm_ctl_shard_merge);
 	return cm_ctl_usage("shard: unknown subcommand '%s'", argv[1]);
 }
 

@@ -89,5 +89,9 @@ struct cm_ctl_cmd {
  * (argv[0] "move"); each returns an exit code. */
 int cm_ctl_node(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_shard_move(struct cm_ctl_cmd *cc, int argc, char **argv);
+/* ctl_split.c: `shard split PREFIX [--replicas IDS]` and `shard merge
+ * PREFIX` (argv[0] "split" / "merge"). */
+int cm_ctl_shard_split(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_shard_merge(struct cm_ctl_cmd *cc, int argc, char **argv);
 
 #endif /* CONFMAN_CTL_H */

@@ -46,6 +46,8 @@ static int map_fill(struct cm_shard_map *m, const struct cm_resp *resp)
 		struct cm_shard_info *d = &m->shards[k];
 		d->group = s->group;
 		d->n_replicas = s->n_replicas;
+		d->parent = s->parent;
+		d->born = s->born;
 		memcpy(d->replicas, s->replicas, sizeof(d->replicas));
 		if ((d->prefix = str_copy(s->prefix)) == NULL)
 			return -ENOMEM;

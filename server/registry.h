@@ -44,7 +44,6 @@
  * The epoch is 1 + the highest create index of an added shard or modify
  * index of a changed replica set: it changes whenever the map does.
  */
-#define CM_SHARD_GID_BASE (1ull << 32)
 #define CM_MAX_SHARDS 4096
 #define CM_REG_SEED "/seed"
 #define CM_REG_OVERRIDES "/r"

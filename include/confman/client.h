@@ -393,6 +393,7 @@ struct cm_shard_info {
 	char *prefix; /* NUL-terminated; owned by the map */
 	uint32_t n_replicas;
 	uint64_t replicas[CM_CLIENT_MAX_REPLICAS]; /* node ids */
+	uint64_t parent, born; /* split off group `parent` at its index `born`; 0, 0 otherwise */
 };
 
 struct cm_node_info {
@@ -422,6 +423,39 @@ struct cm_shard_map {
  */
 int cm_shards(struct cm_client *c, struct cm_shard_map **out);
 void cm_shards_free(struct cm_shard_map *m);
+
+/*
+ * cm_shard_split - make prefix, which may hold data, a shard of its own,
+ * online: its keys move to a new group that starts on the parent shard's
+ * nodes from the parent's state at one log index (no data is copied over
+ * the network; cm_shard_set/`shard move` spread it afterwards). Three steps,
+ * each answered as the first time when repeated, so a call that failed is
+ * simply made again: allocate the group (pending), split in the parent,
+ * record the birth. group and born (may be NULL): the new group and the
+ * parent's index it was born at.
+ * Returns 0, -EEXIST (a shard already), -EINVAL ("/" or a bad prefix),
+ * -ENOENT (no such directory), -EBUSY (a shard below it: split that one's
+ * parent), CM_ECONFPENDING (the parent has a membership change under way or
+ * learners), and the errors of any request.
+ */
+int cm_shard_split(struct cm_client *c, const char *prefix, uint64_t *group, uint64_t *born);
+
+/* Progress of cm_shard_merge's copy: files and directories copied so far. */
+typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);
+
+/*
+ * cm_shard_merge - fold the shard at prefix back into its parent (the
+ * inverse of a split): freeze it (its writes get WRONGSHARD, reads go on),
+ * open the parent's boundary to the merge's copies, copy its tree (values,
+ * modes, owners and times; indexes and versions become the parent's), close
+ * the boundary, retire the shard (its replicas drop its data). Writers below
+ * prefix wait meanwhile. Each phase is safe to repeat: call it again after
+ * a failure. progress (may be NULL) is called every 1000 copies.
+ * Returns 0, -ENOENT (no such shard), -EBUSY (shards below it),
+ * -EINVAL (a shard of the cluster file), and the errors of any request.
+ */
+int cm_shard_merge(struct cm_client *c, const char *prefix, cm_merge_progress_fn progress,
+		   void *arg);
 
 /*
  * cm_shard_add - make prefix a shard of its own, served by a new group on

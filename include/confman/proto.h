@@ -211,6 +211,9 @@ enum cm_consistency {
 
 /* The meta group holds the shard registry; its id is never a shard's. */
 #define CM_META_GROUP 0xffffffffu
+/* Groups of shards added at run time: this plus their registry entry's
+ * create index (a split's allocation answers with that index). */
+#define CM_SHARD_GID_BASE (1ull << 32)
 
 /*
  * Watch event kinds. One change (one log index) gives at most one event.
