@@ -246,6 +246,38 @@ static int drop_prefix(MDB_txn *txn, MDB_dbi dbi, uint64_t group)
 	return rc == MDB_NOTFOUND ? 0 : cm_store_mdb_err(rc);
 }
 
+/* Records of one database whose key starts with group's 8 bytes. */
+static int count_prefix(MDB_txn *txn, MDB_dbi dbi, uint64_t group, uint64_t *n)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, dbi, &c);
+	if (rc != 0)
+		return cm_store_mdb_err(rc);
+	uint8_t kb[8];
+	cm_bo_put_be64(kb, group);
+	MDB_val k = {sizeof(kb), kb}, v;
+	*n = 0;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < 8 || cm_bo_get_be64(k.mv_data) != group)
+			break;
+		(*n)++;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : cm_store_mdb_err(rc);
+}
+
+int cm_store_group_records(struct cm_store *s, MDB_txn *txn, uint64_t group,
+			   uint64_t counts[CM_STORE_DBS])
+{
+	const MDB_dbi dbis[CM_STORE_DBS] = {s->dbs.hs, s->dbs.log, s->dbs.meta, s->dbs.snap,
+					    s->dbs.stage, s->dbs.kv, s->dbs.events};
+	int rv = 0;
+	for (size_t k = 0; rv == 0 && k < CM_STORE_DBS; k++)
+		rv = count_prefix(txn, dbis[k], group, &counts[k]);
+	return rv;
+}
+
 int cm_store_group_drop(struct cm_store *s, MDB_txn *txn, uint64_t group)
 {
 	const MDB_dbi dbis[] = {s->dbs.hs, s->dbs.log, s->dbs.meta, s->dbs.snap,

@@ -135,5 +135,10 @@ int cm_store_groups(struct cm_store *s, MDB_txn *txn, uint64_t **groups, uint32_
 /* Delete everything stored for group (Raft state, log, snapshot, staged
  * chunks, files and events): a replica moved off this node. 0 or -errno. */
 int cm_store_group_drop(struct cm_store *s, MDB_txn *txn, uint64_t group);
+/* How many records group has in each database, in the order hs, log, meta,
+ * snap, stage, kv, events (for tools and tests: what a drop left). */
+#define CM_STORE_DBS 7
+int cm_store_group_records(struct cm_store *s, MDB_txn *txn, uint64_t group,
+			   uint64_t counts[CM_STORE_DBS]);
 
 #endif /* CONFMAN_STORE_H */
