@@ -87,6 +87,12 @@ def test_join_move_remove_restart():
             assert sorted(s["replicas"]) == [1, 2, 4], s
         table = nodes(c)
         assert table[3]["state"] == "removed", table
+        st, body = c.get_http(1, "/metrics")
+        text = body.decode() if isinstance(body, bytes) else body
+        assert st == 200 and 'confman_shard_info{group="1",prefix="/",replicas="1,2,4"' in text, \
+            text[-2000:]
+        assert 'confman_group_members{group="1",kind="voter"} 3' in text, text[-2000:]
+        assert "confman_group_conf_pending" in text
         check_all(c, (1, 2, 4), KEYS)
         # The removed node, still running, is refused and changes nothing.
         term = meta_term(c, 1)
