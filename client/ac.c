@@ -256,6 +256,10 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	case CM_OP_CONF_CHANGE: case CM_OP_TRANSFER: case CM_OP_NODE_ADD:
 	case CM_OP_NODE_REMOVE: case CM_OP_SHARD_SET:
 		break;
+	case CM_OP_DUMP: /* a backup's chunks: snapshot.c */
+		if (r->group == 0)
+			return -EINVAL;
+		break;
 	case CM_OP_SHARD_SPLIT: case CM_OP_SHARD_MERGE: /* at the group named: split.c */
 		if (r->group == 0)
 			return -EINVAL;

@@ -64,6 +64,15 @@ static const char usage_text[] =
 	"                                  log index (then shard move to --replicas)\n"
 	"  shard merge PREFIX [--json]     fold a shard back into its parent (writers below\n"
 	"                                  PREFIX wait while its files are copied)\n"
+	"  snapshot save FILE|- [--from-leader] [--json]\n"
+	"                                  back up every shard, each at a linearizable\n"
+	"                                  point, from a follower; checksummed, fsynced,\n"
+	"                                  renamed into place, then verified\n"
+	"  snapshot verify|inspect FILE [--json]\n"
+	"                                  check every section / list shards, keys, sizes\n"
+	"  snapshot restore FILE --path P [--to Q] [--force]\n"
+	"                                  write a saved subtree back as ordinary writes\n"
+	"                                  (refuses to overwrite files unless --force)\n"
 	"  node list                       id, address, HTTP address, state, meta kind\n"
 	"  node add ID --address H:P [--http H:P] [--timeout S]\n"
 	"                                  record a node, make it a meta learner\n"
@@ -610,6 +619,11 @@ static int cmd_node(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_node);
 }
 
+static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
+}
+
 /* ---- main ---- */
 
 static int cmd_help(struct ctl *ctl, int argc, char **argv)
@@ -629,6 +643,7 @@ static const struct {
 	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
 	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
 	{"shard", cmd_shard}, {"node", cmd_node},   {"help", cmd_help},
+	{"snapshot", cmd_snapshot},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)

@@ -93,5 +93,7 @@ int cm_ctl_shard_move(struct cm_ctl_cmd *cc, int argc, char **argv);
  * PREFIX` (argv[0] "split" / "merge"). */
 int cm_ctl_shard_split(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_shard_merge(struct cm_ctl_cmd *cc, int argc, char **argv);
+/* ctl_snapshot.c: `snapshot save|verify|inspect|restore` (argv[0] "snapshot"). */
+int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv);
 
 #endif /* CONFMAN_CTL_H */

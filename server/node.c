@@ -372,6 +372,7 @@ static void on_tick(uv_timer_t *t)
 		cm__shards_tops(n, &n->groups[k]);
 	}
 	cm__req_expire(n);
+	cm__dump_tick(n);
 	cm__drain_tick(n);
 	uint64_t every = CM_WATCH_PROGRESS_MS / n->cfg->tick_ms;
 	if (every == 0 || n->ticks % every == 0)
@@ -509,6 +510,7 @@ void cm_node_free(struct cm_node *n)
 		raft_free(n->groups[k].raft);
 	}
 	free(n->groups);
+	cm__dump_free_all(n);
 	cm_reg_free(&n->reg);
 	cm_store_close(n->store);
 	free(n);

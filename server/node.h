@@ -80,6 +80,7 @@ struct cm_node {
 	uint64_t meta_seen;      /* the meta group's applied index the map reflects */
 	bool nodes_loaded;       /* the node table is recorded and cfg->nodes is it */
 	bool split_waiting;      /* a split's group waits for its parent here (node.c) */
+	struct cm_dumps *dumps;  /* backups being fetched (dump.c); NULL until one */
 	struct cm_watch *watches;
 	uv_timer_t tick;
 	uv_prepare_t prepare;
@@ -177,6 +178,16 @@ void cm__members_metrics(struct cm_node *n, struct cm_buf *out);
 void cm__split_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 int cm__split_applied(struct cm_node *n, MDB_txn *txn, const struct raft_entry *e,
 		      const struct cm_kv_result *res);
+
+/* dump.c: CM_OP_DUMP. start: the linearizable read point is applied (txn
+ * sees it): serialise g and answer the first chunk; chunk: a later one. */
+struct cm_dumps;
+void cm__dump_start(struct cm_node *n, struct cm_group *g, MDB_txn *txn, struct cm_conn *c,
+		    const struct cm_req *req);
+void cm__dump_chunk(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		    const struct cm_req *req);
+void cm__dump_tick(struct cm_node *n);
+void cm__dump_free_all(struct cm_node *n);
 
 /* merge.c: SHARD_MERGE's phases (at the child's, the parent's or the meta
  * group's leader). */

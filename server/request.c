@@ -96,6 +96,10 @@ static int list_cb(void *arg, struct cm_bytes name, const struct cm_attr *attr)
 static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, struct cm_conn *c,
 		       const struct cm_req *req, struct cm_bytes path)
 {
+	if (req->op == CM_OP_DUMP) {
+		cm__dump_start(n, g, txn, c, req);
+		return;
+	}
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
 	struct list_ctx l = {0};
@@ -335,6 +339,25 @@ void cm__req_conf(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	track_write(g, p, c, req, index);
 }
 
+/* A dump starts as a linearizable read of the group (dump.c). */
+static void handle_dump(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+			const struct cm_req *req)
+{
+	if (req->version != 0) {
+		cm__dump_chunk(n, g, c, req);
+		return;
+	}
+	bool meta = g->info->id == CM_META_GROUP;
+	if (!meta && (req->path.len != strlen(g->info->prefix) ||
+		      memcmp(req->path.p, g->info->prefix, req->path.len) != 0 || req->group == 0)) {
+		cm__reply_err(n, g, c, req, -EINVAL); /* a whole group, named, by its prefix */
+		return;
+	}
+	struct cm_req lin = *req;
+	lin.consistency = CM_READ_LINEARIZABLE;
+	handle_read(n, g, c, &lin);
+}
+
 /* ---- status ---- */
 
 static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
@@ -380,6 +403,9 @@ static void handle_status(struct cm_node *n, struct cm_conn *c, const struct cm_
 	free(r.groups);
 }
 
+static void handle_dump(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+			const struct cm_req *req);
+
 void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 {
 	struct cm_node *n = arg;
@@ -406,6 +432,10 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	}
 	if (req->op == CM_OP_SHARD_MERGE) {
 		cm__merge_handle(n, c, req);
+		return;
+	}
+	if (req->op == CM_OP_DUMP && req->group == CM_META_GROUP) {
+		handle_dump(n, &n->groups[0], c, req); /* the registry and node table */
 		return;
 	}
 	if (req->op == CM_OP_CONF_CHANGE || req->op == CM_OP_TRANSFER) {
@@ -441,6 +471,9 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	case CM_OP_GET:
 	case CM_OP_LIST:
 		handle_read(n, g, c, req);
+		return;
+	case CM_OP_DUMP:
+		handle_dump(n, g, c, req);
 		return;
 	case CM_OP_WATCH:
 		err = cm__watch_add(n, g, c, req);

@@ -440,6 +440,31 @@ void cm_shards_free(struct cm_shard_map *m);
  */
 int cm_shard_split(struct cm_client *c, const char *prefix, uint64_t *group, uint64_t *born);
 
+/* A dump's bytes, in order. */
+struct cm_dump_chunk {
+	const void *p;
+	uint32_t len;
+	uint64_t offset; /* of p[0] in the dump */
+	uint64_t total;  /* the dump's size */
+	uint64_t index;  /* the group's index it was taken at */
+};
+/* Called per chunk; nonzero stops the dump (and is returned). */
+typedef int (*cm_dump_sink)(void *arg, const struct cm_dump_chunk *ch);
+
+/*
+ * cm_dump - a group's whole tree as cm_kv_snapshot serialises it (a backup's
+ * GROUP section), read at a linearizable point: the replica confirms the
+ * leader's commit index (ReadIndex) and waits to apply it, so the dump holds
+ * every write acknowledged before the call. From server ("host:port", a
+ * replica of group: every chunk must come from the one that took it).
+ * prefix: the group's (ignored for CM_META_GROUP, pass "/").
+ * index: out, the index the dump was taken at.
+ * Returns 0, CM_ESTALE (the replica dropped it: call again), the sink's
+ * value, and the errors of any read.
+ */
+int cm_dump(struct cm_client *c, const char *server, uint64_t group, const char *prefix,
+	    cm_dump_sink sink, void *arg, uint64_t *index);
+
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);
 

@@ -76,6 +76,7 @@
 #define CM_PATH_MAX 4096                /* bytes of an absolute path: the kernel's
 					 * PATH_MAX (servers before it: 1024) */
 #define CM_NAME_MAX 255                 /* bytes of one path component: NAME_MAX */
+#define CM_DUMP_CHUNK (1u << 20)        /* bytes of a DUMP answer's value */
 #define CM_CLUSTER_MAX 63               /* bytes of a cluster id */
 #define CM_ADDR_MAX 63                  /* "host:port" */
 
@@ -134,6 +135,16 @@ enum cm_op {
 	 * child's prefix, group = where the phase runs (the child for FREEZE,
 	 * the parent for BEGIN and COMMIT, CM_META_GROUP for RETIRE). */
 	CM_OP_SHARD_MERGE,
+	/* Backup (server/dump.c; README "Backup and restore"): path = the
+	 * group's prefix, group named. version 0 starts a dump: the replica
+	 * confirms a linearizable read point (ReadIndex, even on a follower),
+	 * waits to apply it and serialises the group's tree (cm_kv_snapshot's
+	 * format) once; the answer's value is its first CM_DUMP_CHUNK bytes,
+	 * token = the index it was taken at, attr.version = its total size,
+	 * attr.mod_index = the dump's id. version = that id and from_index =
+	 * an offset fetch the next bytes from the same replica; an id it no
+	 * longer holds is CM_ESTALE (start again). */
+	CM_OP_DUMP,
 	CM_OP_COUNT
 };
 
