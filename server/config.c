@@ -26,6 +26,13 @@ static const char usage[] =
 	"                         (IPv4:port; must be the one given to node add)\n"
 	"  --cluster-id ID        with --join: the cluster id to expect (default\n"
 	"                         confman); joining another cluster fails\n"
+	"  --restore FILE         start a NEW cluster from a backup (confmanctl\n"
+	"                         snapshot save): every node of the cluster file runs\n"
+	"                         this with the same FILE on an empty --data; the\n"
+	"                         backup's shards replace the file's [group.*], each\n"
+	"                         on every node, from the index it was saved at. The\n"
+	"                         cluster file's id must differ from the backup's\n"
+	"  --restore-keep-cluster-id  allow the backup's own cluster id\n"
 	"  --data DIR             directory of this node's LMDB store (required;\n"
 	"                         created if missing)\n"
 	"  --tick-ms MS           Raft tick length (default 50)\n"
@@ -270,6 +277,8 @@ static const struct option long_opts[] = {
 	{"join", required_argument, NULL, 'J'},
 	{"listen", required_argument, NULL, 'L'},
 	{"cluster-id", required_argument, NULL, 'C'},
+	{"restore", required_argument, NULL, 'R'},
+	{"restore-keep-cluster-id", no_argument, NULL, 'K'},
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -350,6 +359,14 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		if (strlen(arg) == 0 || strlen(arg) > CM_CLUSTER_MAX)
 			return -EINVAL;
 		strcpy(c->cluster_id, arg);
+		return 0;
+	case 'R':
+		if (strlen(arg) >= sizeof(c->restore))
+			return -EINVAL;
+		strcpy(c->restore, arg);
+		return 0;
+	case 'K':
+		c->restore_keep_id = true;
 		return 0;
 	case 'T':
 		c->test_skip_token_wait = true;

@@ -67,6 +67,8 @@ struct cm_config {
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	char join[1024];                 /* --join: peers to ask, "a:p,b:q"; "" none */
 	char listen[CM_ADDR_MAX + 1];    /* --listen: this node's address (--join) */
+	char restore[4096];              /* --restore: a backup file to start from; "" none */
+	bool restore_keep_id;            /* --restore-keep-cluster-id */
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
 	uint32_t max_value;

@@ -465,6 +465,8 @@ int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 	}
 	rv = join_if_new(n);
 	if (rv == 0)
+		rv = cm__restore(n);
+	if (rv == 0)
 		rv = groups_boot(n);
 	if (rv == 0)
 		rv = start_handles(n);

@@ -167,6 +167,11 @@ void cm__nodes_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req 
  * into cfg->nodes. 0, or an error already explained on stderr. */
 int cm__join(struct cm_config *cfg);
 
+/* restore.c: --restore FILE on an empty store: verify it, make the backup's
+ * shards this node's groups (cfg->groups) and write their state. 0, or an
+ * error already explained on stderr (nothing written). */
+int cm__restore(struct cm_node *n);
+
 /* members.c: CONF_CHANGE and TRANSFER at a group's leader; a CONF entry
  * of ours applied (turn.c). */
 void cm__members_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
