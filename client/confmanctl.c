@@ -70,6 +70,7 @@ static const char usage_text[] =
 	"                                  renamed into place, then verified\n"
 	"  snapshot verify|inspect FILE [--json]\n"
 	"                                  check every section / list shards, keys, sizes\n"
+	"                                  (inspect --keys: every file as a JSON line)\n"
 	"  snapshot restore FILE --path P [--to Q] [--force]\n"
 	"                                  write a saved subtree back as ordinary writes\n"
 	"                                  (refuses to overwrite files unless --force)\n"

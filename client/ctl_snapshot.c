@@ -13,11 +13,12 @@ static const struct option snap_lopts[] = {
 	{"path", required_argument, NULL, 'p'},
 	{"to", required_argument, NULL, 't'},
 	{"force", no_argument, NULL, 'f'},
+	{"keys", no_argument, NULL, 'k'},
 	{NULL, 0, NULL, 0},
 };
 
 struct snap_opts {
-	bool json, from_leader, force;
+	bool json, from_leader, force, keys;
 	const char *path, *to;
 };
 
@@ -26,13 +27,14 @@ static int parse(int argc, char **argv, struct snap_opts *o)
 	int c;
 	optind = 0; /* a fresh scan (GNU): confmanctl's own options were parsed */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "jLp:t:f", snap_lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jLp:t:fk", snap_lopts, NULL)) != -1) {
 		switch (c) {
 		case 'j': o->json = true; break;
 		case 'L': o->from_leader = true; break;
 		case 'p': o->path = optarg; break;
 		case 't': o->to = optarg; break;
 		case 'f': o->force = true; break;
+		case 'k': o->keys = true; break;
 		default: return -1;
 		}
 	}
@@ -61,7 +63,7 @@ int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv)
 	if (strcmp(sub, "verify") == 0)
 		return cm_ctl_snap_verify(file, o.json, false);
 	if (strcmp(sub, "inspect") == 0)
-		return cm_ctl_snap_inspect(file, o.json);
+		return cm_ctl_snap_inspect(file, o.json, o.keys);
 	if (strcmp(sub, "save") != 0 && !needs_path)
 		return cm_ctl_usage("snapshot: unknown subcommand '%s'", sub);
 	int rv = open_client(cc);

@@ -18,7 +18,7 @@ struct cm_snap_rec {
 	uint32_t path_len;
 	uint32_t mode, uid, gid, flags;
 	int64_t mtime_ns, atime_ns;
-	uint64_t version;
+	uint64_t version, create_index, mod_index;
 	const void *value;
 	uint32_t value_len;
 };
@@ -32,7 +32,8 @@ int cm_ctl_snap_save(struct cm_client *c, const char *cluster, const char *path,
 		     bool json);
 /* quiet: only errors. */
 int cm_ctl_snap_verify(const char *path, bool json, bool quiet);
-int cm_ctl_snap_inspect(const char *path, bool json);
+/* keys: every record as one JSON line (path, attributes, base64 value). */
+int cm_ctl_snap_inspect(const char *path, bool json, bool keys);
 int cm_ctl_snap_restore(struct cm_client *c, const char *file, const char *from, const char *to,
 			bool force);
 

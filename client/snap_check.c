@@ -63,6 +63,7 @@ static int rec_parse(const msgpack_object *o, struct cm_snap_rec *r)
 	if (f[0].type != MSGPACK_OBJECT_STR || f[10].type != MSGPACK_OBJECT_BIN ||
 	    !as_u64(&f[2], &mode) || !as_u64(&f[3], &uid) || !as_u64(&f[4], &gid) ||
 	    !as_i64(&f[5], &r->mtime_ns) || !as_u64(&f[9], &r->version) ||
+	    !as_u64(&f[7], &r->create_index) || !as_u64(&f[8], &r->mod_index) ||
 	    (n > 11 && !as_u64(&f[11], &flags)) || mode > UINT32_MAX || uid > UINT32_MAX ||
 	    gid > UINT32_MAX || flags > UINT32_MAX)
 		return -EBADMSG;
@@ -107,7 +108,7 @@ int cm_snap_blob_walk(const void *p, uint64_t len, int (*cb)(void *arg, const st
 /* ---- verify and inspect: one pass over every section ---- */
 
 struct scan {
-	bool json, quiet;
+	bool json, quiet, keys_mode;
 	uint32_t groups;
 	uint64_t keys, bytes;
 	uint32_t shards; /* HEAD's shard count */
@@ -135,6 +136,21 @@ static int head_shards(const struct cm_snap_sec *s, uint32_t *n)
 	return rv;
 }
 
+/* One record as a JSON line: what a backup holds, for people and scripts. */
+static int print_rec(void *arg, const struct cm_snap_rec *r)
+{
+	const struct cm_snap_group *g = arg;
+	printf("{\"group\":%" PRIu64 ",\"path\":", g->group);
+	cm_ctl_json_str(stdout, r->path, r->path_len);
+	printf(",\"mode\":%u,\"uid\":%u,\"gid\":%u,\"version\":%" PRIu64
+	       ",\"create_index\":%" PRIu64 ",\"mod_index\":%" PRIu64 ",\"mtime_ns\":%" PRId64
+	       ",\"value\":",
+	       r->mode, r->uid, r->gid, r->version, r->create_index, r->mod_index, r->mtime_ns);
+	cm_ctl_base64(stdout, r->value, r->value_len);
+	fputs("}\n", stdout);
+	return 0;
+}
+
 static int scan_group(struct scan *sc, const struct cm_snap_sec *s, char *why, size_t cap)
 {
 	struct cm_snap_group g;
@@ -152,6 +168,8 @@ static int scan_group(struct scan *sc, const struct cm_snap_sec *s, char *why, s
 	sc->groups++;
 	sc->keys += g.keys;
 	sc->bytes += g.blob_len;
+	if (sc->keys_mode && g.group != CM_META_GROUP)
+		return cm_snap_blob_walk(g.blob, g.blob_len, print_rec, &g);
 	if (sc->quiet)
 		return 0;
 	if (sc->json)
@@ -228,8 +246,12 @@ int cm_ctl_snap_verify(const char *path, bool json, bool quiet)
 	return rv;
 }
 
-int cm_ctl_snap_inspect(const char *path, bool json)
+int cm_ctl_snap_inspect(const char *path, bool json, bool keys)
 {
+	if (keys) {
+		struct scan ks = {.quiet = true, .keys_mode = true};
+		return scan_file(path, &ks);
+	}
 	struct scan sc = {.json = json};
 	if (json)
 		printf("{\"file\":\"%s\",\"groups\":[", path);

@@ -34,8 +34,9 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 class Cluster:
     def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",),
-                 node_extra=None):
+                 node_extra=None, cluster_id="confman"):
         self.n = nodes
+        self.cluster_id = cluster_id
         self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
         self.base = base_port
@@ -70,7 +71,7 @@ class Cluster:
 
     def _write_ini(self):
         with open(os.path.join(self.dir, "cluster.ini"), "w") as f:
-            f.write("[cluster]\nid = confman\n")
+            f.write("[cluster]\nid = %s\n" % self.cluster_id)
             for i in range(1, self.n + 1):
                 f.write("[node.%d]\naddress = %s\nhttp = %s\n" % (i, self.addr(i), self.http(i)))
             for g, prefix in enumerate(self.prefixes, 1):
@@ -193,6 +194,8 @@ class Cluster:
     def ctl(self, *args, servers=None, input=None, timeout=30, check=False):
         """Run confmanctl; returns (exit code, stdout bytes, stderr text)."""
         cmd = [CONFMANCTL, "--servers", servers or self.servers(), "--timeout", "5000"]
+        if self.cluster_id != "confman":
+            cmd += ["--cluster", self.cluster_id]
         cmd += [str(a) for a in args]
         r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
         if check and r.returncode != 0:
