@@ -9,12 +9,13 @@
 # clang and its runtime for the libFuzzer targets, iproute2 and nftables
 # for the nemesis's network partitions, inotify-tools and rsync for the mount
 # tests, libxxhash (XXH3 checksums of snapshot files) and libarchive (tar
-# export and import) for confmanctl.
+# export and import) for confmanctl, GnuTLS (every connection's TLS; certtool
+# makes the local CA and certificates).
 CM_DEPS_PACKAGES=(
 	build-essential meson ninja-build pkg-config python3
 	libuv1-dev libmsgpack-dev liblmdb-dev libfuse3-dev fuse3
 	libcmocka-dev libinih-dev libmicrohttpd-dev libjansson-dev
-	libxxhash-dev libarchive-dev
+	libxxhash-dev libarchive-dev libgnutls28-dev gnutls-bin
 	clang libclang-rt-14-dev iproute2 nftables inotify-tools rsync
 )
 CM_DEPS_OPTIONAL=()
