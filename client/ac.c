@@ -57,6 +57,7 @@ static bool op_is_write(uint8_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
 	       op == CM_OP_SHARD_ADD || op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE ||
+	       op == CM_OP_ACL ||
 	       cm_ac__op_is_member(op);
 }
 
@@ -256,6 +257,8 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	case CM_OP_CONF_CHANGE: case CM_OP_TRANSFER: case CM_OP_NODE_ADD:
 	case CM_OP_NODE_REMOVE: case CM_OP_SHARD_SET:
 		break;
+	case CM_OP_ACL: case CM_OP_WHOAMI: /* acl.c */
+		break;
 	case CM_OP_DUMP: /* a backup's chunks: snapshot.c */
 		if (r->group == 0)
 			return -EINVAL;
@@ -336,14 +339,16 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	if (rq->req.consistency == CM_READ_DEFAULT)
 		rq->req.consistency = ac->consistency;
 	rq->is_write = op_is_write(req->op);
-	if (req->op == CM_OP_SHARD_ADD || req->op == CM_OP_NODE_ADD || req->op == CM_OP_NODE_REMOVE)
+	if (req->op == CM_OP_SHARD_ADD || req->op == CM_OP_NODE_ADD ||
+	    req->op == CM_OP_NODE_REMOVE || req->op == CM_OP_ACL)
 		rq->req.group = CM_META_GROUP; /* the registry's group decides */
 	/* Setting a shard's replica set twice is setting it once: the one
 	 * membership op that may go again after its outcome became unknown.
 	 * A CONF_CHANGE may not (a second ADD_LEARNER is EEXIST, a second
 	 * REMOVE UNKNOWNPEER): its caller re-reads the state instead. */
 	rq->idempotent = req->op == CM_OP_SHARD_SET || req->op == CM_OP_SHARD_SPLIT ||
-			 req->op == CM_OP_SHARD_MERGE; /* each step answers again as it did */
+			 req->op == CM_OP_SHARD_MERGE || /* each step answers again as it did */
+			 req->op == CM_OP_ACL; /* a rule granted twice is granted once */
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;

@@ -227,6 +227,8 @@ static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
 	}
 	switch (r->op) {
 	case CM_OP_GET:
+	case CM_OP_ACL:    /* list: the rules, in value */
+	case CM_OP_WHOAMI: /* the identity, in value */
 	case CM_OP_DUMP: /* a chunk of a group's tree, its attr says where */
 		msgpack_pack_array(pk, 2);
 		cm_codec_pack_attr(pk, &r->attr);

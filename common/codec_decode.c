@@ -412,6 +412,8 @@ static int dec_resp_body(const msgpack_object *o, struct cm_resp *r)
 	const msgpack_object *f;
 	switch (r->op) {
 	case CM_OP_GET:
+	case CM_OP_ACL:
+	case CM_OP_WHOAMI:
 	case CM_OP_DUMP:
 		if ((f = array_of(o, 2)) == NULL || get_bytes(&f[1], &r->value))
 			return -EBADMSG;

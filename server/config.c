@@ -133,6 +133,12 @@ static int parse_replicas(struct cm_group_info *g, const char *v)
 static int on_cluster(struct cm_config *c, const char *name, const char *value)
 {
 	uint64_t v;
+	if (strcmp(name, "admin") == 0) { /* the first admin's user name (acl.c) */
+		if (strlen(value) == 0 || strlen(value) >= sizeof(c->admin))
+			return -EINVAL;
+		strcpy(c->admin, value);
+		return 0;
+	}
 	if (strcmp(name, "id") == 0) {
 		if (strlen(value) == 0 || strlen(value) > CM_CLUSTER_MAX)
 			return -EINVAL;

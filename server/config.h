@@ -41,6 +41,7 @@ struct cm_group_info {
  *   [cluster]
  *   id = confman            ; cluster id, checked in every handshake
  *   max_value = 1048576     ; largest value in bytes
+ *   admin = alice           ; the first admin (a certificate's CN): acl.c
  *   [node.1]
  *   address = 127.0.0.1:7001
  *   [group.1]
@@ -71,6 +72,7 @@ struct cm_config {
 	bool restore_keep_id;            /* --restore-keep-cluster-id */
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
+	char admin[65];   /* [cluster] admin: the user the first rule makes admin of "/" */
 	uint32_t max_value;
 	uint32_t n_nodes;
 	struct cm_node_info nodes[CM_MAX_PEERS];

@@ -204,6 +204,8 @@ static int groups_boot(struct cm_node *n)
 	if (rv == 0)
 		rv = cm__nodes_load(n, txn);
 	if (rv >= 0)
+		cm__acl_load(n, txn);
+	if (rv >= 0)
 		rv = cm_reg_seed_check(&n->reg, n->cfg, n->store, txn, true);
 	if (rv >= 0)
 		rv = cm_reg_load(&n->reg, n->cfg, n->store, txn);
@@ -287,6 +289,8 @@ void cm__node_sync_registry(struct cm_node *n)
 	if (cm_store_txn_begin(n->store, false, &txn) != 0)
 		return;
 	int rv = cm__nodes_load(n, txn);
+	if (rv >= 0)
+		cm__acl_load(n, txn); /* unusable rules are logged; the old ones stay */
 	/* A node running nothing but the meta group (one that joined) may
 	 * still take the recorded seed's groups as its own. */
 	if (rv >= 0)
@@ -513,6 +517,7 @@ void cm_node_free(struct cm_node *n)
 	}
 	free(n->groups);
 	cm__dump_free_all(n);
+	cm_acl_free(&n->acl);
 	cm_reg_free(&n->reg);
 	cm_store_close(n->store);
 	free(n);

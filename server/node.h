@@ -11,6 +11,7 @@
 #include "server/registry.h"
 #include "server/store.h"
 #include "server/kv.h"
+#include "server/acl_rules.h"
 
 #define CM_READ_WAIT_MS 1000    /* a follower read waits this long for its token */
 #define CM_LIN_READ_WAIT_MS 5000 /* a ReadIndex read waits this long */
@@ -81,6 +82,7 @@ struct cm_node {
 	bool nodes_loaded;       /* the node table is recorded and cfg->nodes is it */
 	bool split_waiting;      /* a split's group waits for its parent here (node.c) */
 	struct cm_dumps *dumps;  /* backups being fetched (dump.c); NULL until one */
+	struct cm_acl acl;       /* the access rules in force here (acl.c) */
 	struct cm_watch *watches;
 	uv_timer_t tick;
 	uv_prepare_t prepare;
@@ -166,6 +168,17 @@ void cm__nodes_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 /* join.c: --join on an empty store: fetch the node table from the cluster
  * into cfg->nodes. 0, or an error already explained on stderr. */
 int cm__join(struct cm_config *cfg);
+
+/* acl.c: access rules. load: from the meta kv when "/acl" changed (> 0).
+ * check: 0 or -EACCES for req from c. reads/shows: for serving a read. */
+int cm__acl_load(struct cm_node *n, MDB_txn *txn);
+void cm__acl_propose_seed(struct cm_node *n, struct cm_group *meta);
+int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, const char *path, uint32_t len);
+bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32_t dlen,
+		   const char *name, uint32_t nlen);
+void cm__acl_who(struct cm_conn *c, struct cm_acl_who *who);
+void cm__acl_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 
 /* restore.c: --restore FILE on an empty store: verify it, make the backup's
  * shards this node's groups (cfg->groups) and write their state. 0, or an

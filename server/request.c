@@ -93,6 +93,18 @@ static int list_cb(void *arg, struct cm_bytes name, const struct cm_attr *attr)
 }
 
 /* Serve a GET or LIST from this replica's applied state. */
+/* A listing of a directory the caller reads only on the way to something
+ * below: only the children on that way show. */
+static void acl_narrow(struct cm_node *n, struct cm_conn *c, struct cm_bytes dir,
+		       struct list_ctx *l)
+{
+	uint32_t kept = 0;
+	for (uint32_t k = 0; k < l->n; k++)
+		if (cm__acl_shows(n, c, dir.p, dir.len, l->v[k].name.p, l->v[k].name.len))
+			l->v[kept++] = l->v[k];
+	l->n = kept;
+}
+
 static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, struct cm_conn *c,
 		       const struct cm_req *req, struct cm_bytes path)
 {
@@ -103,11 +115,18 @@ static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, stru
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
 	struct list_ctx l = {0};
+	bool reads = cm__acl_reads(n, c, path.p, path.len);
 	if (req->op == CM_OP_GET) {
 		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr, &r.value);
+		/* Not readable, only on the way to something that is: a
+		 * directory's attributes, never a file (acl.c). */
+		if (r.err == 0 && !reads && !S_ISDIR(r.attr.mode))
+			r.err = -EACCES;
 		r.has_attr = r.err == 0;
 	} else {
 		r.err = cm_kv_list(n->store, txn, g->info->id, path, list_cb, &l);
+		if (r.err == 0 && !reads)
+			acl_narrow(n, c, path, &l);
 		r.ents = l.v;
 		r.n_ents = l.n;
 	}
@@ -409,6 +428,15 @@ static void handle_dump(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 {
 	struct cm_node *n = arg;
+	int denied = cm__acl_check(n, c, req);
+	if (denied != 0) {
+		cm__reply_err(n, NULL, c, req, denied);
+		return;
+	}
+	if (req->op == CM_OP_ACL || req->op == CM_OP_WHOAMI) {
+		cm__acl_handle(n, c, req);
+		return;
+	}
 	if (req->op == CM_OP_STATUS) {
 		handle_status(n, c, req);
 		return;

@@ -277,6 +277,7 @@ void cm__shards_tops(struct cm_node *n, struct cm_group *g)
 	if (g->info->id == CM_META_GROUP) {
 		propose_seed(n, g);
 		cm__nodes_propose_seed(n, g);
+		cm__acl_propose_seed(n, g);
 		return;
 	}
 	if (strcmp(g->info->prefix, "/") != 0)

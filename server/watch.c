@@ -22,6 +22,7 @@ void cm__watch_compacted(struct cm_group *g, uint64_t index)
 }
 
 struct deliver_ctx {
+	struct cm_node *n;
 	struct cm_watch *w;
 	uint64_t last;
 };
@@ -41,7 +42,12 @@ static int on_event(void *arg, uint64_t index, uint8_t kind, struct cm_bytes pat
 	};
 	if (attr != NULL)
 		e.attr = *attr;
-	cm_net_event(d->w->conn, &e);
+	/* Nothing about a path the watcher may not read (a rename into view
+	 * shows as the rename: its target is readable). */
+	bool seen = cm__acl_reads(d->n, d->w->conn, path.p, path.len) ||
+		    (path2.len > 0 && cm__acl_reads(d->n, d->w->conn, path2.p, path2.len));
+	if (seen)
+		cm_net_event(d->w->conn, &e);
 	d->last = index;
 	return cm_conn_closed(d->w->conn) ? 1 : 0;
 }
@@ -57,7 +63,7 @@ static void deliver_one(struct cm_node *n, struct cm_group *g, MDB_txn *txn, str
 {
 	if (w->sent >= g->applied || cm_conn_closed(w->conn))
 		return;
-	struct deliver_ctx d = {w, w->sent};
+	struct deliver_ctx d = {n, w, w->sent};
 	int rv = cm_kv_events(n->store, txn, g->info->id, (struct cm_bytes){w->prefix, w->plen},
 			      w->sent, events_floor(g), on_event, &d);
 	if (rv == CM_ECOMPACTED)

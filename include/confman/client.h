@@ -465,6 +465,21 @@ typedef int (*cm_dump_sink)(void *arg, const struct cm_dump_chunk *ch);
 int cm_dump(struct cm_client *c, const char *server, uint64_t group, const char *prefix,
 	    cm_dump_sink sink, void *arg, uint64_t *index);
 
+/*
+ * Access rules (README "TLS, identities and access"). A rule is text:
+ * "PERM PRINCIPAL PREFIX", PERM read|write|admin, PRINCIPAL user:NAME or
+ * group:NAME. grant and revoke need admin on PREFIX and are done when they
+ * return (granting twice, or revoking what is not there, is 0); list gives
+ * the rules the caller administers, one per line (malloc'd: free it).
+ * cm_whoami: "USER GROUP..." as the server sees the caller.
+ * Returns 0, -EINVAL (a bad rule), -EACCES, -ECANCELED (another change came
+ * first: call again), and the errors of any request.
+ */
+int cm_acl_grant(struct cm_client *c, const char *rule);
+int cm_acl_revoke(struct cm_client *c, const char *rule);
+int cm_acl_list(struct cm_client *c, char **text);
+int cm_whoami(struct cm_client *c, char **text);
+
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);
 

@@ -145,6 +145,12 @@ enum cm_op {
 	 * an offset fetch the next bytes from the same replica; an id it no
 	 * longer holds is CM_ESTALE (start again). */
 	CM_OP_DUMP,
+	/* Access rules (server/acl.c; README "TLS, identities and access"):
+	 * flags = enum cm_acl_op, value = one rule "PERM PRINCIPAL PREFIX" for
+	 * grant and revoke (at the meta leader; admin on PREFIX needed); list
+	 * answers the rules the caller administers, one per line, in value. */
+	CM_OP_ACL,
+	CM_OP_WHOAMI, /* any node: value = "USER GROUP..." as it sees the caller */
 	CM_OP_COUNT
 };
 
@@ -154,6 +160,9 @@ enum cm_conf_op {
 	CM_CONF_PROMOTE = 2,
 	CM_CONF_REMOVE = 3,
 };
+
+/* CM_OP_ACL flags. */
+enum cm_acl_op { CM_ACL_GRANT = 1, CM_ACL_REVOKE = 2, CM_ACL_LIST = 3 };
 
 /* CM_OP_SHARD_MERGE flags: the phases, in order. */
 enum cm_merge_phase {
