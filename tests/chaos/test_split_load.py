@@ -24,6 +24,8 @@ copies take the parent's log indexes, a different index space); and every
 node serving each key's final value and version. Writes that time out
 while the merge freezes the child (WRONGSHARD retried until the client's
 timeout) are recorded as of unknown outcome, as every timeout is.
+First, merge_after_move (4 nodes on P+10..): a merge whose child lives
+only on nodes other than the parent's leader must finish.
 Prints one line per run: operations, acknowledged writes, ops/s, splits
 and merges with their durations, anomalies. Exits 1 on any anomaly.
 """
@@ -185,6 +187,49 @@ def run(rounds, seconds, seed, base_port, log=print):
     return report
 
 
+def leader_of(c, group):
+    for i in range(1, c.n + 1):
+        rc, out, _ = c.ctl("status", "--json", servers=c.addr(i))
+        if rc != 0:
+            continue
+        for node in json.loads(out).get("servers", []):
+            for g in node.get("groups", []):
+                if g.get("group") == group and g.get("role") == "leader":
+                    return node.get("id", i)
+    return None
+
+
+def merge_after_move(base_port, log=print):
+    """A merge whose child was moved off the parent's leader: the copies go
+    to the parent's leader, which does not host the child. The server took
+    the child's WRONGSHARD for the parent's: the merge hung (exit 5,
+    WRONGSHARD), the child frozen, its writers refused. Meta voters are moved
+    off that node first (shard move meta): a shard cannot be moved off the
+    meta leader (its own stale copy of the group's configuration makes the
+    registry refuse the shrink with EBUSY; not fixed here)."""
+    c = harness.Cluster(nodes=4, base_port=base_port)
+    try:
+        c.up()
+        c.leader(timeout=30)
+        c.ctl("put", PREFIX + "/y", "A", check=True)
+        lead = leader_of(c, 1)
+        others = ",".join(str(i) for i in range(1, 5) if i != lead)
+        c.ctl("shard", "move", "meta", "--replicas", others, "--timeout", "30", check=True)
+        c.ctl("shard", "split", PREFIX, check=True)
+        c.ctl("shard", "move", PREFIX, "--replicas", others, "--timeout", "30", check=True)
+        lead2 = leader_of(c, 1)
+        t = time.time()
+        rc, out, err = c.ctl("--timeout", "8000", "shard", "merge", PREFIX, timeout=30)
+        log("merge of a child moved off the parent's leader (node %s, now %s; child on %s): "
+            "exit %d %s(%.2fs)" % (lead, lead2, others, rc, err.strip() + " " if rc else "",
+                                   time.time() - t))
+        assert rc == 0, "merge failed: %d %s" % (rc, err)
+        rc, out, _ = c.ctl("get", PREFIX + "/y", check=True)
+        assert out == b"A", out
+    finally:
+        c.down()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
@@ -195,6 +240,7 @@ def main():
     a = ap.parse_args()
     if os.environ.get("CONFMAN_SOAK") == "1":
         a.rounds, a.seconds, a.runs = max(a.rounds, 6), max(a.seconds, 40), max(a.runs, 3)
+    merge_after_move(a.base_port + 10, log=lambda s: print(s, flush=True))
     bad = 0
     for k in range(a.runs):
         r = run(a.rounds, a.seconds, a.seed + 100 * k, a.base_port,
