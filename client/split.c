@@ -107,6 +107,7 @@ static int copy_one(struct copy *cp, const char *path, const struct cm_attr *at)
 		r.value = (struct cm_bytes){value, len};
 		r.atime_ns = now.atime_ns;
 		r.mtime_ns = now.mtime_ns;
+		r.version = now.version; /* kept: a key's version never goes back */
 		if (rv == 0)
 			rv = step(cp->c, &r, NULL);
 		free(value);

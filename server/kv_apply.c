@@ -124,6 +124,16 @@ static int done(struct apply *a, uint8_t kind, const struct cm_attr *attr)
 				kind == CM_EV_RENAME ? a->cmd->path2 : none, attr);
 }
 
+/* A merge's copy (CM_MERGE_COPY) carries the child's version of the file:
+ * the copy keeps it, so a key's version never goes back across a merge (a
+ * CAS holding a version read before the merge must not match the copy of a
+ * later change). A copy made again by a merge run again sets the same
+ * value and version. Entries without one (0: older clients) count on. */
+static uint64_t merge_version(const struct cm_kv_cmd *k, uint64_t counted)
+{
+	return (k->flags & CM_MERGE_COPY) && k->version != 0 ? k->version : counted;
+}
+
 /* CM_PUT_IF_VERSION, CM_PUT_IF_MOD: the node's version, mod_index (0 for
  * both when absent: at == NULL) must be the expected ones. */
 static int cas_check(const struct apply *a, const struct cm_attr *at)
@@ -285,7 +295,7 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 	n.attr.size = n.value.len;
 	n.attr.mtime_ns = n.attr.ctime_ns = k->stamp_ns;
 	times_set(k, &n.attr);
-	n.attr.version++;
+	n.attr.version = merge_version(k, n.attr.version + 1);
 	n.attr.mod_index = a->index;
 	rc = put(a, w->parent, base(k->path), &n);
 	free(joined);
@@ -327,6 +337,7 @@ static int op_put(struct apply *a)
 		.value = k->value,
 	};
 	times_set(k, &n.attr);
+	n.attr.version = merge_version(k, n.attr.version);
 	rc = put(a, parent, base(k->path), &n);
 	rc = rc ? rc : parent_touch(a, k->path, 0);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);

@@ -473,10 +473,15 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 	int err = cm_path_validate(req->path.p, req->path.len);
 	struct cm_group *g = err ? NULL : cm__node_route(n, req->path.p, req->path.len, &err);
 	/* A merge's copy goes to the parent it names, below the boundary the
-	 * map still routes past (merge.c); the parent's kv checks the fence. */
-	if (err == 0 && (req->flags & CM_MERGE_COPY) && req->op != CM_OP_GET &&
-	    req->op != CM_OP_LIST && req->op != CM_OP_WATCH)
+	 * map still routes past (merge.c); the parent's kv checks the fence.
+	 * Also on a replica of the parent that does not host the child (the
+	 * child moved off it): the route's WRONGSHARD is the child's, not the
+	 * parent's, and the parent's leader may well be such a node. */
+	if ((err == 0 || err == CM_EWRONGSHARD) && (req->flags & CM_MERGE_COPY) &&
+	    req->op != CM_OP_GET && req->op != CM_OP_LIST && req->op != CM_OP_WATCH) {
 		g = cm__node_group(n, req->group);
+		err = 0;
+	}
 	if (g == NULL && err == 0)
 		err = CM_EWRONGSHARD;
 	/* The client names the group it thinks owns the path: a stale map must

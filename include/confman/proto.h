@@ -207,7 +207,9 @@ enum cm_consistency {
 				 * below a boundary being merged (SHARD_MERGE
 				 * BEGIN); anywhere else WRONGSHARD as without
 				 * it. No watch event: nothing changed for a
-				 * reader, who reads the frozen child meanwhile */
+				 * reader, who reads the frozen child meanwhile.
+				 * A PUT's version: the child's, which the copy
+				 * keeps (0: counted as any PUT) */
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \

@@ -36,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
+import membership  # noqa: E402
 import netcluster  # noqa: E402
 import watchfault  # noqa: E402
 import workloads  # noqa: E402
@@ -46,7 +47,10 @@ FS = os.environ.get("CONFMAN_FS", os.path.join(harness.BUILD, "fs/confman-fs"))
 # Two shards, one nested in the other: / and NESTED (the cluster file's).
 NESTED = "/chaos/n"
 PREFIXES = ("/", NESTED)
-LIN_KEYS = ["/chaos/l/k0", "/chaos/l/k1", NESTED + "/l2"]
+# SPLIT: the prefix the membership nemesis splits off and merges back; one
+# lin key below it, one beside it in its parent directory, one in NESTED.
+SPLIT = "/chaos/l/s"
+LIN_KEYS = ["/chaos/l/k0", SPLIT + "/k1", NESTED + "/l2"]
 FOLLOWERS = [11, 12]
 FUSE_PROC = 100
 FUSE_KEY = "/chaos/f/fuse"
@@ -339,9 +343,10 @@ def final_reads(c, keys, deadline_s=60):
     return ops
 
 
-def check_durability(c, history, final):
-    """Every node alone serves the final state of every key, and that state is
-    at least every acknowledged write of it."""
+def check_durability(c, history, final, smap=None):
+    """Every replica alone serves the final state of every key (every node,
+    or with smap, the shard map after the run, the replicas of the key's
+    shard), and that state is at least every acknowledged write of it."""
     problems = []
     for f in final:
         key = f["key"]
@@ -354,7 +359,8 @@ def check_durability(c, history, final):
         if top and f["version"] == top["version"] and f["value"] != top["value"]:
             problems.append("durability: %s final %r, acknowledged %s"
                             % (key, f["value"], checker.describe(top)))
-        for i in range(1, c.n + 1):
+        nodes = membership.replicas_of(smap, key) if smap else range(1, c.n + 1)
+        for i in nodes:
             end = time.time() + 20
             got = None
             while time.time() < end:
@@ -369,21 +375,25 @@ def check_durability(c, history, final):
 
 
 def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
-        combined=False, staleness=None, staleness_bound=checker.STALENESS_BOUND_S):
+        combined=False, staleness=None, staleness_bound=checker.STALENESS_BOUND_S,
+        members=False):
     seed = seed if seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     staleness = staleness_on() if staleness is None else staleness
-    log("chaos: %d nodes, %ss of faults, seed %d%s%s"
+    log("chaos: %d nodes, %ss of faults, seed %d%s%s%s"
         % (nodes, seconds, seed, ", combined faults" if combined else "",
-           ", staleness (nested reads, watch pauses)" if staleness else ""))
+           ", staleness (nested reads, watch pauses)" if staleness else "",
+           ", membership (splits, merges%s)" % (", moves" if nodes >= 5 else "")
+           if members else ""))
     # Compaction every few dozen entries: paused, cut off and killed
     # followers then fall behind a snapshot and catch up by one.
     c = netcluster.NetCluster(nodes=nodes, keep=True, extra=COMPACTION, prefixes=PREFIXES)
     hist_dir = os.path.join(c.dir, "history")
     os.makedirs(hist_dir)
     report = {"nodes": nodes, "seconds": seconds, "seed": seed, "dir": c.dir,
-              "anomalies": [], "combined": combined, "staleness": staleness}
-    procs, mount, fw, two = [], None, None, None
+              "anomalies": [], "combined": combined, "staleness": staleness,
+              "members": members}
+    procs, mount, fw, two, mem = [], None, None, None, None
     t_start = time.time()
     try:
         c.up()
@@ -436,11 +446,16 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
                                     hold=lambda on: _hold_mount(fw, two, on))
         else:
             nem = Nemesis(c, rng, log, combined=combined)
+        if members:
+            mem = membership.Membership(c, rng, log, SPLIT, [NESTED])
+            mem.start()
         end = time.time() + seconds
         while time.time() < end:
             nem.one()
             time.sleep(rng.uniform(0.3, 1.2))
         nem.heal_all()
+        if mem:
+            report["anomalies"] += mem.finish()
         for p in procs:
             out, _ = p.communicate(timeout=120)
             if p.returncode != 0:
@@ -465,7 +480,14 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
             report["anomalies"].append("no leader after restarting every node")
         history = checker.load(hist_dir)
         final = final_reads(c, LIN_KEYS + FOL_KEYS)
-        report["durability_problems"] = check_durability(c, history, final)
+        smap = membership.shard_map(c) if mem else None
+        vmap = membership.voter_map(c) if mem else None
+        if mem and (smap is None or vmap is None):
+            report["anomalies"].append("membership: no shard map or no leader of some shard "
+                                       "after the restart")
+        report["durability_problems"] = check_durability(c, history, final, vmap)
+        if mem:
+            report["stale_listed"] = membership.stale_listed(smap, vmap)
         report["anomalies"] += report["durability_problems"]
         # the checkers
         t0 = time.time()
@@ -484,10 +506,16 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
             report["anomalies"] += probs[:20]
         report["check_seconds"] = time.time() - t0
         report["faults"] = nem.faults
+        if mem:
+            report["membership"] = mem.counts()
+            report["membership_ops"] = mem.ops
+            report["shard_map"] = vmap
         report["ops"] = summarize(history)
         if fw:
             report["fuse_ops"] = dict(fw.counts)
     finally:
+        if mem:
+            mem.stopping.set()
         for p in procs:
             if p.poll() is None:
                 p.kill()
@@ -601,6 +629,15 @@ def print_report(r, log=print):
         log("  faults: %d (%s%s)" % (len(r["faults"]),
                                     ", ".join("%s %d" % kv for kv in sorted(kinds.items())),
                                     "; %d combined" % n_comb if n_comb else ""))
+    if "membership" in r:
+        log("  membership: %d operations (%s); voters after: %s"
+            % (len(r["membership_ops"]),
+               ", ".join("%s %d" % kv for kv in sorted(r["membership"].items())),
+               " ".join("%s:%s" % (p, ",".join(map(str, reps)))
+                        for p, reps in (r.get("shard_map") or []))))
+    if r.get("stale_listed"):
+        log("  listed but not voters (a move refused with EBUSY left them): %s"
+            % r["stale_listed"])
     if "lin" in r:
         log("  linearizability: %s, %d ops on %d keys, checked in %.2fs"
             % ("ok" if r["lin"]["ok"] else "VIOLATED", r["lin"]["ops"], r["lin"]["keys"],

@@ -9,7 +9,9 @@
 # anomaly (its histories and node logs are kept; the path is printed) and
 # exits 1, or with CONFMAN_SOAK_KEEP_GOING=1 counts it and goes on; exits 0
 # when the time is up with no anomaly. CONFMAN_CHAOS_COMBINED=1 passes
-# --combined (faults sometimes overlap). Needs root (network namespaces).
+# --combined (faults sometimes overlap); CONFMAN_CHAOS_MEMBERSHIP=1 makes every
+# run split, merge and (5 nodes) move shards during the faults (--members).
+# Needs root (network namespaces).
 set -eu
 minutes=${1:-30}
 here=$(cd "$(dirname "$0")" && pwd)

@@ -2,7 +2,7 @@
 """A nemesis run on a real cluster (tests/chaos/nemesis.py), checked.
 
   test_nemesis.py [--nodes N] [--seconds S] [--seed X] [--runs R] [--no-fuse]
-                  [--combined] [--staleness] [--staleness-bound S]
+                  [--combined] [--staleness] [--staleness-bound S] [--members]
 
 Seconds of faults: --seconds, else $CONFMAN_CHAOS_SECONDS, else 300 with
 CONFMAN_SOAK=1, else 30 (3 nodes) / 20 (5 nodes). Runs: --runs, else 1.
@@ -13,7 +13,9 @@ without it the schedule is the usual one-at-a-time one. Unless
 CONFMAN_CHAOS_STALENESS=0: the mount also reads nested-shard keys others
 write, the nemesis also pauses the replica serving the mount's watch, and
 stale reads through the mount are anomalies (issue 11 items 1 and 2). --staleness-bound: the checker's bound
-(default checker.STALENESS_BOUND_S).
+(default checker.STALENESS_BOUND_S). --members (or CONFMAN_CHAOS_MEMBERSHIP=1):
+a thread also splits /chaos/l/s off and merges it back, and on 5 nodes moves
+it and the nested shard between sets of 3 nodes (tests/chaos/membership.py).
 """
 import argparse
 import os
@@ -36,6 +38,9 @@ def main():
     ap.add_argument("--staleness", action="store_true",
                     help="nested reads through the mount, watch-replica pauses, stale reads "
                          "are anomalies (also CONFMAN_CHAOS_STALENESS=1)")
+    ap.add_argument("--members", action="store_true",
+                    help="shard splits, merges and moves during the faults "
+                         "(also CONFMAN_CHAOS_MEMBERSHIP=1)")
     ap.add_argument("--staleness-bound", type=float, default=nemesis.checker.STALENESS_BOUND_S)
     a = ap.parse_args()
     secs = a.seconds
@@ -49,7 +54,8 @@ def main():
         r = nemesis.run(nodes=a.nodes, seconds=secs, seed=seed, fuse=not a.no_fuse,
                         log=lambda s: print(s, flush=True), combined=a.combined,
                         staleness=True if a.staleness else None,
-                        staleness_bound=a.staleness_bound)
+                        staleness_bound=a.staleness_bound,
+                        members=a.members or os.environ.get("CONFMAN_CHAOS_MEMBERSHIP") == "1")
         nemesis.print_report(r, log=lambda s: print(s, flush=True))
         if r["anomalies"]:
             bad += 1
