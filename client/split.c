@@ -138,10 +138,17 @@ static int copy_tree(struct copy *cp, const char *dir)
 	return rv;
 }
 
-static int phase(struct cm_client *c, uint64_t group, const struct cm_bytes *p, uint32_t which)
+/* One phase at group; attr and token (may be NULL) of its answer. */
+static int phase(struct cm_client *c, uint64_t group, const struct cm_bytes *p, uint32_t which,
+		 uint64_t version, struct cm_attr *attr, uint64_t *token)
 {
-	struct cm_req r = {.op = CM_OP_SHARD_MERGE, .group = group, .flags = which, .path = *p};
-	return step(c, &r, NULL);
+	struct cm_req r = {.op = CM_OP_SHARD_MERGE, .group = group, .flags = which, .path = *p,
+			   .version = version};
+	struct cm_client__call s = {.attr = attr};
+	int rv = cm_client__run(c, NULL, &r, &s);
+	if (token)
+		*token = s.token;
+	return rv;
 }
 
 int cm_shard_merge(struct cm_client *c, const char *prefix, cm_merge_progress_fn progress,
@@ -166,15 +173,18 @@ int cm_shard_merge(struct cm_client *c, const char *prefix, cm_merge_progress_fn
 	if (cg == 0)
 		return -ENOENT; /* no such shard; or merged already */
 	struct copy cp = {.c = c, .parent = pg, .progress = progress, .arg = arg};
-	rv = phase(c, cg, &p, CM_MERGE_FREEZE);
-	if (rv == 0)
-		rv = phase(c, pg, &p, CM_MERGE_BEGIN);
+	struct cm_attr frozen = {0};
+	rv = phase(c, cg, &p, CM_MERGE_FREEZE, 0, &frozen, NULL);
+	/* Until the parent's index is past every index the child gave (its
+	 * freeze's): merge.c pads the parent's log with BEGIN. */
+	for (uint64_t at = 0; rv == 0 && at <= frozen.mod_index;)
+		rv = phase(c, pg, &p, CM_MERGE_BEGIN, frozen.mod_index, NULL, &at);
 	if (rv == 0)
 		rv = copy_tree(&cp, prefix);
 	if (rv == 0)
-		rv = phase(c, pg, &p, CM_MERGE_COMMIT);
+		rv = phase(c, pg, &p, CM_MERGE_COMMIT, 0, NULL, NULL);
 	if (rv == 0)
-		rv = phase(c, CM_META_GROUP, &p, CM_MERGE_RETIRE);
+		rv = phase(c, CM_META_GROUP, &p, CM_MERGE_RETIRE, 0, NULL, NULL);
 	if (rv == 0)
 		cm_client__refresh_map(c);
 	return rv;

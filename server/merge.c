@@ -71,6 +71,33 @@ static void retire(struct cm_node *n, struct cm_conn *c, const struct cm_req *re
 	cm__req_write(n, &n->groups[0], c, &mv);
 }
 
+/*
+ * The copies get the parent's indexes: they must be above every index the
+ * child ever gave (`child_top`, its freeze's), or a client holding a modify
+ * index read in the child could see a later parent write reuse it (a CAS by
+ * mod_revision would match the wrong value). BEGIN is a no-op once applied,
+ * so the leader pads the parent's log with more of it (a bounded batch per
+ * request; confmanctl asks again until the answer's index is past).
+ */
+#define CM_MERGE_PAD_BATCH 2000
+
+static void pad(struct cm_node *n, struct cm_group *g, const struct cm_req *begin,
+		uint64_t child_top)
+{
+	struct raft_status st;
+	raft_status(g->raft, &st);
+	if (st.role != RAFT_LEADER || st.last_index >= child_top)
+		return;
+	uint64_t gap = child_top - st.last_index;
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	if (cm_kv_cmd_encode(&sb, begin, cm__wall_ns(), n->cfg->max_value) == 0)
+		for (uint64_t k = 0; k < gap && k < CM_MERGE_PAD_BATCH; k++)
+			if (raft_propose(g->raft, sb.data, (uint32_t)sb.size, NULL) != 0)
+				break; /* too much uncommitted: the next request goes on */
+	msgpack_sbuffer_destroy(&sb);
+}
+
 void cm__merge_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
 {
 	const struct cm_group_info *gi = cm_reg_find(&n->reg, req->path.p, req->path.len);
@@ -109,5 +136,7 @@ void cm__merge_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req 
 		.flags = req->flags,
 		.path = req->path,
 	};
+	if (req->flags == CM_MERGE_BEGIN)
+		pad(n, g, &cmd, req->version);
 	cm__req_write(n, g, c, &cmd);
 }

@@ -155,7 +155,11 @@ static int set_check(struct cm_node *n, const struct cm_req *req, char *key, uin
 	for (uint32_t k = 0; err == 0 && k < n_ids; k++)
 		if (cm_config_node(n->cfg, ids[k])->state != CM_NODE_ACTIVE)
 			err = CM_ENONODE;
+	/* Only the group's leader knows its members for sure: a replica that
+	 * was removed never hears of it and still counts itself. */
 	struct cm_group *g = cm__node_group(n, gi->id);
+	if (g != NULL && raft_leader(g->raft) != n->cfg->node_id)
+		g = NULL;
 	if (err == 0 && g != NULL) {
 		struct raft_status st;
 		raft_status(g->raft, &st);
