@@ -89,6 +89,11 @@ def test_split_then_merge():
         for i in (1, 2, 3):
             c.wait_value(i, "/apps/pay/k001", b"p1")
         gid = doc["group"]
+        # The child's index runs ahead of the parent's: the merge's copies
+        # must still get indexes above every one the child gave.
+        for k in range(60 if SLOW else 200):
+            c.ctl("put", "/apps/pay/ahead", "a%d" % k, check=True)
+        child_top = attr_of(c, "/apps/pay/ahead")["mod_index"]
         rc, out, err = c.ctl("shard", "merge", "/apps/pay")
         assert rc == 0, (rc, out, err)
         assert "/apps/pay" not in shards(c)
@@ -96,6 +101,9 @@ def test_split_then_merge():
             c.wait_value(i, "/apps/pay/k%03d" % (KEYS - 1), b"p%d" % (KEYS - 1))
             c.wait_value(i, "/apps/pay/deep/er/f", b"deep")
             c.wait_value(i, "/apps/pay/after", b"restart")
+        for p in ("/apps/pay/ahead", "/apps/pay/k000", "/apps/pay/deep/er/f"):
+            assert attr_of(c, p)["mod_index"] > child_top, (p, attr_of(c, p), child_top)
+        assert attr_of(c, "/apps/pay/k000")["version"] == 2  # versions are kept
         c.ctl("put", "/apps/pay/merged", "m", check=True)
         time.sleep(0.5)  # every replica applied the retirement
         for i in (1, 2, 3):
