@@ -65,6 +65,14 @@ static const char usage[] =
 	"  --http ADDR            serve /healthz, /readyz and /metrics on ADDR\n"
 	"                         (IPv4:port; default: the node's http = in the\n"
 	"                         cluster file, else none)\n"
+	"  --force-new-cluster    DISASTER RECOVERY, when a majority of the nodes is\n"
+	"                         gone for good: before starting, make this node the\n"
+	"                         only voter of every group in its store, keeping\n"
+	"                         its data up to each group's commit index (later,\n"
+	"                         uncommitted entries are discarded); then rebuild\n"
+	"                         the replicas with node add, --join and shard move\n"
+	"                         (README, \"Lost majority\"). Never while the other\n"
+	"                         nodes may still run; refused on an empty store\n"
 	"  --test-skip-token-wait FOR TESTS ONLY: serve follower reads at once,\n"
 	"                         without waiting for the client's token (breaks\n"
 	"                         read-your-writes; shows the chaos checker fails)\n"
@@ -286,6 +294,7 @@ static const struct option long_opts[] = {
 	{"restore", required_argument, NULL, 'R'},
 	{"restore-keep-cluster-id", no_argument, NULL, 'K'},
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
+	{"force-new-cluster", no_argument, NULL, 'N'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
@@ -373,6 +382,9 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		return 0;
 	case 'K':
 		c->restore_keep_id = true;
+		return 0;
+	case 'N':
+		c->force_new_cluster = true;
 		return 0;
 	case 'T':
 		c->test_skip_token_wait = true;

@@ -63,6 +63,7 @@ struct cm_config {
 	uint32_t max_staleness_ms; /* a follower this long without its leader refuses reads */
 	uint32_t quiesce_ticks;    /* idle ticks before a group goes quiet; 0: never */
 	bool quiesce_set;
+	bool force_new_cluster;    /* recover.c: this node becomes every group's only voter */
 	bool test_skip_token_wait; /* tests only: follower reads ignore the token */
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */

@@ -9,6 +9,7 @@
 #include "server/log.h"
 #include "server/http.h"
 #include "server/node.h"
+#include "server/recover.h"
 
 struct cm_group *cm__node_group(struct cm_node *n, uint64_t id)
 {
@@ -465,6 +466,15 @@ int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 	if (rv != 0) {
 		cm_log_error("cannot open the store in %s: %s", cfg->data_dir, cm_strerror(rv));
 		free(n);
+		return rv;
+	}
+	/* --force-new-cluster rewrites the stored groups before any starts;
+	 * refused, the node exits before it has started anything. */
+	rv = cfg->force_new_cluster ? cm__recover_force(n->store, cfg->node_id) : 0;
+	if (rv != 0) {
+		cm_store_close(n->store);
+		free(n);
+		*out = NULL;
 		return rv;
 	}
 	rv = join_if_new(n);
