@@ -308,7 +308,8 @@ static void on_hello(struct cm_conn *c, const struct cm_msg *m)
 		 * refused here, its votes never reach a group (README, "Changing
 		 * the cluster"). Logged once per connection attempt. */
 		if (ni == NULL || ni->state == 0 || !n->refused_logged[ni - n->cfg->nodes])
-			cm_log_warn("refused node %llu: %s", (unsigned long long)h->node_id,
+			cm_log_warn("refused %s node %llu: %s", ni == NULL ? "unknown" : "removed",
+				    (unsigned long long)h->node_id,
 				    ni == NULL ? "not in the node table"
 					       : "it was removed from the cluster (ids are never reused)");
 		if (ni != NULL)
@@ -349,8 +350,11 @@ static void on_frame(struct cm_conn *c, const struct cm_msg *m)
 				cm_log_error("node %llu says this node was removed from the cluster: "
 					     "it stops dialing its peers (its data can be deleted)",
 					     (unsigned long long)c->node_id);
+			bool first = !n->removed;
 			n->removed = true;
 			conn_close(c);
+			if (first && n->h.on_removed)
+				n->h.on_removed(n->h.arg);
 		} else {
 			cm_log_warn("node %llu refused our handshake", (unsigned long long)c->node_id);
 			conn_fail(c, -EPROTO, "expected HELLO_OK");

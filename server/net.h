@@ -23,6 +23,7 @@ struct cm_net_handlers {
 	void (*on_req)(void *arg, struct cm_conn *c, const struct cm_req *req);
 	void (*on_close)(void *arg, struct cm_conn *c); /* a client connection went away */
 	void (*on_reply)(void *arg, const struct cm_resp *r); /* counted for metrics; may be NULL */
+	void (*on_removed)(void *arg); /* a peer says this node was removed; may be NULL */
 };
 
 /*

@@ -407,6 +407,20 @@ static void on_signal(uv_signal_t *s, int signum)
 	cm__drain_start(n);
 }
 
+/* This node was removed from the cluster (a peer said so, or its own table
+ * did): it takes no further part and stops, as etcd's removed members do;
+ * its data stays for an operator to delete. */
+void cm__node_removed(void *arg)
+{
+	struct cm_node *n = arg;
+	if (n->stopping || n->draining)
+		return;
+	cm_log_error("this node (%llu) was removed from the cluster: stopping (its id is never "
+		     "used again; delete %s)",
+		     (unsigned long long)n->cfg->node_id, n->cfg->data_dir);
+	cm__drain_start(n);
+}
+
 static int start_handles(struct cm_node *n)
 {
 	cm__space_tick(n); /* the first requests may come before the first tick */
@@ -429,6 +443,7 @@ static int start_handles(struct cm_node *n)
 		.on_req = cm__req_handle,
 		.on_close = cm__req_conn_closed,
 		.on_reply = cm__admin_count,
+		.on_removed = cm__node_removed,
 	};
 	return cm_net_start(n->loop, n->cfg, &h, &n->net);
 }

@@ -165,6 +165,9 @@ int cm__nodes_load(struct cm_node *n, MDB_txn *txn);
 void cm__nodes_propose_seed(struct cm_node *n, struct cm_group *meta);
 void cm__nodes_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 
+/* node.c: this node was removed from the cluster: stop (bounded drain). */
+void cm__node_removed(void *arg);
+
 /* join.c: --join on an empty store: fetch the node table from the cluster
  * into cfg->nodes. 0, or an error already explained on stderr. */
 int cm__join(struct cm_config *cfg);

@@ -178,6 +178,9 @@ int cm__nodes_load(struct cm_node *n, MDB_txn *txn)
 	n->nodes_loaded = true;
 	if (w.changed > 0 && n->net != NULL)
 		cm_net_sync_peers(n->net);
+	const struct cm_node_info *me = cm_config_node(n->cfg, n->cfg->node_id);
+	if (me != NULL && me->state == CM_NODE_REMOVED && n->net != NULL)
+		cm__node_removed(n);
 	return w.changed;
 }
 
