@@ -1,6 +1,7 @@
 /* ctl_import.c: `confmanctl import [--force] FILE|- PATH`: a tar stream written below PATH. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "client/ctl_tar.h"
 #include "confman/client.h"
@@ -26,6 +28,13 @@
  * the others go on, and the exit code says that not everything was
  * imported. Only an unavailable cluster or an unreadable archive stops the
  * import at once.
+ *
+ * Files and symlinks go through the asynchronous API, up to
+ * CM_CTL_IMPORT_WINDOW requests (and CM_CTL_IMPORT_WINDOW_BYTES of values)
+ * in flight, so the servers commit many in one fsync; one at a time, each
+ * would wait for its own. Directories go one at a time through the
+ * synchronous client (an existing one needs a second look), and their
+ * metadata once every write has been answered.
  */
 
 struct dir_fix {
@@ -35,7 +44,11 @@ struct dir_fix {
 };
 
 struct imp {
-	struct cm_client *c;
+	struct cm_client *c;  /* directories, one request at a time */
+	uv_loop_t loop;       /* files and symlinks, pipelined (ac) */
+	struct cm_ac *ac;     /* owned; closed by import_close() */
+	uint32_t in_flight;   /* PUTs submitted, not yet answered */
+	size_t bytes_in_flight;
 	struct archive *ar; /* owned */
 	struct cm_ctl_tally t;
 	const char *root;   /* PATH; borrowed */
@@ -252,6 +265,66 @@ static int read_data(struct imp *im, const char *name, uint32_t *len)
 	return 0;
 }
 
+/* A PUT in flight: what its answer needs. */
+struct pending {
+	struct imp *im;
+	bool link;
+	uint32_t len;
+	char path[]; /* NUL-terminated */
+};
+
+static void put_done(void *arg, int err, const struct cm_resp *resp)
+{
+	(void)resp;
+	struct pending *p = arg;
+	struct imp *im = p->im;
+	assert(im->in_flight > 0 && im->bytes_in_flight >= p->len);
+	im->in_flight--;
+	im->bytes_in_flight -= p->len;
+	if (err == 0) {
+		*(p->link ? &im->t.links : &im->t.files) += 1;
+		im->t.bytes += p->link ? 0 : p->len;
+	} else if (im->exit == 0) {
+		entry_err(im, p->path, err);
+	}
+	free(p);
+}
+
+/* Run the loop until at most `most` PUTs (and the byte bound) are in flight. */
+static void wait_window(struct imp *im, uint32_t most)
+{
+	while (im->in_flight > most ||
+	       (im->in_flight > 0 && im->bytes_in_flight > CM_CTL_IMPORT_WINDOW_BYTES))
+		uv_run(&im->loop, UV_RUN_ONCE);
+}
+
+/* cm_put_ex(), pipelined: the answer is put_done's. */
+static int put_async(struct imp *im, const char *path, const char *value, uint32_t len,
+		     const struct cm_put_args *pa, bool link)
+{
+	wait_window(im, CM_CTL_IMPORT_WINDOW - 1);
+	if (im->exit != 0)
+		return -EIO;
+	size_t pl = strlen(path);
+	struct pending *p = malloc(sizeof(*p) + pl + 1);
+	if (p == NULL)
+		return entry_err(im, path, -ENOMEM);
+	*p = (struct pending){.im = im, .link = link, .len = len};
+	memcpy(p->path, path, pl + 1);
+	struct cm_req r = {.op = CM_OP_PUT, .flags = pa->flags, .mode = pa->mode, .uid = pa->uid,
+			   .gid = pa->gid, .atime_ns = pa->atime_ns, .mtime_ns = pa->mtime_ns,
+			   .path = {p->path, (uint32_t)pl}, .value = {value, len},
+			   .consistency = CM_READ_DEFAULT};
+	int rv = cm_ac_submit(im->ac, &r, put_done, p); /* copies path and value */
+	if (rv != 0) {
+		free(p);
+		return entry_err(im, path, rv);
+	}
+	im->in_flight++;
+	im->bytes_in_flight += len;
+	return 0;
+}
+
 static int import_leaf(struct imp *im, struct archive_entry *e, const char *name,
 		       const char *path, struct cm_put_args *pa)
 {
@@ -272,12 +345,7 @@ static int import_leaf(struct imp *im, struct archive_entry *e, const char *name
 	}
 	pa->mode |= link ? S_IFLNK : S_IFREG;
 	pa->flags |= im->force ? 0 : CM_PUT_CREATE;
-	int rv = cm_put_ex(im->c, path, value ? value : "", len, pa, NULL);
-	if (rv != 0)
-		return entry_err(im, path, rv);
-	*(link ? &im->t.links : &im->t.files) += 1;
-	im->t.bytes += link ? 0 : len;
-	return 0;
+	return put_async(im, path, value ? value : "", len, pa, link);
 }
 
 /* One entry of the archive; nonzero only for an error that stops the import. */
@@ -308,6 +376,7 @@ static int import_entry(struct imp *im, struct archive_entry *e)
 /* Directories last, once nothing more is written below them. */
 static void finish_dirs(struct imp *im)
 {
+	wait_window(im, 0);
 	for (uint32_t k = 0; k < im->n_dirs; k++) {
 		struct dir_fix *d = &im->dirs[k];
 		struct cm_put_args pa = {.flags = CM_PUT_KEEP_VALUE | CM_SET_MODE | CM_SET_TIMES,
@@ -363,6 +432,35 @@ static int import_open(struct imp *im, const char *file)
 	return 0;
 }
 
+static void ac_closed(void *arg)
+{
+	*(bool *)arg = true;
+}
+
+static int import_client(struct imp *im, const struct cm_client_opts *opts)
+{
+	int rv = uv_loop_init(&im->loop);
+	if (rv != 0)
+		return cm_ctl_fail("cannot start the client", rv);
+	if ((rv = cm_ac_new(&im->loop, opts, &im->ac)) != 0) {
+		uv_loop_close(&im->loop);
+		return cm_ctl_fail("cannot start the client", rv);
+	}
+	return 0;
+}
+
+static void import_close(struct imp *im)
+{
+	bool closed = false;
+	cm_ac_close(im->ac, ac_closed, &closed);
+	while (!closed)
+		uv_run(&im->loop, UV_RUN_ONCE);
+	uv_run(&im->loop, UV_RUN_DEFAULT); /* close callbacks still queued */
+	int rv = uv_loop_close(&im->loop);
+	assert(rv == 0); /* every handle is closed by now */
+	(void)rv;
+}
+
 static const struct option import_lopts[] = {{"force", no_argument, NULL, 'f'}, {0}};
 
 int cm_ctl_import(struct cm_ctl_cmd *cc, int argc, char **argv)
@@ -385,6 +483,8 @@ int cm_ctl_import(struct cm_ctl_cmd *cc, int argc, char **argv)
 		return cm_ctl_fail(im.root, rv);
 	if ((rv = cm_client_open(cc->opts, &cc->client)) != 0)
 		return cm_ctl_fail("cannot start the client", rv);
+	if ((rv = import_client(&im, cc->opts)) != 0)
+		return rv;
 	im.c = cc->client;
 	cm_ctl_tar_locale();
 	cm_ctl_tally_init(&im.t, "import");
@@ -392,6 +492,7 @@ int cm_ctl_import(struct cm_ctl_cmd *cc, int argc, char **argv)
 	if (im.exit == 0)
 		read_all(&im);
 	finish_dirs(&im);
+	import_close(&im);
 	char extra[160];
 	snprintf(extra, sizeof(extra), "%s%llu existed, %llu skipped, %llu failed",
 		 im.exit ? "STOPPED, incomplete; " : "", (unsigned long long)im.existed,

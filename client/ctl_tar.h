@@ -13,6 +13,9 @@
  * written (each write below a directory moves its mtime); past this many
  * the rest keep the mode, owner and times their mkdir gave them. */
 #define CM_CTL_IMPORT_MAX_DIRS (1u << 20)
+/* Import's PUTs in flight at once, and bytes of their values. */
+#define CM_CTL_IMPORT_WINDOW 64
+#define CM_CTL_IMPORT_WINDOW_BYTES (8u << 20)
 
 /* What an export or import has done so far; shown on stderr. */
 struct cm_ctl_tally {
