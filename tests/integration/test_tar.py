@@ -141,8 +141,9 @@ def test_round_trip():
             assert abs(m.mtime - mtime_ns / 1e9) < 1e-6, (rel, m.mtime, mtime_ns)
             assert (m.issym() and m.linkname.encode() == val) or data == val, rel
 
-        # Back in below another path; every node equal, to the nanosecond.
-        rc, _, err = import_(c, out, "/dst")
+        # Back in below another path (from FILE this time); every node equal,
+        # to the nanosecond.
+        rc, _, err = c.ctl("import", path, "/dst", timeout=120)
         assert rc == 0, (rc, err)
         got = snapshot(c, "/dst")
         assert got == want, {k: (want.get(k), got.get(k)) for k in set(want) | set(got)
