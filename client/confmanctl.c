@@ -1,4 +1,5 @@
-/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status, shards, nodes. */
+/* confmanctl.c: the command-line client: get, put, rm, ls, mkdir, mv, watch, status, shards,
+ * nodes, export, import. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "client/ctl.h"
+#include "client/ctl_tar.h"
 #include "confman/client.h"
 
 /*
@@ -81,6 +83,17 @@ static const char usage_text[] =
 	"                                  move every replica of ID to the --to nodes (the\n"
 	"                                  least loaded that is not a replica already),\n"
 	"                                  take it out of the meta group, mark it removed\n"
+	"  export PATH [FILE|-]            the subtree below PATH as a pax tar stream (to\n"
+	"                                  stdout, or FILE written whole or not at all):\n"
+	"                                  names relative to PATH, contents, modes, numeric\n"
+	"                                  uid/gid, times, directories, symlinks; a summary\n"
+	"                                  (and progress on a terminal) on stderr\n"
+	"  import [--force] FILE|- PATH    write a tar's entries below PATH as ordinary\n"
+	"                                  writes (mounts see them); an existing file is\n"
+	"                                  kept unless --force (exit 4). Absolute paths,\n"
+	"                                  '..', devices, FIFOs, sockets, hard links, values\n"
+	"                                  over the cluster's limit and invalid names are\n"
+	"                                  refused or skipped, each named on stderr (exit 6)\n"
 	"  help                            this text\n"
 	"\n"
 	"Exit codes:\n"
@@ -93,12 +106,17 @@ static const char usage_text[] =
 	"  3  not found (ENOENT; NONODE: no such node)\n"
 	"  4  conflict: version mismatch or already exists (ECANCELED, EEXIST);\n"
 	"     shard add: the prefix is not empty or is a shard already;\n"
-	"     node add: the id exists with another address, or was removed\n"
+	"     node add: the id exists with another address, or was removed;\n"
+	"     import: an entry's file existed (or a directory or file was in the way)\n"
 	"  5  unavailable: timeout, no leader, connection refused (ETIMEDOUT,\n"
 	"     NOLEADER, ECONNREFUSED; also EIO: a write's outcome is then unknown);\n"
 	"     shard move, node add|remove: --timeout passed (re-run to go on)\n"
 	"  6  invalid: bad argument or path, too big, not empty, wrong type (EINVAL,\n"
-	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR)\n";
+	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR); import: an entry was\n"
+	"     refused or skipped, or the input is no tar\n"
+	"  export exits 1 when an entry changed while it was read (the archive has\n"
+	"  it as read, like GNU tar's \"file changed as we read it\"); import exits 1\n"
+	"  when a write failed otherwise. Both end with a summary line on stderr.\n";
 
 struct ctl {
 	struct cm_client_opts opts;
@@ -625,6 +643,16 @@ static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
 }
 
+static int cmd_export(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_export);
+}
+
+static int cmd_import(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_import);
+}
+
 /* ---- main ---- */
 
 static int cmd_help(struct ctl *ctl, int argc, char **argv)
@@ -643,8 +671,8 @@ static const struct {
 	{"get", cmd_get},     {"put", cmd_put},     {"rm", cmd_rm},
 	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
 	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
-	{"shard", cmd_shard}, {"node", cmd_node},   {"help", cmd_help},
-	{"snapshot", cmd_snapshot},
+	{"shard", cmd_shard}, {"node", cmd_node},   {"export", cmd_export},
+	{"import", cmd_import}, {"snapshot", cmd_snapshot}, {"help", cmd_help},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)

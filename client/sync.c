@@ -207,6 +207,35 @@ int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t le
 	return sync_write(c, &r, attr);
 }
 
+#define PUT_EX_FLAGS                                                                    \
+	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_SET_MODE | CM_SET_TIMES | CM_PUT_KEEP_VALUE | \
+	 CM_NO_PARENTS)
+
+int cm_put_ex(struct cm_client *c, const char *path, const void *value, uint32_t len,
+	      const struct cm_put_args *args, struct cm_attr *attr)
+{
+	if (args == NULL || (args->flags & ~(uint32_t)PUT_EX_FLAGS))
+		return -EINVAL;
+	uint32_t type = args->mode & S_IFMT;
+	if ((type != 0 && type != S_IFREG && type != S_IFLNK) ||
+	    (args->mode & ~(uint32_t)(S_IFMT | 07777)))
+		return -EINVAL;
+	struct cm_req r = {.op = CM_OP_PUT, .flags = args->flags, .version = args->if_version,
+			   .mode = args->mode, .atime_ns = args->atime_ns,
+			   .mtime_ns = args->mtime_ns};
+	int rv = cm_client__path(path, &r.path);
+	if (rv != 0)
+		return rv;
+	if (!(args->flags & CM_PUT_KEEP_VALUE))
+		r.value = (struct cm_bytes){value, len};
+	if (!(args->flags & CM_SET_MODE))
+		return sync_write(c, &r, attr);
+	r.uid = args->uid;
+	r.gid = args->gid;
+	struct cm_client__call s = {.attr = attr};
+	return cm_client__run(c, NULL, &r, &s);
+}
+
 int cm_delete(struct cm_client *c, const char *path, uint32_t flags)
 {
 	if (flags & ~(uint32_t)(CM_DEL_RECURSIVE | CM_DEL_DIR))

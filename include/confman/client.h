@@ -319,6 +319,35 @@ int cm_get_from(struct cm_client *c, const char *server, const char *path, void 
 int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t len,
 	   uint32_t flags, uint64_t if_version, struct cm_attr *attr);
 
+/* cm_put_ex's operands beyond cm_put()'s: the node's type, permissions,
+ * owner and times, as an archive restores them. */
+struct cm_put_args {
+	/* cm_put()'s flags, and CM_SET_MODE (set mode's permission bits, uid
+	 * and gid on an existing node too), CM_SET_TIMES (atime_ns, mtime_ns),
+	 * CM_PUT_KEEP_VALUE (metadata only: value is ignored; a directory
+	 * too), CM_NO_PARENTS (a missing parent is -ENOENT). */
+	uint32_t flags;
+	uint64_t if_version; /* CM_PUT_IF_VERSION's operand */
+	/* Type and permissions: S_IFREG (or 0) or S_IFLNK (the value is the
+	 * target), with permission bits (07777). A new node takes them, and
+	 * uid and gid, whatever the flags; an existing one only with
+	 * CM_SET_MODE. 0: a file with mode 0644. */
+	uint32_t mode;
+	uint32_t uid, gid;          /* with CM_SET_MODE; else the caller's */
+	int64_t atime_ns, mtime_ns; /* with CM_SET_TIMES: a time, CM_TIME_NOW, CM_TIME_OMIT */
+};
+
+/*
+ * cm_put_ex - cm_put() that also sets the node's metadata (struct
+ * cm_put_args); mkdir then cm_put_ex(CM_PUT_KEEP_VALUE | CM_SET_MODE |
+ * CM_SET_TIMES) restores a directory's.
+ * Returns what cm_put() returns, and -EINVAL for an unknown flag, a mode
+ * with another type than S_IFREG or S_IFLNK or bits beyond 07777, or a
+ * type change with CM_PUT_KEEP_VALUE (the server's refusal).
+ */
+int cm_put_ex(struct cm_client *c, const char *path, const void *value, uint32_t len,
+	      const struct cm_put_args *args, struct cm_attr *attr);
+
 /*
  * cm_delete - remove a file, or a directory with CM_DEL_DIR (must be empty)
  * or CM_DEL_RECURSIVE (with everything below it).

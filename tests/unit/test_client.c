@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -1801,6 +1802,20 @@ static void test_sync_api_round_trip(void **state)
 	assert_int_equal(a.version, 2);
 	assert_int_equal(cm_put(c, "/cfg", "three", 5, CM_PUT_IF_VERSION, 1, NULL), -ECANCELED);
 	assert_int_equal(cm_put(c, "/cfg", "x", 1, 0x8000, 0, NULL), -EINVAL);
+	/* cm_put_ex: refused before anything is sent, then an ordinary write. */
+	struct cm_put_args pa = {.flags = CM_PUT_APPEND};
+	assert_int_equal(cm_put_ex(c, "/cfg", "x", 1, &pa, NULL), -EINVAL);
+	pa = (struct cm_put_args){.flags = CM_SET_MODE, .mode = S_IFDIR | 0755};
+	assert_int_equal(cm_put_ex(c, "/cfg", "x", 1, &pa, NULL), -EINVAL);
+	pa.mode = 0170000 | 0755; /* no type at all */
+	assert_int_equal(cm_put_ex(c, "/cfg", "x", 1, &pa, NULL), -EINVAL);
+	assert_int_equal(cm_put_ex(c, "/cfg", "x", 1, NULL, NULL), -EINVAL);
+	assert_int_equal(cm_put_ex(c, "cfg", "x", 1, &pa, NULL), -EINVAL);
+	pa = (struct cm_put_args){.flags = CM_SET_MODE | CM_SET_TIMES | CM_PUT_IF_VERSION,
+				  .if_version = 2, .mode = S_IFREG | 04755, .uid = 7, .gid = 8,
+				  .atime_ns = 1, .mtime_ns = 2};
+	assert_int_equal(cm_put_ex(c, "/cfg", "four", 4, &pa, &a), 0);
+	assert_int_equal(a.version, 3);
 	struct cm_list_entry *ents;
 	uint32_t n;
 	assert_int_equal(cm_list(c, "/", &ents, &n), 0);
