@@ -415,7 +415,10 @@ static bool move_round(struct run *r, const struct move *mv, struct view *v, int
 	}
 	bool unlisted = rv == -EINVAL && s.kind == CM_PLAN_ADD_LEARNER &&
 			r->unlisted++ < UNLISTED_RETRIES;
-	if (transient(rv) || unlisted || (rv == -EBUSY && s.kind == CM_PLAN_REMOVE)) {
+	/* EBUSY on a shrink of the replica set: the meta leader has not seen
+	 * the removal that just committed yet (it checks members): again. */
+	bool busy = rv == -EBUSY && (s.kind == CM_PLAN_REMOVE || s.kind == CM_PLAN_SHARD_SET);
+	if (transient(rv) || unlisted || busy) {
 		bool go = backoff(r, mv->label, rv);
 		*code = go ? 0 : cm_ctl_exit_code(rv);
 		return !go;
