@@ -277,7 +277,9 @@ run_etcd() {
 	leader=$(etcd_leader_id)
 	echo "$leader" >"$SYS_DIR/leader-at-remove"
 	if [ "$leader" = "$id3" ]; then
-		etcdctl --endpoints="$ep" move-leader "$(etcd_id e1)" >"$SYS_DIR/move-leader.txt" 2>&1 ||
+		# move-leader must reach the leader: every member's endpoint.
+		etcdctl --endpoints="$ep,127.0.0.1:$((ETCD_CLIENT_PORT + 1)),127.0.0.1:$((ETCD_CLIENT_PORT + 2))" \
+			move-leader "$(etcd_id e1)" >"$SYS_DIR/move-leader.txt" 2>&1 ||
 			die "etcd: move-leader failed: $(cat "$SYS_DIR/move-leader.txt")"
 	fi
 	ev transferred
