@@ -53,7 +53,9 @@ def phases(d, ev):
     rows = {"record node (node add / member add)": t["node_added"] - t["start"]}
     if "promoted" in t:  # etcd
         rows["start node 4 .. promoted (catch-up)"] = t["promoted"] - t["node4_started"]
-        rows["leader transfer"] = t["transferred"] - t["promoted"]
+        chk = t.get("leader_checked", t["promoted"])
+        rows["  script's leader lookup (etcd only)"] = chk - t["promoted"]
+        rows["leader transfer"] = t["transferred"] - chk
         rows["remove old member (+ registry)"] = t["end"] - t["transferred"]
     else:
         steps = {}
@@ -102,7 +104,12 @@ def main():
     cols = " | ".join(f"{n:>9}" for n in names) + (" | confman/etcd" if len(S) == 2 else "")
     print(f"Move: seconds per phase\n\n| {'phase':<38} | {cols} |")
     print("|" + "-" * 40 + "|" + "|".join(["-" * 10 + ":"] * len(S)) + ("|-------------:" if len(S) == 2 else "") + "|")
-    for k in S[0]["phases"]:
+    keys = list(S[0]["phases"])
+    for s in S[1:]:
+        for k in s["phases"]:
+            if k not in keys:
+                keys.insert(len(keys) - 1, k)  # before the total
+    for k in keys:
         vals = [s["phases"].get(k) for s in S]
         r = f" | {ratio(vals[0], vals[1]):>12}" if len(S) == 2 and vals[1] is not None and vals[1] > 0.005 else (" | " + " " * 11 + "-" if len(S) == 2 else "")
         print(f"| {k:<38} | " + " | ".join(f"{fmt(v):>9}" for v in vals) + r + " |")
