@@ -12,7 +12,8 @@ merges under a mount"):
   stream starts from the split's index (`born`), so the events the group
   logged before the watcher learned of the split are replayed;
 - after a merge, B's inotify fires for changes below the prefix, and what
-  changes across a merge (indexes, versions, inos) is what fs/README.md says.
+  changes across a merge (indexes, versions, directory mtimes) is what
+  fs/README.md says.
 Ports: CONFMAN_IT_PORT (default 17980) and up.
 """
 import json
