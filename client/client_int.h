@@ -102,6 +102,7 @@ struct cm_ac__shard {
 	bool routable;       /* a clean absolute path of a path group (not the meta group) */
 	uint32_t n_replicas;
 	uint64_t replicas[CM_CLIENT_MAX_REPLICAS]; /* node ids */
+	uint64_t born;       /* a split's: the parent's index it began at (0: not split) */
 };
 
 /* The shard registry as the newest SHARDS answer had it. */
@@ -179,6 +180,7 @@ struct cm_ac__wsub {
 	uint64_t from;            /* first index wanted (first subscription); 0: now */
 	uint64_t last;            /* last index delivered (or acked from) */
 	bool has_last;
+	bool starting;            /* a later shard's first subscription: owed nothing yet */
 	uint64_t heard;           /* uv_now(): its last sign of life (answer, event) */
 	uint32_t plen;
 	char prefix[];            /* the path it subscribes with */

@@ -168,7 +168,8 @@ static struct cm_ac__shard *shards_copy(const struct cm_resp *resp)
 		const struct cm_shard *s = &resp->shards[k];
 		a[k] = (struct cm_ac__shard){.group = s->group, .prefix = p, .plen = s->prefix.len,
 					     .routable = prefix_routable(s),
-					     .n_replicas = s->n_replicas};
+					     .n_replicas = s->n_replicas,
+					     .born = s->parent != 0 ? s->born : 0};
 		assert(s->n_replicas <= CM_CLIENT_MAX_REPLICAS); /* the decoder's bound */
 		memcpy(a[k].replicas, s->replicas, sizeof(a[k].replicas));
 		if (s->prefix.len > 0)

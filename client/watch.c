@@ -157,6 +157,19 @@ static bool sub_live(const struct cm_ac__wsub *s, uint64_t now)
 	return sub_active(s) && now - s->heard <= s->w->ac->watch_silence_ms;
 }
 
+/* A stream of a shard that appeared after the watch began misses nothing
+ * while it subscribes (it starts from the shard's first index of its own,
+ * new_shard_from): it counts as live for as long as a silent stream would,
+ * watch_silence_ms from its creation. Not live at once, a split would turn
+ * every watch above it stale, and a mount would drop every cache and inode
+ * (st_ino changed under open directories). */
+static bool sub_live_or_starting(const struct cm_ac__wsub *s, uint64_t now)
+{
+	if (sub_live(s, now))
+		return true;
+	return s->starting && !sub_active(s) && now - s->heard <= s->w->ac->watch_silence_ms;
+}
+
 static struct cm_ac__wsub *sub_of_group(const struct cm_ac__watch *w, uint64_t group)
 {
 	for (uint32_t k = 0; k < w->n_subs; k++)
@@ -186,7 +199,7 @@ static bool watch_is_live(const struct cm_ac__watch *w, uint64_t now)
 		if (!nested(w, sh))
 			continue;
 		const struct cm_ac__wsub *s = sub_of_group(w, sh->group);
-		if (s == NULL || !sub_live(s, now))
+		if (s == NULL || !sub_live_or_starting(s, now))
 			return false;
 	}
 	return true;
@@ -226,9 +239,55 @@ static void sub_silent(struct cm_ac__wsub *s)
 
 /* ---- nested shards ---- */
 
+static void send_unwatch(struct cm_ac *ac, int32_t server, uint64_t wire_id);
+
+/* Is group a shard the map nests below w's prefix? */
+static bool group_nested(const struct cm_ac__watch *w, uint64_t group)
+{
+	const struct cm_ac *ac = w->ac;
+	for (uint32_t k = 0; k < ac->map.n_shards; k++)
+		if (ac->map.shards[k].group == group && nested(w, &ac->map.shards[k]))
+			return true;
+	return false;
+}
+
+/* Streams of shards the map no longer nests below w (merged back into
+ * their parent, whose stream covers the prefix now) end: left alone, one
+ * would go silent when its group stops, subscribe again by its prefix,
+ * land in the parent and deliver every change there a second time. One
+ * whose subscription is in flight is looked at again at the next tick. */
+static void watch_uncover(struct cm_ac__watch *w)
+{
+	uint32_t k = 1; /* subs[0] is the prefix's own stream */
+	while (k < w->n_subs) {
+		struct cm_ac__wsub *s = w->subs[k];
+		if (s->group == 0 || s->rq != NULL || group_nested(w, s->group)) {
+			k++;
+			continue;
+		}
+		if (s->conn != NULL && !w->ac->closing)
+			send_unwatch(w->ac, s->srv, s->wire_id);
+		sub_detach(s);
+		free(s);
+		w->subs[k] = w->subs[--w->n_subs];
+	}
+}
+
+/* Where a stream of a shard that appeared after the watch's first map
+ * starts: everything in it happened after the watch began. A shard split
+ * off a written prefix continues its parent's index space from `born` (its
+ * state at born came from the parent, whose stream covered it until then):
+ * its own events start after born, and the change made right after the
+ * split, before this client learned of it, is replayed as itself. From 1
+ * it would be a RESYNC: born is below the new group's first event. */
+static uint64_t new_shard_from(const struct cm_ac__shard *sh)
+{
+	return sh->born != 0 ? sh->born + 1 : 1;
+}
+
 /* Add a stream for every shard the map nests below w's prefix. Shards the
  * watch saw in its first map start from now; later ones from their first
- * index (everything in them happened after the watch began). Calls no
+ * index (new_shard_from). Calls no
  * callback (it runs inside the map's installation): a stream that cannot
  * start now (-ENOMEM) is tried again at the next tick, and the watch is not
  * live meanwhile. */
@@ -240,11 +299,17 @@ static void watch_cover(struct cm_ac__watch *w)
 	bool first = w->map_epoch == 0;
 	if (first)
 		w->map_epoch = ac->map.epoch;
+	watch_uncover(w);
 	for (uint32_t k = 0; k < ac->map.n_shards; k++) {
 		const struct cm_ac__shard *sh = &ac->map.shards[k];
 		if (!nested(w, sh) || sub_of_group(w, sh->group) != NULL)
 			continue;
-		struct cm_ac__wsub *s = sub_new(w, sh->prefix, sh->plen, sh->group, first ? 0 : 1);
+		struct cm_ac__wsub *s = sub_new(w, sh->prefix, sh->plen, sh->group,
+						 first ? 0 : new_shard_from(sh));
+		if (s != NULL && !first) {
+			s->starting = true;
+			s->heard = uv_now(ac->loop);
+		}
 		if (s != NULL && sub_start(s, -1) != 0) {
 			w->n_subs--;
 			free(s);
@@ -471,6 +536,7 @@ void cm_ac__watch_sub_done(struct cm_ac__req *rq, int err, const struct cm_resp 
 	}
 	s->conn = c;
 	s->srv = rq->srv;
+	s->starting = false;
 	s->heard = uv_now(ac->loop);
 	cm_ac__list_push(&c->watches, &s->clink);
 	if (!s->has_last && (s->from > 0 || resp != NULL)) {

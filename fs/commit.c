@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "job.h"
 
@@ -132,6 +133,48 @@ static bool retry_start(struct cm_fs_job *j)
 	return true;
 }
 
+/* The incarnation's number where the file is now (relearn), then the PUT. */
+static void relearn_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	struct cm_fs_job *j = arg;
+	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
+	bool file = err == 0 && resp->has_attr && S_ISREG(resp->attr.mode);
+	cm_fs__trace(j, "relearned err %d group %llu create_index %llu", err,
+		     resp ? (unsigned long long)resp->group : 0ull,
+		     file ? (unsigned long long)resp->attr.create_index : 0ull);
+	if (!file || n == NULL || !n->linked || strcmp(n->path, j->path) != 0) {
+		/* gone or moved meanwhile: what a refusal in place does */
+		if (retry_start(j))
+			return;
+		commit_finish(j, -EIO);
+		return;
+	}
+	h->born = resp->attr.create_index;
+	h->bgroup = resp->group;
+	free(j->path);
+	j->path = NULL;
+	commit_put(j, h, n);
+}
+
+/* Refused by another group than the one whose index `born` is: the file's
+ * shard was merged into its parent, which renumbered it (a merge's copies
+ * get the parent's indexes, README "Merging back"). The same path in the
+ * group that serves it now is the file this handle opened, unless it was
+ * replaced after the merge (fs/README.md, "Splits and merges under a
+ * mount"). A split keeps the indexes: its refusals are real. */
+static bool relearn_start(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_resp *resp)
+{
+	if (resp == NULL || resp->group == 0 || h->bgroup == 0 || resp->group == h->bgroup)
+		return false;
+	cm_fs__trace(j, "put refused by group %llu, opened in group %llu: relearn",
+		     (unsigned long long)resp->group, (unsigned long long)h->bgroup);
+	h->bgroup = resp->group; /* once: a second refusal there is a real one */
+	struct cm_req r = {.op = CM_OP_GET, .consistency = CM_READ_LINEARIZABLE,
+			   .path = {j->path, (uint32_t)strlen(j->path)}};
+	return cm_fs__submit_raw(j, &r, relearn_cb) == 0;
+}
+
 static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
@@ -139,6 +182,8 @@ static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 		     resp && resp->has_attr ? (unsigned long long)resp->attr.mod_index : 0ull,
 		     resp ? (unsigned long long)resp->token : 0ull);
 	struct cm_fs_fh *h = cm_fs__job_fh(j);
+	if ((err == -ENOENT || err == -ESTALE) && relearn_start(j, h, resp))
+		return;
 	if ((err == -ENOENT || err == -ESTALE) && retry_start(j))
 		return;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
@@ -150,8 +195,11 @@ static void commit_cb(void *arg, int err, const struct cm_resp *resp)
 			n->own_token = resp->token;
 		}
 	}
-	if (err == 0)
+	if (err == 0) {
 		h->sent_len = j->data_len; /* what the server now has of this handle's appends */
+		if (h->born != 0 && resp != NULL && resp->group != 0)
+			h->bgroup = resp->group; /* the incarnation the PUT matched is its */
+	}
 	commit_finish(j, err);
 }
 

@@ -201,8 +201,10 @@ static void open_cb(void *arg, int err, const struct cm_resp *resp)
 		cm_fs__done_err(j, err);
 		return;
 	}
-	if (resp->has_attr)
+	if (resp->has_attr) {
 		h->born = resp->attr.create_index;
+		h->bgroup = resp->group;
+	}
 	struct cm_fs *fs = j->fs;
 	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, h->ino);
 	/* Keep the value if nothing touched the path since the GET was sent,
@@ -370,6 +372,7 @@ static void create_get_cb(void *arg, int err, const struct cm_resp *resp)
 		return;
 	}
 	h->born = resp->attr.create_index;
+	h->bgroup = resp->group;
 	cm_fs__repath_child(j);
 	cm_fs__reply_opened(j, h, &resp->attr);
 }
@@ -392,6 +395,7 @@ static void create_cb(void *arg, int err, const struct cm_resp *resp)
 	}
 	h->dirty = false; /* committed empty already */
 	h->born = resp->attr.create_index;
+	h->bgroup = resp->group;
 	h->sent_len = 0;
 	cm_fs__repath_child(j);
 	cm_fs__reply_opened(j, h, &resp->attr);

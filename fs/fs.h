@@ -90,6 +90,7 @@ struct cm_fs_fh {
 	 * the buffer (then the whole buffer is sent), and how much of the
 	 * buffer the server has (an append-only handle sends the rest). */
 	uint64_t born;
+	uint64_t bgroup; /* the group whose index `born` is (0: unknown) */
 	bool rewrite;
 	size_t sent_len;
 	/* futimens/utimensat while this handle held uncommitted writes (cp -p,
