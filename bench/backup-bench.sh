@@ -20,7 +20,8 @@
 #     empty directories (a new cluster id, other ports) and the clock runs
 #     until a linearizable `confmanctl get` of PREFIX/k00000000 has
 #     succeeded in every shard (polled every 50 ms, shard after shard); the
-#     restore's own time is its node log's "restore:" line minus the start.
+#     restore's own time is its node log's "restore:" lines minus the start
+#     (the first group's line: the file verified; the last: all written).
 #     The last key of every shard is read too (a check, not timed).
 #  2. etcd (Debian's etcd 3.4: no etcdutl, so `etcdctl snapshot restore`):
 #     3 members, the same keys and value sizes (bench/etcd_txn_load.py, 128
@@ -215,7 +216,7 @@ cm_poll() {
 }
 
 run_confman() {
-	local dir=$DATA/confman rdir=$DATA/confman-restored servers rservers snap i t0 c0 c1 pids line
+	local dir=$DATA/confman rdir=$DATA/confman-restored servers rservers snap i t0 c0 c1 pids line first rpids
 	SYS_DIR=$WORK/confman
 	mkdir -p "$SYS_DIR" "$rdir"
 	for i in 0 1 2; do bl_check_ports "$((CM_PORT + i))" "$((CM_RPORT + i))"; done
@@ -260,21 +261,30 @@ run_confman() {
 
 	cm_restored_ini "$rdir"
 	res load_restore "$(cut -d' ' -f1 /proc/loadavg)"
+	rpids=()
 	t0=$(now)
 	for i in 1 2 3; do
 		setsid "$CONFMAND" --id "$i" --cluster-file "$rdir/cluster.ini" --data "$rdir/node$i" \
 			--restore "$snap" --map-size "$MAPSIZE" -v >"$SYS_DIR/restored$i.log" 2>&1 </dev/null &
+		rpids+=($!)
 		BL_PIDS+=($!)
 	done
 	cm_poll "$rservers" "$t0"
 	res cm_restore_s "$(since "$t0")"
-	# The restore's own time: its log line, on each node; the slowest.
+	res cm_restore_server_cpu "$(bl_cpu "${rpids[@]}")"
+	# The restore's own time from each node's log: its first "restore:
+	# group" line (the file verified, the store open) and its last line;
+	# the slowest node's.
 	for i in 1 2 3; do
+		first=$(grep -m1 'restore: group' "$SYS_DIR/restored$i.log" || true)
 		line=$(grep -m1 'restore: a new cluster' "$SYS_DIR/restored$i.log" || true)
-		[ -n "$line" ] || die "confman: node $i logged no restore line (see $SYS_DIR/restored$i.log)"
-		awk -v a="$(log_secs "$line")" -v b="$(day_secs "$t0")" \
-			'BEGIN { d = a - b; if (d < -43200) d += 86400; printf "%.3f\n", d }'
-	done | sort -n | tail -n 1 | { read -r s; res cm_restore_own_s "$s"; }
+		{ [ -n "$line" ] && [ -n "$first" ]; } || die "confman: node $i logged no restore line (see $SYS_DIR/restored$i.log)"
+		awk -v a="$(log_secs "$first")" -v b="$(log_secs "$line")" -v t="$(day_secs "$t0")" \
+			'function d(x) { x -= t; if (x < -43200) x += 86400; return x }
+			BEGIN { printf "%.3f %.3f\n", d(a), d(b) }'
+	done >"$SYS_DIR/restore-own"
+	res cm_restore_verify_s "$(sort -n -k1 "$SYS_DIR/restore-own" | tail -n 1 | cut -d' ' -f1)"
+	res cm_restore_own_s "$(sort -n -k2 "$SYS_DIR/restore-own" | tail -n 1 | cut -d' ' -f2)"
 	for i in $(seq 0 $((SHARDS - 1))); do
 		"$CTL" -s "$rservers" -c restored get "$(last_key "$i")" | wc -c | grep -qx "$VSIZE" ||
 			die "confman: the restored cluster lacks $(last_key "$i")"
@@ -303,7 +313,7 @@ etcd_poll() {
 }
 
 run_etcd() {
-	local dir=$DATA/etcd rdir=$DATA/etcd-restored snap=$DATA/etcd.snap n i t0 c0 c1 url pids=() rc
+	local dir=$DATA/etcd rdir=$DATA/etcd-restored snap=$DATA/etcd.snap n i t0 c0 c1 url pids=() rc rpids
 	SYS_DIR=$WORK/etcd
 	mkdir -p "$SYS_DIR" "$rdir"
 	for i in 0 1 2; do bl_check_ports "$((ETCD_RCPORT + i))" "$((ETCD_RPPORT + i))"; done
@@ -339,16 +349,20 @@ run_etcd() {
 	res load_etcd_restore "$(cut -d' ' -f1 /proc/loadavg)"
 	t0=$(now)
 	for i in 1 2 3; do
-		etcdctl snapshot restore "$snap" --name "e$i" --data-dir "$rdir/e$i" \
-			--initial-cluster "$(etcd_cluster "$ETCD_RPPORT")" --initial-cluster-token cm-backup-restored \
-			--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_RPPORT + i - 1))" \
-			>"$SYS_DIR/restore$i.txt" 2>&1 &
+		(
+			timed "$SYS_DIR/restore$i.txt" etcdctl snapshot restore "$snap" --name "e$i" --data-dir "$rdir/e$i" \
+				--initial-cluster "$(etcd_cluster "$ETCD_RPPORT")" --initial-cluster-token cm-backup-restored \
+				--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_RPPORT + i - 1))"
+			echo "$T_CPU" >"$SYS_DIR/restore$i.cpu"
+		) &
 		pids+=($!)
 	done
 	rc=0
 	for i in "${pids[@]}"; do wait "$i" || rc=1; done
 	[ "$rc" = 0 ] || die "etcd: snapshot restore failed: $(cat "$SYS_DIR"/restore*.txt | tail -n 3)"
 	res etcd_restore_own_s "$(since "$t0")"
+	res etcd_restore_cmd_cpu "$(cat "$SYS_DIR"/restore?.cpu | awk '{ s += $1 } END { printf "%.2f", s }')"
+	rpids=()
 	for i in 1 2 3; do
 		url=http://127.0.0.1:$((ETCD_RCPORT + i - 1))
 		setsid etcd --name "e$i" --data-dir "$rdir/e$i" \
@@ -357,10 +371,12 @@ run_etcd() {
 			--initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_RPPORT + i - 1))" \
 			--initial-cluster "$(etcd_cluster "$ETCD_RPPORT")" --initial-cluster-token cm-backup-restored \
 			--logger zap --log-level warn >"$SYS_DIR/restored-e$i.log" 2>&1 </dev/null &
+		rpids+=($!)
 		BL_PIDS+=($!)
 	done
 	etcd_poll "$(servers_at "$ETCD_RCPORT")" "$t0"
 	res etcd_restore_s "$(since "$t0")"
+	res etcd_restore_server_cpu "$(bl_cpu "${rpids[@]}")"
 	for i in $(seq 0 $((SHARDS - 1))); do
 		etcdctl --endpoints="$(servers_at "$ETCD_RCPORT")" get "$(last_key "$i")" --print-value-only |
 			tr -d '\n' | wc -c | grep -qx "$VSIZE" || die "etcd: the restored cluster lacks $(last_key "$i")"
@@ -377,7 +393,8 @@ report() {
 	function rate(n, s) { return (s > 0 && r[s] != "") ? n / r[s] : 0 }
 	function row(name, c, e, fmt,   ratio) {
 		ratio = (skip || c == "" || e == "" || e + 0 == 0) ? "-" : sprintf("%.2f", c / e)
-		printf "%-34s %12s %12s %8s\n", name, sprintf(fmt, c), skip ? "-" : sprintf(fmt, e), ratio
+		printf "%-34s %12s %12s %8s\n", name, c == "" ? "-" : sprintf(fmt, c),
+			(skip || e == "") ? "-" : sprintf(fmt, e), ratio
 	}
 	END {
 		printf "%-34s %12s %12s %8s\n", "", "confman", "etcd", "ratio"
@@ -389,7 +406,10 @@ report() {
 		row("save client CPU s", r["cm_save_cpu"], r["etcd_save_cpu"], "%.2f")
 		row("save server CPU s (3 nodes)", r["cm_save_server_cpu"], r["etcd_save_server_cpu"], "%.2f")
 		row("verify / snapshot status s", r["cm_verify_s"], r["etcd_verify_s"], "%.2f")
+		row("restore: file verified s", r["cm_restore_verify_s"], "", "%.2f")
 		row("restore itself s", r["cm_restore_own_s"], r["etcd_restore_own_s"], "%.2f")
+		row("restore CPU s (etcdctl restore x3)", "", r["etcd_restore_cmd_cpu"], "%.2f")
+		row("server CPU s until first reads", r["cm_restore_server_cpu"], r["etcd_restore_server_cpu"], "%.2f")
 		row("restore to first reads s", r["cm_restore_s"], r["etcd_restore_s"], "%.2f")
 		row("restore keys/s (to first reads)", rate(keys, "cm_restore_s"), rate(keys, "etcd_restore_s"), "%.0f")
 		row("restore MB/s (to first reads)", rate(r["cm_file_bytes"] / 1e6, "cm_restore_s"), rate(r["etcd_file_bytes"] / 1e6, "etcd_restore_s"), "%.1f")
