@@ -41,9 +41,9 @@ struct cm_acl {
 /* Who is asking: a certificate's CN and OUs, or nobody checked (insecure). */
 struct cm_acl_who {
 	const char *user;
-	const char *const *groups;
+	const char *groups[CM_ACL_MAX_GROUPS];
 	uint32_t n_groups;
-	bool insecure;
+	bool insecure; /* plain TCP, or a node's own certificate: not checked */
 };
 
 /* Parse one rule ("PERM PRINCIPAL PREFIX", no newline). 0 or -EINVAL. */

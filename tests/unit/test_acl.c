@@ -12,7 +12,6 @@
 
 #define S(x) x, (uint32_t)strlen(x)
 
-static const char *ops_groups[] = {"ops", "dev"};
 
 static const char rules[] = "read user:alice /apps/web\n"
 			    "write user:bob /apps\n"
@@ -58,7 +57,7 @@ static void test_decisions(void **state)
 	uint32_t line;
 	assert_int_equal(cm_acl_parse(rules, strlen(rules), &a, &line), 0);
 	struct cm_acl_who alice = {.user = "alice"}, bob = {.user = "bob"};
-	struct cm_acl_who carol = {.user = "carol", .groups = ops_groups, .n_groups = 2};
+	struct cm_acl_who carol = {.user = "carol", .groups = {"ops", "dev"}, .n_groups = 2};
 	struct cm_acl_who nobody = {.user = "mallory"}, plain = {.insecure = true};
 	/* Prefixes cover their subtree and no sibling with a longer name. */
 	assert_true(cm_acl_allows(&a, &alice, CM_ACL_READ, S("/apps/web")));
