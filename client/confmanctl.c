@@ -66,6 +66,10 @@ static const char usage_text[] =
 	"                                  log index (then shard move to --replicas)\n"
 	"  shard merge PREFIX [--json]     fold a shard back into its parent (writers below\n"
 	"                                  PREFIX wait while its files are copied)\n"
+	"  acl list | acl grant|revoke \"PERM PRINCIPAL PREFIX\"\n"
+	"                                  access rules: PERM read|write|admin, PRINCIPAL\n"
+	"                                  user:NAME or group:NAME (a certificate's CN, OU)\n"
+	"  whoami                          the identity the servers see\n"
 	"  snapshot save FILE|- [--from-leader] [--json]\n"
 	"                                  back up every shard, each at a linearizable\n"
 	"                                  point, from a follower; checksummed, fsynced,\n"
@@ -638,6 +642,16 @@ static int cmd_node(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_node);
 }
 
+static int cmd_acl(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_acl);
+}
+
+static int cmd_whoami(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_whoami);
+}
+
 static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
 {
 	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
@@ -673,6 +687,7 @@ static const struct {
 	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
 	{"shard", cmd_shard}, {"node", cmd_node},   {"export", cmd_export},
 	{"import", cmd_import}, {"snapshot", cmd_snapshot}, {"help", cmd_help},
+	{"acl", cmd_acl},     {"whoami", cmd_whoami},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)
