@@ -118,6 +118,7 @@ static const char usage_text[] =
 	"  6  invalid: bad argument or path, too big, not empty, wrong type (EINVAL,\n"
 	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR); import: an entry was\n"
 	"     refused or skipped, or the input is no tar\n"
+	"  7  denied: the access rules do not allow it (EACCES)\n"
 	"  export exits 1 when an entry changed while it was read (the archive has\n"
 	"  it as read, like GNU tar's \"file changed as we read it\"); import exits 1\n"
 	"  when a write failed otherwise. Both end with a summary line on stderr.\n";

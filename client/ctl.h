@@ -16,6 +16,7 @@ enum cm_ctl_exit {
 	CM_CTL_CONFLICT = 4,
 	CM_CTL_UNAVAILABLE = 5,
 	CM_CTL_INVALID = 6,
+	CM_CTL_DENIED = 7, /* EACCES: the access rules do not allow it */
 };
 
 /* cm_ctl_fail - print "confmanctl: WHAT: message (NAME)" to stderr; returns

@@ -43,6 +43,8 @@ int cm_ctl_exit_code(int err)
 		return CM_CTL_NOTFOUND;
 	case CM_ENOQUORUM:
 		return CM_CTL_USAGE; /* refused: nothing changed */
+	case -EACCES: case -EPERM:
+		return CM_CTL_DENIED;
 	case -ETIMEDOUT: case -ECONNREFUSED: case -ECONNRESET: case -EHOSTUNREACH:
 	case -ENETUNREACH: case -EIO: case CM_ENOLEADER: case CM_ENOTLEADER:
 	case CM_ETRANSFERRING: case CM_ESTALE: case CM_ESHUTDOWN: case CM_EWRONGSHARD:
