@@ -729,6 +729,9 @@ int cm_gw_start(struct cm_gw *gw, struct cm_gw_shared *sh, unsigned index, uint1
 	co.servers = sh->opts.servers;
 	co.cluster = sh->opts.cluster;
 	co.timeout_ms = sh->opts.timeout_ms;
+	co.ca = sh->opts.ca;
+	co.cert = sh->opts.cert;
+	co.key = sh->opts.key;
 	rv = cm_ac_new(&gw->loop, &co, &gw->ac);
 	if (rv != 0)
 		goto err_loop;

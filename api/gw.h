@@ -72,6 +72,9 @@ struct cm_gw_opts {
 	const char *listen;   /* "IPv4:port"; borrowed from argv */
 	const char *servers;  /* borrowed */
 	const char *cluster;  /* borrowed; NULL: the default */
+	/* TLS to the servers (--server-ca, --server-cert, --server-key):
+	 * borrowed paths; NULL ca: plain TCP. The gateway's own HTTPS is apart. */
+	const char *ca, *cert, *key;
 	uint32_t timeout_ms;  /* per Confman request */
 	size_t max_body;
 	unsigned threads;

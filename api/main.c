@@ -25,6 +25,11 @@ static void usage(FILE *f)
 		"  -s, --servers LIST    Confman servers, host:port,... (default $CONFMAN_SERVERS)\n"
 		"  -c, --cluster ID      cluster id (default %s)\n"
 		"  -t, --timeout MS      per Confman request, retries included (default %d)\n"
+		"  --server-ca FILE      TLS to the servers: their CA bundle (default\n"
+		"                        $CONFMAN_CA; none: plain TCP, insecure clusters)\n"
+		"  --server-cert FILE    the gateway's certificate for the servers\n"
+		"                        (default $CONFMAN_CERT)\n"
+		"  --server-key FILE     its key, mode 0600 (default $CONFMAN_KEY)\n"
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
 		"  -v, --verbose         log start and stop\n"
@@ -65,9 +70,15 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"verbose", no_argument, NULL, 'v'},	   {"help", no_argument, NULL, 'h'},
 		{"test-txn-sleep-ms", required_argument, NULL, 'S'},
 		{"test-txn-cas-version", no_argument, NULL, 'V'},
+		{"server-ca", required_argument, NULL, 'A'},
+		{"server-cert", required_argument, NULL, 'E'},
+		{"server-key", required_argument, NULL, 'Y'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
+	o->ca = getenv("CONFMAN_CA");
+	o->cert = getenv("CONFMAN_CERT");
+	o->key = getenv("CONFMAN_KEY");
 	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
 	o->threads = default_threads();
 	o->max_body = CM_API_BODY_MAX_DEFAULT;
@@ -100,6 +111,9 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 			o->test_txn_sleep_ms = (uint32_t)v;
 			break;
 		case 'V': o->test_txn_cas_version = true; break;
+		case 'A': o->ca = optarg; break;
+		case 'E': o->cert = optarg; break;
+		case 'Y': o->key = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}
@@ -116,6 +130,16 @@ int main(int argc, char **argv)
 	struct cm_gw_opts o;
 	if (parse_opts(argc, argv, &o) != 0) {
 		usage(stderr);
+		return 2;
+	}
+	struct cm_client_opts co;
+	cm_client_opts_init(&co);
+	co.ca = o.ca;
+	co.cert = o.cert;
+	co.key = o.key;
+	char why[512];
+	if (cm_client_tls_check(&co, why, sizeof(why)) != 0) {
+		fprintf(stderr, "confman-api: %s\n", why);
 		return 2;
 	}
 	if (cm_gw_init_shared(&sh, &o) != 0) {
