@@ -45,8 +45,8 @@ static int tbuf_append(struct tbuf *b, const void *p, size_t n, size_t max)
 		b->off = b->len = 0;
 	if (n > max || b->len - b->off > max - n)
 		return -ENOBUFS;
-	if (b->len + n > b->cap) {
-		memmove(b->p, b->p + b->off, b->len - b->off); /* p NULL: both 0 */
+	if (b->off > 0 && b->len + n > b->cap) { /* room at the front: use it */
+		memmove(b->p, b->p + b->off, b->len - b->off);
 		b->len -= b->off;
 		b->off = 0;
 	}
