@@ -125,8 +125,13 @@ class Cluster:
         data = os.path.join(self.dir, "node%d" % i)
         log = open(os.path.join(self.dir, "node%d.log" % i), "ab")
         if i in self.joined:  # no cluster file: it joined through others
-            how = ["--join", self.joined[i], "--listen", self.addr(i), "--http", self.http(i),
-                   "--insecure"]
+            how = ["--join", self.joined[i], "--listen", self.addr(i), "--http", self.http(i)]
+            if self.tls:  # its own node certificate, made on first use
+                self.mkcert("node", i)
+                how += ["--ca", self.certs("ca.pem"), "--cert", self.certs("node%d.pem" % i),
+                        "--key", self.certs("node%d.key" % i)]
+            else:
+                how += ["--insecure"]
         else:
             how = ["--cluster-file", os.path.join(self.dir, "cluster.ini")]
         self.procs[i] = subprocess.Popen(

@@ -120,6 +120,27 @@ def test_node_restarted_with_a_new_certificate_rejoins():
         c.down()
 
 
+def test_join_over_tls():
+    c = Cluster(base_port=BASE + 60, tls=True).up()
+    try:
+        c.leader()
+        c.ctl("put", "/join/k", "v", check=True)
+        c.ctl("node", "add", 4, "--address", c.addr(4), check=True)
+        c.join(4)  # --join with its own node certificate, no cluster file
+        text = ""
+        end = time.time() + 15
+        while "joined through" not in text and time.time() < end:
+            time.sleep(0.1)
+            with open(os.path.join(c.dir, "node4.log"), "rb") as f:
+                text = f.read().decode(errors="replace")
+        assert "joined through" in text, text[-2000:]
+        # It talks TLS to clients too: its HELLO_OK names node 4.
+        rc, out, err = c.ctl("status", servers=c.addr(4))
+        assert rc == 0, (rc, err)
+    finally:
+        c.down()
+
+
 def confmand_exit(ini, node=1, extra=()):
     d = tempfile.mkdtemp(prefix="confman-tls-")
     try:
@@ -226,4 +247,5 @@ if __name__ == "__main__":
          test_node_restarted_with_a_new_certificate_rejoins,
          test_unsafe_keys_and_missing_ca_refuse_to_start,
          test_insecure_warns_at_every_start,
+         test_join_over_tls,
          test_mount_over_tls])
