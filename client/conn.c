@@ -104,6 +104,10 @@ static void tls_flush(struct cm_ac__conn *c)
 		return;
 	int rv = cm_tls_send(c->tls, c->out.data, c->out.size);
 	c->out.size = 0;
+	if (c->out.alloc > (1u << 20)) { /* an idle connection keeps no big buffer */
+		msgpack_sbuffer_destroy(&c->out);
+		msgpack_sbuffer_init(&c->out);
+	}
 	if (rv == 0)
 		rv = tls_write(c, true);
 	if (rv != 0)
