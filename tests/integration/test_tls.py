@@ -14,6 +14,7 @@ from harness import CONFMAND, CONFMANCTL, Cluster, mounted, run
 
 BASE = int(os.environ.get("CONFMAN_IT_PORT", "24100"))
 FS = os.environ.get("CONFMAN_FS", os.path.join(harness.BUILD, "fs/confman-fs"))
+API = os.environ.get("CONFMAN_API", os.path.join(harness.BUILD, "api/confman-api"))
 
 
 def logs(c):
@@ -141,6 +142,61 @@ def test_join_over_tls():
         c.down()
 
 
+def https_get(port, path, cafile, timeout=5):
+    import ssl
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=cafile)
+    with urllib.request.urlopen("https://127.0.0.1:%d%s" % (port, path), context=ctx,
+                                timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def test_gateway_https_over_a_tls_cluster():
+    c = Cluster(base_port=BASE + 70, tls=True).up()
+    port = BASE + 79
+    gw = None
+    try:
+        c.leader()
+        c.ctl("put", "/gw/k", "v", check=True)
+        c.mkcert("host", "gateway")
+        args = [API, "--listen", "127.0.0.1:%d" % port, "--servers", c.servers(), "-j", "1",
+                "--https-cert", c.certs("gateway.pem"), "--https-key", c.certs("gateway.key"),
+                "--server-ca", c.certs("ca.pem"), "--server-cert", c.certs("admin.pem"),
+                "--server-key", c.certs("admin.key")]
+        # Its key at 0644: it does not start, and says why.
+        os.chmod(c.certs("gateway.key"), 0o644)
+        r = subprocess.run(args, capture_output=True, timeout=20)
+        assert r.returncode == 2 and b"0644" in r.stderr, r
+        os.chmod(c.certs("gateway.key"), 0o600)
+        gw = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+        end = time.time() + 15
+        status, body = None, None
+        while time.time() < end:
+            try:
+                status, body = https_get(port, "/v1/kv/gw/k", c.certs("ca.pem"))
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200 and b"v" in body, (status, body)
+        # Plain HTTP on the HTTPS port gets nothing it can use.
+        import urllib.request
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/v1/kv/gw/k" % port, timeout=3).read()
+            raise AssertionError("plain HTTP was served")
+        except OSError:
+            pass
+    finally:
+        if gw is not None:
+            gw.terminate()
+            try:
+                gw.wait(10)
+            except subprocess.TimeoutExpired:
+                gw.kill()
+                gw.wait()
+        c.down()
+
+
 def confmand_exit(ini, node=1, extra=()):
     d = tempfile.mkdtemp(prefix="confman-tls-")
     try:
@@ -248,4 +304,5 @@ if __name__ == "__main__":
          test_unsafe_keys_and_missing_ca_refuse_to_start,
          test_insecure_warns_at_every_start,
          test_join_over_tls,
+         test_gateway_https_over_a_tls_cluster,
          test_mount_over_tls])
