@@ -158,6 +158,8 @@ static void tls_in(struct cm_ac__conn *c, const char *p, size_t n)
 		}
 		on_bytes(c, plain, (size_t)got);
 	}
+	if (rv == 0 && c->state != CM_AC_CONN_CLOSING)
+		rv = tls_write(c, false); /* what receiving produced (a KeyUpdate's answer) */
 	if (rv < 0 && rv != -EAGAIN && c->state != CM_AC_CONN_CLOSING)
 		conn_close(c, rv, rv <= CM_ETLS && rv >= CM_EBADCERT);
 }

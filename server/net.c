@@ -613,6 +613,8 @@ static void tls_in(struct cm_conn *c, const char *p, size_t n)
 			    (unsigned long long)c->node_id, cm_tls_why(c->tls));
 		tls_flush(c);
 		conn_linger(c);
+	} else if (!c->closed) {
+		tls_flush(c); /* what receiving produced (a KeyUpdate's answer) */
 	}
 }
 
