@@ -168,8 +168,8 @@ def test_gateway_https_over_a_tls_cluster():
         r = subprocess.run(args, capture_output=True, timeout=20)
         assert r.returncode == 2 and b"0644" in r.stderr, r
         os.chmod(c.certs("gateway.key"), 0o600)
-        gw = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+        gwlog = open(os.path.join(c.dir, "api.log"), "wb")
+        gw = subprocess.Popen(args, stdout=gwlog, stderr=gwlog, start_new_session=True)
         end = time.time() + 15
         status, body = None, None
         while time.time() < end:
@@ -194,6 +194,9 @@ def test_gateway_https_over_a_tls_cluster():
             except subprocess.TimeoutExpired:
                 gw.kill()
                 gw.wait()
+            with open(os.path.join(c.dir, "api.log"), "rb") as f:
+                out = f.read().decode(errors="replace")
+            assert "Sanitizer" not in out and "runtime error" not in out, out
         c.down()
 
 
@@ -293,6 +296,9 @@ def test_mount_over_tls():
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+            with open(logf, "rb") as f:
+                out = f.read().decode(errors="replace")
+            assert "Sanitizer" not in out and "runtime error" not in out, out
         os.rmdir(d)
         c.down()
 
