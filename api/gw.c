@@ -617,9 +617,21 @@ static int start_mhd(struct cm_gw *gw, uint16_t port)
 	int rv = listen_socket(&sa, gw->sh->opts.threads > 1, &fd);
 	if (rv != 0)
 		return rv;
+	/* HTTPS through libmicrohttpd's own TLS, which is GnuTLS: TLS 1.3 only,
+	 * as on every other connection of the project. */
+	const struct cm_gw_opts *o = &gw->sh->opts;
+	bool https = o->https_cert_pem != NULL;
+	struct MHD_OptionItem tls[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->https_cert_pem},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->https_key_pem},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3"},
+		{MHD_OPTION_END, 0, NULL}};
+	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
 	gw->mhd = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_SUPPRESS_DATE_NO_CLOCK, 0, NULL,
-		NULL, on_request, gw, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_SUPPRESS_DATE_NO_CLOCK |
+			(https ? MHD_USE_TLS : 0),
+		0, NULL, NULL, on_request, gw, MHD_OPTION_ARRAY, https ? tls : none,
+		MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)CM_API_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CM_API_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CM_API_CONN_MEMORY,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_UNESCAPE_CALLBACK,
@@ -729,6 +741,9 @@ int cm_gw_start(struct cm_gw *gw, struct cm_gw_shared *sh, unsigned index, uint1
 	co.servers = sh->opts.servers;
 	co.cluster = sh->opts.cluster;
 	co.timeout_ms = sh->opts.timeout_ms;
+	co.ca = sh->opts.ca;
+	co.cert = sh->opts.cert;
+	co.key = sh->opts.key;
 	rv = cm_ac_new(&gw->loop, &co, &gw->ac);
 	if (rv != 0)
 		goto err_loop;

@@ -72,6 +72,13 @@ struct cm_gw_opts {
 	const char *listen;   /* "IPv4:port"; borrowed from argv */
 	const char *servers;  /* borrowed */
 	const char *cluster;  /* borrowed; NULL: the default */
+	/* TLS to the servers (--server-ca, --server-cert, --server-key):
+	 * borrowed paths; NULL ca: plain TCP. The gateway's own HTTPS is apart. */
+	const char *ca, *cert, *key;
+	/* HTTPS (--https-cert, --https-key): the PEM text of the gateway's own
+	 * certificate and key, read by main() (the key checked like every key
+	 * file); NULL: plain HTTP. Owned by main, alive while threads run. */
+	const char *https_cert_pem, *https_key_pem;
 	uint32_t timeout_ms;  /* per Confman request */
 	size_t max_body;
 	unsigned threads;

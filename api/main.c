@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api/gw.h"
+#include "common/tls.h"
 
 /*
  * The process: parse the options, start --threads gateway threads (gw.h
@@ -25,6 +26,13 @@ static void usage(FILE *f)
 		"  -s, --servers LIST    Confman servers, host:port,... (default $CONFMAN_SERVERS)\n"
 		"  -c, --cluster ID      cluster id (default %s)\n"
 		"  -t, --timeout MS      per Confman request, retries included (default %d)\n"
+		"  --server-ca FILE      TLS to the servers: their CA bundle (default\n"
+		"                        $CONFMAN_CA; none: plain TCP, insecure clusters)\n"
+		"  --server-cert FILE    the gateway's certificate for the servers\n"
+		"                        (default $CONFMAN_CERT)\n"
+		"  --server-key FILE     its key, mode 0600 (default $CONFMAN_KEY)\n"
+		"  --https-cert FILE     serve HTTPS (TLS 1.3) with this certificate\n"
+		"  --https-key FILE      and this key (mode 0600); without them: HTTP\n"
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
 		"  -v, --verbose         log start and stop\n"
@@ -65,9 +73,17 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"verbose", no_argument, NULL, 'v'},	   {"help", no_argument, NULL, 'h'},
 		{"test-txn-sleep-ms", required_argument, NULL, 'S'},
 		{"test-txn-cas-version", no_argument, NULL, 'V'},
+		{"server-ca", required_argument, NULL, 'A'},
+		{"server-cert", required_argument, NULL, 'E'},
+		{"server-key", required_argument, NULL, 'Y'},
+		{"https-cert", required_argument, NULL, 'P'},
+		{"https-key", required_argument, NULL, 'K'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
+	o->ca = getenv("CONFMAN_CA");
+	o->cert = getenv("CONFMAN_CERT");
+	o->key = getenv("CONFMAN_KEY");
 	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
 	o->threads = default_threads();
 	o->max_body = CM_API_BODY_MAX_DEFAULT;
@@ -100,6 +116,11 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 			o->test_txn_sleep_ms = (uint32_t)v;
 			break;
 		case 'V': o->test_txn_cas_version = true; break;
+		case 'A': o->ca = optarg; break;
+		case 'E': o->cert = optarg; break;
+		case 'Y': o->key = optarg; break;
+		case 'P': o->https_cert_pem = optarg; break; /* a path until load_https() */
+		case 'K': o->https_key_pem = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}
@@ -107,6 +128,49 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 	if (optind != argc || o->listen == NULL || o->servers == NULL)
 		return -EINVAL;
 	return 0;
+}
+
+/* A PEM file into memory (libmicrohttpd takes the text): at most 1 MiB. */
+static char *read_pem(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		fprintf(stderr, "confman-api: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1u << 20;
+	char *buf = malloc(cap + 1);
+	size_t n = buf ? fread(buf, 1, cap + 1, f) : 0;
+	fclose(f);
+	if (buf == NULL || n == 0 || n > cap) {
+		fprintf(stderr, "confman-api: %s: empty, unreadable or over 1 MiB\n", path);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* --https-cert and --https-key: both or neither; the key private (0600). */
+static int load_https(struct cm_gw_opts *o, char **cert, char **key)
+{
+	*cert = *key = NULL;
+	if (o->https_cert_pem == NULL && o->https_key_pem == NULL)
+		return 0;
+	char why[512];
+	if (o->https_cert_pem == NULL || o->https_key_pem == NULL) {
+		fprintf(stderr, "confman-api: --https-cert and --https-key go together\n");
+		return -EINVAL;
+	}
+	if (cm_tls_key_check(o->https_key_pem, why, sizeof(why)) != 0) {
+		fprintf(stderr, "confman-api: %s\n", why);
+		return -EPERM;
+	}
+	*cert = read_pem(o->https_cert_pem);
+	*key = *cert ? read_pem(o->https_key_pem) : NULL;
+	o->https_cert_pem = *cert;
+	o->https_key_pem = *key;
+	return *key ? 0 : -EINVAL;
 }
 
 int main(int argc, char **argv)
@@ -118,8 +182,25 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	struct cm_client_opts co;
+	cm_client_opts_init(&co);
+	co.ca = o.ca;
+	co.cert = o.cert;
+	co.key = o.key;
+	char why[512];
+	if (cm_client_tls_check(&co, why, sizeof(why)) != 0) {
+		fprintf(stderr, "confman-api: %s\n", why);
+		return 2;
+	}
+	char *https_cert = NULL, *https_key = NULL;
+	if (load_https(&o, &https_cert, &https_key) != 0) {
+		free(https_cert);
+		return 2;
+	}
 	if (cm_gw_init_shared(&sh, &o) != 0) {
 		fprintf(stderr, "confman-api: bad --listen address %s (want IPv4:port)\n", o.listen);
+		free(https_cert);
+		free(https_key);
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN); /* client.h: libuv writes do not mask it */
@@ -151,5 +232,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < started; i++)
 		cm_gw_stop(&gws[i]);
 	pthread_mutex_destroy(&sh.mu);
+	free(https_cert);
+	free(https_key);
 	return rv == 0 ? 0 : 1;
 }

@@ -173,6 +173,9 @@ int cm_gw__probe_start(struct cm_gw *gw)
 	co.servers = gw->sh->opts.servers;
 	co.cluster = gw->sh->opts.cluster;
 	co.timeout_ms = CM_API_PROBE_TIMEOUT_MS;
+	co.ca = gw->sh->opts.ca;
+	co.cert = gw->sh->opts.cert;
+	co.key = gw->sh->opts.key;
 	int rv = cm_ac_new(&gw->loop, &co, &p->ac);
 	if (rv != 0) {
 		free(p->shards);

@@ -539,6 +539,9 @@ static const char usage_text[] =
 	"  --json                one JSON object instead of text\n"
 	"  -h, --help            this text\n"
 	"\n"
+	"TLS: $CONFMAN_CA, $CONFMAN_CERT and $CONFMAN_KEY as for confmanctl\n"
+	"(unset: plain TCP).\n"
+	"\n"
 	"Exit status: 0 if any request succeeded in the measured window, 1 if none\n"
 	"did or the preload failed, 2 for bad usage.\n";
 
@@ -810,6 +813,13 @@ static int open_clients(struct load *ld)
 	co.timeout_ms = ld->o.timeout_ms;
 	co.consistency = ld->o.consistency;
 	co.max_outstanding = ld->o.clients;
+	/* TLS as confmanctl: the CA and the user's certificate from the
+	 * environment (unset or empty: plain TCP). */
+	co.ca = getenv("CONFMAN_CA");
+	co.cert = getenv("CONFMAN_CERT");
+	co.key = getenv("CONFMAN_KEY");
+	if (co.ca == NULL || *co.ca == '\0')
+		co.ca = co.cert = co.key = NULL;
 	for (uint32_t k = 0; k < ld->o.conns; k++) {
 		int rv = cm_ac_new(ld->loop, &co, &ld->acs[k]);
 		if (rv != 0) {

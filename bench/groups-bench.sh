@@ -24,6 +24,7 @@ hz=$(getconf CLK_TCK)
 write_ini() {
 	{
 		echo "[cluster]"
+		echo "insecure = true"
 		echo "id = confman"
 		for i in 1 2 3; do
 			echo "[node.$i]"

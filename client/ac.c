@@ -1,6 +1,7 @@
 /* ac.c: the asynchronous client: requests, deadlines, retries, completion. */
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,7 @@ static void ac_free(struct cm_ac *ac)
 	assert(cm_ac__list_empty(&ac->watches));
 	cm_ac__groups_free(ac);
 	cm_ac__map_free(ac);
+	cm_tls_ctx_free(ac->tls);
 	free(ac->ids);
 	free(ac);
 	if (cb)
@@ -187,6 +189,35 @@ static int opts_apply(struct cm_ac *ac, const struct cm_client_opts *o)
 	return cm_ac__parse_servers(ac, list);
 }
 
+/* The TLS credentials of opts (NULL without a ca: plain TCP). */
+static int tls_load(const struct cm_client_opts *o, struct cm_tls_ctx **out, char *why,
+		    size_t why_len)
+{
+	char buf[CM_TLS_WHY_MAX * 2];
+	*out = NULL;
+	if (o->ca != NULL && o->ca[0] == '\0' && o->cert == NULL && o->key == NULL)
+		return 0; /* an empty CONFMAN_CA counts as unset */
+	if (o->ca == NULL && (o->cert != NULL || o->key != NULL)) {
+		snprintf(why ? why : buf, why ? why_len : sizeof(buf),
+			 "a client certificate needs the CA bundle too (ca)");
+		return -EINVAL;
+	}
+	if (o->ca == NULL)
+		return 0;
+	struct cm_tls_paths p = {o->ca, o->cert, o->key};
+	return cm_tls_ctx_new(&p, out, why ? why : buf, why ? why_len : sizeof(buf));
+}
+
+int cm_client_tls_check(const struct cm_client_opts *opts, char *why, size_t why_len)
+{
+	struct cm_tls_ctx *x;
+	if (why_len > 0)
+		why[0] = '\0';
+	int rv = tls_load(opts, &x, why, why_len);
+	cm_tls_ctx_free(x);
+	return rv;
+}
+
 static int ids_alloc(struct cm_ac *ac)
 {
 	uint32_t n = 64;
@@ -215,6 +246,8 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
 	int rv = opts_apply(ac, opts);
 	if (rv == 0)
 		rv = ids_alloc(ac);
+	if (rv == 0)
+		rv = tls_load(opts, &ac->tls, NULL, 0);
 	if (rv != 0)
 		goto err_ac;
 	ac->next_id = 1;
@@ -232,6 +265,7 @@ int cm_ac_new(uv_loop_t *loop, const struct cm_client_opts *opts, struct cm_ac *
 	*out = ac;
 	return 0;
 err_ac:
+	cm_tls_ctx_free(ac->tls);
 	free(ac->ids);
 	free(ac);
 	return rv;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "common/codec.h"
+#include "common/tls.h"
 #include "confman/client.h"
 #include "confman/path.h"
 
@@ -64,7 +65,9 @@ struct cm_ac__conn {
 	uv_write_t wreq;
 	struct cm_framer fr;
 	msgpack_sbuffer out;  /* frames not yet handed to the socket */
-	msgpack_sbuffer wbuf; /* the frames of the write in progress */
+	msgpack_sbuffer wbuf; /* the frames of the write in progress (plain TCP) */
+	struct cm_tls *tls;   /* owned; NULL: plain TCP */
+	uint64_t tls_node;    /* the node its certificate names (TLS) */
 	bool writing;
 	uint64_t wgen;        /* uv_write()s started so far */
 	struct cm_ac__link waitq; /* requests not yet encoded, in order */
@@ -238,6 +241,7 @@ struct cm_ac {
 	uint32_t watch_silence_ms; /* a stream silent this long is dead */
 	uv_timer_t wtimer;        /* checks the streams' liveness while watches exist */
 	uint64_t map_probe_until; /* uv_now(): fetch the map often until then (a new shard?) */
+	struct cm_tls_ctx *tls;   /* owned; NULL: plain TCP */
 };
 
 /* An attempt of rq leaves its connection (answered, retried, lost): the

@@ -28,6 +28,11 @@ static const char usage_text[] =
 	"  -c, --cluster ID        cluster id (default: " CM_CLIENT_DEFAULT_CLUSTER ")\n"
 	"  -t, --timeout MS        per request, retries included (default: 5000)\n"
 	"      --consistency C     reads: linearizable or follower (default: linearizable)\n"
+	"      --ca FILE           TLS: the CA bundle of the cluster (default:\n"
+	"                          $CONFMAN_CA; none: plain TCP, insecure clusters only)\n"
+	"      --cert FILE         TLS: this user's certificate, CN = user, OU = groups\n"
+	"                          (default: $CONFMAN_CERT)\n"
+	"      --key FILE          its key, mode 0600 (default: $CONFMAN_KEY)\n"
 	"  -j, --json              machine-readable output\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -715,6 +720,15 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 			return cm_ctl_usage("--consistency: linearizable or follower, not '%s'",
 					   val);
 		return 0;
+	case 'A':
+		ctl->opts.ca = val;
+		return 0;
+	case 'E':
+		ctl->opts.cert = val;
+		return 0;
+	case 'Y':
+		ctl->opts.key = val;
+		return 0;
 	case 'j':
 		ctl->json = true;
 		return 0;
@@ -726,6 +740,23 @@ static int global_opt(struct ctl *ctl, int c, const char *val)
 	}
 }
 
+/* The TLS files: flags, else the environment; a key others can read, or a
+ * certificate that does not load, stops here with the file and the reason. */
+static int tls_opts(struct ctl *ctl)
+{
+	const char *env[3] = {getenv("CONFMAN_CA"), getenv("CONFMAN_CERT"), getenv("CONFMAN_KEY")};
+	const char **opt[3] = {&ctl->opts.ca, &ctl->opts.cert, &ctl->opts.key};
+	for (int k = 0; k < 3; k++)
+		if (*opt[k] == NULL && env[k] != NULL && *env[k] != '\0')
+			*opt[k] = env[k];
+	char why[512];
+	if (cm_client_tls_check(&ctl->opts, why, sizeof(why)) != 0) {
+		fprintf(stderr, "confmanctl: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_globals(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -734,6 +765,9 @@ static int parse_globals(struct ctl *ctl, int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"consistency", required_argument, NULL, 'C'},
 		{"json", no_argument, NULL, 'j'},
+		{"ca", required_argument, NULL, 'A'},
+		{"cert", required_argument, NULL, 'E'},
+		{"key", required_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -767,6 +801,8 @@ int main(int argc, char **argv)
 	if (ctl.servers == NULL || *ctl.servers == '\0')
 		ctl.servers = CM_CLIENT_DEFAULT_SERVERS;
 	ctl.opts.servers = ctl.servers;
+	if (tls_opts(&ctl) != 0)
+		return CM_CTL_USAGE;
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
 		if (strcmp(argv[first], commands[k].name) != 0)
 			continue;

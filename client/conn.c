@@ -18,6 +18,7 @@ static void conn_unref(struct cm_ac__conn *c)
 	cm_framer_free(&c->fr);
 	msgpack_sbuffer_destroy(&c->out);
 	msgpack_sbuffer_destroy(&c->wbuf);
+	cm_tls_free(c->tls);
 	free(c);
 }
 
@@ -36,9 +37,134 @@ static void close_handles(struct cm_ac__conn *c)
 	uv_close((uv_handle_t *)&c->timer, handle_closed);
 }
 
-/* ---- sending ---- */
-
 static void write_cb(uv_write_t *w, int status);
+static void conn_flush(struct cm_ac__conn *c);
+
+/* ---- TLS: between the stream and the framer ---- */
+
+/* A write of ciphertext: handshake records, or (app) the frames of
+ * conn_flush(), which then count as the write in progress. */
+struct tls_wreq {
+	uv_write_t req;
+	struct cm_ac__conn *c;
+	char *data; /* owned */
+	bool app;
+};
+
+static void tls_write_cb(uv_write_t *req, int status)
+{
+	struct tls_wreq *w = (struct tls_wreq *)req;
+	struct cm_ac__conn *c = w->c;
+	bool app = w->app;
+	free(w->data);
+	free(w);
+	if (app)
+		c->writing = false;
+	if (c->state == CM_AC_CONN_CLOSING)
+		return;
+	if (status < 0)
+		conn_close(c, status, false);
+	else if (app)
+		cm_ac__conn_pump(c);
+}
+
+/* Write out what the session has to send. 0 or a negative errno. */
+static int tls_write(struct cm_ac__conn *c, bool app)
+{
+	char *data;
+	size_t len;
+	cm_tls_take(c->tls, &data, &len);
+	if (len == 0)
+		return 0;
+	struct tls_wreq *w = malloc(sizeof(*w));
+	if (w == NULL) {
+		free(data);
+		return -ENOMEM;
+	}
+	*w = (struct tls_wreq){.c = c, .data = data, .app = app};
+	uv_buf_t b = uv_buf_init(data, (unsigned)len);
+	int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, tls_write_cb);
+	if (rv != 0) {
+		free(data);
+		free(w);
+		return rv;
+	}
+	if (app) {
+		c->writing = true;
+		c->wgen++;
+	}
+	return 0;
+}
+
+/* conn_flush() over TLS: the frames wait for the handshake (the HELLO is
+ * queued before it completes), then go out as records. */
+static void tls_flush(struct cm_ac__conn *c)
+{
+	if (!cm_tls_ready(c->tls))
+		return;
+	int rv = cm_tls_send(c->tls, c->out.data, c->out.size);
+	c->out.size = 0;
+	if (c->out.alloc > (1u << 20)) { /* an idle connection keeps no big buffer */
+		msgpack_sbuffer_destroy(&c->out);
+		msgpack_sbuffer_init(&c->out);
+	}
+	if (rv == 0)
+		rv = tls_write(c, true);
+	if (rv != 0)
+		conn_close(c, rv, false);
+}
+
+/* A TLS failure as the caller sees it. */
+static int tls_err(int rv)
+{
+	return rv == -EACCES ? CM_EBADCERT : rv == -EKEYREJECTED ? CM_ECERTREFUSED : CM_ETLS;
+}
+
+/* Advance the handshake: 0 once complete with a node's certificate,
+ * -EAGAIN while it needs more bytes, else the error. */
+static int tls_handshake(struct cm_ac__conn *c)
+{
+	int rv = cm_tls_handshake(c->tls);
+	int wrv = tls_write(c, false);
+	if (rv < 0)
+		return tls_err(rv);
+	if (wrv != 0)
+		return wrv;
+	if (rv == 0)
+		return -EAGAIN;
+	/* Only a node's certificate may serve: a user's, even from our CA,
+	 * cannot pose as a server. */
+	struct cm_identity id;
+	if (cm_tls_identity(c->tls, &id) != 0 || id.node_id == 0)
+		return CM_EBADCERT;
+	c->tls_node = id.node_id;
+	conn_flush(c);
+	return 0;
+}
+
+static void on_bytes(struct cm_ac__conn *c, const char *p, size_t n);
+
+static void tls_in(struct cm_ac__conn *c, const char *p, size_t n)
+{
+	int rv = cm_tls_feed(c->tls, p, n);
+	if (rv == 0 && !cm_tls_ready(c->tls))
+		rv = tls_handshake(c);
+	char plain[16384]; /* a record's plaintext at most */
+	while (rv == 0 && c->state != CM_AC_CONN_CLOSING) {
+		ssize_t got = cm_tls_recv(c->tls, plain, sizeof(plain));
+		if (got <= 0) {
+			rv = got == 0 ? 0 : got == -ECONNRESET ? -ECONNRESET : tls_err((int)got);
+			break;
+		}
+		on_bytes(c, plain, (size_t)got);
+	}
+	if (rv == 0 && c->state != CM_AC_CONN_CLOSING)
+		rv = tls_write(c, false); /* what receiving produced (a KeyUpdate's answer) */
+	if (rv < 0 && rv != -EAGAIN && c->state != CM_AC_CONN_CLOSING)
+		conn_close(c, rv, rv <= CM_ETLS && rv >= CM_EBADCERT);
+}
+
+/* ---- sending ---- */
 
 static void conn_flush(struct cm_ac__conn *c)
 {
@@ -46,6 +172,10 @@ static void conn_flush(struct cm_ac__conn *c)
 		return;
 	if (c->state != CM_AC_CONN_HANDSHAKE && c->state != CM_AC_CONN_READY)
 		return;
+	if (c->tls != NULL) {
+		tls_flush(c);
+		return;
+	}
 	/* Swap buffers: frames encoded while this write runs go to the other. */
 	msgpack_sbuffer t = c->wbuf;
 	c->wbuf = c->out;
@@ -197,6 +327,10 @@ static void on_hello_ok(struct cm_ac__conn *c, const struct cm_hello *h)
 		conn_close(c, -EPROTO, true);
 		return;
 	}
+	if (c->tls != NULL && h->node_id != c->tls_node) {
+		conn_close(c, CM_EBADCERT, true); /* node A's certificate, node B's HELLO */
+		return;
+	}
 	struct cm_ac *ac = c->ac;
 	c->state = CM_AC_CONN_READY;
 	uv_timer_stop(&c->timer);
@@ -286,7 +420,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_close(c, nread == UV_EOF ? -ECONNRESET : (int)nread, false);
 		return;
 	}
-	if (nread > 0)
+	if (nread > 0 && c->tls != NULL)
+		tls_in(c, c->rbuf, (size_t)nread);
+	else if (nread > 0)
 		on_bytes(c, c->rbuf, (size_t)nread);
 }
 
@@ -338,8 +474,13 @@ static void connect_cb(uv_connect_t *req, int status)
 	c->ac->servers[c->server].local = same_host(&c->tcp) ? 1 : 0;
 	uv_tcp_nodelay(&c->tcp, 1);
 	int rv = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+	if (rv == 0 && c->ac->tls != NULL) {
+		rv = cm_tls_new(c->ac->tls, false, &c->tls);
+		rv = rv == 0 ? tls_handshake(c) : rv; /* the ClientHello goes out */
+		rv = rv == -EAGAIN ? 0 : rv;
+	}
 	if (rv != 0) {
-		conn_close(c, rv, false);
+		conn_close(c, rv, rv <= CM_ETLS && rv >= CM_EBADCERT);
 		return;
 	}
 	send_hello(c);

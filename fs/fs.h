@@ -27,6 +27,7 @@ struct cm_fs_opts {
 	char *mountpoint;   /* owned */
 	char *prefix;       /* owned; "/" or a clean absolute path */
 	char *consistency;  /* owned; "follower" or "linearizable" */
+	char *ca, *cert, *key; /* owned; absolute (the daemon leaves its cwd); NULL: plain TCP */
 	unsigned timeout_ms;
 	double attr_timeout, entry_timeout;
 	int ro, foreground, show_help, show_version, has_fsname;

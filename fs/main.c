@@ -36,6 +36,9 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("entry_timeout=%lf", entry_timeout, 0),
 	OPT("consistency=%s", consistency, 0),
 	OPT("prefix=%s", prefix, 0),
+	OPT("ca=%s", ca, 0),
+	OPT("cert=%s", cert, 0),
+	OPT("key=%s", key, 0),
 	KEY("-f", KEY_FG),
 	KEY("ro", KEY_RO),
 	KEY("fsname=", KEY_FSNAME),
@@ -59,6 +62,10 @@ static void usage(FILE *f, const char *prog)
 	       "  entry_timeout=S           kernel name cache (1)\n"
 	       "  consistency=follower|linearizable   reads (follower)\n"
 	       "  prefix=/PATH              mount this sub-tree (/)\n"
+	       "  ca=FILE                   TLS: the cluster's CA bundle (none: plain\n"
+	       "                            TCP, for insecure clusters only)\n"
+	       "  cert=FILE,key=FILE        TLS: this host's certificate and key (mode\n"
+	       "                            0600): the identity the servers check\n"
 	       "  allow_other               other users may use the mount (brings\n"
 	       "                            default_permissions: modes are checked)\n"
 	       "  default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
@@ -129,6 +136,9 @@ static int loop_start(struct cm_fs *fs)
 	co.timeout_ms = fs->o.timeout_ms;
 	co.consistency = strcmp(fs->o.consistency, "linearizable") == 0 ? CM_READ_LINEARIZABLE
 									  : CM_READ_FOLLOWER;
+	co.ca = fs->o.ca;
+	co.cert = fs->o.cert;
+	co.key = fs->o.key;
 	int rc = uv_loop_init(&fs->loop);
 	if (rc != 0)
 		return rc;
@@ -173,6 +183,35 @@ static void loop_stop(struct cm_fs *fs)
 	pthread_join(fs->thread, NULL);
 	cm_fs_handles_free(fs);
 	(void)uv_loop_close(&fs->loop);
+}
+
+/* The TLS files as absolute paths (the daemon changes directory), loaded
+ * once now so that a key others can read stops the mount with the reason. */
+static int check_tls(struct cm_fs_opts *o)
+{
+	char **f[3] = {&o->ca, &o->cert, &o->key};
+	for (int k = 0; k < 3; k++) {
+		if (*f[k] == NULL)
+			continue;
+		char *abs = realpath(*f[k], NULL);
+		if (abs == NULL) {
+			fprintf(stderr, "confman-fs: %s: %s\n", *f[k], strerror(errno));
+			return -1;
+		}
+		free(*f[k]);
+		*f[k] = abs;
+	}
+	struct cm_client_opts co;
+	cm_client_opts_init(&co);
+	co.ca = o->ca;
+	co.cert = o->cert;
+	co.key = o->key;
+	char why[512];
+	if (cm_client_tls_check(&co, why, sizeof(why)) != 0) {
+		fprintf(stderr, "confman-fs: %s\n", why);
+		return -1;
+	}
+	return 0;
 }
 
 /* Validate SERVERS now, before daemonizing, with a throw-away client. */
@@ -236,6 +275,8 @@ static int parse(struct cm_fs *fs, struct fuse_args *args)
 		fprintf(stderr, "confman-fs: timeouts must be positive\n");
 		return 2;
 	}
+	if (check_tls(o) != 0)
+		return 2;
 	int rc = check_servers(o);
 	if (rc != 0) {
 		fprintf(stderr, "confman-fs: bad server list '%s': %s\n", o->servers,
@@ -256,6 +297,9 @@ static void opts_free(struct cm_fs_opts *o)
 	free(o->mountpoint);
 	free(o->prefix);
 	free(o->consistency);
+	free(o->ca);
+	free(o->cert);
+	free(o->key);
 }
 
 int main(int argc, char **argv)

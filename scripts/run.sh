@@ -49,7 +49,8 @@ ninja -C build
 
 echo "==> start a 3-node cluster"
 scripts/cluster up
-servers=$(scripts/cluster env | cut -d= -f2)
+eval "$(scripts/cluster env | sed "s/^/export /")"
+servers=$CONFMAN_SERVERS
 # Wait until the group has a leader, so the first command works.
 for _ in $(seq 1 100); do
 	if build/client/confmanctl --servers "$servers" --timeout 500 status 2>/dev/null |
@@ -67,7 +68,11 @@ else
 	umount -l "$MNT" 2>/dev/null || true
 	mkdir -p "$MNT"
 	echo "==> mount $MNT"
-	build/fs/confman-fs "$servers" "$MNT"
+	tlsopts=()
+	if [ -n "${CONFMAN_CA:-}" ]; then
+		tlsopts=(-o "ca=$CONFMAN_CA,cert=$CONFMAN_CERT,key=$CONFMAN_KEY")
+	fi
+	build/fs/confman-fs "${tlsopts[@]}" "$servers" "$MNT"
 fi
 
 if api_alive; then
@@ -88,7 +93,7 @@ cat <<MSG
 
 Confman is running, mounted at run/mnt, with its HTTP gateway on $API_ADDR. Try:
   echo db1.example > run/mnt/db-host && cat run/mnt/db-host
-  export CONFMAN_SERVERS=$servers
+  export $(scripts/cluster env | tr '\n' ' ')
   build/client/confmanctl get /db-host
   curl -s http://$API_ADDR/v1/kv/db-host
   build/client/confmanctl watch /            # in another terminal

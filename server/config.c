@@ -76,6 +76,11 @@ static const char usage[] =
 	"  --test-skip-token-wait FOR TESTS ONLY: serve follower reads at once,\n"
 	"                         without waiting for the client's token (breaks\n"
 	"                         read-your-writes; shows the chaos checker fails)\n"
+	"  --ca FILE              the CA bundle (overrides [cluster] ca)\n"
+	"  --cert FILE            this node's certificate, CN confman-node-<id>\n"
+	"                         (overrides its [node.N] cert)\n"
+	"  --key FILE             its key, mode 0600 (overrides its [node.N] key)\n"
+	"  --insecure             plain TCP, as insecure = true (for --join)\n"
 	"  -v, --verbose          log more (repeat for debug)\n"
 	"  -h, --help             this text\n"
 	"\n"
@@ -83,8 +88,12 @@ static const char usage[] =
 	"  [cluster]\n"
 	"  id = confman\n"
 	"  max_value = 1048576\n"
+	"  ca = /etc/confman/ca.pem          ; TLS: the CA bundle\n"
+	"  ; insecure = true                 ; or plain TCP, warned at every start\n"
 	"  [node.1]\n"
 	"  address = 127.0.0.1:7001\n"
+	"  cert = /etc/confman/node1.pem     ; CN confman-node-1\n"
+	"  key = /etc/confman/node1.key      ; mode 0600\n"
 	"  http = 127.0.0.1:8001   ; optional\n"
 	"  [group.1]\n"
 	"  prefix = /\n"
@@ -153,6 +162,19 @@ static int on_cluster(struct cm_config *c, const char *name, const char *value)
 		strcpy(c->cluster_id, value);
 		return 0;
 	}
+	if (strcmp(name, "ca") == 0) {
+		if (strlen(value) == 0 || strlen(value) >= sizeof(c->ca))
+			return -EINVAL;
+		if (!c->ca[0]) /* --ca wins */
+			strcpy(c->ca, value);
+		return 0;
+	}
+	if (strcmp(name, "insecure") == 0) {
+		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
+			return -EINVAL;
+		c->insecure |= strcmp(value, "true") == 0;
+		return 0;
+	}
 	if (strcmp(name, "max_value") == 0) {
 		if (parse_u64(value, 1, CM_VALUE_MAX_LIMIT, &v) != 0)
 			return -EINVAL;
@@ -175,6 +197,14 @@ static int on_node(struct cm_config *c, uint64_t id, const char *name, const cha
 		memset(n, 0, sizeof(*n));
 		n->id = id;
 		n->state = CM_NODE_ACTIVE;
+	}
+	if (strcmp(name, "cert") == 0 || strcmp(name, "key") == 0) {
+		char *dst = name[0] == 'c' ? c->cert : c->key;
+		if (strlen(value) == 0 || strlen(value) >= sizeof(c->cert))
+			return -EINVAL;
+		if (id == c->node_id && !dst[0]) /* this node's; a flag wins */
+			strcpy(dst, value);
+		return 0;
 	}
 	if (strlen(value) > CM_ADDR_MAX || !strchr(value, ':'))
 		return -EINVAL;
@@ -296,6 +326,10 @@ static const struct option long_opts[] = {
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"force-new-cluster", no_argument, NULL, 'N'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
+	{"ca", required_argument, NULL, 'A'},
+	{"cert", required_argument, NULL, 'E'},
+	{"key", required_argument, NULL, 'Y'},
+	{"insecure", no_argument, NULL, 'I'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -389,6 +423,18 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 	case 'T':
 		c->test_skip_token_wait = true;
 		return 0;
+	case 'A':
+	case 'E':
+	case 'Y': {
+		char *dst = opt == 'A' ? c->ca : opt == 'E' ? c->cert : c->key;
+		if (strlen(arg) == 0 || strlen(arg) >= sizeof(c->ca))
+			return -EINVAL;
+		strcpy(dst, arg);
+		return 0;
+	}
+	case 'I':
+		c->insecure = true;
+		return 0;
 	case 'v':
 		c->verbose++;
 		return 0;
@@ -449,6 +495,34 @@ int cm_config_parse(struct cm_config *c, int argc, char **argv)
 	}
 	if (check_cluster(c) != 0) {
 		cm_config_free(c);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cm_config_security(const struct cm_config *c)
+{
+	const char *file = c->cluster_file[0] ? c->cluster_file : "--join";
+	if (c->insecure && c->ca[0]) {
+		fprintf(stderr, "confmand: %s: both a CA (ca = / --ca) and insecure = true: choose "
+				"one\n", file);
+		return -EINVAL;
+	}
+	if (c->insecure)
+		return 0;
+	if (!c->ca[0]) {
+		fprintf(stderr,
+			"confmand: %s: no CA: set [cluster] ca = PATH and each node's cert and key "
+			"for TLS (the default), or insecure = true for plain TCP, where anyone "
+			"who reaches a port can read and write everything and act as a node "
+			"(--ca/--cert/--key or --insecure with --join)\n", file);
+		return -EINVAL;
+	}
+	if (!c->cert[0] || !c->key[0]) {
+		fprintf(stderr, "confmand: %s: node %llu has no %s: set cert = and key = in its "
+				"[node.%llu] section (or --cert/--key)\n", file,
+			(unsigned long long)c->node_id, c->cert[0] ? "key" : "certificate",
+			(unsigned long long)c->node_id);
 		return -EINVAL;
 	}
 	return 0;

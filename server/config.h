@@ -11,6 +11,8 @@
 #define CM_MAX_PEERS 16   /* nodes in one cluster file */
 #define CM_MAX_GROUPS 4096 /* groups in one cluster file */
 
+struct cm_tls_ctx;
+
 struct cm_node_info {
 	uint64_t id;
 	char addr[CM_ADDR_MAX + 1]; /* host:port for peers and clients */
@@ -42,8 +44,12 @@ struct cm_group_info {
  *   id = confman            ; cluster id, checked in every handshake
  *   max_value = 1048576     ; largest value in bytes
  *   admin = alice           ; the first admin (a certificate's CN): acl.c
+ *   ca = /etc/confman/ca.pem ; the CA bundle: TLS on every connection
+ *   insecure = false        ; true: plain TCP (no ca), warned at every start
  *   [node.1]
  *   address = 127.0.0.1:7001
+ *   cert = /etc/confman/node1.pem ; this node's certificate (CN confman-node-1)
+ *   key = /etc/confman/node1.key  ; its key: mode 0600, owned by the user
  *   [group.1]
  *   prefix = /
  *   replicas = 1,2,3
@@ -71,6 +77,11 @@ struct cm_config {
 	char listen[CM_ADDR_MAX + 1];    /* --listen: this node's address (--join) */
 	char restore[4096];              /* --restore: a backup file to start from; "" none */
 	bool restore_keep_id;            /* --restore-keep-cluster-id */
+	/* TLS: --ca/--cert/--key override the cluster file's ca and this
+	 * node's cert and key; --insecure (for --join) is insecure = true. */
+	char ca[4096], cert[4096], key[4096];
+	bool insecure;
+	struct cm_tls_ctx *tls; /* loaded by main() from the paths; NULL: plain TCP */
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
 	char admin[65];   /* [cluster] admin: the user the first rule makes admin of "/" */
@@ -88,6 +99,12 @@ struct cm_config {
  */
 int cm_config_parse(struct cm_config *cfg, int argc, char **argv);
 void cm_config_free(struct cm_config *cfg);
+/*
+ * cm_config_security - TLS, or plain TCP by explicit choice: refuses a
+ * configuration with neither a CA nor insecure = true, a CA without this
+ * node's cert and key, or both. Prints why to stderr. 0 or -EINVAL.
+ */
+int cm_config_security(const struct cm_config *cfg);
 const struct cm_node_info *cm_config_node(const struct cm_config *cfg, uint64_t id);
 
 #endif /* CONFMAN_CONFIG_H */

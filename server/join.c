@@ -8,17 +8,22 @@
  * table's nodes as its peers. Later the meta group's replica it receives
  * (it is added as a learner) keeps the table current (nodes.c). A node that
  * restarts with its data already there skips this: its store has the table.
+ * On a TLS cluster the exchange runs in a cm_tls session over the blocking
+ * socket (this happens once, before the loop), with this node's certificate,
+ * and the node asked must present a node's certificate.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/codec.h"
+#include "common/tls.h"
 #include "server/log.h"
 #include "server/node.h"
 
@@ -41,10 +46,70 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Send what the session has to send. */
+static int tls_out(int fd, struct cm_tls *t)
+{
+	char *d;
+	size_t n;
+	cm_tls_take(t, &d, &n);
+	int rv = n > 0 ? send_all(fd, d, n) : 0;
+	free(d);
+	return rv;
+}
+
+/* Wait for bytes and read them: 0, -ETIMEDOUT, -ECONNRESET, -errno. */
+static int recv_some(int fd, char *buf, size_t cap, size_t *got)
+{
+	struct pollfd pfd = {fd, POLLIN, 0};
+	if (poll(&pfd, 1, JOIN_TIMEOUT_MS) <= 0)
+		return -ETIMEDOUT;
+	ssize_t r = recv(fd, buf, cap, 0);
+	if (r <= 0)
+		return r == 0 ? -ECONNRESET : -errno;
+	*got = (size_t)r;
+	return 0;
+}
+
+/* The TLS handshake, blocking; the node asked must show a node's certificate. */
+static int tls_connect(int fd, struct cm_tls *t, const char *addr)
+{
+	static char buf[16384];
+	int rv;
+	while ((rv = cm_tls_handshake(t)) == 0) {
+		size_t n = 0;
+		if ((rv = tls_out(fd, t)) != 0 || (rv = recv_some(fd, buf, sizeof(buf), &n)) != 0 ||
+		    (rv = cm_tls_feed(t, buf, n)) != 0)
+			return rv;
+	}
+	int orv = tls_out(fd, t);
+	struct cm_identity id;
+	if (rv == 1 && (cm_tls_identity(t, &id) != 0 || id.node_id == 0)) {
+		fprintf(stderr, "confmand: %s does not present a node's certificate\n", addr);
+		return CM_EBADCERT;
+	}
+	if (rv < 0)
+		fprintf(stderr, "confmand: TLS with %s: %s\n", addr, cm_tls_why(t));
+	return rv < 0 ? CM_ETLS : orv;
+}
+
+/* Bytes into the framer: decrypted first on a TLS connection. */
+static int feed(struct cm_framer *f, struct cm_tls *t, const char *p, size_t n)
+{
+	if (t == NULL)
+		return cm_framer_feed(f, p, n);
+	static char rec[16384];
+	int rv = cm_tls_feed(t, p, n);
+	ssize_t got;
+	while (rv == 0 && (got = cm_tls_recv(t, rec, sizeof(rec))) != 0)
+		rv = got < 0 ? (int)got : cm_framer_feed(f, rec, (size_t)got);
+	return rv;
+}
+
 /* Read frames until one of type `want` (or an ERROR) is decoded into m.
  * m may point into the framer's buffer: the caller consumes *used bytes
  * once done with m. */
-static int recv_frame(int fd, struct cm_framer *f, uint8_t want, struct cm_msg *m, size_t *used)
+static int recv_frame(int fd, struct cm_tls *t, struct cm_framer *f, uint8_t want,
+		      struct cm_msg *m, size_t *used)
 {
 	for (;;) {
 		const char *body;
@@ -64,14 +129,9 @@ static int recv_frame(int fd, struct cm_framer *f, uint8_t want, struct cm_msg *
 			cm_framer_consume(f, len);
 			continue;
 		}
-		struct pollfd pfd = {fd, POLLIN, 0};
-		if (poll(&pfd, 1, JOIN_TIMEOUT_MS) <= 0)
-			return -ETIMEDOUT;
 		char buf[65536];
-		ssize_t r = recv(fd, buf, sizeof(buf), 0);
-		if (r <= 0)
-			return r == 0 ? -ECONNRESET : -errno;
-		if ((rv = cm_framer_feed(f, buf, (size_t)r)) != 0)
+		size_t n = 0;
+		if ((rv = recv_some(fd, buf, sizeof(buf), &n)) != 0 || (rv = feed(f, t, buf, n)) != 0)
 			return rv;
 	}
 }
@@ -138,10 +198,19 @@ static int ask(struct cm_config *cfg, const char *addr)
 	msgpack_sbuffer_init(&sb);
 	struct cm_hello h = {CM_PROTO_VERSION, {cfg->cluster_id, (uint32_t)strlen(cfg->cluster_id)}, 0};
 	struct cm_req req = {.id = 1, .op = CM_OP_SHARDS, .consistency = CM_READ_FOLLOWER};
-	int rv = cm_codec_hello(&sb, CM_FR_HELLO, &h);
+	struct cm_tls *t = NULL;
+	int rv = cfg->tls != NULL ? cm_tls_new(cfg->tls, false, &t) : 0;
+	if (rv == 0 && t != NULL)
+		rv = tls_connect(fd, t, addr);
+	if (rv == 0)
+		rv = cm_codec_hello(&sb, CM_FR_HELLO, &h);
 	if (rv == 0)
 		rv = cm_codec_req(&sb, &req);
-	if (rv == 0)
+	if (rv == 0 && t != NULL)
+		rv = cm_tls_send(t, sb.data, sb.size);
+	if (rv == 0 && t != NULL)
+		rv = tls_out(fd, t);
+	else if (rv == 0)
 		rv = send_all(fd, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	struct cm_framer f;
@@ -149,7 +218,7 @@ static int ask(struct cm_config *cfg, const char *addr)
 	struct cm_msg m;
 	size_t used = 0;
 	for (int step = 0; rv == 0 && step < 2; step++) {
-		rv = recv_frame(fd, &f, step == 0 ? CM_FR_HELLO_OK : CM_FR_RESP, &m, &used);
+		rv = recv_frame(fd, t, &f, step == 0 ? CM_FR_HELLO_OK : CM_FR_RESP, &m, &used);
 		if (rv != 0)
 			break;
 		if (m.type == CM_FR_ERROR) {
@@ -163,6 +232,7 @@ static int ask(struct cm_config *cfg, const char *addr)
 		cm_framer_consume(&f, used);
 	}
 	cm_framer_free(&f);
+	cm_tls_free(t);
 	close(fd);
 	return rv;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tls.h"
 #include "server/log.h"
 #include "server/net.h"
 
@@ -35,6 +36,10 @@ struct cm_conn {
 	uint64_t born_ms;     /* loop time of accept: a HELLO is due within CM_HELLO_MS */
 	uv_connect_t connect;
 	struct cm_conn *next, *prev; /* net->conns */
+	/* TLS between the stream and the framer (owned; NULL: plain TCP). */
+	struct cm_tls *tls;
+	struct cm_identity id; /* from the peer's certificate once the handshake is done */
+	bool tls_seen;         /* its first bytes were looked at (plain_client) */
 };
 
 struct cm_peer {
@@ -47,6 +52,7 @@ struct cm_peer {
 	struct cm_peer_stats stats;
 	uint64_t heard_ms; /* loop time of the last frame from it; 0: never */
 	uint8_t space;     /* its store's level, from its last PING (CM_SPACE_*) */
+	bool tls_warned;   /* a failed TLS handshake with it was logged (once until one works) */
 	struct cm_beat *beats; /* owned: this turn's heartbeats, sent as one frame */
 	uint32_t n_beats, cap_beats;
 };
@@ -111,6 +117,7 @@ void cm_conn_unref(struct cm_conn *c)
 	assert(c->closed);
 	cm_framer_free(&c->fr);
 	msgpack_sbuffer_destroy(&c->out);
+	cm_tls_free(c->tls);
 	free(c);
 }
 
@@ -132,20 +139,18 @@ static void on_write(uv_write_t *req, int status)
 	cm_conn_unref(c);
 }
 
-/* Hand the connection's queued bytes to libuv in one write. */
-static void conn_write_out(struct cm_conn *c)
+/* Hand data (malloc'ed, owned from here on) to libuv in one write. */
+static void conn_write_bytes(struct cm_conn *c, char *data, size_t len)
 {
-	c->dirty = false;
-	if (c->closed || c->out.size == 0)
-		return;
 	struct write_req *w = malloc(sizeof(*w));
 	if (w == NULL) {
+		free(data);
 		conn_close(c);
 		return;
 	}
 	w->conn = c;
-	w->len = c->out.size;
-	w->data = msgpack_sbuffer_release(&c->out);
+	w->len = len;
+	w->data = data;
 	uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
 	cm_conn_ref(c);
 	c->queued += w->len;
@@ -156,6 +161,51 @@ static void conn_write_out(struct cm_conn *c)
 		cm_conn_unref(c);
 		conn_close(c);
 	}
+}
+
+/* Write out what the TLS session has to send (handshake, alerts, records). */
+static void tls_flush(struct cm_conn *c)
+{
+	char *data;
+	size_t len;
+	cm_tls_take(c->tls, &data, &len);
+	if (len > 0)
+		conn_write_bytes(c, data, len);
+}
+
+/* Encrypt the queued frames, once the handshake is done (until then they
+ * wait: a dialer's HELLO is queued before it). */
+static void tls_write_out(struct cm_conn *c)
+{
+	if (!cm_tls_ready(c->tls))
+		return;
+	int rv = cm_tls_send(c->tls, c->out.data, c->out.size);
+	c->out.size = 0;
+	if (c->out.alloc > (1u << 20)) { /* an idle connection keeps no big buffer */
+		msgpack_sbuffer_destroy(&c->out);
+		msgpack_sbuffer_init(&c->out);
+	}
+	if (rv != 0) {
+		cm_log_warn("TLS to %s %llu: %s", c->node_id ? "node" : "client",
+			    (unsigned long long)c->node_id, cm_tls_why(c->tls));
+		conn_close(c);
+		return;
+	}
+	tls_flush(c);
+}
+
+/* Hand the connection's queued bytes to libuv in one write. */
+static void conn_write_out(struct cm_conn *c)
+{
+	c->dirty = false;
+	if (c->closed || c->out.size == 0)
+		return;
+	if (c->tls != NULL) {
+		tls_write_out(c);
+		return;
+	}
+	size_t len = c->out.size;
+	conn_write_bytes(c, msgpack_sbuffer_release(&c->out), len);
 }
 
 static void mark_dirty(struct cm_conn *c)
@@ -240,6 +290,15 @@ static void conn_close(struct cm_conn *c)
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
+/* Read no more; close once what is queued is written. */
+static void conn_linger(struct cm_conn *c)
+{
+	c->linger = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (c->queued == 0)
+		conn_close(c);
+}
+
 /* Send an ERROR frame, then close once it is written. */
 static void conn_fail(struct cm_conn *c, int err, const char *why)
 {
@@ -303,6 +362,17 @@ static void on_hello(struct cm_conn *c, const struct cm_msg *m)
 		return;
 	}
 	const struct cm_node_info *ni = h->node_id ? known_node(n, h->node_id) : NULL;
+	if (c->tls != NULL && h->node_id != 0 && c->id.node_id != h->node_id) {
+		/* A peer proves its id with its certificate (README, "TLS and
+		 * identities"): a user's certificate never gets to be a node. */
+		cm_log_warn("refused node %llu: its certificate names '%s', not %s%llu: only a "
+			    "node's own certificate can act as a peer",
+			    (unsigned long long)h->node_id, c->id.user, CM_TLS_NODE_PREFIX,
+			    (unsigned long long)h->node_id);
+		n->stats.refused++;
+		conn_fail(c, CM_ENOTPEER, "the certificate does not name this node id");
+		return;
+	}
 	if (h->node_id != 0 && (ni == NULL || ni->state != CM_NODE_ACTIVE)) {
 		/* A removed node that comes back must not take part in anything:
 		 * refused here, its votes never reach a group (README, "Changing
@@ -429,6 +499,129 @@ static void drain_frames(struct cm_conn *c)
 	}
 }
 
+/* ---- TLS: between the stream and the framer ---- */
+
+static void conn_peer_name(const struct cm_conn *c, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	snprintf(buf, len, "?");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0 &&
+	    ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sa = (const struct sockaddr_in *)&ss;
+		char ip[32];
+		uv_ip4_name(sa, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(sa->sin_port));
+	}
+}
+
+/* A handshake failed: say why (once per peer until one works), send the
+ * alert, close. */
+static void tls_refused(struct cm_conn *c)
+{
+	char who[64];
+	conn_peer_name(c, who, sizeof(who));
+	if (c->peer == NULL) {
+		c->net->stats.refused++;
+		cm_log_warn("refused a TLS connection from %s: %s", who, cm_tls_why(c->tls));
+	} else if (!c->peer->tls_warned) {
+		c->peer->tls_warned = true;
+		cm_log_warn("TLS with node %llu at %s failed: %s", (unsigned long long)c->node_id,
+			    who, cm_tls_why(c->tls));
+	}
+	conn_linger(c);
+}
+
+/* The handshake is done: who is it? A node we dialed must prove its id. */
+static int tls_verified(struct cm_conn *c)
+{
+	if (cm_tls_identity(c->tls, &c->id) != 0) {
+		cm_log_warn("refused a certificate without a usable CN (at most %d bytes)",
+			    CM_TLS_NAME_MAX);
+		conn_close(c);
+		return -EACCES;
+	}
+	if (c->peer == NULL)
+		return 0;
+	c->peer->tls_warned = false;
+	if (c->id.node_id != c->node_id) {
+		cm_log_warn("node %llu presents a certificate for '%s', not %s%llu: not a peer; "
+			    "closing", (unsigned long long)c->node_id, c->id.user,
+			    CM_TLS_NODE_PREFIX, (unsigned long long)c->node_id);
+		conn_close(c);
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* Advance the handshake: 0 once it is complete and the peer verified. */
+static int tls_handshake(struct cm_conn *c)
+{
+	int rv = cm_tls_handshake(c->tls);
+	tls_flush(c);
+	if (c->closed)
+		return -ECONNRESET;
+	if (rv == 0)
+		return -EAGAIN;
+	if (rv < 0) {
+		tls_refused(c);
+		return rv;
+	}
+	rv = tls_verified(c);
+	if (rv == 0)
+		conn_write_out(c); /* a dialer's HELLO waited for this */
+	return rv;
+}
+
+/* A plain-TCP client (no --ca) starts with a frame length where a TLS
+ * client sends a handshake record (0x16): tell it in words it can read. */
+static bool plain_client(struct cm_conn *c, const char *p, size_t n)
+{
+	if (c->peer != NULL || c->tls_seen || n == 0)
+		return false;
+	c->tls_seen = true;
+	if ((unsigned char)p[0] == 0x16)
+		return false;
+	char who[64];
+	conn_peer_name(c, who, sizeof(who));
+	cm_log_warn("refused a plain TCP connection from %s: this cluster requires TLS", who);
+	c->net->stats.refused++;
+	cm_codec_error(&c->out, CM_ETLS, "this cluster requires TLS: give the CA (--ca)");
+	size_t len = c->out.size;
+	conn_write_bytes(c, msgpack_sbuffer_release(&c->out), len);
+	conn_linger(c);
+	return true;
+}
+
+static void tls_in(struct cm_conn *c, const char *p, size_t n)
+{
+	if (plain_client(c, p, n))
+		return;
+	if (cm_tls_feed(c->tls, p, n) != 0) {
+		conn_close(c); /* more than a record behind: not a TLS peer */
+		return;
+	}
+	if (!cm_tls_ready(c->tls) && tls_handshake(c) != 0)
+		return;
+	char plain[16384]; /* a record's plaintext at most */
+	ssize_t got = 0;
+	while (!c->closed && !c->linger && (got = cm_tls_recv(c->tls, plain, sizeof(plain))) > 0) {
+		if (cm_framer_feed(&c->fr, plain, (size_t)got) != 0) {
+			conn_close(c);
+			return;
+		}
+		drain_frames(c);
+	}
+	if (got < 0 && !c->closed) {
+		cm_log_info("TLS from %s %llu: %s", c->node_id ? "node" : "client",
+			    (unsigned long long)c->node_id, cm_tls_why(c->tls));
+		tls_flush(c);
+		conn_linger(c);
+	} else if (!c->closed) {
+		tls_flush(c); /* what receiving produced (a KeyUpdate's answer) */
+	}
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct cm_conn *c = s->data;
@@ -439,13 +632,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0 || c->closed)
 		return;
 	c->net->stats.bytes_in += (uint64_t)nread;
-	if (cm_framer_feed(&c->fr, buf->base, (size_t)nread) != 0) {
-		conn_close(c);
-		return;
-	}
 	cm_conn_ref(c);
-	drain_frames(c);
+	if (c->tls != NULL)
+		tls_in(c, buf->base, (size_t)nread);
+	else if (cm_framer_feed(&c->fr, buf->base, (size_t)nread) != 0)
+		conn_close(c);
+	else
+		drain_frames(c);
 	cm_conn_unref(c);
+}
+
+const struct cm_identity *cm_conn_identity(const struct cm_conn *c)
+{
+	return &c->id;
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -462,6 +661,12 @@ static void on_accept(uv_stream_t *server, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_closed);
 		return;
 	}
+	if (n->cfg->tls != NULL && cm_tls_new(n->cfg->tls, true, &c->tls) != 0) {
+		c->closed = true;
+		uv_close((uv_handle_t *)&c->tcp, on_closed);
+		return;
+	}
+	c->id.insecure = n->cfg->tls == NULL;
 	c->born_ms = uv_now(n->loop);
 	c->next = n->conns;
 	if (n->conns)
@@ -491,7 +696,15 @@ static void on_connect(uv_connect_t *req, int status)
 			     {n->cfg->cluster_id, (uint32_t)strlen(n->cfg->cluster_id)},
 			     n->cfg->node_id};
 	cm_codec_hello(&c->out, CM_FR_HELLO, &h);
-	conn_write_out(c);
+	c->id.insecure = n->cfg->tls == NULL;
+	if (n->cfg->tls == NULL) {
+		conn_write_out(c);
+	} else if (cm_tls_new(n->cfg->tls, false, &c->tls) != 0) {
+		conn_close(c);
+		return;
+	} else if (tls_handshake(c) != -EAGAIN) { /* the ClientHello goes out */
+		return;
+	}
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "common/codec.h"
+#include "common/tls.h"
 #include "server/config.h"
 
 #define CM_MAX_CONNS 4096             /* accepted connections */
@@ -67,6 +68,14 @@ void cm_net_event(struct cm_conn *c, const struct cm_event *e);
 void cm_conn_ref(struct cm_conn *c);
 void cm_conn_unref(struct cm_conn *c);
 bool cm_conn_closed(const struct cm_conn *c);
+/*
+ * cm_conn_identity - who is at the other end of a client connection, from
+ * its certificate (common/tls.h): user = CN, groups = OU values; node_id
+ * when the certificate is a node's. With insecure = true every connection
+ * has insecure set and no name. Valid while c is referenced; filled before
+ * the first request reaches on_req.
+ */
+const struct cm_identity *cm_conn_identity(const struct cm_conn *c);
 
 /* Counters for status and metrics. */
 struct cm_net_stats {

@@ -102,10 +102,25 @@ struct cm_client_opts {
 	 * and, meanwhile, is not live. 0: CM_CLIENT_DEFAULT_WATCH_SILENCE_MS;
 	 * at least 2 * CM_WATCH_PROGRESS_MS. */
 	uint32_t watch_silence_ms;
+	/* TLS (README, "TLS and identities"): ca is the CA bundle that signed
+	 * the servers' certificates; NULL: plain TCP (servers with insecure =
+	 * true). cert and key (both or neither; the key mode 0600 and owned by
+	 * this user) are this client's identity: CN the user, OU its groups.
+	 * Paths, borrowed during the call that takes the options. */
+	const char *ca, *cert, *key;
 };
 
 /* cm_client_opts_init - fill opts with the defaults (follower reads). */
 void cm_client_opts_init(struct cm_client_opts *opts);
+
+/*
+ * cm_client_tls_check - load opts' TLS credentials as cm_ac_new() would and
+ * say what is wrong, for a tool to print before it starts: why gets the
+ * file and the reason (a key others can read, no CA, a bad certificate).
+ * Returns 0 (also when opts has no ca: plain TCP), -EINVAL, -EPERM,
+ * -ENOENT, -ENOMEM.
+ */
+int cm_client_tls_check(const struct cm_client_opts *opts, char *why, size_t why_len);
 
 /* ======================== asynchronous core ======================== */
 

@@ -20,7 +20,11 @@
 	X(COMPACTED, -10009, "the requested index has been compacted away")    \
 	X(SHUTDOWN, -10010, "the node is shutting down")                        \
 	X(NOQUORUM, -10011, "the change would leave the group without a quorum of live, caught-up voters") \
-	X(NONODE, -10012, "no such node in the node table, or it was removed")
+	X(NONODE, -10012, "no such node in the node table, or it was removed") \
+	X(TLS, -10013, "the TLS handshake failed (is the other end using TLS with the same CA?)") \
+	X(CERTREFUSED, -10014, "the server refused our certificate (none given, another CA's, expired or not yet valid: its log says which)") \
+	X(BADCERT, -10015, "the server's certificate is not trusted (another CA's, expired, not yet valid, or not a node's)") \
+	X(NOTPEER, -10016, "the certificate does not name this node id (confman-node-<id>): it cannot act as a peer")
 
 enum cm_error {
 #define CM__ERR_ENUM(name, code, msg) CM_E##name = (code),

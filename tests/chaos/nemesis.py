@@ -89,6 +89,9 @@ class FuseMount:
         os.makedirs(self.dir, exist_ok=True)
         self.logpath = os.path.join(cluster.dir, "fs%s.log" % name)
         self.log = open(self.logpath, "wb")
+        if cluster.tls:  # the mount carries the admin's certificate too
+            opts += ",ca=%s,cert=%s,key=%s" % (cluster.certs("ca.pem"), cluster.certs("admin.pem"),
+                                               cluster.certs("admin.key"))
         self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
                                      stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)

@@ -87,7 +87,13 @@ def cleanup_stale():
 
 
 class NetCluster(harness.Cluster):
-    def __init__(self, nodes=3, extra=None, keep=False, prefixes=("/",)):
+    def __init__(self, nodes=3, extra=None, keep=False, prefixes=("/",), tls=None):
+        """tls: TLS on every connection (the default, as for a real cluster;
+        CONFMAN_CHAOS_TLS=0 turns it off). The admin's certificate goes to
+        this process's environment (CONFMAN_CA/CERT/KEY), so that every
+        worker, confmanctl and mount it starts carries it."""
+        if tls is None:
+            tls = os.environ.get("CONFMAN_CHAOS_TLS", "1") == "1"
         self.rid = "%x" % os.getpid()
         self.ns_names = {}
         self.paused = set()
@@ -97,7 +103,13 @@ class NetCluster(harness.Cluster):
         cleanup_stale()
         self._net_up(nodes)
         super().__init__(nodes=nodes, base_port=PORT, extra=extra, keep=keep,
-                         prefixes=prefixes)
+                         prefixes=prefixes, tls=tls)
+        for k in ("CONFMAN_CA", "CONFMAN_CERT", "CONFMAN_KEY"):
+            os.environ.pop(k, None)
+        if tls:
+            os.environ.update(CONFMAN_CA=self.certs("ca.pem"),
+                              CONFMAN_CERT=self.certs("admin.pem"),
+                              CONFMAN_KEY=self.certs("admin.key"))
 
     # ---- network
 

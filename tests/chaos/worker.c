@@ -289,6 +289,13 @@ int main(int argc, char **argv)
 	co.servers = o.servers;
 	co.timeout_ms = o.timeout_ms;
 	co.consistency = strcmp(o.consistency, "lin") == 0 ? CM_READ_LINEARIZABLE : CM_READ_FOLLOWER;
+	/* TLS as confmanctl: $CONFMAN_CA, $CONFMAN_CERT, $CONFMAN_KEY (the
+	 * nemesis's clusters run on TLS); unset or empty: plain TCP. */
+	co.ca = getenv("CONFMAN_CA");
+	co.cert = getenv("CONFMAN_CERT");
+	co.key = getenv("CONFMAN_KEY");
+	if (co.ca == NULL || *co.ca == '\0')
+		co.ca = co.cert = co.key = NULL;
 	struct cm_client *c;
 	if (cm_client_open(&co, &c) != 0) {
 		fputs("chaos-worker: bad server list\n", stderr);

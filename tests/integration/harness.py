@@ -19,6 +19,7 @@ import time
 BUILD = os.environ.get("CONFMAN_BUILD", os.path.join(os.path.dirname(__file__), "../../build"))
 CONFMAND = os.environ.get("CONFMAND", os.path.join(BUILD, "server/confmand"))
 CONFMANCTL = os.environ.get("CONFMANCTL", os.path.join(BUILD, "client/confmanctl"))
+MKCERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts/mkcerts")
 
 _live = []
 
@@ -34,8 +35,12 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 class Cluster:
     def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",),
-                 node_extra=None, cluster_id="confman"):
+                 node_extra=None, cluster_id="confman", tls=False):
+        """tls=False writes insecure = true (plain TCP); tls=True makes a CA,
+        a certificate per node and one for the user "admin" (group admins)
+        under DIR/certs, and every confmanctl carries admin's."""
         self.n = nodes
+        self.tls = tls
         self.cluster_id = cluster_id
         self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
@@ -46,6 +51,11 @@ class Cluster:
         self.joined = {}  # node id -> --join addresses, for nodes not in the file
         self.meant_down = set()  # nodes the test killed or stopped on purpose
         self.keep = keep
+        if tls:
+            self.mkcert("ca")
+            for i in range(1, nodes + 1):
+                self.mkcert("node", i)
+            self.mkcert("user", "admin", "admins")
         self._write_ini()
         _live.append(self)
 
@@ -66,14 +76,44 @@ class Cluster:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def certs(self, name=None):
+        """The certificates' directory, or the path of one of its files."""
+        d = os.path.join(self.dir, "certs")
+        return os.path.join(d, name) if name else d
+
+    def mkcert(self, what, *args, directory=None, ca=None, valid=None):
+        """scripts/mkcerts DIR what args: DIR defaults to certs(); ca signs
+        with another CA's directory; valid = (from, until) dates."""
+        env = dict(os.environ)
+        if ca:
+            env["CM_CERT_CA"] = ca
+        if valid:
+            env["CM_CERT_FROM"], env["CM_CERT_UNTIL"] = valid
+        subprocess.run([MKCERTS, directory or self.certs(), what] + [str(a) for a in args],
+                       check=True, env=env, capture_output=True, timeout=60)
+
+    def client_creds(self, user="admin"):
+        """confmanctl's TLS flags for user (None: the CA only, no certificate)."""
+        if not self.tls:
+            return []
+        flags = ["--ca", self.certs("ca.pem")]
+        if user:
+            flags += ["--cert", self.certs(user + ".pem"), "--key", self.certs(user + ".key")]
+        return flags
+
     def servers(self):
         return ",".join(self.addr(i) for i in range(1, self.n + 1))
 
     def _write_ini(self):
         with open(os.path.join(self.dir, "cluster.ini"), "w") as f:
             f.write("[cluster]\nid = %s\n" % self.cluster_id)
+            # Plain TCP unless asked: most tests are about something else.
+            f.write("ca = %s\n" % self.certs("ca.pem") if self.tls else "insecure = true\n")
             for i in range(1, self.n + 1):
                 f.write("[node.%d]\naddress = %s\nhttp = %s\n" % (i, self.addr(i), self.http(i)))
+                if self.tls:
+                    f.write("cert = %s\nkey = %s\n" % (self.certs("node%d.pem" % i),
+                                                       self.certs("node%d.key" % i)))
             for g, prefix in enumerate(self.prefixes, 1):
                 f.write("[group.%d]\nprefix = %s\nreplicas = %s\n"
                         % (g, prefix, ",".join(str(i) for i in range(1, self.n + 1))))
@@ -86,6 +126,12 @@ class Cluster:
         log = open(os.path.join(self.dir, "node%d.log" % i), "ab")
         if i in self.joined:  # no cluster file: it joined through others
             how = ["--join", self.joined[i], "--listen", self.addr(i), "--http", self.http(i)]
+            if self.tls:  # its own node certificate, made on first use
+                self.mkcert("node", i)
+                how += ["--ca", self.certs("ca.pem"), "--cert", self.certs("node%d.pem" % i),
+                        "--key", self.certs("node%d.key" % i)]
+            else:
+                how += ["--insecure"]
         else:
             how = ["--cluster-file", os.path.join(self.dir, "cluster.ini")]
         self.procs[i] = subprocess.Popen(
@@ -191,9 +237,11 @@ class Cluster:
         except OSError:
             return ""
 
-    def ctl(self, *args, servers=None, input=None, timeout=30, check=False):
-        """Run confmanctl; returns (exit code, stdout bytes, stderr text)."""
+    def ctl(self, *args, servers=None, input=None, timeout=30, check=False, creds=None):
+        """Run confmanctl; returns (exit code, stdout bytes, stderr text).
+        creds: TLS flags instead of admin's (client_creds())."""
         cmd = [CONFMANCTL, "--servers", servers or self.servers(), "--timeout", "5000"]
+        cmd += self.client_creds() if creds is None else creds
         if self.cluster_id != "confman":
             cmd += ["--cluster", self.cluster_id]
         cmd += [str(a) for a in args]

@@ -161,7 +161,7 @@ def test_port_in_use_is_a_clear_error_not_an_abort():
     try:
         ini = os.path.join(d, "cluster.ini")
         with open(ini, "w") as f:
-            f.write("[cluster]\nid = confman\n[node.1]\naddress = 127.0.0.1:%d\n"
+            f.write("[cluster]\nid = confman\ninsecure = true\n[node.1]\naddress = 127.0.0.1:%d\n"
                     "http = 127.0.0.1:%d\n[group.1]\nprefix = /\nreplicas = 1\n"
                     % (port, port + 1))
         r = subprocess.run([CONFMAND, "--id", "1", "--cluster-file", ini, "--data",

@@ -12,9 +12,17 @@ ctl() { "$build/client/confmanctl" --servers "$servers" --timeout 5000 "$@"; }
 fail() { echo "FAIL: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 cl up | tee "$dir/up.txt"
-servers=$(cl env | cut -d= -f2)
+# TLS by default: env gives the servers and the admin's certificate.
+eval "$(cl env | sed 's/^/export /')"
+servers=$CONFMAN_SERVERS
 grep -q "export CONFMAN_SERVERS=$servers" "$dir/up.txt" || fail "up does not print the endpoints"
+grep -q "export CONFMAN_CERT=$dir/certs/admin.pem" "$dir/up.txt" || fail "up does not print the certificate"
+grep -q "^ca = $dir/certs/ca.pem" "$dir/cluster.ini" || fail "the local cluster is not on TLS"
+[ "$(stat -c %a "$dir/certs/node1.key")" = 600 ] || fail "a key file is not 0600"
 ctl put /script/k v1 || fail "put"
+[ "$(ctl get /script/k)" = v1 ] || fail "get over TLS"
+env -u CONFMAN_CA -u CONFMAN_CERT -u CONFMAN_KEY "$build/client/confmanctl" --servers "$servers" \
+	--timeout 2000 get /script/k 2>/dev/null && fail "a plain client was served"
 cl kill 1
 [ "$(cl status | grep -c ' up ')" = 2 ] || fail "kill did not stop node 1"
 ctl put /script/k v2 || fail "put with node 1 down"

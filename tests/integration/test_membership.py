@@ -157,11 +157,12 @@ def test_refusals():
         # A node joining the wrong cluster, or one never added: clear errors.
         d = os.path.join(c.dir, "stranger")
         r = subprocess.run([CONFMAND, "--id", "7", "--join", c.addr(1), "--listen",
-                            "127.0.0.1:%d" % (BASE + 9), "--data", d, "--cluster-id", "other"],
+                            "127.0.0.1:%d" % (BASE + 9), "--data", d, "--cluster-id", "other",
+                            "--insecure"],
                            capture_output=True, timeout=30)
         assert r.returncode != 0 and b"refused" in r.stderr, r
         r = subprocess.run([CONFMAND, "--id", "7", "--join", c.addr(1), "--listen",
-                            "127.0.0.1:%d" % (BASE + 9), "--data", d + "2"],
+                            "127.0.0.1:%d" % (BASE + 9), "--data", d + "2", "--insecure"],
                            capture_output=True, timeout=30)
         assert r.returncode != 0 and b"node add 7" in r.stderr, r
     finally:
