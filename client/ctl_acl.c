@@ -36,9 +36,11 @@ static void print_lines(const char *text, bool json, const char *key)
 	puts("]}");
 }
 
+static int json_flag(struct cm_ctl_cmd *cc, int argc, char **argv);
+
 int cm_ctl_whoami(struct cm_ctl_cmd *cc, int argc, char **argv)
 {
-	(void)argv;
+	argc = json_flag(cc, argc, argv);
 	if (argc != 1)
 		return cm_ctl_usage("whoami: no arguments");
 	char *text = NULL;
@@ -59,9 +61,20 @@ int cm_ctl_whoami(struct cm_ctl_cmd *cc, int argc, char **argv)
 	return CM_CTL_OK;
 }
 
+/* Take a trailing --json off the arguments. */
+static int json_flag(struct cm_ctl_cmd *cc, int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[argc - 1], "--json") == 0) {
+		cc->json = true;
+		return argc - 1;
+	}
+	return argc;
+}
+
 /* acl list | acl grant RULE | acl revoke RULE (RULE: one argument or three) */
 int cm_ctl_acl(struct cm_ctl_cmd *cc, int argc, char **argv)
 {
+	argc = json_flag(cc, argc, argv);
 	if (argc < 2)
 		return cm_ctl_usage("acl: expected list, grant or revoke");
 	const char *sub = argv[1];

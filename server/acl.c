@@ -9,8 +9,8 @@
  * index); a change is in force on a node once its meta replica applied it.
  *
  * Permissions per operation: GET, LIST, WATCH read (a directory on the way
- * to something readable may be listed and stat'ed: the listing shows only
- * the children on that way); PUT, MKDIR, DELETE write, RENAME write on both
+ * to something readable may be listed, stat'ed and watched: the listing
+ * shows only the children on that way, the watch only their events); PUT, MKDIR, DELETE write, RENAME write on both
  * paths; DUMP (a backup holds everything), node, membership, transfer and
  * ACL changes admin on "/"; shard add, split, merge, move admin on the
  * shard's prefix; STATUS, SHARDS and WHOAMI any authenticated caller.
@@ -121,8 +121,10 @@ int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req
 	if (cm_path_validate(path, len) != 0)
 		return 0; /* the request's own checks refuse it */
 	bool ok = cm_acl_allows(&n->acl, &who, perm, path, len);
-	if (!ok && perm == CM_ACL_READ && req->op != CM_OP_WATCH)
-		ok = cm_acl_traverses(&n->acl, &who, path, len); /* served: serve_read narrows */
+	/* Something readable below: a listing shows only the way there
+	 * (serve_read narrows it), a watch only its events (watch.c). */
+	if (!ok && perm == CM_ACL_READ)
+		ok = cm_acl_traverses(&n->acl, &who, path, len);
 	if (ok && req->op == CM_OP_RENAME)
 		ok = cm_path_validate(req->path2.p, req->path2.len) != 0 ||
 		     cm_acl_allows(&n->acl, &who, CM_ACL_WRITE, req->path2.p, req->path2.len);
@@ -153,10 +155,18 @@ bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32
 
 void cm__acl_who(struct cm_conn *c, struct cm_acl_who *who)
 {
-	/* Plain TCP (an insecure cluster) carries no identity: nothing to check.
-	 * TLS connections carry their certificate's (net.c). */
-	(void)c;
-	*who = (struct cm_acl_who){.insecure = true};
+	/* Plain TCP (an insecure cluster) carries no identity: nothing to
+	 * check. A node's own certificate (its internal requests, a join) is
+	 * the cluster itself. Otherwise the certificate's CN and OUs (net.c). */
+	const struct cm_identity *id = cm_conn_identity(c);
+	memset(who, 0, sizeof(*who));
+	if (id == NULL || id->insecure || id->node_id != 0) {
+		who->insecure = true;
+		return;
+	}
+	who->user = id->user;
+	for (uint32_t k = 0; k < id->n_groups && k < CM_ACL_MAX_GROUPS; k++)
+		who->groups[who->n_groups++] = id->groups[k];
 }
 
 /* ---- CM_OP_ACL and CM_OP_WHOAMI ---- */

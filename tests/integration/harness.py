@@ -35,12 +35,13 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 class Cluster:
     def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",),
-                 node_extra=None, cluster_id="confman", tls=False):
+                 node_extra=None, cluster_id="confman", tls=False, admin=None):
         """tls=False writes insecure = true (plain TCP); tls=True makes a CA,
         a certificate per node and one for the user "admin" (group admins)
         under DIR/certs, and every confmanctl carries admin's."""
         self.n = nodes
         self.tls = tls
+        self.admin = admin  # [cluster] admin: the user the first rule makes admin of "/"
         self.cluster_id = cluster_id
         self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
@@ -107,6 +108,8 @@ class Cluster:
     def _write_ini(self):
         with open(os.path.join(self.dir, "cluster.ini"), "w") as f:
             f.write("[cluster]\nid = %s\n" % self.cluster_id)
+            if self.admin:
+                f.write("admin = %s\n" % self.admin)
             # Plain TCP unless asked: most tests are about something else.
             f.write("ca = %s\n" % self.certs("ca.pem") if self.tls else "insecure = true\n")
             for i in range(1, self.n + 1):

@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import CONFMANCTL, Cluster, run  # noqa: E402
 
-BASE = int(os.environ.get("CONFMAN_IT_PORT", "28200"))
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "29700"))
 DENIED = 7
 
 

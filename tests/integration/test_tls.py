@@ -12,7 +12,7 @@ import time
 import harness
 from harness import CONFMAND, CONFMANCTL, Cluster, mounted, run
 
-BASE = int(os.environ.get("CONFMAN_IT_PORT", "24100"))
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "29500"))
 FS = os.environ.get("CONFMAN_FS", os.path.join(harness.BUILD, "fs/confman-fs"))
 API = os.environ.get("CONFMAN_API", os.path.join(harness.BUILD, "api/confman-api"))
 
