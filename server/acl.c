@@ -61,6 +61,12 @@ int cm__acl_load(struct cm_node *n, MDB_txn *txn)
  * recorded: EEXIST afterwards). */
 void cm__acl_propose_seed(struct cm_node *n, struct cm_group *meta)
 {
+	static bool warned;
+	if (!warned && n->acl.revision == 0 && !n->cfg->admin[0] && !n->cfg->insecure) {
+		warned = true;
+		cm_log_warn("acl: no access rule is recorded and the cluster file names no "
+			    "[cluster] admin: every TLS client will be refused (deny by default)");
+	}
 	if (n->acl.revision != 0 || !n->cfg->admin[0] || n->cfg->join[0])
 		return;
 	char text[128];
@@ -76,6 +82,22 @@ void cm__acl_propose_seed(struct cm_node *n, struct cm_group *meta)
 }
 
 /* ---- deciding ---- */
+
+/* The rules in force: the recorded ones, or, until the first are recorded
+ * (a cluster's first moments), the one the seed will record. */
+static const struct cm_acl *in_force(struct cm_node *n)
+{
+	static struct cm_acl_rule seed;
+	static struct cm_acl implied = {.v = &seed};
+	if (n->acl.revision != 0 || !n->cfg->admin[0])
+		return &n->acl;
+	seed.perm = CM_ACL_ADMIN;
+	snprintf(seed.name, sizeof(seed.name), "%s", n->cfg->admin);
+	seed.prefix = (char *)"/";
+	seed.plen = 1;
+	implied.n = 1;
+	return &implied;
+}
 
 static uint8_t admin_on_root(const struct cm_req *req, const char **path, uint32_t *len)
 {
@@ -120,14 +142,15 @@ int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req
 		return 0;
 	if (cm_path_validate(path, len) != 0)
 		return 0; /* the request's own checks refuse it */
-	bool ok = cm_acl_allows(&n->acl, &who, perm, path, len);
+	const struct cm_acl *a = in_force(n);
+	bool ok = cm_acl_allows(a, &who, perm, path, len);
 	/* Something readable below: a listing shows only the way there
 	 * (serve_read narrows it), a watch only its events (watch.c). */
 	if (!ok && perm == CM_ACL_READ)
-		ok = cm_acl_traverses(&n->acl, &who, path, len);
+		ok = cm_acl_traverses(a, &who, path, len);
 	if (ok && req->op == CM_OP_RENAME)
 		ok = cm_path_validate(req->path2.p, req->path2.len) != 0 ||
-		     cm_acl_allows(&n->acl, &who, CM_ACL_WRITE, req->path2.p, req->path2.len);
+		     cm_acl_allows(a, &who, CM_ACL_WRITE, req->path2.p, req->path2.len);
 	if (!ok)
 		cm_log_info("acl: %s may not %s %.*s", who.user ? who.user : "?",
 			    perm == CM_ACL_READ ? "read" : perm == CM_ACL_WRITE ? "write" : "administer",
@@ -139,7 +162,7 @@ bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, const char *path, uint3
 {
 	struct cm_acl_who who;
 	cm__acl_who(c, &who);
-	return cm_acl_allows(&n->acl, &who, CM_ACL_READ, path, len);
+	return cm_acl_allows(in_force(n), &who, CM_ACL_READ, path, len);
 }
 
 bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32_t dlen,
@@ -147,8 +170,9 @@ bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32
 {
 	struct cm_acl_who who;
 	cm__acl_who(c, &who);
-	return cm_acl_allows(&n->acl, &who, CM_ACL_READ, dir, dlen) ||
-	       cm_acl_shows(&n->acl, &who, dir, dlen, name, nlen);
+	const struct cm_acl *a = in_force(n);
+	return cm_acl_allows(a, &who, CM_ACL_READ, dir, dlen) ||
+	       cm_acl_shows(a, &who, dir, dlen, name, nlen);
 }
 
 /* ---- who is asking ---- */
@@ -218,7 +242,7 @@ static void acl_change(struct cm_node *n, struct cm_conn *c, const struct cm_req
 	struct cm_acl_rule r;
 	int err = cm_acl_rule_parse(req->value.p, req->value.len, &r);
 	uint32_t at = err ? UINT32_MAX : find_rule(&n->acl, &r);
-	if (err == 0 && !cm_acl_allows(&n->acl, who, CM_ACL_ADMIN, r.prefix, r.plen))
+	if (err == 0 && !cm_acl_allows(in_force(n), who, CM_ACL_ADMIN, r.prefix, r.plen))
 		err = -EACCES;
 	else if (err == 0 && ((req->flags == CM_ACL_GRANT) == (at != UINT32_MAX)))
 		err = 1; /* granted already, or nothing to revoke: done */

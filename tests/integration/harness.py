@@ -41,7 +41,9 @@ class Cluster:
         under DIR/certs, and every confmanctl carries admin's."""
         self.n = nodes
         self.tls = tls
-        self.admin = admin  # [cluster] admin: the user the first rule makes admin of "/"
+        # [cluster] admin: the user the first rule makes admin of "/" (the
+        # certificate every confmanctl of a TLS cluster carries).
+        self.admin = admin or ("admin" if tls else None)
         self.cluster_id = cluster_id
         self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
