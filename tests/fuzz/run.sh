@@ -16,7 +16,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${FUZZ_BUILD:-$here/../../build-fuzz/tests/fuzz}
-targets=(decode framer raft path kv_cmd kv_snap cluster_file gateway tls)
+targets=(decode framer raft path kv_cmd kv_snap cluster_file gateway tls acl)
 
 usage() {
 	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
