@@ -91,7 +91,7 @@ def test_empty_store_refused():
     os.mkdir(d)
     ini = os.path.join(d, "cluster.ini")
     with open(ini, "w") as f:
-        f.write("[cluster]\nid = confman\n[node.1]\naddress = 127.0.0.1:%d\n"
+        f.write("[cluster]\nid = confman\ninsecure = true\n[node.1]\naddress = 127.0.0.1:%d\n"
                 "[group.1]\nprefix = /\nreplicas = 1\n" % (BASE + 90))
     try:
         r = subprocess.run([CONFMAND, "--id", "1", "--cluster-file", ini, "--data",
