@@ -17,7 +17,7 @@ from harness import CONFMAND, Cluster, run  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_IT_PORT", "22100"))
 SLOW = os.environ.get("CONFMAN_SANITIZED") == "1"
-KEYS = 60 if SLOW else 200
+KEYS = 30 if SLOW else 80
 
 
 def shards(c, servers=None):

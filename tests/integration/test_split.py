@@ -19,7 +19,7 @@ from harness import BUILD, Cluster, run  # noqa: E402
 
 BASE = int(os.environ.get("CONFMAN_IT_PORT", "22200"))
 SLOW = os.environ.get("CONFMAN_SANITIZED") == "1"
-KEYS = 40 if SLOW else 150
+KEYS = 30 if SLOW else 60
 STORE_GROUPS = os.path.join(BUILD, "tests/integration/store-groups")
 
 
@@ -91,7 +91,7 @@ def test_split_then_merge():
         gid = doc["group"]
         # The child's index runs ahead of the parent's: the merge's copies
         # must still get indexes above every one the child gave.
-        for k in range(60 if SLOW else 200):
+        for k in range(40 if SLOW else 120):
             c.ctl("put", "/apps/pay/ahead", "a%d" % k, check=True)
         child_top = attr_of(c, "/apps/pay/ahead")["mod_index"]
         rc, out, err = c.ctl("shard", "merge", "/apps/pay")

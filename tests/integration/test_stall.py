@@ -105,7 +105,9 @@ def test_follower_stalled_across_compaction_survives():
         # The stopped follower would hold a client's request until its
         # timeout: write through the other two only.
         others = ",".join(c.addr(i) for i in (1, 2, 3) if i != f)
-        rounds = SMALL * (4 if SOAK else 1) if not SANITIZED or SOAK else SMALL[:6]
+        # 8 rounds (3 sanitized) in the default suite: the old server died in
+        # about one round in four, so 8 catch it 9 times in 10; a soak runs 64.
+        rounds = SMALL * 4 if SOAK else SMALL[:3] if SANITIZED else SMALL[:8]
         for r, n in enumerate(rounds):
             print("round %d: %d keys, node %d stopped" % (r, n, f), flush=True)
             _round(c, f, leader, others, r, n)
