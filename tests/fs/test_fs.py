@@ -35,6 +35,12 @@ class Mount:
         self.logpath = os.path.join(tempfile.gettempdir(), os.path.basename(self.dir) + ".log")
         self.log = open(self.logpath, "wb")
         cmd = [FS, "-f"]
+        # The persistent cache is on by default: in a directory of this
+        # mount's own, not the machine's /var/cache, unless the test names one.
+        self.cachedir = None
+        if "cache=" not in (opts or ""):
+            self.cachedir = tempfile.mkdtemp(prefix="confman-fs-cache-")
+            opts = "cache=%s" % self.cachedir + ("," + opts if opts else "")
         if opts:
             cmd += ["-o", opts]
         cmd += [servers or cluster.servers(), self.dir]
@@ -83,6 +89,8 @@ class Mount:
         self.log.close()
         out = self.output()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.cachedir:
+            shutil.rmtree(self.cachedir, ignore_errors=True)
         try:
             os.unlink(self.logpath)
         except OSError:
