@@ -148,9 +148,30 @@ def test_never_cached_is_eio_and_cache_none_unchanged():
     print("  cache=none: EIO after %.0f ms (its timeout=1500)" % ((time.time() - s) * 1000))
 
 
+def corrupt_value(cache_dir, value):
+    """Flip a byte of every copy of value in the cache's data file (the
+    mount is down): its entry's checksum no longer matches."""
+    n = 0
+    for root, _, files in os.walk(cache_dir):
+        if "data.mdb" not in files:
+            continue
+        path = os.path.join(root, "data.mdb")
+        with open(path, "r+b") as f:
+            data = bytearray(f.read())
+            i = data.find(value)
+            while i >= 0:
+                data[i] ^= 0x20
+                n += 1
+                i = data.find(value, i + 1)
+            f.seek(0)
+            f.write(data)
+    return n
+
+
 def test_boot_from_cache_while_cluster_down():
     A = S["A"]
     A.down()
+    assert corrupt_value(S["dirs"][0], b"deep\n") >= 1
     s = time.time()
     A = S["A"] = Mount(S["cluster"], S["A_opts"])
     up = time.time() - s
@@ -158,6 +179,9 @@ def test_boot_from_cache_while_cluster_down():
     first = time.time() - s
     assert sorted(os.listdir(A.p("app"))) == ["conf", "link", "other", "sub"]
     assert xattr(A.p("app/conf"), "user.confman.offline") == "1"
+    # The entry whose bytes were changed on disk is discarded, not served.
+    expect_errno(errno.EIO, cat, A.p("app/sub/f"))
+    assert "corrupt entry /app/sub/f" in A.output(), A.output()
     print("  mounted in %.0f ms, first cat served %.0f ms after start" % (up * 1000,
                                                                         first * 1000))
 
@@ -220,7 +244,7 @@ def main():
     c = harness.Cluster(base_port=PORT).up()
     test_fs.CLUSTER = c
     S["cluster"] = c
-    dirs = [tempfile.mkdtemp(prefix="confman-cache-") for _ in range(2)]
+    dirs = S["dirs"] = [tempfile.mkdtemp(prefix="confman-cache-") for _ in range(2)]
     S["A_opts"] = "timeout=5000,offline_after=%d,cache=%s" % (OFFLINE_AFTER, dirs[0])
     mounts = []
     try:
