@@ -253,7 +253,7 @@ static int note_in(struct cm_fs_cache *c, MDB_txn *t, void *arg)
 		h.vlen = a->value->len;
 		v = a->value->p;
 	}
-	if (v == old + 1 && old != NULL) { /* old points into the map: copy before the put */
+	if (old != NULL && v == (const void *)(old + 1)) { /* into the map: copy before the put */
 		void *copy = malloc(h.vlen ? h.vlen : 1);
 		if (copy == NULL)
 			return -ENOMEM;

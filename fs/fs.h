@@ -54,7 +54,7 @@ struct cm_fs_off {
 	struct rd *waiting;        /* reads waiting for the probe's verdict */
 	char **pq;                 /* prefetch: "L"/"G" + path, at most prefetch_max */
 	uint32_t pq_n, pq_cap, pf_inflight, pf_seen;
-	bool pf_running, pf_over;
+	bool pf_running, pf_over, pf_walked; /* pf_walked: a walk ended (done or too large) */
 	uint64_t pf_started;
 };
 

@@ -46,7 +46,8 @@ struct rd {
 	uv_timer_t t;
 	char *path; /* owned: j's path (j is gone once answered) */
 	int err;    /* the cluster's failure, held for the probe's verdict */
-	uint8_t op;
+	uint8_t op, consistency;
+	bool sent;  /* a request went out (not when submitted while offline) */
 	bool answered, net_done, closed, waiting, closing;
 };
 
@@ -65,7 +66,7 @@ static void rd_unwait(struct rd *r)
 
 static void rd_maybe_free(struct rd *r)
 {
-	if (r->closed && r->net_done) {
+	if (r->closed && r->net_done && !r->waiting) { /* waiting: still on fs->off.waiting */
 		free(r->path);
 		free(r);
 	}
@@ -126,7 +127,7 @@ static void rd_serve_cache(struct rd *r)
 	}
 	j->cache_ok = false; /* never into the in-memory value cache */
 	cm_fs__trace(j, "offline: from the cache, err %d", err);
-	r->cb(j, err, err == 0 ? &resp : NULL);
+	r->cb(j, err, &resp); /* on an error: empty, as the library's own */
 	free(e);
 }
 
@@ -193,6 +194,8 @@ static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
 	rd_maybe_free(r);
 }
 
+static int rd_send(struct rd *r);
+
 static void rd_timer_cb(uv_timer_t *t)
 {
 	struct rd *r = t->data;
@@ -201,6 +204,16 @@ static void rd_timer_cb(uv_timer_t *t)
 		return;
 	if (fs->off.offline) {
 		rd_serve_cache(r);
+		return;
+	}
+	if (!r->sent) { /* submitted while offline, online since: ask the cluster */
+		r->net_done = false;
+		int rc = rd_send(r);
+		if (rc != 0) {
+			r->net_done = r->answered = true;
+			rd_close(r);
+			r->cb(r->j, rc, &(struct cm_resp){.op = r->op});
+		}
 		return;
 	}
 	/* Slow: is anyone there? The probe's verdict decides (go_offline
@@ -217,14 +230,15 @@ static void rd_reachable(struct cm_fs *fs)
 	struct rd **p = &fs->off.waiting;
 	while (*p != NULL) {
 		struct rd *r = *p;
-		if (!r->net_done) {
+		if (!r->net_done || r->err == 0) { /* still out: its answer will come */
 			p = &r->next;
 			continue;
 		}
 		*p = r->next;
 		r->waiting = false;
 		r->answered = true;
-		r->cb(r->j, r->err, NULL);
+		struct cm_resp empty = {.op = r->op};
+		r->cb(r->j, r->err, &empty);
 		rd_maybe_free(r);
 	}
 }
@@ -232,6 +246,8 @@ static void rd_reachable(struct cm_fs *fs)
 int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb)
 {
 	struct cm_fs *fs = j->fs;
+	if (req->flags != 0 || req->group != 0) /* not what rd_send rebuilds: as is */
+		return cm_ac_submit(fs->ac, req, cb, j);
 	struct rd *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->path = strdup(j->path)) == NULL) {
 		free(r);
@@ -241,6 +257,7 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 	r->j = j;
 	r->cb = cb;
 	r->op = req->op;
+	r->consistency = req->consistency;
 	r->t.data = r;
 	(void)uv_timer_init(&fs->loop, &r->t); /* cannot fail */
 	if (fs->off.offline) { /* no request: the answer is the cache's, at once */
@@ -248,13 +265,23 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 		uv_timer_start(&r->t, rd_timer_cb, 0, 0);
 		return 0;
 	}
-	int rc = cm_ac_submit(fs->ac, req, rd_net_cb, r);
+	int rc = rd_send(r);
 	if (rc != 0) {
 		r->net_done = r->answered = true;
 		rd_close(r);
-		return rc;
 	}
-	uv_timer_start(&r->t, rd_timer_cb, half(fs), 0);
+	return rc;
+}
+
+static int rd_send(struct rd *r)
+{
+	struct cm_req req = {.op = r->op, .consistency = r->consistency,
+			     .path = {r->path, (uint32_t)strlen(r->path)}};
+	int rc = cm_ac_submit(r->fs->ac, &req, rd_net_cb, r);
+	if (rc != 0)
+		return rc;
+	r->sent = true;
+	uv_timer_start(&r->t, rd_timer_cb, half(r->fs), 0);
 	return 0;
 }
 
@@ -281,8 +308,11 @@ void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why)
 			"fail with EROFS\n", why, fs->o.offline_after_ms, dir,
 		(unsigned long long)entries, (long long)cm_fs_cache_age_ms(fs));
 	pf_abort(fs);
-	while (o->waiting != NULL)
-		rd_serve_cache(o->waiting); /* unlinks it */
+	while (o->waiting != NULL) {
+		struct rd *r = o->waiting;
+		rd_serve_cache(r); /* unlinks it */
+		rd_maybe_free(r);
+	}
 }
 
 static void go_online(struct cm_fs *fs)
@@ -379,8 +409,13 @@ void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
 			cm_fs_cache_probe(fs);
 		maybe_online(fs);
 		if (!o->offline) {
+			/* A resumed stream brings what it missed as events: the
+			 * walk is needed only once, and after a watch that began
+			 * anew (go_online walks after offline itself). */
+			bool walk = !o->pf_walked || o->fresh;
 			o->fresh = false; /* live, and nothing served from the cache since it began */
-			pf_start(fs);
+			if (walk)
+				pf_start(fs);
 		}
 	}
 }
@@ -680,6 +715,7 @@ static void pf_pump(struct cm_fs *fs)
 	}
 	if (o->pf_running && o->pq_n == 0 && o->pf_inflight == 0) {
 		o->pf_running = false;
+		o->pf_walked = true; /* a prefix too large is not walked again on every LIVE */
 		if (!o->pf_over)
 			fprintf(stderr, "confman-fs: cache: prefetch done: %u nodes of %s in %llu ms\n",
 				o->pf_seen, fs->o.prefix,
@@ -693,7 +729,8 @@ static void pf_pump(struct cm_fs *fs)
 static void pf_start(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
-	if (o->cache == NULL || fs->o.prefetch_max == 0 || o->pf_running || o->offline)
+	if (o->cache == NULL || fs->o.prefetch_max == 0 || o->pf_running || o->offline ||
+	    (o->pf_over && o->pf_walked))
 		return;
 	o->pf_running = true;
 	o->pf_over = false;
