@@ -496,7 +496,7 @@ static int evict(struct cm_fs_cache *c)
 	}
 	free(keys);
 	rc = rc == 0 ? mdb_txn_commit(t) : (mdb_txn_abort(t), rc);
-	cache_log(NULL, "full (cache_size): dropped %zu values, the oldest stored", dropped);
+	cache_log(c, "full (cache_size): dropped %zu values, the oldest stored", dropped);
 	return rc == 0 && dropped > 0 ? 0 : MDB_MAP_FULL;
 }
 

@@ -70,6 +70,31 @@ def setup_tree():
     assert cat(S["N"].p("app/conf")) == b"port=8080\n"
     assert xattr(A.p("app/conf"), "user.confman.offline") == "0"
     assert xattr(A.p("app/conf"), "user.confman.age_ms") == "0"
+    # E's cache is 1 MiB: six 300 kB values do not fit; it drops old ones.
+    A.sh("mkdir big")
+    for i in range(6):
+        with open(A.p("big/v%d" % i), "wb") as f:
+            f.write(bytes([65 + i]) * 300000)
+    E = S["E"]
+    wait_for("E sees big/v5", lambda: os.path.exists(E.p("big/v5")))
+    for i in range(6):
+        assert len(cat(E.p("big/v%d" % i))) == 300000
+    lat = {"A": [], "tmpfs": []}
+    tmp = tempfile.mkdtemp(prefix="confman-tmpfs-")
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", tmp], check=True)
+        with open(os.path.join(tmp, "conf"), "wb") as f:
+            f.write(b"port=8080\n")
+        for _ in range(200):
+            for k, p in (("A", A.p("app/conf")), ("tmpfs", os.path.join(tmp, "conf"))):
+                s = time.time()
+                cat(p)
+                lat[k].append((time.time() - s) * 1000)
+    finally:
+        subprocess.run(["umount", tmp])
+        os.rmdir(tmp)
+    S["online_p50"] = pct(lat["A"], 0.5)
+    S["tmpfs_p50"] = pct(lat["tmpfs"], 0.5)
     time.sleep(1.2)  # one flush of the environment (NOSYNC, every second)
 
 
@@ -92,6 +117,7 @@ def test_cluster_gone_reads_from_cache():
         lat.append((time.time() - s) * 1000)
     s = time.time()
     names = sorted(os.listdir(A.p("app")))
+    assert sorted(os.listdir(A.p("big"))) == ["v%d" % i for i in range(6)]
     ls_ms = (time.time() - s) * 1000
     assert names == ["conf", "link", "other", "sub"], names
     st = os.stat(A.p("app/conf"))
@@ -104,9 +130,10 @@ def test_cluster_gone_reads_from_cache():
     status = xattr(A.dir, "user.confman.status")
     assert "state offline" in status, status
     print("  kill -> first cat %.0f ms, offline xattr %.0f ms; offline cat p50 %.2f ms "
-          "p99 %.2f ms max %.2f ms; ls %.2f ms; age_ms %d (kills took %.0f ms)"
-          % (first * 1000, detect * 1000, pct(lat, 0.5), pct(lat, 0.99), max(lat), ls_ms,
-             age, (t_killed - t0) * 1000), flush=True)
+          "p99 %.2f ms max %.2f ms (online p50 %.2f ms, tmpfs %.3f ms); ls %.2f ms; "
+          "age_ms %d (kills took %.0f ms)"
+          % (first * 1000, detect * 1000, pct(lat, 0.5), pct(lat, 0.99), max(lat),
+             S["online_p50"], S["tmpfs_p50"], ls_ms, age, (t_killed - t0) * 1000), flush=True)
     assert pct(lat, 0.99) < 100, lat
     assert first < 2.0, first
 
@@ -143,6 +170,19 @@ def test_never_cached_is_eio_and_cache_none_unchanged():
     # make its listing known, but app/sub/f's value never came.
     assert os.listdir(C.p("app/sub")) == ["f"]
     expect_errno(errno.EIO, cat, C.p("app/sub/f"))
+    # E: the tree stays whole, some values were dropped (EIO), none is cut.
+    E = S["E"]
+    assert sorted(os.listdir(E.p("big"))) == ["v%d" % i for i in range(6)]
+    kept = 0
+    for i in range(6):
+        try:
+            assert cat(E.p("big/v%d" % i)) == bytes([65 + i]) * 300000
+            kept += 1
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+    assert 1 <= kept < 6, kept
+    assert "full (cache_size): dropped" in E.output()
+    print("  cache_size=1M: %d of 6 values of 300 kB kept, the tree whole" % kept)
     s = time.time()
     expect_errno(errno.EIO, cat, N.p("app/conf"))  # cache=none: as before
     print("  cache=none: EIO after %.0f ms (its timeout=1500)" % ((time.time() - s) * 1000))
@@ -233,7 +273,7 @@ def logged(t):
         try:
             t()
         except Exception:
-            for k in ("A", "C"):
+            for k in ("A", "C", "E"):
                 print("---- mount %s log ----\n%s" % (k, S[k].output()), flush=True)
             raise
     run.__name__ = t.__name__
@@ -244,7 +284,7 @@ def main():
     c = harness.Cluster(base_port=PORT).up()
     test_fs.CLUSTER = c
     S["cluster"] = c
-    dirs = S["dirs"] = [tempfile.mkdtemp(prefix="confman-cache-") for _ in range(2)]
+    dirs = S["dirs"] = [tempfile.mkdtemp(prefix="confman-cache-") for _ in range(3)]
     S["A_opts"] = "timeout=5000,offline_after=%d,cache=%s" % (OFFLINE_AFTER, dirs[0])
     mounts = []
     try:
@@ -252,7 +292,8 @@ def main():
         S["A"] = Mount(c, S["A_opts"])
         S["C"] = Mount(c, "timeout=5000,prefetch=0,cache=%s" % dirs[1])
         S["N"] = Mount(c, "timeout=1500,cache=none")
-        mounts = ["A", "C", "N"]
+        S["E"] = Mount(c, "timeout=5000,cache_size=1M,cache=%s" % dirs[2])
+        mounts = ["A", "C", "N", "E"]
         test_fs.harness_run([logged(t) for t in (
             test_cluster_gone_reads_from_cache,
             test_changes_fail_with_erofs_at_once,
