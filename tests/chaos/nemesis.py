@@ -89,6 +89,11 @@ class FuseMount:
         os.makedirs(self.dir, exist_ok=True)
         self.logpath = os.path.join(cluster.dir, "fs%s.log" % name)
         self.log = open(self.logpath, "wb")
+        # No persistent cache (offline mode): the checker has no rule for
+        # reads answered offline yet (fs/README.md, "Offline"); and never
+        # the machine's /var/cache.
+        if "cache=" not in opts:
+            opts = "cache=none," + opts
         self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
                                      stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
