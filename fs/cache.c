@@ -676,6 +676,46 @@ void cm_fs_cache_set_synced(struct cm_fs_cache *c, int64_t wall)
 	wtxn(c, synced_in, &wall);
 }
 
+struct meta_arg {
+	char key[64];
+	const void *buf;
+	size_t len;
+};
+
+static int meta_in(struct cm_fs_cache *c, MDB_txn *t, void *arg)
+{
+	struct meta_arg *a = arg;
+	MDB_val k = key_of(a->key), d = {.mv_size = a->len, .mv_data = (void *)a->buf};
+	return mdb_put(t, c->dbi, &k, &d, 0);
+}
+
+/* Meta keys start with \001: they sort before every path. */
+void cm_fs_cache_meta_set(struct cm_fs_cache *c, const char *name, const void *buf, size_t len)
+{
+	struct meta_arg a = {.buf = buf, .len = len};
+	snprintf(a.key, sizeof(a.key), "\001%s", name);
+	wtxn(c, meta_in, &a);
+}
+
+int cm_fs_cache_meta_get(struct cm_fs_cache *c, const char *name, void *buf, size_t cap,
+			 size_t *len)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "\001%s", name);
+	MDB_txn *t;
+	if (c == NULL || c->broken || mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t) != 0)
+		return -ENOENT;
+	MDB_val k = key_of(key), d;
+	int rc = -ENOENT;
+	if (mdb_get(t, c->dbi, &k, &d) == 0 && d.mv_size <= cap) {
+		memcpy(buf, d.mv_data, d.mv_size);
+		*len = d.mv_size;
+		rc = 0;
+	}
+	mdb_txn_abort(t);
+	return rc;
+}
+
 void cm_fs_cache_stats(struct cm_fs_cache *c, uint64_t *bytes, uint64_t *entries,
 		       const char **dir)
 {

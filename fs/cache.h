@@ -60,6 +60,11 @@ int cm_fs_cache_list(struct cm_fs_cache *c, const char *dir, struct cm_dirent **
 /* Wall-clock ms of the last moment the cache was known current. */
 int64_t cm_fs_cache_synced(struct cm_fs_cache *c);
 void cm_fs_cache_set_synced(struct cm_fs_cache *c, int64_t wall_ms);
+/* A small record of the mount's own (name without '/'): 0 and *len bytes
+ * copied into buf (at most cap), or -ENOENT. */
+int cm_fs_cache_meta_get(struct cm_fs_cache *c, const char *name, void *buf, size_t cap,
+			 size_t *len);
+void cm_fs_cache_meta_set(struct cm_fs_cache *c, const char *name, const void *buf, size_t len);
 /* Bytes in use, entries, the environment's directory. */
 void cm_fs_cache_stats(struct cm_fs_cache *c, uint64_t *bytes, uint64_t *entries,
 		       const char **dir);

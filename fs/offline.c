@@ -290,6 +290,8 @@ static int rd_send(struct rd *r)
 static void pf_abort(struct cm_fs *fs);
 static void pf_start(struct cm_fs *fs);
 
+static void seen_save(struct cm_fs *fs);
+
 void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why)
 {
 	struct cm_fs_off *o = &fs->off;
@@ -300,6 +302,7 @@ void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why)
 	o->offline_at = uv_now(&fs->loop);
 	if (o->synced > 0)
 		cm_fs_cache_set_synced(o->cache, o->synced);
+	seen_save(fs);
 	uint64_t bytes, entries;
 	const char *dir;
 	cm_fs_cache_stats(o->cache, &bytes, &entries, &dir);
@@ -745,14 +748,32 @@ static void pf_start(struct cm_fs *fs)
 
 /* Every second: flush the environment; while connected and live, the
  * cache is current now (its age, should the cluster vanish). */
+/* The last event index of each group goes with the cache: after a boot,
+ * the resync's "since" (fs/resync.c) then tells a child created while the
+ * mount was away (IN_CREATE) from one the cache already had (nothing). */
+static void seen_save(struct cm_fs *fs)
+{
+	cm_fs_cache_meta_set(fs->off.cache, "seen", fs->seen, fs->n_seen * sizeof(fs->seen[0]));
+}
+
+static void seen_load(struct cm_fs *fs)
+{
+	size_t len = 0;
+	if (cm_fs_cache_meta_get(fs->off.cache, "seen", fs->seen, sizeof(fs->seen), &len) == 0 &&
+	    len % sizeof(fs->seen[0]) == 0)
+		fs->n_seen = (uint32_t)(len / sizeof(fs->seen[0]));
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct cm_fs *fs = t->data;
 	struct cm_fs_off *o = &fs->off;
 	if (!o->offline && fs->live) {
 		o->synced = wall_now();
-		if (++o->ticks % 10 == 0)
+		if (++o->ticks % 10 == 0) {
 			cm_fs_cache_set_synced(o->cache, o->synced);
+			seen_save(fs);
+		}
 	}
 	cm_fs_cache_sync(o->cache);
 }
@@ -766,6 +787,7 @@ int cm_fs_cache_start(struct cm_fs *fs)
 			     &o->cache) != 0)
 		return 0; /* logged: the mount runs without a cache */
 	o->synced = cm_fs_cache_synced(o->cache);
+	seen_load(fs);
 	o->tick.data = o->deadline.data = o->again.data = fs;
 	(void)uv_timer_init(&fs->loop, &o->tick);
 	(void)uv_timer_init(&fs->loop, &o->deadline);
@@ -797,6 +819,8 @@ void cm_fs_cache_free(struct cm_fs *fs)
 	struct cm_fs_off *o = &fs->off;
 	if (o->cache != NULL && o->synced > 0 && !o->offline)
 		cm_fs_cache_set_synced(o->cache, o->synced);
+	if (o->cache != NULL)
+		seen_save(fs); /* unchanged while offline: events stopped */
 	cm_fs_cache_close(o->cache);
 	o->cache = NULL;
 }
