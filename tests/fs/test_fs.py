@@ -354,10 +354,12 @@ def test_mount_fuse3_helper_and_umount():
     confman-fs daemonizes, umount stops it. (mount(8) itself resets PATH, so
     it needs confman-fs installed; the helper is called directly here.)"""
     d = tempfile.mkdtemp(prefix="confman-fs-helper-")
+    cache = tempfile.mkdtemp(prefix="confman-fs-cache-")  # not the machine's /var/cache
     env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(FS)) + ":" + os.environ["PATH"])
     try:
         r = subprocess.run(["mount.fuse3", CLUSTER.servers(), d, "-t", "fuse.confman-fs",
-                            "-o", "_netdev,allow_other,default_permissions,timeout=3000"],
+                            "-o", "_netdev,allow_other,default_permissions,timeout=3000,"
+                            "cache=" + cache],
                            env=env, capture_output=True, timeout=30)
         assert r.returncode == 0 and os.path.ismount(d), r.stderr
         with open("/proc/mounts") as f:
@@ -369,6 +371,7 @@ def test_mount_fuse3_helper_and_umount():
         assert not os.path.ismount(d)
     finally:
         force_unmount(d)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def main():
