@@ -215,14 +215,22 @@ static void own_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
 	cm_fs_own_end(j->fs, j->own_gen, err, resp ? resp->token : 0);
+	cm_fs_cache_wrote(j, err, resp);
 	own_cache_drop(j); /* a read sent meanwhile may have seen the old value */
 	j->own_cb(arg, err, resp);
 }
 
 int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
 {
+	bool read = r->op == CM_OP_GET || r->op == CM_OP_LIST;
+	if (read && j->fs->off.cache != NULL)
+		return cm_fs_cache_submit_read(j, r, cb);
 	if (r->op == CM_OP_PUT || r->op == CM_OP_MKDIR || r->op == CM_OP_DELETE ||
 	    r->op == CM_OP_RENAME) {
+		int rc = cm_fs_cache_refuse_write(j, r);
+		if (rc != 0)
+			return rc;
+		cm_fs_cache_will_write(j, r);
 		own_cache_drop(j);
 		j->own_gen = cm_fs_own_begin(j->fs, r->op, j->path);
 		j->own_cb = cb;
@@ -766,6 +774,8 @@ void cm_fs__job_run(struct cm_fs_job *j)
 {
 	cm_fs__trace(j, "run flags %#x", j->has_fi ? (unsigned)j->fi.flags : 0u);
 	if (j->replay && cm_fs__run_replay(j))
+		return;
+	if (!j->replay && cm_fs_cache_refuse(j))
 		return;
 	switch (j->op) {
 	case CM_FS_LOOKUP: run_lookup(j); break;

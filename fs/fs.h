@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cache.h"
 #include "confman/client.h"
 
 /* Bounds (STYLE.md: every queue and table has one). */
@@ -32,6 +33,30 @@ struct cm_fs_opts {
 	double attr_timeout, entry_timeout;
 	int ro, foreground, show_help, show_version, has_fsname;
 	int allow_other, default_perms; /* allow_other implies default_perms (main.c) */
+	char *cache_dir;        /* owned; "none": no persistent cache (fs/offline.c) */
+	uint64_t cache_size;    /* bytes: the LMDB map */
+	unsigned offline_after_ms, prefetch_max;
+};
+
+struct rd;
+/* The persistent cache and offline mode (fs/offline.c). Loop thread. */
+struct cm_fs_off {
+	struct cm_fs_cache *cache; /* NULL: cache=none, or it could not be opened */
+	bool offline;
+	uint64_t offline_at;       /* uv_now() when it went offline */
+	uint64_t reached;          /* uv_now() of the last answer from a server */
+	int64_t synced;            /* wall ms when the cache was last known current; 0 never */
+	bool probing, probe_ok;    /* a STATUS is out; one answered since going offline */
+	bool fresh;                /* the watch began (boot, re-subscribed) without resuming */
+	bool served;               /* reads were answered from the cache since */
+	bool timers;
+	uv_timer_t tick, deadline, again;
+	uint64_t ticks, refused, refused_logged;
+	struct rd *waiting;        /* reads waiting for the probe's verdict */
+	char **pq;                 /* prefetch: "L"/"G" + path, at most prefetch_max */
+	uint32_t pq_n, pq_cap, pf_inflight, pf_seen;
+	bool pf_running, pf_over, pf_walked; /* pf_walked: a walk ended (done or too large) */
+	uint64_t pf_started;
 };
 
 /* One inode the kernel knows. Touched only on the loop thread. */
@@ -218,6 +243,7 @@ struct cm_fs {
 	struct cm_fs_seen seen[CM_FS_GROUPS_MAX];
 	uint32_t n_seen;
 	struct cm_fs_resync rs;
+	struct cm_fs_off off;
 };
 
 /* ---- inode.c ---- */
@@ -295,6 +321,23 @@ int cm_fs_fdscan_mnt_id(const char *mountpoint);
 /* Does process (or thread) pid hold a writable descriptor of inode ino on
  * mount mnt_id? false when unsure (it cannot be read, too many fds). */
 bool cm_fs_fdscan_other_writer(int mnt_id, pid_t pid, uint64_t ino);
+
+/* ---- offline.c: the persistent cache in the mount (prefix cm_fs_cache_) ---- */
+/* Loop thread, before the watch starts: open the cache (never fails the
+ * mount), start the timers and a first probe. stop: close the timers (loop
+ * thread, at shutdown); free: close the environment (after the loop). */
+int cm_fs_cache_start(struct cm_fs *fs);
+void cm_fs_cache_stop(struct cm_fs *fs);
+void cm_fs_cache_free(struct cm_fs *fs);
+void cm_fs_cache_probe(struct cm_fs *fs);
+void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why);
+/* How old what is served may be: 0 online, -1 unknown. */
+int64_t cm_fs_cache_age_ms(struct cm_fs *fs);
+/* Every watch event (real or a resync's), and the stream's liveness. */
+void cm_fs_cache_event(struct cm_fs *fs, const struct cm_event *ev);
+void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev);
+/* notify.c: invalidate everything and replay what changed, as after a RESYNC. */
+void cm_fs__resync_now(struct cm_fs *fs);
 
 /* errno (positive) for a Confman error code, for fuse_reply_err. */
 int cm_fs_errno(int err);

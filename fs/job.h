@@ -67,6 +67,11 @@ struct cm_fs_job {
 	uint8_t tries;       /* setattr, kill_suid: CAS attempts so far (exec.c, perm.c) */
 	bool killed;         /* write, open: setuid/setgid already cleared if due (perm.c) */
 	void (*then)(struct cm_fs_job *j, int err); /* perm.c: what follows the clearing */
+	/* The write in flight, for the persistent cache's write-through (offline.c). */
+	char *wt_path, *wt_path2, *wt_val; /* owned */
+	uint32_t wt_len;
+	uint8_t wt_op;
+	bool wt_has_val;
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
@@ -157,5 +162,19 @@ void cm_fs__run_mknod(struct cm_fs_job *j);
 void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr);
 /* A fresh handle for j: empty, or dirty and empty with O_TRUNC. */
 struct cm_fs_fh *cm_fs__open_handle(struct cm_fs_job *j, const struct cm_bytes *value, int *err);
+
+/* ---- offline.c ---- */
+/* A GET or LIST for j: answered by the cluster, or by the cache when it
+ * cannot be reached. Returns as cm_ac_submit. */
+int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb);
+/* Writes: -EROFS while offline (logged), else 0; will_write/wrote: the
+ * committed write into the cache. */
+int cm_fs_cache_refuse_write(struct cm_fs_job *j, const struct cm_req *r);
+void cm_fs_cache_will_write(struct cm_fs_job *j, const struct cm_req *r);
+void cm_fs_cache_wrote(struct cm_fs_job *j, int err, const struct cm_resp *resp);
+/* A change of the namespace while offline: answered EROFS (true). */
+bool cm_fs_cache_refuse(struct cm_fs_job *j);
+/* user.confman.offline, age_ms, status: answered (true). */
+bool cm_fs_cache_xattr(struct cm_fs_job *j);
 
 #endif /* CONFMAN_FS_JOB_H */

@@ -24,7 +24,7 @@
 
 #include "fs.h"
 
-enum { KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMS };
+enum { KEY_CACHE_SIZE, KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMS };
 
 #define OPT(t, f, v) {t, offsetof(struct cm_fs_opts, f), v}
 /* FUSE_OPT_KEY spelled with an explicit widening: libfuse compares the
@@ -39,6 +39,10 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("ca=%s", ca, 0),
 	OPT("cert=%s", cert, 0),
 	OPT("key=%s", key, 0),
+	OPT("cache=%s", cache_dir, 0),
+	OPT("offline_after=%u", offline_after_ms, 0),
+	OPT("prefetch=%u", prefetch_max, 0),
+	KEY("cache_size=", KEY_CACHE_SIZE),
 	KEY("-f", KEY_FG),
 	KEY("ro", KEY_RO),
 	KEY("fsname=", KEY_FSNAME),
@@ -66,10 +70,30 @@ static void usage(FILE *f, const char *prog)
 	       "                            TCP, for insecure clusters only)\n"
 	       "  cert=FILE,key=FILE        TLS: this host's certificate and key (mode\n"
 	       "                            0600): the identity the servers check\n"
+	       "  cache=DIR|none            persistent cache, offline mode (" CM_FS_CACHE_DIR ")\n"
+	       "  cache_size=N[KMG]         bound of the cache (64M)\n"
+	       "  offline_after=MS          offline when no server answers this long (300)\n"
+	       "  prefetch=N                cache the whole prefix if <= N nodes; 0 off (10000)\n"
 	       "  allow_other               other users may use the mount (brings\n"
 	       "                            default_permissions: modes are checked)\n"
 	       "  default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
 	       "  -f                        stay in the foreground\n", prog);
+}
+
+/* N, NK, NM, NG (powers of 1024), at least CM_FS_CACHE_SIZE_MIN. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+		  : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (end == s || (shift && end[1] != 0) || (!shift && *end != 0) || v > (1ull << 40)) {
+		fprintf(stderr, "confman-fs: cache_size must be a number of bytes (K, M, G)\n");
+		return -1;
+	}
+	v <<= shift;
+	*out = v < CM_FS_CACHE_SIZE_MIN ? CM_FS_CACHE_SIZE_MIN : v;
+	return 0;
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -84,6 +108,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			return (o->mountpoint = realpath(arg, NULL)) ? 0 : (perror(arg), -1);
 		fprintf(stderr, "confman-fs: unexpected argument '%s'\n", arg);
 		return -1;
+	case KEY_CACHE_SIZE: return parse_size(arg + strlen("cache_size="), &o->cache_size);
 	case KEY_FG: o->foreground = 1; return 0;
 	case KEY_RO: o->ro = 1; return 1; /* also for the kernel: MS_RDONLY */
 	case KEY_FSNAME: o->has_fsname = 1; return 1;
@@ -124,6 +149,7 @@ static void on_wake(uv_async_t *h)
 		fs->ac = NULL; /* the watch's final -ECANCELED must not re-subscribe */
 		cm_ac_close(ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
 		cm_fs_watch_close(fs);
+		cm_fs_cache_stop(fs);
 		uv_close((uv_handle_t *)&fs->wake, NULL);
 	}
 }
@@ -150,6 +176,7 @@ static int loop_start(struct cm_fs *fs)
 	if (rc != 0)
 		goto err_ac;
 	/* Before the loop thread exists: nothing else touches the client yet. */
+	(void)cm_fs_cache_start(fs); /* never fails the mount: at worst no cache */
 	rc = cm_fs_watch_start(fs);
 	if (rc != 0)
 		goto err_wake;
@@ -165,11 +192,13 @@ static int loop_start(struct cm_fs *fs)
 err_watch:
 	cm_fs_watch_close(fs);
 err_wake:
+	cm_fs_cache_stop(fs);
 	uv_close((uv_handle_t *)&fs->wake, NULL);
 err_ac:
 	cm_ac_close(fs->ac, NULL, NULL);
 	uv_run(&fs->loop, UV_RUN_DEFAULT);
 err_loop:
+	cm_fs_cache_free(fs);
 	uv_loop_close(&fs->loop);
 	return rc;
 }
@@ -182,6 +211,7 @@ static void loop_stop(struct cm_fs *fs)
 	uv_async_send(&fs->wake);
 	pthread_join(fs->thread, NULL);
 	cm_fs_handles_free(fs);
+	cm_fs_cache_free(fs);
 	(void)uv_loop_close(&fs->loop);
 }
 
@@ -246,6 +276,9 @@ static int parse(struct cm_fs *fs, struct fuse_args *args)
 	struct cm_fs_opts *o = &fs->o;
 	o->attr_timeout = o->entry_timeout = 1.0;
 	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
+	o->cache_size = CM_FS_CACHE_SIZE;
+	o->offline_after_ms = CM_FS_OFFLINE_AFTER_MS;
+	o->prefetch_max = CM_FS_PREFETCH_MAX;
 	if (fuse_opt_parse(args, o, opt_spec, opt_proc) != 0)
 		return 2;
 	if (o->show_help || o->show_version) {
@@ -263,6 +296,12 @@ static int parse(struct cm_fs *fs, struct fuse_args *args)
 		return 2;
 	if (o->consistency == NULL && (o->consistency = strdup("follower")) == NULL)
 		return 2;
+	if (o->cache_dir == NULL && (o->cache_dir = strdup(CM_FS_CACHE_DIR)) == NULL)
+		return 2;
+	if (o->offline_after_ms == 0) {
+		fprintf(stderr, "confman-fs: offline_after must be positive\n");
+		return 2;
+	}
 	if (strcmp(o->consistency, "follower") != 0 && strcmp(o->consistency, "linearizable") != 0) {
 		fprintf(stderr, "confman-fs: consistency must be follower or linearizable\n");
 		return 2;
@@ -300,6 +339,7 @@ static void opts_free(struct cm_fs_opts *o)
 	free(o->ca);
 	free(o->cert);
 	free(o->key);
+	free(o->cache_dir);
 }
 
 int main(int argc, char **argv)

@@ -256,10 +256,23 @@ static void on_rewatch(uv_timer_t *t)
 	struct cm_fs *fs = t->data;
 	if (fs->ac == NULL || fs->watching)
 		return;
-	if (watch(fs) != 0)
+	if (watch(fs) != 0) {
 		uv_timer_start(&fs->rewatch, on_rewatch, 1000, 0);
-	else
+	} else {
 		push_all(fs); /* what changed meanwhile is unknown */
+		fs->off.fresh = true; /* offline.c: resync if the cache answered meanwhile */
+	}
+}
+
+void cm_fs__resync_now(struct cm_fs *fs)
+{
+	/* What the kernel holds now, as served from the cache, is what
+	 * watchers saw last: an older snapshot (taken when the watch ended,
+	 * before those reads) would miss it. */
+	if (fs->rs.n == 0)
+		cm_fs_resync_free(fs);
+	push_all(fs);
+	cm_fs_resync_start(fs);
 }
 
 static void on_resync(uv_async_t *h)
@@ -381,6 +394,7 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 		return;
 	}
 	if (ev->kind == CM_EV_STALE) {
+		cm_fs_cache_on_watch(fs, ev); /* every node gone? (offline.c) */
 		/* A stream behind the caches is lost or silent: changes may be
 		 * going by unseen. Stop serving from the value cache and make
 		 * the kernel ask again (its timeouts are 0 until live). */
@@ -393,6 +407,7 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	if (ev->kind == CM_EV_LIVE) {
 		fs->live = true;
 		cm_fs_resync_live(fs);
+		cm_fs_cache_on_watch(fs, ev); /* online again, prefetch (offline.c) */
 		return;
 	}
 	if (ev->kind == CM_EV_RESYNC) {
@@ -401,6 +416,7 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 		return;
 	}
 	note_seen(fs, ev->group, ev->index);
+	cm_fs_cache_event(fs, ev);
 	char *path = strndup(ev->path.p ? ev->path.p : "", ev->path.len);
 	char *path2 = ev->kind == CM_EV_RENAME ? strndup(ev->path2.p ? ev->path2.p : "",
 							 ev->path2.len)
@@ -852,6 +868,8 @@ static void xattr_cb(void *arg, int err, const struct cm_resp *resp)
 
 void cm_fs__run_xattr(struct cm_fs_job *j)
 {
+	if (cm_fs_cache_xattr(j))
+		return;
 	int rc = cm_fs__node_path(j, NULL);
 	if (rc != 0)
 		cm_fs__done_err(j, rc);

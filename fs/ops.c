@@ -14,6 +14,9 @@ void cm_fs__job_free(struct cm_fs_job *j)
 	free(j->path);
 	free(j->path2);
 	free(j->data);
+	free(j->wt_path);
+	free(j->wt_path2);
+	free(j->wt_val);
 	free(j);
 }
 
@@ -342,10 +345,16 @@ static void cm_fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 /* Extended attributes: user.confman.version and user.confman.token, read-only. */
 #define XA_VERSION "user.confman.version"
 #define XA_TOKEN "user.confman.token"
+/* Offline mode (fs/offline.c): on every node; status on the root only. */
+#define XA_OFFLINE "user.confman.offline"
+#define XA_AGE "user.confman.age_ms"
+#define XA_STATUS "user.confman.status"
 
 static bool xa_ours(const char *name)
 {
-	return strcmp(name, XA_VERSION) == 0 || strcmp(name, XA_TOKEN) == 0;
+	return strcmp(name, XA_VERSION) == 0 || strcmp(name, XA_TOKEN) == 0 ||
+	       strcmp(name, XA_OFFLINE) == 0 || strcmp(name, XA_AGE) == 0 ||
+	       strcmp(name, XA_STATUS) == 0;
 }
 
 static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -364,9 +373,9 @@ static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 
 static void cm_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	/* Every node has both; no server round trip needed for the names. */
+	/* Every node has these; no server round trip needed for the names. */
 	(void)ino;
-	static const char names[] = XA_VERSION "\0" XA_TOKEN;
+	static const char names[] = XA_VERSION "\0" XA_TOKEN "\0" XA_OFFLINE "\0" XA_AGE;
 	if (size == 0)
 		fuse_reply_xattr(req, sizeof(names));
 	else if (size < sizeof(names))

@@ -92,6 +92,11 @@ class FuseMount:
         if cluster.tls:  # the mount carries the admin's certificate too
             opts += ",ca=%s,cert=%s,key=%s" % (cluster.certs("ca.pem"), cluster.certs("admin.pem"),
                                                cluster.certs("admin.key"))
+        # No persistent cache (offline mode): the checker has no rule for
+        # reads answered offline yet (fs/README.md, "Offline"); and never
+        # the machine's /var/cache.
+        if "cache=" not in opts:
+            opts = "cache=none," + opts
         self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
                                      stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)

@@ -15,6 +15,7 @@
 Ports: CONFMAN_IT_PORT (default 17810) and up.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def test_leader_kill9_during_echo_loop_loses_no_acked_write():
 def test_mount_t_fuse_confman_fs():
     made_link = False
     d = tempfile.mkdtemp(prefix="confman-fs-mount-t-")
+    cache = tempfile.mkdtemp(prefix="confman-fs-cache-")  # not the machine's /var/cache
     try:
         if not os.path.lexists(LINK):
             os.symlink(os.path.abspath(FS), LINK)
@@ -115,7 +117,7 @@ def test_mount_t_fuse_confman_fs():
             print("  note: %s exists (-> %s); mount -t uses that binary"
                   % (LINK, os.path.realpath(LINK)))
         r = subprocess.run(["mount", "-t", "fuse.confman-fs", CLUSTER.servers(), d,
-                            "-o", "_netdev,allow_other,default_permissions,timeout=3000"],
+                            "-o", "_netdev,allow_other,default_permissions,timeout=3000,cache=" + cache],
                            capture_output=True, timeout=30)
         if r.returncode != 0 or not os.path.ismount(d):
             err = (r.stderr + r.stdout).decode(errors="replace")
@@ -133,6 +135,7 @@ def test_mount_t_fuse_confman_fs():
         assert not os.path.ismount(d)
     finally:
         test_fs.force_unmount(d)
+        shutil.rmtree(cache, ignore_errors=True)
         if made_link:
             os.unlink(LINK)
 
@@ -149,11 +152,13 @@ def test_fstab_line_of_the_example():
     made_link = False
     d = tempfile.mkdtemp(prefix="confman-fs-fstab-")
     fstab = d + ".fstab"
+    cache = tempfile.mkdtemp(prefix="confman-fs-cache-")  # not the machine's /var/cache
     try:
         if not os.path.lexists(LINK):
             os.symlink(os.path.abspath(FS), LINK)
             made_link = True
         line[0], line[1] = CLUSTER.servers(), d
+        line[3] += ",cache=" + cache
         with open(fstab, "w") as f:
             f.write(" ".join(line) + "\n")
         r = subprocess.run(["mount", "--fstab", fstab, d], capture_output=True, timeout=30)
@@ -168,6 +173,7 @@ def test_fstab_line_of_the_example():
         assert not os.path.ismount(d)
     finally:
         test_fs.force_unmount(d)
+        shutil.rmtree(cache, ignore_errors=True)
         if os.path.exists(fstab):
             os.unlink(fstab)
         if made_link:

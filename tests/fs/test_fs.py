@@ -35,6 +35,12 @@ class Mount:
         self.logpath = os.path.join(tempfile.gettempdir(), os.path.basename(self.dir) + ".log")
         self.log = open(self.logpath, "wb")
         cmd = [FS, "-f"]
+        # The persistent cache is on by default: in a directory of this
+        # mount's own, not the machine's /var/cache, unless the test names one.
+        self.cachedir = None
+        if "cache=" not in (opts or ""):
+            self.cachedir = tempfile.mkdtemp(prefix="confman-fs-cache-")
+            opts = "cache=%s" % self.cachedir + ("," + opts if opts else "")
         if opts:
             cmd += ["-o", opts]
         cmd += [servers or cluster.servers(), self.dir]
@@ -83,6 +89,8 @@ class Mount:
         self.log.close()
         out = self.output()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.cachedir:
+            shutil.rmtree(self.cachedir, ignore_errors=True)
         try:
             os.unlink(self.logpath)
         except OSError:
@@ -346,10 +354,12 @@ def test_mount_fuse3_helper_and_umount():
     confman-fs daemonizes, umount stops it. (mount(8) itself resets PATH, so
     it needs confman-fs installed; the helper is called directly here.)"""
     d = tempfile.mkdtemp(prefix="confman-fs-helper-")
+    cache = tempfile.mkdtemp(prefix="confman-fs-cache-")  # not the machine's /var/cache
     env = dict(os.environ, PATH=os.path.dirname(os.path.abspath(FS)) + ":" + os.environ["PATH"])
     try:
         r = subprocess.run(["mount.fuse3", CLUSTER.servers(), d, "-t", "fuse.confman-fs",
-                            "-o", "_netdev,allow_other,default_permissions,timeout=3000"],
+                            "-o", "_netdev,allow_other,default_permissions,timeout=3000,"
+                            "cache=" + cache],
                            env=env, capture_output=True, timeout=30)
         assert r.returncode == 0 and os.path.ismount(d), r.stderr
         with open("/proc/mounts") as f:
@@ -361,6 +371,7 @@ def test_mount_fuse3_helper_and_umount():
         assert not os.path.ismount(d)
     finally:
         force_unmount(d)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def main():

@@ -358,7 +358,8 @@ def test_xattrs():
     assert int(os.getxattr(A.p("xa"), "user.confman.version")) == v1 + 1
     assert int(os.getxattr(A.p("xa"), "user.confman.token")) > t1
     names = os.listxattr(A.p("xa"))
-    assert set(names) == {"user.confman.version", "user.confman.token"}, names
+    assert set(names) == {"user.confman.version", "user.confman.token", "user.confman.offline",
+                          "user.confman.age_ms"}, names
     expect_errno(errno.EPERM, os.setxattr, A.p("xa"), "user.confman.version", b"7")
     expect_errno(errno.ENOTSUP, os.setxattr, A.p("xa"), "user.other", b"7")
     expect_errno(errno.ENODATA, os.getxattr, A.p("xa"), "user.other")
