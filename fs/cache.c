@@ -20,7 +20,10 @@
 enum { F_ATTR = 1, F_VALUE = 2, F_LISTED = 4 };
 
 /* On disk, host-local (never moved between machines): native layout. */
-struct rec {
+/* Packed: LMDB keeps a record's data wherever its key ends (nodes are only
+ * 2-byte aligned), so every access through a struct rec pointer into the
+ * map must be an unaligned one (UBSan caught the aligned ones). */
+struct __attribute__((packed)) rec {
 	uint64_t sum; /* FNV-1a 64 of the key and everything after sum */
 	uint32_t flags, vlen;
 	int64_t stored_ms;
@@ -231,7 +234,10 @@ static int note_in(struct cm_fs_cache *c, MDB_txn *t, void *arg)
 	const struct rec *old = rec_get(c, t, a->path, &corrupt);
 	struct rec h = {.flags = F_ATTR, .stored_ms = wall_ms(), .attr = *a->attr};
 	const void *v = NULL;
-	if (old != NULL && (old->flags & F_ATTR) && same_node(&old->attr, a->attr)) {
+	struct cm_attr old_attr;
+	if (old != NULL)
+		old_attr = old->attr; /* an aligned copy (struct rec is packed) */
+	if (old != NULL && (old->flags & F_ATTR) && same_node(&old_attr, a->attr)) {
 		if (a->attr->mod_index < old->attr.mod_index)
 			return 0; /* older news than what is kept */
 		if (old->flags & F_LISTED)
@@ -509,8 +515,11 @@ bool cm_fs_cache_wants_value(struct cm_fs_cache *c, const char *path, const stru
 		return false;
 	bool corrupt;
 	const struct rec *r = rec_get(c, t, path, &corrupt);
-	bool want = r == NULL || !(r->flags & F_VALUE) || !same_node(&r->attr, attr) ||
-		    r->attr.mod_index < attr->mod_index;
+	struct cm_attr ra;
+	if (r != NULL)
+		ra = r->attr; /* an aligned copy (struct rec is packed) */
+	bool want = r == NULL || !(r->flags & F_VALUE) || !same_node(&ra, attr) ||
+		    ra.mod_index < attr->mod_index;
 	mdb_txn_abort(t);
 	return want;
 }
