@@ -219,6 +219,8 @@ def test_concurrent_cas_under_churn():
             n += 1
             st, doc = post("/v3/kv/txn", {"compare": [cmp(key, "VERSION", 0)],
                                           "success": [put_op(key, "c%d-%d" % (i, n))]})
+            if st == 503 and "kept changing" in str(doc):
+                continue  # documented contention: nothing applied, as for the CAS clients
             if st != 200:
                 errors.append((st, doc))
             elif doc.get("succeeded"):
