@@ -76,11 +76,16 @@ static void frames_resp(msgpack_sbuffer *sb)
 	struct cm_dirent ents[2] = {{BYTES("conf"), attr}, {BYTES("d"), attr}};
 	r = (struct cm_resp){.id = 5, .op = CM_OP_LIST, .group = 1, .ents = ents, .n_ents = 2};
 	cm_codec_resp(sb, &r);
-	struct cm_group_status gs = {1, BYTES("/"), RAFT_LEADER, 2, 1, 10, 10, 11, 0, 3, {1, 2, 3}};
+	struct cm_group_status gs = {.group = 1, .prefix = BYTES("/"), .role = RAFT_LEADER, .term = 2,
+				     .leader = 1, .commit = 10, .applied = 10, .last = 11,
+				     .snap_index = 0, .n_members = 3, .members = {1, 2, 3},
+				     .kinds = {1, 1, 2}, .match = {11, 11, 5}, .conf_pending = true};
 	r = (struct cm_resp){.id = 6, .op = CM_OP_STATUS, .node_id = 1, .groups = &gs, .n_groups = 1};
 	cm_codec_resp(sb, &r);
-	struct cm_shard sh = {2, BYTES("/apps"), 3, {1, 2, 3}};
-	struct cm_node_addr na = {1, BYTES("127.0.0.1:7001")};
+	struct cm_shard sh = {.group = 2, .prefix = BYTES("/apps"), .n_replicas = 3,
+			      .replicas = {1, 2, 3}, .parent = 1, .born = 40};
+	struct cm_node_addr na = {.id = 1, .addr = BYTES("127.0.0.1:7001"),
+				  .http = BYTES("127.0.0.1:8001"), .state = CM_NODE_ACTIVE};
 	r = (struct cm_resp){.id = 7, .op = CM_OP_SHARDS, .epoch = 3, .shards = &sh, .n_shards = 1,
 			     .nodes = &na, .n_nodes = 1};
 	cm_codec_resp(sb, &r);
