@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <xxhash.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +25,13 @@ enum { F_ATTR = 1, F_VALUE = 2, F_LISTED = 4 };
  * 2-byte aligned), so every access through a struct rec pointer into the
  * map must be an unaligned one (UBSan caught the aligned ones). */
 struct __attribute__((packed)) rec {
-	uint64_t sum; /* FNV-1a 64 of the key and everything after sum */
+	uint64_t sum; /* XXH3-64 of the key and everything after sum (rec_sum) */
 	uint32_t flags, vlen;
 	int64_t stored_ms;
 	struct cm_attr attr;
 };
 
-#define FORMAT (0x43460000u + (uint32_t)sizeof(struct rec)) /* bumped with the layout */
+#define FORMAT (0x43460100u + (uint32_t)sizeof(struct rec)) /* bumped with the layout */
 static const char K_FORMAT[] = "\001format", K_SYNCED[] = "\001synced";
 
 struct cm_fs_cache {
@@ -65,18 +66,12 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 0x100000001b3ull;
-	return h;
-}
-
+/* XXH3-64 (Debian's libxxhash, as the backup files use) of the key, then
+ * of the record after its sum: seeded with the key's hash. */
 static uint64_t rec_sum(const MDB_val *k, const void *d, size_t n)
 {
-	uint64_t h = fnv(0xcbf29ce484222325ull, k->mv_data, k->mv_size);
-	return fnv(h, (const char *)d + sizeof(uint64_t), n - sizeof(uint64_t));
+	uint64_t h = XXH3_64bits(k->mv_data, k->mv_size);
+	return XXH3_64bits_withSeed((const char *)d + sizeof(uint64_t), n - sizeof(uint64_t), h);
 }
 
 static MDB_val key_of(const char *s)
@@ -831,8 +826,8 @@ int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 	struct cm_fs_cache *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;
-	uint64_t id = fnv(fnv(0xcbf29ce484222325ull, servers, strlen(servers) + 1), prefix,
-			  strlen(prefix));
+	uint64_t id = XXH3_64bits_withSeed(prefix, strlen(prefix),
+					   XXH3_64bits(servers, strlen(servers) + 1));
 	size_t n = strlen(dir) + 24;
 	c->dir = malloc(n);
 	if (c->dir == NULL) {
