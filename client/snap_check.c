@@ -118,20 +118,12 @@ struct scan {
 static int head_shards(const struct cm_snap_sec *s, uint32_t *n)
 {
 	msgpack_unpacked up;
-	msgpack_unpacked_init(&up);
-	int rv = -EBADMSG;
-	if (msgpack_unpack_next(&up, (const char *)s->data, s->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-	    up.data.type == MSGPACK_OBJECT_MAP) {
-		for (uint32_t k = 0; k < up.data.via.map.size; k++) {
-			const msgpack_object_kv *kv = &up.data.via.map.ptr[k];
-			if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 6 &&
-			    memcmp(kv->key.via.str.ptr, "shards", 6) == 0 &&
-			    kv->val.type == MSGPACK_OBJECT_ARRAY) {
-				*n = kv->val.via.array.size;
-				rv = 0;
-			}
-		}
-	}
+	const msgpack_object *o;
+	int rv = cm_snap_head_field(s, "shards", &up, &o);
+	if (rv == 0 && o->type != MSGPACK_OBJECT_ARRAY)
+		rv = -EBADMSG;
+	if (rv == 0)
+		*n = o->via.array.size;
 	msgpack_unpacked_destroy(&up);
 	return rv;
 }

@@ -200,3 +200,23 @@ int cm_snap_group_parse(const struct cm_snap_sec *s, struct cm_snap_group *g)
 	msgpack_unpacked_destroy(&up);
 	return rv;
 }
+
+int cm_snap_head_field(const struct cm_snap_sec *s, const char *key, msgpack_unpacked *up,
+		       const msgpack_object **out)
+{
+	msgpack_unpacked_init(up);
+	if (s->type != CM_SNAP_HEAD ||
+	    msgpack_unpack_next(up, (const char *)s->data, s->len, NULL) != MSGPACK_UNPACK_SUCCESS ||
+	    up->data.type != MSGPACK_OBJECT_MAP)
+		return -EBADMSG;
+	size_t kl = strlen(key);
+	for (uint32_t k = 0; k < up->data.via.map.size; k++) {
+		const msgpack_object_kv *kv = &up->data.via.map.ptr[k];
+		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == kl &&
+		    memcmp(kv->key.via.str.ptr, key, kl) == 0) {
+			*out = &kv->val;
+			return 0;
+		}
+	}
+	return -EBADMSG;
+}

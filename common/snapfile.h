@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <msgpack.h>
+
 #define CM_SNAP_MAGIC "CMSNAP\0\1"
 #define CM_SNAP_FORMAT 1
 #define CM_SNAP_HEAD 1
@@ -74,6 +76,11 @@ int cm_snap_rd_open(struct cm_snap_rd *r, FILE *f);
  * r->why naming the section. */
 int cm_snap_rd_next(struct cm_snap_rd *r);
 void cm_snap_rd_close(struct cm_snap_rd *r);
+
+/* The HEAD's field `key` (a msgpack object) into *out, with up owning it
+ * (destroy it when done). 0 or -EBADMSG (not a map, or no such field). */
+int cm_snap_head_field(const struct cm_snap_sec *s, const char *key, msgpack_unpacked *up,
+		       const msgpack_object **out);
 
 /* A GROUP section's fixed part. */
 struct cm_snap_group {

@@ -30,20 +30,13 @@
 static int head_cluster(const struct cm_snap_sec *s, char *out, size_t cap)
 {
 	msgpack_unpacked up;
-	msgpack_unpacked_init(&up);
-	int rv = -EBADMSG;
-	if (msgpack_unpack_next(&up, (const char *)s->data, s->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
-	    up.data.type == MSGPACK_OBJECT_MAP) {
-		for (uint32_t k = 0; k < up.data.via.map.size; k++) {
-			const msgpack_object_kv *kv = &up.data.via.map.ptr[k];
-			if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 7 &&
-			    memcmp(kv->key.via.str.ptr, "cluster", 7) == 0 &&
-			    kv->val.type == MSGPACK_OBJECT_STR && kv->val.via.str.size < cap) {
-				memcpy(out, kv->val.via.str.ptr, kv->val.via.str.size);
-				out[kv->val.via.str.size] = '\0';
-				rv = 0;
-			}
-		}
+	const msgpack_object *o;
+	int rv = cm_snap_head_field(s, "cluster", &up, &o);
+	if (rv == 0 && (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap))
+		rv = -EBADMSG;
+	if (rv == 0) {
+		memcpy(out, o->via.str.ptr, o->via.str.size);
+		out[o->via.str.size] = '\0';
 	}
 	msgpack_unpacked_destroy(&up);
 	return rv;
