@@ -165,6 +165,11 @@ int cm_kv__walk(const struct cm_kv__ctx *c, const char *p, uint32_t len, struct 
  * storage error (-EIO too for a tree deeper than any path allows: corrupt).
  */
 int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino);
+/* Visit every record below directory ino, depth first; take must remove
+ * the record at the cursor (delete it, or move it: kv_split.c). 0, take's
+ * error, or a storage error. tree_delete is tree_take with a delete. */
+typedef int (*cm_kv__take_fn)(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v);
+int cm_kv__tree_take(const struct cm_kv__ctx *c, uint64_t ino, cm_kv__take_fn take, void *arg);
 int cm_kv__tree_fits(const struct cm_kv__ctx *c, uint64_t ino, uint32_t oldlen, uint32_t newlen);
 int cm_kv__tree_busy(const struct cm_kv__ctx *c, uint64_t ino);
 

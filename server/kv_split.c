@@ -26,36 +26,21 @@
 #include "server/kv.h"
 #include "server/kv_int.h"
 
-/* A growable stack of directory inos still to move. */
-struct dirs {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int dirs_push(struct dirs *d, uint64_t ino)
-{
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 32;
-		uint64_t *v = realloc(d->v, cap * sizeof(*v));
-		if (v == NULL)
-			return -ENOMEM;
-		d->v = v;
-		d->cap = cap;
-	}
-	d->v[d->n++] = ino;
-	return 0;
-}
-
 /* Re-key one record to group `to` (its key's first 8 bytes) and delete it
  * here. Both go through copies: LMDB's pointers die with the next write. */
-static int move_one(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t to, const MDB_val *k,
-		    const MDB_val *v)
+struct move {
+	const struct cm_kv__ctx *c;
+	uint64_t to;
+};
+
+static int move_one(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
 {
+	const struct move *m = arg;
 	uint8_t kb[CM_KV_KEY_MAX];
 	if (k->mv_size > sizeof(kb))
 		return -EIO;
 	memcpy(kb, k->mv_data, k->mv_size);
-	cm_bo_put_be64(kb, to);
+	cm_bo_put_be64(kb, m->to);
 	void *copy = malloc(v->mv_size ? v->mv_size : 1);
 	if (copy == NULL)
 		return -ENOMEM;
@@ -63,7 +48,7 @@ static int move_one(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t to, co
 	MDB_val nk = {k->mv_size, kb}, nv = {v->mv_size, copy};
 	int rc = cm_store_mdb_err(mdb_cursor_del(cur, 0));
 	if (rc == 0)
-		rc = cm_store_mdb_err(mdb_put(c->txn, c->kv, &nk, &nv, 0));
+		rc = cm_store_mdb_err(mdb_put(m->c->txn, m->c->kv, &nk, &nv, 0));
 	free(copy);
 	return rc;
 }
@@ -71,34 +56,8 @@ static int move_one(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t to, co
 /* Move everything below directory ino to group `to`. */
 static int tree_move(const struct cm_kv__ctx *c, uint64_t ino, uint64_t to)
 {
-	MDB_cursor *cur;
-	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
-	if (rc != 0)
-		return cm_store_mdb_err(rc);
-	struct dirs st = {0};
-	rc = dirs_push(&st, ino);
-	while (rc == 0 && st.n != 0) {
-		uint64_t dir = st.v[--st.n];
-		MDB_val k, v;
-		/* Each move shrinks this group's tree: a corrupt tree whose inos
-		 * form a cycle cannot keep the loop going. */
-		while ((rc = cm_kv__child_first(c, cur, dir, &k, &v)) == 0) {
-			struct cm_bytes name;
-			struct cm_kv__node n;
-			rc = cm_kv__child_dec(&k, &v, &name, &n);
-			if (rc == 0 && S_ISDIR(n.attr.mode))
-				rc = dirs_push(&st, n.ino);
-			if (rc == 0)
-				rc = move_one(c, cur, to, &k, &v);
-			if (rc != 0)
-				break;
-		}
-		if (rc == -ENOENT)
-			rc = 0;
-	}
-	free(st.v);
-	mdb_cursor_close(cur);
-	return rc;
+	struct move m = {c, to};
+	return cm_kv__tree_take(c, ino, move_one, &m);
 }
 
 /* Copy "/" and the directories down to path's parent into group `to`,

@@ -26,7 +26,7 @@ static int push(struct stack *s, uint64_t x)
 	return 0;
 }
 
-int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
+int cm_kv__tree_take(const struct cm_kv__ctx *c, uint64_t ino, cm_kv__take_fn take, void *arg)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(c->txn, c->kv, &cur);
@@ -37,7 +37,7 @@ int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
 	while (rc == 0 && st.n != 0) {
 		uint64_t dir = st.v[--st.n];
 		MDB_val k, v;
-		/* Each deletion shrinks the tree, so even a corrupt tree whose
+		/* Each record taken shrinks the tree, so even a corrupt tree whose
 		 * inos form a cycle cannot keep this loop going. */
 		while ((rc = cm_kv__child_first(c, cur, dir, &k, &v)) == 0) {
 			struct cm_bytes name;
@@ -46,7 +46,7 @@ int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
 			if (rc == 0 && S_ISDIR(n.attr.mode))
 				rc = push(&st, n.ino);
 			if (rc == 0)
-				rc = cm_store_mdb_err(mdb_cursor_del(cur, 0));
+				rc = take(arg, cur, &k, &v);
 			if (rc != 0)
 				break;
 		}
@@ -56,6 +56,19 @@ int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
 	free(st.v);
 	mdb_cursor_close(cur);
 	return rc;
+}
+
+static int take_delete(void *arg, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
+{
+	(void)arg;
+	(void)k;
+	(void)v;
+	return cm_store_mdb_err(mdb_cursor_del(cur, 0));
+}
+
+int cm_kv__tree_delete(const struct cm_kv__ctx *c, uint64_t ino)
+{
+	return cm_kv__tree_take(c, ino, take_delete, NULL);
 }
 
 /* Called for each node below the walked directory, with the length of its path relative to it. */
