@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/ctl.h"
 #include "confman/client.h"
@@ -21,7 +22,7 @@ static int refused(const char *cmd, const char *prefix, int err)
 	const char *why = err == -EEXIST	   ? "a shard already"
 			  : err == -EBUSY	   ? "a shard lies below it (split or merge that one first)"
 			  : err == -ENOENT	   ? "no such directory, or no such shard"
-			  : err == CM_ECONFPENDING ? "its group is changing members: finish the move first"
+			  : err == CM_ECONFPENDING ? "its group is still changing members (after 10 s)"
 			  : err == -EINVAL	   ? "not allowed here (\"/\", or a shard of the cluster file)"
 						   : NULL;
 	if (why != NULL) {
@@ -61,6 +62,13 @@ int cm_ctl_shard_split(struct cm_ctl_cmd *cc, int argc, char **argv)
 		return rv;
 	uint64_t group = 0, born = 0;
 	int err = cm_shard_split(cc->client, prefix, &group, &born);
+	/* The parent still applying a membership change (a move just ran):
+	 * transient, every step is repeatable, so wait it out (10 s at most). */
+	for (int k = 0; k < 50 && err == CM_ECONFPENDING; k++) {
+		struct timespec ts = {0, 200 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		err = cm_shard_split(cc->client, prefix, &group, &born);
+	}
 	if (err != 0)
 		return refused("split", prefix, err);
 	if (cc->json)
