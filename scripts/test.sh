@@ -108,8 +108,9 @@ if [ $quick -eq 0 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	# debugoptimized: -O2 keeps the simulator fast; ASan recommends -O1+.
+	# Suite 'slow' (long chaos runs) only in the plain build: see README, Tests.
 	run_suite sanitize build-asan --buildtype=debugoptimized \
-		-Db_sanitize=address,undefined -Db_lundef=false
+		-Db_sanitize=address,undefined -Db_lundef=false -- --no-suite slow
 	# The libFuzzer targets need clang. The rest of the tree is built with
 	# it too, warnings as errors like the gcc builds: clang's warnings
 	# (-Wformat-nonliteral, -Wimplicit-int-conversion) are held as well.
