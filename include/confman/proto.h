@@ -151,6 +151,40 @@ enum cm_op {
 	 * answers the rules the caller administers, one per line, in value. */
 	CM_OP_ACL,
 	CM_OP_WHOAMI, /* any node: value = "USER GROUP..." as it sees the caller */
+	/* Leases (server/lease.c, kv_lease.c; README "Leases and locks"), at the
+	 * leader of the group that owns path (a lease is a group's: a client
+	 * that attaches keys of several shards holds one lease per group, with
+	 * the same id). flags = enum cm_lease_op; version = the lease id, chosen
+	 * by the client (1..CM_LEASE_ID_MAX, random: ids are per group, and a
+	 * grant of an id the group holds is EEXIST); from_index = GRANT's TTL
+	 * in ms (CM_LEASE_TTL_MIN_MS..CM_LEASE_TTL_MAX_MS, else -EINVAL).
+	 * Answer (GET's shape [attr, value]): attr.version = the id,
+	 * attr.mtime_ns = its TTL in ms, attr.atime_ns = the ms it has left
+	 * (the leader's clock), attr.size = keys attached, attr.mod_index =
+	 * the index of the entry that granted it. LIST: value holds one line
+	 * per lease, "ID TTL_MS LEFT_MS KEYS". TTL: value holds the attached
+	 * paths, one per line (CM_LEASE_KEYS_MAX at most). KEEPALIVE, TTL and
+	 * REVOKE of an id the group does not hold (never granted, expired,
+	 * revoked): -ENOENT. */
+	CM_OP_LEASE,
+	/* Locks (server/lease.c, kv_lease.c): a lock is named by a path (which
+	 * need not exist) and lives in the group that owns it; its holders and
+	 * waiters are (lease, owner) pairs: version = the lease id (granted in
+	 * that group), from_index = the owner (any u64: a mount's lock owner,
+	 * 0 for a process). flags = CM_LOCK_* below. ACQUIRE: granted at once
+	 * if free (or shared with shared holders) and nobody waits before it;
+	 * else with CM_LOCK_WAIT queued in log order (FIFO: the lock goes to
+	 * the waiter whose ACQUIRE was committed first) and answered when
+	 * granted, else -EWOULDBLOCK. A waiter whose connection or leader is
+	 * lost sends ACQUIRE again: it keeps its place. RELEASE: frees the
+	 * pair's hold or leaves the queue (-ENOENT if neither). QUERY: who
+	 * holds it. A lease's end releases its holds and leaves its queues.
+	 * Answer (GET's shape): attr.version = the fencing token (the index
+	 * at which the hold was granted: strictly increasing per lock path
+	 * over exclusive holds), attr.uid/gid unused, value = "LEASE OWNER
+	 * TOKEN MODE" per holder ("x" exclusive, "s" shared), one per line
+	 * (QUERY; ACQUIRE: the caller's own line). */
+	CM_OP_LOCK,
 	CM_OP_COUNT
 };
 
@@ -163,6 +197,29 @@ enum cm_conf_op {
 
 /* CM_OP_ACL flags. */
 enum cm_acl_op { CM_ACL_GRANT = 1, CM_ACL_REVOKE = 2, CM_ACL_LIST = 3 };
+
+/* CM_OP_LEASE flags. CHECKPOINT and EXPIRE are the leader's own entries
+ * (a client's request with them is -EINVAL). */
+enum cm_lease_op {
+	CM_LEASE_GRANT = 1,
+	CM_LEASE_KEEPALIVE = 2,
+	CM_LEASE_REVOKE = 3,
+	CM_LEASE_TTL = 4,
+	CM_LEASE_LIST = 5,
+	CM_LEASE_CHECKPOINT = 6, /* from_index = the ms left (0: full TTL again) */
+	CM_LEASE_EXPIRE = 7,     /* delete one attached key, or the lease when none is left */
+};
+#define CM_LEASE_ID_MAX INT64_MAX          /* etcd's lease ids are int64 too */
+#define CM_LEASE_TTL_MIN_MS 1000u
+#define CM_LEASE_TTL_MAX_MS (30u * 86400u * 1000u) /* 30 days */
+#define CM_LEASE_KEYS_MAX 10000u /* keys one lease may hold in one group */
+
+/* CM_OP_LOCK flags. */
+#define CM_LOCK_ACQUIRE 0x1
+#define CM_LOCK_RELEASE 0x2
+#define CM_LOCK_QUERY 0x4
+#define CM_LOCK_SHARED 0x10 /* ACQUIRE: a shared (read) hold */
+#define CM_LOCK_WAIT 0x20   /* ACQUIRE: queue and answer when granted */
 
 /* CM_OP_SHARD_MERGE flags: the phases, in order. */
 enum cm_merge_phase {
@@ -210,11 +267,15 @@ enum cm_consistency {
 				 * reader, who reads the frozen child meanwhile.
 				 * A PUT's version: the child's, which the copy
 				 * keeps (0: counted as any PUT) */
+#define CM_PUT_LEASE 0x8000     /* PUT: attach the node to lease from_index (a lease
+				 * of the node's group; 0: detach). Without the
+				 * flag a PUT keeps the node's lease. A file only:
+				 * -EISDIR for a directory. Unknown lease: -ENOENT */
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \
 	 CM_PUT_KEEP_VALUE | CM_MKDIR_BOUNDARY | CM_PUT_IF_MOD | CM_PUT_APPEND |           \
-	 CM_PUT_IF_CREATED | CM_NO_PARENTS | CM_SET_TIMES | CM_MERGE_COPY)
+	 CM_PUT_IF_CREATED | CM_NO_PARENTS | CM_SET_TIMES | CM_MERGE_COPY | CM_PUT_LEASE)
 /* CM_SET_TIMES operands that are not times (utimensat's UTIME_NOW, UTIME_OMIT). */
 #define CM_TIME_OMIT INT64_MIN
 #define CM_TIME_NOW (INT64_MIN + 1)
