@@ -415,6 +415,8 @@ static int dec_resp_body(const msgpack_object *o, struct cm_resp *r)
 	case CM_OP_ACL:
 	case CM_OP_WHOAMI:
 	case CM_OP_DUMP:
+	case CM_OP_LEASE:
+	case CM_OP_LOCK:
 		if ((f = array_of(o, 2)) == NULL || get_bytes(&f[1], &r->value))
 			return -EBADMSG;
 		r->has_attr = true;

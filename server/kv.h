@@ -87,6 +87,8 @@ struct cm_kv_result {
 	/* LEASE applied: its id, and whether it is gone now (its last step);
 	 * LOCK applied: a lock's holders or waiters may have moved. */
 	uint64_t lease;
+	uint32_t lease_op;  /* enum cm_lease_op of the entry; 0: not a LEASE */
+	uint64_t lease_arg; /* GRANT's TTL, CHECKPOINT's ms left */
 	bool lease_gone;
 	bool lock_moved;
 };

@@ -628,6 +628,8 @@ static int op_lease(struct apply *a)
 {
 	const struct cm_kv_cmd *k = a->cmd;
 	a->res->lease = k->version;
+	a->res->lease_op = k->flags;
+	a->res->lease_arg = k->arg;
 	if (k->flags == CM_LEASE_GRANT || k->flags == CM_LEASE_CHECKPOINT)
 		return cm_kv__lease_set(&a->c, k, a->index, a->res, &a->wrote);
 	struct cm_kv_lease l;
@@ -636,6 +638,7 @@ static int op_lease(struct apply *a)
 		rc = -ENOENT; /* ended already */
 	if (rc != 0)
 		return rc;
+	a->res->lock_moved = true; /* its holds and waits go */
 	rc = lease_end(a, &l);
 	if (rc == 0 && !a->res->event_kind)
 		memset(&a->res->attr, 0, sizeof(a->res->attr));
