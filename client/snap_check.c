@@ -99,6 +99,12 @@ int cm_snap_blob_walk(const void *p, uint64_t len, int (*cb)(void *arg, const st
 		else if (cb != NULL)
 			rv = cb(arg, &r);
 	}
+	/* A group holding leases or locks has them in a second array
+	 * (server/kv.h, cm_kv_snapshot): not records of the tree. */
+	if (rv == 0 && off != len &&
+	    (msgpack_unpack_next(&up, p, (size_t)len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	     up.data.type != MSGPACK_OBJECT_ARRAY))
+		rv = -EBADMSG;
 	if (rv == 0 && off != len)
 		rv = -EBADMSG; /* bytes after the last record */
 	msgpack_unpacked_destroy(&up);

@@ -117,6 +117,9 @@ static uint8_t needs(const struct cm_req *req, const char **path, uint32_t *len)
 		return CM_ACL_READ;
 	case CM_OP_PUT: case CM_OP_MKDIR: case CM_OP_DELETE: case CM_OP_RENAME:
 		return CM_ACL_WRITE;
+	case CM_OP_LEASE: case CM_OP_LOCK: /* a lease or lock on path: a write there */
+		return req->op == CM_OP_LOCK && req->flags == CM_LOCK_QUERY ? CM_ACL_READ
+									       : CM_ACL_WRITE;
 	case CM_OP_SHARD_ADD: case CM_OP_SHARD_SPLIT: case CM_OP_SHARD_MERGE:
 		return CM_ACL_ADMIN; /* on the shard's prefix */
 	case CM_OP_DUMP: case CM_OP_NODE_ADD: case CM_OP_NODE_REMOVE: case CM_OP_CONF_CHANGE:

@@ -73,9 +73,15 @@ static const char usage[] =
 	"                         the replicas with node add, --join and shard move\n"
 	"                         (README, \"Lost majority\"). Never while the other\n"
 	"                         nodes may still run; refused on an empty store\n"
+	"  --lease-checkpoint-ms MS a leader records how long each lease longer than\n"
+	"                         this has left, this often, so that leader changes\n"
+	"                         do not extend it forever (default 300000)\n"
 	"  --test-skip-token-wait FOR TESTS ONLY: serve follower reads at once,\n"
 	"                         without waiting for the client's token (breaks\n"
 	"                         read-your-writes; shows the chaos checker fails)\n"
+	"  --test-lock-no-log     FOR TESTS ONLY: grant every lock at once, without\n"
+	"                         the log (breaks mutual exclusion; shows the lock\n"
+	"                         checker fails)\n"
 	"  --ca FILE              the CA bundle (overrides [cluster] ca)\n"
 	"  --cert FILE            this node's certificate, CN confman-node-<id>\n"
 	"                         (overrides its [node.N] cert)\n"
@@ -326,6 +332,8 @@ static const struct option long_opts[] = {
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"force-new-cluster", no_argument, NULL, 'N'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
+	{"test-lock-no-log", no_argument, NULL, 'U'},
+	{"lease-checkpoint-ms", required_argument, NULL, 'P'},
 	{"ca", required_argument, NULL, 'A'},
 	{"cert", required_argument, NULL, 'E'},
 	{"key", required_argument, NULL, 'Y'},
@@ -423,6 +431,14 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 	case 'T':
 		c->test_skip_token_wait = true;
 		return 0;
+	case 'U':
+		c->test_lock_no_log = true;
+		return 0;
+	case 'P':
+		if (parse_u64(arg, 100, 86400000, &v))
+			return -EINVAL;
+		c->lease_checkpoint_ms = (uint32_t)v;
+		return 0;
 	case 'A':
 	case 'E':
 	case 'Y': {
@@ -452,6 +468,7 @@ static void defaults(struct cm_config *c)
 	c->snapshot_entries = 10000;
 	c->keep_entries = 1000;
 	c->max_pending = 10000;
+	c->lease_checkpoint_ms = 300000;
 	c->min_free_bytes = 128ull << 20;
 	c->max_value = CM_VALUE_MAX_DEFAULT;
 	strcpy(c->cluster_id, "confman");

@@ -65,6 +65,8 @@ struct cm_kv_cmd {
 	int64_t stamp_ns; /* leader's clock at proposal: mtime/ctime */
 	uint32_t max_value; /* value limit in force (deterministic); 0: CM_VALUE_MAX_DEFAULT */
 	int64_t atime_ns, mtime_ns; /* CM_SET_TIMES: a time or CM_TIME_OMIT */
+	uint64_t arg; /* LEASE: GRANT's TTL, CHECKPOINT's ms left; LOCK: the owner;
+		       * PUT with CM_PUT_LEASE: the lease (the request's from_index) */
 };
 
 /* What applying one command did; the event (if any) goes to watchers. */
@@ -82,6 +84,13 @@ struct cm_kv_result {
 	 * subtree, and its members ("1,2,3", pointing into the command). */
 	uint64_t split_group;
 	struct cm_bytes split_members;
+	/* LEASE applied: its id, and whether it is gone now (its last step);
+	 * LOCK applied: a lock's holders or waiters may have moved. */
+	uint64_t lease;
+	uint32_t lease_op;  /* enum cm_lease_op of the entry; 0: not a LEASE */
+	uint64_t lease_arg; /* GRANT's TTL, CHECKPOINT's ms left */
+	bool lease_gone;
+	bool lock_moved;
 };
 
 /*
@@ -229,7 +238,9 @@ int cm_kv_list(struct cm_store *s, MDB_txn *txn, uint64_t group, struct cm_bytes
  * of records [path:str, ino, mode, uid, gid, mtime_ns, ctime_ns,
  * create_index, mod_index, version, value:bin, flags], parents before
  * children; flags: 1 for a boundary, 2 for a top, else 0. The same tree
- * gives the same bytes. 0, -ENOMEM, -EIO; on error sb is as it was.
+ * gives the same bytes. A group holding leases or locks (kv_lease.h) has a
+ * second array after it: those records as [parent, name:bin, value:bin].
+ * 0, -ENOMEM, -EIO; on error sb is as it was.
  *
  * cm_kv_restore - replace the group's kv tree with a serialised one, and drop
  * all the group's events (the caller then treats events up to the snapshot

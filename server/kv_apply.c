@@ -19,6 +19,7 @@ struct apply {
 	const struct cm_kv_cmd *cmd;
 	uint64_t index;
 	uint32_t made;  /* nodes created so far: the low bits of the next ino */
+	uint64_t put_ino; /* the node a PUT wrote (for CM_PUT_LEASE) */
 	bool wrote;     /* anything written yet (then only storage errors may follow) */
 	struct cm_kv_result *res;
 };
@@ -264,8 +265,8 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 {
 	const struct cm_kv_cmd *k = a->cmd;
 	const struct cm_attr *old = &w->node.attr;
-	if (S_ISDIR(old->mode) && !(k->flags & CM_PUT_KEEP_VALUE))
-		return -EISDIR;
+	if (S_ISDIR(old->mode) && (!(k->flags & CM_PUT_KEEP_VALUE) || (k->flags & CM_PUT_LEASE)))
+		return -EISDIR; /* a lease holds files only */
 	if (k->flags & CM_PUT_CREATE)
 		return -EEXIST;
 	int rc = identity_check(a, w);
@@ -297,12 +298,13 @@ static int put_existing(struct apply *a, const struct cm_kv__walk *w)
 	times_set(k, &n.attr);
 	n.attr.version = merge_version(k, n.attr.version + 1);
 	n.attr.mod_index = a->index;
+	a->put_ino = n.ino;
 	rc = put(a, w->parent, base(k->path), &n);
 	free(joined);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
 }
 
-static int op_put(struct apply *a)
+static int op_put_node(struct apply *a)
 {
 	const struct cm_kv_cmd *k = a->cmd;
 	uint32_t limit = k->max_value ? k->max_value : CM_VALUE_MAX_DEFAULT;
@@ -338,9 +340,24 @@ static int op_put(struct apply *a)
 	};
 	times_set(k, &n.attr);
 	n.attr.version = merge_version(k, n.attr.version);
+	a->put_ino = n.ino;
 	rc = put(a, parent, base(k->path), &n);
 	rc = rc ? rc : parent_touch(a, k->path, 0);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);
+}
+
+/* PUT; with CM_PUT_LEASE the file joins lease arg (kv_lease.c). */
+static int op_put(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	bool lease = k->flags & CM_PUT_LEASE;
+	int rc = lease ? cm_kv__lease_put_check(&a->c, k->arg) : 0;
+	rc = rc ? rc : op_put_node(a);
+	if (rc != 0 || !lease)
+		return rc;
+	if (a->put_ino == 0) /* a chmod keeping the value found no node to write */
+		return -EIO;
+	return cm_kv__lease_attach(&a->c, k->arg, a->put_ino, k->path);
 }
 
 /*
@@ -518,6 +535,11 @@ static int rename_do(struct apply *a, const struct cm_kv__walk *src, const struc
 	rc = rc ? rc : put(a, parent, base(k->path2), &n);
 	free(copy);
 	rc = rc ? rc : rename_parents(a, src->parent, parent, S_ISDIR(n.attr.mode), dst->found);
+	/* Keys on leases keep their attachments' paths right (kv_lease.c). */
+	if (rc == 0 && S_ISDIR(n.attr.mode))
+		rc = cm_kv__lease_dir_moved(&a->c, k->path, k->path2);
+	else if (rc == 0)
+		rc = cm_kv__lease_moved(&a->c, n.ino, k->path2);
 	return rc ? rc : done(a, CM_EV_RENAME, &n.attr);
 }
 
@@ -565,6 +587,65 @@ static int op_rename(struct apply *a)
 	return rename_do(a, &src, &dst);
 }
 
+/*
+ * REVOKE and EXPIRE: the lease ends one key per entry (kv.h: one change per
+ * index, one event per change). The first marks it ending (no key may join,
+ * no keepalive holds it) and releases its locks; each deletes one key, as a
+ * DELETE of its path would, with its event; the one that finds no key left
+ * drops the lease. The leader proposes EXPIRE until then (lease.c).
+ */
+static int lease_end(struct apply *a, struct cm_kv_lease *l)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	char *path = malloc(CM_PATH_MAX);
+	if (path == NULL)
+		return -ENOMEM;
+	uint32_t plen = 0;
+	uint64_t ino = 0;
+	int rc = cm_kv__lease_next(&a->c, l->id, path, &plen, &ino);
+	if (rc == 1) {
+		struct cm_kv_cmd del = {.op = CM_OP_DELETE, .path = {path, plen},
+					.stamp_ns = k->stamp_ns, .max_value = k->max_value};
+		a->cmd = &del;
+		rc = op_delete(a);
+		a->cmd = k;
+		if (rc != 0 && !a->wrote && rc != -ENOSPC && rc != -EIO && rc != -ENOMEM)
+			rc = 0; /* it cannot go (nothing was written): dropped as stale */
+		rc = rc ? rc : cm_kv__lease_prune(&a->c, l->id, ino);
+	} else if (rc == 0) {
+		a->wrote = true;
+		rc = cm_kv__lease_drop(&a->c, l->id);
+		a->res->lease_gone = true;
+	}
+	free(path);
+	a->wrote = true;
+	if (rc == 0 && !a->res->lease_gone)
+		rc = cm_kv__lease_mark_ending(&a->c, l);
+	return rc ? rc : cm_kv__locks_drop_lease(&a->c, l->id, a->index);
+}
+
+static int op_lease(struct apply *a)
+{
+	const struct cm_kv_cmd *k = a->cmd;
+	a->res->lease = k->version;
+	a->res->lease_op = k->flags;
+	a->res->lease_arg = k->arg;
+	if (k->flags == CM_LEASE_GRANT || k->flags == CM_LEASE_CHECKPOINT)
+		return cm_kv__lease_set(&a->c, k, a->index, a->res, &a->wrote);
+	struct cm_kv_lease l;
+	int rc = cm_kv__lease_get(&a->c, k->version, &l);
+	if (rc == 0 && l.ending && k->flags == CM_LEASE_REVOKE)
+		rc = -ENOENT; /* ended already */
+	if (rc != 0)
+		return rc;
+	a->res->lock_moved = true; /* its holds and waits go */
+	rc = lease_end(a, &l);
+	if (rc == 0 && !a->res->event_kind)
+		memset(&a->res->attr, 0, sizeof(a->res->attr));
+	a->res->attr.version = l.id;
+	return rc;
+}
+
 static int op_dispatch(struct apply *a)
 {
 	const struct cm_kv_cmd *k = a->cmd;
@@ -589,6 +670,11 @@ static int op_dispatch(struct apply *a)
 	case CM_OP_SHARD_SPLIT:
 		a->res->split_members = k->value; /* cmd's bytes: the caller's */
 		return cm_kv__split(&a->c, k, a->index, a->res, &a->wrote);
+	case CM_OP_LEASE:
+		return op_lease(a);
+	case CM_OP_LOCK:
+		a->res->lock_moved = true;
+		return cm_kv__lock(&a->c, k, a->index, a->res, &a->wrote);
 	default:
 		return -EBADMSG; /* cm_kv_cmd_decode lets no other op through */
 	}

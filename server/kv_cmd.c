@@ -170,7 +170,26 @@ static int pack_bytes(msgpack_packer *pk, struct cm_bytes b, bool bin)
 static bool is_write_op(uint32_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
-	       op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE; /* by a leader: split.c, merge.c */
+	       op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE || /* by a leader: split.c, merge.c */
+	       op == CM_OP_LEASE || op == CM_OP_LOCK;
+}
+
+/* LEASE and LOCK carry an operand (arg), and so does a PUT with CM_PUT_LEASE. */
+static bool has_arg(uint32_t op, uint32_t flags)
+{
+	return op == CM_OP_LEASE || op == CM_OP_LOCK || (op == CM_OP_PUT && (flags & CM_PUT_LEASE));
+}
+
+/* The flags of LEASE (one logged step) and LOCK (ACQUIRE with its modes, or RELEASE). */
+static bool lease_lock_flags(uint32_t op, uint32_t flags)
+{
+	if (op == CM_OP_LEASE)
+		return flags == CM_LEASE_GRANT || flags == CM_LEASE_REVOKE ||
+		       flags == CM_LEASE_CHECKPOINT || flags == CM_LEASE_EXPIRE;
+	if (flags == CM_LOCK_RELEASE)
+		return true;
+	return (flags & CM_LOCK_ACQUIRE) &&
+	       (flags & ~(uint32_t)(CM_LOCK_ACQUIRE | CM_LOCK_SHARED | CM_LOCK_WAIT)) == 0;
 }
 
 /* A boundary or a top is only ever made by MKDIR, and a directory is never
@@ -178,6 +197,10 @@ static bool is_write_op(uint32_t op)
 static bool flags_fit_op(uint32_t op, uint32_t flags)
 {
 	uint32_t marks = flags & (CM_MKDIR_BOUNDARY | CM_MKDIR_TOP);
+	if (op == CM_OP_LEASE || op == CM_OP_LOCK)
+		return lease_lock_flags(op, flags);
+	if ((flags & CM_PUT_LEASE) && op != CM_OP_PUT)
+		return false;
 	if ((flags & CM_SET_TIMES) && op != CM_OP_PUT)
 		return false;
 	if (op == CM_OP_SHARD_SPLIT && flags != 0)
@@ -197,12 +220,14 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 	if (!is_write_op(req->op) || !flags_fit_op(req->op, req->flags))
 		return -EINVAL;
 	size_t before = sb->size;
-	bool if_mod = req->flags & CM_PUT_IF_MOD;
-	bool times = req->flags & CM_SET_TIMES;
+	bool lease_lock = req->op == CM_OP_LEASE || req->op == CM_OP_LOCK;
+	bool if_mod = !lease_lock && (req->flags & CM_PUT_IF_MOD);
+	bool times = !lease_lock && (req->flags & CM_SET_TIMES);
+	bool arg = has_arg(req->op, req->flags);
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	int rc = msgpack_pack_array(&pk, (if_mod ? CMD_FIELDS_IF_MOD : CMD_FIELDS) +
-						 (times ? CMD_FIELDS_TIMES : 0));
+						 (times ? CMD_FIELDS_TIMES : 0) + (arg ? 1 : 0));
 	rc = rc ? rc : msgpack_pack_uint8(&pk, req->op);
 	rc = rc ? rc : msgpack_pack_uint32(&pk, req->flags);
 	rc = rc ? rc : pack_bytes(&pk, req->path, false);
@@ -220,6 +245,8 @@ int cm_kv_cmd_encode(msgpack_sbuffer *sb, const struct cm_req *req, int64_t stam
 		rc = rc ? rc : msgpack_pack_int64(&pk, req->atime_ns == CM_TIME_NOW ? stamp_ns : req->atime_ns);
 		rc = rc ? rc : msgpack_pack_int64(&pk, req->mtime_ns == CM_TIME_NOW ? stamp_ns : req->mtime_ns);
 	}
+	if (arg)
+		rc = rc ? rc : msgpack_pack_uint64(&pk, req->from_index);
 	if (rc != 0) {
 		sb->size = before; /* leave no half command behind */
 		return -ENOMEM;
@@ -250,7 +277,7 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	struct cm_kv_cmd c = {0};
 	uint32_t n, op;
 	if (cm_kv__rd_array(&r, &n) != 0 || n < CMD_FIELDS ||
-	    n > CMD_FIELDS_IF_MOD + CMD_FIELDS_TIMES)
+	    n > CMD_FIELDS_IF_MOD + CMD_FIELDS_TIMES + 1)
 		return -EBADMSG;
 	if (cm_kv__rd_u32(&r, &op) != 0 || !is_write_op(op))
 		return -EBADMSG;
@@ -264,13 +291,17 @@ int cm_kv_cmd_decode(const void *buf, uint32_t len, msgpack_unpacked *up, struct
 	if (decode_tail(&r, &c) != 0)
 		return -EBADMSG;
 	/* The operands come with their flags, and only with them (as encoded). */
-	bool if_mod = c.flags & CM_PUT_IF_MOD, times = c.flags & CM_SET_TIMES;
-	if (n != CMD_FIELDS + (if_mod ? 1u : 0u) + (times ? CMD_FIELDS_TIMES : 0u))
+	bool lease_lock = op == CM_OP_LEASE || op == CM_OP_LOCK;
+	bool if_mod = !lease_lock && (c.flags & CM_PUT_IF_MOD);
+	bool times = !lease_lock && (c.flags & CM_SET_TIMES), arg = has_arg(op, c.flags);
+	if (n != CMD_FIELDS + (if_mod ? 1u : 0u) + (times ? CMD_FIELDS_TIMES : 0u) + (arg ? 1u : 0u))
 		return -EBADMSG;
 	if (if_mod && cm_kv__rd_u64(&r, &c.mod_index) != 0)
 		return -EBADMSG;
 	if (times && (cm_kv__rd_i64(&r, &c.atime_ns) != 0 || cm_kv__rd_i64(&r, &c.mtime_ns) != 0 ||
 		      c.atime_ns == CM_TIME_NOW || c.mtime_ns == CM_TIME_NOW))
+		return -EBADMSG;
+	if (arg && cm_kv__rd_u64(&r, &c.arg) != 0)
 		return -EBADMSG;
 	if (r.p != r.end)
 		return -EBADMSG;

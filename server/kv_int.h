@@ -10,6 +10,7 @@
 
 #include "confman/proto.h"
 #include "server/kv.h"
+#include "server/kv_lease.h"
 
 /*
  * Layout (see kv.h for why it is not keyed by path):
@@ -206,5 +207,45 @@ int cm_kv__rd_u32(struct cm_kv__rd *r, uint32_t *v);
 int cm_kv__rd_i64(struct cm_kv__rd *r, int64_t *v);
 int cm_kv__rd_str(struct cm_kv__rd *r, struct cm_bytes *b);
 int cm_kv__rd_bin(struct cm_kv__rd *r, struct cm_bytes *b);
+
+/*
+ * kv_lease.c, kv_lock.c: reserved records (kv_lease.h). rkey builds the key
+ * (group, parent, name) of up to CM_KV_RKEY_MAX bytes; rrange_first/next
+ * walk the records under parent whose name starts with pfx (-ENOENT past).
+ */
+uint32_t cm_kv__rkey(uint8_t *kb, uint64_t group, uint64_t parent, const void *name, uint32_t nlen);
+int cm_kv__rput(const struct cm_kv__ctx *c, uint64_t parent, const void *name, uint32_t nlen,
+		const void *val, size_t vlen);
+int cm_kv__rdel(const struct cm_kv__ctx *c, uint64_t parent, const void *name, uint32_t nlen);
+int cm_kv__rrange_first(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t parent,
+			const void *pfx, uint32_t plen, MDB_val *k, MDB_val *v);
+int cm_kv__rrange_next(const struct cm_kv__ctx *c, MDB_cursor *cur, uint64_t parent,
+		       const void *pfx, uint32_t plen, MDB_val *k, MDB_val *v);
+int cm_kv__lease_get(const struct cm_kv__ctx *c, uint64_t id, struct cm_kv_lease *l);
+/* GRANT, CHECKPOINT. */
+int cm_kv__lease_set(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		     struct cm_kv_result *res, bool *wrote);
+/* A PUT with CM_PUT_LEASE: may id take one more key (0: a detach, fine)? */
+int cm_kv__lease_put_check(const struct cm_kv__ctx *c, uint64_t id);
+/* After that PUT: the file ino at path is id's (0: nobody's). */
+int cm_kv__lease_attach(const struct cm_kv__ctx *c, uint64_t id, uint64_t ino, struct cm_bytes path);
+/* Renames: of the file ino (now at path), of directory from (now to). */
+int cm_kv__lease_moved(const struct cm_kv__ctx *c, uint64_t ino, struct cm_bytes path);
+int cm_kv__lease_dir_moved(const struct cm_kv__ctx *c, struct cm_bytes from, struct cm_bytes to);
+/* The end of a lease, one key per entry: next finds the first key still
+ * attached (1, path in path (CM_PATH_MAX bytes), 0 when none; no write),
+ * prune drops attachments up to ino upto, drop the lease and all. */
+int cm_kv__lease_next(const struct cm_kv__ctx *c, uint64_t id, char *path, uint32_t *plen,
+		      uint64_t *ino);
+int cm_kv__lease_prune(const struct cm_kv__ctx *c, uint64_t id, uint64_t upto);
+int cm_kv__lease_drop(const struct cm_kv__ctx *c, uint64_t id);
+int cm_kv__lease_mark_ending(const struct cm_kv__ctx *c, struct cm_kv_lease *l);
+/* CM_OP_LOCK; and a lease's end: its holds released, its waits left. */
+int cm_kv__lock(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
+		struct cm_kv_result *res, bool *wrote);
+int cm_kv__locks_drop_lease(const struct cm_kv__ctx *c, uint64_t id, uint64_t index);
+/* Snapshots: the reserved records as [[parent, name:bin, value:bin]...]. */
+int cm_kv__reserved_pack(const struct cm_kv__ctx *c, msgpack_packer *pk);
+int cm_kv__reserved_restore(const struct cm_kv__ctx *c, struct cm_kv__rd *r);
 
 #endif /* CONFMAN_KV_INT_H */

@@ -149,6 +149,7 @@ int cm_kv_snapshot(struct cm_store *s, MDB_txn *txn, uint64_t group, msgpack_sbu
 	static const char hdr[5] = {(char)0xdd, 0, 0, 0, 0}; /* array32, count below */
 	int rc = msgpack_sbuffer_write(sb, hdr, sizeof(hdr)) ? -ENOMEM : 0;
 	rc = rc ? rc : snap_tree(&sn);
+	rc = rc ? rc : cm_kv__reserved_pack(&c, &sn.pk); /* leases, locks: kv_lease.h */
 	while (sn.n != 0)
 		free(sn.todo[--sn.n].path);
 	free(sn.todo);
@@ -288,6 +289,8 @@ static int restore_all(struct restore *rs)
 		rc = -EBADMSG;
 	for (uint32_t k = 0; rc == 0 && k < n; k++)
 		rc = restore_one(rs);
+	if (rc == 0 && rs->r.p != rs->r.end) /* a group with leases or locks */
+		rc = cm_kv__reserved_restore(rs->c, &rs->r);
 	if (rc == 0 && rs->r.p != rs->r.end)
 		rc = -EBADMSG;
 	return rc ? rc : inos_unique(rs);

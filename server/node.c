@@ -378,6 +378,7 @@ static void on_tick(uv_timer_t *t)
 	}
 	cm__req_expire(n);
 	cm__dump_tick(n);
+	cm__lease_tick(n);
 	cm__drain_tick(n);
 	uint64_t every = CM_WATCH_PROGRESS_MS / n->cfg->tick_ms;
 	if (every == 0 || n->ticks % every == 0)
@@ -536,6 +537,7 @@ void cm_node_free(struct cm_node *n)
 		free(w);
 	}
 	for (uint32_t k = 0; k < n->n_groups; k++) {
+		cm__lease_free(n, &n->groups[k], CM_ENOTLEADER);
 		cm__pending_free(&n->groups[k].writes);
 		cm__pending_free(&n->groups[k].reads);
 		raft_free(n->groups[k].raft);

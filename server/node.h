@@ -31,13 +31,35 @@ struct cm_pending {
 	bool done;         /* write applied: err/attr hold the result */
 	int err;
 	struct cm_attr attr;
-	char *path;        /* read: owned copy */
+	char *path;        /* read, and a LOCK that may wait: owned copy */
 	uint32_t path_len;
+	uint32_t flags;    /* LOCK: the request's (CM_LOCK_WAIT: it may be parked) */
+	uint64_t lease, owner; /* LOCK: the holder it asks for */
 };
 
 struct cm_pending_list {
 	struct cm_pending *v; /* owned */
 	uint32_t n, cap;
+};
+
+/* The leader's side of a group's leases (lease.c): when each one ends, by
+ * this node's clock, and the lock requests waiting for their grant. */
+struct cm_lease_slot {
+	uint64_t id;
+	uint64_t ttl_ms;
+	uint64_t deadline;   /* loop ms */
+	uint64_t cp_left;    /* the ms left its last checkpoint recorded (0: none) */
+	uint64_t busy_until; /* an EXPIRE was proposed: no other before this (loop ms) */
+	bool ending;
+};
+
+struct cm_leases {
+	struct cm_lease_slot *v; /* owned, by id */
+	uint32_t n, cap;
+	raft_term term;          /* the leadership it was loaded for; 0: not loaded */
+	uint64_t next_checkpoint; /* loop ms */
+	bool locks_moved;        /* a LOCK or a lease's end applied: wake waiters */
+	struct cm_pending_list waits; /* ACQUIREs queued in the lock, parked here */
 };
 
 struct cm_watch {
@@ -68,6 +90,7 @@ struct cm_group {
 	bool applied_moved; /* meta must be persisted this turn */
 	uint64_t snap_retry_tick; /* no snapshot before this tick (the map was full) */
 	bool tops_made; /* made the tops since it last became leader (shards.c) */
+	struct cm_leases leases; /* lease.c */
 };
 
 struct cm_node {
@@ -146,6 +169,7 @@ void cm__reply_err(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		   const struct cm_req *req, int err);
 int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending **out);
 void cm__pending_free(struct cm_pending_list *l);
+void cm__pending_release(struct cm_pending *p); /* its connection and path */
 
 /* space.c: ENOSPC for client writes before the map or the disk is full */
 /* 0, or -ENOSPC when req may not be proposed for lack of space. */
@@ -197,6 +221,17 @@ void cm__members_metrics(struct cm_node *n, struct cm_buf *out);
 /* split.c: SHARD_SPLIT (at the parent's leader, or the meta leader), and
  * the new group's Raft state once the parent applied the split. */
 void cm__split_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+
+/* lease.c: leases and locks at a group's leader (README "Leases and locks"). */
+void cm__lease_handle(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		      const struct cm_req *req);
+void cm__lease_tick(struct cm_node *n);
+/* An entry of g applied (turn.c): keep the leader's clocks in step. */
+void cm__lease_applied(struct cm_node *n, struct cm_group *g, const struct cm_kv_result *res);
+/* A LOCK write came back queued: p moves to the waiters (true), else false. */
+bool cm__lock_park(struct cm_node *n, struct cm_group *g, struct cm_pending *p);
+void cm__lock_wake(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn);
+void cm__lease_free(struct cm_node *n, struct cm_group *g, int err);
 int cm__split_applied(struct cm_node *n, MDB_txn *txn, const struct raft_entry *e,
 		      const struct cm_kv_result *res);
 

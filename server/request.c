@@ -26,7 +26,7 @@ int cm__pending_push(struct cm_pending_list *l, uint32_t max, struct cm_pending 
 	return 0;
 }
 
-static void pending_release(struct cm_pending *p)
+void cm__pending_release(struct cm_pending *p)
 {
 	cm_conn_unref(p->conn);
 	free(p->path);
@@ -35,7 +35,7 @@ static void pending_release(struct cm_pending *p)
 void cm__pending_free(struct cm_pending_list *l)
 {
 	for (uint32_t k = 0; k < l->n; k++)
-		pending_release(&l->v[k]);
+		cm__pending_release(&l->v[k]);
 	free(l->v);
 	memset(l, 0, sizeof(*l));
 }
@@ -337,6 +337,16 @@ void cm__req_write(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		return;
 	}
 	track_write(g, p, c, req, index);
+	if (req->op == CM_OP_LOCK && (req->flags & CM_LOCK_WAIT)) {
+		/* It may come back queued: then it waits for its grant (lease.c). */
+		p->path = malloc(req->path.len ? req->path.len : 1);
+		if (p->path != NULL)
+			memcpy(p->path, req->path.p, req->path.len);
+		p->path_len = req->path.len;
+		p->flags = req->flags;
+		p->lease = req->version;
+		p->owner = req->from_index;
+	}
 }
 
 void cm__req_conf(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
@@ -513,6 +523,10 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		if (err != 0)
 			cm__reply_err(n, g, c, req, err);
 		return;
+	case CM_OP_LEASE:
+	case CM_OP_LOCK:
+		cm__lease_handle(n, g, c, req);
+		return;
 	default:
 		cm__req_write(n, g, c, req);
 		return;
@@ -548,8 +562,11 @@ static void complete_writes(struct cm_node *n, struct cm_group *g)
 		}
 		if (!p->done) /* applied, yet not seen: taken over by a snapshot */
 			p->err = -EIO; /* outcome unknown to us: the client must re-read */
+		if (p->op == CM_OP_LOCK && p->err == 0 && p->attr.version == 0 &&
+		    (p->flags & CM_LOCK_WAIT) && cm__lock_park(n, g, p))
+			continue; /* queued in the lock: answered when granted */
 		reply_write(n, g, p);
-		pending_release(p);
+		cm__pending_release(p);
 	}
 	l->n = kept;
 }
@@ -566,7 +583,7 @@ static void complete_reads(struct cm_node *n, struct cm_group *g, MDB_txn *txn)
 		}
 		struct cm_req req = {.id = p->req_id, .op = p->op};
 		serve_read(n, g, txn, p->conn, &req, (struct cm_bytes){p->path, p->path_len});
-		pending_release(p);
+		cm__pending_release(p);
 	}
 	l->n = kept;
 }
@@ -575,6 +592,7 @@ void cm__req_after_turn(struct cm_node *n, struct cm_group *g, MDB_txn *rtxn)
 {
 	complete_writes(n, g);
 	complete_reads(n, g, rtxn);
+	cm__lock_wake(n, g, rtxn);
 }
 
 /* Reads that waited too long: a follower read lets the client try elsewhere. */
@@ -594,7 +612,7 @@ void cm__req_expire(struct cm_node *n)
 			struct cm_req req = {.id = p->req_id, .op = p->op};
 			cm__reply_err(n, g, p->conn, &req,
 				  p->consistency == CM_READ_FOLLOWER ? CM_ESTALE : -ETIMEDOUT);
-			pending_release(p);
+			cm__pending_release(p);
 		}
 		l->n = kept;
 	}
@@ -605,6 +623,7 @@ void cm__req_expire(struct cm_node *n)
  * any lost reply; WRONGSHARD sends it to the map's new replicas. */
 void cm__req_fail_group(struct cm_node *n, struct cm_group *g, int err)
 {
+	cm__lease_free(n, g, err);
 	struct cm_pending_list *lists[] = {&g->writes, &g->reads};
 	for (uint32_t j = 0; j < 2; j++) {
 		struct cm_pending_list *l = lists[j];
@@ -616,7 +635,7 @@ void cm__req_fail_group(struct cm_node *n, struct cm_group *g, int err)
 			r.err = err;
 			r.token = n->reg.epoch;
 			cm_net_reply(p->conn, &r);
-			pending_release(p);
+			cm__pending_release(p);
 		}
 		l->n = 0;
 	}

@@ -230,6 +230,8 @@ static int apply_committed(struct cm_node *n, MDB_txn *txn, struct cm_group *g)
 				rv = cm__split_applied(n, txn, e, &res);
 			if (rv != 0)
 				return rv;
+			if (res.lease_op != 0 || res.lock_moved)
+				cm__lease_applied(n, g, &res); /* lease.c: the leader's clocks */
 			note_result(g, e, &res);
 			/* A smaller tree: a snapshot that found no room may fit now. */
 			if (res.event_kind == CM_EV_DELETE)
