@@ -16,6 +16,7 @@ _Static_assert(((CM_LOCK_ACQUIRE | CM_LOCK_RELEASE | CM_LOCK_QUERY | LOCK_FLAGS)
 		(CM_SET_TIMES | CM_PUT_IF_MOD)) == 0, "lock flags clash with PUT's");
 _Static_assert(((unsigned)CM_LEASE_EXPIRE & (CM_SET_TIMES | CM_PUT_IF_MOD)) == 0,
 	       "lease ops clash with PUT's flags");
+#define QUEUED_RETRY_MS 100 /* a waiter the leader could not park asks again */
 #define GRANT_TRIES 4 /* random ids drawn (EEXIST) or grants sent again (unknown outcome) */
 
 static int lease_req(const char *path, uint8_t op, uint32_t flags, struct cm_req *r)
@@ -346,6 +347,13 @@ static bool acq_run(struct cm_client *c, struct acq *a, uint64_t until_ms)
 	return a->done;
 }
 
+static void pause_ms(uint32_t ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 /* Whether a waiting ACQUIRE that failed so is sent again (proto.h: the
  * server keeps the pair's place). */
 static bool acquire_again(int err)
@@ -395,9 +403,14 @@ int cm_lock_acquire(struct cm_client *c, const char *path, uint64_t lease, uint6
 		rv = a->err;
 		*token = a->token;
 		free(a);
-		if (rv == 0 || !wait || !acquire_again(rv))
+		/* Token 0: queued, but the leader could not keep the request
+		 * waiting (its table of waiters was full): ask again soon. */
+		bool queued = rv == 0 && *token == 0 && wait;
+		if ((rv == 0 && !queued) || !wait || (!queued && !acquire_again(rv)))
 			return rv;
 		if (until != 0 && mono_ms() >= until)
 			return acquire_give_up(c, &r);
+		if (queued)
+			pause_ms(QUEUED_RETRY_MS);
 	}
 }

@@ -609,7 +609,8 @@ int cm_lease_list(struct cm_client *c, const char *path, struct cm_lease_info **
  *           strictly increasing over a lock's exclusive holds
  * While waiting, a request that times out, loses its connection or its
  * leader is sent again: the server keeps the pair's place in the queue, and
- * answers a pair that holds the lock with its hold.
+ * answers a pair that holds the lock with its hold; so is one answered
+ * "queued" (token 0: the leader could not keep it waiting), 100 ms later.
  * Returns 0, -EWOULDBLOCK (held by another: at once without CM_LOCK_WAIT,
  * else when wait_ms passed), -ENOENT (no such lease in the group, or it
  * ended while waiting), -EINVAL (lease 0, an unknown flag); when the

@@ -2498,6 +2498,7 @@ struct lk {
 	} q[8];
 	int nq;
 	int eexist_grants; /* answer this many GRANTs EEXIST */
+	int unparked;      /* answer this many new waiters "queued" (token 0) */
 };
 
 static void freply_attr(struct fake_conn *c, const struct cm_req *r, int err,
@@ -2635,6 +2636,11 @@ static void h_lease(struct fake *f, struct fake_conn *c, const struct cm_req *r)
 		l->q[l->nq].lease = r->version;
 		l->q[l->nq].id = r->id;
 		l->q[l->nq++].c = c;
+		if (l->unparked > 0) { /* queued, not kept waiting: it asks again */
+			l->unparked--;
+			a.version = 0;
+			freply_attr(c, r, 0, &a, NULL);
+		}
 	} else {
 		freply_attr(c, r, -EWOULDBLOCK, &a, NULL);
 	}
@@ -2745,6 +2751,7 @@ struct waiter {
 	uint32_t timeout_ms;
 	uint64_t lease, token;
 	int rv;
+	bool done;
 };
 
 static void *wait_lock(void *arg)
@@ -2753,6 +2760,7 @@ static void *wait_lock(void *arg)
 	struct cm_client *c = lease_client(w->st, w->timeout_ms);
 	w->rv = cm_lock_acquire(c, "/lk", w->lease, 0, CM_LOCK_WAIT, 0, &w->token);
 	cm_client_close(c);
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -2805,15 +2813,23 @@ static void test_lock_waits_in_line_through_timeouts_and_gives_up_when_told(void
 	assert_int_equal(h[0].token, w.token);
 	assert_false(h[0].shared);
 	free(h);
-	/* A waiter whose connection drops sends ACQUIRE again. */
+	/* A waiter whose connection drops sends ACQUIRE again; so does one
+	 * answered "queued" (token 0), not granted. */
+	l.unparked = 1;
 	w = (struct waiter){.st = st, .timeout_ms = 5000, .lease = a};
 	pthread_create(&th, NULL, wait_lock, &w);
 	while (__atomic_load_n(&l.nq, __ATOMIC_ACQUIRE) == 0)
 		usleep(1000);
+	while (__atomic_load_n(&l.unparked, __ATOMIC_ACQUIRE) > 0)
+		usleep(1000);
+	usleep(300 * 1000); /* asked again after "queued" */
+	assert_false(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)); /* still waiting */
 	int sent = seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT);
 	uv_async_send(&st->drop);
-	while (seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT) == sent)
+	for (int k = 0; seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT) == sent; k++) {
+		assert_true(k < 3000); /* sent again within 3 s */
 		usleep(1000);
+	}
 	assert_int_equal(cm_lease_revoke(c, "/", b), 0); /* b's end frees the lock */
 	pthread_join(th, NULL);
 	assert_int_equal(w.rv, 0);
