@@ -17,7 +17,9 @@
 
 /*
  * Two threads. The main one grants a lease in PATH's group, acquires the
- * lock (waiting in line), runs CMD and waits for it. The keeper keeps the
+ * lock (waiting in line), runs CMD and waits for it. CMD runs in a process
+ * group of its own (the terminal's foreground group when we had it, as a
+ * shell does), so that what it started goes with it when it must stop. The keeper keeps the
  * lease alive with its own client (a cm_client is one thread's) and owns
  * the signals: SIGINT, SIGTERM and SIGHUP are blocked everywhere and taken
  * by the keeper with sigtimedwait(), which is also its clock. While CMD
@@ -68,13 +70,20 @@ static uint64_t mono_ms(void)
 
 /* ---- the keeper ---- */
 
+/* Signal CMD's process group, or CMD alone if it has none (setpgid failed). */
+static void signal_cmd(pid_t pid, int sig)
+{
+	if (kill(-pid, sig) != 0)
+		kill(pid, sig);
+}
+
 /* Stop CMD: SIGTERM, then SIGKILL if it is still there after the grace. */
 static void stop_child(struct keeper *k)
 {
 	pthread_mutex_lock(&k->mu);
 	pid_t child = k->child;
 	if (child > 0)
-		kill(child, SIGTERM);
+		signal_cmd(child, SIGTERM);
 	pthread_mutex_unlock(&k->mu);
 	if (child <= 0)
 		return;
@@ -90,7 +99,7 @@ static void stop_child(struct keeper *k)
 	}
 	pthread_mutex_lock(&k->mu);
 	if (k->child == child)
-		kill(child, SIGKILL);
+		signal_cmd(child, SIGKILL);
 	pthread_mutex_unlock(&k->mu);
 }
 
@@ -119,9 +128,9 @@ static void on_signal(struct keeper *k, const siginfo_t *si)
 	bool stopping = k->stop;
 	pthread_mutex_unlock(&k->mu);
 	if (child > 0) {
-		/* The terminal signals the whole foreground group, CMD included. */
+		/* The terminal signals its foreground group: CMD's already. */
 		if (si->si_code != SI_KERNEL)
-			kill(child, si->si_signo);
+			signal_cmd(child, si->si_signo);
 		return;
 	}
 	if (stopping)
@@ -227,9 +236,24 @@ static char **fenced_env(char *fence)
 	return env;
 }
 
+/* Whether we run in the foreground of the terminal on stdin. */
+static bool tty_foreground(void)
+{
+	return isatty(0) && tcgetpgrp(0) == getpgrp();
+}
+
+/* Give the terminal's foreground to process group pg (SIGTTOU ignored:
+ * tcsetpgrp from a background group would stop us). */
+static void tty_give(pid_t pg)
+{
+	void (*was)(int) = signal(SIGTTOU, SIG_IGN);
+	tcsetpgrp(0, pg);
+	signal(SIGTTOU, was);
+}
+
 /* Start CMD, registered with the keeper under its lock (so no signal or
  * loss slips between fork and registration). Returns the pid or -errno. */
-static pid_t spawn(struct keeper *k, char **cmd, uint64_t token)
+static pid_t spawn(struct keeper *k, char **cmd, uint64_t token, bool fg)
 {
 	char fence[48];
 	snprintf(fence, sizeof(fence), "CONFMAN_FENCE=%" PRIu64, token);
@@ -243,6 +267,9 @@ static pid_t spawn(struct keeper *k, char **cmd, uint64_t token)
 	int fork_err = errno;
 	if (pid == 0) {
 		/* Async-signal-safe calls only: another thread exists. */
+		setpgid(0, 0);
+		if (fg)
+			tty_give(getpid());
 		signal(SIGPIPE, SIG_DFL); /* confmanctl ignores it; CMD must not inherit that */
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		environ = env;
@@ -253,8 +280,10 @@ static pid_t spawn(struct keeper *k, char **cmd, uint64_t token)
 		(void)w;
 		_exit(e == ENOENT ? CM_CTL_CMD_NOTFOUND : CM_CTL_CMD_NOEXEC);
 	}
-	if (pid > 0)
+	if (pid > 0) {
+		setpgid(pid, pid); /* the child does too: whoever runs first */
 		k->child = pid;
+	}
 	pthread_mutex_unlock(&k->mu);
 	free(env);
 	return pid == -1 ? -fork_err : pid;
@@ -299,12 +328,16 @@ static int hold_and_run(struct cm_ctl_cmd *cc, const struct lock_opts *lo, struc
 		if (err != 0)
 			return cm_ctl_fail(lo->path, err);
 	}
-	pid_t pid = spawn(k, lo->cmd, token);
+	bool fg = tty_foreground();
+	pid_t pid = spawn(k, lo->cmd, token, fg);
 	if (pid == -ENOLINK)
 		return CM_CTL_LOCK_LOST;
 	if (pid < 0)
 		return cm_ctl_fail(lo->cmd[0], pid);
-	return reap(k, pid);
+	int status = reap(k, pid);
+	if (fg)
+		tty_give(getpgrp()); /* the terminal back */
+	return status;
 }
 
 static int run_locked(struct cm_ctl_cmd *cc, const struct lock_opts *lo)

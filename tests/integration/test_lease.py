@@ -58,12 +58,24 @@ def bg(*args):
     return p
 
 
+def kill_session(sid):
+    """SIGKILL every process of session sid: confmanctl and its command,
+    which runs in a process group of its own."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                os.kill(int(d), signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            pass
+
+
 def kill_all():
     for p in _procs:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        kill_session(p.pid)
         try:
             p.wait(5)
         except subprocess.TimeoutExpired:
@@ -87,10 +99,10 @@ def wait_file(path, timeout=15):
 
 def holder_script(tag, hold_s):
     """A command that records its fence and its tenure, then holds."""
-    return ["sh", "-c", 'echo "$CONFMAN_FENCE" > %s.tmp && mv %s.tmp %s; '
-            'echo "%s $(date +%%s.%%N) start" >> %s; sleep %s; '
+    return ["sh", "-c", 'echo $$ > %s.pid; echo "$CONFMAN_FENCE" > %s.tmp && mv %s.tmp %s; '
+            'echo "%s $(date +%%s.%%N) start" >> %s; sleep %s & echo $! > %s.sleep; wait $!; '
             'echo "%s $(date +%%s.%%N) end" >> %s'
-            % (f(tag), f(tag), f(tag), tag, f("log"), hold_s, tag, f("log"))]
+            % (f(tag), f(tag), f(tag), f(tag), tag, f("log"), hold_s, f(tag), tag, f("log"))]
 
 
 def grant(ttl="5s", *more):
@@ -99,6 +111,26 @@ def grant(ttl="5s", *more):
 
 def gone(path):
     return ctl("get", path)[0] == 3
+
+
+def gone_soon(path, timeout=2):
+    """A revoke deletes the first file in its own entry, the others in the
+    entries the leader proposes right after: a few ms later."""
+    end = time.time() + timeout
+    while not gone(path):
+        if time.time() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def pid_alive(pid):
+    """Alive and not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # ---- leases ----
@@ -117,7 +149,7 @@ def test_grant_keepalive_ttl_list_revoke():
     text = ok("lease", "ttl", lid).decode()
     assert text.startswith("lease %d: ttl 5000 ms" % lid), text
     ok("lease", "revoke", lid)
-    assert gone("/leased/a") and gone("/leased/b")
+    assert gone_soon("/leased/a") and gone_soon("/leased/b")
     assert ok("ls", "/leased") == b""
     assert ctl("lease", "ttl", lid)[0] == 3
     assert ctl("lease", "keepalive", lid, "--once")[0] == 3
@@ -262,6 +294,12 @@ def test_revoked_lease_stops_the_command():
     t = time.time()
     assert p.wait(10) == LOST, p.stderr.read()
     assert time.time() - t < 3, "not stopped within a TTL"
+    # CMD's whole process group went: the shell and the sleep it started.
+    sleeper = int(wait_file(f("r1.sleep")))
+    end = time.time() + 3
+    while pid_alive(sleeper):
+        assert time.time() < end, "the command's children outlived the lease"
+        time.sleep(0.05)
     assert b"lost" in p.stderr.read()
 
 
@@ -295,7 +333,7 @@ def test_second_campaigner_takes_over():
     b = bg("elect", "/elect/leader", "node-b", "--ttl", "2s", "--", "sleep", "60")
     time.sleep(1)
     assert ctl("get", "/elect/leader")[1] == b"node-a"
-    os.killpg(a.pid, signal.SIGKILL)  # the leader's host dies
+    kill_session(a.pid)  # the leader's host dies
     t = time.time()
     while ctl("get", "/elect/leader")[1] != b"node-b":
         assert time.time() - t < 2 + 3, "node-b did not take over"
@@ -304,7 +342,7 @@ def test_second_campaigner_takes_over():
     # b resigns: SIGTERM reaches its command, then the value goes with the lease.
     os.kill(b.pid, signal.SIGTERM)
     assert b.wait(10) == 128 + signal.SIGTERM
-    assert gone("/elect/leader")
+    assert gone_soon("/elect/leader")
     time.sleep(0.5)
     w.terminate()
     out = w.communicate(timeout=5)[0].decode().split()
