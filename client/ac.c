@@ -59,6 +59,9 @@ static bool op_is_write(uint8_t op)
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
 	       op == CM_OP_SHARD_ADD || op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE ||
 	       op == CM_OP_ACL ||
+	       /* Leases and locks: the leader's (its clock, its queues), so
+	        * all of them travel as writes, following NOT_LEADER. */
+	       op == CM_OP_LEASE || op == CM_OP_LOCK ||
 	       cm_ac__op_is_member(op);
 }
 
@@ -66,6 +69,21 @@ bool cm_ac__op_is_member(uint8_t op)
 {
 	return op == CM_OP_CONF_CHANGE || op == CM_OP_TRANSFER || op == CM_OP_NODE_ADD ||
 	       op == CM_OP_NODE_REMOVE || op == CM_OP_SHARD_SET;
+}
+
+/* The lease and lock requests that may go again once their outcome is
+ * unknown: a keepalive twice is one, the reads are reads, and an ACQUIRE
+ * again keeps the pair's place or gets its hold (proto.h). A GRANT, a
+ * REVOKE and a RELEASE may not (EEXIST, ENOENT the second time): lease.c
+ * sends them again itself and reads that answer as done. */
+static bool lease_idempotent(const struct cm_req *r)
+{
+	if (r->op == CM_OP_LEASE)
+		return r->flags == CM_LEASE_KEEPALIVE || r->flags == CM_LEASE_TTL ||
+		       r->flags == CM_LEASE_LIST;
+	if (r->op == CM_OP_LOCK)
+		return (r->flags & (CM_LOCK_ACQUIRE | CM_LOCK_QUERY)) != 0;
+	return false;
 }
 
 /* The operands of a membership op: a group where one is addressed, a node
@@ -293,6 +311,8 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 		break;
 	case CM_OP_ACL: case CM_OP_WHOAMI: /* acl.c */
 		break;
+	case CM_OP_LEASE: case CM_OP_LOCK: /* at path's group: lease.c */
+		break;
 	case CM_OP_DUMP: /* a backup's chunks: snapshot.c */
 		if (r->group == 0)
 			return -EINVAL;
@@ -382,7 +402,8 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	 * REMOVE UNKNOWNPEER): its caller re-reads the state instead. */
 	rq->idempotent = req->op == CM_OP_SHARD_SET || req->op == CM_OP_SHARD_SPLIT ||
 			 req->op == CM_OP_SHARD_MERGE || /* each step answers again as it did */
-			 req->op == CM_OP_ACL; /* a rule granted twice is granted once */
+			 req->op == CM_OP_ACL || /* a rule granted twice is granted once */
+			 lease_idempotent(req);
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;

@@ -336,6 +336,9 @@ struct cm_client__call {
 int cm_client__run(struct cm_client *c, const char *server, const struct cm_req *req,
 		   struct cm_client__call *s);
 int cm_client__path(const char *path, struct cm_bytes *b);
+/* Notice what arrived while nobody ran the loop (a closed connection)
+ * before sending: see sync.c. */
+void cm_client__catch_up(struct cm_client *c);
 /* sync_shard.c: bring the client's map up to date from the meta leader (best effort). */
 void cm_client__refresh_map(struct cm_client *c);
 

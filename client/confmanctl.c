@@ -39,9 +39,11 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  get [--from H:P] PATH           print the value, raw (--json: an object with\n"
 	"                                  the value, as base64 when not UTF-8, and metadata)\n"
-	"  put [--if-version N] [--create] PATH VALUE|-\n"
+	"  put [--if-version N] [--create] [--lease ID] PATH VALUE|-\n"
 	"                                  write a value (- reads it from stdin);\n"
-	"                                  --if-version: only if the version is N (0: absent)\n"
+	"                                  --if-version: only if the version is N (0: absent);\n"
+	"                                  --lease: the file goes when lease ID (of PATH's\n"
+	"                                  group) ends; 0 detaches it\n"
 	"  rm [-r] [-d] PATH               remove a file; -d an empty directory,\n"
 	"                                  -r a directory and everything below it\n"
 	"  ls [-l] PATH                    list a directory (-l: mode, version, size, mtime)\n"
@@ -75,6 +77,24 @@ static const char usage_text[] =
 	"                                  access rules: PERM read|write|admin, PRINCIPAL\n"
 	"                                  user:NAME or group:NAME (a certificate's CN, OU)\n"
 	"  whoami                          the identity the servers see\n"
+	"  lease grant TTL [--id ID] [--path P]\n"
+	"                                  grant a lease in P's group (default /), print\n"
+	"                                  its id; TTL like 10s, 500ms, 2m (1s to 30d)\n"
+	"  lease keepalive ID [--once] [--path P]\n"
+	"                                  keep it alive until killed (every TTL/3), print\n"
+	"                                  the time left; exit 3 once it is gone\n"
+	"  lease revoke ID [--path P]      end it now: its files are deleted, its locks freed\n"
+	"  lease ttl ID [--keys] [--path P] | lease list [--path P]\n"
+	"                                  TTL, time left, keys (--keys: their paths)\n"
+	"  lock PATH [--ttl D] [--timeout D] [--shared] -- CMD [ARGS...]\n"
+	"                                  run CMD holding the cluster lock PATH (FIFO;\n"
+	"                                  --ttl of its lease, default 10s; --timeout: give\n"
+	"                                  up waiting); CMD gets CONFMAN_FENCE=<token>, a\n"
+	"                                  number that grows with every holder\n"
+	"  elect PATH VALUE [--ttl D] -- CMD [ARGS...]\n"
+	"                                  campaign (lock PATH), then write VALUE to PATH\n"
+	"                                  for as long as we lead, and run CMD meanwhile\n"
+	"  elect --watch PATH              print each new leader's VALUE\n"
 	"  snapshot save FILE|- [--from-leader] [--json]\n"
 	"                                  back up every shard, each at a linearizable\n"
 	"                                  point, from a follower; checksummed, fsynced,\n"
@@ -124,6 +144,14 @@ static const char usage_text[] =
 	"     ENAMETOOLONG, EFBIG, ENOTEMPTY, EISDIR, ENOTDIR); import: an entry was\n"
 	"     refused or skipped, or the input is no tar\n"
 	"  7  denied: the access rules do not allow it (EACCES)\n"
+	"  lock and elect exit with CMD's status (128+N: killed by signal N), or:\n"
+	"  124  --timeout passed before the lock was acquired\n"
+	"  125  the lease ended (expired, revoked, or no keepalive answered for nine\n"
+	"       tenths of its TTL) while the lock was held or waited for; a running\n"
+	"       CMD got SIGTERM (SIGKILL 2 s later)\n"
+	"  126  CMD could not be run; 127: no such CMD\n"
+	"  128+N  interrupted by signal N while waiting (the lease was revoked)\n"
+	"  1-7  as above, before CMD started (granting, acquiring)\n"
 	"  export exits 1 when an entry changed while it was read (the archive has\n"
 	"  it as read, like GNU tar's \"file changed as we read it\"); import exits 1\n"
 	"  when a write failed otherwise. Both end with a summary line on stderr.\n";
@@ -270,6 +298,7 @@ struct put_opts {
 	struct ctl *ctl;
 	uint32_t flags;
 	uint64_t version;
+	uint64_t lease; /* with CM_PUT_LEASE */
 };
 
 static int put_opt(void *arg, int opt, const char *val)
@@ -283,6 +312,11 @@ static int put_opt(void *arg, int opt, const char *val)
 		return 0;
 	case 'c':
 		po->flags |= CM_PUT_CREATE;
+		return 0;
+	case 'l':
+		if (!parse_u64(val, &po->lease) || po->lease > (uint64_t)CM_LEASE_ID_MAX)
+			return cm_ctl_usage("put: --lease wants a lease id (0: none), not '%s'", val);
+		po->flags |= CM_PUT_LEASE;
 		return 0;
 	default:
 		return json_opt(po->ctl, opt, val);
@@ -320,6 +354,7 @@ static int cmd_put(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option lo[] = {{"if-version", required_argument, NULL, 'v'},
 					   {"create", no_argument, NULL, 'c'},
+					   {"lease", required_argument, NULL, 'l'},
 					   {"json", no_argument, NULL, 'j'}, {0}};
 	struct put_opts po = {.ctl = ctl};
 	int first = cmd_opts(argc, argv, "+v:cj", lo, put_opt, &po);
@@ -336,7 +371,8 @@ static int cmd_put(struct ctl *ctl, int argc, char **argv)
 		return rv;
 	}
 	struct cm_attr a;
-	int err = cm_put(ctl->client, path, buf ? buf : value, len, po.flags, po.version, &a);
+	struct cm_put_args pa = {.flags = po.flags, .if_version = po.version, .lease = po.lease};
+	int err = cm_put_ex(ctl->client, path, buf ? buf : value, len, &pa, &a);
 	free(buf);
 	if (err)
 		return cm_ctl_fail(path, err);
@@ -658,6 +694,21 @@ static int cmd_whoami(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_whoami);
 }
 
+static int cmd_lease(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_lease);
+}
+
+static int cmd_lock(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_lock);
+}
+
+static int cmd_elect(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_elect);
+}
+
 static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
 {
 	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
@@ -694,6 +745,7 @@ static const struct {
 	{"shard", cmd_shard}, {"node", cmd_node},   {"export", cmd_export},
 	{"import", cmd_import}, {"snapshot", cmd_snapshot}, {"help", cmd_help},
 	{"acl", cmd_acl},     {"whoami", cmd_whoami},
+	{"lease", cmd_lease}, {"lock", cmd_lock},   {"elect", cmd_elect},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)

@@ -17,6 +17,12 @@ enum cm_ctl_exit {
 	CM_CTL_UNAVAILABLE = 5,
 	CM_CTL_INVALID = 6,
 	CM_CTL_DENIED = 7, /* EACCES: the access rules do not allow it */
+	/* lock and elect exit with CMD's status; these, as timeout(1)'s and
+	 * the shell's, are theirs (README "Leases and locks"). */
+	CM_CTL_LOCK_TIMEOUT = 124, /* not acquired within --timeout */
+	CM_CTL_LOCK_LOST = 125,    /* the lease ended while held: CMD was stopped */
+	CM_CTL_CMD_NOEXEC = 126,   /* CMD is there but could not be run */
+	CM_CTL_CMD_NOTFOUND = 127, /* no such CMD */
 };
 
 /* cm_ctl_fail - print "confmanctl: WHAT: message (NAME)" to stderr; returns
@@ -29,6 +35,11 @@ __attribute__((format(printf, 1, 2))) int cm_ctl_usage(const char *fmt, ...);
 
 /* cm_ctl_exit_code - the exit code for an error code (0 for 0). */
 int cm_ctl_exit_code(int err);
+
+/* cm_ctl_parse_duration - "500ms", "10s", "2m", "1h", "1d", or a bare
+ * number of seconds, into ms; returns 0, or -1 for anything else (a sign,
+ * a fraction, spaces, an unknown unit, overflow). */
+int cm_ctl_parse_duration(const char *s, uint64_t *ms);
 
 /* cm_ctl_utf8_valid - whether p[0, n) is well-formed UTF-8 without NUL. */
 bool cm_ctl_utf8_valid(const char *p, size_t n);
@@ -97,6 +108,12 @@ int cm_ctl_shard_merge(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_acl.c: `acl list|grant|revoke` and `whoami` (argv[0] the command). */
 int cm_ctl_acl(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_whoami(struct cm_ctl_cmd *cc, int argc, char **argv);
+/* ctl_lease.c: `lease grant|keepalive|revoke|ttl|list` (argv[0] "lease"). */
+int cm_ctl_lease(struct cm_ctl_cmd *cc, int argc, char **argv);
+/* ctl_lock.c: `lock PATH ... -- CMD` and `elect PATH VALUE -- CMD`, `elect
+ * --watch PATH` (argv[0] the command). */
+int cm_ctl_lock(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_elect(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_snapshot.c: `snapshot save|verify|inspect|restore` (argv[0] "snapshot"). */
 int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv);
 

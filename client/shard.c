@@ -51,6 +51,7 @@ static bool routes_by_path(uint8_t op)
 	switch (op) {
 	case CM_OP_GET: case CM_OP_LIST: case CM_OP_PUT: case CM_OP_DELETE:
 	case CM_OP_MKDIR: case CM_OP_RENAME: case CM_OP_WATCH:
+	case CM_OP_LEASE: case CM_OP_LOCK: /* the group of the path's shard */
 		return true;
 	default:
 		return false;

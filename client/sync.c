@@ -70,7 +70,7 @@ static void sync_cb(void *arg, int err, const struct cm_resp *resp)
  */
 #define CATCH_UP_TURNS 16
 
-static void catch_up(struct cm_client *c)
+void cm_client__catch_up(struct cm_client *c)
 {
 	for (int k = 0; k < CATCH_UP_TURNS; k++) {
 		uint64_t before = c->ac->n_reads;
@@ -83,7 +83,7 @@ static void catch_up(struct cm_client *c)
 int cm_client__run(struct cm_client *c, const char *server, const struct cm_req *req,
 		   struct cm_client__call *s)
 {
-	catch_up(c);
+	cm_client__catch_up(c);
 	int rv = server ? cm_ac_submit_to(c->ac, server, req, sync_cb, s)
 			: cm_ac_submit(c->ac, req, sync_cb, s);
 	if (rv != 0)
@@ -209,7 +209,7 @@ int cm_put(struct cm_client *c, const char *path, const void *value, uint32_t le
 
 #define PUT_EX_FLAGS                                                                    \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_SET_MODE | CM_SET_TIMES | CM_PUT_KEEP_VALUE | \
-	 CM_NO_PARENTS)
+	 CM_NO_PARENTS | CM_PUT_LEASE)
 
 int cm_put_ex(struct cm_client *c, const char *path, const void *value, uint32_t len,
 	      const struct cm_put_args *args, struct cm_attr *attr)
@@ -223,6 +223,11 @@ int cm_put_ex(struct cm_client *c, const char *path, const void *value, uint32_t
 	struct cm_req r = {.op = CM_OP_PUT, .flags = args->flags, .version = args->if_version,
 			   .mode = args->mode, .atime_ns = args->atime_ns,
 			   .mtime_ns = args->mtime_ns};
+	if (args->flags & CM_PUT_LEASE) {
+		if (args->lease > CM_LEASE_ID_MAX)
+			return -EINVAL;
+		r.from_index = args->lease; /* proto.h: CM_PUT_LEASE's operand */
+	}
 	int rv = cm_client__path(path, &r.path);
 	if (rv != 0)
 		return rv;
@@ -372,7 +377,7 @@ int cm_watch(struct cm_client *c, const char *prefix, uint64_t from_index, cm_wa
 	if (fn == NULL)
 		return -EINVAL;
 	struct sync_watch sw = {.ac = c->ac, .fn = fn, .arg = arg};
-	catch_up(c);
+	cm_client__catch_up(c);
 	int rv = cm_ac_watch(c->ac, prefix, from_index, sync_event, &sw, &sw.id);
 	if (rv != 0)
 		return rv;

@@ -122,6 +122,44 @@ expect 5 "${down[@]}" node list
 expect 5 "${down[@]}" node add 4 --address 10.0.0.4:7001 --timeout 1
 expect 5 "${down[@]}" node remove 3 --to 4
 
+# leases, locks, elections: arguments (durations: 500ms, 10s, 2m; 1s..30d)
+expect 2 lease
+expect 2 lease frob 1
+expect 2 lease grant
+expect 2 lease grant 10x
+expect 2 lease grant -5s
+expect 2 lease grant 1.5s
+expect 6 lease grant 0
+expect_err 'TTL must be 1s to 30d'
+expect 6 lease grant 999ms
+expect 6 lease grant 31d
+expect 5 "${down[@]}" lease grant 1500ms
+expect 5 "${down[@]}" lease grant 30d --path /a --json
+expect 2 lease keepalive 0
+expect 2 lease keepalive abc
+expect 2 lease revoke 9223372036854775808
+expect 2 lease ttl 1 2
+expect 2 lease list extra
+expect 5 "${down[@]}" lease ttl 9223372036854775807 --keys
+expect 5 "${down[@]}" lease keepalive 7 --once
+expect 2 put --lease x /a v
+expect 2 put --lease 9223372036854775808 /a v
+expect 5 "${down[@]}" put --lease 7 /a v
+expect 2 lock /l
+expect_err 'the command goes after --'
+expect 2 lock /l --
+expect 2 lock -- true
+expect 2 lock /a /b -- true
+expect 2 lock /l --timeout xx -- true
+expect 6 lock /l --ttl 0 -- true
+expect 2 lock /l --watch -- true
+expect 5 "${down[@]}" lock /l --ttl 2s --timeout 1s -- true
+expect 2 elect /l -- true
+expect 2 elect /l v --shared -- true
+expect 2 elect --watch
+expect 2 elect --watch /l -- true
+grep -q '^  124' <("$ctl" help) || { echo "FAIL: help lacks lock's exit codes" >&2; fails=$((fails + 1)); }
+
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed" >&2
 	exit 1

@@ -340,7 +340,8 @@ struct cm_put_args {
 	/* cm_put()'s flags, and CM_SET_MODE (set mode's permission bits, uid
 	 * and gid on an existing node too), CM_SET_TIMES (atime_ns, mtime_ns),
 	 * CM_PUT_KEEP_VALUE (metadata only: value is ignored; a directory
-	 * too), CM_NO_PARENTS (a missing parent is -ENOENT). */
+	 * too), CM_NO_PARENTS (a missing parent is -ENOENT), CM_PUT_LEASE
+	 * (lease below; an unknown lease is -ENOENT, a directory -EISDIR). */
 	uint32_t flags;
 	uint64_t if_version; /* CM_PUT_IF_VERSION's operand */
 	/* Type and permissions: S_IFREG (or 0) or S_IFLNK (the value is the
@@ -350,6 +351,10 @@ struct cm_put_args {
 	uint32_t mode;
 	uint32_t uid, gid;          /* with CM_SET_MODE; else the caller's */
 	int64_t atime_ns, mtime_ns; /* with CM_SET_TIMES: a time, CM_TIME_NOW, CM_TIME_OMIT */
+	/* With CM_PUT_LEASE (and only then read, so that callers built before
+	 * the field are safe): attach the file to this lease of its group (0:
+	 * detach it). Without the flag a put keeps the file's lease. */
+	uint64_t lease;
 };
 
 /*
@@ -523,6 +528,117 @@ int cm_acl_grant(struct cm_client *c, const char *rule);
 int cm_acl_revoke(struct cm_client *c, const char *rule);
 int cm_acl_list(struct cm_client *c, char **text);
 int cm_whoami(struct cm_client *c, char **text);
+
+/*
+ * Leases and locks (README "Leases and locks"; the wire contract is
+ * CM_OP_LEASE and CM_OP_LOCK in confman/proto.h). A lease belongs to the
+ * group that owns path (NULL: "/"), and every call about it names a path of
+ * that group: keys of several shards need one lease per group, which
+ * cm_lease_grant() may give the same id. TTLs are in ms, CM_LEASE_TTL_MIN_MS
+ * to CM_LEASE_TTL_MAX_MS; the time left is the group leader's count.
+ * Errors of every call besides its own: those of any request (-ETIMEDOUT,
+ * -ECONNREFUSED, CM_ENOLEADER, -ENOMEM...), -EINVAL (a bad argument,
+ * checked before sending, or refused by the server), -EACCES.
+ */
+struct cm_lease_info {
+	uint64_t id;
+	uint32_t ttl_ms;        /* as granted */
+	int64_t left_ms;        /* until it expires, by the leader's clock */
+	uint32_t n_keys;        /* files attached to it in this group */
+	uint64_t granted_index; /* the log index of its grant (0: not said) */
+};
+
+/*
+ * cm_lease_grant - grant a lease of ttl_ms in path's group.
+ * @id: in: the id wanted (1..CM_LEASE_ID_MAX, e.g. one granted in another
+ *      group), or 0 for a random one; out: the id granted.
+ * A random id is drawn again on EEXIST, and a grant whose outcome is
+ * unknown (-EIO, -ETIMEDOUT) is sent again, an EEXIST then meaning that
+ * the first one was applied (a random id is taken by another client with
+ * probability 2^-63).
+ * Returns 0, -EEXIST (the id asked for is in use in the group), -EINVAL
+ * (ttl_ms out of range, id over CM_LEASE_ID_MAX).
+ */
+int cm_lease_grant(struct cm_client *c, const char *path, uint32_t ttl_ms, uint64_t *id);
+
+/*
+ * cm_lease_keepalive - start lease id's TTL again, from now (the leader's).
+ * @info: out, the lease after it (may be NULL). Sent again freely (a
+ *        keepalive twice is one).
+ * Returns 0, -ENOENT (not held in that group: never granted, expired or
+ * revoked).
+ */
+int cm_lease_keepalive(struct cm_client *c, const char *path, uint64_t id,
+		       struct cm_lease_info *info);
+
+/*
+ * cm_lease_revoke - end lease id now: the files attached to it are deleted
+ * and its locks released, in one log entry. A revoke whose outcome was
+ * unknown is sent again, and its -ENOENT then counts as done.
+ * Returns 0, -ENOENT (not held in that group).
+ */
+int cm_lease_revoke(struct cm_client *c, const char *path, uint64_t id);
+
+/*
+ * cm_lease_ttl - lease id as the leader sees it.
+ * @keys: out (may be NULL): the attached paths, one a line, malloc'd
+ *        (free it); at most CM_LEASE_KEYS_MAX.
+ * Returns 0, -ENOENT (not held in that group).
+ */
+int cm_lease_ttl(struct cm_client *c, const char *path, uint64_t id, struct cm_lease_info *info,
+		 char **keys);
+
+/*
+ * cm_lease_list - every lease of path's group.
+ * @out: malloc'd array of n (free() it; NULL when n is 0).
+ * Returns 0, -EBADMSG (the server's list is malformed).
+ */
+int cm_lease_list(struct cm_client *c, const char *path, struct cm_lease_info **out,
+		  uint32_t *n);
+
+/*
+ * cm_lock_acquire - take the lock named path (which need not exist) for
+ * the pair (lease, owner): lease granted in path's group, owner any number
+ * (0 for a process; a mount numbers its lock owners).
+ * @flags:   CM_LOCK_SHARED (a shared hold), CM_LOCK_WAIT (queue, FIFO by
+ *           the commit order of the requests, until granted)
+ * @wait_ms: with CM_LOCK_WAIT, give up after this long (0: no limit): the
+ *           pair then leaves the queue (a RELEASE) and the call returns
+ *           -EWOULDBLOCK
+ * @token:   out, the fencing token: the log index the hold was granted at,
+ *           strictly increasing over a lock's exclusive holds
+ * While waiting, a request that times out, loses its connection or its
+ * leader is sent again: the server keeps the pair's place in the queue, and
+ * answers a pair that holds the lock with its hold.
+ * Returns 0, -EWOULDBLOCK (held by another: at once without CM_LOCK_WAIT,
+ * else when wait_ms passed), -ENOENT (no such lease in the group, or it
+ * ended while waiting), -EINVAL (lease 0, an unknown flag); when the
+ * wait's RELEASE failed, that error (the pair may still be queued: revoke
+ * the lease).
+ */
+int cm_lock_acquire(struct cm_client *c, const char *path, uint64_t lease, uint64_t owner,
+		    uint32_t flags, uint32_t wait_ms, uint64_t *token);
+
+/*
+ * cm_lock_release - give up the pair's hold on path, or its place in the
+ * queue. A release whose outcome was unknown is sent again, and its -ENOENT
+ * then counts as done.
+ * Returns 0, -ENOENT (the pair neither holds nor waits).
+ */
+int cm_lock_release(struct cm_client *c, const char *path, uint64_t lease, uint64_t owner);
+
+struct cm_lock_holder {
+	uint64_t lease, owner, token;
+	bool shared;
+};
+
+/*
+ * cm_lock_query - who holds the lock named path.
+ * @out: malloc'd array of n holders (free() it; NULL when n is 0: free).
+ * Returns 0, -EBADMSG (a malformed answer).
+ */
+int cm_lock_query(struct cm_client *c, const char *path, struct cm_lock_holder **out,
+		  uint32_t *n);
 
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);

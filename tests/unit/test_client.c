@@ -1,5 +1,6 @@
 /* test_client.c: the client library (client/) against fake servers on loopback. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <uv.h>
@@ -2481,6 +2483,345 @@ static void test_confmanctl_membership_output(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
+/* ---- leases and locks (client/lease.c) against a fake leader ---- */
+
+/* One group's leases and one lock, /lk, with a FIFO queue of waiters
+ * whose answers are held back until they are granted (proto.h). */
+struct lk {
+	uint64_t lease[8];
+	uint32_t ttl[8];
+	int n_leases;
+	uint64_t holder, token, index;
+	struct {
+		uint64_t lease, id;
+		struct fake_conn *c;
+	} q[8];
+	int nq;
+	int eexist_grants; /* answer this many GRANTs EEXIST */
+};
+
+static void freply_attr(struct fake_conn *c, const struct cm_req *r, int err,
+			const struct cm_attr *a, const char *value)
+{
+	struct cm_resp resp = {.id = r->id, .op = r->op, .err = err, .group = 1, .token = 1};
+	if (err == 0) {
+		resp.has_attr = true;
+		resp.attr = *a;
+		if (value)
+			resp.value = (struct cm_bytes){value, (uint32_t)strlen(value)};
+	}
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_resp(&sb, &resp), 0);
+	fsend(c, &sb);
+}
+
+static int lk_find(const struct lk *l, uint64_t id)
+{
+	for (int k = 0; k < l->n_leases; k++)
+		if (l->lease[k] == id)
+			return k;
+	return -1;
+}
+
+static bool conn_live(const struct fake *f, const struct fake_conn *c)
+{
+	for (const struct fake_conn *x = f->conns; x; x = x->next)
+		if (x == c)
+			return true;
+	return false;
+}
+
+/* The lock is free: the head of the queue gets it, answered if its
+ * connection is still there (else its ACQUIRE sent again finds it). */
+static void lk_next(struct fake *f, struct lk *l)
+{
+	l->holder = 0;
+	if (l->nq == 0)
+		return;
+	l->holder = l->q[0].lease;
+	l->token = ++l->index;
+	struct cm_req r = {.id = l->q[0].id, .op = CM_OP_LOCK};
+	struct cm_attr a = {.version = l->token};
+	if (conn_live(f, l->q[0].c))
+		freply_attr(l->q[0].c, &r, 0, &a, NULL);
+	memmove(&l->q[0], &l->q[1], (size_t)--l->nq * sizeof(l->q[0]));
+}
+
+static void h_lease(struct fake *f, struct fake_conn *c, const struct cm_req *r)
+{
+	struct lk *l = f->user;
+	int k = lk_find(l, r->version);
+	struct cm_attr a = {.version = r->version};
+	if (r->op == CM_OP_PUT) {
+		freply_attr(c, r, 0, &a, NULL);
+		return;
+	}
+	if (r->op == CM_OP_LEASE) {
+		switch (r->flags) {
+		case CM_LEASE_GRANT:
+			if (l->eexist_grants > 0 || k >= 0) {
+				l->eexist_grants--;
+				freply_attr(c, r, -EEXIST, &a, NULL);
+				return;
+			}
+			l->lease[l->n_leases] = r->version;
+			l->ttl[l->n_leases++] = (uint32_t)r->from_index;
+			a.mtime_ns = a.atime_ns = (int64_t)r->from_index;
+			freply_attr(c, r, 0, &a, NULL);
+			return;
+		case CM_LEASE_LIST: {
+			char text[512] = "";
+			for (int j = 0; j < l->n_leases; j++)
+				snprintf(text + strlen(text), sizeof(text) - strlen(text),
+					 "%" PRIu64 " %u %u 0\n", l->lease[j], l->ttl[j],
+					 l->ttl[j] - 1);
+			freply_attr(c, r, 0, &a, text);
+			return;
+		}
+		default:
+			break;
+		}
+		if (k < 0) {
+			freply_attr(c, r, -ENOENT, &a, NULL);
+			return;
+		}
+		a = (struct cm_attr){.version = r->version, .mtime_ns = l->ttl[k],
+				     .atime_ns = l->ttl[k] - 1, .size = 2, .mod_index = 4};
+		if (r->flags == CM_LEASE_REVOKE) {
+			l->lease[k] = l->lease[--l->n_leases];
+			l->ttl[k] = l->ttl[l->n_leases];
+			if (l->holder == r->version)
+				lk_next(f, l);
+		}
+		freply_attr(c, r, 0, &a, r->flags == CM_LEASE_TTL ? "/a\n/b\n" : NULL);
+		return;
+	}
+	assert_int_equal(r->op, CM_OP_LOCK);
+	if (r->flags & CM_LOCK_QUERY) {
+		char text[128] = "";
+		if (l->holder)
+			snprintf(text, sizeof(text), "%" PRIu64 " 0 %" PRIu64 " x\n", l->holder,
+				 l->token);
+		a.version = l->token;
+		freply_attr(c, r, 0, &a, text);
+		return;
+	}
+	int at = -1;
+	for (int j = 0; j < l->nq; j++)
+		if (l->q[j].lease == r->version)
+			at = j;
+	if (r->flags & CM_LOCK_RELEASE) {
+		bool had = l->holder == r->version || at >= 0;
+		if (l->holder == r->version)
+			lk_next(f, l);
+		else if (at >= 0)
+			memmove(&l->q[at], &l->q[at + 1], (size_t)(--l->nq - at) * sizeof(l->q[0]));
+		freply_attr(c, r, had ? 0 : -ENOENT, &a, NULL);
+		return;
+	}
+	if (k < 0) {
+		freply_attr(c, r, -ENOENT, &a, NULL);
+	} else if (l->holder == r->version || (l->holder == 0 && l->nq == 0)) {
+		if (l->holder == 0)
+			l->token = ++l->index;
+		l->holder = r->version;
+		a.version = l->token;
+		freply_attr(c, r, 0, &a, NULL);
+	} else if (at >= 0) { /* sent again: same place, answer there */
+		l->q[at].id = r->id;
+		l->q[at].c = c;
+	} else if (r->flags & CM_LOCK_WAIT) {
+		l->q[l->nq].lease = r->version;
+		l->q[l->nq].id = r->id;
+		l->q[l->nq++].c = c;
+	} else {
+		freply_attr(c, r, -EWOULDBLOCK, &a, NULL);
+	}
+}
+
+static struct server_thread *lease_server_start(struct lk *l)
+{
+	struct server_thread *st = server_init(h_lease, 9);
+	st->f.user = l;
+	st->f.map.epoch = 1;
+	map_shard(&st->f.map, 1, "/", 9, 0);
+	map_node(&st->f.map, 9, st->f.addr);
+	server_run(st);
+	return st;
+}
+
+static struct cm_client *lease_client(const struct server_thread *st, uint32_t timeout_ms)
+{
+	struct cm_client_opts o;
+	cm_client_opts_init(&o);
+	o.servers = st->f.addr;
+	o.timeout_ms = timeout_ms;
+	struct cm_client *c;
+	assert_int_equal(cm_client_open(&o, &c), 0);
+	return c;
+}
+
+/* The requests of op seen by the fake with these flags. */
+static int seen_ops(const struct fake *f, uint8_t op, uint32_t flags)
+{
+	int n = 0;
+	for (int k = 0; k < f->n_seen; k++)
+		n += f->seen[k].op == op && f->seen[k].flags == flags;
+	return n;
+}
+
+static void test_lease_calls_send_the_contract_and_read_its_answers(void **state)
+{
+	(void)state;
+	struct lk l = {.eexist_grants = 1};
+	struct server_thread *st = lease_server_start(&l);
+	struct cm_client *c = lease_client(st, 2000);
+	uint64_t id = 0;
+	/* A random id, drawn again after EEXIST. */
+	assert_int_equal(cm_lease_grant(c, "/app", 5000, &id), 0);
+	assert_true(id >= 1 && id <= (uint64_t)INT64_MAX);
+	assert_int_equal(seen_ops(&st->f, CM_OP_LEASE, CM_LEASE_GRANT), 2);
+	const struct seen *g = last_seen(&st->f);
+	assert_int_equal(g->version, id);
+	assert_int_equal(g->from_index, 5000);
+	assert_string_equal(g->path, "/app");
+	assert_true(st->f.seen[st->f.n_seen - 2].version != id);
+	/* An id of one's own: its EEXIST is the caller's. */
+	uint64_t same = id;
+	assert_int_equal(cm_lease_grant(c, NULL, 5000, &same), -EEXIST);
+	uint64_t mine = 77;
+	assert_int_equal(cm_lease_grant(c, NULL, 3000, &mine), 0);
+	assert_int_equal(mine, 77);
+	assert_string_equal(last_seen(&st->f)->path, "/");
+	struct cm_lease_info info;
+	assert_int_equal(cm_lease_keepalive(c, "/", 77, &info), 0);
+	assert_int_equal(info.id, 77);
+	assert_int_equal(info.ttl_ms, 3000);
+	assert_int_equal(info.left_ms, 2999);
+	assert_int_equal(info.n_keys, 2);
+	assert_int_equal(info.granted_index, 4);
+	char *keys;
+	assert_int_equal(cm_lease_ttl(c, "/", 77, &info, &keys), 0);
+	assert_string_equal(keys, "/a\n/b\n");
+	free(keys);
+	struct cm_lease_info *ls;
+	uint32_t n;
+	assert_int_equal(cm_lease_list(c, "/", &ls, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(ls[0].id, id);
+	assert_int_equal(ls[1].id, 77);
+	assert_int_equal(ls[1].ttl_ms, 3000);
+	assert_int_equal(ls[1].left_ms, 2999);
+	free(ls);
+	/* put --lease: the flag, and the id where proto.h says. */
+	struct cm_put_args pa = {.flags = CM_PUT_LEASE, .lease = 77};
+	assert_int_equal(cm_put_ex(c, "/app/x", "v", 1, &pa, NULL), 0);
+	assert_int_equal(last_seen(&st->f)->flags, CM_PUT_LEASE);
+	assert_int_equal(last_seen(&st->f)->from_index, 77);
+	assert_int_equal(cm_lease_revoke(c, "/", 77), 0);
+	assert_int_equal(cm_lease_revoke(c, "/", 77), -ENOENT);
+	assert_int_equal(cm_lease_keepalive(c, "/", 77, NULL), -ENOENT);
+	/* Refused before anything is sent. */
+	int before = st->f.n_seen;
+	uint64_t z = 0;
+	assert_int_equal(cm_lease_grant(c, "/", CM_LEASE_TTL_MIN_MS - 1, &z), -EINVAL);
+	assert_int_equal(cm_lease_grant(c, "/", CM_LEASE_TTL_MAX_MS + 1, &z), -EINVAL);
+	z = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(cm_lease_grant(c, "/", 5000, &z), -EINVAL);
+	assert_int_equal(cm_lease_keepalive(c, "/", 0, NULL), -EINVAL);
+	assert_int_equal(cm_lease_revoke(c, "rel", 5), -EINVAL);
+	assert_int_equal(cm_lock_acquire(c, "/lk", 0, 0, 0, 0, &z), -EINVAL);
+	assert_int_equal(cm_lock_acquire(c, "/lk", 1, 0, CM_LOCK_RELEASE, 0, &z), -EINVAL);
+	pa.lease = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(cm_put_ex(c, "/app/x", "v", 1, &pa, NULL), -EINVAL);
+	assert_int_equal(st->f.n_seen, before);
+	cm_client_close(c);
+	kv_server_stop(st);
+}
+
+struct waiter {
+	struct server_thread *st;
+	uint32_t timeout_ms;
+	uint64_t lease, token;
+	int rv;
+};
+
+static void *wait_lock(void *arg)
+{
+	struct waiter *w = arg;
+	struct cm_client *c = lease_client(w->st, w->timeout_ms);
+	w->rv = cm_lock_acquire(c, "/lk", w->lease, 0, CM_LOCK_WAIT, 0, &w->token);
+	cm_client_close(c);
+	return NULL;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void test_lock_waits_in_line_through_timeouts_and_gives_up_when_told(void **state)
+{
+	(void)state;
+	struct lk l = {0};
+	struct server_thread *st = lease_server_start(&l);
+	struct cm_client *c = lease_client(st, 2000);
+	uint64_t a = 11, b = 22, ta, tb;
+	assert_int_equal(cm_lease_grant(c, "/", 5000, &a), 0);
+	assert_int_equal(cm_lease_grant(c, "/", 5000, &b), 0);
+	assert_int_equal(cm_lock_acquire(c, "/lk", a, 0, 0, 0, &ta), 0);
+	assert_int_equal(ta, 1);
+	/* Again by the holder: its hold. */
+	assert_int_equal(cm_lock_acquire(c, "/lk", a, 0, 0, 0, &ta), 0);
+	assert_int_equal(ta, 1);
+	assert_int_equal(cm_lock_acquire(c, "/lk", b, 0, 0, 0, &tb), -EWOULDBLOCK);
+	/* A bounded wait gives up when told, and leaves the queue. */
+	uint64_t t0 = now_ms();
+	assert_int_equal(cm_lock_acquire(c, "/lk", b, 0, CM_LOCK_WAIT, 300, &tb), -EWOULDBLOCK);
+	uint64_t took = now_ms() - t0;
+	assert_true(took >= 300 && took < 1500);
+	assert_int_equal(seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_RELEASE), 1);
+	assert_int_equal(l.nq, 0);
+	/* An unbounded wait outlives its requests' timeouts (300 ms each): it is
+	 * sent again, keeps its place, and is granted after the release. */
+	struct waiter w = {.st = st, .timeout_ms = 300, .lease = b};
+	pthread_t th;
+	pthread_create(&th, NULL, wait_lock, &w);
+	usleep(1000 * 1000);
+	assert_true(seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT) >= 3);
+	assert_int_equal(l.nq, 1);
+	assert_int_equal(cm_lock_release(c, "/lk", a, 0), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rv, 0);
+	assert_true(w.token > ta);
+	struct cm_lock_holder *h;
+	uint32_t n;
+	assert_int_equal(cm_lock_query(c, "/lk", &h, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(h[0].lease, b);
+	assert_int_equal(h[0].token, w.token);
+	assert_false(h[0].shared);
+	free(h);
+	/* A waiter whose connection drops sends ACQUIRE again. */
+	w = (struct waiter){.st = st, .timeout_ms = 5000, .lease = a};
+	pthread_create(&th, NULL, wait_lock, &w);
+	while (__atomic_load_n(&l.nq, __ATOMIC_ACQUIRE) == 0)
+		usleep(1000);
+	int sent = seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT);
+	uv_async_send(&st->drop);
+	while (seen_ops(&st->f, CM_OP_LOCK, CM_LOCK_ACQUIRE | CM_LOCK_WAIT) == sent)
+		usleep(1000);
+	assert_int_equal(cm_lease_revoke(c, "/", b), 0); /* b's end frees the lock */
+	pthread_join(th, NULL);
+	assert_int_equal(w.rv, 0);
+	assert_true(w.token > tb);
+	cm_client_close(c);
+	kv_server_stop(st);
+}
+
 int main(void)
 {
 	/* A fake answering a client that already left must not kill the
@@ -2528,6 +2869,8 @@ int main(void)
 		cmocka_unit_test(test_member_ops_not_resent_on_unknown_outcome_but_shard_set),
 		cmocka_unit_test(test_member_ops_check_their_operands),
 		cmocka_unit_test(test_confmanctl_membership_output),
+		cmocka_unit_test(test_lease_calls_send_the_contract_and_read_its_answers),
+		cmocka_unit_test(test_lock_waits_in_line_through_timeouts_and_gives_up_when_told),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -359,6 +359,48 @@ static void test_resp_write_ops_roundtrip(void **state)
 	}
 }
 
+static void test_resp_lease_and_lock_have_gets_shape(void **state)
+{
+	(void)state;
+	/* proto.h: CM_OP_LEASE and CM_OP_LOCK answer [attr, value] as GET
+	 * does; numbers in attr, lines in value. */
+	uint8_t ops[] = {CM_OP_LEASE, CM_OP_LOCK};
+	const char *vals[] = {"123 10000 9500 2\n", "123 0 77 x\n"};
+	for (int k = 0; k < 2; k++) {
+		struct cm_attr a = {.version = (uint64_t)INT64_MAX, .mtime_ns = 10000,
+				    .atime_ns = 9500, .size = 2, .mod_index = 77};
+		struct cm_resp r = {.id = 3, .op = ops[k], .group = 1ull << 32, .token = 9,
+				    .has_attr = true, .attr = a, .value = B(vals[k])};
+		struct cm_msg m;
+		msgpack_sbuffer sb;
+		resp_roundtrip(&r, &m, &sb);
+		assert_true(m.resp.has_attr);
+		assert_attr(&m.resp.attr, &r.attr);
+		assert_bytes(m.resp.value, vals[k]);
+		assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* A request: the lease id in version, the TTL or owner in from_index,
+	 * the op in flags; no SET_TIMES element whatever the flags. */
+	struct cm_req q = {.id = 4, .op = CM_OP_LOCK, .flags = CM_LOCK_ACQUIRE | CM_LOCK_WAIT |
+							      CM_LOCK_SHARED,
+			   .path = B("/locks/a"), .version = (uint64_t)INT64_MAX,
+			   .from_index = UINT64_MAX};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_req(&sb, &q), 0);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.req.op, CM_OP_LOCK);
+	assert_int_equal(m.req.flags, q.flags);
+	assert_int_equal(m.req.version, q.version);
+	assert_int_equal(m.req.from_index, UINT64_MAX);
+	assert_bytes(m.req.path, "/locks/a");
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_resp_error_carries_leader_hint(void **state)
 {
 	(void)state;
@@ -1265,6 +1307,7 @@ int main(void)
 		cmocka_unit_test(test_resp_status_roundtrip),
 		cmocka_unit_test(test_resp_shards_roundtrip),
 		cmocka_unit_test(test_resp_write_ops_roundtrip),
+		cmocka_unit_test(test_resp_lease_and_lock_have_gets_shape),
 		cmocka_unit_test(test_resp_error_carries_leader_hint),
 		cmocka_unit_test(test_event_roundtrip),
 		cmocka_unit_test(test_event_kinds_bounded),
