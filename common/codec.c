@@ -230,8 +230,8 @@ static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
 	case CM_OP_ACL:    /* list: the rules, in value */
 	case CM_OP_WHOAMI: /* the identity, in value */
 	case CM_OP_DUMP: /* a chunk of a group's tree, its attr says where */
-	case CM_OP_LEASE: /* numbers in attr, lines in value (proto.h) */
-	case CM_OP_LOCK:
+	case CM_OP_LEASE: /* numbers in attr, LIST's and TTL's lines in value */
+	case CM_OP_LOCK:  /* the token in attr, the holders' lines in value */
 		msgpack_pack_array(pk, 2);
 		cm_codec_pack_attr(pk, &r->attr);
 		pack_bin(pk, r->value.p, r->value.len);

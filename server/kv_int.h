@@ -244,6 +244,9 @@ int cm_kv__lease_mark_ending(const struct cm_kv__ctx *c, struct cm_kv_lease *l);
 int cm_kv__lock(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t index,
 		struct cm_kv_result *res, bool *wrote);
 int cm_kv__locks_drop_lease(const struct cm_kv__ctx *c, uint64_t id, uint64_t index);
+/* A key on a lease, or a lock, at or below prefix: 1, 0, or an error (an
+ * error refuses too: callers treat nonzero as busy). */
+int cm_kv__lease_under(const struct cm_kv__ctx *c, struct cm_bytes prefix);
 /* Snapshots: the reserved records as [[parent, name:bin, value:bin]...]. */
 int cm_kv__reserved_pack(const struct cm_kv__ctx *c, msgpack_packer *pk);
 int cm_kv__reserved_restore(const struct cm_kv__ctx *c, struct cm_kv__rd *r);

@@ -504,8 +504,14 @@ int cm_kv_lease_under(struct cm_store *s, MDB_txn *txn, uint64_t group, struct c
 {
 	struct cm_kv__ctx c;
 	cm_kv__ctx_init(&c, s, txn, group);
+	return cm_kv__lease_under(&c, prefix);
+}
+
+int cm_kv__lease_under(const struct cm_kv__ctx *cx, struct cm_bytes prefix)
+{
+	struct cm_kv__ctx c = *cx;
 	MDB_cursor *cur;
-	int rc = cm_store_mdb_err(mdb_cursor_open(txn, c.kv, &cur));
+	int rc = cm_store_mdb_err(mdb_cursor_open(c.txn, c.kv, &cur));
 	if (rc != 0)
 		return rc;
 	MDB_val k, v;

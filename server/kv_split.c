@@ -113,6 +113,10 @@ int cm_kv__split(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t
 	if (w.node.flags & CM_KV_NODE_TOP)
 		return -EEXIST; /* this group's own prefix */
 	rc = cm_kv__tree_busy(c, w.node.ino); /* a shard below it: split that one's parent */
+	/* Leases and locks stay in the group that granted them (kv_lease.h):
+	 * a subtree holding keys on a lease, or locks, does not move. */
+	if (rc == 0 && cm_kv__lease_under(c, k->path) != 0)
+		rc = -EBUSY;
 	if (rc != 0)
 		return rc;
 	struct cm_kv__ctx dst = *c;
@@ -198,6 +202,8 @@ int cm_kv__merge(const struct cm_kv__ctx *c, const struct cm_kv_cmd *k, uint64_t
 		return -EINVAL; /* "/" is nobody's child */
 	switch (k->flags) {
 	case CM_MERGE_FREEZE:
+		if (cm_kv__lease_under(c, k->path) != 0)
+			return -EBUSY; /* the copies would drop leases and locks */
 		return mark(c, k, index, CM_KV_NODE_TOP, CM_KV_NODE_FROZEN, 0, res, wrote);
 	case CM_MERGE_BEGIN:
 		return mark(c, k, index, CM_KV_NODE_BOUNDARY, CM_KV_NODE_MERGING, 0, res, wrote);

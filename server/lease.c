@@ -28,7 +28,7 @@
  * keepalive of a checkpointed lease logs a reset to its full TTL.
  */
 #define CM_LEASE_EXPIRE_BATCH 64 /* EXPIREs one group proposes per tick */
-#define CM_LEASE_RETRY_MS 2000   /* an EXPIRE not applied by then goes again */
+#define CM_LEASE_RETRY_MS 200    /* an EXPIRE the core refused goes again after */
 #define CM_LEASES_MAX 100000u    /* leases one group holds */
 #define CM_LEASE_LIST_MAX (1u << 20) /* bytes of a LIST or TTL answer */
 
@@ -164,17 +164,18 @@ static int load(struct cm_node *n, struct cm_group *g, raft_term term)
 	return 0;
 }
 
-/* The leader's own entry: EXPIRE or CHECKPOINT of lease id. */
-static void propose(struct cm_node *n, struct cm_group *g, uint32_t op, uint64_t id, uint64_t arg)
+/* The leader's own entry: EXPIRE or CHECKPOINT of lease id. 0 once in its log. */
+static int propose(struct cm_node *n, struct cm_group *g, uint32_t op, uint64_t id, uint64_t arg)
 {
 	const char *prefix = g->info->prefix;
 	struct cm_req r = {.op = CM_OP_LEASE, .flags = op, .version = id, .from_index = arg,
 			   .path = {prefix, (uint32_t)strlen(prefix)}};
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	if (cm_kv_cmd_encode(&sb, &r, cm__wall_ns(), n->cfg->max_value) == 0)
-		(void)raft_propose(g->raft, sb.data, (uint32_t)sb.size, NULL); /* retried */
+	int rc = cm_kv_cmd_encode(&sb, &r, cm__wall_ns(), n->cfg->max_value);
+	rc = rc ? rc : raft_propose(g->raft, sb.data, (uint32_t)sb.size, NULL);
 	msgpack_sbuffer_destroy(&sb);
+	return rc;
 }
 
 static void group_tick(struct cm_node *n, struct cm_group *g)
@@ -193,8 +194,12 @@ static void group_tick(struct cm_node *n, struct cm_group *g)
 	for (uint32_t k = 0; k < L->n && batch < CM_LEASE_EXPIRE_BATCH; k++) {
 		struct cm_lease_slot *s = &L->v[k];
 		if ((s->ending || now >= s->deadline) && now >= s->busy_until) {
-			propose(n, g, CM_LEASE_EXPIRE, s->id, 0);
-			s->busy_until = now + CM_LEASE_RETRY_MS;
+			/* In the log, it applies or this leadership ends (then the
+			 * next one reloads): no keepalive may answer for the lease
+			 * meanwhile. Refused by the core (too much uncommitted):
+			 * again a little later. */
+			int rc = propose(n, g, CM_LEASE_EXPIRE, s->id, 0);
+			s->busy_until = rc == 0 ? UINT64_MAX : now + CM_LEASE_RETRY_MS;
 			batch++;
 		}
 	}
@@ -204,7 +209,7 @@ static void group_tick(struct cm_node *n, struct cm_group *g)
 	for (uint32_t k = 0; k < L->n; k++) {
 		struct cm_lease_slot *s = &L->v[k];
 		if (!s->ending && s->ttl_ms > n->cfg->lease_checkpoint_ms && s->deadline > now)
-			propose(n, g, CM_LEASE_CHECKPOINT, s->id, s->deadline - now);
+			(void)propose(n, g, CM_LEASE_CHECKPOINT, s->id, s->deadline - now);
 	}
 }
 
@@ -348,7 +353,7 @@ static void lease_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 	} else if (req->flags == CM_LEASE_KEEPALIVE) {
 		s->deadline = now + s->ttl_ms;
 		if (s->cp_left != 0)
-			propose(n, g, CM_LEASE_CHECKPOINT, s->id, 0); /* its full TTL again */
+			(void)propose(n, g, CM_LEASE_CHECKPOINT, s->id, 0); /* its full TTL again */
 		lease_attr(s, now, &l, &a);
 	} else {
 		lease_attr(s, now, &l, &a);

@@ -572,8 +572,10 @@ int cm_lease_keepalive(struct cm_client *c, const char *path, uint64_t id,
 		       struct cm_lease_info *info);
 
 /*
- * cm_lease_revoke - end lease id now: the files attached to it are deleted
- * and its locks released, in one log entry. A revoke whose outcome was
+ * cm_lease_revoke - end lease id now: its locks are released and its first
+ * file deleted by the revoke's log entry, the other files by the entries
+ * the leader proposes right after (one per file, each with its DELETE
+ * event), so they may outlive the answer by a few ms. A revoke whose outcome was
  * unknown is sent again, and its -ENOENT then counts as done.
  * Returns 0, -ENOENT (not held in that group).
  */

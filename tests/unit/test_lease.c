@@ -270,6 +270,20 @@ static void snapshot_roundtrip(void **state)
 	cm_store_txn_abort(t);
 }
 
+/* A subtree holding a key on a lease, or a lock, is not split off. */
+static void split_refused(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(grant(f, 6, 10000), 0);
+	assert_int_equal(lput(f, "/s/a/k", 6), 0);
+	assert_int_equal(req(f, CM_OP_PUT, 0, "/t/b/k", NULL, "x", 0, 0), 0);
+	assert_int_equal(lock(f, "/t/b/lock", 6, 0, 0), 0);
+	assert_int_equal(req(f, CM_OP_SHARD_SPLIT, 0, "/s", NULL, "1,2,3", 77, 0), -EBUSY);
+	assert_int_equal(req(f, CM_OP_SHARD_SPLIT, 0, "/t/b", NULL, "1,2,3", 77, 0), -EBUSY);
+	expire_all(f, 6);
+	assert_int_equal(req(f, CM_OP_SHARD_SPLIT, 0, "/t/b", NULL, "1,2,3", 77, 0), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +292,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(renames_follow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(locks_fifo, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(snapshot_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(split_refused, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
