@@ -16,7 +16,7 @@
 #include "confman/client.h"
 
 /*
- * Two threads. The main one grants a lease in PATH's group, acquires the
+ * Three threads. The main one grants a lease in PATH's group, acquires the
  * lock (waiting in line), runs CMD and waits for it. CMD runs in a process
  * group of its own (the terminal's foreground group when we had it, as a
  * shell does), so that what it started goes with it when it must stop. The keeper keeps the
@@ -32,12 +32,15 @@
  * keepalive sent at t0 and answered "L ms left" proves the lease alive until
  * t0 + L at least (the leader started counting after t0). A tenth of the
  * TTL before that, CMD gets SIGTERM (SIGKILL KILL_GRACE_MS later): a holder
- * whose lock may have gone to another must stop writing.
+ * whose lock may have gone to another must stop writing. The watchdog
+ * thread watches that time, so that a keepalive stuck in its request (up
+ * to a third of the TTL) does not delay the verdict.
  */
 
 #define DEFAULT_TTL_MS 10000u
 #define KILL_GRACE_MS 2000u
 #define RETRY_MS 250u /* a failed keepalive is sent again this soon */
+#define WATCH_MS 50u  /* the watchdog looks at the time this often, at most */
 
 struct lock_opts {
 	const char *path;
@@ -54,11 +57,12 @@ struct keeper {
 	uint32_t ttl_ms;
 	uint64_t granted_at; /* mono_ms() before the grant was sent */
 	sigset_t sigs;
-	pthread_t thread;
+	pthread_t thread, watchdog;
 	pthread_mutex_t mu;
 	/* under mu */
 	pid_t child;  /* CMD while it runs and is not reaped, else 0 */
 	bool lost, stop;
+	uint64_t alive_until; /* mono_ms(): the lease is proven alive until then */
 };
 
 static uint64_t mono_ms(void)
@@ -107,11 +111,11 @@ static void stop_child(struct keeper *k)
 static void on_lost(struct keeper *k, int err)
 {
 	pthread_mutex_lock(&k->mu);
-	bool stopping = k->stop, running = k->child > 0;
+	bool stopping = k->stop, running = k->child > 0, again = k->lost;
 	k->lost = true;
 	pthread_mutex_unlock(&k->mu);
-	if (stopping)
-		return; /* CMD is done: the main thread is cleaning up */
+	if (stopping || again)
+		return; /* CMD is done (the main thread cleans up), or told already */
 	fprintf(stderr, "confmanctl: lock %s: lease %" PRIu64 " lost (%s)%s\n", k->path, k->lease,
 		err ? cm_errname(err) : "no keepalive answered in time",
 		running ? ": stopping the command" : "");
@@ -146,8 +150,7 @@ static void on_signal(struct keeper *k, const siginfo_t *si)
 static void *keeper_run(void *arg)
 {
 	struct keeper *k = arg;
-	uint32_t period = k->ttl_ms / 3, margin = k->ttl_ms / 10;
-	uint64_t alive_until = k->granted_at + k->ttl_ms; /* what the grant proves */
+	uint32_t period = k->ttl_ms / 3;
 	uint64_t next = mono_ms() + period;
 	bool lost = false;
 	for (;;) {
@@ -167,13 +170,39 @@ static void *keeper_run(void *arg)
 		uint64_t t0 = mono_ms();
 		struct cm_lease_info info;
 		int err = cm_lease_keepalive(k->client, k->path, k->lease, &info);
-		if (err == 0 && info.left_ms > 0)
-			alive_until = t0 + (uint64_t)info.left_ms;
-		next = mono_ms() + (err == 0 ? period : RETRY_MS);
-		if (err == -ENOENT || mono_ms() + margin >= alive_until) {
-			lost = true; /* from now on only signals and the stop matter */
-			on_lost(k, err == -ENOENT ? err : 0);
+		if (err == 0 && info.left_ms > 0) {
+			pthread_mutex_lock(&k->mu);
+			k->alive_until = t0 + (uint64_t)info.left_ms;
+			pthread_mutex_unlock(&k->mu);
 		}
+		next = mono_ms() + (err == 0 ? period : RETRY_MS);
+		if (err == -ENOENT) {
+			lost = true; /* from now on only signals and the stop matter */
+			on_lost(k, err);
+		}
+	}
+}
+
+/* The lease may have expired a tenth of its TTL from now: it is lost. */
+static void *watchdog_run(void *arg)
+{
+	struct keeper *k = arg;
+	uint64_t margin = k->ttl_ms / 10;
+	for (;;) {
+		pthread_mutex_lock(&k->mu);
+		bool done = k->stop || k->lost;
+		uint64_t until = k->alive_until;
+		pthread_mutex_unlock(&k->mu);
+		uint64_t now = mono_ms();
+		if (done)
+			return NULL;
+		if (now + margin >= until) {
+			on_lost(k, 0);
+			return NULL;
+		}
+		uint64_t wait = until - margin - now < WATCH_MS ? until - margin - now : WATCH_MS;
+		struct timespec ts = {0, (long)wait * 1000000};
+		nanosleep(&ts, NULL);
 	}
 }
 
@@ -194,8 +223,19 @@ static int keeper_start(struct keeper *k, const struct cm_client_opts *opts)
 	sigaddset(&k->sigs, SIGHUP);
 	sigaddset(&k->sigs, SIGUSR1); /* the main thread's "stop" */
 	pthread_sigmask(SIG_BLOCK, &k->sigs, NULL);
+	k->alive_until = k->granted_at + k->ttl_ms; /* what the grant proves */
 	rv = pthread_create(&k->thread, NULL, keeper_run, k);
 	if (rv != 0) {
+		cm_client_close(k->client);
+		return -rv;
+	}
+	rv = pthread_create(&k->watchdog, NULL, watchdog_run, k);
+	if (rv != 0) {
+		pthread_mutex_lock(&k->mu);
+		k->stop = true;
+		pthread_mutex_unlock(&k->mu);
+		pthread_kill(k->thread, SIGUSR1);
+		pthread_join(k->thread, NULL);
 		cm_client_close(k->client);
 		return -rv;
 	}
@@ -210,6 +250,7 @@ static bool keeper_stop(struct keeper *k)
 	pthread_mutex_unlock(&k->mu);
 	pthread_kill(k->thread, SIGUSR1);
 	pthread_join(k->thread, NULL);
+	pthread_join(k->watchdog, NULL);
 	cm_client_close(k->client);
 	return k->lost;
 }
@@ -356,8 +397,10 @@ static int run_locked(struct cm_ctl_cmd *cc, const struct lock_opts *lo)
 	}
 	int status = hold_and_run(cc, lo, &k);
 	if (keeper_stop(&k)) {
+		/* Gone, or it expires unattended: a revoke would only wait for
+		 * servers that did not answer the keepalives. */
 		fprintf(stderr, "confmanctl: lock %s: the lease ended while held\n", lo->path);
-		status = CM_CTL_LOCK_LOST;
+		return CM_CTL_LOCK_LOST;
 	}
 	/* The revoke releases the lock too (and deletes elect's value). */
 	err = cm_lease_revoke(cc->client, lo->path, k.lease);

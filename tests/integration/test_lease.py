@@ -303,6 +303,33 @@ def test_revoked_lease_stops_the_command():
     assert b"lost" in p.stderr.read()
 
 
+def test_unreachable_cluster_stops_the_holder_before_its_lease_can_expire():
+    # TTL 6 s: keepalives at +2 s, +4 s..., each request given up after 2 s.
+    # Every node paused at +2.3 s, after the first keepalive proved the lease
+    # alive until +8 s at least: the holder must be stopped before that (at
+    # +7.4 s, a tenth of the TTL early), not after a keepalive stuck in its
+    # request has timed out (+8.25 s when only a failed keepalive decided).
+    p = bg("lock", "/locks/p", "--ttl", "6s", "--", *holder_script("p1", 60))
+    wait_file(f("p1"))
+    t0 = time.time()
+    sleeper = int(wait_file(f("p1.sleep")))
+    time.sleep(2.3)
+    for i in range(1, 4):
+        C.pause(i)
+    try:
+        while pid_alive(sleeper) and time.time() - t0 < 15:
+            time.sleep(0.02)
+        took = time.time() - t0
+        assert took < 8.0, "stopped %.2f s after it began to hold: the lease may have expired" % took
+        rc = p.wait(10)
+    finally:
+        for i in range(1, 4):
+            C.resume(i)
+    assert rc == LOST, (rc, p.stderr.read())
+    print("  holder stopped %.2f s after it began (lease proven until +8 s)" % took)
+    C.leader()
+
+
 def test_shared_holds_overlap():
     # Each waits for the other's file: only possible if both hold at once.
     a = bg("lock", "/locks/s", "--shared", "--", "sh", "-c",
@@ -361,7 +388,8 @@ def main():
                  test_three_waiters_in_fifo_order,
                  test_killed_holder_frees_the_lock_within_its_ttl,
                  test_revoked_lease_stops_the_command, test_shared_holds_overlap,
-                 test_exit_status_and_fence_of_the_command, test_second_campaigner_takes_over]
+                 test_exit_status_and_fence_of_the_command, test_second_campaigner_takes_over,
+                 test_unreachable_cluster_stops_the_holder_before_its_lease_can_expire]
         wrapped = []
         for t in tests:
             def one(t=t):
