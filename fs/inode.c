@@ -303,9 +303,36 @@ void cm_fs_cache_drop(struct cm_fs_itable *t, struct cm_fs_node *n)
 	n->cached = false;
 }
 
+/* path and its parent directory changed now: listings taken before are
+ * stale there (cm_fs_itable_changed_since). */
+static void stamp_change(struct cm_fs_itable *t, const char *path, struct cm_fs_node *n)
+{
+	t->chg++;
+	if (n != NULL)
+		n->child_chg = t->chg;
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		return;
+	size_t k = slash == path ? 1 : (size_t)(slash - path);
+	char *dir = strndup(path, k);
+	struct cm_fs_node *d = dir ? cm_fs_itable_lookup(t, dir) : NULL;
+	if (dir == NULL)
+		t->clear_chg = t->chg; /* ENOMEM: as if everything changed */
+	if (d != NULL)
+		d->child_chg = t->chg;
+	free(dir);
+}
+
+bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64_t chg)
+{
+	struct cm_fs_node *d = cm_fs_itable_find(t, dir_ino);
+	return d == NULL || t->clear_chg > chg || d->child_chg > chg;
+}
+
 void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub)
 {
 	struct cm_fs_node *n = cm_fs_itable_lookup(t, path);
+	stamp_change(t, path, n);
 	if (n != NULL)
 		cm_fs_cache_drop(t, n);
 	if (!sub)
@@ -320,6 +347,7 @@ void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub)
 void cm_fs_cache_clear(struct cm_fs_itable *t)
 {
 	t->cepoch++; /* fetches in flight keep nothing */
+	t->clear_chg = ++t->chg; /* listings in hand tell no attributes */
 	while (t->lru_head)
 		cm_fs_cache_drop(t, t->lru_head);
 }

@@ -76,6 +76,9 @@ static const char usage[] =
 	"  --test-skip-token-wait FOR TESTS ONLY: serve follower reads at once,\n"
 	"                         without waiting for the client's token (breaks\n"
 	"                         read-your-writes; shows the chaos checker fails)\n"
+	"  --test-refuse-attr-only FOR TESTS ONLY: refuse stat-only GETs\n"
+	"                         (CM_GET_ATTR_ONLY) as a server that does not\n"
+	"                         know them would (the mount falls back)\n"
 	"  --ca FILE              the CA bundle (overrides [cluster] ca)\n"
 	"  --cert FILE            this node's certificate, CN confman-node-<id>\n"
 	"                         (overrides its [node.N] cert)\n"
@@ -326,6 +329,7 @@ static const struct option long_opts[] = {
 	{"quiesce-ticks", required_argument, NULL, 'Q'},
 	{"force-new-cluster", no_argument, NULL, 'N'},
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
+	{"test-refuse-attr-only", no_argument, NULL, 'G'},
 	{"ca", required_argument, NULL, 'A'},
 	{"cert", required_argument, NULL, 'E'},
 	{"key", required_argument, NULL, 'Y'},
@@ -422,6 +426,9 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		return 0;
 	case 'T':
 		c->test_skip_token_wait = true;
+		return 0;
+	case 'G':
+		c->test_refuse_attr_only = true;
 		return 0;
 	case 'A':
 	case 'E':

@@ -71,6 +71,7 @@ struct cm_config {
 	bool quiesce_set;
 	bool force_new_cluster;    /* recover.c: this node becomes every group's only voter */
 	bool test_skip_token_wait; /* tests only: follower reads ignore the token */
+	bool test_refuse_attr_only; /* tests only: a GET with CM_GET_ATTR_ONLY is -EINVAL */
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	char join[1024];                 /* --join: peers to ask, "a:p,b:q"; "" none */
