@@ -10,14 +10,21 @@
 
 #include "job.h"
 
-/* Is a listing read from group at token at least as new as everything the
- * watch delivered of that group (so that the kernel may keep what it says
- * as it keeps a LOOKUP's answer)? Not while any stream is silent. */
-static bool list_current(struct cm_fs *fs, uint64_t group, uint64_t token)
+/* Is a listing of dir read from group at token at least as new as every
+ * change of that directory's entries the watch delivered (so that the
+ * kernel may keep what it says as it keeps a LOOKUP's answer)? Not while
+ * any stream is silent. Events of other directories do not matter: the
+ * replica that answered may lag the watch's own by a few indexes. */
+static bool list_current(struct cm_fs *fs, const struct cm_fs_node *dir, uint64_t group,
+			 uint64_t token)
 {
 	uint64_t last;
-	return fs->live && group != 0 &&
-	       cm_ac_watch_covers(fs->ac, fs->watch_id, group, &last) && token >= last;
+	if (!fs->live || group == 0 || !cm_ac_watch_covers(fs->ac, fs->watch_id, group, &last))
+		return false;
+	if (token >= last)
+		return true;
+	/* A last event of another group: its indexes say nothing here. */
+	return dir->ev_group == 0 || (dir->ev_group == group && token >= dir->ev_index);
 }
 
 /* "dir/name" (dir "/" gives "/name"); NULL on ENOMEM. */
@@ -77,7 +84,8 @@ static void opendir_cb(void *arg, int err, const struct cm_resp *resp)
 		}
 		h->n_ents++;
 	}
-	h->plus = n > 0 && list_current(fs, resp->group, resp->token);
+	struct cm_fs_node *d = cm_fs_itable_find(&fs->it, j->ino);
+	h->plus = n > 0 && d != NULL && list_current(fs, d, resp->group, resp->token);
 	h->list_chg = j->chg;
 	j->fi.fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(j->req, &j->fi) != 0)

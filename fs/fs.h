@@ -84,6 +84,9 @@ struct cm_fs_node {
 	 * path (an event, an own write, as the value cache's drops): a
 	 * listing taken before it no longer tells the kernel attributes. */
 	uint64_t child_chg;
+	/* The last watch event at or right below this path: its group and
+	 * index (0: none seen). A listing older than it tells no attributes. */
+	uint64_t ev_group, ev_index;
 	struct cm_fs_node *lru_prev, *lru_next;
 	struct cm_fs_node *ino_next, *path_next;
 };
@@ -293,6 +296,10 @@ void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n);
 /* Has anything changed at or right below dir's path since stamp chg (a
  * value of t->chg)? true also for a dir the table no longer holds. */
 bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64_t chg);
+/* A watch event of group at index touched path: the node at path and its
+ * parent's node remember it (ev_group, ev_index). */
+void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
+			   uint64_t index);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;

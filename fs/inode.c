@@ -303,6 +303,21 @@ void cm_fs_cache_drop(struct cm_fs_itable *t, struct cm_fs_node *n)
 	n->cached = false;
 }
 
+/* The node of path's parent directory; *nomem on ENOMEM. */
+static struct cm_fs_node *parent_of(struct cm_fs_itable *t, const char *path, bool *nomem)
+{
+	*nomem = false;
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		return NULL;
+	size_t k = slash == path ? 1 : (size_t)(slash - path);
+	char *dir = strndup(path, k);
+	*nomem = dir == NULL;
+	struct cm_fs_node *d = dir ? cm_fs_itable_lookup(t, dir) : NULL;
+	free(dir);
+	return d;
+}
+
 /* path and its parent directory changed now: listings taken before are
  * stale there (cm_fs_itable_changed_since). */
 static void stamp_change(struct cm_fs_itable *t, const char *path, struct cm_fs_node *n)
@@ -310,17 +325,34 @@ static void stamp_change(struct cm_fs_itable *t, const char *path, struct cm_fs_
 	t->chg++;
 	if (n != NULL)
 		n->child_chg = t->chg;
-	const char *slash = strrchr(path, '/');
-	if (slash == NULL)
-		return;
-	size_t k = slash == path ? 1 : (size_t)(slash - path);
-	char *dir = strndup(path, k);
-	struct cm_fs_node *d = dir ? cm_fs_itable_lookup(t, dir) : NULL;
-	if (dir == NULL)
-		t->clear_chg = t->chg; /* ENOMEM: as if everything changed */
+	bool nomem;
+	struct cm_fs_node *d = parent_of(t, path, &nomem);
+	if (nomem)
+		t->clear_chg = t->chg; /* as if everything changed */
 	if (d != NULL)
 		d->child_chg = t->chg;
-	free(dir);
+}
+
+static void event_note(struct cm_fs_node *n, uint64_t group, uint64_t index)
+{
+	if (n->ev_group != group || index > n->ev_index) {
+		n->ev_group = group;
+		n->ev_index = index;
+	}
+}
+
+void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
+			   uint64_t index)
+{
+	struct cm_fs_node *n = cm_fs_itable_lookup(t, path);
+	if (n != NULL)
+		event_note(n, group, index);
+	bool nomem;
+	struct cm_fs_node *d = parent_of(t, path, &nomem);
+	if (nomem)
+		t->clear_chg = ++t->chg; /* unknown: no listing in hand tells attributes */
+	if (d != NULL)
+		event_note(d, group, index);
 }
 
 bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64_t chg)

@@ -121,11 +121,15 @@ static void cm_fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * only flags the WRITE (FUSE_WRITE_KILL_SUIDGID, perm.c). */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
 	/* Listings: READDIRPLUS carries each entry's attributes from the one
-	 * LIST (fs/dir.c). The kernel's "auto" mode asks for it on a
-	 * directory's first chunk, and for the next ones once an entry it
-	 * gave was looked at (ls -l, find), plain READDIR otherwise (ls). */
-	if (conn->capable & FUSE_CAP_READDIRPLUS)
-		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	 * LIST (fs/dir.c), for every chunk. The kernel's "auto" mode would
+	 * ask for them on a directory's first chunk only, then again only
+	 * once an entry it gave was looked at: ls -l stats as it reads, but
+	 * find (fts) and anything that reads the whole directory first would
+	 * LOOKUP every entry past the first chunk. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	}
 }
 
 static void cm_fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
