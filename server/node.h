@@ -24,6 +24,7 @@ struct cm_pending {
 	uint64_t req_id;
 	uint8_t op;
 	uint8_t consistency;
+	uint32_t flags;    /* read: the request's (CM_GET_ATTR_ONLY) */
 	uint64_t index;    /* write: its entry; read: the index it must see */
 	raft_term term;    /* write: the term it was proposed in */
 	uint64_t ctx;      /* linearizable read: the ReadIndex context; 0 once known */
