@@ -127,7 +127,8 @@ bl_cm_leader() {
 	local servers=$1 ctl=$2 t out
 	for t in $(seq 1 100); do
 		out=$("$ctl" -s "$servers" -t 1000 status 2>/dev/null || true)
-		if [ "$(grep -c ' node ' <<<"$out")" = 3 ] &&
+		# one heading per server ("ADDR  node N"); member lines say "node N voter"
+		if [ "$(grep -cE '^[0-9.:]+ +node [0-9]+$' <<<"$out")" = 3 ] &&
 			awk '/^[0-9]/ { a = $1 } $2 == "/" && $3 == "leader" { print a; f = 1 } END { exit !f }' <<<"$out"; then
 			return 0
 		fi

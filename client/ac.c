@@ -732,6 +732,12 @@ void cm_ac_close(struct cm_ac *ac, cm_ac_close_cb cb, void *arg)
 	uv_close((uv_handle_t *)&ac->anchor, anchor_closed);
 }
 
+uint64_t cm_ac_group_of(const struct cm_ac *ac, const char *path, uint32_t len)
+{
+	const struct cm_ac__shard *sh = ac->map.valid ? cm_ac__map_find(ac, path, len) : NULL;
+	return sh != NULL ? sh->group : 0;
+}
+
 uint64_t cm_ac_token(const struct cm_ac *ac, uint64_t group)
 {
 	for (uint32_t k = 0; k < ac->n_groups; k++)

@@ -40,7 +40,7 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 		"lookup", "forget", "getattr", "setattr", "opendir", "readdir", "releasedir",
 		"open", "read", "write", "flush", "fsync", "release", "create", "mkdir",
 		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr",
-		"mknod"};
+		"mknod", "readdirplus"};
 	if (!j->fs->trace)
 		return;
 	struct timespec ts;
@@ -223,6 +223,10 @@ static void own_cb(void *arg, int err, const struct cm_resp *resp)
 int cm_fs__submit_raw(struct cm_fs_job *j, struct cm_req *r, cm_ac_cb cb)
 {
 	bool read = r->op == CM_OP_GET || r->op == CM_OP_LIST;
+	if (r->op == CM_OP_GET)
+		j->fs->n_get++;
+	else if (r->op == CM_OP_LIST)
+		j->fs->n_list++;
 	if (read && j->fs->off.cache != NULL)
 		return cm_fs_cache_submit_read(j, r, cb);
 	if (r->op == CM_OP_PUT || r->op == CM_OP_MKDIR || r->op == CM_OP_DELETE ||
@@ -246,6 +250,41 @@ void cm_fs__submit_get(struct cm_fs_job *j, cm_ac_cb cb)
 {
 	struct cm_req r = {.op = CM_OP_GET};
 	cm_fs__submit(j, &r, cb);
+}
+
+/* lookup and getattr: a stat-only GET (CM_GET_ATTR_ONLY), unless a server
+ * refused one; the answer's value, if an older server sent it, is unused. */
+static void submit_stat(struct cm_fs_job *j, cm_ac_cb cb)
+{
+	j->attr_only = !j->fs->no_attr_only && !j->attr_retry;
+	struct cm_req r = {.op = CM_OP_GET, .flags = j->attr_only ? CM_GET_ATTR_ONLY : 0};
+	if (!j->lin_retry) {
+		cm_fs__submit(j, &r, cb);
+		return;
+	}
+	r.consistency = CM_READ_LINEARIZABLE; /* the read-your-writes guard's redo */
+	r.path = (struct cm_bytes){j->path, (uint32_t)strlen(j->path)};
+	int rc = cm_fs__submit_raw(j, &r, cb);
+	if (rc != 0)
+		cm_fs__done_err(j, rc);
+}
+
+/* A server that does not know CM_GET_ATTR_ONLY and refuses it (-EINVAL):
+ * the same GET again without it; if that one is not refused too, the
+ * mount stats with whole GETs from then on (logged once). */
+static bool stat_fallback(struct cm_fs_job *j, int err, cm_ac_cb cb)
+{
+	struct cm_fs *fs = j->fs;
+	if (j->attr_retry && err != -EINVAL && !fs->no_attr_only) {
+		fs->no_attr_only = true;
+		fprintf(stderr, "confman-fs: a server refused stat-only reads (CM_GET_ATTR_ONLY): "
+				"lookup and getattr fetch whole values from now on\n");
+	}
+	if (err != -EINVAL || !j->attr_only)
+		return false;
+	j->attr_retry = true;
+	submit_stat(j, cb);
+	return true;
 }
 
 /* Was this answer (err, resp) to a read of j->path older than this mount's
@@ -285,6 +324,7 @@ bool cm_fs__redo_if_older(struct cm_fs_job *j, int err, const struct cm_resp *re
 	j->lin_retry = true;
 	j->cache_ok = false;
 	struct cm_req r = {.op = CM_OP_GET, .consistency = CM_READ_LINEARIZABLE,
+			   .flags = j->attr_only ? CM_GET_ATTR_ONLY : 0,
 			   .path = {j->path, (uint32_t)strlen(j->path)}};
 	int rc = cm_fs__submit_raw(j, &r, cb);
 	if (rc != 0)
@@ -297,7 +337,7 @@ bool cm_fs__redo_if_older(struct cm_fs_job *j, int err, const struct cm_resp *re
 static void lookup_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
-	if (cm_fs__redo_if_older(j, err, resp, lookup_cb))
+	if (stat_fallback(j, err, lookup_cb) || cm_fs__redo_if_older(j, err, resp, lookup_cb))
 		return;
 	if (err != 0 || !resp->has_attr) {
 		cm_fs__done_err(j, err ? err : -EIO);
@@ -313,13 +353,13 @@ static void run_lookup(struct cm_fs_job *j)
 		cm_fs__done_err(j, rc);
 		return;
 	}
-	cm_fs__submit_get(j, lookup_cb);
+	submit_stat(j, lookup_cb);
 }
 
 static void getattr_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs_job *j = arg;
-	if (cm_fs__redo_if_older(j, err, resp, getattr_cb))
+	if (stat_fallback(j, err, getattr_cb) || cm_fs__redo_if_older(j, err, resp, getattr_cb))
 		return;
 	struct cm_fs_node *n = cm_fs_itable_find(&j->fs->it, j->ino);
 	if (n == NULL) {
@@ -354,7 +394,7 @@ static void run_getattr(struct cm_fs_job *j)
 		cm_fs__reply_attr(j, n);
 		return;
 	}
-	cm_fs__submit_get(j, getattr_cb);
+	submit_stat(j, getattr_cb);
 }
 
 static void readlink_cb(void *arg, int err, const struct cm_resp *resp)
@@ -567,87 +607,6 @@ static void run_setattr(struct cm_fs_job *j)
 		cm_fs__submit_get(j, truncate_get_cb);
 }
 
-/* ---- directories ---- */
-
-static void opendir_cb(void *arg, int err, const struct cm_resp *resp)
-{
-	struct cm_fs_job *j = arg;
-	struct cm_fs *fs = j->fs;
-	if (err == -ENOENT && j->ino == FUSE_ROOT_ID)
-		err = 0; /* a prefix not created yet: empty */
-	if (err != 0) {
-		cm_fs__done_err(j, err);
-		return;
-	}
-	struct cm_fs_fh *h = cm_fs__fh_new(fs, j->ino, true);
-	uint32_t n = resp ? resp->n_ents : 0;
-	if (h == NULL || (n && !(h->ents = calloc(n, sizeof(*h->ents))))) {
-		if (h)
-			cm_fs__fh_free(fs, h);
-		cm_fs__done_err(j, -ENOMEM);
-		return;
-	}
-	size_t lp = strlen(j->path);
-	for (uint32_t i = 0; i < n; i++) {
-		const struct cm_dirent *d = &resp->ents[i];
-		struct cm_fs_dent *e = &h->ents[h->n_ents];
-		e->name = strndup(d->name.p, d->name.len);
-		char *full = malloc(lp + d->name.len + 2);
-		if (e->name == NULL || full == NULL) {
-			free(e->name);
-			free(full);
-			cm_fs__fh_free(fs, h);
-			cm_fs__done_err(j, -ENOMEM);
-			return;
-		}
-		snprintf(full, lp + d->name.len + 2, "%s/%s", lp == 1 ? "" : j->path, e->name);
-		e->ino = cm_fs_itable_hash_ino(full);
-		e->mode = d->attr.mode;
-		free(full);
-		h->n_ents++;
-	}
-	j->fi.fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(j->req, &j->fi) != 0)
-		cm_fs__fh_free(fs, h);
-	cm_fs__job_free(j);
-}
-
-static void run_opendir(struct cm_fs_job *j)
-{
-	int rc = cm_fs__node_path(j, NULL);
-	if (rc != 0) {
-		cm_fs__done_err(j, rc);
-		return;
-	}
-	struct cm_req r = {.op = CM_OP_LIST};
-	cm_fs__submit(j, &r, opendir_cb);
-}
-
-static void run_readdir(struct cm_fs_job *j)
-{
-	struct cm_fs_fh *h = cm_fs__job_fh(j);
-	char *buf = malloc(j->size ? j->size : 1);
-	if (buf == NULL) {
-		cm_fs__done_err(j, -ENOMEM);
-		return;
-	}
-	size_t pos = 0;
-	for (uint64_t i = (uint64_t)j->off; i < (uint64_t)h->n_ents + 2; i++) {
-		struct stat st = {0};
-		const char *name = i == 0 ? "." : i == 1 ? ".." : h->ents[i - 2].name;
-		st.st_ino = i < 2 ? (i == 0 ? h->ino : FUSE_ROOT_ID) : h->ents[i - 2].ino;
-		st.st_mode = i < 2 ? S_IFDIR : h->ents[i - 2].mode;
-		size_t len = fuse_add_direntry(j->req, buf + pos, j->size - pos, name, &st,
-					       (off_t)(i + 1));
-		if (len > j->size - pos)
-			break;
-		pos += len;
-	}
-	fuse_reply_buf(j->req, buf, pos);
-	free(buf);
-	cm_fs__job_free(j);
-}
-
 static void run_release_handle(struct cm_fs_job *j)
 {
 	cm_fs__fh_free(j->fs, cm_fs__job_fh(j));
@@ -786,8 +745,9 @@ void cm_fs__job_run(struct cm_fs_job *j)
 		break;
 	case CM_FS_GETATTR: run_getattr(j); break;
 	case CM_FS_SETATTR: run_setattr(j); break;
-	case CM_FS_OPENDIR: run_opendir(j); break;
-	case CM_FS_READDIR: run_readdir(j); break;
+	case CM_FS_OPENDIR: cm_fs__run_opendir(j); break;
+	case CM_FS_READDIR: cm_fs__run_readdir(j); break;
+	case CM_FS_READDIRPLUS: cm_fs__run_readdirplus(j); break;
 	case CM_FS_RELEASEDIR: run_release_handle(j); break;
 	case CM_FS_OPEN: cm_fs__run_open(j); break;
 	case CM_FS_READ: cm_fs__run_read(j); break;

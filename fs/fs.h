@@ -80,6 +80,13 @@ struct cm_fs_node {
 	uint64_t cgen;
 	uint64_t cgroup;     /* the group it was read from: valid while its stream is live */
 	struct cm_attr cattr;
+	/* The table's chg when something last changed at or right below this
+	 * path (an event, an own write, as the value cache's drops): a
+	 * listing taken before it no longer tells the kernel attributes. */
+	uint64_t child_chg;
+	/* The last watch event at or right below this path: its group and
+	 * index (0: none seen). A listing older than it tells no attributes. */
+	uint64_t ev_group, ev_index;
 	struct cm_fs_node *lru_prev, *lru_next;
 	struct cm_fs_node *ino_next, *path_next;
 };
@@ -93,14 +100,17 @@ struct cm_fs_itable {
 	struct cm_fs_node *lru_head, *lru_tail; /* cached values, most recent first */
 	size_t cbytes;                          /* their total, <= CM_FS_CACHE_MAX */
 	uint64_t cepoch;                        /* +1 on every clear */
+	uint64_t chg;       /* +1 on every drop and clear: stamps for child_chg */
+	uint64_t clear_chg; /* chg at the last clear (everything changed) */
 };
 
 /* Open file or directory; owned by the loop thread, listed in cm_fs.handles so
  * shutdown frees what the kernel never released. */
 struct cm_fs_dent {
 	char *name; /* owned */
-	uint64_t ino;
-	uint32_t mode;
+	uint64_t ino;  /* readdir's pseudo number (cm_fs_itable_hash_ino) */
+	struct cm_attr attr; /* as the LIST answered */
+	bool plus;     /* readdirplus may give attr (not a shard's top) */
 };
 
 struct cm_fs_fh {
@@ -135,6 +145,11 @@ struct cm_fs_fh {
 	size_t len, cap;
 	struct cm_fs_dent *ents; /* directory: owned, n_ents entries */
 	uint32_t n_ents;
+	/* directory: the LIST may answer READDIRPLUS with attributes while
+	 * nothing changed in the directory since it was sent (list_chg, the
+	 * table's chg then) and it was as new as the watch (fs/dir.c). */
+	bool plus;
+	uint64_t list_chg;
 	struct cm_fs_fh *prev, *next;
 };
 
@@ -219,6 +234,8 @@ struct cm_fs {
 	uint64_t watch_id;
 	bool watching;   /* a watch exists (it may be re-subscribing) */
 	bool live;       /* the watch says every stream behind it is live: caches may serve */
+	bool no_attr_only; /* a server refused CM_GET_ATTR_ONLY: stat with whole GETs */
+	uint64_t n_get, n_list; /* GETs and LISTs sent (user.confman.status) */
 	struct cm_fs_own own[CM_FS_OWN_MAX];
 	uint64_t own_gen;
 	/* the notifier thread; its queue guarded by nmu */
@@ -276,6 +293,13 @@ void cm_fs_cache_clear(struct cm_fs_itable *t);
 bool cm_fs_cache_put(struct cm_fs_itable *t, struct cm_fs_node *n, const char *value,
 		     uint32_t len, const struct cm_attr *attr);
 void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n);
+/* Has anything changed at or right below dir's path since stamp chg (a
+ * value of t->chg)? true also for a dir the table no longer holds. */
+bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64_t chg);
+/* A watch event of group at index touched path: the node at path and its
+ * parent's node remember it (ev_group, ev_index). */
+void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
+			   uint64_t index);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;

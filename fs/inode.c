@@ -303,9 +303,68 @@ void cm_fs_cache_drop(struct cm_fs_itable *t, struct cm_fs_node *n)
 	n->cached = false;
 }
 
+/* The node of path's parent directory; *nomem on ENOMEM. */
+static struct cm_fs_node *parent_of(struct cm_fs_itable *t, const char *path, bool *nomem)
+{
+	*nomem = false;
+	const char *slash = strrchr(path, '/');
+	if (slash == NULL)
+		return NULL;
+	size_t k = slash == path ? 1 : (size_t)(slash - path);
+	char *dir = strndup(path, k);
+	*nomem = dir == NULL;
+	struct cm_fs_node *d = dir ? cm_fs_itable_lookup(t, dir) : NULL;
+	free(dir);
+	return d;
+}
+
+/* path and its parent directory changed now: listings taken before are
+ * stale there (cm_fs_itable_changed_since). */
+static void stamp_change(struct cm_fs_itable *t, const char *path, struct cm_fs_node *n)
+{
+	t->chg++;
+	if (n != NULL)
+		n->child_chg = t->chg;
+	bool nomem;
+	struct cm_fs_node *d = parent_of(t, path, &nomem);
+	if (nomem)
+		t->clear_chg = t->chg; /* as if everything changed */
+	if (d != NULL)
+		d->child_chg = t->chg;
+}
+
+static void event_note(struct cm_fs_node *n, uint64_t group, uint64_t index)
+{
+	if (n->ev_group != group || index > n->ev_index) {
+		n->ev_group = group;
+		n->ev_index = index;
+	}
+}
+
+void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
+			   uint64_t index)
+{
+	struct cm_fs_node *n = cm_fs_itable_lookup(t, path);
+	if (n != NULL)
+		event_note(n, group, index);
+	bool nomem;
+	struct cm_fs_node *d = parent_of(t, path, &nomem);
+	if (nomem)
+		t->clear_chg = ++t->chg; /* unknown: no listing in hand tells attributes */
+	if (d != NULL)
+		event_note(d, group, index);
+}
+
+bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64_t chg)
+{
+	struct cm_fs_node *d = cm_fs_itable_find(t, dir_ino);
+	return d == NULL || t->clear_chg > chg || d->child_chg > chg;
+}
+
 void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub)
 {
 	struct cm_fs_node *n = cm_fs_itable_lookup(t, path);
+	stamp_change(t, path, n);
 	if (n != NULL)
 		cm_fs_cache_drop(t, n);
 	if (!sub)
@@ -320,6 +379,7 @@ void cm_fs_cache_drop_path(struct cm_fs_itable *t, const char *path, bool sub)
 void cm_fs_cache_clear(struct cm_fs_itable *t)
 {
 	t->cepoch++; /* fetches in flight keep nothing */
+	t->clear_chg = ++t->chg; /* listings in hand tell no attributes */
 	while (t->lru_head)
 		cm_fs_cache_drop(t, t->lru_head);
 }

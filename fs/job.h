@@ -30,6 +30,7 @@ enum cm_fs_op {
 	CM_FS_GETXATTR,
 	CM_FS_LISTXATTR,
 	CM_FS_MKNOD,
+	CM_FS_READDIRPLUS,
 };
 
 /*
@@ -64,6 +65,9 @@ struct cm_fs_job {
 	uint64_t cache_gen;  /* ...if the node's cgen is still this */
 	uint64_t cache_epoch; /* ...and the cache was not cleared (it.cepoch) */
 	bool lin_retry;      /* open: redone as a linearizable read (file.c) */
+	bool attr_only;      /* lookup, getattr: the GET asks attributes only */
+	bool attr_retry;     /* ...and was refused once: sent again without */
+	uint64_t chg;        /* opendir: the table's chg when the LIST left */
 	uint8_t tries;       /* setattr, kill_suid: CAS attempts so far (exec.c, perm.c) */
 	bool killed;         /* write, open: setuid/setgid already cleared if due (perm.c) */
 	void (*then)(struct cm_fs_job *j, int err); /* perm.c: what follows the clearing */
@@ -122,6 +126,12 @@ void cm_fs__reply_entry(struct cm_fs_job *j, const struct cm_attr *attr);
 void cm_fs__reply_attr(struct cm_fs_job *j, struct cm_fs_node *n);
 double cm_fs__ttl(const struct cm_fs_job *j, double t);
 /* n's attributes as sent to the kernel in a reply (wsize as in fill_stat). */
+
+/* ---- dir.c: directories ---- */
+/* opendir: one LIST, kept in the handle; readdir and readdirplus serve it. */
+void cm_fs__run_opendir(struct cm_fs_job *j);
+void cm_fs__run_readdir(struct cm_fs_job *j);
+void cm_fs__run_readdirplus(struct cm_fs_job *j);
 
 /* ---- notify.c: requests of the notifier's replay, answered locally ---- */
 /* true if j was the notifier's and has been answered (and freed). */

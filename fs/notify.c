@@ -427,8 +427,11 @@ static void on_event(void *arg, int err, const struct cm_event *ev)
 	/* The value cache forgets what the event touched, ours included (the
 	 * kernel's pages: the notifier below, or the next open for our own). */
 	cm_fs_cache_drop_path(&fs->it, path, ev->kind != CM_EV_PUT);
-	if (path2 != NULL)
+	cm_fs_itable_event_at(&fs->it, path, ev->group, ev->index); /* listings: fs/dir.c */
+	if (path2 != NULL) {
 		cm_fs_cache_drop_path(&fs->it, path2, true);
+		cm_fs_itable_event_at(&fs->it, path2, ev->group, ev->index);
+	}
 	if (own_match(fs, ev->kind, path, ev->index)) {
 		free(path);
 		free(path2);

@@ -47,6 +47,7 @@ struct rd {
 	char *path; /* owned: j's path (j is gone once answered) */
 	int err;    /* the cluster's failure, held for the probe's verdict */
 	uint8_t op, consistency;
+	uint32_t flags; /* 0 or CM_GET_ATTR_ONLY */
 	bool sent;  /* a request went out (not when submitted while offline) */
 	bool answered, net_done, closed, waiting, closing;
 };
@@ -150,7 +151,7 @@ static void rd_wait(struct rd *r)
 }
 
 /* What a real answer teaches the cache. */
-static void rd_learn(struct cm_fs *fs, const char *path, uint8_t op, int err,
+static void rd_learn(struct cm_fs *fs, const char *path, uint8_t op, uint32_t flags, int err,
 		     const struct cm_resp *resp)
 {
 	if (err == 0 || err == -ENOENT)
@@ -163,7 +164,10 @@ static void rd_learn(struct cm_fs *fs, const char *path, uint8_t op, int err,
 		cm_fs_cache_note_list(fs->off.cache, path, resp->ents, resp->n_ents);
 	else if (resp->has_attr)
 		cm_fs_cache_note(fs->off.cache, path, &resp->attr,
-				 S_ISDIR(resp->attr.mode) ? NULL : &resp->value, false);
+				 S_ISDIR(resp->attr.mode) || (flags & CM_GET_ATTR_ONLY)
+					 ? NULL /* a stat: no value, the kept one stays if current */
+					 : &resp->value,
+				 false);
 }
 
 static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
@@ -172,7 +176,7 @@ static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
 	struct cm_fs *fs = r->fs;
 	r->net_done = true;
 	if (err != -ECANCELED)
-		rd_learn(fs, r->path, r->op, err, resp);
+		rd_learn(fs, r->path, r->op, r->flags, err, resp);
 	if (r->answered) { /* served from the cache already */
 		rd_maybe_free(r);
 		return;
@@ -246,7 +250,8 @@ static void rd_reachable(struct cm_fs *fs)
 int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb)
 {
 	struct cm_fs *fs = j->fs;
-	if (req->flags != 0 || req->group != 0) /* not what rd_send rebuilds: as is */
+	if ((req->flags & ~(uint32_t)CM_GET_ATTR_ONLY) != 0 ||
+	    req->group != 0) /* not what rd_send rebuilds: as is */
 		return cm_ac_submit(fs->ac, req, cb, j);
 	struct rd *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->path = strdup(j->path)) == NULL) {
@@ -258,6 +263,7 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 	r->cb = cb;
 	r->op = req->op;
 	r->consistency = req->consistency;
+	r->flags = req->flags;
 	r->t.data = r;
 	(void)uv_timer_init(&fs->loop, &r->t); /* cannot fail */
 	if (fs->off.offline) { /* no request: the answer is the cache's, at once */
@@ -275,7 +281,7 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 
 static int rd_send(struct rd *r)
 {
-	struct cm_req req = {.op = r->op, .consistency = r->consistency,
+	struct cm_req req = {.op = r->op, .consistency = r->consistency, .flags = r->flags,
 			     .path = {r->path, (uint32_t)strlen(r->path)}};
 	int rc = cm_ac_submit(r->fs->ac, &req, rd_net_cb, r);
 	if (rc != 0)
@@ -599,7 +605,8 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 		cm_fs_cache_stats(fs->off.cache, &bytes, &entries, &dir);
 		len = snprintf(buf, sizeof(buf),
 			       "state %s\nage_ms %lld\noffline_ms %llu\ncache %s\ncache_bytes %llu\n"
-			       "cache_entries %llu\nrefused %llu\nprefetch %s\n",
+			       "cache_entries %llu\nrefused %llu\nprefetch %s\ninodes %u\n"
+			       "gets %llu\nlists %llu\nstat_only %s\n",
 			       fs->off.offline ? "offline" : "online",
 			       (long long)cm_fs_cache_age_ms(fs),
 			       fs->off.offline ? (unsigned long long)(uv_now(&fs->loop) -
@@ -607,7 +614,9 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 			       dir, (unsigned long long)bytes, (unsigned long long)entries,
 			       (unsigned long long)fs->off.refused,
 			       fs->o.prefetch_max == 0 ? "off" : fs->off.pf_over ? "too large"
-				       : fs->off.pf_running ? "running" : "done");
+				       : fs->off.pf_running ? "running" : "done",
+			       fs->it.n, (unsigned long long)fs->n_get,
+			       (unsigned long long)fs->n_list, fs->no_attr_only ? "off" : "on");
 	} else {
 		return false;
 	}
@@ -683,7 +692,7 @@ static void pf_cb(void *arg, int err, const struct cm_resp *resp)
 	struct cm_fs_off *o = &fs->off;
 	o->pf_inflight--;
 	if (err != -ECANCELED && fs->ac != NULL) {
-		rd_learn(fs, p->path, p->kind == 'L' ? CM_OP_LIST : CM_OP_GET, err, resp);
+		rd_learn(fs, p->path, p->kind == 'L' ? CM_OP_LIST : CM_OP_GET, 0, err, resp);
 		if (err == 0 && p->kind == 'L' && !o->pf_over && o->pf_running)
 			for (uint32_t i = 0; i < resp->n_ents && !o->pf_over; i++)
 				pf_child(fs, p->path, &resp->ents[i]);

@@ -120,6 +120,16 @@ static void cm_fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * (a SETATTR with the new mode); writes are direct_io, for which it
 	 * only flags the WRITE (FUSE_WRITE_KILL_SUIDGID, perm.c). */
 	conn->want &= ~(unsigned)FUSE_CAP_HANDLE_KILLPRIV;
+	/* Listings: READDIRPLUS carries each entry's attributes from the one
+	 * LIST (fs/dir.c), for every chunk. The kernel's "auto" mode would
+	 * ask for them on a directory's first chunk only, then again only
+	 * once an entry it gave was looked at: ls -l stats as it reads, but
+	 * find (fts) and anything that reads the whole directory first would
+	 * LOOKUP every entry past the first chunk. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS) {
+		conn->want |= FUSE_CAP_READDIRPLUS;
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	}
 }
 
 static void cm_fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -320,6 +330,19 @@ static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	job_push(j);
 }
 
+static void cm_fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi)
+{
+	struct cm_fs_job *j = job_new(req, CM_FS_READDIRPLUS);
+	if (j == NULL)
+		return;
+	j->ino = ino;
+	j->size = size;
+	j->off = off;
+	job_fi(j, fi);
+	job_push(j);
+}
+
 static void cm_fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	simple(req, CM_FS_RELEASEDIR, ino, fi);
@@ -360,7 +383,12 @@ static bool xa_ours(const char *name)
 static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	if (!xa_ours(name)) {
-		fuse_reply_err(req, ENODATA);
+		/* Only the user namespace exists here: no security labels, no
+		 * ACLs, no trusted names (setxattr of them is ENOTSUP too).
+		 * Saying so lets ls -l remember it per device (coreutils'
+		 * getfilecon_cache, file_has_acl_cache) instead of sending a
+		 * GETXATTR for every file it lists. */
+		fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : ENOTSUP);
 		return;
 	}
 	struct cm_fs_job *j = job_new(req, CM_FS_GETXATTR);
@@ -439,6 +467,7 @@ const struct fuse_lowlevel_ops cm_fs_ops = {
 	.release = cm_fs_release,
 	.opendir = cm_fs_opendir,
 	.readdir = cm_fs_readdir,
+	.readdirplus = cm_fs_readdirplus,
 	.releasedir = cm_fs_releasedir,
 	.create = cm_fs_create,
 	.statfs = cm_fs_statfs,

@@ -82,6 +82,9 @@ static const char usage[] =
 	"  --test-lock-no-log     FOR TESTS ONLY: grant every lock at once, without\n"
 	"                         the log (breaks mutual exclusion; shows the lock\n"
 	"                         checker fails)\n"
+	"  --test-refuse-attr-only FOR TESTS ONLY: refuse stat-only GETs\n"
+	"                         (CM_GET_ATTR_ONLY) as a server that does not\n"
+	"                         know them would (the mount falls back)\n"
 	"  --ca FILE              the CA bundle (overrides [cluster] ca)\n"
 	"  --cert FILE            this node's certificate, CN confman-node-<id>\n"
 	"                         (overrides its [node.N] cert)\n"
@@ -334,6 +337,7 @@ static const struct option long_opts[] = {
 	{"test-skip-token-wait", no_argument, NULL, 'T'},
 	{"test-lock-no-log", no_argument, NULL, 'U'},
 	{"lease-checkpoint-ms", required_argument, NULL, 'P'},
+	{"test-refuse-attr-only", no_argument, NULL, 'G'},
 	{"ca", required_argument, NULL, 'A'},
 	{"cert", required_argument, NULL, 'E'},
 	{"key", required_argument, NULL, 'Y'},
@@ -438,6 +442,9 @@ static int set_flag(struct cm_config *c, int opt, const char *arg)
 		if (parse_u64(arg, 100, 86400000, &v))
 			return -EINVAL;
 		c->lease_checkpoint_ms = (uint32_t)v;
+		return 0;
+	case 'G':
+		c->test_refuse_attr_only = true;
 		return 0;
 	case 'A':
 	case 'E':

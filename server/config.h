@@ -73,6 +73,7 @@ struct cm_config {
 	bool test_skip_token_wait; /* tests only: follower reads ignore the token */
 	bool test_lock_no_log;     /* tests only: locks granted without the log */
 	uint32_t lease_checkpoint_ms; /* a leader records leases' time left this often */
+	bool test_refuse_attr_only; /* tests only: a GET with CM_GET_ATTR_ONLY is -EINVAL */
 	int verbose;
 	char http_addr[CM_ADDR_MAX + 1]; /* --http: overrides the cluster file */
 	char join[1024];                 /* --join: peers to ask, "a:p,b:q"; "" none */

@@ -22,7 +22,10 @@
  * alive at the old leader until it lost its place there had at most an
  * election timeout of leadership left to be told "kept" (CheckQuorum steps
  * such a leader down in that time), so no lease ends earlier than its holder
- * was promised (etcd's lessor Promote). Checkpoints, logged every
+ * was promised (etcd's lessor Promote). A keepalive of a lease that has a
+ * checkpoint is answered only once its reset to the full TTL is committed:
+ * a new leader starts such a lease at the checkpoint's time left, which
+ * the keepalive's promise must not outrun. Checkpoints, logged every
  * lease_checkpoint_ms for leases longer than that, bound how far frequent
  * leader changes can stretch a lease (etcd's lease checkpointing); a
  * keepalive of a checkpointed lease logs a reset to its full TTL.
@@ -352,8 +355,17 @@ static void lease_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		err = -ENOENT; /* unknown, ended, or its expiry is under way */
 	} else if (req->flags == CM_LEASE_KEEPALIVE) {
 		s->deadline = now + s->ttl_ms;
-		if (s->cp_left != 0)
-			(void)propose(n, g, CM_LEASE_CHECKPOINT, s->id, 0); /* its full TTL again */
+		if (s->cp_left != 0) {
+			/* A new leader would start it at cp_left: the full TTL
+			 * again is promised once the reset is committed (the
+			 * answer is that entry's: its TTL left, counted after). */
+			struct cm_req w = *req;
+			w.flags = CM_LEASE_CHECKPOINT;
+			w.from_index = 0;
+			cm_store_txn_abort(txn);
+			cm__req_write(n, g, c, &w);
+			return;
+		}
 		lease_attr(s, now, &l, &a);
 	} else {
 		lease_attr(s, now, &l, &a);

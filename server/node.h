@@ -24,6 +24,8 @@ struct cm_pending {
 	uint64_t req_id;
 	uint8_t op;
 	uint8_t consistency;
+	uint32_t flags;    /* the request's: a read's CM_GET_ATTR_ONLY, a LOCK's
+			    * CM_LOCK_WAIT (then it may be parked: lease.c) */
 	uint64_t index;    /* write: its entry; read: the index it must see */
 	raft_term term;    /* write: the term it was proposed in */
 	uint64_t ctx;      /* linearizable read: the ReadIndex context; 0 once known */
@@ -33,7 +35,6 @@ struct cm_pending {
 	struct cm_attr attr;
 	char *path;        /* read, and a LOCK that may wait: owned copy */
 	uint32_t path_len;
-	uint32_t flags;    /* LOCK: the request's (CM_LOCK_WAIT: it may be parked) */
 	uint64_t lease, owner; /* LOCK: the holder it asks for */
 };
 

@@ -117,7 +117,8 @@ static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, stru
 	struct list_ctx l = {0};
 	bool reads = cm__acl_reads(n, c, path.p, path.len);
 	if (req->op == CM_OP_GET) {
-		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr, &r.value);
+		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr,
+				  (req->flags & CM_GET_ATTR_ONLY) ? NULL : &r.value);
 		/* Not readable, only on the way to something that is: a
 		 * directory's attributes, never a file (acl.c). */
 		if (r.err == 0 && !reads && !S_ISDIR(r.attr.mode))
@@ -189,6 +190,12 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 		floored.token = g->info->born;
 		req = &floored;
 	}
+	/* --test-refuse-attr-only (tests only): a server that knows no
+	 * stat-only GET and refuses it, for the mount's fallback. */
+	if ((req->flags & CM_GET_ATTR_ONLY) && n->cfg->test_refuse_attr_only) {
+		cm__reply_err(n, g, c, req, -EINVAL);
+		return;
+	}
 	if (req->consistency == CM_READ_FOLLOWER && cm__replica_stale(n, g)) {
 		cm__reply_err(n, g, c, req, CM_ESTALE);
 		return;
@@ -225,6 +232,7 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 	p->req_id = req->id;
 	p->op = req->op;
 	p->consistency = req->consistency;
+	p->flags = req->flags;
 	p->index = req->consistency == CM_READ_FOLLOWER ? req->token : 0;
 	p->deadline = now_ms(n) + (req->consistency == CM_READ_FOLLOWER ? CM_READ_WAIT_MS
 									: CM_LIN_READ_WAIT_MS);
@@ -581,7 +589,7 @@ static void complete_reads(struct cm_node *n, struct cm_group *g, MDB_txn *txn)
 			l->v[kept++] = *p;
 			continue;
 		}
-		struct cm_req req = {.id = p->req_id, .op = p->op};
+		struct cm_req req = {.id = p->req_id, .op = p->op, .flags = p->flags};
 		serve_read(n, g, txn, p->conn, &req, (struct cm_bytes){p->path, p->path_len});
 		cm__pending_release(p);
 	}

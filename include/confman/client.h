@@ -282,6 +282,12 @@ void cm_ac_close(struct cm_ac *ac, cm_ac_close_cb cb, void *arg);
 /* cm_ac_token - the highest version token seen for group (0 if none). */
 uint64_t cm_ac_token(const struct cm_ac *ac, uint64_t group);
 
+/* cm_ac_group_of - the group whose shard holds path (len bytes) in the
+ * client's shard map as it is now, 0 while no map was installed. No
+ * request: a caller's hint (the mount tells a shard's top directory in a
+ * listing of its parent by it), never a routing decision. */
+uint64_t cm_ac_group_of(const struct cm_ac *ac, const char *path, uint32_t len);
+
 /* ======================== synchronous API ======================== */
 
 struct cm_client; /* opaque; runs a private loop inside each call */

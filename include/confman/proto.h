@@ -30,7 +30,8 @@
  *             that flag and only with it (17 elements; 16 without). A
  *             server before it refuses the frame: upgrade servers first
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
- *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
+ *             body by op: GET [attr, value:bin] (value empty with
+ *             CM_GET_ATTR_ONLY); LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
  *             STATUS [node_id, [[group, prefix:str, role, term, leader,
  *             commit, applied, last, snap_index, [member ids]]...], health]
@@ -271,6 +272,13 @@ enum cm_consistency {
 				 * of the node's group; 0: detach). Without the
 				 * flag a PUT keeps the node's lease. A file only:
 				 * -EISDIR for a directory. Unknown lease: -ENOENT */
+#define CM_GET_ATTR_ONLY 0x10000 /* GET: the node's attributes only (stat): the
+				 * answer's value is empty. Same read rules as
+				 * any GET (token, consistency). Servers before
+				 * it ignore read flags and send the value too,
+				 * which a client then drops; a server that
+				 * refuses it (-EINVAL) gets the GET again
+				 * without it (fs/exec.c) */
 /* Every REQ flag a write may carry; anything else is refused (-EINVAL). */
 #define CM_WRITE_FLAGS_KNOWN                                                            \
 	(CM_PUT_IF_VERSION | CM_PUT_CREATE | CM_DEL_RECURSIVE | CM_DEL_DIR | CM_SET_MODE | \

@@ -1,7 +1,7 @@
 /*
  * lease_check.c: single lease and lock calls from the client library, for
  * what confmanctl does not offer on its own (a release of a lock not held,
- * an acquire that must not wait). Used by test_lease.py.
+ * an acquire that must not wait). Used by test_lease_cli.py.
  *
  *   lease-check SERVERS grant PATH TTL_MS          -> "OK ID"
  *   lease-check SERVERS acquire PATH LEASE         -> "OK TOKEN" (no waiting)

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""The lock safety checker (RELIABILITY.md, "Locks"): workers take one cluster
+lock again and again and, while holding it, write their fencing token to a
+fenced resource, under kills of the holder, kills, pauses and partitions of
+servers; then: no overlapping tenures at the resource, tokens strictly
+increasing, progress after each fault. The same workers against confmand
+--test-lock-no-log (locks granted without the log) must be caught.
+
+3 nodes in network namespaces (netcluster.py: 10.77.X.0/24 picked per run,
+port 7001 inside each namespace, nothing on the host's ports). Default:
+about 25 s of faults; CONFMAN_SOAK=1: 120 s.
+"""
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lockcheck  # noqa: E402
+import netcluster  # noqa: E402
+from netcluster import harness  # noqa: E402
+
+LOCK = "/locks/chaos"
+TTL_MS = 1500
+HOLD_MS = 100
+SOAK = os.environ.get("CONFMAN_SOAK") == "1"
+FAULT_SECONDS = 120 if SOAK else 24
+
+
+def election_ms():
+    # tick 20 ms (netcluster), 10 ticks; Raft randomises the timeout up to twice.
+    return 2 * 10 * 20
+
+
+# From the fault's end: the lease's TTL, an election, and a second of margin
+# for the expiry's commit, the waiter's wake-up, TLS reconnects and the
+# scheduling of 3 servers and 5 clients on 2 cores.
+BOUND_MS = TTL_MS + election_ms() + 1000
+
+
+def strike_holder(fence, workers, kind, k):
+    """kill -9 (of a chaos-lock-worker or, every other time, of a `confmanctl
+    lock`) or SIGSTOP past its TTL (of a chaos-lock-worker, whose late "end"
+    the fence must refuse) of a worker while it holds the lock: struck from
+    the fence's hook, at its "begin". (time struck, worker) or None."""
+    want = "ctl" if kind == "kill-holder" and k % 2 else "lib"
+    struck = {}
+
+    def hook(name):
+        w = next((w for w in workers if w.name == name), None)
+        if w is None or w.kind != want:
+            return False
+        struck["t"], struck["w"] = time.monotonic_ns(), w
+        if kind == "kill-holder":
+            w.kill()
+        else:
+            w.pause()
+        return True
+
+    fence.arm(hook)
+    end = time.time() + 5
+    while "t" not in struck and time.time() < end:
+        time.sleep(0.02)
+    if "t" not in struck and fence.disarm():
+        return None
+    while "t" not in struck:  # it struck while being disarmed
+        time.sleep(0.01)
+    if kind == "pause-holder":
+        time.sleep(TTL_MS / 1000.0 + 0.8)
+        struck["w"].resume()
+    return struck["t"], struck["w"].name
+
+
+def faults(c, workers, fence, seconds, rng):
+    """Faults one at a time; returns (kind, start_ns, end_ns, victim)."""
+    done = []
+    end = time.time() + seconds
+    kinds = ["kill-holder", "pause-holder", "kill-leader", "kill-holder", "pause-leader",
+             "isolate-leader", "kill-follower"]
+    k = 0
+    while time.time() < end - 4:
+        kind = kinds[k % len(kinds)] if k < len(kinds) else rng.choice(kinds)
+        k += 1
+        time.sleep(rng.uniform(0.8, 1.5))  # calm: the lock moves around
+        t0 = time.monotonic_ns()
+        victim = None
+        if kind.endswith("holder"):
+            struck = strike_holder(fence, workers, kind, k)
+            if struck is None:
+                continue
+            t0, victim = struck
+        else:
+            leader = c.find_leader(timeout=10)
+            if leader is None:
+                continue
+            i = leader if kind.endswith("leader") else (leader % 3) + 1
+            hold = rng.uniform(1.0, 2.0)
+            if kind.startswith("kill"):
+                c.kill(i)
+                time.sleep(hold)
+                c.start(i)
+            elif kind.startswith("pause"):
+                c.pause(i)
+                time.sleep(hold)
+                c.resume(i)
+            else:
+                c.partition([[i], [j for j in (1, 2, 3) if j != i]])
+                time.sleep(hold)
+                c.heal()
+        done.append((kind, t0, time.monotonic_ns(), victim))
+    return done
+
+
+def scenario(broken, seconds, seed=1):
+    extra = ["--test-lock-no-log"] if broken else []
+    c = netcluster.NetCluster(nodes=3, extra=extra)
+    workers, fence = [], None
+    try:
+        c.up()
+        assert c.find_leader(timeout=30), "no leader"
+        hist = os.path.join(c.dir, "history")
+        os.makedirs(hist)
+        fence = lockcheck.Fence(os.path.join(c.dir, "fence.sock"))
+        servers = c.servers()
+        run_s = seconds + 3
+        for k in range(3):
+            workers.append(lockcheck.CWorker("lib%d" % k, servers, LOCK, fence.path, hist,
+                                             run_s, TTL_MS, HOLD_MS, seed=seed * 10 + k))
+        ctl = [harness.CONFMANCTL, "--servers", servers, "--timeout", "2000"]
+        workers.append(lockcheck.CtlWorker("ctl0", ctl, LOCK, fence.path, run_s, TTL_MS,
+                                           HOLD_MS))
+        for w in workers:
+            w.start()
+        time.sleep(1.5)
+        done = faults(c, workers, fence, seconds, random.Random(seed)) if not broken else []
+        if broken:
+            time.sleep(seconds)
+        c.heal()
+        errs = []
+        for w in workers:
+            errs += w.wait(60)
+        assert not errs, "\n".join(errs)
+        log = list(fence.log)
+        acquires = [a for w in workers for a in w.acquires()]
+        v = lockcheck.check_fence(log) + lockcheck.check_tokens(acquires)
+        v += lockcheck.check_progress(log, done, BOUND_MS)
+        holds = lockcheck.holds_from_fence([e for e in log if e["accepted"]])
+        by_worker = {}
+        for (w, _t) in holds:
+            by_worker[w] = by_worker.get(w, 0) + 1
+        refused = sum(1 for e in log if not e["accepted"])
+        kinds = {}
+        for x in v:
+            kinds[x["kind"]] = kinds.get(x["kind"], 0) + 1
+        gaps = []
+        for kind, t0, t1, victim in done:
+            start = t0 if victim else t1
+            nxt = next((e["t"] for e in log if e["t"] > start and e["accepted"]
+                        and e["worker"] != victim), None)
+            gaps.append("%s %s" % (kind, "%.0fms" % ((nxt - start) / 1e6) if nxt else "none"))
+        print("  %s: %d holds at the fence (%s), %d writes refused, %d grants recorded, "
+              "%d faults; violations %s"
+              % ("--test-lock-no-log" if broken else "normal", len(holds), by_worker, refused,
+                 len(acquires), len(done), kinds or "none"), flush=True)
+        if done:
+            print("  lock taken again after each fault (bound %d ms): %s"
+                  % (BOUND_MS, ", ".join(gaps)), flush=True)
+        for w in workers:
+            if w.kind == "ctl":
+                rcs = {}
+                for _a, _b, rc in w.runs:
+                    rcs[rc] = rcs.get(rc, 0) + 1
+                print("  %s: confmanctl lock exit codes %s" % (w.name, rcs), flush=True)
+        for x in v[:3]:
+            print("    " + lockcheck.format_violation(x), flush=True)
+        assert len(holds) > 20, "too few holds to mean anything"
+        if any(f[0] == "pause-holder" for f in done):
+            # the paused holder's late "end" came after another's higher token
+            assert refused, "a holder paused past its TTL wrote nothing the fence refused"
+        return v
+    finally:
+        for w in workers:
+            w.stop()
+        if fence:
+            fence.close()
+        c.down()
+
+
+def test_lock_without_the_log_is_caught():
+    v = scenario(broken=True, seconds=6)
+    assert any(x["kind"] in ("overlap", "shared token", "token granted twice",
+                             "token not increasing", "refused while safe") for x in v), \
+        "the lock checker did not catch --test-lock-no-log"
+
+
+def test_lock_under_faults():
+    v = scenario(broken=False, seconds=FAULT_SECONDS)
+    assert not v, "\n".join(lockcheck.format_violation(x) for x in v[:10])
+
+
+if __name__ == "__main__":
+    harness.run([test_lock_without_the_log_is_caught, test_lock_under_faults])
