@@ -29,6 +29,11 @@
  *             [atime_ns, mtime_ns]: CM_SET_TIMES's operands, present with
  *             that flag and only with it (17 elements; 16 without). A
  *             server before it refuses the frame: upgrade servers first
+ *             (, as:str): a forwarded identity "USER[ GROUP...]" (a trusted
+ *             proxy's caller: server/acl.c), the 18th element, present only
+ *             when forwarding; element 17 is then the times or nil. Servers
+ *             before it refuse 18 elements (-EBADMSG): a gateway forwarding
+ *             to them fails closed, never acts with its own rights
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
  *             body by op: GET [attr, value:bin]; LIST [[name:str, attr]...];
  *             PUT/MKDIR/DELETE/RENAME [attr] (nil for DELETE); WATCH nil;
@@ -151,6 +156,14 @@ enum cm_op {
 	 * answers the rules the caller administers, one per line, in value. */
 	CM_OP_ACL,
 	CM_OP_WHOAMI, /* any node: value = "USER GROUP..." as it sees the caller */
+	/* Bearer tokens (server/token.c; README "Access rules"): flags = enum
+	 * cm_token_op, at the meta leader. create: value = "ID HASH EXPIRES
+	 * USER [GROUP...]" (HASH the hex SHA-256 of the token, EXPIRES unix
+	 * seconds, 0 never); revoke: value = ID; list: value answers "ID
+	 * EXPIRES USER [GROUP...]" lines (admin on "/" for these three);
+	 * resolve (trusted proxies only): value = the token, answers "USER
+	 * [GROUP...]", -ENOENT for a token unknown, revoked or expired. */
+	CM_OP_TOKEN,
 	CM_OP_COUNT
 };
 
@@ -163,6 +176,18 @@ enum cm_conf_op {
 
 /* CM_OP_ACL flags. */
 enum cm_acl_op { CM_ACL_GRANT = 1, CM_ACL_REVOKE = 2, CM_ACL_LIST = 3 };
+
+/* CM_OP_TOKEN flags. */
+enum cm_token_op {
+	CM_TOKEN_CREATE = 1,
+	CM_TOKEN_REVOKE = 2,
+	CM_TOKEN_LIST = 3,
+	CM_TOKEN_RESOLVE = 4,
+};
+
+/* A forwarded identity (REQ's 18th element): "USER[ GROUP...]", names as
+ * in access rules, at most 16 groups. */
+#define CM_AS_MAX 1100
 
 /* CM_OP_SHARD_MERGE flags: the phases, in order. */
 enum cm_merge_phase {
@@ -302,6 +327,7 @@ struct cm_req {
 	uint64_t from_index;   /* WATCH */
 	uint64_t mod_index;    /* CM_PUT_IF_MOD */
 	int64_t atime_ns, mtime_ns; /* CM_SET_TIMES: a time, CM_TIME_NOW or CM_TIME_OMIT */
+	struct cm_bytes as;    /* forwarded identity "USER[ GROUP...]"; len 0: none */
 };
 
 struct cm_dirent {
