@@ -75,6 +75,12 @@ static const char usage_text[] =
 	"                                  access rules: PERM read|write|admin, PRINCIPAL\n"
 	"                                  user:NAME or group:NAME (a certificate's CN, OU)\n"
 	"  whoami                          the identity the servers see\n"
+	"  token create USER [--group G]... [--ttl DUR]\n"
+	"                                  a bearer token for the gateway, printed once\n"
+	"                                  (DUR: 90s, 15m, 12h, 30d; default: no expiry)\n"
+	"  token revoke ID | token list [--json]\n"
+	"                                  forget a token (ID: its part before '.'); list\n"
+	"                                  ids, expiry, identities (never the tokens)\n"
 	"  snapshot save FILE|- [--from-leader] [--json]\n"
 	"                                  back up every shard, each at a linearizable\n"
 	"                                  point, from a follower; checksummed, fsynced,\n"
@@ -658,6 +664,11 @@ static int cmd_whoami(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_whoami);
 }
 
+static int cmd_token(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_token);
+}
+
 static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
 {
 	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
@@ -693,7 +704,7 @@ static const struct {
 	{"watch", cmd_watch}, {"status", cmd_status}, {"shards", cmd_shards},
 	{"shard", cmd_shard}, {"node", cmd_node},   {"export", cmd_export},
 	{"import", cmd_import}, {"snapshot", cmd_snapshot}, {"help", cmd_help},
-	{"acl", cmd_acl},     {"whoami", cmd_whoami},
+	{"acl", cmd_acl},     {"whoami", cmd_whoami}, {"token", cmd_token},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)

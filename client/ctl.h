@@ -97,6 +97,7 @@ int cm_ctl_shard_merge(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_acl.c: `acl list|grant|revoke` and `whoami` (argv[0] the command). */
 int cm_ctl_acl(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_whoami(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_token(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_snapshot.c: `snapshot save|verify|inspect|restore` (argv[0] "snapshot"). */
 int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv);
 

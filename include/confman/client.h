@@ -524,6 +524,19 @@ int cm_acl_revoke(struct cm_client *c, const char *rule);
 int cm_acl_list(struct cm_client *c, char **text);
 int cm_whoami(struct cm_client *c, char **text);
 
+/*
+ * Bearer tokens for the gateway (README "Access rules"): the servers keep
+ * only a token's SHA-256. cm_token_create records line "ID HASH EXPIRES
+ * USER [GROUP...]" (ID 16 hex digits, HASH the token's SHA-256 in hex,
+ * EXPIRES unix seconds or 0); cm_token_revoke forgets token ID; cm_token_list
+ * gives "ID EXPIRES USER [GROUP...]" lines (malloc'd: free it). All three
+ * need admin on "/". Returns 0, -EINVAL, -EACCES, -EEXIST (create: the id
+ * is taken), -ENOENT (revoke: no such token), and the errors of any request.
+ */
+int cm_token_create(struct cm_client *c, const char *line);
+int cm_token_revoke(struct cm_client *c, const char *id);
+int cm_token_list(struct cm_client *c, char **text);
+
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);
 
