@@ -95,6 +95,7 @@ struct cm_node {
 	bool draining;          /* asked to stop: handing leadership over first (drain.c) */
 	uint64_t drain_until;   /* tick after which it stops anyway */
 	struct cm_http *http;        /* NULL without an HTTP address */
+	char *http_cert, *http_key;  /* owned: its HTTPS certificate and key (PEM) */
 	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
 	struct cm_req_counters reqs; /* answered requests by op and result */
 	uint64_t disk_free;          /* bytes free in --data at the last tick (space.c) */

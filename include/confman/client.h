@@ -253,6 +253,15 @@ int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac
 int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
 		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
 
+/* cm_ac_watch_as - cm_ac_watch_ex() for a trusted proxy's caller: every
+ * subscription carries the identity as ("USER[ GROUP...]", NULL: none;
+ * proto.h's forwarded identity), so the servers check it and filter the
+ * events as that identity may see them. Requests of cm_ac_submit() forward
+ * one in cm_req.as. Returns as cm_ac_watch_ex(), -EINVAL for as over
+ * CM_AS_MAX bytes. */
+int cm_ac_watch_as(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   const char *as, cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
+
 /*
  * cm_ac_watch_covers - whether watch_id has a live stream of group now
  * (subscribed, heard from within the silence bound), and the last index of
