@@ -220,6 +220,9 @@ int main(int argc, char **argv)
 		free(https_ca);
 		return 2;
 	}
+	if (o.ca != NULL && https_cert == NULL)
+		fprintf(stderr, "confman-api: warning: plain HTTP in front of a TLS cluster: "
+				"callers' bearer tokens and values cross the network in clear\n");
 	signal(SIGPIPE, SIG_IGN); /* client.h: libuv writes do not mask it */
 	sigset_t set;
 	sigemptyset(&set);

@@ -179,6 +179,9 @@ def test_certificates_tokens_and_denials():
         st, body = gw.v3_range("/app/x", user="bob")
         assert st == 403 and json.loads(body)["code"] == 7, (st, body)
         assert "permission denied" in json.loads(body)["message"], body
+        # A watch the rules refuse ends with an error event, before any change.
+        st, body = gw.request("GET", "/v1/watch/app", user="bob")
+        assert st == 200 and "event: error" in body and "denied" in body.lower(), (st, body)
         # The gateway's own rights do not leak: it has none, alice's write held.
         rc, out, _ = c.ctl("get", "/app/y")
         assert rc == 0 and out.decode().strip() == "v1", (rc, out)
