@@ -87,6 +87,28 @@ void cm_gw__reply_denied(struct cm_gw_req *r, bool unauthenticated, const char *
 
 /* ---- client certificates ---- */
 
+/* What a connection's certificate proved, found at its first request and
+ * kept for the others (its TLS session does not change). */
+struct cm_gw_conn {
+	bool known;
+	int rv; /* from_cert's verdict */
+	char as[CM_AS_MAX + 1];
+	char why[160];
+};
+
+void cm_gw__conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe)
+{
+	struct cm_gw *gw = cls;
+	(void)c;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED && gw->sh->opts.https_ca_pem != NULL)
+		*socket_context = calloc(1, sizeof(struct cm_gw_conn)); /* NULL: not kept */
+	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		free(*socket_context);
+}
+
+static int verify_cert(struct cm_gw_req *r, gnutls_session_t s, char *why, size_t why_len);
+
 /* 1: r->as holds the certificate's identity; 0: no certificate; -EACCES:
  * one that does not verify (why says so). */
 static int from_cert(struct cm_gw_req *r, char *why, size_t why_len)
@@ -94,10 +116,31 @@ static int from_cert(struct cm_gw_req *r, char *why, size_t why_len)
 	if (r->gw->sh->opts.https_ca_pem == NULL)
 		return 0;
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-	if (ci == NULL || ci->tls_session == NULL)
-		return 0;
-	gnutls_session_t s = ci->tls_session;
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct cm_gw_conn *kept = ci != NULL ? ci->socket_context : NULL;
+	if (kept == NULL || !kept->known) {
+		ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+		if (ci == NULL || ci->tls_session == NULL)
+			return 0;
+		int rv = verify_cert(r, ci->tls_session, why, why_len);
+		if (kept == NULL)
+			return rv;
+		kept->known = true;
+		kept->rv = rv;
+		snprintf(kept->as, sizeof(kept->as), "%s", rv == 1 ? r->as : "");
+		snprintf(kept->why, sizeof(kept->why), "%s", rv < 0 ? why : "");
+	}
+	snprintf(why, why_len, "%s", kept->why);
+	if (kept->rv == 1) {
+		r->as_len = (uint32_t)strlen(kept->as);
+		memcpy(r->as, kept->as, r->as_len + 1);
+	}
+	return kept->rv;
+}
+
+/* from_cert's work: verify the session's certificate, read its names. */
+static int verify_cert(struct cm_gw_req *r, gnutls_session_t s, char *why, size_t why_len)
+{
 	unsigned n = 0;
 	if (gnutls_certificate_get_peers(s, &n) == NULL || n == 0)
 		return 0;

@@ -242,6 +242,10 @@ void cm_gw__dispatch(struct cm_gw_req *r);
  * when r may be dispatched now; false when it was answered (401, 403) or a
  * token is being resolved (which dispatches r when it is done). */
 bool cm_gw__auth(struct cm_gw_req *r);
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection's room for what its client
+ * certificate proved (verified once per connection, not per request). */
+void cm_gw__conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe);
 /* 401 (unauthenticated) or 403, in the shape of r's API (etcd's for /v3). */
 void cm_gw__reply_denied(struct cm_gw_req *r, bool unauthenticated, const char *why);
 

@@ -171,6 +171,21 @@ def test_certificates_tokens_and_denials():
         assert st in (200, 201), (st, body)
         st, body = gw.v3_range("/app/x", user="alice")
         assert st == 200 and json.loads(body).get("kvs"), (st, body)
+        # Several requests on one kept-alive connection: its certificate is
+        # verified at the first and remembered for the others.
+        import http.client
+        for user, want in (("alice", 200), ("bob", 403)):
+            ctx = ssl.create_default_context(cafile=c.certs("ca.pem"))
+            ctx.load_cert_chain(c.certs(user + ".pem"), c.certs(user + ".key"))
+            conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=ctx, timeout=10)
+            try:
+                for _ in range(3):
+                    conn.request("GET", "/v1/kv/app/x")
+                    resp = conn.getresponse()
+                    resp.read()
+                    assert resp.status == want, (user, resp.status)
+            finally:
+                conn.close()
         # One they do not: 403, etcd's shape on /v3.
         st, body = gw.request("GET", "/v1/kv/app/x", user="bob")
         assert st == 403, (st, body)
