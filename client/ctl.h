@@ -114,6 +114,7 @@ int cm_ctl_lease(struct cm_ctl_cmd *cc, int argc, char **argv);
  * --watch PATH` (argv[0] the command). */
 int cm_ctl_lock(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_elect(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_token(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_snapshot.c: `snapshot save|verify|inspect|restore` (argv[0] "snapshot"). */
 int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv);
 

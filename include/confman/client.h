@@ -253,6 +253,15 @@ int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac
 int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
 		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
 
+/* cm_ac_watch_as - cm_ac_watch_ex() for a trusted proxy's caller: every
+ * subscription carries the identity as ("USER[ GROUP...]", NULL: none;
+ * proto.h's forwarded identity), so the servers check it and filter the
+ * events as that identity may see them. Requests of cm_ac_submit() forward
+ * one in cm_req.as. Returns as cm_ac_watch_ex(), -EINVAL for as over
+ * CM_AS_MAX bytes. */
+int cm_ac_watch_as(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   const char *as, cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
+
 /*
  * cm_ac_watch_covers - whether watch_id has a live stream of group now
  * (subscribed, heard from within the silence bound), and the last index of
@@ -647,6 +656,19 @@ struct cm_lock_holder {
  */
 int cm_lock_query(struct cm_client *c, const char *path, struct cm_lock_holder **out,
 		  uint32_t *n);
+
+/*
+ * Bearer tokens for the gateway (README "Access rules"): the servers keep
+ * only a token's SHA-256. cm_token_create records line "ID HASH EXPIRES
+ * USER [GROUP...]" (ID 16 hex digits, HASH the token's SHA-256 in hex,
+ * EXPIRES unix seconds or 0); cm_token_revoke forgets token ID; cm_token_list
+ * gives "ID EXPIRES USER [GROUP...]" lines (malloc'd: free it). All three
+ * need admin on "/". Returns 0, -EINVAL, -EACCES, -EEXIST (create: the id
+ * is taken), -ENOENT (revoke: no such token), and the errors of any request.
+ */
+int cm_token_create(struct cm_client *c, const char *line);
+int cm_token_revoke(struct cm_client *c, const char *id);
+int cm_token_list(struct cm_client *c, char **text);
 
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);
