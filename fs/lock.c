@@ -363,8 +363,8 @@ static void lock_take(struct cm_fs_job *j, uint64_t owner, bool posix, bool shar
 		return;
 	}
 	lk->was_held = lk->state == CM_FS_LK_HELD; /* a conversion */
-	if (j->lk_id != 0)
-		lk->id = j->lk_id; /* what an interrupt of j names */
+	if (j->lk_id != 0 && lk->out == 0)
+		lk->id = j->lk_id; /* what an interrupt of j names (none in flight names the old) */
 	lk->state = CM_FS_LK_WAITING;
 	lk->shared = shared;
 	lk->wait = wait;

@@ -280,6 +280,52 @@ def test_ephemeral_file_disappears_after_kill9():
         c.down()
 
 
+def leases(path):
+    import json
+    rc, out, err = CLUSTER.ctl("lease", "list", "--path", path, "--json")
+    assert rc == 0, err
+    return {x["id"] for x in json.loads(out)["leases"]}
+
+
+def test_one_session_in_two_groups_kept_alive_then_freed():
+    """The session lease is granted in each group the mount locks in (here
+    the root shard and /shard2), with one id, kept alive in both past
+    several TTLs, and both locks and the ephemeral file go after kill -9."""
+    c = Mount(CLUSTER, OPTS)
+    holder = None
+    try:
+        before1, before2 = leases("/"), leases("/shard2")
+        touch(c, "locks/g1")
+        touch(c, "shard2/g2")
+        subprocess.run("echo up > %s" % c.p("shard2/eph"), shell=True, check=True)
+        setfattr(c.p("shard2/eph"), XA_EPH, "1")
+        holder = subprocess.Popen(["flock", c.p("locks/g1"), "flock", c.p("shard2/g2"), "sh",
+                                   "-c", "echo in; sleep 60"], stdout=subprocess.PIPE,
+                                  start_new_session=True)
+        assert holder.stdout.readline() == b"in\n"
+        new1, new2 = leases("/") - before1, leases("/shard2") - before2
+        assert len(new1) == 1 and new1 == new2, "one id in both groups: %r %r" % (new1, new2)
+        assert os.getxattr(c.p("shard2/eph"), XA_EPH) == b"1"
+        time.sleep(3 * TTL)  # keepalives in both groups
+        assert not try_flock_nb(B, "locks/g1") and not try_flock_nb(B, "shard2/g2")
+        assert os.path.exists(B.p("shard2/eph"))
+        c.proc.kill()
+        killed = time.time()
+        eventually_free(B, "locks/g1", timeout=TTL + 10)
+        eventually_free(B, "shard2/g2", timeout=TTL + 10)
+        took = time.time() - killed
+        assert took <= TTL + 1.5, took
+        end = time.time() + 5
+        while os.path.exists(B.p("shard2/eph")):
+            assert time.time() < end, "the ephemeral file of /shard2 stayed"
+            time.sleep(0.1)
+    finally:
+        if holder is not None:
+            os.killpg(holder.pid, 9)
+            holder.wait()
+        c.down()
+
+
 def test_session_lost_when_every_server_pauses():
     c = Mount(CLUSTER, OPTS)
     fd = None
@@ -332,7 +378,7 @@ def test_bad_input():
 def main():
     global CLUSTER, A, B
     port = int(os.environ.get("CONFMAN_IT_PORT", "32000"))
-    CLUSTER = harness.Cluster(base_port=port).up()
+    CLUSTER = harness.Cluster(base_port=port, prefixes=("/", "/shard2")).up()
     test_fs.CLUSTER = CLUSTER
     mounts = []
     try:
@@ -351,6 +397,7 @@ def main():
             test_bad_input,
             test_kill9_of_the_holder_frees_the_lock_within_ttl,
             test_ephemeral_file_disappears_after_kill9,
+            test_one_session_in_two_groups_kept_alive_then_freed,
             test_session_lost_when_every_server_pauses,
         ]
         test_fs.harness_run([t for t in tests if not only or t.__name__ in only.split(",")])
