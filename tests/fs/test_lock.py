@@ -34,7 +34,9 @@ from test_fs import Mount, harness, expect_errno  # noqa: E402
 from test_notify import Inotify, IN_DELETE  # noqa: E402
 
 TTL = 2.0  # the mounts' lock_ttl, seconds
-OPTS = "timeout=5000,lock_ttl=2s"
+# cache=none: locks are the cluster's, and a loaded machine must not turn a
+# fresh mount offline (EROFS) before its first write.
+OPTS = "timeout=5000,lock_ttl=2s,cache=none"
 CLUSTER = None
 A = None
 B = None
