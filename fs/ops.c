@@ -317,10 +317,11 @@ static void cm_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	simple(req, CM_FS_OPENDIR, ino, fi);
 }
 
-static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			  struct fuse_file_info *fi)
+/* READDIR and READDIRPLUS: a chunk of the listing at off (fs/dir.c). */
+static void dir_job(fuse_req_t req, enum cm_fs_op op, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_READDIR);
+	struct cm_fs_job *j = cm_fs__job_new(req, op);
 	if (j == NULL)
 		return;
 	j->ino = ino;
@@ -330,17 +331,16 @@ static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
 	cm_fs__job_push(j);
 }
 
+static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	dir_job(req, CM_FS_READDIR, ino, size, off, fi);
+}
+
 static void cm_fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			      struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_READDIRPLUS);
-	if (j == NULL)
-		return;
-	j->ino = ino;
-	j->size = size;
-	j->off = off;
-	job_fi(j, fi);
-	job_push(j);
+	dir_job(req, CM_FS_READDIRPLUS, ino, size, off, fi);
 }
 
 static void cm_fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
