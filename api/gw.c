@@ -137,6 +137,10 @@ static void err_map(int err, bool had_resp, unsigned *status, int *grpc)
 
 void cm_gw__reply_errno(struct cm_gw_req *r, int err, bool had_resp)
 {
+	if (err == -EACCES) { /* the servers' ACL refused the caller */
+		cm_gw__reply_denied(r, false, "permission denied");
+		return;
+	}
 	unsigned status;
 	int grpc;
 	err_map(err, had_resp, &status, &grpc);
@@ -178,7 +182,9 @@ int cm_gw__submit_arg(struct cm_gw_req *r, const struct cm_req *cq, cm_ac_cb cb,
 {
 	if (r->gw->ac == NULL)
 		return -ECANCELED;
-	int rv = cm_ac_submit(r->gw->ac, cq, cb, arg);
+	struct cm_req q = *cq;
+	q.as = (struct cm_bytes){r->as, r->as_len}; /* the caller's, checked by the servers */
+	int rv = cm_ac_submit(r->gw->ac, &q, cb, arg);
 	if (rv != 0)
 		return rv;
 	r->inflight++;
@@ -449,7 +455,7 @@ static void reply_health(struct cm_gw_req *r, bool ready)
 	cm_gw__reply(r, status, m);
 }
 
-static void dispatch(struct cm_gw_req *r)
+void cm_gw__dispatch(struct cm_gw_req *r)
 {
 	switch (r->t.route) {
 	case CM_API_R_HEALTHZ:
@@ -494,7 +500,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cm_gw__reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, 14, "shutting down");
 		return MHD_YES;
 	}
-	dispatch(r);
+	if (cm_gw__auth(r))
+		cm_gw__dispatch(r);
 	return MHD_YES;
 }
 
@@ -621,10 +628,13 @@ static int start_mhd(struct cm_gw *gw, uint16_t port)
 	 * as on every other connection of the project. */
 	const struct cm_gw_opts *o = &gw->sh->opts;
 	bool https = o->https_cert_pem != NULL;
+	/* --https-ca: MHD asks callers for a certificate (auth.c checks it). */
 	struct MHD_OptionItem tls[] = {
 		{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->https_cert_pem},
 		{MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->https_key_pem},
 		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3"},
+		{o->https_ca_pem ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0,
+		 (void *)o->https_ca_pem},
 		{MHD_OPTION_END, 0, NULL}};
 	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
 	gw->mhd = MHD_start_daemon(
@@ -634,7 +644,8 @@ static int start_mhd(struct cm_gw *gw, uint16_t port)
 		MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
 		(unsigned)CM_API_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CM_API_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CM_API_CONN_MEMORY,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_UNESCAPE_CALLBACK,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_NOTIFY_CONNECTION,
+		cm_gw__conn_notify, gw, MHD_OPTION_UNESCAPE_CALLBACK,
 		unescape, NULL, MHD_OPTION_END);
 	if (gw->mhd == NULL) {
 		close(fd);

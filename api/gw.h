@@ -62,6 +62,9 @@
 #define CM_API_PROBE_MS 1000               /* readiness probe period */
 #define CM_API_PROBE_TIMEOUT_MS 1000
 #define CM_API_REASON_MAX 256
+#define CM_API_TOKEN_CACHE 64              /* bearer tokens resolved, per thread */
+#define CM_API_TOKEN_CACHE_MS 5000         /* how long a resolved token is believed:
+					    * the longest a revoke takes to bite */
 
 #define CM_API_HDR_TOKEN "X-Confman-Token"
 #define CM_API_HDR_VERSION "X-Confman-Version"
@@ -79,6 +82,9 @@ struct cm_gw_opts {
 	 * certificate and key, read by main() (the key checked like every key
 	 * file); NULL: plain HTTP. Owned by main, alive while threads run. */
 	const char *https_cert_pem, *https_key_pem;
+	/* --https-ca: the PEM text of the CA that signs callers' client
+	 * certificates (asked for and verified when set); owned by main. */
+	const char *https_ca_pem;
 	uint32_t timeout_ms;  /* per Confman request */
 	size_t max_body;
 	unsigned threads;
@@ -100,6 +106,13 @@ struct cm_gw_shared {
 struct cm_gw_req;
 struct cm_gw_probe;
 
+/* A bearer token resolved (auth.c): its SHA-256, never the token. */
+struct cm_gw_tok {
+	char hash[65];
+	char as[CM_AS_MAX + 1]; /* the identity it stands for */
+	uint64_t until;         /* loop ms; 0: empty */
+};
+
 /* One gateway thread. */
 struct cm_gw {
 	struct cm_gw_shared *sh; /* borrowed */
@@ -119,6 +132,7 @@ struct cm_gw {
 	size_t body_bytes;         /* request bodies held now (CM_API_BODY_BUDGET) */
 	struct cm_gw_req *streams; /* SSE requests, linked by next_stream */
 	struct cm_gw_probe *probe; /* thread 0 only; owned */
+	struct cm_gw_tok tokens[CM_API_TOKEN_CACHE];
 };
 
 /* One HTTP request; owned by its MHD connection (req_cls), freed when MHD
@@ -133,6 +147,11 @@ struct cm_gw_req {
 	char *body;                  /* owned; NUL-terminated */
 	size_t len, cap;
 	bool has_token, has_if_match, if_none_match;
+	/* The caller's identity, forwarded with every Confman request (auth.c):
+	 * "USER[ GROUP...]"; as_len 0: none (an insecure cluster). */
+	char as[CM_AS_MAX + 1];
+	uint32_t as_len;
+	char tok_hash[65];           /* its bearer token's SHA-256, while resolving */
 	uint64_t tok_group, tok_index, if_match;
 	bool suspended, answered;
 	bool failed;                 /* answered, but no response could be queued */
@@ -214,6 +233,21 @@ void cm_gw__token_header(struct MHD_Response *m, const struct cm_resp *resp);
 
 /* cm_gw__free_req - free r and what its handlers hold. */
 void cm_gw__free_req(struct cm_gw_req *r);
+
+/* cm_gw__dispatch - run r's handler (its caller is known). */
+void cm_gw__dispatch(struct cm_gw_req *r);
+
+/* ---- auth.c: the caller's identity ---- */
+/* cm_gw__auth - find who calls (client certificate, bearer token): true
+ * when r may be dispatched now; false when it was answered (401, 403) or a
+ * token is being resolved (which dispatches r when it is done). */
+bool cm_gw__auth(struct cm_gw_req *r);
+/* MHD_OPTION_NOTIFY_CONNECTION: a connection's room for what its client
+ * certificate proved (verified once per connection, not per request). */
+void cm_gw__conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+			enum MHD_ConnectionNotificationCode toe);
+/* 401 (unauthenticated) or 403, in the shape of r's API (etcd's for /v3). */
+void cm_gw__reply_denied(struct cm_gw_req *r, bool unauthenticated, const char *why);
 
 /* ---- v1.c: the native API ---- */
 void cm_gw__v1_kv(struct cm_gw_req *r);

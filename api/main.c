@@ -33,6 +33,11 @@ static void usage(FILE *f)
 		"  --server-key FILE     its key, mode 0600 (default $CONFMAN_KEY)\n"
 		"  --https-cert FILE     serve HTTPS (TLS 1.3) with this certificate\n"
 		"  --https-key FILE      and this key (mode 0600); without them: HTTP\n"
+		"  --https-ca FILE       ask callers for client certificates signed by\n"
+		"                        this CA (CN = user, OUs = groups)\n"
+		"Over a TLS cluster every /v1 and /v3 caller needs a client certificate\n"
+		"(--https-ca) or Authorization: Bearer TOKEN (confmanctl token create),\n"
+		"and the servers must list the gateway's CN in [cluster] proxies.\n"
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
 		"  -v, --verbose         log start and stop\n"
@@ -78,6 +83,7 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"server-key", required_argument, NULL, 'Y'},
 		{"https-cert", required_argument, NULL, 'P'},
 		{"https-key", required_argument, NULL, 'K'},
+		{"https-ca", required_argument, NULL, 'C'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
@@ -121,6 +127,7 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		case 'Y': o->key = optarg; break;
 		case 'P': o->https_cert_pem = optarg; break; /* a path until load_https() */
 		case 'K': o->https_key_pem = optarg; break;
+		case 'C': o->https_ca_pem = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}
@@ -151,10 +158,18 @@ static char *read_pem(const char *path)
 	return buf;
 }
 
-/* --https-cert and --https-key: both or neither; the key private (0600). */
-static int load_https(struct cm_gw_opts *o, char **cert, char **key)
+/* --https-cert and --https-key: both or neither; the key private (0600);
+ * --https-ca only with them (client certificates need HTTPS). */
+static int load_https(struct cm_gw_opts *o, char **cert, char **key, char **ca)
 {
-	*cert = *key = NULL;
+	*cert = *key = *ca = NULL;
+	if (o->https_ca_pem != NULL && o->https_cert_pem == NULL) {
+		fprintf(stderr, "confman-api: --https-ca needs --https-cert and --https-key\n");
+		return -EINVAL;
+	}
+	if (o->https_ca_pem != NULL && (*ca = read_pem(o->https_ca_pem)) == NULL)
+		return -EINVAL;
+	o->https_ca_pem = *ca;
 	if (o->https_cert_pem == NULL && o->https_key_pem == NULL)
 		return 0;
 	char why[512];
@@ -192,17 +207,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "confman-api: %s\n", why);
 		return 2;
 	}
-	char *https_cert = NULL, *https_key = NULL;
-	if (load_https(&o, &https_cert, &https_key) != 0) {
+	char *https_cert = NULL, *https_key = NULL, *https_ca = NULL;
+	if (load_https(&o, &https_cert, &https_key, &https_ca) != 0) {
 		free(https_cert);
+		free(https_ca);
 		return 2;
 	}
 	if (cm_gw_init_shared(&sh, &o) != 0) {
 		fprintf(stderr, "confman-api: bad --listen address %s (want IPv4:port)\n", o.listen);
 		free(https_cert);
 		free(https_key);
+		free(https_ca);
 		return 2;
 	}
+	if (o.ca != NULL && https_cert == NULL)
+		fprintf(stderr, "confman-api: warning: plain HTTP in front of a TLS cluster: "
+				"callers' bearer tokens and values cross the network in clear\n");
 	signal(SIGPIPE, SIG_IGN); /* client.h: libuv writes do not mask it */
 	sigset_t set;
 	sigemptyset(&set);
@@ -234,5 +254,6 @@ int main(int argc, char **argv)
 	pthread_mutex_destroy(&sh.mu);
 	free(https_cert);
 	free(https_key);
+	free(https_ca);
 	return rv == 0 ? 0 : 1;
 }

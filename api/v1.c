@@ -366,9 +366,11 @@ void cm_gw__v1_watch(struct cm_gw_req *r)
 		cm_gw__reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, 14, "out of memory");
 		return;
 	}
-	int rv = cm_ac_watch(gw->ac, r->path, r->q.from, on_event, r, &r->sse->watch_id);
+	int rv = cm_ac_watch_as(gw->ac, r->path, r->q.from, 0, r->as_len ? r->as : NULL, on_event, r,
+				    &r->sse->watch_id);
 	if (rv == -EBUSY && cm_gw__sse_sweep(gw) > 0) /* slots held by departed clients */
-		rv = cm_ac_watch(gw->ac, r->path, r->q.from, on_event, r, &r->sse->watch_id);
+		rv = cm_ac_watch_as(gw->ac, r->path, r->q.from, 0, r->as_len ? r->as : NULL, on_event, r,
+				    &r->sse->watch_id);
 	if (rv != 0) {
 		free(r->sse);
 		r->sse = NULL;

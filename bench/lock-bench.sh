@@ -20,7 +20,7 @@
 #  4. lock runs per second, their p50/p99 latency, the ratios Confman/etcd,
 #     and the library's round trips per second and acquire latency.
 #
-# Ports 32300-32302 (+1000: HTTP) for Confman, 32320-32322 and 32330-32332 for
+# Ports 15300-15302 (+1000: HTTP) for Confman, 15320-15322 and 15330-15332 for
 # etcd, on 127.0.0.1. Every process and directory it starts or makes is
 # removed on exit, also on failure or Ctrl-C. Exit status: 0 ok, 1 a run
 # failed, 2 bad usage.
@@ -36,9 +36,9 @@ die() { echo "lock-bench: $*" >&2; exit 1; }
 ROUNDS=200
 LIB_ROUNDS=2000
 OUT=""
-CM_PORT=32300
-ETCD_CLIENT_PORT=32320
-ETCD_PEER_PORT=32330
+CM_PORT=15300
+ETCD_CLIENT_PORT=15320
+ETCD_PEER_PORT=15330
 
 while [ $# -gt 0 ]; do
 	case "$1" in

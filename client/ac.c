@@ -58,7 +58,7 @@ static bool op_is_write(uint8_t op)
 {
 	return op == CM_OP_PUT || op == CM_OP_DELETE || op == CM_OP_MKDIR || op == CM_OP_RENAME ||
 	       op == CM_OP_SHARD_ADD || op == CM_OP_SHARD_SPLIT || op == CM_OP_SHARD_MERGE ||
-	       op == CM_OP_ACL ||
+	       op == CM_OP_ACL || op == CM_OP_TOKEN ||
 	       /* Leases and locks: the leader's (its clock, its queues), so
 	        * all of them travel as writes, following NOT_LEADER. */
 	       op == CM_OP_LEASE || op == CM_OP_LOCK ||
@@ -310,6 +310,7 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 	case CM_OP_NODE_REMOVE: case CM_OP_SHARD_SET:
 		break;
 	case CM_OP_ACL: case CM_OP_WHOAMI: /* acl.c */
+	case CM_OP_TOKEN: /* token.c */
 		break;
 	case CM_OP_LEASE: case CM_OP_LOCK: /* at path's group: lease.c */
 		break;
@@ -334,6 +335,8 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 		return -EFBIG;
 	if ((r->value.len > 0 && r->value.p == NULL) || (r->path2.len > 0 && r->path2.p == NULL))
 		return -EINVAL;
+	if (r->as.len > CM_AS_MAX || (r->as.len > 0 && r->as.p == NULL))
+		return -EINVAL;
 	if (r->op == CM_OP_STATUS || r->op == CM_OP_SHARDS || r->op == CM_OP_UNWATCH)
 		return 0;
 	if (cm_ac__op_is_member(r->op))
@@ -347,15 +350,15 @@ static int req_check(const struct cm_req *r, enum cm_ac__kind kind)
 /* Copy the request and the bytes it points at into one allocation. */
 static struct cm_ac__req *rq_alloc(const struct cm_req *req)
 {
-	size_t n = (size_t)req->path.len + req->path2.len + req->value.len;
+	size_t n = (size_t)req->path.len + req->path2.len + req->value.len + req->as.len;
 	struct cm_ac__req *rq = calloc(1, sizeof(*rq) + n + 1);
 	if (rq == NULL)
 		return NULL;
 	rq->req = *req;
 	char *p = rq->data;
-	const struct cm_bytes *src[] = {&req->path, &req->path2, &req->value};
-	struct cm_bytes *dst[] = {&rq->req.path, &rq->req.path2, &rq->req.value};
-	for (int k = 0; k < 3; k++) {
+	const struct cm_bytes *src[] = {&req->path, &req->path2, &req->value, &req->as};
+	struct cm_bytes *dst[] = {&rq->req.path, &rq->req.path2, &rq->req.value, &rq->req.as};
+	for (int k = 0; k < 4; k++) {
 		if (src[k]->len > 0)
 			memcpy(p, src[k]->p, src[k]->len);
 		*dst[k] = (struct cm_bytes){p, src[k]->len};
@@ -394,7 +397,7 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 		rq->req.consistency = ac->consistency;
 	rq->is_write = op_is_write(req->op);
 	if (req->op == CM_OP_SHARD_ADD || req->op == CM_OP_NODE_ADD ||
-	    req->op == CM_OP_NODE_REMOVE || req->op == CM_OP_ACL)
+	    req->op == CM_OP_NODE_REMOVE || req->op == CM_OP_ACL || req->op == CM_OP_TOKEN)
 		rq->req.group = CM_META_GROUP; /* the registry's group decides */
 	/* Setting a shard's replica set twice is setting it once: the one
 	 * membership op that may go again after its outcome became unknown.
@@ -403,7 +406,8 @@ int cm_ac__submit(struct cm_ac *ac, enum cm_ac__kind kind, int32_t pinned,
 	rq->idempotent = req->op == CM_OP_SHARD_SET || req->op == CM_OP_SHARD_SPLIT ||
 			 req->op == CM_OP_SHARD_MERGE || /* each step answers again as it did */
 			 req->op == CM_OP_ACL || /* a rule granted twice is granted once */
-			 lease_idempotent(req);
+			 lease_idempotent(req) ||
+			 (req->op == CM_OP_TOKEN && req->flags != CM_TOKEN_CREATE);
 	rq->pinned = pinned;
 	rq->avoid = rq->target = rq->srv = -1;
 	rq->backoff = CM_AC_BACKOFF_MIN_MS;

@@ -46,3 +46,24 @@ int cm_whoami(struct cm_client *c, char **text)
 {
 	return acl_call(c, CM_OP_WHOAMI, 0, NULL, text);
 }
+
+/* ---- bearer tokens (server/token.c) ---- */
+
+int cm_token_create(struct cm_client *c, const char *line)
+{
+	return line ? acl_call(c, CM_OP_TOKEN, CM_TOKEN_CREATE, line, NULL) : -EINVAL;
+}
+
+int cm_token_revoke(struct cm_client *c, const char *id)
+{
+	return id ? acl_call(c, CM_OP_TOKEN, CM_TOKEN_REVOKE, id, NULL) : -EINVAL;
+}
+
+int cm_token_list(struct cm_client *c, char **text)
+{
+	if (c == NULL || text == NULL)
+		return -EINVAL;
+	struct cm_req r = {.op = CM_OP_TOKEN, .flags = CM_TOKEN_LIST, .path = {"/", 1}};
+	struct cm_client__call s = {.copy = take_text, .out = text};
+	return cm_client__run(c, NULL, &r, &s);
+}

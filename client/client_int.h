@@ -203,6 +203,8 @@ struct cm_ac__watch {
 	struct cm_ac__wsub **subs; /* owned array of owned subs; [0] the prefix's own */
 	uint32_t n_subs, cap_subs; /* n_subs <= CM_CLIENT_MAX_SHARDS */
 	uint32_t plen;
+	char *as;                 /* forwarded identity (cm_ac_watch_as), after prefix */
+	uint32_t as_len;          /* 0: none */
 	char prefix[];
 };
 

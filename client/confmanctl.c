@@ -95,6 +95,12 @@ static const char usage_text[] =
 	"                                  campaign (lock PATH), then write VALUE to PATH\n"
 	"                                  for as long as we lead, and run CMD meanwhile\n"
 	"  elect --watch PATH              print each new leader's VALUE\n"
+	"  token create USER [--group G]... [--ttl DUR]\n"
+	"                                  a bearer token for the gateway, printed once\n"
+	"                                  (DUR: 90s, 15m, 12h, 30d; default: no expiry)\n"
+	"  token revoke ID | token list [--json]\n"
+	"                                  forget a token (ID: its part before '.'); list\n"
+	"                                  ids, expiry, identities (never the tokens)\n"
 	"  snapshot save FILE|- [--from-leader] [--json]\n"
 	"                                  back up every shard, each at a linearizable\n"
 	"                                  point, from a follower; checksummed, fsynced,\n"
@@ -709,6 +715,11 @@ static int cmd_elect(struct ctl *ctl, int argc, char **argv)
 	return member_cmd(ctl, argc, argv, cm_ctl_elect);
 }
 
+static int cmd_token(struct ctl *ctl, int argc, char **argv)
+{
+	return member_cmd(ctl, argc, argv, cm_ctl_token);
+}
+
 static int cmd_snapshot(struct ctl *ctl, int argc, char **argv)
 {
 	return member_cmd(ctl, argc, argv, cm_ctl_snapshot);
@@ -746,6 +757,7 @@ static const struct {
 	{"import", cmd_import}, {"snapshot", cmd_snapshot}, {"help", cmd_help},
 	{"acl", cmd_acl},     {"whoami", cmd_whoami},
 	{"lease", cmd_lease}, {"lock", cmd_lock},   {"elect", cmd_elect},
+	{"token", cmd_token},
 };
 
 static int global_opt(struct ctl *ctl, int c, const char *val)

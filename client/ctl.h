@@ -36,10 +36,7 @@ __attribute__((format(printf, 1, 2))) int cm_ctl_usage(const char *fmt, ...);
 /* cm_ctl_exit_code - the exit code for an error code (0 for 0). */
 int cm_ctl_exit_code(int err);
 
-/* cm_ctl_parse_duration - "500ms", "10s", "2m", "1h", "1d", or a bare
- * number of seconds, into ms; returns 0, or -1 for anything else (a sign,
- * a fraction, spaces, an unknown unit, overflow). */
-int cm_ctl_parse_duration(const char *s, uint64_t *ms);
+/* Durations: cm_parse_duration() (common/duration.h, shared with confman-fs). */
 
 /* cm_ctl_utf8_valid - whether p[0, n) is well-formed UTF-8 without NUL. */
 bool cm_ctl_utf8_valid(const char *p, size_t n);
@@ -114,6 +111,7 @@ int cm_ctl_lease(struct cm_ctl_cmd *cc, int argc, char **argv);
  * --watch PATH` (argv[0] the command). */
 int cm_ctl_lock(struct cm_ctl_cmd *cc, int argc, char **argv);
 int cm_ctl_elect(struct cm_ctl_cmd *cc, int argc, char **argv);
+int cm_ctl_token(struct cm_ctl_cmd *cc, int argc, char **argv);
 /* ctl_snapshot.c: `snapshot save|verify|inspect|restore` (argv[0] "snapshot"). */
 int cm_ctl_snapshot(struct cm_ctl_cmd *cc, int argc, char **argv);
 

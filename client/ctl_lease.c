@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "client/ctl.h"
+#include "common/duration.h"
 #include "confman/client.h"
 
 struct lease_opts {
@@ -95,7 +96,7 @@ static void print_info(const struct cm_lease_info *l, bool json, const char *key
 static int lease_grant(struct cm_ctl_cmd *cc, const struct lease_opts *lo, const char *ttl)
 {
 	uint64_t ms;
-	if (cm_ctl_parse_duration(ttl, &ms) != 0)
+	if (cm_parse_duration(ttl, &ms) != 0)
 		return cm_ctl_usage("lease grant: a TTL is like 10s, 500ms or 2m, not '%s'", ttl);
 	if (ms < CM_LEASE_TTL_MIN_MS || ms > CM_LEASE_TTL_MAX_MS) {
 		fprintf(stderr, "confmanctl: lease grant: the TTL must be 1s to 30d, not %s\n", ttl);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "client/ctl.h"
+#include "common/duration.h"
 #include "confman/client.h"
 
 /*
@@ -483,7 +484,7 @@ static int lock_opt(struct lock_opts *lo, int c, const char *cmd, const char *va
 	uint64_t *dst = c == 'T' ? &lo->ttl_ms : &lo->timeout_ms;
 	switch (c) {
 	case 'T': case 'W':
-		if (cm_ctl_parse_duration(val, dst) != 0)
+		if (cm_parse_duration(val, dst) != 0)
 			return cm_ctl_usage("%s: a duration is like 10s, 500ms or 2m, not '%s'", cmd,
 					    val);
 		return 0;

@@ -25,15 +25,57 @@ static int lease_req(const char *path, uint8_t op, uint32_t flags, struct cm_req
 	return cm_client__path(path ? path : "/", &r->path);
 }
 
-static void info_from(struct cm_lease_info *info, const struct cm_attr *a)
+static bool id_ok(uint64_t id)
+{
+	return id != 0 && id <= (uint64_t)CM_LEASE_ID_MAX;
+}
+
+int cm_lease_req(struct cm_req *r, const char *path, uint32_t op, uint64_t id, uint32_t ttl_ms)
+{
+	if (r == NULL || op < CM_LEASE_GRANT || op > CM_LEASE_LIST)
+		return -EINVAL;
+	if (op == CM_LEASE_GRANT &&
+	    (ttl_ms < CM_LEASE_TTL_MIN_MS || ttl_ms > CM_LEASE_TTL_MAX_MS))
+		return -EINVAL;
+	if (op != CM_LEASE_LIST && !id_ok(id))
+		return -EINVAL;
+	int rv = lease_req(path, CM_OP_LEASE, op, r);
+	r->version = op == CM_LEASE_LIST ? 0 : id;
+	r->from_index = op == CM_LEASE_GRANT ? ttl_ms : 0;
+	return rv;
+}
+
+int cm_lock_req(struct cm_req *r, const char *path, uint32_t flags, uint64_t lease,
+		uint64_t owner)
+{
+	uint32_t op = flags & (CM_LOCK_ACQUIRE | CM_LOCK_RELEASE | CM_LOCK_QUERY);
+	bool one_op = op == CM_LOCK_ACQUIRE || op == CM_LOCK_RELEASE || op == CM_LOCK_QUERY;
+	uint32_t extra = op == CM_LOCK_ACQUIRE ? (uint32_t)LOCK_FLAGS : 0;
+	if (r == NULL || path == NULL || !one_op || (flags & ~(op | extra)) ||
+	    (op != CM_LOCK_QUERY && !id_ok(lease)))
+		return -EINVAL;
+	int rv = lease_req(path, CM_OP_LOCK, flags, r);
+	r->version = op == CM_LOCK_QUERY ? 0 : lease;
+	r->from_index = op == CM_LOCK_QUERY ? 0 : owner;
+	return rv;
+}
+
+void cm_lease_info_of(const struct cm_resp *resp, struct cm_lease_info *info)
 {
 	if (info == NULL)
 		return;
+	const struct cm_attr *a = &resp->attr;
 	*info = (struct cm_lease_info){.id = a->version,
 				       .ttl_ms = (uint32_t)a->mtime_ns,
 				       .left_ms = a->atime_ns,
 				       .n_keys = a->size,
 				       .granted_index = a->mod_index};
+}
+
+static void info_from(struct cm_lease_info *info, const struct cm_attr *a)
+{
+	struct cm_resp resp = {.attr = *a};
+	cm_lease_info_of(&resp, info);
 }
 
 static int take_text(struct cm_client__call *s, const struct cm_resp *resp)
@@ -94,10 +136,9 @@ int cm_lease_grant(struct cm_client *c, const char *path, uint32_t ttl_ms, uint6
 	    ttl_ms < CM_LEASE_TTL_MIN_MS || ttl_ms > CM_LEASE_TTL_MAX_MS)
 		return -EINVAL;
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LEASE, CM_LEASE_GRANT, &r);
+	int rv = cm_lease_req(&r, path, CM_LEASE_GRANT, *id ? *id : 1, ttl_ms);
 	if (rv != 0)
 		return rv;
-	r.from_index = ttl_ms;
 	bool chosen = *id != 0;
 	for (int k = 0; k < GRANT_TRIES; k++) {
 		if (!chosen && (rv = random_id(&r.version)) != 0)
@@ -118,10 +159,9 @@ int cm_lease_keepalive(struct cm_client *c, const char *path, uint64_t id,
 		       struct cm_lease_info *info)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LEASE, CM_LEASE_KEEPALIVE, &r);
-	if (rv != 0 || c == NULL || id == 0 || id > (uint64_t)CM_LEASE_ID_MAX)
+	int rv = cm_lease_req(&r, path, CM_LEASE_KEEPALIVE, id, 0);
+	if (rv != 0 || c == NULL)
 		return rv ? rv : -EINVAL;
-	r.version = id;
 	struct cm_attr a;
 	rv = call(c, &r, &a, NULL);
 	if (rv == 0)
@@ -132,10 +172,9 @@ int cm_lease_keepalive(struct cm_client *c, const char *path, uint64_t id,
 int cm_lease_revoke(struct cm_client *c, const char *path, uint64_t id)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LEASE, CM_LEASE_REVOKE, &r);
-	if (rv != 0 || c == NULL || id == 0 || id > (uint64_t)CM_LEASE_ID_MAX)
+	int rv = cm_lease_req(&r, path, CM_LEASE_REVOKE, id, 0);
+	if (rv != 0 || c == NULL)
 		return rv ? rv : -EINVAL;
-	r.version = id;
 	return call_once_more(c, &r, -ENOENT);
 }
 
@@ -143,10 +182,9 @@ int cm_lease_ttl(struct cm_client *c, const char *path, uint64_t id, struct cm_l
 		 char **keys)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LEASE, CM_LEASE_TTL, &r);
-	if (rv != 0 || c == NULL || id == 0 || id > (uint64_t)CM_LEASE_ID_MAX)
+	int rv = cm_lease_req(&r, path, CM_LEASE_TTL, id, 0);
+	if (rv != 0 || c == NULL)
 		return rv ? rv : -EINVAL;
-	r.version = id;
 	struct cm_attr a;
 	char *text = NULL;
 	rv = call(c, &r, &a, &text);
@@ -241,7 +279,7 @@ int cm_lease_list(struct cm_client *c, const char *path, struct cm_lease_info **
 		  uint32_t *n)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LEASE, CM_LEASE_LIST, &r);
+	int rv = cm_lease_req(&r, path, CM_LEASE_LIST, 0, 0);
 	if (rv != 0 || c == NULL || out == NULL || n == NULL)
 		return rv ? rv : -EINVAL;
 	*out = NULL;
@@ -254,12 +292,29 @@ int cm_lease_list(struct cm_client *c, const char *path, struct cm_lease_info **
 	return rv;
 }
 
+int cm_lock_holders_parse(const struct cm_resp *resp, struct cm_lock_holder **out, uint32_t *n)
+{
+	if (resp == NULL || out == NULL || n == NULL)
+		return -EINVAL;
+	*out = NULL;
+	*n = 0;
+	char *text = malloc((size_t)resp->value.len + 1);
+	if (text == NULL)
+		return -ENOMEM;
+	if (resp->value.len > 0)
+		memcpy(text, resp->value.p, resp->value.len);
+	text[resp->value.len] = '\0';
+	int rv = parse_lines(text, sizeof(**out), holder_line, (void **)out, n);
+	free(text);
+	return rv;
+}
+
 int cm_lock_query(struct cm_client *c, const char *path, struct cm_lock_holder **out,
 		  uint32_t *n)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LOCK, CM_LOCK_QUERY, &r);
-	if (rv != 0 || c == NULL || path == NULL || out == NULL || n == NULL)
+	int rv = cm_lock_req(&r, path, CM_LOCK_QUERY, 0, 0);
+	if (rv != 0 || c == NULL || out == NULL || n == NULL)
 		return rv ? rv : -EINVAL;
 	*out = NULL;
 	*n = 0;
@@ -274,12 +329,9 @@ int cm_lock_query(struct cm_client *c, const char *path, struct cm_lock_holder *
 int cm_lock_release(struct cm_client *c, const char *path, uint64_t lease, uint64_t owner)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LOCK, CM_LOCK_RELEASE, &r);
-	if (rv != 0 || c == NULL || path == NULL || lease == 0 ||
-	    lease > (uint64_t)CM_LEASE_ID_MAX)
+	int rv = cm_lock_req(&r, path, CM_LOCK_RELEASE, lease, owner);
+	if (rv != 0 || c == NULL)
 		return rv ? rv : -EINVAL;
-	r.version = lease;
-	r.from_index = owner;
 	return call_once_more(c, &r, -ENOENT);
 }
 
@@ -354,9 +406,7 @@ static void pause_ms(uint32_t ms)
 		;
 }
 
-/* Whether a waiting ACQUIRE that failed so is sent again (proto.h: the
- * server keeps the pair's place). */
-static bool acquire_again(int err)
+bool cm_lock_again(int err)
 {
 	switch (err) {
 	case -ETIMEDOUT: case -EIO: case -ECONNREFUSED: case -ECONNRESET:
@@ -379,12 +429,9 @@ int cm_lock_acquire(struct cm_client *c, const char *path, uint64_t lease, uint6
 		    uint32_t flags, uint32_t wait_ms, uint64_t *token)
 {
 	struct cm_req r;
-	int rv = lease_req(path, CM_OP_LOCK, CM_LOCK_ACQUIRE | flags, &r);
-	if (rv != 0 || c == NULL || path == NULL || token == NULL || lease == 0 ||
-	    lease > (uint64_t)CM_LEASE_ID_MAX || (flags & ~(uint32_t)LOCK_FLAGS))
+	int rv = cm_lock_req(&r, path, CM_LOCK_ACQUIRE | flags, lease, owner);
+	if (rv != 0 || c == NULL || token == NULL || (flags & ~(uint32_t)LOCK_FLAGS))
 		return rv ? rv : -EINVAL;
-	r.version = lease;
-	r.from_index = owner;
 	bool wait = flags & CM_LOCK_WAIT;
 	uint64_t until = wait && wait_ms ? mono_ms() + wait_ms : 0;
 	for (;;) {
@@ -406,7 +453,7 @@ int cm_lock_acquire(struct cm_client *c, const char *path, uint64_t lease, uint6
 		/* Token 0: queued, but the leader could not keep the request
 		 * waiting (its table of waiters was full): ask again soon. */
 		bool queued = rv == 0 && *token == 0 && wait;
-		if ((rv == 0 && !queued) || !wait || (!queued && !acquire_again(rv)))
+		if ((rv == 0 && !queued) || !wait || (!queued && !cm_lock_again(rv)))
 			return rv;
 		if (until != 0 && mono_ms() >= until)
 			return acquire_give_up(c, &r);

@@ -112,6 +112,7 @@ static int sub_start(struct cm_ac__wsub *s, int32_t avoid)
 		.flags = CM_WATCH_PROGRESS,
 		.path = {s->prefix, s->plen},
 		.from_index = resume_index(s),
+		.as = {s->w->as, s->w->as_len}, /* a proxy's caller: events as it may see them */
 	};
 	struct cm_ac__req *rq;
 	int rv = cm_ac__submit(s->w->ac, CM_AC_RQ_WATCH, -1, &r, NULL, NULL, &rq);
@@ -393,24 +394,31 @@ static void wtimer_start(struct cm_ac *ac)
 
 /* ---- the API ---- */
 
-int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
-		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id)
+int cm_ac_watch_as(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   const char *as, cm_ac_event_cb cb, void *arg, uint64_t *watch_id)
 {
 	if (ac->closing)
 		return -ECANCELED;
 	if (prefix == NULL || cb == NULL || (flags & ~(uint32_t)CM_AC_WATCH_STATE) != 0)
 		return -EINVAL;
 	size_t n = strnlen(prefix, CM_PATH_MAX + 1);
+	size_t an = as ? strnlen(as, CM_AS_MAX + 1) : 0;
 	int rv = cm_path_validate(prefix, (uint32_t)n);
 	if (rv != 0)
 		return rv;
+	if (an > CM_AS_MAX)
+		return -EINVAL;
 	if (ac->n_watches >= CM_CLIENT_MAX_WATCHES)
 		return -EBUSY;
-	struct cm_ac__watch *w = calloc(1, sizeof(*w) + n + 1);
+	struct cm_ac__watch *w = calloc(1, sizeof(*w) + n + 1 + an + 1);
 	if (w == NULL)
 		return -ENOMEM;
 	memcpy(w->prefix, prefix, n);
 	w->plen = (uint32_t)n;
+	w->as = w->prefix + n + 1;
+	if (an > 0)
+		memcpy(w->as, as, an);
+	w->as_len = (uint32_t)an;
 	w->ac = ac;
 	w->cb = cb;
 	w->arg = arg;
@@ -434,6 +442,12 @@ int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, ui
 	if (watch_id)
 		*watch_id = w->handle;
 	return 0;
+}
+
+int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id)
+{
+	return cm_ac_watch_as(ac, prefix, from_index, flags, NULL, cb, arg, watch_id);
 }
 
 int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac_event_cb cb,

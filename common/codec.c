@@ -75,7 +75,8 @@ int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
 	msgpack_packer pk;
 	size_t start = frame_open(sb, &pk);
 	bool times = r->flags & CM_SET_TIMES;
-	msgpack_pack_array(&pk, times ? 17 : 16);
+	bool as = r->as.len > 0;
+	msgpack_pack_array(&pk, as ? 18 : times ? 17 : 16);
 	msgpack_pack_uint8(&pk, CM_FR_REQ);
 	msgpack_pack_uint64(&pk, r->id);
 	msgpack_pack_uint8(&pk, r->op);
@@ -100,7 +101,11 @@ int cm_codec_req(msgpack_sbuffer *sb, const struct cm_req *r)
 		msgpack_pack_array(&pk, 2);
 		msgpack_pack_int64(&pk, r->atime_ns);
 		msgpack_pack_int64(&pk, r->mtime_ns);
+	} else if (as) {
+		msgpack_pack_nil(&pk);
 	}
+	if (as) /* only when forwarding: servers before it refuse 18 elements */
+		pack_bytes_str(&pk, r->as);
 	return frame_close(sb, start);
 }
 
@@ -229,6 +234,7 @@ static void pack_resp_body(msgpack_packer *pk, const struct cm_resp *r)
 	case CM_OP_GET:
 	case CM_OP_ACL:    /* list: the rules, in value */
 	case CM_OP_WHOAMI: /* the identity, in value */
+	case CM_OP_TOKEN:  /* list, resolve: in value */
 	case CM_OP_DUMP: /* a chunk of a group's tree, its attr says where */
 	case CM_OP_LEASE: /* numbers in attr, LIST's and TTL's lines in value */
 	case CM_OP_LOCK:  /* the token in attr, the holders' lines in value */

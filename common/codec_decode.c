@@ -181,13 +181,17 @@ static int dec_hello(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	return rv || m->hello.cluster.len > CM_CLUSTER_MAX ? -EBADMSG : 0;
 }
 
-/* CM_SET_TIMES's [atime_ns, mtime_ns]: the 17th element, with the flag and only with it. */
+/* CM_SET_TIMES's [atime_ns, mtime_ns]: the 17th element, with the flag and
+ * only with it (nil there when an 18th, the forwarded identity, follows). */
 static int dec_req_times(const msgpack_object *f, uint32_t n, struct cm_req *r)
 {
 	r->atime_ns = r->mtime_ns = 0;
-	if ((n == 17) != ((r->flags & CM_SET_TIMES) != 0))
+	bool times = n >= 17 && f[16].type != MSGPACK_OBJECT_NIL;
+	if (n == 17 && f[16].type == MSGPACK_OBJECT_NIL)
 		return -EBADMSG;
-	if (n == 16)
+	if (times != ((r->flags & CM_SET_TIMES) != 0))
+		return -EBADMSG;
+	if (!times)
 		return 0;
 	const msgpack_object *t = array_of(&f[16], 2);
 	if (t == NULL || get_i64(&t[0], &r->atime_ns) != 0 || get_i64(&t[1], &r->mtime_ns) != 0)
@@ -198,7 +202,7 @@ static int dec_req_times(const msgpack_object *f, uint32_t n, struct cm_req *r)
 static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 {
 	struct cm_req *r = &m->req;
-	if (n != 16 && n != 17)
+	if (n < 16 || n > 18)
 		return -EBADMSG;
 	int rv = cm__codec_u64(&f[1], &r->id) | get_u8(&f[2], &r->op) | cm__codec_u64(&f[3], &r->group) |
 		 cm__codec_u64(&f[4], &r->token) | get_u8(&f[5], &r->consistency) |
@@ -214,6 +218,10 @@ static int dec_req(const msgpack_object *f, uint32_t n, struct cm_msg *m)
 	if (f[15].type != MSGPACK_OBJECT_NIL && cm__codec_u64(&f[15], &r->mod_index) != 0)
 		return -EBADMSG;
 	if ((r->flags & CM_PUT_IF_MOD) && f[15].type == MSGPACK_OBJECT_NIL)
+		return -EBADMSG;
+	r->as = (struct cm_bytes){NULL, 0};
+	if (n == 18 && (get_bytes(&f[17], &r->as) != 0 || r->as.len == 0 ||
+			r->as.len > CM_AS_MAX))
 		return -EBADMSG;
 	return dec_req_times(f, n, r);
 }
@@ -414,6 +422,7 @@ static int dec_resp_body(const msgpack_object *o, struct cm_resp *r)
 	case CM_OP_GET:
 	case CM_OP_ACL:
 	case CM_OP_WHOAMI:
+	case CM_OP_TOKEN:
 	case CM_OP_DUMP:
 	case CM_OP_LEASE:
 	case CM_OP_LOCK:

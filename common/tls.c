@@ -7,6 +7,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
@@ -428,8 +429,16 @@ static int crt_names(gnutls_x509_crt_t crt, struct cm_identity *id)
 int cm_tls_identity(const struct cm_tls *t, struct cm_identity *id)
 {
 	memset(id, 0, sizeof(*id));
+	if (!t->ready)
+		return -EINVAL;
+	return cm_tls_session_identity(t->s, id);
+}
+
+int cm_tls_session_identity(void *session, struct cm_identity *id)
+{
+	memset(id, 0, sizeof(*id));
 	unsigned n = 0;
-	const gnutls_datum_t *certs = t->ready ? gnutls_certificate_get_peers(t->s, &n) : NULL;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
 	if (certs == NULL || n == 0)
 		return -EINVAL;
 	gnutls_x509_crt_t crt;
@@ -444,4 +453,42 @@ int cm_tls_identity(const struct cm_tls *t, struct cm_identity *id)
 	if (rv != 0)
 		memset(id, 0, sizeof(*id));
 	return rv;
+}
+
+int cm_tls_identity_text(const struct cm_identity *id, char *buf, size_t cap)
+{
+	int len = snprintf(buf, cap, "%s", id->user);
+	for (uint32_t k = 0; len >= 0 && (size_t)len < cap && k < id->n_groups; k++)
+		len += snprintf(buf + len, cap - (size_t)len, " %s", id->groups[k]);
+	return len < 0 || (size_t)len >= cap ? -ENOSPC : len;
+}
+
+/* ---- digests and random ---- */
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t k = 0; k < n; k++) {
+		out[2 * k] = digits[d[k] >> 4];
+		out[2 * k + 1] = digits[d[k] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int cm_tls_sha256_hex(const void *p, size_t len, char out[65])
+{
+	unsigned char d[32];
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, p, len, d) < 0)
+		return -EIO;
+	hex(d, sizeof(d), out);
+	return 0;
+}
+
+int cm_tls_random_hex(char *out, size_t n)
+{
+	unsigned char d[64];
+	if (n > sizeof(d) || gnutls_rnd(GNUTLS_RND_KEY, d, n) < 0)
+		return -EIO;
+	hex(d, n, out);
+	return 0;
 }

@@ -101,6 +101,21 @@ void cm_tls_take(struct cm_tls *t, char **data, size_t *len);
 const char *cm_tls_why(const struct cm_tls *t);
 /* The peer's identity, once the handshake is complete. 0 or -EINVAL. */
 int cm_tls_identity(const struct cm_tls *t, struct cm_identity *id);
+/*
+ * cm_tls_session_identity - cm_tls_identity for a GnuTLS session opened
+ * elsewhere (libmicrohttpd's, in the gateway): session is a
+ * gnutls_session_t whose handshake is complete. 0, -EINVAL (no
+ * certificate, or a name too long), -ENOMEM.
+ */
+int cm_tls_session_identity(void *session, struct cm_identity *id);
+/* An identity as "USER[ GROUP...]" (a forwarded identity's text, proto.h):
+ * its length, or -ENOSPC when cap is too small. */
+int cm_tls_identity_text(const struct cm_identity *id, char *buf, size_t cap);
+/* The SHA-256 of p[0, len) in lower-case hex (64 digits and a NUL). 0, -EIO. */
+int cm_tls_sha256_hex(const void *p, size_t len, char out[65]);
+/* n random bytes from GnuTLS's key generator as 2n hex digits and a NUL
+ * (out holds 2n + 1). 0, -EIO. */
+int cm_tls_random_hex(char *out, size_t n);
 /* The node id a name ("confman-node-7") stands for; 0 for any other name. */
 uint64_t cm_tls_node_of(const char *name);
 

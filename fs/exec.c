@@ -40,7 +40,8 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 		"lookup", "forget", "getattr", "setattr", "opendir", "readdir", "releasedir",
 		"open", "read", "write", "flush", "fsync", "release", "create", "mkdir",
 		"unlink", "rmdir", "rename", "symlink", "readlink", "getxattr", "listxattr",
-		"mknod", "readdirplus"};
+		"mknod", "readdirplus", "flock", "getlk", "setlk", "lock-interrupt",
+		"lock-getxattr", "lock-setxattr"};
 	if (!j->fs->trace)
 		return;
 	struct timespec ts;
@@ -51,7 +52,7 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "trace %lld.%06ld pid %d %s%s ino %llu fh %#llx %s\n", (long long)ts.tv_sec,
-		ts.tv_nsec / 1000, (int)fuse_req_ctx(j->req)->pid,
+		ts.tv_nsec / 1000, j->req ? (int)fuse_req_ctx(j->req)->pid : -1,
 		(unsigned)j->op < sizeof(ops) / sizeof(ops[0]) ? ops[j->op] : "?",
 		j->replay ? " (replay)" : "", (unsigned long long)j->ino,
 		j->has_fi ? (unsigned long long)j->fi.fh : 0ull, msg);
@@ -753,8 +754,12 @@ void cm_fs__job_run(struct cm_fs_job *j)
 	case CM_FS_READ: cm_fs__run_read(j); break;
 	case CM_FS_WRITE: cm_fs__run_write(j); break;
 	case CM_FS_FLUSH:
-	case CM_FS_FSYNC:
-	case CM_FS_RELEASE: cm_fs__run_commit(j); break;
+	case CM_FS_RELEASE:
+		/* The owner's cluster locks go first (fs/lock.c), then the data. */
+		if (!cm_fs__lock_close(j, cm_fs__run_commit))
+			cm_fs__run_commit(j);
+		break;
+	case CM_FS_FSYNC: cm_fs__run_commit(j); break;
 	case CM_FS_CREATE: cm_fs__run_create(j); break;
 	case CM_FS_MKNOD: cm_fs__run_mknod(j); break;
 	case CM_FS_MKDIR: run_mkdir(j); break;
@@ -765,5 +770,11 @@ void cm_fs__job_run(struct cm_fs_job *j)
 	case CM_FS_READLINK: run_readlink(j); break;
 	case CM_FS_GETXATTR:
 	case CM_FS_LISTXATTR: cm_fs__run_xattr(j); break;
+	case CM_FS_FLOCK:
+	case CM_FS_GETLK:
+	case CM_FS_SETLK:
+	case CM_FS_LOCK_INTR:
+	case CM_FS_LOCK_GETXATTR:
+	case CM_FS_LOCK_SETXATTR: cm_fs__run_lock(j); break;
 	}
 }

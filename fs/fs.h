@@ -4,6 +4,7 @@
 
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@ struct cm_fs_opts {
 	char *cache_dir;        /* owned; "none": no persistent cache (fs/offline.c) */
 	uint64_t cache_size;    /* bytes: the LMDB map */
 	unsigned offline_after_ms, prefetch_max;
+	uint64_t lock_ttl_ms;   /* the session lease's TTL (fs/session.c) */
 };
 
 struct rd;
@@ -214,6 +216,56 @@ struct cm_fs_resync {
 	uint32_t n_gone, cap_gone, n_born, cap_born;
 };
 
+/* The mount's session lease (fs/session.c): one id, granted lazily in each
+ * group where the mount locks or attaches a file, kept alive every TTL/3. */
+#define CM_FS_LOCK_TTL_MS 10000u /* lock_ttl's default */
+struct cm_fs_sgroup {
+	uint64_t group;
+	char *path;     /* owned: a path of the group, where its keepalives go */
+	uint64_t ok_at; /* uv_now() when the last keepalive answered was sent */
+	bool ka_out;    /* a keepalive is in flight */
+};
+
+struct cm_fs_session {
+	uint64_t id;    /* the lease id; 0: none drawn yet (the next need draws one) */
+	uint64_t epoch; /* +1 per session: a lock granted in an older one is lost */
+	struct cm_fs_sgroup g[CM_FS_GROUPS_MAX];
+	uint32_t n;
+	bool timer;     /* tick initialised (closed at shutdown) */
+	uv_timer_t tick;
+	uint64_t lost;  /* sessions lost so far (logged) */
+};
+
+/* Cluster locks this mount holds or waits for (fs/lock.c). */
+#define CM_FS_LOCKS_MAX 4096u
+enum cm_fs_lk_state {
+	CM_FS_LK_WAITING,   /* an ACQUIRE is out; j answers when it ends */
+	CM_FS_LK_HELD,
+	CM_FS_LK_LOST,      /* its session was lost: the server dropped it */
+	CM_FS_LK_RELEASING, /* a RELEASE is out, or failed and is sent again */
+	CM_FS_LK_DEAD,      /* done; freed once nothing is in flight */
+};
+
+struct cm_fs_job;
+struct cm_fs_lk {
+	struct cm_fs_lk *prev, *next;
+	uint64_t id;        /* unique; a blocking request's interrupt names it */
+	char *path;         /* owned: the lock's name, the file's path when taken */
+	uint64_t ino, owner; /* the kernel's lock owner (flock: the open file) */
+	bool posix, shared, wait;
+	bool was_held;      /* a conversion: held before this ACQUIRE */
+	bool cancelled;     /* interrupted while waiting: give it back */
+	bool extra_release; /* RELEASE again once the one in flight ends */
+	bool resend;        /* sent again by the retry timer */
+	enum cm_fs_lk_state state;
+	uint64_t lease, epoch, token;
+	pid_t pid;          /* who took it (F_GETLK) */
+	uint32_t out;       /* requests in flight about it */
+	uint8_t grants;     /* grants tried for this ACQUIRE */
+	struct cm_fs_job *j;     /* the request to answer (WAITING, RELEASING) */
+	void (*then)(struct cm_fs_job *j); /* RELEASING for a close: what follows */
+};
+
 struct cm_fs {
 	struct cm_fs_opts o;
 	struct fuse_session *se;
@@ -261,6 +313,13 @@ struct cm_fs {
 	uint32_t n_seen;
 	struct cm_fs_resync rs;
 	struct cm_fs_off off;
+	/* loop thread: the session lease and the locks (fs/session.c, lock.c) */
+	struct cm_fs_session ss;
+	struct cm_fs_lk *locks;
+	uint32_t n_locks;
+	bool lk_timer;       /* lk_retry initialised */
+	uv_timer_t lk_retry; /* sends again what the retry flag marks */
+	uint64_t lk_next;    /* ids; atomic: the FUSE thread draws them too */
 };
 
 /* ---- inode.c ---- */
@@ -362,6 +421,42 @@ void cm_fs_cache_event(struct cm_fs *fs, const struct cm_event *ev);
 void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev);
 /* notify.c: invalidate everything and replay what changed, as after a RESYNC. */
 void cm_fs__resync_now(struct cm_fs *fs);
+
+/* ---- session.c: the session lease (loop thread) ---- */
+/* At start, before the loop runs / at shutdown on the loop thread. */
+int cm_fs_session_start(struct cm_fs *fs);
+void cm_fs_session_stop(struct cm_fs *fs);
+/* The session's lease id (one is drawn if none). */
+uint64_t cm_fs_session_id(struct cm_fs *fs);
+/* A request with the session's lease at path was answered "no such lease":
+ * grant it in path's group, then done(arg, err): 0 (granted, or it was
+ * already), -EAGAIN (the session was lost meanwhile: a new one is current),
+ * or the grant's error. */
+void cm_fs_session_grant(struct cm_fs *fs, const char *path, void (*done)(void *arg, int err),
+			 void *arg);
+/* A request with the lease of session epoch succeeded in group at path:
+ * keep the lease alive there. */
+void cm_fs_session_seen(struct cm_fs *fs, uint64_t epoch, uint64_t group, const char *path);
+/* The session is gone (why: logged): its locks are lost, the lease is
+ * revoked where it may live on, a new session starts at the next need. */
+void cm_fs_session_lost(struct cm_fs *fs, const char *why);
+
+/* ---- lock.c: flock(2), fcntl(2) locks and their xattrs (loop thread) ---- */
+void cm_fs_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op);
+void cm_fs_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+			struct flock *lock);
+void cm_fs_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+			struct flock *lock, int sleep);
+/* user.confman.lock_token and user.confman.ephemeral: FUSE thread. */
+bool cm_fs_lock_xattr_name(const char *name);
+void cm_fs_lock_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			 size_t size);
+/* Loop thread: the session's locks were lost (session.c). */
+void cm_fs_locks_lost(struct cm_fs *fs, uint64_t epoch);
+/* Before the loop runs; at shutdown: close the retry timer; after the loop: free. */
+int cm_fs_locks_start(struct cm_fs *fs);
+void cm_fs_locks_stop(struct cm_fs *fs);
+void cm_fs_locks_free(struct cm_fs *fs);
 
 /* errno (positive) for a Confman error code, for fuse_reply_err. */
 int cm_fs_errno(int err);

@@ -31,6 +31,13 @@ enum cm_fs_op {
 	CM_FS_LISTXATTR,
 	CM_FS_MKNOD,
 	CM_FS_READDIRPLUS,
+	/* fs/lock.c */
+	CM_FS_FLOCK,
+	CM_FS_GETLK,
+	CM_FS_SETLK,
+	CM_FS_LOCK_INTR,     /* a blocking lock's request was interrupted (req NULL) */
+	CM_FS_LOCK_GETXATTR,
+	CM_FS_LOCK_SETXATTR,
 };
 
 /*
@@ -76,9 +83,28 @@ struct cm_fs_job {
 	uint32_t wt_len;
 	uint8_t wt_op;
 	bool wt_has_val;
+	/* Locks (fs/lock.c): the interrupt's id of a blocking request, and
+	 * getlk/setlk's struct flock. */
+	uint64_t lk_id;
+	struct flock lk;
 };
 
 void cm_fs__job_free(struct cm_fs_job *j);
+/* ops.c, FUSE thread: a job for req (NULL after replying ENOMEM); queue it
+ * for the loop thread; copy fi into it. */
+struct cm_fs_job *cm_fs__job_new(fuse_req_t req, enum cm_fs_op op);
+void cm_fs__job_push(struct cm_fs_job *j);
+void cm_fs__job_fi(struct cm_fs_job *j, const struct fuse_file_info *fi);
+/* lock.c, loop thread: run a lock job; the lock side of a flush or
+ * release: true if then(j) will be called once the owner's locks are
+ * given back (false: nothing to give back, j untouched). */
+void cm_fs__run_lock(struct cm_fs_job *j);
+bool cm_fs__lock_close(struct cm_fs_job *j, void (*then)(struct cm_fs_job *j));
+/* lock_xattr.c: user.confman.lock_token and user.confman.ephemeral. */
+void cm_fs__run_xlock(struct cm_fs_job *j);
+/* lock.c: the highest token of this mount's holds of ino: 0 (and the
+ * token), -ENOLCK (only lost ones), -ENODATA (none). */
+int cm_fs__lock_token(struct cm_fs *fs, uint64_t ino, uint64_t *token);
 
 /* With CONFMAN_FS_TRACE=1 in the environment, one line per step of a file
  * job on stderr (CLOCK_MONOTONIC seconds, thread of the request, op, inode,

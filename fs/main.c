@@ -22,9 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/duration.h"
 #include "fs.h"
 
-enum { KEY_CACHE_SIZE, KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMS };
+enum { KEY_CACHE_SIZE, KEY_LOCK_TTL, KEY_FG, KEY_RO, KEY_FSNAME, KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMS };
 
 #define OPT(t, f, v) {t, offsetof(struct cm_fs_opts, f), v}
 /* FUSE_OPT_KEY spelled with an explicit widening: libfuse compares the
@@ -43,6 +44,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("offline_after=%u", offline_after_ms, 0),
 	OPT("prefetch=%u", prefetch_max, 0),
 	KEY("cache_size=", KEY_CACHE_SIZE),
+	KEY("lock_ttl=", KEY_LOCK_TTL),
 	KEY("-f", KEY_FG),
 	KEY("ro", KEY_RO),
 	KEY("fsname=", KEY_FSNAME),
@@ -74,6 +76,8 @@ static void usage(FILE *f, const char *prog)
 	       "  cache_size=N[KMG]         bound of the cache (64M)\n"
 	       "  offline_after=MS          offline when no server answers this long (300)\n"
 	       "  prefetch=N                cache the whole prefix if <= N nodes; 0 off (10000)\n"
+	       "  lock_ttl=DUR              TTL of the session lease behind flock/fcntl\n"
+	       "                            locks and ephemeral files: 500ms, 10s, 2m (10s)\n"
 	       "  allow_other               other users may use the mount (brings\n"
 	       "                            default_permissions: modes are checked)\n"
 	       "  default_permissions, fsname=NAME, ...: as for any FUSE mount\n"
@@ -96,6 +100,19 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A duration as confmanctl takes it, within what a lease may have. */
+static int parse_lock_ttl(const char *s, uint64_t *ms)
+{
+	if (cm_parse_duration(s, ms) != 0 || *ms < CM_LEASE_TTL_MIN_MS ||
+	    *ms > CM_LEASE_TTL_MAX_MS) {
+		fprintf(stderr, "confman-fs: lock_ttl must be a duration (500ms, 10s, 2m) from "
+				"%us to %u days\n", CM_LEASE_TTL_MIN_MS / 1000,
+			CM_LEASE_TTL_MAX_MS / 86400000u);
+		return -1;
+	}
+	return 0;
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
 	(void)outargs;
@@ -109,6 +126,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 		fprintf(stderr, "confman-fs: unexpected argument '%s'\n", arg);
 		return -1;
 	case KEY_CACHE_SIZE: return parse_size(arg + strlen("cache_size="), &o->cache_size);
+	case KEY_LOCK_TTL: return parse_lock_ttl(arg + strlen("lock_ttl="), &o->lock_ttl_ms);
 	case KEY_FG: o->foreground = 1; return 0;
 	case KEY_RO: o->ro = 1; return 1; /* also for the kernel: MS_RDONLY */
 	case KEY_FSNAME: o->has_fsname = 1; return 1;
@@ -150,6 +168,8 @@ static void on_wake(uv_async_t *h)
 		cm_ac_close(ac, NULL, NULL); /* pending requests: -ECANCELED -> EIO */
 		cm_fs_watch_close(fs);
 		cm_fs_cache_stop(fs);
+		cm_fs_session_stop(fs);
+		cm_fs_locks_stop(fs);
 		uv_close((uv_handle_t *)&fs->wake, NULL);
 	}
 }
@@ -177,7 +197,11 @@ static int loop_start(struct cm_fs *fs)
 		goto err_ac;
 	/* Before the loop thread exists: nothing else touches the client yet. */
 	(void)cm_fs_cache_start(fs); /* never fails the mount: at worst no cache */
-	rc = cm_fs_watch_start(fs);
+	rc = cm_fs_session_start(fs);
+	if (rc == 0)
+		rc = cm_fs_locks_start(fs);
+	if (rc == 0)
+		rc = cm_fs_watch_start(fs);
 	if (rc != 0)
 		goto err_wake;
 	/* Signals go to the FUSE thread, whose read() they must interrupt. */
@@ -193,6 +217,8 @@ err_watch:
 	cm_fs_watch_close(fs);
 err_wake:
 	cm_fs_cache_stop(fs);
+	cm_fs_session_stop(fs);
+	cm_fs_locks_stop(fs);
 	uv_close((uv_handle_t *)&fs->wake, NULL);
 err_ac:
 	cm_ac_close(fs->ac, NULL, NULL);
@@ -210,6 +236,7 @@ static void loop_stop(struct cm_fs *fs)
 	pthread_mutex_unlock(&fs->mu);
 	uv_async_send(&fs->wake);
 	pthread_join(fs->thread, NULL);
+	cm_fs_locks_free(fs);
 	cm_fs_handles_free(fs);
 	cm_fs_cache_free(fs);
 	(void)uv_loop_close(&fs->loop);
@@ -279,6 +306,7 @@ static int parse(struct cm_fs *fs, struct fuse_args *args)
 	o->cache_size = CM_FS_CACHE_SIZE;
 	o->offline_after_ms = CM_FS_OFFLINE_AFTER_MS;
 	o->prefetch_max = CM_FS_PREFETCH_MAX;
+	o->lock_ttl_ms = CM_FS_LOCK_TTL_MS;
 	if (fuse_opt_parse(args, o, opt_spec, opt_proc) != 0)
 		return 2;
 	if (o->show_help || o->show_version) {

@@ -20,7 +20,7 @@ void cm_fs__job_free(struct cm_fs_job *j)
 	free(j);
 }
 
-static struct cm_fs_job *job_new(fuse_req_t req, enum cm_fs_op op)
+struct cm_fs_job *cm_fs__job_new(fuse_req_t req, enum cm_fs_op op)
 {
 	struct cm_fs_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
@@ -42,7 +42,7 @@ static struct cm_fs_job *job_new(fuse_req_t req, enum cm_fs_op op)
 
 /* Hand j to the loop thread; blocks while CM_FS_QUEUE_MAX jobs wait (the
  * kernel then queues requests itself: back-pressure, not failure). */
-static void job_push(struct cm_fs_job *j)
+void cm_fs__job_push(struct cm_fs_job *j)
 {
 	struct cm_fs *fs = j->fs;
 	pthread_mutex_lock(&fs->mu);
@@ -71,7 +71,7 @@ static int job_names(struct cm_fs_job *j, const char *a, const char *b)
 	return 0;
 }
 
-static void job_fi(struct cm_fs_job *j, const struct fuse_file_info *fi)
+void cm_fs__job_fi(struct cm_fs_job *j, const struct fuse_file_info *fi)
 {
 	if (fi != NULL) {
 		j->fi = *fi;
@@ -90,21 +90,21 @@ static bool read_only(fuse_req_t req)
 
 static void simple(fuse_req_t req, enum cm_fs_op op, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, op);
+	struct cm_fs_job *j = cm_fs__job_new(req, op);
 	if (j == NULL)
 		return;
 	j->ino = ino;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
 }
 
 static void named(fuse_req_t req, enum cm_fs_op op, fuse_ino_t parent, const char *name)
 {
-	struct cm_fs_job *j = job_new(req, op);
+	struct cm_fs_job *j = cm_fs__job_new(req, op);
 	if (j == NULL || job_names(j, name, NULL) != 0)
 		return;
 	j->ino = parent;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -139,12 +139,12 @@ static void cm_fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void cm_fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_FORGET);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_FORGET);
 	if (j == NULL)
 		return;
 	j->ino = ino;
 	j->nlookup = nlookup;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -157,14 +157,14 @@ static void cm_fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_SETATTR);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_SETATTR);
 	if (j == NULL)
 		return;
 	j->ino = ino;
 	j->st = *attr;
 	j->to_set = to_set;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -178,7 +178,7 @@ static void child_job(fuse_req_t req, enum cm_fs_op op, fuse_ino_t parent, const
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, op);
+	struct cm_fs_job *j = cm_fs__job_new(req, op);
 	if (j == NULL || job_names(j, name, NULL) != 0)
 		return;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -186,7 +186,7 @@ static void child_job(fuse_req_t req, enum cm_fs_op op, fuse_ino_t parent, const
 	j->mode = mode & 07777;
 	j->uid = ctx->uid;
 	j->gid = ctx->gid;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -232,14 +232,14 @@ static void cm_fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, c
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_SYMLINK);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_SYMLINK);
 	if (j == NULL || job_names(j, name, link) != 0)
 		return;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	j->ino = parent;
 	j->uid = ctx->uid;
 	j->gid = ctx->gid;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -247,13 +247,13 @@ static void cm_fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_RENAME);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_RENAME);
 	if (j == NULL || job_names(j, name, newname) != 0)
 		return;
 	j->ino = parent;
 	j->ino2 = newparent;
 	j->flags = flags;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -266,20 +266,20 @@ static void cm_fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void cm_fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_READ);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_READ);
 	if (j == NULL)
 		return;
 	j->ino = ino;
 	j->size = size;
 	j->off = off;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_WRITE);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_WRITE);
 	if (j == NULL)
 		return;
 	j->data = malloc(size ? size : 1);
@@ -292,8 +292,8 @@ static void cm_fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t 
 	j->data_len = size;
 	j->ino = ino;
 	j->off = off;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -317,30 +317,30 @@ static void cm_fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	simple(req, CM_FS_OPENDIR, ino, fi);
 }
 
-static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			  struct fuse_file_info *fi)
+/* READDIR and READDIRPLUS: a chunk of the listing at off (fs/dir.c). */
+static void dir_job(fuse_req_t req, enum cm_fs_op op, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_READDIR);
+	struct cm_fs_job *j = cm_fs__job_new(req, op);
 	if (j == NULL)
 		return;
 	j->ino = ino;
 	j->size = size;
 	j->off = off;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
+}
+
+static void cm_fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			  struct fuse_file_info *fi)
+{
+	dir_job(req, CM_FS_READDIR, ino, size, off, fi);
 }
 
 static void cm_fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			      struct fuse_file_info *fi)
 {
-	struct cm_fs_job *j = job_new(req, CM_FS_READDIRPLUS);
-	if (j == NULL)
-		return;
-	j->ino = ino;
-	j->size = size;
-	j->off = off;
-	job_fi(j, fi);
-	job_push(j);
+	dir_job(req, CM_FS_READDIRPLUS, ino, size, off, fi);
 }
 
 static void cm_fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -353,7 +353,7 @@ static void cm_fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 {
 	if (read_only(req))
 		return;
-	struct cm_fs_job *j = job_new(req, CM_FS_CREATE);
+	struct cm_fs_job *j = cm_fs__job_new(req, CM_FS_CREATE);
 	if (j == NULL || job_names(j, name, NULL) != 0)
 		return;
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -361,8 +361,8 @@ static void cm_fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mo
 	j->mode = mode & 07777;
 	j->uid = ctx->uid;
 	j->gid = ctx->gid;
-	job_fi(j, fi);
-	job_push(j);
+	cm_fs__job_fi(j, fi);
+	cm_fs__job_push(j);
 }
 
 /* Extended attributes: user.confman.version and user.confman.token, read-only. */
@@ -382,7 +382,8 @@ static bool xa_ours(const char *name)
 
 static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	if (!xa_ours(name)) {
+	bool lock = cm_fs_lock_xattr_name(name); /* fs/lock.c */
+	if (!lock && !xa_ours(name)) {
 		/* Only the user namespace exists here: no security labels, no
 		 * ACLs, no trusted names (setxattr of them is ENOTSUP too).
 		 * Saying so lets ls -l remember it per device (coreutils'
@@ -391,12 +392,12 @@ static void cm_fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, siz
 		fuse_reply_err(req, strncmp(name, "user.", 5) == 0 ? ENODATA : ENOTSUP);
 		return;
 	}
-	struct cm_fs_job *j = job_new(req, CM_FS_GETXATTR);
+	struct cm_fs_job *j = cm_fs__job_new(req, lock ? CM_FS_LOCK_GETXATTR : CM_FS_GETXATTR);
 	if (j == NULL || job_names(j, name, NULL) != 0)
 		return;
 	j->ino = ino;
 	j->size = size;
-	job_push(j);
+	cm_fs__job_push(j);
 }
 
 static void cm_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -415,14 +416,18 @@ static void cm_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void cm_fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			   size_t size, int flags)
 {
-	(void)ino, (void)value, (void)size, (void)flags;
+	(void)flags;
+	if (cm_fs_lock_xattr_name(name)) {
+		cm_fs_lock_setxattr(req, ino, name, value, size); /* fs/lock.c */
+		return;
+	}
 	fuse_reply_err(req, xa_ours(name) ? EPERM : ENOTSUP);
 }
 
 static void cm_fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino;
-	fuse_reply_err(req, xa_ours(name) ? EPERM : ENODATA);
+	fuse_reply_err(req, xa_ours(name) || cm_fs_lock_xattr_name(name) ? EPERM : ENODATA);
 }
 
 /* No state: answered on the FUSE thread. Confman has no block accounting;
@@ -475,6 +480,10 @@ const struct fuse_lowlevel_ops cm_fs_ops = {
 	.listxattr = cm_fs_listxattr,
 	.setxattr = cm_fs_setxattr,
 	.removexattr = cm_fs_removexattr,
+	/* fs/lock.c: cluster-wide flock(2) and whole-file fcntl(2) locks */
+	.flock = cm_fs_flock,
+	.getlk = cm_fs_getlk,
+	.setlk = cm_fs_setlk,
 };
 
 /* Loop thread: take the whole queue at once, then run it outside the lock. */

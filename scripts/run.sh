@@ -79,7 +79,16 @@ if api_alive; then
 	echo "==> confman-api runs already (pid $(cat "$API_PID"))"
 else
 	echo "==> start confman-api on $API_ADDR"
-	setsid build/api/confman-api --listen "$API_ADDR" --servers "$servers" \
+	apiopts=()
+	if [ -n "${CONFMAN_CA:-}" ]; then
+		# HTTPS; callers bring a client certificate or a bearer token, and
+		# the gateway forwards their identities as a trusted proxy.
+		certs=$(dirname "$CONFMAN_CA")
+		apiopts=(--server-cert "$certs/confman-gw.pem" --server-key "$certs/confman-gw.key"
+			--https-cert "$certs/gateway.pem" --https-key "$certs/gateway.key"
+			--https-ca "$CONFMAN_CA")
+	fi
+	setsid build/api/confman-api --listen "$API_ADDR" --servers "$servers" "${apiopts[@]}" \
 		>"$ROOT/run/api.log" 2>&1 </dev/null &
 	echo $! >"$API_PID"
 	for _ in $(seq 1 50); do
@@ -95,7 +104,8 @@ Confman is running, mounted at run/mnt, with its HTTP gateway on $API_ADDR. Try:
   echo db1.example > run/mnt/db-host && cat run/mnt/db-host
   export $(scripts/cluster env | tr '\n' ' ')
   build/client/confmanctl get /db-host
-  curl -s http://$API_ADDR/v1/kv/db-host
+  curl -s --cacert \$CONFMAN_CA --cert \$CONFMAN_CERT --key \$CONFMAN_KEY \\
+       https://$API_ADDR/v1/kv/db-host         # (--insecure cluster: http://, no flags)
   build/client/confmanctl watch /            # in another terminal
   scripts/cluster kill 1                     # the cluster goes on
   scripts/run.sh stop                        # unmount and stop (data stays in run/cluster)

@@ -13,7 +13,14 @@
  * shows only the children on that way, the watch only their events); PUT, MKDIR, DELETE write, RENAME write on both
  * paths; DUMP (a backup holds everything), node, membership, transfer and
  * ACL changes admin on "/"; shard add, split, merge, move admin on the
- * shard's prefix; STATUS, SHARDS and WHOAMI any authenticated caller.
+ * shard's prefix; token create, revoke and list admin on "/", token
+ * resolve trusted proxies only (token.c); STATUS, SHARDS and WHOAMI any
+ * authenticated caller.
+ *
+ * A trusted proxy (a CN in [cluster] proxies: the gateway) may forward its
+ * caller's identity in a request (REQ's `as`): the request is then checked
+ * as that identity's, never the proxy's. From any other connection a
+ * forwarded identity is refused (EACCES) and logged.
  * Watch events are filtered per watcher (watch.c): nothing about a path it
  * may not read.
  */
@@ -127,6 +134,8 @@ static uint8_t needs(const struct cm_req *req, const char **path, uint32_t *len)
 		return admin_on_root(req, path, len);
 	case CM_OP_ACL:
 		return req->flags == CM_ACL_LIST ? 0 : CM_ACL_ADMIN; /* checked in acl_op */
+	case CM_OP_TOKEN: /* resolve: trusted proxies only (token.c) */
+		return req->flags == CM_TOKEN_RESOLVE ? 0 : admin_on_root(req, path, len);
 	default: /* STATUS, SHARDS, UNWATCH, WHOAMI */
 		return 0;
 	}
@@ -135,7 +144,16 @@ static uint8_t needs(const struct cm_req *req, const char **path, uint32_t *len)
 int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
 {
 	struct cm_acl_who who;
-	cm__acl_who(c, &who);
+	struct cm_acl_names names;
+	int rv = cm__acl_who(n, c, req->as, &names, &who);
+	if (rv != 0) {
+		const struct cm_identity *id = cm_conn_identity(c);
+		cm_log_warn("acl: %s sent a forwarded identity (%.*s) but %s: refused",
+			    id && id->user[0] ? id->user : "?", (int)req->as.len, req->as.p,
+			    rv == -EACCES ? "is not a trusted proxy ([cluster] proxies)"
+					  : "the identity is malformed");
+		return -EACCES;
+	}
 	if (who.insecure)
 		return 0;
 	const char *path;
@@ -161,18 +179,23 @@ int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req
 	return ok ? 0 : -EACCES;
 }
 
-bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, const char *path, uint32_t len)
+bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, struct cm_bytes as, const char *path,
+		   uint32_t len)
 {
 	struct cm_acl_who who;
-	cm__acl_who(c, &who);
+	struct cm_acl_names names;
+	if (cm__acl_who(n, c, as, &names, &who) != 0)
+		return false;
 	return cm_acl_allows(in_force(n), &who, CM_ACL_READ, path, len);
 }
 
-bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32_t dlen,
-		   const char *name, uint32_t nlen)
+bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, struct cm_bytes as, const char *dir,
+		   uint32_t dlen, const char *name, uint32_t nlen)
 {
 	struct cm_acl_who who;
-	cm__acl_who(c, &who);
+	struct cm_acl_names names;
+	if (cm__acl_who(n, c, as, &names, &who) != 0)
+		return false;
 	const struct cm_acl *a = in_force(n);
 	return cm_acl_allows(a, &who, CM_ACL_READ, dir, dlen) ||
 	       cm_acl_shows(a, &who, dir, dlen, name, nlen);
@@ -180,20 +203,43 @@ bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32
 
 /* ---- who is asking ---- */
 
-void cm__acl_who(struct cm_conn *c, struct cm_acl_who *who)
+bool cm__acl_proxy(const struct cm_node *n, const struct cm_identity *id)
+{
+	if (id == NULL || id->insecure || id->node_id != 0 || id->user[0] == '\0')
+		return false;
+	for (uint32_t k = 0; k < n->cfg->n_proxies; k++)
+		if (strcmp(n->cfg->proxies[k], id->user) == 0)
+			return true;
+	return false;
+}
+
+int cm__acl_who(struct cm_node *n, struct cm_conn *c, struct cm_bytes as,
+		struct cm_acl_names *names, struct cm_acl_who *who)
 {
 	/* Plain TCP (an insecure cluster) carries no identity: nothing to
-	 * check. A node's own certificate (its internal requests, a join) is
-	 * the cluster itself. Otherwise the certificate's CN and OUs (net.c). */
+	 * check, a forwarded one included. A forwarded identity counts only
+	 * from a trusted proxy's certificate: anyone else could claim to be
+	 * an admin. A node's own certificate (its internal requests, a join)
+	 * is the cluster itself. Otherwise the certificate's CN and OUs (net.c). */
 	const struct cm_identity *id = cm_conn_identity(c);
 	memset(who, 0, sizeof(*who));
-	if (id == NULL || id->insecure || id->node_id != 0) {
+	if (id == NULL || id->insecure) {
 		who->insecure = true;
-		return;
+		return 0;
+	}
+	if (as.len > 0) {
+		if (!cm__acl_proxy(n, id))
+			return -EACCES;
+		return cm_acl_who_parse(as.p, as.len, names, who);
+	}
+	if (id->node_id != 0) {
+		who->insecure = true;
+		return 0;
 	}
 	who->user = id->user;
 	for (uint32_t k = 0; k < id->n_groups && k < CM_ACL_MAX_GROUPS; k++)
 		who->groups[who->n_groups++] = id->groups[k];
+	return 0;
 }
 
 /* ---- CM_OP_ACL and CM_OP_WHOAMI ---- */
@@ -273,7 +319,11 @@ static void acl_change(struct cm_node *n, struct cm_conn *c, const struct cm_req
 void cm__acl_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req)
 {
 	struct cm_acl_who who;
-	cm__acl_who(c, &who);
+	struct cm_acl_names names;
+	if (cm__acl_who(n, c, req->as, &names, &who) != 0) { /* cm__acl_check refused it */
+		cm__reply_err(n, NULL, c, req, -EACCES);
+		return;
+	}
 	if (req->op == CM_OP_WHOAMI) {
 		char text[CM_ACL_NAME_MAX * (CM_ACL_MAX_GROUPS + 1) + 64];
 		size_t len = 0;

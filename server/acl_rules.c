@@ -124,6 +124,31 @@ int cm_acl_parse(const char *text, size_t len, struct cm_acl *out, uint32_t *lin
 	return 0;
 }
 
+int cm_acl_who_parse(const char *p, size_t len, struct cm_acl_names *nm, struct cm_acl_who *who)
+{
+	memset(who, 0, sizeof(*who));
+	size_t off = 0, flen;
+	const char *f;
+	uint32_t n = 0;
+	while (off < len) {
+		if (!field(p, len, &off, &f, &flen) || !name_ok(f, flen) || n > CM_ACL_MAX_GROUPS)
+			goto bad;
+		char *dst = n == 0 ? nm->user : nm->groups[n - 1];
+		memcpy(dst, f, flen);
+		dst[flen] = '\0';
+		n++;
+	}
+	if (n == 0 || p[len - 1] == ' ')
+		goto bad;
+	who->user = nm->user;
+	for (uint32_t k = 1; k < n; k++)
+		who->groups[who->n_groups++] = nm->groups[k - 1];
+	return 0;
+bad:
+	memset(who, 0, sizeof(*who));
+	return -EINVAL;
+}
+
 /* Does rule r name who? */
 static bool names(const struct cm_acl_rule *r, const struct cm_acl_who *who)
 {

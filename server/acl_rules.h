@@ -46,6 +46,21 @@ struct cm_acl_who {
 	bool insecure; /* plain TCP, or a node's own certificate: not checked */
 };
 
+/* A forwarded identity's names (a trusted proxy's caller), NUL-terminated:
+ * a cm_acl_who filled by cm_acl_who_parse points into it. */
+struct cm_acl_names {
+	char user[CM_ACL_NAME_MAX + 1];
+	char groups[CM_ACL_MAX_GROUPS][CM_ACL_NAME_MAX + 1];
+};
+
+/*
+ * cm_acl_who_parse - "USER[ GROUP...]" (single spaces; names as in rules;
+ * at most CM_ACL_MAX_GROUPS groups) into names, with who pointing into it.
+ * Returns 0 or -EINVAL (then who names nobody).
+ */
+int cm_acl_who_parse(const char *p, size_t len, struct cm_acl_names *names,
+		     struct cm_acl_who *who);
+
 /* Parse one rule ("PERM PRINCIPAL PREFIX", no newline). 0 or -EINVAL. */
 int cm_acl_rule_parse(const char *p, size_t len, struct cm_acl_rule *out);
 /* The rule back as text into buf (returns its length, or -ENOSPC). */

@@ -1,6 +1,7 @@
 /* admin.c: the node's /healthz, /readyz and /metrics, served from its own loop. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/http.h"
@@ -155,6 +156,27 @@ static void metrics(void *arg, struct cm_buf *out)
 	cm_metrics_write_u64(out, "confman_store_space_level", NULL, n->space_level);
 }
 
+/* A PEM file's text for MHD (malloc'd), at most 1 MiB; NULL when unreadable. */
+static char *read_pem(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		cm_log_error("http: %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 1u << 20;
+	char *buf = malloc(cap + 1);
+	size_t len = buf ? fread(buf, 1, cap + 1, f) : 0;
+	fclose(f);
+	if (buf == NULL || len == 0 || len > cap) {
+		cm_log_error("http: %s: empty, unreadable or over 1 MiB", path);
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
 int cm__admin_start(struct cm_node *n)
 {
 	const char *addr = n->cfg->http_addr;
@@ -164,10 +186,19 @@ int cm__admin_start(struct cm_node *n)
 		return 0; /* not asked for */
 	struct cm_http_handlers h = {.arg = n, .healthz = healthz, .readyz = readyz,
 				     .metrics = metrics};
-	int rv = cm_http_start(n->loop, addr, &h, &n->http);
+	/* A TLS node serves HTTPS with its own certificate (the key's mode
+	 * was checked when TLS was loaded); plain HTTP only when insecure. */
+	bool tls = !n->cfg->insecure && n->cfg->cert[0] && n->cfg->key[0];
+	int rv = 0;
+	if (tls && ((n->http_cert = read_pem(n->cfg->cert)) == NULL ||
+		    (n->http_key = read_pem(n->cfg->key)) == NULL))
+		rv = -EINVAL;
+	if (rv == 0)
+		rv = tls ? cm_http_start_tls(n->loop, addr, &h, n->http_cert, n->http_key, &n->http)
+			 : cm_http_start(n->loop, addr, &h, &n->http);
 	if (rv != 0)
 		cm_log_error("http on %s: %s", addr, cm_strerror(rv));
 	else
-		cm_log_info("http on %s", addr);
+		cm_log_info("%s on %s", tls ? "https" : "http", addr);
 	return rv;
 }

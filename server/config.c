@@ -98,6 +98,7 @@ static const char usage[] =
 	"  id = confman\n"
 	"  max_value = 1048576\n"
 	"  ca = /etc/confman/ca.pem          ; TLS: the CA bundle\n"
+	"  ; proxies = confman-gw            ; CNs that may forward identities\n"
 	"  ; insecure = true                 ; or plain TCP, warned at every start\n"
 	"  [node.1]\n"
 	"  address = 127.0.0.1:7001\n"
@@ -156,6 +157,23 @@ static int parse_replicas(struct cm_group_info *g, const char *v)
 	return g->n_replicas ? 0 : -EINVAL;
 }
 
+/* "confman-gw, gw-2": the CNs trusted to forward identities (acl.c). */
+static int parse_proxies(struct cm_config *c, const char *value)
+{
+	char buf[CM_PROXIES_MAX * 66];
+	if (strlen(value) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, value);
+	char *save = NULL;
+	c->n_proxies = 0;
+	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		if (c->n_proxies == CM_PROXIES_MAX || strlen(t) >= sizeof(c->proxies[0]))
+			return -EINVAL;
+		strcpy(c->proxies[c->n_proxies++], t);
+	}
+	return 0;
+}
+
 static int on_cluster(struct cm_config *c, const char *name, const char *value)
 {
 	uint64_t v;
@@ -165,6 +183,8 @@ static int on_cluster(struct cm_config *c, const char *name, const char *value)
 		strcpy(c->admin, value);
 		return 0;
 	}
+	if (strcmp(name, "proxies") == 0)
+		return parse_proxies(c, value);
 	if (strcmp(name, "id") == 0) {
 		if (strlen(value) == 0 || strlen(value) > CM_CLUSTER_MAX)
 			return -EINVAL;

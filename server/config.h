@@ -44,6 +44,7 @@ struct cm_group_info {
  *   id = confman            ; cluster id, checked in every handshake
  *   max_value = 1048576     ; largest value in bytes
  *   admin = alice           ; the first admin (a certificate's CN): acl.c
+ *   proxies = confman-gw    ; CNs trusted to forward their callers' identities
  *   ca = /etc/confman/ca.pem ; the CA bundle: TLS on every connection
  *   insecure = false        ; true: plain TCP (no ca), warned at every start
  *   [node.1]
@@ -54,6 +55,8 @@ struct cm_group_info {
  *   prefix = /
  *   replicas = 1,2,3
  */
+#define CM_PROXIES_MAX 8 /* [cluster] proxies names */
+
 struct cm_config {
 	/* Flags. */
 	uint64_t node_id;
@@ -88,6 +91,10 @@ struct cm_config {
 	/* Cluster file. */
 	char cluster_id[CM_CLUSTER_MAX + 1];
 	char admin[65];   /* [cluster] admin: the user the first rule makes admin of "/" */
+	/* [cluster] proxies: certificate CNs whose requests may carry a
+	 * forwarded identity (acl.c); from this node's file, not replicated. */
+	char proxies[CM_PROXIES_MAX][65];
+	uint32_t n_proxies;
 	uint32_t max_value;
 	uint32_t n_nodes;
 	struct cm_node_info nodes[CM_MAX_PEERS];

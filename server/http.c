@@ -258,8 +258,18 @@ static int diagnose_bind(const struct sockaddr_in *sa)
 static struct MHD_Daemon *start_mhd(struct cm_http *http, const struct sockaddr_in *sa,
 				    const struct cm_http_opts *o)
 {
-	/* External polling through MHD's epoll fd: MHD starts no thread. */
-	return MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, http,
+	/* External polling through MHD's epoll fd: MHD starts no thread.
+	 * HTTPS through MHD's own TLS, which is GnuTLS, TLS 1.3 only as on
+	 * every other connection of the project. */
+	bool tls = o->cert_pem != NULL;
+	struct MHD_OptionItem tls_opts[] = {
+		{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->cert_pem},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->key_pem},
+		{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3"},
+		{MHD_OPTION_END, 0, NULL}};
+	struct MHD_OptionItem none[] = {{MHD_OPTION_END, 0, NULL}};
+	return MHD_start_daemon(MHD_USE_EPOLL | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL,
+				on_request, http, MHD_OPTION_ARRAY, tls ? tls_opts : none,
 				MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)sa,
 				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)CM_HTTP_BACKLOG,
 				MHD_OPTION_CONNECTION_LIMIT, o->conn_limit,
@@ -274,7 +284,7 @@ static bool args_ok(const struct cm_http_handlers *h, const struct cm_http_opts 
 	if (h == NULL || h->healthz == NULL || h->readyz == NULL || h->metrics == NULL)
 		return false;
 	return o->conn_limit >= 1 && o->conn_limit <= 1024 && o->timeout_s >= 1 &&
-	       o->timeout_s <= 3600;
+	       o->timeout_s <= 3600 && (o->cert_pem == NULL) == (o->key_pem == NULL);
 }
 
 /* The uv side: watch MHD's epoll fd and arm its timer. */
@@ -334,6 +344,20 @@ int cm_http_start(uv_loop_t *loop, const char *addr, const struct cm_http_handle
 		.conn_limit = CM_HTTP_CONN_LIMIT,
 		.timeout_s = CM_HTTP_TIMEOUT_S,
 		.per_ip_limit = 0,
+	};
+	return cm_http_start_opts(loop, addr, h, &o, out);
+}
+
+int cm_http_start_tls(uv_loop_t *loop, const char *addr, const struct cm_http_handlers *h,
+		      const char *cert_pem, const char *key_pem, struct cm_http **out)
+{
+	if (cert_pem == NULL || key_pem == NULL)
+		return -EINVAL;
+	const struct cm_http_opts o = {
+		.conn_limit = CM_HTTP_CONN_LIMIT,
+		.timeout_s = CM_HTTP_TIMEOUT_S,
+		.cert_pem = cert_pem,
+		.key_pem = key_pem,
 	};
 	return cm_http_start_opts(loop, addr, h, &o, out);
 }

@@ -59,6 +59,10 @@ struct cm_http_opts {
 	unsigned conn_limit;      /* 1..1024 */
 	unsigned timeout_s;       /* 1..3600 */
 	unsigned per_ip_limit;    /* connections from one address; 0: no limit */
+	/* HTTPS (TLS 1.3) with this certificate and key, PEM text (borrowed:
+	 * alive until cm_http_stop); NULL: plain HTTP. A node of a TLS cluster
+	 * serves with its own certificate; only insecure = true serves HTTP. */
+	const char *cert_pem, *key_pem;
 };
 
 /*
@@ -74,6 +78,9 @@ struct cm_http_opts {
  */
 int cm_http_start(uv_loop_t *loop, const char *addr, const struct cm_http_handlers *h,
 		  struct cm_http **out);
+/* cm_http_start over HTTPS (cert_pem, key_pem: as in cm_http_opts). */
+int cm_http_start_tls(uv_loop_t *loop, const char *addr, const struct cm_http_handlers *h,
+		      const char *cert_pem, const char *key_pem, struct cm_http **out);
 
 /* cm_http_start_opts - cm_http_start with explicit limits (-EINVAL when out of range). */
 int cm_http_start_opts(uv_loop_t *loop, const char *addr, const struct cm_http_handlers *h,

@@ -236,6 +236,7 @@ static int put_keep(struct apply *a, const struct cm_kv__walk *w)
 	times_set(k, &n.attr);
 	n.attr.version++;
 	n.attr.mod_index = a->index;
+	a->put_ino = n.ino; /* CM_PUT_LEASE attaches this node (op_put) */
 	rc = put(a, w->parent, base(k->path), &n);
 	free(copy);
 	return rc ? rc : done(a, CM_EV_PUT, &n.attr);

@@ -275,8 +275,15 @@ static int key_live(const struct cm_kv__ctx *c, struct cm_bytes path, uint64_t i
 	return w.found && !w.fenced && w.node.ino == ino && !S_ISDIR(w.node.attr.mode);
 }
 
-int cm_kv__lease_next(const struct cm_kv__ctx *c, uint64_t id, char *path, uint32_t *plen,
-		      uint64_t *ino)
+/*
+ * Visit lease id's keys still attached (the node at the kept path is that
+ * ino), in ino order, path copied into buf (CM_PATH_MAX bytes): fn returns 0
+ * to go on, anything else stops the walk and is returned (an error, or a
+ * positive "found"). Stale entries are skipped, not removed (no write).
+ */
+typedef int (*attach_fn)(void *arg, const char *path, uint32_t len, uint64_t ino);
+
+static int attach_each(const struct cm_kv__ctx *c, uint64_t id, char *buf, attach_fn fn, void *arg)
 {
 	MDB_cursor *cur;
 	int rc = cm_store_mdb_err(mdb_cursor_open(c->txn, c->kv, &cur));
@@ -285,31 +292,45 @@ int cm_kv__lease_next(const struct cm_kv__ctx *c, uint64_t id, char *path, uint3
 	uint8_t pfx[8];
 	cm_bo_put_be64(pfx, id);
 	MDB_val k, v;
-	int found = 0;
-	for (rc = cm_kv__rrange_first(c, cur, CM_KV_P_ATTACH, pfx, 8, &k, &v); rc == 0;
+	int out = 0;
+	for (rc = cm_kv__rrange_first(c, cur, CM_KV_P_ATTACH, pfx, 8, &k, &v); rc == 0 && out == 0;
 	     rc = cm_kv__rrange_next(c, cur, CM_KV_P_ATTACH, pfx, 8, &k, &v)) {
 		if (k.mv_size != CM_KV_KEY_HDR + 16 || v.mv_size > CM_PATH_MAX || v.mv_size == 0) {
-			rc = -EIO;
+			out = -EIO;
 			break;
 		}
-		uint64_t i = cm_bo_get_be64((const uint8_t *)k.mv_data + CM_KV_KEY_HDR + 8);
-		struct cm_bytes p = {v.mv_data, (uint32_t)v.mv_size};
-		memcpy(path, p.p, p.len); /* the walk may not move it, but keep it safe */
-		found = key_live(c, (struct cm_bytes){path, p.len}, i);
-		if (found < 0) {
-			rc = found;
-			break;
-		}
-		if (found) {
-			*plen = p.len;
-			*ino = i;
-			break;
-		}
+		uint32_t len = (uint32_t)v.mv_size;
+		uint64_t ino = cm_bo_get_be64((const uint8_t *)k.mv_data + CM_KV_KEY_HDR + 8);
+		memcpy(buf, v.mv_data, len); /* the walk below reads the store */
+		out = key_live(c, (struct cm_bytes){buf, len}, ino);
+		if (out == 1)
+			out = fn(arg, buf, len, ino);
 	}
 	mdb_cursor_close(cur);
-	if (rc == -ENOENT)
-		rc = 0;
-	return rc ? rc : found;
+	if (out != 0)
+		return out;
+	return rc == -ENOENT ? 0 : rc;
+}
+
+struct first {
+	uint32_t *plen;
+	uint64_t *ino;
+};
+
+static int take_first(void *arg, const char *path, uint32_t len, uint64_t ino)
+{
+	struct first *f = arg;
+	(void)path; /* already in the caller's buffer */
+	*f->plen = len;
+	*f->ino = ino;
+	return 1;
+}
+
+int cm_kv__lease_next(const struct cm_kv__ctx *c, uint64_t id, char *path, uint32_t *plen,
+		      uint64_t *ino)
+{
+	struct first f = {plen, ino};
+	return attach_each(c, id, path, take_first, &f);
 }
 
 /* Drop id's attachments with ino <= upto (all: UINT64_MAX), their P_BYINO
@@ -456,40 +477,34 @@ int cm_kv_lease_each(struct cm_store *s, MDB_txn *txn, uint64_t group, cm_kv_lea
 	return rc == -ENOENT ? 0 : rc;
 }
 
+struct keys {
+	uint32_t n, max;
+	cm_kv_path_cb cb;
+	void *arg;
+};
+
+static int key_one(void *arg, const char *path, uint32_t len, uint64_t ino)
+{
+	struct keys *x = arg;
+	(void)ino;
+	if (x->n == x->max)
+		return 2; /* enough: not an error */
+	x->n++;
+	return x->cb(x->arg, (struct cm_bytes){path, len});
+}
+
 int cm_kv_lease_keys(struct cm_store *s, MDB_txn *txn, uint64_t group, uint64_t id, uint32_t max,
 		     cm_kv_path_cb cb, void *arg)
 {
 	struct cm_kv__ctx c;
 	cm_kv__ctx_init(&c, s, txn, group);
-	MDB_cursor *cur;
-	int rc = cm_store_mdb_err(mdb_cursor_open(txn, c.kv, &cur));
-	if (rc != 0)
-		return rc;
-	uint8_t pfx[8];
-	cm_bo_put_be64(pfx, id);
-	MDB_val k, v;
-	uint32_t n = 0;
-	char path[CM_PATH_MAX];
-	for (rc = cm_kv__rrange_first(&c, cur, CM_KV_P_ATTACH, pfx, 8, &k, &v); rc == 0 && n < max;
-	     rc = cm_kv__rrange_next(&c, cur, CM_KV_P_ATTACH, pfx, 8, &k, &v)) {
-		if (k.mv_size != CM_KV_KEY_HDR + 16 || v.mv_size > CM_PATH_MAX) {
-			rc = -EIO;
-			break;
-		}
-		uint32_t len = (uint32_t)v.mv_size;
-		memcpy(path, v.mv_data, len);
-		uint64_t ino = cm_bo_get_be64((const uint8_t *)k.mv_data + CM_KV_KEY_HDR + 8);
-		int live = key_live(&c, (struct cm_bytes){path, len}, ino);
-		if (live < 0) {
-			rc = live;
-			break;
-		}
-		if (live && (rc = cb(arg, (struct cm_bytes){path, len})) != 0)
-			break;
-		n += (uint32_t)live;
-	}
-	mdb_cursor_close(cur);
-	return rc == -ENOENT ? 0 : rc;
+	char *path = malloc(CM_PATH_MAX);
+	if (path == NULL)
+		return -ENOMEM;
+	struct keys x = {0, max, cb, arg};
+	int rc = attach_each(&c, id, path, key_one, &x);
+	free(path);
+	return rc == 2 ? 0 : rc;
 }
 
 static bool under(const char *p, size_t len, struct cm_bytes prefix)

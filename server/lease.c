@@ -304,6 +304,19 @@ static void text_add(struct text *t, const char *fmt, ...)
 	t->len += (size_t)len;
 }
 
+/* The answer: err, or a and t's lines; t is freed. */
+static void reply_text(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
+		       const struct cm_req *req, int err, const struct cm_attr *a, struct text *t)
+{
+	err = err ? err : t->err;
+	if (err != 0)
+		cm__reply_err(n, g, c, req, err);
+	else
+		reply_attr(n, g, c, req, a, (struct cm_bytes){t->p ? t->p : "", (uint32_t)t->len});
+	free(t->p);
+	t->p = NULL;
+}
+
 static int key_line(void *arg, struct cm_bytes path)
 {
 	text_add(arg, "%.*s\n", (int)path.len, path.p);
@@ -372,12 +385,7 @@ static void lease_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 		err = cm_kv_lease_keys(n->store, txn, g->info->id, s->id, CM_LEASE_KEYS_MAX, key_line, &t);
 	}
 	cm_store_txn_abort(txn);
-	err = err ? err : t.err;
-	if (err != 0)
-		cm__reply_err(n, g, c, req, err);
-	else
-		reply_attr(n, g, c, req, &a, (struct cm_bytes){t.p ? t.p : "", (uint32_t)t.len});
-	free(t.p);
+	reply_text(n, g, c, req, err, &a, &t);
 }
 
 /* QUERY: the holders, read from what this node applied (the leader's). */
@@ -404,12 +412,7 @@ static void lock_query(struct cm_node *n, struct cm_group *g, struct cm_conn *c,
 			a.version = v[k].token;
 	}
 	free(v);
-	err = err ? err : t.err;
-	if (err != 0)
-		cm__reply_err(n, g, c, req, err);
-	else
-		reply_attr(n, g, c, req, &a, (struct cm_bytes){t.p ? t.p : "", (uint32_t)t.len});
-	free(t.p);
+	reply_text(n, g, c, req, err, &a, &t);
 }
 
 /* --test-lock-no-log: every ACQUIRE granted at once, as a broken server would. */

@@ -430,6 +430,7 @@ const char *cm_metrics_op_name(uint8_t op)
 		[CM_OP_WHOAMI] = "whoami",
 		[CM_OP_LEASE] = "lease",
 		[CM_OP_LOCK] = "lock",
+		[CM_OP_TOKEN] = "token",
 	};
 	/* A new op without a name here fails the names test, not a scrape. */
 	return op < CM_OP_COUNT && names[op] != NULL ? names[op] : "unknown";

@@ -525,6 +525,9 @@ void cm_node_stop(struct cm_node *n)
 		cm_net_stop(n->net);
 	if (n->http)
 		cm_http_stop(n->http);
+	free(n->http_cert);
+	free(n->http_key);
+	n->http_cert = n->http_key = NULL;
 }
 
 void cm_node_free(struct cm_node *n)

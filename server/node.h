@@ -33,8 +33,10 @@ struct cm_pending {
 	bool done;         /* write applied: err/attr hold the result */
 	int err;
 	struct cm_attr attr;
-	char *path;        /* read, and a LOCK that may wait: owned copy */
+	char *path;        /* owned copy: a read's, then its forwarded identity's;
+			    * a LOCK's that may wait (lease.c) */
 	uint32_t path_len;
+	uint32_t as_len;   /* read: bytes of the forwarded identity after path */
 	uint64_t lease, owner; /* LOCK: the holder it asks for */
 };
 
@@ -69,8 +71,9 @@ struct cm_watch {
 	uint64_t group;
 	uint64_t sent; /* events up to this index were sent */
 	bool progress; /* CM_WATCH_PROGRESS: heartbeats wanted */
-	char *prefix;  /* owned */
+	char *prefix;  /* owned; then the forwarded identity it watches as */
 	uint32_t plen;
+	uint32_t as_len; /* bytes of the forwarded identity after prefix; 0: none */
 	struct cm_watch *next;
 };
 
@@ -117,6 +120,7 @@ struct cm_node {
 	bool draining;          /* asked to stop: handing leadership over first (drain.c) */
 	uint64_t drain_until;   /* tick after which it stops anyway */
 	struct cm_http *http;        /* NULL without an HTTP address */
+	char *http_cert, *http_key;  /* owned: its HTTPS certificate and key (PEM) */
 	struct cm_hist fsync;        /* the turn's commit (fsync) latency */
 	struct cm_req_counters reqs; /* answered requests by op and result */
 	uint64_t disk_free;          /* bytes free in --data at the last tick (space.c) */
@@ -202,11 +206,23 @@ int cm__join(struct cm_config *cfg);
 int cm__acl_load(struct cm_node *n, MDB_txn *txn);
 void cm__acl_propose_seed(struct cm_node *n, struct cm_group *meta);
 int cm__acl_check(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
-bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, const char *path, uint32_t len);
-bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, const char *dir, uint32_t dlen,
-		   const char *name, uint32_t nlen);
-void cm__acl_who(struct cm_conn *c, struct cm_acl_who *who);
+/* Whether c's certificate may read path, as the identity `as` forwards when
+ * it is not empty (a trusted proxy's caller). */
+bool cm__acl_reads(struct cm_node *n, struct cm_conn *c, struct cm_bytes as, const char *path,
+		   uint32_t len);
+bool cm__acl_shows(struct cm_node *n, struct cm_conn *c, struct cm_bytes as, const char *dir,
+		   uint32_t dlen, const char *name, uint32_t nlen);
+/* Who asks on c: its certificate's identity, or the one forwarded in as
+ * (names holds its text). 0, -EACCES (as from a connection that is not a
+ * trusted proxy), -EINVAL (as malformed). */
+int cm__acl_who(struct cm_node *n, struct cm_conn *c, struct cm_bytes as,
+		struct cm_acl_names *names, struct cm_acl_who *who);
+/* Whether a certificate is a trusted proxy's ([cluster] proxies). */
+bool cm__acl_proxy(const struct cm_node *n, const struct cm_identity *id);
 void cm__acl_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
+/* token.c: CM_OP_TOKEN (create, revoke, list at the meta leader; resolve
+ * for trusted proxies). Answers req once. */
+void cm__token_handle(struct cm_node *n, struct cm_conn *c, const struct cm_req *req);
 
 /* restore.c: --restore FILE on an empty store: verify it, make the backup's
  * shards this node's groups (cfg->groups) and write their state. 0, or an

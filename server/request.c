@@ -95,12 +95,12 @@ static int list_cb(void *arg, struct cm_bytes name, const struct cm_attr *attr)
 /* Serve a GET or LIST from this replica's applied state. */
 /* A listing of a directory the caller reads only on the way to something
  * below: only the children on that way show. */
-static void acl_narrow(struct cm_node *n, struct cm_conn *c, struct cm_bytes dir,
-		       struct list_ctx *l)
+static void acl_narrow(struct cm_node *n, struct cm_conn *c, struct cm_bytes as,
+		       struct cm_bytes dir, struct list_ctx *l)
 {
 	uint32_t kept = 0;
 	for (uint32_t k = 0; k < l->n; k++)
-		if (cm__acl_shows(n, c, dir.p, dir.len, l->v[k].name.p, l->v[k].name.len))
+		if (cm__acl_shows(n, c, as, dir.p, dir.len, l->v[k].name.p, l->v[k].name.len))
 			l->v[kept++] = l->v[k];
 	l->n = kept;
 }
@@ -115,7 +115,7 @@ static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, stru
 	struct cm_resp r;
 	cm__resp_init(n, g, req, &r);
 	struct list_ctx l = {0};
-	bool reads = cm__acl_reads(n, c, path.p, path.len);
+	bool reads = cm__acl_reads(n, c, req->as, path.p, path.len);
 	if (req->op == CM_OP_GET) {
 		r.err = cm_kv_get(n->store, txn, g->info->id, path, &r.attr,
 				  (req->flags & CM_GET_ATTR_ONLY) ? NULL : &r.value);
@@ -127,7 +127,7 @@ static void serve_read(struct cm_node *n, struct cm_group *g, MDB_txn *txn, stru
 	} else {
 		r.err = cm_kv_list(n->store, txn, g->info->id, path, list_cb, &l);
 		if (r.err == 0 && !reads)
-			acl_narrow(n, c, path, &l);
+			acl_narrow(n, c, req->as, path, &l);
 		r.ents = l.v;
 		r.n_ents = l.n;
 	}
@@ -212,7 +212,8 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 		cm__reply_err(n, g, c, req, rv);
 		return;
 	}
-	p->path = malloc(req->path.len ? req->path.len : 1);
+	/* the path, then the forwarded identity it is read as (if any) */
+	p->path = malloc((size_t)req->path.len + req->as.len + 1);
 	p->ctx = ++g->read_seq; /* every read: keeps the list in ctx order */
 	p->done = req->consistency == CM_READ_FOLLOWER; /* its read point is the token */
 	if (p->path == NULL)
@@ -227,6 +228,9 @@ static void handle_read(struct cm_node *n, struct cm_group *g, struct cm_conn *c
 	}
 	memcpy(p->path, req->path.p, req->path.len);
 	p->path_len = req->path.len;
+	if (req->as.len > 0)
+		memcpy(p->path + req->path.len, req->as.p, req->as.len);
+	p->as_len = req->as.len;
 	p->conn = c;
 	cm_conn_ref(c);
 	p->req_id = req->id;
@@ -455,6 +459,10 @@ void cm__req_handle(void *arg, struct cm_conn *c, const struct cm_req *req)
 		cm__acl_handle(n, c, req);
 		return;
 	}
+	if (req->op == CM_OP_TOKEN) {
+		cm__token_handle(n, c, req);
+		return;
+	}
 	if (req->op == CM_OP_STATUS) {
 		handle_status(n, c, req);
 		return;
@@ -589,7 +597,8 @@ static void complete_reads(struct cm_node *n, struct cm_group *g, MDB_txn *txn)
 			l->v[kept++] = *p;
 			continue;
 		}
-		struct cm_req req = {.id = p->req_id, .op = p->op, .flags = p->flags};
+		struct cm_req req = {.id = p->req_id, .op = p->op, .flags = p->flags,
+				     .as = {p->path + p->path_len, p->as_len}};
 		serve_read(n, g, txn, p->conn, &req, (struct cm_bytes){p->path, p->path_len});
 		cm__pending_release(p);
 	}
@@ -617,7 +626,8 @@ void cm__req_expire(struct cm_node *n)
 				l->v[kept++] = *p;
 				continue;
 			}
-			struct cm_req req = {.id = p->req_id, .op = p->op};
+			struct cm_req req = {.id = p->req_id, .op = p->op,
+				     .as = {p->path + p->path_len, p->as_len}};
 			cm__reply_err(n, g, p->conn, &req,
 				  p->consistency == CM_READ_FOLLOWER ? CM_ESTALE : -ETIMEDOUT);
 			cm__pending_release(p);
@@ -637,7 +647,8 @@ void cm__req_fail_group(struct cm_node *n, struct cm_group *g, int err)
 		struct cm_pending_list *l = lists[j];
 		for (uint32_t k = 0; k < l->n; k++) {
 			struct cm_pending *p = &l->v[k];
-			struct cm_req req = {.id = p->req_id, .op = p->op};
+			struct cm_req req = {.id = p->req_id, .op = p->op,
+				     .as = {p->path + p->path_len, p->as_len}};
 			struct cm_resp r;
 			cm__resp_init(n, NULL, &req, &r);
 			r.err = err;

@@ -44,8 +44,9 @@ static int on_event(void *arg, uint64_t index, uint8_t kind, struct cm_bytes pat
 		e.attr = *attr;
 	/* Nothing about a path the watcher may not read (a rename into view
 	 * shows as the rename: its target is readable). */
-	bool seen = cm__acl_reads(d->n, d->w->conn, path.p, path.len) ||
-		    (path2.len > 0 && cm__acl_reads(d->n, d->w->conn, path2.p, path2.len));
+	struct cm_bytes as = {d->w->prefix + d->w->plen, d->w->as_len};
+	bool seen = cm__acl_reads(d->n, d->w->conn, as, path.p, path.len) ||
+		    (path2.len > 0 && cm__acl_reads(d->n, d->w->conn, as, path2.p, path2.len));
 	if (seen)
 		cm_net_event(d->w->conn, &e);
 	d->last = index;
@@ -87,12 +88,15 @@ int cm__watch_add(struct cm_node *n, struct cm_group *g, struct cm_conn *c, cons
 	if (cm__replica_stale(n, g))
 		return CM_ESTALE;
 	struct cm_watch *w = calloc(1, sizeof(*w));
-	if (w == NULL || (w->prefix = malloc(req->path.len)) == NULL) {
+	if (w == NULL || (w->prefix = malloc((size_t)req->path.len + req->as.len + 1)) == NULL) {
 		free(w);
 		return -ENOMEM;
 	}
 	memcpy(w->prefix, req->path.p, req->path.len);
 	w->plen = req->path.len;
+	if (req->as.len > 0) /* events are filtered as the forwarded identity sees them */
+		memcpy(w->prefix + req->path.len, req->as.p, req->as.len);
+	w->as_len = req->as.len;
 	w->conn = c;
 	cm_conn_ref(c);
 	w->id = req->id;

@@ -253,6 +253,15 @@ int cm_ac_watch(struct cm_ac *ac, const char *prefix, uint64_t from_index, cm_ac
 int cm_ac_watch_ex(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
 		   cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
 
+/* cm_ac_watch_as - cm_ac_watch_ex() for a trusted proxy's caller: every
+ * subscription carries the identity as ("USER[ GROUP...]", NULL: none;
+ * proto.h's forwarded identity), so the servers check it and filter the
+ * events as that identity may see them. Requests of cm_ac_submit() forward
+ * one in cm_req.as. Returns as cm_ac_watch_ex(), -EINVAL for as over
+ * CM_AS_MAX bytes. */
+int cm_ac_watch_as(struct cm_ac *ac, const char *prefix, uint64_t from_index, uint32_t flags,
+		   const char *as, cm_ac_event_cb cb, void *arg, uint64_t *watch_id);
+
 /*
  * cm_ac_watch_covers - whether watch_id has a live stream of group now
  * (subscribed, heard from within the silence bound), and the last index of
@@ -648,6 +657,46 @@ struct cm_lock_holder {
  */
 int cm_lock_query(struct cm_client *c, const char *path, struct cm_lock_holder **out,
 		  uint32_t *n);
+
+/*
+ * Bearer tokens for the gateway (README "Access rules"): the servers keep
+ * only a token's SHA-256. cm_token_create records line "ID HASH EXPIRES
+ * USER [GROUP...]" (ID 16 hex digits, HASH the token's SHA-256 in hex,
+ * EXPIRES unix seconds or 0); cm_token_revoke forgets token ID; cm_token_list
+ * gives "ID EXPIRES USER [GROUP...]" lines (malloc'd: free it). All three
+ * need admin on "/". Returns 0, -EINVAL, -EACCES, -EEXIST (create: the id
+ * is taken), -ENOENT (revoke: no such token), and the errors of any request.
+ */
+int cm_token_create(struct cm_client *c, const char *line);
+int cm_token_revoke(struct cm_client *c, const char *id);
+int cm_token_list(struct cm_client *c, char **text);
+
+/*
+ * Request builders for the asynchronous core: the requests the calls above
+ * send, for a program that submits them on its own loop (cm_ac_submit;
+ * confman-fs does). *r borrows path, which must outlive the submit.
+ * cm_lease_req: op a client's enum cm_lease_op (GRANT .. LIST); id the
+ *   lease (ignored by LIST); ttl_ms GRANT's TTL (else ignored).
+ * cm_lock_req: flags CM_LOCK_ACQUIRE (with CM_LOCK_SHARED, CM_LOCK_WAIT),
+ *   CM_LOCK_RELEASE or CM_LOCK_QUERY; lease and owner as cm_lock_acquire()
+ *   (ignored by QUERY).
+ * The core sends KEEPALIVE, TTL, LIST, ACQUIRE and QUERY again on its own
+ * after an unknown outcome; GRANT, REVOKE and RELEASE it does not (their
+ * second EEXIST or ENOENT would be the first one's success).
+ * Returns 0, -EINVAL, -ENAMETOOLONG.
+ */
+int cm_lease_req(struct cm_req *r, const char *path, uint32_t op, uint64_t id, uint32_t ttl_ms);
+int cm_lock_req(struct cm_req *r, const char *path, uint32_t flags, uint64_t lease,
+		uint64_t owner);
+/* cm_lease_info_of - the lease a LEASE answer describes (info may be NULL). */
+void cm_lease_info_of(const struct cm_resp *resp, struct cm_lease_info *info);
+/* cm_lock_again - whether an ACQUIRE with CM_LOCK_WAIT that failed with err
+ * is sent again (a timeout, a lost connection or leader: it keeps its
+ * place). Its success with token 0 means "still queued": ask again too. */
+bool cm_lock_again(int err);
+/* cm_lock_holders_parse - the holders a QUERY answer lists, as
+ * cm_lock_query(). Returns 0, -EBADMSG, -ENOMEM. */
+int cm_lock_holders_parse(const struct cm_resp *resp, struct cm_lock_holder **out, uint32_t *n);
 
 /* Progress of cm_shard_merge's copy: files and directories copied so far. */
 typedef void (*cm_merge_progress_fn)(void *arg, uint64_t copied);

@@ -29,6 +29,11 @@
  *             [atime_ns, mtime_ns]: CM_SET_TIMES's operands, present with
  *             that flag and only with it (17 elements; 16 without). A
  *             server before it refuses the frame: upgrade servers first
+ *             (, as:str): a forwarded identity "USER[ GROUP...]" (a trusted
+ *             proxy's caller: server/acl.c), the 18th element, present only
+ *             when forwarding; element 17 is then the times or nil. Servers
+ *             before it refuse 18 elements (-EBADMSG): a gateway forwarding
+ *             to them fails closed, never acts with its own rights
  *   RESP      [5, id, op, err, group, token, leader_id, leader_addr:str, body]
  *             body by op: GET [attr, value:bin] (value empty with
  *             CM_GET_ATTR_ONLY); LIST [[name:str, attr]...];
@@ -186,6 +191,14 @@ enum cm_op {
 	 * TOKEN MODE" per holder ("x" exclusive, "s" shared), one per line
 	 * (QUERY; ACQUIRE: the caller's own line). */
 	CM_OP_LOCK,
+	/* Bearer tokens (server/token.c; README "Access rules"): flags = enum
+	 * cm_token_op, at the meta leader. create: value = "ID HASH EXPIRES
+	 * USER [GROUP...]" (HASH the hex SHA-256 of the token, EXPIRES unix
+	 * seconds, 0 never); revoke: value = ID; list: value answers "ID
+	 * EXPIRES USER [GROUP...]" lines (admin on "/" for these three);
+	 * resolve (trusted proxies only): value = the token, answers "USER
+	 * [GROUP...]", -ENOENT for a token unknown, revoked or expired. */
+	CM_OP_TOKEN,
 	CM_OP_COUNT
 };
 
@@ -221,6 +234,17 @@ enum cm_lease_op {
 #define CM_LOCK_QUERY 0x4
 #define CM_LOCK_SHARED 0x10 /* ACQUIRE: a shared (read) hold */
 #define CM_LOCK_WAIT 0x20   /* ACQUIRE: queue and answer when granted */
+/* CM_OP_TOKEN flags. */
+enum cm_token_op {
+	CM_TOKEN_CREATE = 1,
+	CM_TOKEN_REVOKE = 2,
+	CM_TOKEN_LIST = 3,
+	CM_TOKEN_RESOLVE = 4,
+};
+
+/* A forwarded identity (REQ's 18th element): "USER[ GROUP...]", names as
+ * in access rules, at most 16 groups. */
+#define CM_AS_MAX 1100
 
 /* CM_OP_SHARD_MERGE flags: the phases, in order. */
 enum cm_merge_phase {
@@ -371,6 +395,7 @@ struct cm_req {
 	uint64_t from_index;   /* WATCH */
 	uint64_t mod_index;    /* CM_PUT_IF_MOD */
 	int64_t atime_ns, mtime_ns; /* CM_SET_TIMES: a time, CM_TIME_NOW or CM_TIME_OMIT */
+	struct cm_bytes as;    /* forwarded identity "USER[ GROUP...]"; len 0: none */
 };
 
 struct cm_dirent {

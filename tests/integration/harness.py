@@ -35,7 +35,7 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 class Cluster:
     def __init__(self, nodes=3, base_port=17000, extra=None, keep=False, prefixes=("/",),
-                 node_extra=None, cluster_id="confman", tls=False, admin=None):
+                 node_extra=None, cluster_id="confman", tls=False, admin=None, proxies=None):
         """tls=False writes insecure = true (plain TCP); tls=True makes a CA,
         a certificate per node and one for the user "admin" (group admins)
         under DIR/certs, and every confmanctl carries admin's."""
@@ -44,6 +44,7 @@ class Cluster:
         # [cluster] admin: the user the first rule makes admin of "/" (the
         # certificate every confmanctl of a TLS cluster carries).
         self.admin = admin or ("admin" if tls else None)
+        self.proxies = proxies  # [cluster] proxies: CNs trusted to forward identities
         self.cluster_id = cluster_id
         self.node_extra = dict(node_extra or {})  # node id -> flags for it alone
         self.prefixes = prefixes
@@ -70,11 +71,16 @@ class Cluster:
         return "127.0.0.1:%d" % (self.base + 1000 + i - 1)
 
     def get_http(self, i, path):
-        """(status, body) of GET path on node i's HTTP endpoint."""
+        """(status, body) of GET path on node i's HTTP endpoint (HTTPS with
+        the cluster's CA when it runs TLS)."""
+        import ssl
         import urllib.error
         import urllib.request
+        ctx = ssl.create_default_context(cafile=self.certs("ca.pem")) if self.tls else None
+        scheme = "https" if self.tls else "http"
         try:
-            with urllib.request.urlopen("http://%s%s" % (self.http(i), path), timeout=5) as r:
+            with urllib.request.urlopen("%s://%s%s" % (scheme, self.http(i), path), timeout=5,
+                                        context=ctx) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
@@ -112,6 +118,8 @@ class Cluster:
             f.write("[cluster]\nid = %s\n" % self.cluster_id)
             if self.admin:
                 f.write("admin = %s\n" % self.admin)
+            if self.proxies:
+                f.write("proxies = %s\n" % self.proxies)
             # Plain TCP unless asked: most tests are about something else.
             f.write("ca = %s\n" % self.certs("ca.pem") if self.tls else "insecure = true\n")
             for i in range(1, self.n + 1):

@@ -18,7 +18,8 @@ a scheduling margin M = 400 ms (a poll is a confmanctl process, ~20-60 ms on
   at its checkpointed time left + E); without checkpoints (the default
   300 s) the same churn keeps it for the whole 20 s (each new leader starts
   it over at TTL + E).
-Ports CONFMAN_IT_PORT (32200) + 0..2 and + 1000.
+Ports CONFMAN_IT_PORT (15100) + 0..2 and + 1000 (below 32768: the kernel hands out
+local ports from 32768 up to outgoing connections, which a listener cannot share).
 """
 import os
 import re
@@ -29,7 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-BASE = int(os.environ.get("CONFMAN_IT_PORT", "32200"))
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "15100"))
 E_MS = 10 * 20
 M_MS = 400
 KEY = "/l/k"

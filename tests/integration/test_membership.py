@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import CONFMAND, Cluster, run  # noqa: E402
 
-BASE = int(os.environ.get("CONFMAN_IT_PORT", "22100"))
+BASE = int(os.environ.get("CONFMAN_IT_PORT", "13100"))
 SLOW = os.environ.get("CONFMAN_SANITIZED") == "1"
 KEYS = 30 if SLOW else 80
 

@@ -142,27 +142,39 @@ def test_join_over_tls():
         c.down()
 
 
-def https_get(port, path, cafile, timeout=5):
+def https_get(port, path, cafile, timeout=5, cert=None):
+    """(status, body); cert = (pem, key): a client certificate."""
     import ssl
+    import urllib.error
     import urllib.request
     ctx = ssl.create_default_context(cafile=cafile)
-    with urllib.request.urlopen("https://127.0.0.1:%d%s" % (port, path), context=ctx,
-                                timeout=timeout) as r:
-        return r.status, r.read()
+    if cert:
+        ctx.load_cert_chain(*cert)
+    try:
+        with urllib.request.urlopen("https://127.0.0.1:%d%s" % (port, path), context=ctx,
+                                    timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 def test_gateway_https_over_a_tls_cluster():
-    c = Cluster(base_port=BASE + 70, tls=True).up()
+    # The gateway (CN confman-gw, marked as a trusted proxy) forwards its
+    # callers' identities: admin's client certificate reads, no certificate
+    # is 401 (test_gw_trust.py has the rest).
+    c = Cluster(base_port=BASE + 70, tls=True, proxies="confman-gw").up()
     port = BASE + 79
     gw = None
     try:
         c.leader()
         c.ctl("put", "/gw/k", "v", check=True)
         c.mkcert("host", "gateway")
+        c.mkcert("user", "confman-gw")
         args = [API, "--listen", "127.0.0.1:%d" % port, "--servers", c.servers(), "-j", "1",
                 "--https-cert", c.certs("gateway.pem"), "--https-key", c.certs("gateway.key"),
-                "--server-ca", c.certs("ca.pem"), "--server-cert", c.certs("admin.pem"),
-                "--server-key", c.certs("admin.key")]
+                "--https-ca", c.certs("ca.pem"),
+                "--server-ca", c.certs("ca.pem"), "--server-cert", c.certs("confman-gw.pem"),
+                "--server-key", c.certs("confman-gw.key")]
         # Its key at 0644: it does not start, and says why.
         os.chmod(c.certs("gateway.key"), 0o644)
         r = subprocess.run(args, capture_output=True, timeout=20)
@@ -174,11 +186,14 @@ def test_gateway_https_over_a_tls_cluster():
         status, body = None, None
         while time.time() < end:
             try:
-                status, body = https_get(port, "/v1/kv/gw/k", c.certs("ca.pem"))
+                status, body = https_get(port, "/v1/kv/gw/k", c.certs("ca.pem"),
+                                         cert=(c.certs("admin.pem"), c.certs("admin.key")))
                 break
             except OSError:
                 time.sleep(0.2)
         assert status == 200 and b"v" in body, (status, body)
+        status, body = https_get(port, "/v1/kv/gw/k", c.certs("ca.pem"))
+        assert status == 401, (status, body)
         # Plain HTTP on the HTTPS port gets nothing it can use.
         import urllib.request
         try:

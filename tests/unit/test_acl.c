@@ -19,6 +19,33 @@ static const char rules[] = "read user:alice /apps/web\n"
 			    "\n"
 			    "read group:dev /etc/shared\n";
 
+/* A forwarded identity's text: "USER[ GROUP...]", names as in rules. */
+static void test_who_parse(void **state)
+{
+	(void)state;
+	struct cm_acl_names nm;
+	struct cm_acl_who who;
+	assert_int_equal(cm_acl_who_parse(S("alice ops dev"), &nm, &who), 0);
+	assert_string_equal(who.user, "alice");
+	assert_int_equal(who.n_groups, 2);
+	assert_string_equal(who.groups[1], "dev");
+	assert_false(who.insecure);
+	assert_int_equal(cm_acl_who_parse(S("bob"), &nm, &who), 0);
+	assert_int_equal(who.n_groups, 0);
+	const char *bad[] = {"", " alice", "alice ", "alice  ops", "al/ice", "alice o\nps"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		assert_int_equal(cm_acl_who_parse(bad[k], strlen(bad[k]), &nm, &who), -EINVAL);
+		assert_null(who.user);
+	}
+	char many[40 * 3] = "u";
+	for (int k = 0; k < CM_ACL_MAX_GROUPS; k++)
+		strcat(many, " g");
+	assert_int_equal(cm_acl_who_parse(S(many), &nm, &who), 0);
+	assert_int_equal(who.n_groups, CM_ACL_MAX_GROUPS);
+	strcat(many, " g");
+	assert_int_equal(cm_acl_who_parse(S(many), &nm, &who), -EINVAL);
+}
+
 static void test_parse_and_text(void **state)
 {
 	(void)state;
@@ -100,6 +127,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_and_text),
+		cmocka_unit_test(test_who_parse),
 		cmocka_unit_test(test_decisions),
 		cmocka_unit_test(test_listing_shows_the_way_only),
 	};

@@ -2746,6 +2746,51 @@ static void test_lease_calls_send_the_contract_and_read_its_answers(void **state
 	kv_server_stop(st);
 }
 
+/* The builders confman-fs submits on its own loop: the contract's fields,
+ * and what the sync calls refuse before sending. */
+static void test_lease_and_lock_request_builders(void **state)
+{
+	(void)state;
+	struct cm_req r;
+	assert_int_equal(cm_lease_req(&r, "/app", CM_LEASE_GRANT, 9, 5000), 0);
+	assert_int_equal(r.op, CM_OP_LEASE);
+	assert_int_equal(r.flags, CM_LEASE_GRANT);
+	assert_int_equal(r.version, 9);
+	assert_int_equal(r.from_index, 5000);
+	assert_int_equal(r.path.len, 4);
+	assert_int_equal(cm_lease_req(&r, NULL, CM_LEASE_KEEPALIVE, 9, 0), 0);
+	assert_int_equal(r.from_index, 0);
+	assert_memory_equal(r.path.p, "/", 1);
+	assert_int_equal(cm_lease_req(&r, "/", CM_LEASE_LIST, 0, 0), 0);
+	assert_int_equal(cm_lease_req(&r, "/", CM_LEASE_GRANT, 9, CM_LEASE_TTL_MIN_MS - 1), -EINVAL);
+	assert_int_equal(cm_lease_req(&r, "/", CM_LEASE_TTL, 0, 0), -EINVAL);
+	assert_int_equal(cm_lease_req(&r, "/", CM_LEASE_REVOKE, (uint64_t)INT64_MAX + 1, 0),
+			 -EINVAL);
+	assert_int_equal(cm_lease_req(&r, "/", CM_LEASE_EXPIRE, 9, 0), -EINVAL); /* the leader's */
+	assert_int_equal(cm_lock_req(&r, "/lk", CM_LOCK_ACQUIRE | CM_LOCK_SHARED | CM_LOCK_WAIT, 9,
+				     42), 0);
+	assert_int_equal(r.op, CM_OP_LOCK);
+	assert_int_equal(r.version, 9);
+	assert_int_equal(r.from_index, 42);
+	assert_int_equal(cm_lock_req(&r, "/lk", CM_LOCK_QUERY, 0, 0), 0);
+	assert_int_equal(cm_lock_req(&r, "/lk", CM_LOCK_RELEASE | CM_LOCK_WAIT, 9, 42), -EINVAL);
+	assert_int_equal(cm_lock_req(&r, "/lk", CM_LOCK_ACQUIRE | CM_LOCK_RELEASE, 9, 42), -EINVAL);
+	assert_int_equal(cm_lock_req(&r, "/lk", CM_LOCK_ACQUIRE, 0, 42), -EINVAL);
+	assert_int_equal(cm_lock_req(&r, NULL, CM_LOCK_QUERY, 0, 0), -EINVAL);
+	assert_true(cm_lock_again(-ETIMEDOUT) && cm_lock_again(CM_ENOTLEADER));
+	assert_false(cm_lock_again(-EWOULDBLOCK) || cm_lock_again(-ENOENT));
+	struct cm_resp resp = {.value = {"1 2 3 x\n4 5 6 s\n", 16}};
+	struct cm_lock_holder *hs;
+	uint32_t n;
+	assert_int_equal(cm_lock_holders_parse(&resp, &hs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(hs[1].lease, 4);
+	assert_true(hs[1].shared && !hs[0].shared);
+	free(hs);
+	resp.value = (struct cm_bytes){"1 2 x\n", 6};
+	assert_int_equal(cm_lock_holders_parse(&resp, &hs, &n), -EBADMSG);
+}
+
 struct waiter {
 	struct server_thread *st;
 	uint32_t timeout_ms;
@@ -2886,6 +2931,7 @@ int main(void)
 		cmocka_unit_test(test_member_ops_check_their_operands),
 		cmocka_unit_test(test_confmanctl_membership_output),
 		cmocka_unit_test(test_lease_calls_send_the_contract_and_read_its_answers),
+		cmocka_unit_test(test_lease_and_lock_request_builders),
 		cmocka_unit_test(test_lock_waits_in_line_through_timeouts_and_gives_up_when_told),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

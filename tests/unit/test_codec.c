@@ -1120,6 +1120,46 @@ static void test_req_set_times_field(void **state)
 	assert_int_equal(decode_packed(pack_req_times), 0);
 }
 
+/* A forwarded identity is an 18th element, only when there is one: the
+ * 17th is then the times or nil. */
+static void test_req_forwarded_identity_field(void **state)
+{
+	(void)state;
+	for (int times = 0; times <= 1; times++) {
+		struct cm_req r = {.id = 9, .op = CM_OP_GET, .path = B("/a"), .as = B("alice ops dev")};
+		if (times) {
+			r.op = CM_OP_PUT;
+			r.flags = CM_SET_TIMES;
+			r.atime_ns = 5;
+			r.mtime_ns = 6;
+		}
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		assert_int_equal(cm_codec_req(&sb, &r), 0);
+		struct cm_msg m;
+		decode_sb(&sb, &m);
+		assert_bytes(m.req.as, "alice ops dev");
+		assert_int_equal(m.req.mtime_ns, times ? 6 : 0);
+		assert_truncations_fail(&sb);
+		cm_codec_free(&m);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* Without one: 16 elements, as clients before it sent. */
+	struct cm_req r = {.id = 9, .op = CM_OP_GET, .path = B("/a")};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	assert_int_equal(cm_codec_req(&sb, &r), 0);
+	size_t len;
+	const char *body = frame_body(&sb, &len);
+	assert_int_equal((unsigned char)body[0], 0xdc); /* array16 */
+	assert_int_equal((unsigned char)body[2], 16);
+	struct cm_msg m;
+	decode_sb(&sb, &m);
+	assert_int_equal(m.req.as.len, 0);
+	cm_codec_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_unknown_frame_type_rejected(void **state)
 {
 	(void)state;
@@ -1302,6 +1342,7 @@ int main(void)
 		cmocka_unit_test(test_req_mod_index_field),
 		cmocka_unit_test(test_attr_of_older_servers_still_decodes),
 		cmocka_unit_test(test_req_set_times_field),
+		cmocka_unit_test(test_req_forwarded_identity_field),
 		cmocka_unit_test(test_resp_get_roundtrip),
 		cmocka_unit_test(test_resp_list_roundtrip),
 		cmocka_unit_test(test_resp_status_roundtrip),

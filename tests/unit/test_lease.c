@@ -151,6 +151,34 @@ static void grant_rules(void **state)
 			 -EISDIR);
 }
 
+/* A file attached with its value kept (CM_PUT_KEEP_VALUE, what the mount's
+ * user.confman.ephemeral sends): attached, value untouched, and detached
+ * the same way. The apply once answered -EIO here (the kept node's inode
+ * was not passed on), which stopped every replica (fail-stop). */
+static void attach_keeping_value(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t keep = CM_PUT_LEASE | CM_PUT_KEEP_VALUE;
+	assert_int_equal(grant(f, 9, 10000), 0);
+	assert_int_equal(req(f, CM_OP_PUT, 0, "/svc/host", NULL, "host:80", 0, 0), 0);
+	assert_int_equal(req(f, CM_OP_PUT, keep, "/svc/host", NULL, NULL, 0, 9), 0);
+	MDB_txn *t;
+	assert_int_equal(cm_store_txn_begin(f->s, false, &t), 0);
+	struct cm_attr a;
+	struct cm_bytes v;
+	assert_int_equal(cm_kv_get(f->s, t, G, B("/svc/host"), &a, &v), 0);
+	assert_int_equal(v.len, 7);
+	assert_memory_equal(v.p, "host:80", 7);
+	cm_store_txn_abort(t);
+	struct cm_kv_lease l;
+	assert_int_equal(lease_of(f, 9, &l), 0);
+	assert_int_equal(l.nkeys, 1);
+	assert_int_equal(req(f, CM_OP_PUT, keep, "/svc/host", NULL, NULL, 0, 0), 0); /* detach */
+	assert_int_equal(req(f, CM_OP_PUT, keep, "/svc/host", NULL, NULL, 0, 9), 0);
+	expire_all(f, 9);
+	assert_false(exists(f, "/svc/host"));
+}
+
 /* Each end step deletes one key, with its own DELETE event; the last drops
  * the lease. A deleted or re-created key is not the lease's any more. */
 static void expiry_deletes_keys(void **state)
@@ -289,6 +317,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(grant_rules, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(expiry_deletes_keys, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(attach_keeping_value, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(renames_follow, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(locks_fifo, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(snapshot_roundtrip, fx_setup, fx_teardown),
