@@ -243,7 +243,8 @@ static int keeper_start(struct keeper *k, const struct cm_client_opts *opts)
 	return 0;
 }
 
-/* Stop the keeper; returns whether the lease was lost meanwhile. */
+/* Stop the keeper's threads (its client stays open: keeper_close());
+ * returns whether the lease was lost meanwhile. */
 static bool keeper_stop(struct keeper *k)
 {
 	pthread_mutex_lock(&k->mu);
@@ -252,8 +253,12 @@ static bool keeper_stop(struct keeper *k)
 	pthread_kill(k->thread, SIGUSR1);
 	pthread_join(k->thread, NULL);
 	pthread_join(k->watchdog, NULL);
-	cm_client_close(k->client);
 	return k->lost;
+}
+
+static void keeper_close(struct keeper *k)
+{
+	cm_client_close(k->client);
 }
 
 /* ---- running CMD ---- */
@@ -397,14 +402,17 @@ static int run_locked(struct cm_ctl_cmd *cc, const struct lock_opts *lo)
 		return cm_ctl_fail("keepalive", err);
 	}
 	int status = hold_and_run(cc, lo, &k);
-	if (keeper_stop(&k)) {
-		/* Gone, or it expires unattended: a revoke would only wait for
-		 * servers that did not answer the keepalives. */
+	bool lost = keeper_stop(&k);
+	if (lost) {
 		fprintf(stderr, "confmanctl: lock %s: the lease ended while held\n", lo->path);
-		return CM_CTL_LOCK_LOST;
+		status = CM_CTL_LOCK_LOST;
 	}
-	/* The revoke releases the lock too (and deletes elect's value). */
-	err = cm_lease_revoke(cc->client, lo->path, k.lease);
+	/* The revoke releases the lock too (and deletes elect's value). A lease
+	 * counted lost may still be alive (keepalives late, not refused): its
+	 * revoke frees the lock now rather than a TTL later, asked with the
+	 * keeper's short timeout, since the servers were slow to answer. */
+	err = cm_lease_revoke(lost ? k.client : cc->client, lo->path, k.lease);
+	keeper_close(&k);
 	if (err != 0 && err != -ENOENT)
 		fprintf(stderr, "confmanctl: lock %s: could not revoke lease %" PRIu64
 			" (%s): it expires within %" PRIu64 " ms\n", lo->path, k.lease,
