@@ -38,6 +38,17 @@ struct cm_fs_opts {
 	unsigned offline_after_ms, prefetch_max;
 };
 
+/* Refusals by the cluster's access rules, for the log (fs/access.c). */
+#define CM_FS_DENY_BURST 10        /* lines logged at once... */
+#define CM_FS_DENY_EVERY_MS 1000   /* ...then one per this long */
+struct cm_fs_deny {
+	char who[600];      /* "user web groups a,b": the certificate's identity */
+	char key[600];      /* user, then each group after a newline ("": none) */
+	uint32_t tokens;    /* loop thread: lines that may be logged now */
+	uint64_t last;      /* uv_now() the bucket was last filled */
+	uint64_t dropped;   /* refusals not logged since the last line */
+};
+
 struct rd;
 /* The persistent cache and offline mode (fs/offline.c). Loop thread. */
 struct cm_fs_off {
@@ -244,6 +255,7 @@ struct cm_fs {
 	uint32_t n_seen;
 	struct cm_fs_resync rs;
 	struct cm_fs_off off;
+	struct cm_fs_deny deny;
 };
 
 /* ---- inode.c ---- */
@@ -276,6 +288,10 @@ void cm_fs_cache_clear(struct cm_fs_itable *t);
 bool cm_fs_cache_put(struct cm_fs_itable *t, struct cm_fs_node *n, const char *value,
 		     uint32_t len, const struct cm_attr *attr);
 void cm_fs_cache_touch(struct cm_fs_itable *t, struct cm_fs_node *n);
+
+/* ---- access.c ---- */
+/* Before any thread: fs->deny.who and .key from the certificate (-o cert). */
+void cm_fs_ident_load(struct cm_fs *fs);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;
