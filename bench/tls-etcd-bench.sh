@@ -173,7 +173,7 @@ confman() {
 	cm_run "cm-$mode-native-fol" --servers "$follower" --op get --consistency follower
 	if [ "$mode" = tls ]; then
 		# The HTTPS certificate: any from the cluster's CA (wrk does not verify).
-		"$ROOT/scripts/mkcerts" "$dir/certs" user gateway >/dev/null 2>&1
+		"$ROOT/scripts/mkcerts" "$dir/certs" host gateway >/dev/null 2>&1
 		https=(--https-cert "$dir/certs/gateway.pem" --https-key "$dir/certs/gateway.key")
 		sch=https
 	fi
