@@ -1,5 +1,10 @@
-"""test_ca_rotation.py: rotating the cluster's CA without downtime, as the
-README's "Security" section tells it (issue 15).
+"""test_security.py: the README's "Security" section, checked (issue 15).
+
+Secrets at rest: a node's data directory is 0700 and its LMDB files 0600,
+snapshot files and tar exports are written 0600 whatever the umask (they
+were 0644: every value readable by any local user).
+
+Rotating the cluster's CA without downtime:
 
 A TLS cluster on CA1 moves to CA2 in three rolling restarts, one node at a
 time, while a writer puts through confmanctl the whole time (every put must
@@ -11,7 +16,7 @@ succeed: a majority is up at every moment):
     CA2 certificate are both served;
  3. CA1 dropped from the file, every node restarted: a CA1 client
     certificate is refused (CERTREFUSED), CA2's is served.
-Ports: CONFMAN_IT_PORT (default 29940) .. +2, HTTP +1000.
+Ports: CONFMAN_IT_PORT (default 29940) .. +2 and +10 .. +12, HTTP +1000.
 """
 import os
 import shutil
@@ -129,5 +134,32 @@ def test_ca_rotation_under_a_writer():
         shutil.rmtree(os.path.join(c.dir, "ca2"), ignore_errors=True)
 
 
+def mode(path):
+    return oct(os.stat(path).st_mode & 0o777)
+
+
+def test_values_at_rest_are_the_users_alone():
+    c = Cluster(base_port=BASE + 10, tls=True).up()
+    old = os.umask(0o022)  # the usual umask: it must not decide
+    try:
+        c.leader()
+        c.ctl("put", "/s/password", "hunter2", check=True)
+        for i in range(1, c.n + 1):
+            d = os.path.join(c.dir, "node%d" % i)
+            assert mode(d) == "0o700", (d, mode(d))
+            for f in os.listdir(d):
+                if f.endswith(".mdb"):
+                    assert mode(os.path.join(d, f)) == "0o600", (f, mode(os.path.join(d, f)))
+        snap = os.path.join(c.dir, "backup.snap")
+        c.ctl("snapshot", "save", snap, check=True)
+        assert mode(snap) == "0o600", mode(snap)
+        tar = os.path.join(c.dir, "s.tar")
+        c.ctl("export", "/s", tar, check=True)
+        assert mode(tar) == "0o600", mode(tar)
+    finally:
+        os.umask(old)
+        c.down()
+
+
 if __name__ == "__main__":
-    run([test_ca_rotation_under_a_writer])
+    run([test_values_at_rest_are_the_users_alone, test_ca_rotation_under_a_writer])
