@@ -159,6 +159,9 @@ def test_acl_denials_are_eacces_and_logged():
             with open(m.p("app/conf"), "wb") as f:
                 f.write(b"port=81\n")
         expect_errno(errno.EACCES, overwrite)
+        expect_errno(errno.EACCES, os.chmod, m.p("app/conf"), 0o600)
+        expect_errno(errno.EACCES, os.rename, m.p("app/conf"), m.p("app/conf2"))
+        expect_errno(errno.EACCES, os.symlink, "conf", m.p("app/link"))
         assert C.ctl("get", "/app/conf", check=True)[1] == b"port=80\n"
         # ls shows the way to what the identity may read, nothing else.
         assert sorted(os.listdir(m.dir)) == ["app"], os.listdir(m.dir)
@@ -167,7 +170,8 @@ def test_acl_denials_are_eacces_and_logged():
         for want in ("lookup /secret for user web groups webhosts",
                      "lookup /etc for user web groups webhosts",
                      "create /app/x for user web groups webhosts",
-                     "mkdir /app/d for user web", "unlink /app/conf for user web"):
+                     "mkdir /app/d for user web", "unlink /app/conf for user web",
+                     "rename /app/conf -> /app/conf2 for user web"):
             assert any(want in ln for ln in lines), (want, lines)
         # A loop of refusals: a bounded number of lines, the rest counted.
         time.sleep(1.5)
