@@ -771,7 +771,8 @@ static void write_identity(const char *dir, const char *servers, const char *pre
 	snprintf(path, sizeof(path), "%s/identity", dir);
 	FILE *f = fopen(path, "w");
 	if (f != NULL) {
-		fprintf(f, "servers %s\nprefix %s\nidentity", servers, prefix);
+		fprintf(f, "servers %s\nprefix %s\nidentity %s", servers, prefix,
+			who[0] ? "" : "(none)");
 		for (const char *w = who; *w; w++) /* user\ngroup...: one line */
 			fputc(*w == '\n' ? ' ' : *w, f);
 		fputc('\n', f);

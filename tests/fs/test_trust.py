@@ -226,7 +226,11 @@ def test_offline_cache_is_per_identity():
             assert "offline" in w.output(), w.output()
         finally:
             w.down()
-        assert len(os.listdir(cache)) == 2, os.listdir(cache)  # one environment each
+        envs = os.listdir(cache)
+        assert len(envs) == 2, envs  # one environment each
+        said = sorted(open(os.path.join(cache, e, "identity")).read().splitlines()[-1]
+                      for e in envs)
+        assert said == ["identity admin admins", "identity web webhosts"], said
     finally:
         shutil.rmtree(cache, ignore_errors=True)
 
