@@ -18,7 +18,7 @@
 # TLS and plain. Each workload is run on every variant back to back, ROUNDS
 # times, so that the machine's other load drifts across all of them alike
 # (one system after the other put a change of load between them); the table
-# shows each variant's median over the rounds:
+# shows each variant's median run (by ops/s; of an even number, the lower):
 #  - Confman (scripts/cluster; TLS: mutual TLS 1.3 between nodes and from
 #    every client, the admin's certificate): the native client (cm-load,
 #    pipelined) puts and follower reads; confman-api (TLS: HTTPS, and
@@ -300,7 +300,7 @@ cpu() { [ -f "$WORK/$1.json" ] && jq -r '.server_cpu_pct + .gw_cpu_pct' "$WORK/$
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 
 echo
-echo "Results: $CLIENTS requests in flight, $VSIZE-byte values, $KEYS keys, ${DURATION} s measured after ${WARMUP} s warmup; median of $ROUNDS round(s)"
+echo "Results: $CLIENTS requests in flight, $VSIZE-byte values, $KEYS keys, ${DURATION} s measured after ${WARMUP} s warmup; each variant's median run of $ROUNDS round(s)"
 echo "(CPU: the 3 servers plus the gateway, % of one core)"
 echo
 printf '| %-36s | %9s | %6s | %6s | %5s | %9s | %6s | %6s | %5s | %9s |\n' workload "TLS ops/s" p50 p99 CPU \
