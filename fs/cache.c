@@ -764,13 +764,18 @@ static int mkdirs(const char *dir)
 }
 
 /* The identity in words, for whoever looks into the directory. */
-static void write_identity(const char *dir, const char *servers, const char *prefix)
+static void write_identity(const char *dir, const char *servers, const char *prefix,
+			   const char *who)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/identity", dir);
 	FILE *f = fopen(path, "w");
 	if (f != NULL) {
-		fprintf(f, "servers %s\nprefix %s\n", servers, prefix);
+		fprintf(f, "servers %s\nprefix %s\nidentity %s", servers, prefix,
+			who[0] ? "" : "(none)");
+		for (const char *w = who; *w; w++) /* user\ngroup...: one line */
+			fputc(*w == '\n' ? ' ' : *w, f);
+		fputc('\n', f);
 		fclose(f);
 	}
 }
@@ -820,7 +825,7 @@ static void remove_files(const char *dir)
 }
 
 int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
-		     uint64_t max_bytes, struct cm_fs_cache **out)
+		     const char *who, uint64_t max_bytes, struct cm_fs_cache **out)
 {
 	*out = NULL;
 	struct cm_fs_cache *c = calloc(1, sizeof(*c));
@@ -828,6 +833,8 @@ int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 		return -ENOMEM;
 	uint64_t id = XXH3_64bits_withSeed(prefix, strlen(prefix),
 					   XXH3_64bits(servers, strlen(servers) + 1));
+	if (who[0] != '\0') /* "": the key of a mount without identity, as before */
+		id = XXH3_64bits_withSeed(who, strlen(who) + 1, id);
 	size_t n = strlen(dir) + 24;
 	c->dir = malloc(n);
 	if (c->dir == NULL) {
@@ -837,7 +844,7 @@ int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 	snprintf(c->dir, n, "%s/%016llx", dir, (unsigned long long)id);
 	int rc = mkdirs(c->dir);
 	if (rc == 0) {
-		write_identity(c->dir, servers, prefix);
+		write_identity(c->dir, servers, prefix, who);
 		rc = env_open(c, max_bytes);
 		if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
 		    rc == MDB_PAGE_NOTFOUND) {

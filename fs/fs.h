@@ -40,6 +40,17 @@ struct cm_fs_opts {
 	uint64_t lock_ttl_ms;   /* the session lease's TTL (fs/session.c) */
 };
 
+/* Refusals by the cluster's access rules, for the log (fs/access.c). */
+#define CM_FS_DENY_BURST 10        /* lines logged at once... */
+#define CM_FS_DENY_EVERY_MS 1000   /* ...then one per this long */
+struct cm_fs_deny {
+	char who[600];      /* "user web groups a,b": the certificate's identity */
+	char key[600];      /* user, then each group after a newline ("": none) */
+	uint32_t tokens;    /* loop thread: lines that may be logged now */
+	uint64_t last;      /* uv_now() the bucket was last filled */
+	uint64_t dropped;   /* refusals not logged since the last line */
+};
+
 struct rd;
 /* The persistent cache and offline mode (fs/offline.c). Loop thread. */
 struct cm_fs_off {
@@ -320,6 +331,7 @@ struct cm_fs {
 	bool lk_timer;       /* lk_retry initialised */
 	uv_timer_t lk_retry; /* sends again what the retry flag marks */
 	uint64_t lk_next;    /* ids; atomic: the FUSE thread draws them too */
+	struct cm_fs_deny deny;
 };
 
 /* ---- inode.c ---- */
@@ -359,6 +371,10 @@ bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64
  * parent's node remember it (ev_group, ev_index). */
 void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
 			   uint64_t index);
+
+/* ---- access.c ---- */
+/* Before any thread: fs->deny.who and .key from the certificate (-o cert). */
+void cm_fs_ident_load(struct cm_fs *fs);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;

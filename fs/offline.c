@@ -792,8 +792,8 @@ int cm_fs_cache_start(struct cm_fs *fs)
 	struct cm_fs_off *o = &fs->off;
 	if (fs->o.cache_dir == NULL || strcmp(fs->o.cache_dir, "none") == 0)
 		return 0;
-	if (cm_fs_cache_open(fs->o.cache_dir, fs->o.servers, fs->o.prefix, fs->o.cache_size,
-			     &o->cache) != 0)
+	if (cm_fs_cache_open(fs->o.cache_dir, fs->o.servers, fs->o.prefix, fs->deny.key,
+			     fs->o.cache_size, &o->cache) != 0)
 		return 0; /* logged: the mount runs without a cache */
 	o->synced = cm_fs_cache_synced(o->cache);
 	seen_load(fs);
