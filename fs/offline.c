@@ -140,6 +140,20 @@ static bool answered_by_server(int err)
 	       err == -ENOMEM || err == -ECANCELED || err == -EFBIG;
 }
 
+/* Is r's answer the cache's: the whole mount offline, or its shard? */
+static bool rd_offline(const struct rd *r)
+{
+	return r->fs->off.offline || cm_fs_shard_offline(r->fs, r->path);
+}
+
+/* No answer in time, or a failure: ask whether anyone is there, the
+ * cluster as a whole and the replicas of r's shard. */
+static void rd_probe(struct rd *r)
+{
+	cm_fs_cache_probe(r->fs);
+	cm_fs_shard_probe_path(r->fs, r->path);
+}
+
 static void rd_wait(struct rd *r)
 {
 	if (r->waiting)
@@ -180,11 +194,11 @@ static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
 	rd_close(r); /* the timer: the answer is in */
 	if (!answered_by_server(err) && fs->ac != NULL) {
 		r->err = err;
-		if (fs->off.offline) {
+		if (rd_offline(r)) {
 			rd_serve_cache(r);
-		} else { /* the probe's verdict: cache, or this error */
+		} else { /* the probes' verdict: cache, or this error */
 			rd_wait(r);
-			cm_fs_cache_probe(fs);
+			rd_probe(r);
 		}
 	} else {
 		r->answered = true;
@@ -199,10 +213,9 @@ static int rd_send(struct rd *r);
 static void rd_timer_cb(uv_timer_t *t)
 {
 	struct rd *r = t->data;
-	struct cm_fs *fs = r->fs;
 	if (r->answered)
 		return;
-	if (fs->off.offline) {
+	if (rd_offline(r)) {
 		rd_serve_cache(r);
 		return;
 	}
@@ -216,22 +229,30 @@ static void rd_timer_cb(uv_timer_t *t)
 		}
 		return;
 	}
-	/* Slow: is anyone there? The probe's verdict decides (go_offline
-	 * serves every waiting read). */
+	/* Slow: is anyone there? The probes' verdict decides (go_offline
+	 * serves every waiting read, a shard's verdict those below it). */
 	rd_wait(r);
-	cm_fs_cache_probe(fs);
+	rd_probe(r);
+}
+
+/* A failed read whose shard's probe is out waits for that verdict too. */
+static bool rd_shard_probing(struct rd *r)
+{
+	struct cm_fs_shard *sh = cm_fs_shard_of(r->fs, r->path);
+	return sh != NULL && sh->probing;
 }
 
 /* A server answered the probe: reads that failed meanwhile get their own
  * error (the cluster is there; it was not the network); those still out
- * wait for their answers. */
-static void rd_reachable(struct cm_fs *fs)
+ * wait for their answers. sh: only reads below that shard (NULL: all). */
+static void rd_reachable(struct cm_fs *fs, const struct cm_fs_shard *sh)
 {
 	struct rd **p = &fs->off.waiting;
 	while (*p != NULL) {
 		struct rd *r = *p;
-		if (!r->net_done || r->err == 0) { /* still out: its answer will come */
-			p = &r->next;
+		if (!r->net_done || r->err == 0 || rd_shard_probing(r) ||
+		    (sh != NULL && cm_fs_shard_of(fs, r->path) != sh)) {
+			p = &r->next; /* still out: its answer (or verdict) will come */
 			continue;
 		}
 		*p = r->next;
@@ -239,6 +260,44 @@ static void rd_reachable(struct cm_fs *fs)
 		r->answered = true;
 		struct cm_resp empty = {.op = r->op};
 		r->cb(r->j, r->err, &empty);
+		rd_maybe_free(r);
+	}
+}
+
+static void pf_start(struct cm_fs *fs);
+
+void cm_fs_cache_shard_online(struct cm_fs *fs)
+{
+	struct cm_fs_off *o = &fs->off;
+	if (o->offline || !o->fresh || !o->served)
+		return;
+	/* The watch began anew while the shard was served from the cache
+	 * (the library gave up on its stream): no event will say what
+	 * changed below it meanwhile. As go_online(): compare and replay. */
+	fprintf(stderr, "confman-fs: resync: comparing what was served offline with the "
+			"cluster\n");
+	cm_fs__resync_now(fs);
+	if (o->n_sh_offline == 0)
+		o->fresh = o->served = false;
+	pf_start(fs);
+}
+
+void cm_fs_cache_shard_verdict(struct cm_fs *fs, const struct cm_fs_shard *sh, bool reachable)
+{
+	struct cm_fs_off *o = &fs->off;
+	if (reachable) {
+		if (!o->offline && !o->probing)
+			rd_reachable(fs, sh);
+		return;
+	}
+	struct rd **p = &o->waiting;
+	while (*p != NULL) {
+		struct rd *r = *p;
+		if (cm_fs_shard_of(fs, r->path) != sh) {
+			p = &r->next;
+			continue;
+		}
+		rd_serve_cache(r); /* unlinks it */
 		rd_maybe_free(r);
 	}
 }
@@ -260,7 +319,7 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 	r->consistency = req->consistency;
 	r->t.data = r;
 	(void)uv_timer_init(&fs->loop, &r->t); /* cannot fail */
-	if (fs->off.offline) { /* no request: the answer is the cache's, at once */
+	if (rd_offline(r)) { /* no request: the answer is the cache's, at once */
 		r->net_done = true;
 		uv_timer_start(&r->t, rd_timer_cb, 0, 0);
 		return 0;
@@ -365,8 +424,9 @@ static void probe_cb(void *arg, int err, const struct cm_resp *resp)
 		o->reached = uv_now(&fs->loop);
 		o->probe_ok = true;
 		maybe_online(fs);
+		cm_fs_shard_map_refresh(fs);
 		if (!o->offline)
-			rd_reachable(fs);
+			rd_reachable(fs, NULL);
 	} else {
 		cm_fs_cache_go_offline(fs, "the cluster does not answer");
 	}
@@ -404,6 +464,7 @@ void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
 		return;
 	if (ev->kind == CM_EV_STALE) {
 		cm_fs_cache_probe(fs); /* all nodes gone? say so before anyone asks */
+		cm_fs_shard_stale(fs, ev->group); /* or those of this group's shard? */
 		return;
 	}
 	if (ev->kind == CM_EV_LIVE) {
@@ -416,7 +477,10 @@ void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
 			 * walk is needed only once, and after a watch that began
 			 * anew (go_online walks after offline itself). */
 			bool walk = !o->pf_walked || o->fresh;
-			o->fresh = false; /* live, and nothing served from the cache since it began */
+			/* live, and nothing served from the cache since it began;
+			 * an offline shard's return decides on its own resync */
+			if (o->n_sh_offline == 0)
+				o->fresh = false;
 			if (walk)
 				pf_start(fs);
 		}
@@ -532,18 +596,38 @@ static void refused_log(struct cm_fs *fs, const char *what, const char *path)
 	fs->off.refused_logged = now;
 }
 
+static bool path_offline(struct cm_fs *fs, const struct cm_bytes *p)
+{
+	char path[CM_PATH_MAX + 1];
+	if (p->p == NULL || p->len == 0 || p->len > CM_PATH_MAX)
+		return false;
+	snprintf(path, sizeof(path), "%.*s", (int)p->len, p->p);
+	return cm_fs_shard_offline(fs, path);
+}
+
 int cm_fs_cache_refuse_write(struct cm_fs_job *j, const struct cm_req *r)
 {
-	if (!j->fs->off.offline)
+	if (!j->fs->off.offline && !path_offline(j->fs, &r->path) &&
+	    !path_offline(j->fs, &r->path2))
 		return 0;
-	(void)r;
 	refused_log(j->fs, "write of", j->path);
 	return -EROFS;
 }
 
+/* Is the inode (a node, or the parent of the name a change is about) below
+ * an offline shard? */
+static bool ino_offline(struct cm_fs *fs, fuse_ino_t ino)
+{
+	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, ino);
+	return n != NULL && cm_fs_shard_offline(fs, n->path);
+}
+
 bool cm_fs_cache_refuse(struct cm_fs_job *j)
 {
-	if (!j->fs->off.offline)
+	struct cm_fs *fs = j->fs;
+	if (!fs->off.offline &&
+	    (fs->off.n_sh_offline == 0 ||
+	     !(ino_offline(fs, j->ino) || (j->op == CM_FS_RENAME && ino_offline(fs, j->ino2)))))
 		return false;
 	switch (j->op) {
 	case CM_FS_SETATTR: case CM_FS_CREATE: case CM_FS_MKNOD: case CM_FS_MKDIR:
@@ -585,10 +669,14 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 	struct cm_fs *fs = j->fs;
 	char buf[1024];
 	int len;
+	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, j->ino);
+	const char *path = n ? n->path : NULL;
 	if (strcmp(j->name, "user.confman.offline") == 0) {
-		len = snprintf(buf, sizeof(buf), "%d", fs->off.offline ? 1 : 0);
+		bool off = fs->off.offline || cm_fs_shard_offline(fs, path);
+		len = snprintf(buf, sizeof(buf), "%d", off ? 1 : 0);
 	} else if (strcmp(j->name, "user.confman.age_ms") == 0) {
-		len = snprintf(buf, sizeof(buf), "%lld", (long long)cm_fs_cache_age_ms(fs));
+		int64_t age = fs->off.offline ? cm_fs_cache_age_ms(fs) : cm_fs_shard_age_ms(fs, path);
+		len = snprintf(buf, sizeof(buf), "%lld", (long long)age);
 	} else if (strcmp(j->name, "user.confman.status") == 0) {
 		if (j->ino != FUSE_ROOT_ID) {
 			cm_fs__done_err(j, -ENODATA);
@@ -596,10 +684,12 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 		}
 		uint64_t bytes, entries;
 		const char *dir;
+		char shards[512];
 		cm_fs_cache_stats(fs->off.cache, &bytes, &entries, &dir);
+		(void)cm_fs_shard_list(fs, shards, sizeof(shards));
 		len = snprintf(buf, sizeof(buf),
 			       "state %s\nage_ms %lld\noffline_ms %llu\ncache %s\ncache_bytes %llu\n"
-			       "cache_entries %llu\nrefused %llu\nprefetch %s\n",
+			       "cache_entries %llu\nrefused %llu\nprefetch %s\noffline_shards %s\n",
 			       fs->off.offline ? "offline" : "online",
 			       (long long)cm_fs_cache_age_ms(fs),
 			       fs->off.offline ? (unsigned long long)(uv_now(&fs->loop) -
@@ -607,10 +697,12 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 			       dir, (unsigned long long)bytes, (unsigned long long)entries,
 			       (unsigned long long)fs->off.refused,
 			       fs->o.prefetch_max == 0 ? "off" : fs->off.pf_over ? "too large"
-				       : fs->off.pf_running ? "running" : "done");
+				       : fs->off.pf_running ? "running" : "done", shards);
 	} else {
 		return false;
 	}
+	if (len >= (int)sizeof(buf))
+		len = (int)sizeof(buf) - 1; /* cut, never read past it */
 	reply_text(j, buf, (size_t)(len < 0 ? 0 : len));
 	return true;
 }
@@ -803,6 +895,7 @@ void cm_fs_cache_stop(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
 	pf_abort(fs);
+	cm_fs_shard_stop(fs);
 	free(o->pq);
 	o->pq = NULL;
 	o->pq_cap = 0;
