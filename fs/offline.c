@@ -124,6 +124,13 @@ static void rd_serve_cache(struct rd *r)
 		resp.has_attr = true;
 		resp.attr = e->attr;
 		resp.value = (struct cm_bytes){e->value, e->has_value ? e->vlen : 0};
+	} else if (strcmp(j->path, fs->o.prefix) == 0) {
+		/* The mount's root, not cached (an empty or discarded cache): a
+		 * bare directory, so that the mountpoint stats and the mount is
+		 * seen up; listing it is EIO (never guessed as empty). */
+		err = 0;
+		resp.has_attr = true;
+		resp.attr = (struct cm_attr){.mode = S_IFDIR | 0755, .nlink = 2};
 	}
 	j->cache_ok = false; /* never into the in-memory value cache */
 	cm_fs__trace(j, "offline: from the cache, err %d", err);
@@ -192,7 +199,7 @@ static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
 		return;
 	}
 	rd_close(r); /* the timer: the answer is in */
-	if (!answered_by_server(err) && fs->ac != NULL) {
+	if (!answered_by_server(err) && fs->ac != NULL && cm_fs_cache_usable(fs->off.cache)) {
 		r->err = err;
 		if (rd_offline(r)) {
 			rd_serve_cache(r);
@@ -230,7 +237,10 @@ static void rd_timer_cb(uv_timer_t *t)
 		return;
 	}
 	/* Slow: is anyone there? The probes' verdict decides (go_offline
-	 * serves every waiting read, a shard's verdict those below it). */
+	 * serves every waiting read, a shard's verdict those below it). A
+	 * cache turned off (a failed write) decides nothing: the answer will. */
+	if (!cm_fs_cache_usable(r->fs->off.cache))
+		return;
 	rd_wait(r);
 	rd_probe(r);
 }
@@ -305,7 +315,8 @@ void cm_fs_cache_shard_verdict(struct cm_fs *fs, const struct cm_fs_shard *sh, b
 int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb)
 {
 	struct cm_fs *fs = j->fs;
-	if (req->flags != 0 || req->group != 0) /* not what rd_send rebuilds: as is */
+	if (req->flags != 0 || req->group != 0 || /* not what rd_send rebuilds: as is */
+	    !cm_fs_cache_usable(fs->off.cache))   /* turned off: as without a cache */
 		return cm_ac_submit(fs->ac, req, cb, j);
 	struct rd *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->path = strdup(j->path)) == NULL) {
@@ -356,6 +367,10 @@ void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why)
 	struct cm_fs_off *o = &fs->off;
 	if (o->offline || o->cache == NULL)
 		return;
+	if (!cm_fs_cache_usable(o->cache)) { /* turned off meanwhile: as without one */
+		rd_reachable(fs, NULL);
+		return;
+	}
 	o->offline = true;
 	o->probe_ok = false;
 	o->offline_at = uv_now(&fs->loop);
@@ -445,8 +460,8 @@ static void deadline_cb(uv_timer_t *t)
 void cm_fs_cache_probe(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
-	if (o->cache == NULL || fs->ac == NULL)
-		return;
+	if (!cm_fs_cache_usable(o->cache) || fs->ac == NULL)
+		return; /* no cache (or one turned off): reads wait and fail as before */
 	if (!o->probing) {
 		struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
 		if (cm_ac_submit(fs->ac, &r, probe_cb, fs) != 0)

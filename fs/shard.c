@@ -235,7 +235,7 @@ static void deadline_cb(uv_timer_t *t)
 void cm_fs_shard_probe(struct cm_fs *fs, struct cm_fs_shard *sh)
 {
 	if (sh == NULL || sh->probing || sh->n_addrs == 0 || fs->ac == NULL ||
-	    fs->off.cache == NULL)
+	    !cm_fs_cache_usable(fs->off.cache))
 		return;
 	sh->gen++;
 	sh->out = 0;
