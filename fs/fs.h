@@ -50,6 +50,8 @@ struct cm_fs_shard {
 	uint32_t n_addrs;
 	bool offline;       /* no replica answered: served from the cache */
 	bool probing, seen; /* seen: in the last map */
+	bool recheck;       /* no answer, on a map older than the round: ask again */
+	uint64_t started;   /* uv_now() when the round began */
 	uint32_t gen, out;  /* the probe round; its STATUS requests still out */
 	uint64_t offline_at; /* uv_now() when it went offline */
 	int64_t synced;      /* wall ms when it went offline */
@@ -79,7 +81,8 @@ struct cm_fs_off {
 	struct cm_fs_shard shards[CM_FS_SHARDS_MAX];
 	uint32_t n_shards, n_sh_offline;
 	bool map_asking, map_full;
-	uint64_t map_at;
+	uint64_t map_at, map_got; /* uv_now() of the last SHARDS sent / answered */
+	uint64_t map_epoch;       /* the registry epoch of the map kept */
 };
 
 /* One inode the kernel knows. Touched only on the loop thread. */

@@ -249,7 +249,7 @@ static void rd_timer_cb(uv_timer_t *t)
 static bool rd_shard_probing(struct rd *r)
 {
 	struct cm_fs_shard *sh = cm_fs_shard_of(r->fs, r->path);
-	return sh != NULL && sh->probing;
+	return sh != NULL && (sh->probing || sh->recheck);
 }
 
 /* A server answered the probe: reads that failed meanwhile get their own

@@ -83,14 +83,43 @@ static struct cm_fs_shard *slot_for(struct cm_fs *fs, uint64_t group)
 }
 
 static void shard_set_offline(struct cm_fs_shard *sh, bool off);
+static void map_apply(struct cm_fs *fs, const struct cm_resp *resp);
 
 static void map_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs *fs = arg;
 	struct cm_fs_off *o = &fs->off;
 	o->map_asking = false;
-	if (err != 0 || fs->ac == NULL || resp == NULL)
+	if (fs->ac == NULL)
 		return;
+	if (err != 0 || resp == NULL) { /* no map: a shard is not sent offline on an old one */
+		for (uint32_t i = 0; i < o->n_shards; i++) {
+			struct cm_fs_shard *sh = &o->shards[i];
+			if (sh->recheck) {
+				sh->recheck = false;
+				cm_fs_cache_shard_verdict(fs, sh, true);
+			}
+		}
+		return;
+	}
+	if (resp->epoch >= o->map_epoch) { /* else a node behind the registry */
+		o->map_got = uv_now(&fs->loop);
+		o->map_epoch = resp->epoch;
+		map_apply(fs, resp);
+	}
+	for (uint32_t i = 0; i < o->n_shards; i++) { /* asked again, with this map */
+		struct cm_fs_shard *sh = &o->shards[i];
+		if (sh->recheck && sh->prefix != NULL) {
+			sh->recheck = false;
+			cm_fs_shard_probe(fs, sh);
+		}
+	}
+}
+
+/* The shard map of a SHARDS answer replaces the one kept. */
+static void map_apply(struct cm_fs *fs, const struct cm_resp *resp)
+{
+	struct cm_fs_off *o = &fs->off;
 	for (uint32_t i = 0; i < o->n_shards; i++)
 		o->shards[i].seen = false;
 	for (uint32_t k = 0; k < resp->n_shards; k++) {
@@ -127,18 +156,26 @@ static void map_cb(void *arg, int err, const struct cm_resp *resp)
 	}
 }
 
-void cm_fs_shard_map_refresh(struct cm_fs *fs)
+/* A SHARDS request now, whatever the rate limit (one at a time). */
+static void map_ask(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
-	uint64_t now = uv_now(&fs->loop);
-	if (o->cache == NULL || fs->ac == NULL || o->map_asking ||
-	    (o->map_at != 0 && now - o->map_at < MAP_AGAIN_MS))
+	if (o->map_asking || fs->ac == NULL)
 		return;
 	struct cm_req r = {.op = CM_OP_SHARDS};
 	if (cm_ac_submit(fs->ac, &r, map_cb, fs) == 0) {
 		o->map_asking = true;
-		o->map_at = now;
+		o->map_at = uv_now(&fs->loop);
 	}
+}
+
+void cm_fs_shard_map_refresh(struct cm_fs *fs)
+{
+	struct cm_fs_off *o = &fs->off;
+	uint64_t now = uv_now(&fs->loop);
+	if (o->cache == NULL || (o->map_at != 0 && now - o->map_at < MAP_AGAIN_MS))
+		return;
+	map_ask(fs);
 }
 
 /* ---- a probe: STATUS to every replica of the shard ---- */
@@ -165,9 +202,10 @@ static void shard_set_offline(struct cm_fs_shard *sh, bool off)
 		sh->offline_at = uv_now(&fs->loop);
 		sh->synced = wall_now(); /* its stream was live until about now */
 		fprintf(stderr, "confman-fs: offline: shard %s (group %llu): none of its %u "
-				"replicas answered within %llu ms: reads below it are served from "
-				"the cache, changes below it fail with EROFS; other shards stay "
-				"live\n", sh->prefix, (unsigned long long)sh->group, sh->n_addrs,
+				"replicas (%s%s) answered within %llu ms: reads below it are served "
+				"from the cache, changes below it fail with EROFS; other shards "
+				"stay live\n", sh->prefix, (unsigned long long)sh->group, sh->n_addrs,
+			sh->n_addrs ? sh->addrs[0] : "", sh->n_addrs > 1 ? ", ..." : "",
 			(unsigned long long)half(fs));
 	} else {
 		fs->off.n_sh_offline--;
@@ -181,6 +219,7 @@ static void shard_set_offline(struct cm_fs_shard *sh, bool off)
 static void again_cb(uv_timer_t *t)
 {
 	struct cm_fs_shard *sh = t->data;
+	cm_fs_shard_map_refresh(sh->fs); /* moved while offline? (once a second) */
 	if (sh->prefix != NULL && sh->offline)
 		cm_fs_shard_probe(sh->fs, sh);
 }
@@ -195,6 +234,16 @@ static void verdict(struct cm_fs_shard *sh, bool reachable)
 	uv_timer_stop(&sh->timer);
 	if (fs->ac == NULL || sh->prefix == NULL)
 		return;
+	if (!reachable && !sh->offline && fs->off.map_got < sh->started) {
+		/* Its replicas as of an older map did not answer: the shard
+		 * may have moved since (a shard move, a node replaced). Only a
+		 * map fetched after this round began can send it offline: ask
+		 * for one, and probe again with it. If no server answers even
+		 * that, the whole mount goes offline (offline.c). */
+		sh->recheck = true;
+		map_ask(fs);
+		return;
+	}
 	if (!reachable) {
 		shard_set_offline(sh, true);
 	} else if (sh->offline) {
@@ -240,6 +289,7 @@ void cm_fs_shard_probe(struct cm_fs *fs, struct cm_fs_shard *sh)
 	sh->gen++;
 	sh->out = 0;
 	sh->probing = true;
+	sh->started = uv_now(&fs->loop);
 	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
 	for (uint32_t i = 0; i < sh->n_addrs; i++) {
 		struct sp *p = malloc(sizeof(*p));

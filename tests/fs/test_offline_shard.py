@@ -130,6 +130,27 @@ def test_shard_back_online():
     print("  node 4 restarted -> /b online after %.0f ms" % (back * 1000), flush=True)
 
 
+def test_moved_shard_stays_online_when_its_old_node_dies():
+    """The mount's shard map must not send it offline: /b moved from node 4
+    to node 3, then node 4 killed; reads below /b go on live (the chaos
+    nemesis found a mount serving a moved shard from its cache for most of
+    a run: it probed the replicas of its old map)."""
+    c, A = S["cluster"], S["A"]
+    A.sh("cat b/conf > /dev/null")
+    time.sleep(1.5)  # the mount's map is older than what follows
+    c.ctl("shard", "move", "/b", "--replicas", "3", "--timeout", "30", check=True)
+    c.kill(4)
+    c.ctl("put", "/b/conf", "moved=1\n", check=True)
+    end = time.time() + 3
+    while time.time() < end:
+        v = cat(A.p("b/conf"))
+        assert xattr(A.p("b/conf"), "user.confman.offline") == "0", (v, A.output())
+        time.sleep(0.05)
+    wait_for("the new value", lambda: cat(A.p("b/conf")) == b"moved=1\n", 10)
+    A.sh("echo moved=2 > b/conf")
+    assert "offline_shards -" in xattr(A.dir, "user.confman.status")
+
+
 def logged(t):
     def run():
         try:
@@ -154,7 +175,8 @@ def main():
         test_fs.harness_run([logged(t) for t in (
             test_one_shard_gone_others_live,
             test_changes_refused_only_in_the_offline_shard,
-            test_shard_back_online)])
+            test_shard_back_online,
+            test_moved_shard_stays_online_when_its_old_node_dies)])
     finally:
         try:
             if A is not None:
