@@ -67,6 +67,7 @@ struct cm_fs_off {
 	uint64_t reached;          /* uv_now() of the last answer from a server */
 	int64_t synced;            /* wall ms when the cache was last known current; 0 never */
 	bool probing, probe_ok;    /* a STATUS is out; one answered since going offline */
+	uint32_t probe_gen, probe_out; /* the probe round; its STATUS requests still out */
 	bool fresh;                /* the watch began (boot, re-subscribed) without resuming */
 	bool served;               /* reads were answered from the cache since */
 	bool timers;
@@ -80,7 +81,8 @@ struct cm_fs_off {
 	/* Per shard (fs/shard.c): the map, and how many shards are offline. */
 	struct cm_fs_shard shards[CM_FS_SHARDS_MAX];
 	uint32_t n_shards, n_sh_offline;
-	bool map_asking, map_full;
+	uint32_t map_out;         /* SHARDS requests of the round still out */
+	bool map_round_ok, map_full;
 	uint64_t map_at, map_got; /* uv_now() of the last SHARDS sent / answered */
 	uint64_t map_epoch;       /* the registry epoch of the map kept */
 };

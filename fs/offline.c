@@ -14,6 +14,7 @@
 #include "job.h"
 
 #define PROBE_AGAIN_MS 200 /* between probes while offline */
+#define PROBE_MAX 16       /* servers a probe asks at once */
 
 static int64_t wall_now(void)
 {
@@ -426,10 +427,8 @@ static void probe_again_cb(uv_timer_t *t)
 	cm_fs_cache_probe(t->data);
 }
 
-static void probe_cb(void *arg, int err, const struct cm_resp *resp)
+static void probe_cb(struct cm_fs *fs, int err)
 {
-	(void)resp;
-	struct cm_fs *fs = arg;
 	struct cm_fs_off *o = &fs->off;
 	o->probing = false;
 	uv_timer_stop(&o->deadline);
@@ -455,21 +454,78 @@ static void deadline_cb(uv_timer_t *t)
 	cm_fs_cache_go_offline(fs, "the cluster does not answer");
 }
 
-/* STATUS to any server: an answer, even from a node without a leader,
- * says the cluster is there (slow, electing: reads wait as before). */
+/* One STATUS of a probe round. */
+struct wp {
+	struct cm_fs *fs;
+	uint32_t gen;
+};
+
+static void probe_one_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	(void)resp;
+	struct wp *p = arg;
+	struct cm_fs *fs = p->fs;
+	bool current = p->gen == fs->off.probe_gen && fs->off.probing;
+	free(p);
+	if (!current)
+		return;
+	if (err == -ECANCELED) { /* closing */
+		probe_cb(fs, err);
+		return;
+	}
+	fs->off.probe_out--;
+	if (err == 0 || fs->off.probe_out == 0) /* the first answer, or none at all */
+		probe_cb(fs, err);
+}
+
+static int probe_send(struct cm_fs *fs, const char *addr, size_t len)
+{
+	char a[256];
+	if (len == 0 || len >= sizeof(a))
+		return -EINVAL;
+	memcpy(a, addr, len);
+	a[len] = 0;
+	struct wp *p = malloc(sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	*p = (struct wp){fs, fs->off.probe_gen};
+	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
+	int rc = cm_ac_submit_to(fs->ac, a, &r, probe_one_cb, p);
+	if (rc != 0)
+		free(p);
+	else
+		fs->off.probe_out++;
+	return rc;
+}
+
+/* STATUS to every server of the mount's list at once (at most
+ * PROBE_MAX): any answer, even from a node without a leader, says the
+ * cluster is there (slow, electing: reads wait as before). All of them at
+ * once because one server cut off by a partition drops the request
+ * rather than refusing it: asked alone, its silence would look like the
+ * whole cluster's. */
 void cm_fs_cache_probe(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
 	if (!cm_fs_cache_usable(o->cache) || fs->ac == NULL)
 		return; /* no cache (or one turned off): reads wait and fail as before */
-	if (!o->probing) {
-		struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
-		if (cm_ac_submit(fs->ac, &r, probe_cb, fs) != 0)
-			return;
-		o->probing = true;
-		if (!o->offline)
-			uv_timer_start(&o->deadline, deadline_cb, half(fs), 0);
+	if (o->probing)
+		return;
+	o->probe_gen++;
+	o->probe_out = 0;
+	o->probing = true;
+	const char *s = fs->o.servers;
+	for (int n = 0; *s && n < PROBE_MAX; n++) {
+		size_t len = strcspn(s, ",");
+		(void)probe_send(fs, s, len);
+		s += len + (s[len] == ',');
 	}
+	if (o->probe_out == 0) { /* nothing sent: as if nobody answered */
+		o->probing = false;
+		return;
+	}
+	if (!o->offline)
+		uv_timer_start(&o->deadline, deadline_cb, half(fs), 0);
 }
 
 void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)

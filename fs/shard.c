@@ -16,7 +16,8 @@
 #include "job.h"
 
 #define SHARD_AGAIN_MS 200   /* between probes of an offline shard */
-#define MAP_AGAIN_MS 1000    /* at most one SHARDS request a second */
+#define MAP_AGAIN_MS 1000    /* at most one SHARDS round a second */
+#define MAP_ASK_MAX 16       /* servers a SHARDS round asks */
 
 static int64_t wall_now(void)
 {
@@ -89,10 +90,21 @@ static void map_cb(void *arg, int err, const struct cm_resp *resp)
 {
 	struct cm_fs *fs = arg;
 	struct cm_fs_off *o = &fs->off;
-	o->map_asking = false;
-	if (fs->ac == NULL)
+	o->map_out--;
+	if (fs->ac == NULL || err == -ECANCELED)
 		return;
-	if (err != 0 || resp == NULL) { /* no map: a shard is not sent offline on an old one */
+	bool first = err == 0 && resp != NULL && !o->map_round_ok;
+	if (err == 0 && resp != NULL) {
+		o->map_round_ok = true;
+		if (resp->epoch >= o->map_epoch) { /* else a node behind the registry */
+			o->map_got = uv_now(&fs->loop);
+			o->map_epoch = resp->epoch;
+			map_apply(fs, resp);
+		}
+	}
+	if (!first && (o->map_out > 0 || o->map_round_ok))
+		return; /* rechecks wait for the first answer (or for none at all) */
+	if (!first) { /* no map: a shard is not sent offline on an old one */
 		for (uint32_t i = 0; i < o->n_shards; i++) {
 			struct cm_fs_shard *sh = &o->shards[i];
 			if (sh->recheck) {
@@ -101,11 +113,6 @@ static void map_cb(void *arg, int err, const struct cm_resp *resp)
 			}
 		}
 		return;
-	}
-	if (resp->epoch >= o->map_epoch) { /* else a node behind the registry */
-		o->map_got = uv_now(&fs->loop);
-		o->map_epoch = resp->epoch;
-		map_apply(fs, resp);
 	}
 	for (uint32_t i = 0; i < o->n_shards; i++) { /* asked again, with this map */
 		struct cm_fs_shard *sh = &o->shards[i];
@@ -156,16 +163,29 @@ static void map_apply(struct cm_fs *fs, const struct cm_resp *resp)
 	}
 }
 
-/* A SHARDS request now, whatever the rate limit (one at a time). */
+/* SHARDS to every server of the mount's list at once (one round at a
+ * time), whatever the rate limit: the first answer is used at once, later
+ * ones if their registry epoch is newer. All at once for the reason the
+ * probes are (offline.c): a server cut off drops, it does not refuse. */
 static void map_ask(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
-	if (o->map_asking || fs->ac == NULL)
+	if (o->map_out > 0 || fs->ac == NULL)
 		return;
+	o->map_round_ok = false;
+	o->map_at = uv_now(&fs->loop);
 	struct cm_req r = {.op = CM_OP_SHARDS};
-	if (cm_ac_submit(fs->ac, &r, map_cb, fs) == 0) {
-		o->map_asking = true;
-		o->map_at = uv_now(&fs->loop);
+	const char *s = fs->o.servers;
+	char a[256];
+	for (int n = 0; *s && n < MAP_ASK_MAX; n++) {
+		size_t len = strcspn(s, ",");
+		if (len > 0 && len < sizeof(a)) {
+			memcpy(a, s, len);
+			a[len] = 0;
+			if (cm_ac_submit_to(fs->ac, a, &r, map_cb, fs) == 0)
+				o->map_out++;
+		}
+		s += len + (s[len] == ',');
 	}
 }
 
@@ -185,12 +205,6 @@ struct sp {
 	uint32_t gen;
 };
 
-static uint64_t half(const struct cm_fs *fs)
-{
-	uint64_t h = fs->o.offline_after_ms / 2;
-	return h ? h : 1;
-}
-
 static void shard_set_offline(struct cm_fs_shard *sh, bool off)
 {
 	struct cm_fs *fs = sh->fs;
@@ -206,7 +220,7 @@ static void shard_set_offline(struct cm_fs_shard *sh, bool off)
 				"from the cache, changes below it fail with EROFS; other shards "
 				"stay live\n", sh->prefix, (unsigned long long)sh->group, sh->n_addrs,
 			sh->n_addrs ? sh->addrs[0] : "", sh->n_addrs > 1 ? ", ..." : "",
-			(unsigned long long)half(fs));
+			(unsigned long long)fs->o.offline_after_ms);
 	} else {
 		fs->off.n_sh_offline--;
 		fprintf(stderr, "confman-fs: shard %s (group %llu) online again after %llu ms "
@@ -268,7 +282,9 @@ static void sp_cb(void *arg, int err, const struct cm_resp *resp)
 	if (!current || err == -ECANCELED)
 		return;
 	sh->out--;
-	if (err == 0)
+	/* STATUS: 0. The pinned GET: a server's answer of any kind. */
+	if (err == 0 || err == -ENOENT || err == -EISDIR || err == -ENOTDIR ||
+	    err == CM_EWRONGSHARD)
 		verdict(sh, true);
 	else if (sh->out == 0) /* every replica refused: no need to wait */
 		verdict(sh, false);
@@ -302,11 +318,29 @@ void cm_fs_shard_probe(struct cm_fs *fs, struct cm_fs_shard *sh)
 		}
 		sh->out++;
 	}
+	/* And a read of the shard's top pinned to its group, routed by the
+	 * library: its own map and redirects may know replicas the mount's
+	 * map does not yet (a node behind the registry answered SHARDS). */
+	struct sp *g = malloc(sizeof(*g));
+	if (g != NULL) {
+		*g = (struct sp){sh, sh->gen};
+		struct cm_req get = {.op = CM_OP_GET, .group = sh->group,
+				     .consistency = CM_READ_FOLLOWER,
+				     .path = {sh->prefix, (uint32_t)strlen(sh->prefix)}};
+		if (cm_ac_submit(fs->ac, &get, sp_cb, g) == 0)
+			sh->out++;
+		else
+			free(g);
+	}
 	if (sh->out == 0) { /* nothing could be sent: say nothing */
 		sh->probing = false;
 		return;
 	}
-	uv_timer_start(&sh->timer, deadline_cb, half(fs), 0);
+	/* The whole offline_after: a live replica slow to answer (a loaded
+	 * host) must not send its shard offline; a refused connection still
+	 * decides at once. */
+	uv_timer_start(&sh->timer, deadline_cb, fs->o.offline_after_ms ? fs->o.offline_after_ms : 1,
+		       0);
 }
 
 void cm_fs_shard_probe_path(struct cm_fs *fs, const char *path)
