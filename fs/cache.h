@@ -36,6 +36,8 @@ struct cm_fs_cache_ent {
 int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 		     const char *who, uint64_t max_bytes, struct cm_fs_cache **out);
 void cm_fs_cache_close(struct cm_fs_cache *c);
+/* Open and not turned off by a failed write (full disk, I/O error). */
+bool cm_fs_cache_usable(const struct cm_fs_cache *c);
 /* Flush to disk (the environment is written MDB_NOSYNC; a timer calls it). */
 void cm_fs_cache_sync(struct cm_fs_cache *c);
 
