@@ -85,7 +85,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	bl_stop_all
 	if [ "$CLUSTER_UP" = 1 ]; then
-		"$ROOT/scripts/cluster" -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down --wipe >/dev/null 2>&1 || true
+		"$ROOT/scripts/cluster" --insecure -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down --wipe >/dev/null 2>&1 || true
 	fi
 	bl_finish api-bench "$DATA" "$WORK"
 	exit "$rc"
@@ -155,7 +155,7 @@ echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed '
 
 bl_check_ports "$CM_PORT" "$((CM_PORT + 1))" "$((CM_PORT + 2))" "$GW_PORT"
 CLUSTER_UP=1
-"$ROOT/scripts/cluster" -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" up >"$WORK/cluster.txt" ||
+"$ROOT/scripts/cluster" --insecure -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" up >"$WORK/cluster.txt" ||
 	die "cluster did not start (see $DATA/confman/node*.log)"
 SERVERS="127.0.0.1:$CM_PORT,127.0.0.1:$((CM_PORT + 1)),127.0.0.1:$((CM_PORT + 2))"
 LEADER=$(bl_cm_leader "$SERVERS" "$CTL") || die "no leader elected"
@@ -208,10 +208,10 @@ done
 echo "==> native client, continued"
 cm_run native-put --servers "$SERVERS" --op put
 cm_run native-lin --servers "$SERVERS" --op get --consistency linearizable
-"$ROOT/scripts/cluster" -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down >/dev/null
+"$ROOT/scripts/cluster" --insecure -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down >/dev/null
 for k in 1 2 3; do cp "$DATA/confman/node$k.log" "$WORK/node$k.log" 2>/dev/null || true; done
 CLUSTER_UP=0
-"$ROOT/scripts/cluster" -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down --wipe >/dev/null 2>&1 || true
+"$ROOT/scripts/cluster" --insecure -d "$DATA/confman" -p "$CM_PORT" -b "$BUILD" down --wipe >/dev/null 2>&1 || true
 
 # ---- 3. etcd ----
 

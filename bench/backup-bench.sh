@@ -224,7 +224,7 @@ run_confman() {
 	rservers=$(servers_at "$CM_RPORT")
 	snap=$DATA/confman.snap
 	CM_UP=1
-	"$ROOT/scripts/cluster" -d "$dir" -p "$CM_PORT" -b "$ROOT/build" up -- --map-size "$MAPSIZE" >/dev/null ||
+	"$ROOT/scripts/cluster" --insecure -d "$dir" -p "$CM_PORT" -b "$ROOT/build" up -- --map-size "$MAPSIZE" >/dev/null ||
 		die "confman: cluster did not start (see $dir/node*.log)"
 	for i in $(seq 0 $((SHARDS - 1))); do
 		for t in $(seq 1 60); do

@@ -137,46 +137,90 @@ bl_cm_leader() {
 	return 1
 }
 
+# bl_etcd_certs DIR: a CA and one certificate for every etcd member, with
+# certtool (ECDSA P-256, as scripts/mkcerts), for bl_etcd_up with BL_ETCD_TLS:
+# DIR/ca.pem, DIR/member.{pem,key} (IP SAN 127.0.0.1, CN etcd-member; TLS
+# web server and client usage: the same certificate serves clients and
+# dials and answers peers) and DIR/client.{pem,key} for etcdctl.
+bl_etcd_certs() {
+	local d=$1 who
+	mkdir -p "$d"
+	certtool --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/ca.key" 2>/dev/null
+	printf 'cn = "bench etcd CA"\nca\ncert_signing_key\nexpiration_days = 2\n' >"$d/ca.tmpl"
+	certtool --generate-self-signed --load-privkey "$d/ca.key" --template "$d/ca.tmpl" \
+		--outfile "$d/ca.pem" 2>/dev/null
+	for who in member client; do
+		certtool --generate-privkey --key-type ecdsa --curve secp256r1 --outfile "$d/$who.key" 2>/dev/null
+		printf 'cn = "etcd-%s"\nip_address = "127.0.0.1"\ndns_name = "localhost"\ntls_www_server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' \
+			"$who" >"$d/$who.tmpl"
+		certtool --generate-certificate --load-privkey "$d/$who.key" --load-ca-certificate "$d/ca.pem" \
+			--load-ca-privkey "$d/ca.key" --template "$d/$who.tmpl" --outfile "$d/$who.pem" 2>/dev/null
+	done
+	chmod 600 "$d"/*.key
+}
+
+# bl_etcdctl ARGS...: etcdctl, with BL_ETCD_TLS's CA and client certificate
+# when set.
+bl_etcdctl() {
+	if [ -n "${BL_ETCD_TLS:-}" ]; then
+		etcdctl --cacert "$BL_ETCD_TLS/ca.pem" --cert "$BL_ETCD_TLS/client.pem" \
+			--key "$BL_ETCD_TLS/client.key" "$@"
+	else
+		etcdctl "$@"
+	fi
+}
+
 # shellcheck disable=SC2034 # BL_ETCD_* are for the caller
 # bl_etcd_up DIR CLIENT_PORT PEER_PORT [TOKEN]: a 3-node etcd (member i on
 # CLIENT_PORT+i-1, PEER_PORT+i-1; cluster token TOKEN, default cm-bench);
 # sets BL_ETCD_PIDS, BL_ETCD_LEADER and BL_ETCD_FOLLOWER (host:port of the
-# client URLs).
+# client URLs). With BL_ETCD_TLS=DIR (bl_etcd_certs DIR): TLS on the client
+# URLs (server-authenticated: wrk presents no certificate, as it presents
+# none to confman-api's HTTPS) and mutual TLS between members
+# (--peer-client-cert-auth), the URLs https.
 bl_etcd_up() {
-	local dir=$1 cport=$2 pport=$3 token=${4:-cm-bench} i cluster="" eps="" st t url
+	local dir=$1 cport=$2 pport=$3 token=${4:-cm-bench} i cluster="" eps="" st t url purl
+	local sch=http tls=()
+	if [ -n "${BL_ETCD_TLS:-}" ]; then
+		sch=https
+		tls=(--cert-file "$BL_ETCD_TLS/member.pem" --key-file "$BL_ETCD_TLS/member.key"
+			--peer-cert-file "$BL_ETCD_TLS/member.pem" --peer-key-file "$BL_ETCD_TLS/member.key"
+			--peer-trusted-ca-file "$BL_ETCD_TLS/ca.pem" --peer-client-cert-auth)
+	fi
 	BL_ETCD_PIDS=()
 	for i in 1 2 3; do
 		bl_check_ports "$((cport + i - 1))" "$((pport + i - 1))"
-		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((pport + i - 1))"
-		eps+="${eps:+,}127.0.0.1:$((cport + i - 1))"
+		cluster+="${cluster:+,}e$i=$sch://127.0.0.1:$((pport + i - 1))"
+		eps+="${eps:+,}$sch://127.0.0.1:$((cport + i - 1))"
 	done
 	mkdir -p "$dir"
 	for i in 1 2 3; do
-		url=http://127.0.0.1:$((cport + i - 1))
+		url=$sch://127.0.0.1:$((cport + i - 1))
+		purl=$sch://127.0.0.1:$((pport + i - 1))
 		setsid etcd --name "e$i" --data-dir "$dir/e$i" \
 			--listen-client-urls "$url" --advertise-client-urls "$url" \
-			--listen-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
-			--initial-advertise-peer-urls "http://127.0.0.1:$((pport + i - 1))" \
+			--listen-peer-urls "$purl" --initial-advertise-peer-urls "$purl" \
 			--initial-cluster "$cluster" --initial-cluster-token "$token" \
-			--initial-cluster-state new --logger zap --log-level warn \
+			--initial-cluster-state new --logger zap --log-level warn "${tls[@]}" \
 			>"$WORK/etcd-e$i.log" 2>&1 </dev/null &
 		BL_ETCD_PIDS+=($!)
 		BL_PIDS+=($!)
 	done
 	BL_ETCD_LEADER=""
 	for t in $(seq 1 150); do
-		st=$(etcdctl --endpoints="$eps" endpoint status -w simple 2>/dev/null || true)
-		BL_ETCD_LEADER=$(awk -F', ' '$5 == "true" { print $1 }' <<<"$st")
+		st=$(bl_etcdctl --endpoints="$eps" endpoint status -w simple 2>/dev/null || true)
+		BL_ETCD_LEADER=$(awk -F', ' '$5 == "true" { sub(/^https?:\/\//, "", $1); print $1 }' <<<"$st")
 		[ "$(grep -c . <<<"$st")" = 3 ] && [ -n "$BL_ETCD_LEADER" ] && break
 		sleep 0.1
 	done
 	[ -n "$BL_ETCD_LEADER" ] || die "etcd: no leader elected (see $WORK/etcd-e*.log)"
-	BL_ETCD_FOLLOWER=$(awk -F', ' '$5 == "false" { print $1; exit }' <<<"$st")
+	BL_ETCD_FOLLOWER=$(awk -F', ' '$5 == "false" { sub(/^https?:\/\//, "", $1); print $1; exit }' <<<"$st")
 }
 
 # bl_etcd_preload ENDPOINT KEYS VSIZE: /cm-load/k%08d, 100 puts per txn.
 bl_etcd_preload() {
 	local ep=$1 keys=$2 vsize=$3 b k v n
+	[ -n "${BL_ETCD_TLS:-}" ] && ep=https://$ep
 	v=$(head -c "$vsize" /dev/zero | tr '\0' 'v')
 	for ((b = 0; b < keys; b += 100)); do
 		{
@@ -184,9 +228,9 @@ bl_etcd_preload() {
 			for ((k = b; k < b + 100 && k < keys; k++)); do printf 'put /cm-load/k%08d %s\n' "$k" "$v"; done
 			echo
 			echo
-		} | etcdctl --endpoints="$ep" txn >/dev/null || die "etcd: preload failed"
+		} | bl_etcdctl --endpoints="$ep" txn >/dev/null || die "etcd: preload failed"
 	done
-	n=$(etcdctl --endpoints="$ep" get --prefix /cm-load/ --limit=1 -w json | jq -r .count)
+	n=$(bl_etcdctl --endpoints="$ep" get --prefix /cm-load/ --limit=1 -w json | jq -r .count)
 	[ "$n" = "$keys" ] || die "etcd: preload wrote $n keys, not $keys"
 }
 

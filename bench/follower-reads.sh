@@ -27,7 +27,7 @@ common=(--op get --consistency follower --value-size 256 --keys 10000 --duration
 
 num() { grep -o "\"$1\":[0-9.e+]*" "$2" | head -1 | cut -d: -f2; }
 
-cl up >/dev/null
+cl --insecure up >/dev/null
 leader=""
 for _ in $(seq 1 100); do
 	leader=$("$ctl" --servers "$servers" status 2>/dev/null |

@@ -128,7 +128,7 @@ SHM=$(mktemp -d /dev/shm/confman-fs-bench.XXXXXX)
 
 check_ports "$CM_PORT" "$((CM_PORT + 1))" "$((CM_PORT + 2))"
 CM_UP=1
-"$ROOT/scripts/cluster" -d "$WORK/cm" -p "$CM_PORT" -b "$ROOT/build" up >"$WORK/cluster.txt" ||
+"$ROOT/scripts/cluster" --insecure -d "$WORK/cm" -p "$CM_PORT" -b "$ROOT/build" up >"$WORK/cluster.txt" ||
 	die "cluster did not start: $(cat "$WORK/cluster.txt")"
 SERVERS="127.0.0.1:$CM_PORT,127.0.0.1:$((CM_PORT + 1)),127.0.0.1:$((CM_PORT + 2))"
 for _ in $(seq 1 100); do

@@ -84,7 +84,7 @@ run_case() {
 	write_ini
 	local t0
 	t0=$(date +%s%N)
-	cl up -- --quiesce-ticks "$quiesce" >/dev/null
+	cl --insecure up -- --quiesce-ticks "$quiesce" >/dev/null
 	local cold
 	cold=$(wait_leaders "$t0")
 	sleep 5 # long enough for every idle group to go quiet

@@ -165,7 +165,7 @@ run_confman() {
 	bl_check_ports "$CM_PORT" "$((CM_PORT + 1))" "$((CM_PORT + 2))" "$((CM_PORT + 3))" "$GW_PORT"
 	servers=127.0.0.1:$CM_PORT,127.0.0.1:$((CM_PORT + 1)),127.0.0.1:$((CM_PORT + 2))
 	CM_UP=1
-	"$ROOT/scripts/cluster" -d "$dir" -p "$CM_PORT" -b "$ROOT/build" up >/dev/null ||
+	"$ROOT/scripts/cluster" --insecure -d "$dir" -p "$CM_PORT" -b "$ROOT/build" up >/dev/null ||
 		die "confman: cluster did not start (see $dir/node*.log)"
 	# Until the groups have leaders (the machine may be busy: up to 60 s).
 	for i in $(seq 1 60); do

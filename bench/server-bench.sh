@@ -143,7 +143,7 @@ run_cm() {
 	local name=$1 dir=$2 port=$3 servers leader follower pids k
 	bl_check_ports "$port" "$((port + 1))" "$((port + 2))"
 	CLUSTERS+=("$dir $port")
-	"$ROOT/scripts/cluster" -d "$dir" -p "$port" -b "$ROOT/build" up >"$WORK/$name-cluster.txt" ||
+	"$ROOT/scripts/cluster" --insecure -d "$dir" -p "$port" -b "$ROOT/build" up >"$WORK/$name-cluster.txt" ||
 		die "$name: cluster did not start (see $dir/node*.log)"
 	servers=$(cm_servers "$port")
 	leader=$(bl_cm_leader "$servers" "$CTL") || die "$name: no leader elected"

@@ -185,7 +185,7 @@ static int open_out(const char *file, char *tmp, size_t cap, int *fd)
 	}
 	if ((size_t)snprintf(tmp, cap, "%s.tmp", file) >= cap)
 		return cm_ctl_fail(file, -ENAMETOOLONG);
-	*fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	*fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* values: ours alone */
 	return *fd < 0 ? cm_ctl_fail(tmp, -errno) : 0;
 }
 

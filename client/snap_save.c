@@ -264,7 +264,15 @@ int cm_ctl_snap_save(struct cm_client *c, const char *cluster, const char *path,
 	bool to_stdout = strcmp(path, "-") == 0;
 	char tmp[4096];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = to_stdout ? stdout : fopen(tmp, "wbx");
+	/* Every value of the cluster: readable by its user alone, whatever the umask. */
+	int fd = to_stdout ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	FILE *f = to_stdout ? stdout : fd >= 0 ? fdopen(fd, "wb") : NULL;
+	if (f == NULL && fd >= 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+	}
 	if (f == NULL)
 		return cm_ctl_fail(tmp, -errno);
 	struct save sv = {.tty = isatty(2)};

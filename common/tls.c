@@ -492,3 +492,25 @@ int cm_tls_random_hex(char *out, size_t n)
 	hex(d, n, out);
 	return 0;
 }
+
+int cm_tls_cert_identity(const char *path, struct cm_identity *id)
+{
+	memset(id, 0, sizeof(*id));
+	gnutls_datum_t pem = {NULL, 0};
+	if (gnutls_load_file(path, &pem) < 0)
+		return -EINVAL;
+	gnutls_x509_crt_t crt;
+	int rv = gnutls_x509_crt_init(&crt) < 0 ? -ENOMEM : 0;
+	if (rv == 0) {
+		rv = gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM) < 0 ? -EINVAL : 0;
+		if (rv == 0)
+			rv = crt_names(crt, id);
+		if (rv == 0)
+			id->node_id = crt_node(crt, id->user);
+		gnutls_x509_crt_deinit(crt);
+	}
+	gnutls_free(pem.data);
+	if (rv != 0)
+		memset(id, 0, sizeof(*id));
+	return rv;
+}

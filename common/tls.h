@@ -119,4 +119,13 @@ int cm_tls_random_hex(char *out, size_t n);
 /* The node id a name ("confman-node-7") stands for; 0 for any other name. */
 uint64_t cm_tls_node_of(const char *name);
 
+/*
+ * cm_tls_cert_identity - the identity a certificate file (PEM; its first
+ * certificate) names, as a server will read it from the handshake: for a
+ * client to say who it is (confman-fs's log, its cache's key) before any
+ * connection. Returns 0, -EINVAL (unreadable, no CN, a name too long),
+ * -ENOMEM.
+ */
+int cm_tls_cert_identity(const char *path, struct cm_identity *id);
+
 #endif /* CONFMAN_TLS_H */

@@ -724,8 +724,8 @@ void cm_fs_cache_stats(struct cm_fs_cache *c, uint64_t *bytes, uint64_t *entries
 		       const char **dir)
 {
 	*bytes = *entries = 0;
-	*dir = c ? c->dir : "none";
-	if (c == NULL)
+	*dir = c == NULL ? "none" : c->broken ? "off (a write failed)" : c->dir;
+	if (c == NULL || c->broken)
 		return;
 	MDB_envinfo info;
 	MDB_stat st;
@@ -764,20 +764,73 @@ static int mkdirs(const char *dir)
 }
 
 /* The identity in words, for whoever looks into the directory. */
-static void write_identity(const char *dir, const char *servers, const char *prefix)
+static void write_identity(const char *dir, const char *servers, const char *prefix,
+			   const char *who)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/identity", dir);
 	FILE *f = fopen(path, "w");
 	if (f != NULL) {
-		fprintf(f, "servers %s\nprefix %s\n", servers, prefix);
+		fprintf(f, "servers %s\nprefix %s\nidentity %s", servers, prefix,
+			who[0] ? "" : "(none)");
+		for (const char *w = who; *w; w++) /* user\ngroup...: one line */
+			fputc(*w == '\n' ? ' ' : *w, f);
+		fputc('\n', f);
 		fclose(f);
 	}
 }
 
+bool cm_fs_cache_usable(const struct cm_fs_cache *c)
+{
+	return c != NULL && !c->broken;
+}
+
+/* A data file shorter than the pages its meta page says are in use was cut
+ * (a copy, a full disk, a truncating tool): LMDB would map the missing
+ * pages and the first read of one would SIGBUS. MDB_CORRUPTED, to discard. */
+static int env_check_size(struct cm_fs_cache *c)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat sb;
+	char p[4200];
+	snprintf(p, sizeof(p), "%s/data.mdb", c->dir);
+	if (mdb_env_info(c->env, &info) != 0 || mdb_env_stat(c->env, &st) != 0 ||
+	    stat(p, &sb) != 0)
+		return MDB_CORRUPTED;
+	uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if ((uint64_t)sb.st_size >= need)
+		return 0;
+	cache_log(NULL, "%s: data.mdb has %lld bytes, its pages in use need %llu: cut short",
+		  c->dir, (long long)sb.st_size, (unsigned long long)need);
+	return MDB_CORRUPTED;
+}
+
+/* LMDB maps its lock file and writes it through the mapping: on a full
+ * disk (a tmpfs that cannot give it a page) that write is a SIGBUS, not an
+ * error. Its blocks are allocated first, so a full disk is ENOSPC here and
+ * the mount runs without a cache. 16 KiB: what LMDB sizes it to (8 KiB for
+ * its 126 readers) with room; a larger file only gives it more readers. */
+#define LOCK_BYTES 16384
+
+static int lock_alloc(const struct cm_fs_cache *c)
+{
+	char p[4200];
+	snprintf(p, sizeof(p), "%s/lock.mdb", c->dir);
+	int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = posix_fallocate(fd, 0, LOCK_BYTES);
+	close(fd);
+	return -rc; /* posix_fallocate returns the error */
+}
+
 static int env_open(struct cm_fs_cache *c, uint64_t max_bytes)
 {
-	int rc = mdb_env_create(&c->env);
+	int rc = lock_alloc(c);
+	if (rc != 0)
+		return rc;
+	rc = mdb_env_create(&c->env);
 	if (rc != 0)
 		return rc;
 	mdb_env_set_mapsize(c->env, (size_t)max_bytes);
@@ -785,6 +838,8 @@ static int env_open(struct cm_fs_cache *c, uint64_t max_bytes)
 	 * and LMDB stays consistent); each write-through would otherwise pay
 	 * an fsync. Several mounts of one identity share it (LMDB's lock). */
 	rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC, 0600);
+	if (rc == 0)
+		rc = env_check_size(c);
 	MDB_txn *t = NULL;
 	if (rc == 0)
 		rc = mdb_txn_begin(c->env, NULL, 0, &t);
@@ -820,7 +875,7 @@ static void remove_files(const char *dir)
 }
 
 int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
-		     uint64_t max_bytes, struct cm_fs_cache **out)
+		     const char *who, uint64_t max_bytes, struct cm_fs_cache **out)
 {
 	*out = NULL;
 	struct cm_fs_cache *c = calloc(1, sizeof(*c));
@@ -828,6 +883,8 @@ int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 		return -ENOMEM;
 	uint64_t id = XXH3_64bits_withSeed(prefix, strlen(prefix),
 					   XXH3_64bits(servers, strlen(servers) + 1));
+	if (who[0] != '\0') /* "": the key of a mount without identity, as before */
+		id = XXH3_64bits_withSeed(who, strlen(who) + 1, id);
 	size_t n = strlen(dir) + 24;
 	c->dir = malloc(n);
 	if (c->dir == NULL) {
@@ -837,7 +894,7 @@ int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
 	snprintf(c->dir, n, "%s/%016llx", dir, (unsigned long long)id);
 	int rc = mkdirs(c->dir);
 	if (rc == 0) {
-		write_identity(c->dir, servers, prefix);
+		write_identity(c->dir, servers, prefix, who);
 		rc = env_open(c, max_bytes);
 		if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
 		    rc == MDB_PAGE_NOTFOUND) {

@@ -27,12 +27,17 @@ struct cm_fs_cache_ent {
 	char value[]; /* vlen bytes */
 };
 
-/* Open (creating) the environment of the mount identity servers+prefix
- * under dir, mapping at most max_bytes. Never fails the mount: any error
- * is logged and returned, and the caller runs without a cache. */
+/* Open (creating) the environment of the mount identity servers+prefix+who
+ * under dir, mapping at most max_bytes. who is the certificate's identity
+ * (user and groups, "" for none): a mount may serve offline only what its
+ * own identity was allowed to read, so mounts of other identities never
+ * share an environment. Never fails the mount: any error is logged and
+ * returned, and the caller runs without a cache. */
 int cm_fs_cache_open(const char *dir, const char *servers, const char *prefix,
-		     uint64_t max_bytes, struct cm_fs_cache **out);
+		     const char *who, uint64_t max_bytes, struct cm_fs_cache **out);
 void cm_fs_cache_close(struct cm_fs_cache *c);
+/* Open and not turned off by a failed write (full disk, I/O error). */
+bool cm_fs_cache_usable(const struct cm_fs_cache *c);
 /* Flush to disk (the environment is written MDB_NOSYNC; a timer calls it). */
 void cm_fs_cache_sync(struct cm_fs_cache *c);
 

@@ -61,6 +61,10 @@ void cm_fs__trace(const struct cm_fs_job *j, const char *fmt, ...)
 void cm_fs__done_err(struct cm_fs_job *j, int err)
 {
 	cm_fs__trace(j, "done err %d", err);
+	/* The daemon never makes EACCES itself (the kernel's mode checks
+	 * never reach it): this is a server's refusal. */
+	if (err == -EACCES && !j->replay)
+		cm_fs__deny_log(j);
 	fuse_reply_err(j->req, cm_fs_errno(err));
 	cm_fs__job_free(j);
 }

@@ -40,6 +40,37 @@ struct cm_fs_opts {
 	uint64_t lock_ttl_ms;   /* the session lease's TTL (fs/session.c) */
 };
 
+/* Refusals by the cluster's access rules, for the log (fs/access.c). */
+#define CM_FS_DENY_BURST 10        /* lines logged at once... */
+#define CM_FS_DENY_EVERY_MS 1000   /* ...then one per this long */
+struct cm_fs_deny {
+	char who[600];      /* "user web groups a,b": the certificate's identity */
+	char key[600];      /* user, then each group after a newline ("": none) */
+	uint32_t tokens;    /* loop thread: lines that may be logged now */
+	uint64_t last;      /* uv_now() the bucket was last filled */
+	uint64_t dropped;   /* refusals not logged since the last line */
+};
+
+struct cm_fs;
+#define CM_FS_SHARDS_MAX 64 /* shards whose offline state is kept apart */
+
+/* One shard of the cluster's map, as offline mode sees it (fs/shard.c). */
+struct cm_fs_shard {
+	struct cm_fs *fs;
+	uint64_t group;
+	char *prefix;                            /* owned; NULL: a free slot */
+	char *addrs[CM_CLIENT_MAX_REPLICAS];     /* owned: its replicas' addresses */
+	uint32_t n_addrs;
+	bool offline;       /* no replica answered: served from the cache */
+	bool probing, seen; /* seen: in the last map */
+	bool recheck;       /* no answer, on a map older than the round: ask again */
+	uint64_t started;   /* uv_now() when the round began */
+	uint32_t gen, out;  /* the probe round; its STATUS requests still out */
+	uint64_t offline_at; /* uv_now() when it went offline */
+	int64_t synced;      /* wall ms when it went offline */
+	uv_timer_t timer;    /* the round's deadline, then the next round */
+};
+
 struct rd;
 /* The persistent cache and offline mode (fs/offline.c). Loop thread. */
 struct cm_fs_off {
@@ -49,6 +80,7 @@ struct cm_fs_off {
 	uint64_t reached;          /* uv_now() of the last answer from a server */
 	int64_t synced;            /* wall ms when the cache was last known current; 0 never */
 	bool probing, probe_ok;    /* a STATUS is out; one answered since going offline */
+	uint32_t probe_gen, probe_out; /* the probe round; its STATUS requests still out */
 	bool fresh;                /* the watch began (boot, re-subscribed) without resuming */
 	bool served;               /* reads were answered from the cache since */
 	bool timers;
@@ -59,6 +91,13 @@ struct cm_fs_off {
 	uint32_t pq_n, pq_cap, pf_inflight, pf_seen;
 	bool pf_running, pf_over, pf_walked; /* pf_walked: a walk ended (done or too large) */
 	uint64_t pf_started;
+	/* Per shard (fs/shard.c): the map, and how many shards are offline. */
+	struct cm_fs_shard shards[CM_FS_SHARDS_MAX];
+	uint32_t n_shards, n_sh_offline;
+	uint32_t map_out;         /* SHARDS requests of the round still out */
+	bool map_round_ok, map_full;
+	uint64_t map_at, map_got; /* uv_now() of the last SHARDS sent / answered */
+	uint64_t map_epoch;       /* the registry epoch of the map kept */
 };
 
 /* One inode the kernel knows. Touched only on the loop thread. */
@@ -320,6 +359,7 @@ struct cm_fs {
 	bool lk_timer;       /* lk_retry initialised */
 	uv_timer_t lk_retry; /* sends again what the retry flag marks */
 	uint64_t lk_next;    /* ids; atomic: the FUSE thread draws them too */
+	struct cm_fs_deny deny;
 };
 
 /* ---- inode.c ---- */
@@ -359,6 +399,10 @@ bool cm_fs_itable_changed_since(struct cm_fs_itable *t, uint64_t dir_ino, uint64
  * parent's node remember it (ev_group, ev_index). */
 void cm_fs_itable_event_at(struct cm_fs_itable *t, const char *path, uint64_t group,
 			   uint64_t index);
+
+/* ---- access.c ---- */
+/* Before any thread: fs->deny.who and .key from the certificate (-o cert). */
+void cm_fs_ident_load(struct cm_fs *fs);
 
 /* ---- ops.c ---- */
 extern const struct fuse_lowlevel_ops cm_fs_ops;
@@ -457,6 +501,31 @@ void cm_fs_locks_lost(struct cm_fs *fs, uint64_t epoch);
 int cm_fs_locks_start(struct cm_fs *fs);
 void cm_fs_locks_stop(struct cm_fs *fs);
 void cm_fs_locks_free(struct cm_fs *fs);
+
+/* A shard's probe decided (fs/shard.c -> offline.c): reads of it waiting
+ * for the verdict are served from the cache, or get their own answer. */
+void cm_fs_cache_shard_verdict(struct cm_fs *fs, const struct cm_fs_shard *sh, bool reachable);
+/* A shard is online again: a resync if the watch began anew meanwhile. */
+void cm_fs_cache_shard_online(struct cm_fs *fs);
+
+/* ---- shard.c: offline per shard (prefix cm_fs_shard_) ---- */
+/* The shard of path (longest prefix), NULL while the map is unknown. */
+struct cm_fs_shard *cm_fs_shard_of(struct cm_fs *fs, const char *path);
+/* Is path below a shard that is offline (the whole mount aside)? */
+bool cm_fs_shard_offline(struct cm_fs *fs, const char *path);
+/* Ask the cluster for its shard map (at most once a second). */
+void cm_fs_shard_map_refresh(struct cm_fs *fs);
+/* STATUS to every replica of sh (or of path's shard, when the map has more
+ * than one): none answering within offline_after/2 puts it offline. */
+void cm_fs_shard_probe(struct cm_fs *fs, struct cm_fs_shard *sh);
+void cm_fs_shard_probe_path(struct cm_fs *fs, const char *path);
+/* The watch stream of group went stale: probe its shard. */
+void cm_fs_shard_stale(struct cm_fs *fs, uint64_t group);
+/* How old what is served below path may be: 0 if its shard is online. */
+int64_t cm_fs_shard_age_ms(struct cm_fs *fs, const char *path);
+/* The offline shards' prefixes, space-separated ("-": none), into buf. */
+size_t cm_fs_shard_list(struct cm_fs *fs, char *buf, size_t cap);
+void cm_fs_shard_stop(struct cm_fs *fs);
 
 /* errno (positive) for a Confman error code, for fuse_reply_err. */
 int cm_fs_errno(int err);

@@ -124,6 +124,9 @@ bool cm_fs__redo_if_older(struct cm_fs_job *j, int err, const struct cm_resp *re
 /* Loop thread: start one job. */
 void cm_fs__job_run(struct cm_fs_job *j);
 
+/* access.c: log j's refusal by the cluster's rules (EACCES), rate-limited. */
+void cm_fs__deny_log(const struct cm_fs_job *j);
+
 /* ---- exec.c: helpers shared by the loop thread's files ---- */
 /* Reply fuse_reply_err(cm_fs_errno(err)) (0: success) and free j. */
 void cm_fs__done_err(struct cm_fs_job *j, int err);

@@ -381,6 +381,8 @@ int main(int argc, char **argv)
 		return ret == 1 ? 0 : ret;
 	}
 	ret = 1;
+	cm_fs_ident_load(&fs);
+	fprintf(stderr, "confman-fs: identity %s\n", fs.deny.who);
 	const char *trace = getenv("CONFMAN_FS_TRACE");
 	fs.trace = trace != NULL && strcmp(trace, "1") == 0;
 	pthread_mutex_init(&fs.mu, NULL);

@@ -14,6 +14,7 @@
 #include "job.h"
 
 #define PROBE_AGAIN_MS 200 /* between probes while offline */
+#define PROBE_MAX 16       /* servers a probe asks at once */
 
 static int64_t wall_now(void)
 {
@@ -125,6 +126,13 @@ static void rd_serve_cache(struct rd *r)
 		resp.has_attr = true;
 		resp.attr = e->attr;
 		resp.value = (struct cm_bytes){e->value, e->has_value ? e->vlen : 0};
+	} else if (strcmp(j->path, fs->o.prefix) == 0) {
+		/* The mount's root, not cached (an empty or discarded cache): a
+		 * bare directory, so that the mountpoint stats and the mount is
+		 * seen up; listing it is EIO (never guessed as empty). */
+		err = 0;
+		resp.has_attr = true;
+		resp.attr = (struct cm_attr){.mode = S_IFDIR | 0755, .nlink = 2};
 	}
 	j->cache_ok = false; /* never into the in-memory value cache */
 	cm_fs__trace(j, "offline: from the cache, err %d", err);
@@ -139,6 +147,20 @@ static bool answered_by_server(int err)
 	return err == 0 || err == -ENOENT || err == -ENOTDIR || err == -EISDIR ||
 	       err == -EINVAL || err == -ENAMETOOLONG || err == -EACCES || err == -EPERM ||
 	       err == -ENOMEM || err == -ECANCELED || err == -EFBIG;
+}
+
+/* Is r's answer the cache's: the whole mount offline, or its shard? */
+static bool rd_offline(const struct rd *r)
+{
+	return r->fs->off.offline || cm_fs_shard_offline(r->fs, r->path);
+}
+
+/* No answer in time, or a failure: ask whether anyone is there, the
+ * cluster as a whole and the replicas of r's shard. */
+static void rd_probe(struct rd *r)
+{
+	cm_fs_cache_probe(r->fs);
+	cm_fs_shard_probe_path(r->fs, r->path);
 }
 
 static void rd_wait(struct rd *r)
@@ -182,13 +204,13 @@ static void rd_net_cb(void *arg, int err, const struct cm_resp *resp)
 		return;
 	}
 	rd_close(r); /* the timer: the answer is in */
-	if (!answered_by_server(err) && fs->ac != NULL) {
+	if (!answered_by_server(err) && fs->ac != NULL && cm_fs_cache_usable(fs->off.cache)) {
 		r->err = err;
-		if (fs->off.offline) {
+		if (rd_offline(r)) {
 			rd_serve_cache(r);
-		} else { /* the probe's verdict: cache, or this error */
+		} else { /* the probes' verdict: cache, or this error */
 			rd_wait(r);
-			cm_fs_cache_probe(fs);
+			rd_probe(r);
 		}
 	} else {
 		r->answered = true;
@@ -203,10 +225,9 @@ static int rd_send(struct rd *r);
 static void rd_timer_cb(uv_timer_t *t)
 {
 	struct rd *r = t->data;
-	struct cm_fs *fs = r->fs;
 	if (r->answered)
 		return;
-	if (fs->off.offline) {
+	if (rd_offline(r)) {
 		rd_serve_cache(r);
 		return;
 	}
@@ -220,22 +241,33 @@ static void rd_timer_cb(uv_timer_t *t)
 		}
 		return;
 	}
-	/* Slow: is anyone there? The probe's verdict decides (go_offline
-	 * serves every waiting read). */
+	/* Slow: is anyone there? The probes' verdict decides (go_offline
+	 * serves every waiting read, a shard's verdict those below it). A
+	 * cache turned off (a failed write) decides nothing: the answer will. */
+	if (!cm_fs_cache_usable(r->fs->off.cache))
+		return;
 	rd_wait(r);
-	cm_fs_cache_probe(fs);
+	rd_probe(r);
+}
+
+/* A failed read whose shard's probe is out waits for that verdict too. */
+static bool rd_shard_probing(struct rd *r)
+{
+	struct cm_fs_shard *sh = cm_fs_shard_of(r->fs, r->path);
+	return sh != NULL && (sh->probing || sh->recheck);
 }
 
 /* A server answered the probe: reads that failed meanwhile get their own
  * error (the cluster is there; it was not the network); those still out
- * wait for their answers. */
-static void rd_reachable(struct cm_fs *fs)
+ * wait for their answers. sh: only reads below that shard (NULL: all). */
+static void rd_reachable(struct cm_fs *fs, const struct cm_fs_shard *sh)
 {
 	struct rd **p = &fs->off.waiting;
 	while (*p != NULL) {
 		struct rd *r = *p;
-		if (!r->net_done || r->err == 0) { /* still out: its answer will come */
-			p = &r->next;
+		if (!r->net_done || r->err == 0 || rd_shard_probing(r) ||
+		    (sh != NULL && cm_fs_shard_of(fs, r->path) != sh)) {
+			p = &r->next; /* still out: its answer (or verdict) will come */
 			continue;
 		}
 		*p = r->next;
@@ -247,11 +279,50 @@ static void rd_reachable(struct cm_fs *fs)
 	}
 }
 
+static void pf_start(struct cm_fs *fs);
+
+void cm_fs_cache_shard_online(struct cm_fs *fs)
+{
+	struct cm_fs_off *o = &fs->off;
+	if (o->offline || !o->fresh || !o->served)
+		return;
+	/* The watch began anew while the shard was served from the cache
+	 * (the library gave up on its stream): no event will say what
+	 * changed below it meanwhile. As go_online(): compare and replay. */
+	fprintf(stderr, "confman-fs: resync: comparing what was served offline with the "
+			"cluster\n");
+	cm_fs__resync_now(fs);
+	if (o->n_sh_offline == 0)
+		o->fresh = o->served = false;
+	pf_start(fs);
+}
+
+void cm_fs_cache_shard_verdict(struct cm_fs *fs, const struct cm_fs_shard *sh, bool reachable)
+{
+	struct cm_fs_off *o = &fs->off;
+	if (reachable) {
+		if (!o->offline && !o->probing)
+			rd_reachable(fs, sh);
+		return;
+	}
+	struct rd **p = &o->waiting;
+	while (*p != NULL) {
+		struct rd *r = *p;
+		if (cm_fs_shard_of(fs, r->path) != sh) {
+			p = &r->next;
+			continue;
+		}
+		rd_serve_cache(r); /* unlinks it */
+		rd_maybe_free(r);
+	}
+}
+
 int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb)
 {
 	struct cm_fs *fs = j->fs;
 	if ((req->flags & ~(uint32_t)CM_GET_ATTR_ONLY) != 0 ||
-	    req->group != 0) /* not what rd_send rebuilds: as is */
+	    req->group != 0 ||                  /* not what rd_send rebuilds: as is */
+	    !cm_fs_cache_usable(fs->off.cache)) /* turned off: as without a cache */
 		return cm_ac_submit(fs->ac, req, cb, j);
 	struct rd *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->path = strdup(j->path)) == NULL) {
@@ -266,7 +337,7 @@ int cm_fs_cache_submit_read(struct cm_fs_job *j, struct cm_req *req, cm_ac_cb cb
 	r->flags = req->flags;
 	r->t.data = r;
 	(void)uv_timer_init(&fs->loop, &r->t); /* cannot fail */
-	if (fs->off.offline) { /* no request: the answer is the cache's, at once */
+	if (rd_offline(r)) { /* no request: the answer is the cache's, at once */
 		r->net_done = true;
 		uv_timer_start(&r->t, rd_timer_cb, 0, 0);
 		return 0;
@@ -303,6 +374,10 @@ void cm_fs_cache_go_offline(struct cm_fs *fs, const char *why)
 	struct cm_fs_off *o = &fs->off;
 	if (o->offline || o->cache == NULL)
 		return;
+	if (!cm_fs_cache_usable(o->cache)) { /* turned off meanwhile: as without one */
+		rd_reachable(fs, NULL);
+		return;
+	}
 	o->offline = true;
 	o->probe_ok = false;
 	o->offline_at = uv_now(&fs->loop);
@@ -358,10 +433,8 @@ static void probe_again_cb(uv_timer_t *t)
 	cm_fs_cache_probe(t->data);
 }
 
-static void probe_cb(void *arg, int err, const struct cm_resp *resp)
+static void probe_cb(struct cm_fs *fs, int err)
 {
-	(void)resp;
-	struct cm_fs *fs = arg;
 	struct cm_fs_off *o = &fs->off;
 	o->probing = false;
 	uv_timer_stop(&o->deadline);
@@ -371,8 +444,9 @@ static void probe_cb(void *arg, int err, const struct cm_resp *resp)
 		o->reached = uv_now(&fs->loop);
 		o->probe_ok = true;
 		maybe_online(fs);
+		cm_fs_shard_map_refresh(fs);
 		if (!o->offline)
-			rd_reachable(fs);
+			rd_reachable(fs, NULL);
 	} else {
 		cm_fs_cache_go_offline(fs, "the cluster does not answer");
 	}
@@ -386,21 +460,78 @@ static void deadline_cb(uv_timer_t *t)
 	cm_fs_cache_go_offline(fs, "the cluster does not answer");
 }
 
-/* STATUS to any server: an answer, even from a node without a leader,
- * says the cluster is there (slow, electing: reads wait as before). */
+/* One STATUS of a probe round. */
+struct wp {
+	struct cm_fs *fs;
+	uint32_t gen;
+};
+
+static void probe_one_cb(void *arg, int err, const struct cm_resp *resp)
+{
+	(void)resp;
+	struct wp *p = arg;
+	struct cm_fs *fs = p->fs;
+	bool current = p->gen == fs->off.probe_gen && fs->off.probing;
+	free(p);
+	if (!current)
+		return;
+	if (err == -ECANCELED) { /* closing */
+		probe_cb(fs, err);
+		return;
+	}
+	fs->off.probe_out--;
+	if (err == 0 || fs->off.probe_out == 0) /* the first answer, or none at all */
+		probe_cb(fs, err);
+}
+
+static int probe_send(struct cm_fs *fs, const char *addr, size_t len)
+{
+	char a[256];
+	if (len == 0 || len >= sizeof(a))
+		return -EINVAL;
+	memcpy(a, addr, len);
+	a[len] = 0;
+	struct wp *p = malloc(sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	*p = (struct wp){fs, fs->off.probe_gen};
+	struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
+	int rc = cm_ac_submit_to(fs->ac, a, &r, probe_one_cb, p);
+	if (rc != 0)
+		free(p);
+	else
+		fs->off.probe_out++;
+	return rc;
+}
+
+/* STATUS to every server of the mount's list at once (at most
+ * PROBE_MAX): any answer, even from a node without a leader, says the
+ * cluster is there (slow, electing: reads wait as before). All of them at
+ * once because one server cut off by a partition drops the request
+ * rather than refusing it: asked alone, its silence would look like the
+ * whole cluster's. */
 void cm_fs_cache_probe(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
-	if (o->cache == NULL || fs->ac == NULL)
+	if (!cm_fs_cache_usable(o->cache) || fs->ac == NULL)
+		return; /* no cache (or one turned off): reads wait and fail as before */
+	if (o->probing)
 		return;
-	if (!o->probing) {
-		struct cm_req r = {.op = CM_OP_STATUS, .consistency = CM_READ_FOLLOWER};
-		if (cm_ac_submit(fs->ac, &r, probe_cb, fs) != 0)
-			return;
-		o->probing = true;
-		if (!o->offline)
-			uv_timer_start(&o->deadline, deadline_cb, half(fs), 0);
+	o->probe_gen++;
+	o->probe_out = 0;
+	o->probing = true;
+	const char *s = fs->o.servers;
+	for (int n = 0; *s && n < PROBE_MAX; n++) {
+		size_t len = strcspn(s, ",");
+		(void)probe_send(fs, s, len);
+		s += len + (s[len] == ',');
 	}
+	if (o->probe_out == 0) { /* nothing sent: as if nobody answered */
+		o->probing = false;
+		return;
+	}
+	if (!o->offline)
+		uv_timer_start(&o->deadline, deadline_cb, half(fs), 0);
 }
 
 void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
@@ -410,6 +541,7 @@ void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
 		return;
 	if (ev->kind == CM_EV_STALE) {
 		cm_fs_cache_probe(fs); /* all nodes gone? say so before anyone asks */
+		cm_fs_shard_stale(fs, ev->group); /* or those of this group's shard? */
 		return;
 	}
 	if (ev->kind == CM_EV_LIVE) {
@@ -422,7 +554,10 @@ void cm_fs_cache_on_watch(struct cm_fs *fs, const struct cm_event *ev)
 			 * walk is needed only once, and after a watch that began
 			 * anew (go_online walks after offline itself). */
 			bool walk = !o->pf_walked || o->fresh;
-			o->fresh = false; /* live, and nothing served from the cache since it began */
+			/* live, and nothing served from the cache since it began;
+			 * an offline shard's return decides on its own resync */
+			if (o->n_sh_offline == 0)
+				o->fresh = false;
 			if (walk)
 				pf_start(fs);
 		}
@@ -538,18 +673,38 @@ static void refused_log(struct cm_fs *fs, const char *what, const char *path)
 	fs->off.refused_logged = now;
 }
 
+static bool path_offline(struct cm_fs *fs, const struct cm_bytes *p)
+{
+	char path[CM_PATH_MAX + 1];
+	if (p->p == NULL || p->len == 0 || p->len > CM_PATH_MAX)
+		return false;
+	snprintf(path, sizeof(path), "%.*s", (int)p->len, p->p);
+	return cm_fs_shard_offline(fs, path);
+}
+
 int cm_fs_cache_refuse_write(struct cm_fs_job *j, const struct cm_req *r)
 {
-	if (!j->fs->off.offline)
+	if (!j->fs->off.offline && !path_offline(j->fs, &r->path) &&
+	    !path_offline(j->fs, &r->path2))
 		return 0;
-	(void)r;
 	refused_log(j->fs, "write of", j->path);
 	return -EROFS;
 }
 
+/* Is the inode (a node, or the parent of the name a change is about) below
+ * an offline shard? */
+static bool ino_offline(struct cm_fs *fs, fuse_ino_t ino)
+{
+	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, ino);
+	return n != NULL && cm_fs_shard_offline(fs, n->path);
+}
+
 bool cm_fs_cache_refuse(struct cm_fs_job *j)
 {
-	if (!j->fs->off.offline)
+	struct cm_fs *fs = j->fs;
+	if (!fs->off.offline &&
+	    (fs->off.n_sh_offline == 0 ||
+	     !(ino_offline(fs, j->ino) || (j->op == CM_FS_RENAME && ino_offline(fs, j->ino2)))))
 		return false;
 	switch (j->op) {
 	case CM_FS_SETATTR: case CM_FS_CREATE: case CM_FS_MKNOD: case CM_FS_MKDIR:
@@ -591,10 +746,14 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 	struct cm_fs *fs = j->fs;
 	char buf[1024];
 	int len;
+	struct cm_fs_node *n = cm_fs_itable_find(&fs->it, j->ino);
+	const char *path = n ? n->path : NULL;
 	if (strcmp(j->name, "user.confman.offline") == 0) {
-		len = snprintf(buf, sizeof(buf), "%d", fs->off.offline ? 1 : 0);
+		bool off = fs->off.offline || cm_fs_shard_offline(fs, path);
+		len = snprintf(buf, sizeof(buf), "%d", off ? 1 : 0);
 	} else if (strcmp(j->name, "user.confman.age_ms") == 0) {
-		len = snprintf(buf, sizeof(buf), "%lld", (long long)cm_fs_cache_age_ms(fs));
+		int64_t age = fs->off.offline ? cm_fs_cache_age_ms(fs) : cm_fs_shard_age_ms(fs, path);
+		len = snprintf(buf, sizeof(buf), "%lld", (long long)age);
 	} else if (strcmp(j->name, "user.confman.status") == 0) {
 		if (j->ino != FUSE_ROOT_ID) {
 			cm_fs__done_err(j, -ENODATA);
@@ -602,11 +761,13 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 		}
 		uint64_t bytes, entries;
 		const char *dir;
+		char shards[512];
 		cm_fs_cache_stats(fs->off.cache, &bytes, &entries, &dir);
+		(void)cm_fs_shard_list(fs, shards, sizeof(shards));
 		len = snprintf(buf, sizeof(buf),
 			       "state %s\nage_ms %lld\noffline_ms %llu\ncache %s\ncache_bytes %llu\n"
 			       "cache_entries %llu\nrefused %llu\nprefetch %s\ninodes %u\n"
-			       "gets %llu\nlists %llu\nstat_only %s\n",
+			       "gets %llu\nlists %llu\nstat_only %s\noffline_shards %s\n",
 			       fs->off.offline ? "offline" : "online",
 			       (long long)cm_fs_cache_age_ms(fs),
 			       fs->off.offline ? (unsigned long long)(uv_now(&fs->loop) -
@@ -616,10 +777,12 @@ bool cm_fs_cache_xattr(struct cm_fs_job *j)
 			       fs->o.prefetch_max == 0 ? "off" : fs->off.pf_over ? "too large"
 				       : fs->off.pf_running ? "running" : "done",
 			       fs->it.n, (unsigned long long)fs->n_get,
-			       (unsigned long long)fs->n_list, fs->no_attr_only ? "off" : "on");
+			       (unsigned long long)fs->n_list, fs->no_attr_only ? "off" : "on", shards);
 	} else {
 		return false;
 	}
+	if (len >= (int)sizeof(buf))
+		len = (int)sizeof(buf) - 1; /* cut, never read past it */
 	reply_text(j, buf, (size_t)(len < 0 ? 0 : len));
 	return true;
 }
@@ -792,8 +955,8 @@ int cm_fs_cache_start(struct cm_fs *fs)
 	struct cm_fs_off *o = &fs->off;
 	if (fs->o.cache_dir == NULL || strcmp(fs->o.cache_dir, "none") == 0)
 		return 0;
-	if (cm_fs_cache_open(fs->o.cache_dir, fs->o.servers, fs->o.prefix, fs->o.cache_size,
-			     &o->cache) != 0)
+	if (cm_fs_cache_open(fs->o.cache_dir, fs->o.servers, fs->o.prefix, fs->deny.key,
+			     fs->o.cache_size, &o->cache) != 0)
 		return 0; /* logged: the mount runs without a cache */
 	o->synced = cm_fs_cache_synced(o->cache);
 	seen_load(fs);
@@ -812,6 +975,7 @@ void cm_fs_cache_stop(struct cm_fs *fs)
 {
 	struct cm_fs_off *o = &fs->off;
 	pf_abort(fs);
+	cm_fs_shard_stop(fs);
 	free(o->pq);
 	o->pq = NULL;
 	o->pq_cap = 0;

@@ -473,7 +473,7 @@ int cm_node_start(uv_loop_t *loop, struct cm_config *cfg, struct cm_node **out)
 		return -ENOMEM;
 	n->loop = loop;
 	n->cfg = cfg;
-	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
+	if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) { /* values: 0600 inside */
 		cm_log_error("cannot create %s: %s", cfg->data_dir, strerror(errno));
 		free(n);
 		return -errno;

@@ -68,7 +68,8 @@ int cm_store_open(const char *dir, uint64_t map_bytes, struct cm_store **out)
 	if (rc == 0 && map_bytes != 0)
 		rc = mdb_env_set_mapsize(s->env, (size_t)(map_bytes + cm_store_reserve(map_bytes)));
 	if (rc == 0)
-		rc = mdb_env_open(s->env, dir, 0, 0644);
+		/* Every value of the node is in here, unencrypted: its user's alone. */
+		rc = mdb_env_open(s->env, dir, 0, 0600);
 	if (rc != 0)
 		goto err_env;
 	rc = open_dbs(s);

@@ -43,6 +43,21 @@ check_staleness(ops, readers, bound_s)
     older than a write of the key acknowledged more than bound_s
     (STALENESS_BOUND_S) before the read began; see the function.
     Returns a list of violations (dicts with kind, process, key and the ops).
+    Reads marked as served offline (offline 1, or 2: the mark changed during
+    the read) are check_offline's, not this one's.
+
+check_offline(ops, readers, bound_s=None)
+    The mount's offline mode (fs/README.md, "Offline"): a mount's worker
+    records with each read the xattr user.confman.offline of what it read,
+    before and after the read (offline: 0 online, 1 offline, 2 it changed
+    during the read, None the xattr could not be read). Rules, per process
+    in readers: every read is marked (kind "unmarked"); no read, online or
+    offline, returns a value older than the process's own last write of
+    the key acknowledged before the read began (writes go through to the
+    cache once committed: kinds "online-older-than-own-write",
+    "offline-older-than-own-write"); and, with bound_s, a read marked online
+    is held to check_staleness's bound (kind "stale-online": a value served
+    from the cache without the mark would be one).
 """
 import json
 import os
@@ -558,6 +573,8 @@ def check_staleness(ops, readers, bound_s=STALENESS_BOUND_S):
     for r in ops:
         if r["type"] != "read" or r["outcome"] != "ok" or r["process"] not in readers:
             continue
+        if r.get("offline") in (1, 2):
+            continue  # said to be served offline: check_offline's
         key = r["key"]
         if r.get("value") is None:
             wv = None
@@ -584,3 +601,55 @@ def format_staleness(v):
             % (v["key"], v["age_s"], v["superseded_s"], describe(v["read"]),
                describe(v["wrote"]) if v["wrote"] else "(no write: absent)",
                describe(v["newer"])))
+
+
+# ---------------------------------------------------------- offline reads
+
+def check_offline(ops, readers, bound_s=None):
+    """The offline rules (see the module's text) on the reads of the
+    processes in readers that carry an "offline" mark. Returns violations:
+    dicts with kind, process, key, read, and before (the own write it is
+    older than) or the staleness fields."""
+    writes, newer = _write_order(ops)
+    by_value = {(k, w["value"]): w for k, ws in writes.items() for w in ws}
+    out = []
+    marked = [r for r in ops if r["type"] == "read" and r["outcome"] == "ok" and
+              r["process"] in readers and "offline" in r]
+    for r in marked:
+        p, key = r["process"], r["key"]
+        if r["offline"] is None:
+            out.append({"kind": "unmarked", "process": p, "key": key, "read": r,
+                        "before": r})
+            continue
+        own = [w for w in writes.get(key, ()) if w["process"] == p and
+               w["outcome"] == "ok" and w["complete"] < r["invoke"]]
+        if not own:
+            continue
+        last = max(own, key=lambda o: o["complete"])
+        if r.get("value") == last["value"]:
+            continue
+        wv = by_value.get((key, r["value"])) if r.get("value") is not None else None
+        if r.get("value") is not None and wv is None:
+            continue  # a value no recorded write made: not ranked
+        if wv is None or newer(last, wv):
+            kind = "offline" if r["offline"] else "online"
+            out.append({"kind": kind + "-older-than-own-write", "process": p, "key": key,
+                        "read": r, "before": last})
+    if bound_s is not None:
+        online = [r for r in marked if r["offline"] == 0]
+        rest = [o for o in ops if not (o["type"] == "read" and o["process"] in readers)]
+        for v in check_staleness(rest + online, readers, bound_s):
+            v.update(kind="stale-online", process=v["read"]["process"], before=v["newer"])
+            out.append(v)
+    return out
+
+
+def format_offline(v):
+    if v["kind"] == "stale-online":
+        return ("a read marked online returned a stale value (served from the cache "
+                "unmarked?): " + format_staleness(v))
+    if v["kind"] == "unmarked":
+        return "a read without its offline mark: " + describe(v["read"])
+    return ("%s by process %s on %s:\n    own write %s\n  then\n    read (offline=%s) %s"
+            % (v["kind"], v["process"], v["key"], describe(v["before"]),
+               v["read"].get("offline"), describe(v["read"])))

@@ -92,11 +92,12 @@ class FuseMount:
         if cluster.tls:  # the mount carries the admin's certificate too
             opts += ",ca=%s,cert=%s,key=%s" % (cluster.certs("ca.pem"), cluster.certs("admin.pem"),
                                                cluster.certs("admin.key"))
-        # No persistent cache (offline mode): the checker has no rule for
-        # reads answered offline yet (fs/README.md, "Offline"); and never
-        # the machine's /var/cache.
+        # The persistent cache (offline mode) in the cluster's directory,
+        # never the machine's /var/cache: the worker marks each read with
+        # user.confman.offline and checker.check_offline holds them to the
+        # offline rules (fs/README.md, "Offline").
         if "cache=" not in opts:
-            opts = "cache=none," + opts
+            opts = "cache=%s,%s" % (os.path.join(cluster.dir, "fscache%s" % name), opts)
         self.proc = subprocess.Popen([FS, "-f", "-o", opts, cluster.servers(), self.dir],
                                      stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -138,14 +139,35 @@ class FuseWorker(threading.Thread):
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
         self.quiet = threading.Event()  # set: hold still (see WatchPauseNemesis)
-        self.counts = {"read": 0, "write": 0}
+        self.counts = {"read": 0, "write": 0, "offline": 0}
+        self.flip = os.environ.get("CONFMAN_CHAOS_FLIP_OFFLINE") == "1"
 
-    def _rec(self, f, type_, key, value, inv, outcome, err=""):
-        f.write(json.dumps({"process": FUSE_PROC, "type": type_, "key": key, "value": value,
-                            "expect": 0, "invoke": inv, "complete": mono_ns(),
-                            "outcome": outcome, "version": -1, "mod_index": -1, "err": err,
-                            "consistency": "follower"}) + "\n")
+    def _rec(self, f, type_, key, value, inv, outcome, err="", offline=-1):
+        o = {"process": FUSE_PROC, "type": type_, "key": key, "value": value,
+             "expect": 0, "invoke": inv, "complete": mono_ns(),
+             "outcome": outcome, "version": -1, "mod_index": -1, "err": err,
+             "consistency": "follower"}
+        if offline != -1:
+            o["offline"] = offline
+        f.write(json.dumps(o) + "\n")
         f.flush()
+
+    @staticmethod
+    def _mark(where):
+        """user.confman.offline of a descriptor or path: 0, 1, None."""
+        try:
+            return int(os.getxattr(where, "user.confman.offline"))
+        except (OSError, ValueError):
+            return None
+
+    def _marks(self, m0, m1):
+        """The read's mark from the xattr before and after it: 2 if it
+        changed. CONFMAN_CHAOS_FLIP_OFFLINE=1 records it flipped: the
+        broken variant the offline checker must catch (check_offline)."""
+        m = m0 if m0 == m1 else (None if None in (m0, m1) else 2)
+        if self.flip and m in (0, 1):
+            m = 1 - m
+        return m
 
     def run(self):
         import errno
@@ -187,12 +209,17 @@ class FuseWorker(threading.Thread):
                 else:
                     key = self.rng.choice(self.read_keys)
                     inv = mono_ns()
+                    parent = os.path.dirname(self.dir + key)
+                    m0 = self._mark(parent)
                     try:
                         with open(self.dir + key, "rb") as r:
                             val = r.read().decode(errors="replace")
-                        self._rec(f, "read", key, val, inv, "ok")
+                            m = self._marks(m0, self._mark(r.fileno()))
+                        self._rec(f, "read", key, val, inv, "ok", offline=m)
+                        self.counts["offline"] += m == 1
                     except FileNotFoundError:
-                        self._rec(f, "read", key, None, inv, "ok")
+                        m = self._marks(m0, self._mark(parent))
+                        self._rec(f, "read", key, None, inv, "ok", offline=m)
                     except OSError as e:
                         self._rec(f, "read", key, None, inv, "fail",
                                   errno.errorcode.get(e.errno, str(e.errno)))
@@ -509,6 +536,11 @@ def run(nodes=3, seconds=30, seed=None, fuse=True, lin_workers=None, log=print,
         for v in viol[:10]:
             report["anomalies"].append("session: " + checker.format_violation(v))
         check_mount_staleness(report, history, staleness, staleness_bound)
+        off = checker.check_offline([o for o in history if o["key"] in FOL_KEYS],
+                                    readers={FUSE_PROC},
+                                    bound_s=staleness_bound if staleness else None)
+        report["offline_violations"] = len(off)
+        report["anomalies"] += ["offline: " + checker.format_offline(v) for v in off[:10]]
         if two:
             probs, report["two_mounts"] = two.check()
             report["anomalies"] += probs[:20]

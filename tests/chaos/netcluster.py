@@ -241,6 +241,31 @@ class NetCluster(harness.Cluster):
         sh(*netns(ns), "nft", "-f", "-", input="\n".join(lines) + "\n")
         self.cut.add(i)
 
+    def client_ip(self):
+        """The address clients of the root namespace (mounts, workers,
+        confmanctl) reach the nodes from: the bridge's."""
+        return "10.77.%d.254" % self.subnet
+
+    def cut_clients(self, nodes):
+        """The host's side apart from these nodes: each drops packets from
+        and to the bridge address (the nemesis itself never does this;
+        tests/fs/test_offline_partition.py does). Nodes still talk to each
+        other; heal() ends it."""
+        for i in nodes:
+            self.cut_links(i, drop_from=[254], drop_to=[254])
+
+    def ctl_in(self, i, *args, timeout=30):
+        """confmanctl run inside node i's namespace, against node i: what a
+        client on the cluster's side of a cut_clients() partition does."""
+        cmd = netns(self.ns_names[i]) + [harness.CONFMANCTL, "--servers", self.addr(i),
+                                         "--timeout", "5000"] + self.client_creds()
+        cmd += [str(a) for a in args]
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError("%s -> %d: %s" % (" ".join(cmd), r.returncode,
+                                                     r.stderr.decode(errors="replace")))
+        return r.stdout
+
     def partition(self, groups):
         """Symmetric partition: nodes in different groups cannot talk."""
         for g in groups:

@@ -424,5 +424,69 @@ def test_overlapping_and_unknown_writes_are_not_ordered_by_time():
     assert not v, "\n".join(checker.format_staleness(x) for x in v)
 
 
+
+# ----- offline reads through a mount (check_offline)
+
+def M(type_, p, key, value, t0, t1, offline=0, **kw):
+    o = F(type_, p, key, value, t0, t1, version=-1, **kw)
+    if type_ == "read":
+        o["offline"] = offline
+    return o
+
+
+def offline_bad(h, kind, bound=2.0):
+    v = checker.check_offline(h, readers={100}, bound_s=bound)
+    assert any(x["kind"] == kind for x in v), [x["kind"] for x in v]
+    return checker.format_offline([x for x in v if x["kind"] == kind][0])
+
+
+def test_offline_read_older_than_own_write_is_reported():
+    text = offline_bad([M("write", 100, "/o/fuse", "fuse-1", 0, 1),
+                        M("write", 100, "/o/fuse", "fuse-2", 2, 3),
+                        M("read", 100, "/o/fuse", "fuse-1", 5, 5.1, offline=1)],
+                       "offline-older-than-own-write")
+    assert "fuse-2" in text and "offline=1" in text, text
+
+
+def test_online_read_older_than_own_write_is_reported():
+    offline_bad([M("write", 100, "/o/fuse", "fuse-1", 0, 1),
+                 M("read", 100, "/o/fuse", None, 2, 2.1, offline=0)],
+                "online-older-than-own-write")
+
+
+def test_stale_read_marked_online_is_reported():
+    # p11 wrote p11-2 at 2; at 10 the mount still serves p11-1 and says online:
+    # a value from the cache without the mark
+    text = offline_bad([M("write", 11, "/o/p11", "p11-1", 0, 1),
+                        M("write", 11, "/o/p11", "p11-2", 1.5, 2),
+                        M("read", 100, "/o/p11", "p11-1", 10, 10.01, offline=0)],
+                       "stale-online")
+    assert "unmarked?" in text, text
+
+
+def test_unmarked_read_is_reported():
+    offline_bad([M("read", 100, "/o/p11", "p11-1", 1, 1.1, offline=None)], "unmarked")
+
+
+def test_good_offline_history_passes():
+    h = [M("write", 11, "/o/p11", "p11-1", 0, 1),
+         M("write", 100, "/o/fuse", "fuse-1", 0, 1),
+         M("read", 100, "/o/p11", "p11-1", 2, 2.1),
+         # partitioned: p11 goes on, the mount serves its cache, marked
+         M("write", 11, "/o/p11", "p11-2", 3, 3.1),
+         M("write", 100, "/o/fuse", "fuse-2", 3, 3.1, outcome="fail", err="EROFS"),
+         M("read", 100, "/o/p11", "p11-1", 9, 9.1, offline=1),
+         M("read", 100, "/o/fuse", "fuse-1", 9, 9.1, offline=1),
+         M("read", 100, "/o/p11", "p11-1", 9.5, 9.6, offline=2),  # going online
+         # healed
+         M("read", 100, "/o/p11", "p11-2", 10, 10.1),
+         M("write", 100, "/o/fuse", "fuse-3", 11, 11.1),
+         M("read", 100, "/o/fuse", "fuse-3", 12, 12.1)]
+    v = checker.check_offline(h, readers={100}, bound_s=2.0)
+    assert not v, "\n".join(checker.format_offline(x) for x in v)
+    # the staleness checker leaves the reads marked offline alone
+    assert not checker.check_staleness(h, readers={100}, bound_s=2.0)
+
+
 if __name__ == "__main__":
     run([v for k, v in sorted(globals().items()) if k.startswith("test_")])
