@@ -108,6 +108,17 @@ static void stop_child(struct keeper *k)
 	pthread_mutex_unlock(&k->mu);
 }
 
+/* Lost while waiting for the lock (nothing runs): leave, from the keeper's
+ * thread (its client is that thread's). A lease only counted lost (no
+ * keepalive answered in time) may be alive and in the lock's queue:
+ * revoked, or the lock would go to nobody for another TTL. */
+static void give_up_waiting(struct keeper *k, int err)
+{
+	if (err != -ENOENT)
+		cm_lease_revoke(k->client, k->path, k->lease);
+	_exit(CM_CTL_LOCK_LOST);
+}
+
 /* The lease is gone or may be: stop CMD, or, before it runs, the process. */
 static void on_lost(struct keeper *k, int err)
 {
@@ -120,9 +131,12 @@ static void on_lost(struct keeper *k, int err)
 	fprintf(stderr, "confmanctl: lock %s: lease %" PRIu64 " lost (%s)%s\n", k->path, k->lease,
 		err ? cm_errname(err) : "no keepalive answered in time",
 		running ? ": stopping the command" : "");
-	if (!running)
-		_exit(CM_CTL_LOCK_LOST); /* waiting for the lock: nothing to undo */
-	stop_child(k);
+	if (running)
+		stop_child(k);
+	else if (pthread_equal(pthread_self(), k->thread))
+		give_up_waiting(k, err);
+	else
+		pthread_kill(k->thread, SIGUSR1); /* the watchdog's verdict: the keeper leaves */
 }
 
 /* A signal for us: CMD's when it runs, else the end of the wait. */
@@ -153,20 +167,22 @@ static void *keeper_run(void *arg)
 	struct keeper *k = arg;
 	uint32_t period = k->ttl_ms / 3;
 	uint64_t next = mono_ms() + period;
-	bool lost = false;
+	bool gone = false;
 	for (;;) {
 		uint64_t now = mono_ms(), wait = next > now ? next - now : 0;
 		struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
 		siginfo_t si;
 		int sig = wait ? sigtimedwait(&k->sigs, &si, &ts) : -1;
 		pthread_mutex_lock(&k->mu);
-		bool stop = k->stop;
+		bool stop = k->stop, lost_waiting = k->lost && k->child == 0;
 		pthread_mutex_unlock(&k->mu);
 		if (stop)
 			return NULL;
+		if (lost_waiting && !gone)
+			give_up_waiting(k, 0);
 		if (sig > 0 && sig != SIGUSR1)
 			on_signal(k, &si);
-		if (lost || mono_ms() < next)
+		if (gone || mono_ms() < next)
 			continue;
 		uint64_t t0 = mono_ms();
 		struct cm_lease_info info;
@@ -178,7 +194,7 @@ static void *keeper_run(void *arg)
 		}
 		next = mono_ms() + (err == 0 ? period : RETRY_MS);
 		if (err == -ENOENT) {
-			lost = true; /* from now on only signals and the stop matter */
+			gone = true; /* from now on only signals and the stop matter */
 			on_lost(k, err);
 		}
 	}
@@ -210,8 +226,12 @@ static void *watchdog_run(void *arg)
 static int keeper_start(struct keeper *k, const struct cm_client_opts *opts)
 {
 	struct cm_client_opts o = *opts;
-	/* A keepalive must be answered well within the TTL. */
-	uint32_t t = k->ttl_ms / 3;
+	/* A keepalive is worth trying (and the core retries it, through leader
+	 * changes) for up to a TTL: the watchdog decides the loss on its own
+	 * clock whatever it does, and an answer that comes late still proves
+	 * the lease from its sending. The revokes of a lost lease use this
+	 * client too: after a TTL the lease has expired anyway. */
+	uint32_t t = k->ttl_ms;
 	if (o.timeout_ms == 0 || o.timeout_ms > t)
 		o.timeout_ms = t;
 	int rv = cm_client_open(&o, &k->client);
@@ -410,7 +430,7 @@ static int run_locked(struct cm_ctl_cmd *cc, const struct lock_opts *lo)
 	/* The revoke releases the lock too (and deletes elect's value). A lease
 	 * counted lost may still be alive (keepalives late, not refused): its
 	 * revoke frees the lock now rather than a TTL later, asked with the
-	 * keeper's short timeout, since the servers were slow to answer. */
+	 * keeper's client (a TTL at most: then it has expired anyway). */
 	err = cm_lease_revoke(lost ? k.client : cc->client, lo->path, k.lease);
 	keeper_close(&k);
 	if (err != 0 && err != -ENOENT)
