@@ -242,7 +242,10 @@ bl_etcd_preload() {
 bl_wrk() {
 	local out=$1 pids=$2 gw=$3 url=$4 lua=$5 c0 c1 g0 g1 rc=0
 	shift 5
-	local args=(-t2 -c"$BL_CONNS" -s "$lua" "$url" -- "$@")
+	local args=(-t2 -c"$BL_CONNS" -s "$lua")
+	# BL_WRK_HEADER: one request header more (a gateway's bearer token)
+	[ -n "${BL_WRK_HEADER:-}" ] && args+=(-H "$BL_WRK_HEADER")
+	args+=("$url" -- "$@")
 	[ "$BL_WARMUP" -gt 0 ] && { wrk -d"${BL_WARMUP}s" "${args[@]}" >/dev/null 2>&1 || true; }
 	# shellcheck disable=SC2086
 	c0=$(bl_cpu ${pids//,/ }) g0=$(bl_cpu ${gw//,/ })

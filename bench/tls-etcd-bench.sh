@@ -133,6 +133,8 @@ show() { # show NAME FILE: one line of a finished run
 wrk_run() { # wrk_run NAME SERVER_PIDS GW_PIDS URL LUA ARGS...
 	local name=$1
 	shift
+	local BL_WRK_HEADER=
+	[[ $name == cm-tls-gw-* ]] && BL_WRK_HEADER="Authorization: Bearer $GW_TOKEN"
 	if bl_wrk "$WORK/$name.json" "$@"; then
 		show "$name" "$WORK/$name.json"
 	else
@@ -198,7 +200,14 @@ confman_up() {
 		# The HTTPS certificate: any from the cluster's CA (wrk does not verify).
 		"$ROOT/scripts/mkcerts" "$dir/certs" host gateway >/dev/null 2>&1
 		https=(--https-cert "$dir/certs/gateway.pem" --https-key "$dir/certs/gateway.key")
-		tlsargs=(--server-ca "$CM_CA" --server-cert "$CM_CERT" --server-key "$CM_KEY")
+		# The gateway talks to the servers as confman-gw, a trusted proxy
+		# (scripts/cluster marks it), forwarding its callers' identity:
+		# wrk's is the admin's, by a bearer token (wrk sends no certificate).
+		tlsargs=(--server-ca "$CM_CA" --server-cert "$dir/certs/confman-gw.pem"
+			--server-key "$dir/certs/confman-gw.key")
+		GW_TOKEN=$(CONFMAN_CA=$CM_CA CONFMAN_CERT=$CM_CERT CONFMAN_KEY=$CM_KEY \
+			"$CTL" -s "$servers" token create admin --group admins) ||
+			die "token create failed
 		sch=https
 	else
 		gwport=$((GW_PORT + 1))
