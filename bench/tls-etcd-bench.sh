@@ -207,7 +207,7 @@ confman_up() {
 			--server-key "$dir/certs/confman-gw.key")
 		GW_TOKEN=$(CONFMAN_CA=$CM_CA CONFMAN_CERT=$CM_CERT CONFMAN_KEY=$CM_KEY \
 			"$CTL" -s "$servers" token create admin --group admins) ||
-			die "token create failed
+			die "token create failed"
 		sch=https
 	else
 		gwport=$((GW_PORT + 1))
