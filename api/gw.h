@@ -144,6 +144,7 @@ struct cm_gw_req {
 	struct cm_gw_walk *walk;     /* prefix range / deleterange; owned */
 	struct cm_gw_txn *txn;       /* txn, prev_kv delete; owned */
 	struct cm_gw_sse *sse;       /* watch stream; owned */
+	struct cm_gw_lease *lease;   /* lease, lock, put with a lease; owned */
 	struct cm_gw_req *next_stream;
 };
 
@@ -236,6 +237,11 @@ void cm_gw__v3_walk(struct cm_gw_req *r, bool del);
 void cm_gw__v3_txn(struct cm_gw_req *r);
 void cm_gw__v3_txn_free(struct cm_gw_txn *t);
 void cm_gw__v3_delete_prev(struct cm_gw_req *r);
+
+/* ---- v3_lease.c, v3_lock.c: leases and locks (api/v3_lease.h) ---- */
+void cm_gw__v3_lease(struct cm_gw_req *r);     /* every CM_API_R_IS_LEASE route */
+void cm_gw__v3_put_lease(struct cm_gw_req *r); /* a put with a lease (key valid) */
+void cm_gw__v3_lease_free(struct cm_gw_req *r);
 
 /* ---- probe.c: readiness ---- */
 int cm_gw__probe_start(struct cm_gw *gw);
