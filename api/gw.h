@@ -59,6 +59,7 @@
 #define CM_API_CAS_TRIES 8                 /* txn/prev_kv: read-compare-CAS rounds */
 #define CM_API_DRAIN_MS 1000               /* at shutdown: answers still going out */
 #define CM_API_DRAIN_STEP_MS 10
+#define CM_API_LOCK_WAIT_MS (5u * 60u * 1000u) /* --lock-wait-ms's default */
 #define CM_API_PROBE_MS 1000               /* readiness probe period */
 #define CM_API_PROBE_TIMEOUT_MS 1000
 #define CM_API_REASON_MAX 256
@@ -80,6 +81,7 @@ struct cm_gw_opts {
 	 * file); NULL: plain HTTP. Owned by main, alive while threads run. */
 	const char *https_cert_pem, *https_key_pem;
 	uint32_t timeout_ms;  /* per Confman request */
+	uint32_t lock_wait_ms; /* longest wait of a /v3/lock/lock (v3_lock.c) */
 	size_t max_body;
 	unsigned threads;
 	bool verbose;

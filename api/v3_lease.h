@@ -23,7 +23,6 @@
 #define CM_API_LEASE_TTL_MIN_S 2           /* etcd's minimum (a smaller TTL gets it) */
 #define CM_API_LEASE_FANOUT_MAX 1024       /* groups one lease request asks */
 #define CM_API_LEASE_GRANT_TRIES 4         /* random ids drawn on EEXIST */
-#define CM_API_LOCK_WAIT_MS (5u * 60u * 1000u) /* a lock request waits this long at most */
 #define CM_API_LOCK_WAITERS_MAX 1024       /* lock requests waiting per gateway thread */
 
 struct cm_gw_lease;

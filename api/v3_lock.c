@@ -22,8 +22,10 @@
  * The gateway thread does not block: the connection is suspended and the
  * request sits in the client library, which ends it after --timeout ms
  * (-ETIMEDOUT); it is then sent again (the server keeps the pair's place)
- * until CM_API_LOCK_WAIT_MS have passed since the request came, when the
- * pair leaves the queue (RELEASE) and the caller gets 504. Between two
+ * until --lock-wait-ms (default CM_API_LOCK_WAIT_MS, 5 min) have passed
+ * since the request came (checked at each resend: the wait may last one
+ * --timeout more); the pair then leaves the queue (RELEASE) and the
+ * caller gets 504. Between two
  * sends, and before answering a grant, the caller's socket is peeked: a
  * caller that has gone leaves the queue (or gives the hold back). At most
  * CM_API_LOCK_WAITERS_MAX lock requests wait per gateway thread (503).
@@ -81,8 +83,8 @@ static void on_give_up(void *arg, int err, const struct cm_resp *resp)
 	if (!cm_gw__done(r))
 		return;
 	cm_gw__reply_error(r, MHD_HTTP_GATEWAY_TIMEOUT, 4,
-			   "lock not acquired within %u s (confman-api's limit)",
-			   CM_API_LOCK_WAIT_MS / 1000u);
+			   "lock not acquired within %u ms (confman-api --lock-wait-ms)",
+			   r->gw->sh->opts.lock_wait_ms);
 }
 
 static void give_up(struct cm_gw_req *r)
@@ -203,7 +205,8 @@ void cm_gw__v3_lock(struct cm_gw_req *r)
 	lock_waiters++;
 	l->counted = true;
 	l->id = l->lock_lease = (uint64_t)l->q.lease;
-	l->deadline_ms = mono_ms() + CM_API_LOCK_WAIT_MS;
+	uint32_t wait = r->gw->sh->opts.lock_wait_ms;
+	l->deadline_ms = mono_ms() + (wait != 0 ? wait : CM_API_LOCK_WAIT_MS);
 	acquire_send(r);
 }
 

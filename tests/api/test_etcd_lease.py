@@ -192,6 +192,57 @@ def test_waiter_that_leaves_gives_its_place_up():
         post("/v3/lease/revoke", {"ID": lid})
 
 
+def test_lock_wait_is_bounded():
+    """A gateway with --lock-wait-ms 1000: a waiter gets 504 code 4 at its
+    first resend after 1 s (--timeout 3000), having left the queue, so the
+    next caller gets the lock at once when the holder lets go."""
+    l1, l2, l3 = grant(30), grant(30), grant(30)
+    st, doc1 = lock("/locks/t", l1)
+    check(st == 200, doc1)
+    g3 = start_gateway_near(C, GWPORT + 4, extra=["--lock-wait-ms", "1000"])
+    try:
+        t0 = time.time()
+        st, doc = post_json(g3.port, "/v3/lock/lock", {"name": b64("/locks/t"), "lease": l2})
+        took = time.time() - t0
+        check(st == 504 and doc["code"] == 4 and 0.9 < took < 8, (st, doc, took))
+        print("   504 after %.1f s" % took)
+    finally:
+        g3.stop()
+    got = []
+    t = threading.Thread(target=lock, args=("/locks/t", l3, got))
+    t.start()
+    time.sleep(0.5)
+    post("/v3/lock/unlock", {"key": doc1["key"]})
+    t.join(5)
+    check(got and got[0][1] == 200, "l2 still queued: %r" % (got,))
+    for lid in (l1, l2, l3):
+        post("/v3/lease/revoke", {"ID": lid})
+
+
+def test_lock_wait_past_idle_timeout():
+    """CONFMAN_SOAK=1 only: a wait of 70 s, past MHD's 60 s idle timeout
+    of a connection, is still answered (a suspended connection is not timed
+    out)."""
+    if os.environ.get("CONFMAN_SOAK") != "1":
+        print("   skipped (CONFMAN_SOAK=1 runs it)")
+        return
+    l1, l2 = grant(120), grant(120)
+    st, doc1 = lock("/locks/long", l1)
+    got = []
+    t = threading.Thread(target=lock, args=("/locks/long", l2, got, 120))
+    t.start()
+    for _ in range(7):  # keep both leases alive meanwhile
+        time.sleep(10)
+        for lid in (l1, l2):
+            post("/v3/lease/keepalive", {"ID": lid})
+    check(not got, got)
+    post("/v3/lock/unlock", {"key": doc1["key"]})
+    t.join(10)
+    check(got and got[0][1] == 200, got)
+    for lid in (l1, l2):
+        post("/v3/lease/revoke", {"ID": lid})
+
+
 def test_bad_input():
     cases = [
         ("/v3/lease/grant", {"TTL": 99999999999}, 400, 11),
@@ -217,13 +268,13 @@ def test_bad_input():
     post("/v3/lease/revoke", {"ID": doc["ID"]})
 
 
-def start_gateway_near(cluster, port):
+def start_gateway_near(cluster, port, extra=None):
     """A gateway on port, or on one of the next few ports of the range if a
     connection of another process holds it (34000-34099 lies inside the
     kernel's ephemeral ports)."""
     for p in range(port, port + 4):
         try:
-            g = Gateway(cluster, p).start()
+            g = Gateway(cluster, p, extra=extra).start()
             g.wait_ready()
             return g
         except RuntimeError as e:
@@ -245,7 +296,8 @@ def main():
     run_tests(C, start_gateway,
               [test_put_ttl_revoke_two_shards, test_keepalive_renews_second_shard,
                test_lock_excludes_and_is_fifo, test_lock_in_second_shard,
-               test_waiter_that_leaves_gives_its_place_up, test_bad_input],
+               test_waiter_that_leaves_gives_its_place_up, test_lock_wait_is_bounded,
+               test_lock_wait_past_idle_timeout, test_bad_input],
               show_traceback=True)
 
 
