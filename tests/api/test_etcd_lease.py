@@ -261,6 +261,16 @@ def test_bad_input():
     for path, body, want, code in cases:
         st, doc = post(path, body)
         check(st == want and doc["code"] == code, (path, body, st, doc))
+    bodies = ["{", "[]", "null", "12", '"s"', '{"ID": 1, "ID": 2}', '{"ID": "x"}',
+              '{"ID": 1e400}', '{"ID": 99999999999999999999999}', '{"ID": -1}',
+              '{"nope": 1}', "[" * 60000, '{"a":' * 12000, '{"ID": "\\ud800"}']
+    for path in ("/v3/lease/grant", "/v3/lease/revoke", "/v3/lease/keepalive",
+                 "/v3/lease/timetolive", "/v3/lease/leases", "/v3/lock/lock",
+                 "/v3/lock/unlock"):
+        for b in bodies:
+            st, doc = post(path, b)
+            check(st == 400 and isinstance(doc, dict) and doc.get("code") == 3,
+                  "%s %r: %d %r" % (path, b[:40], st, doc))
     st, doc = post("/v3/lease/timetolive", {"ID": 0})
     check(st == 200 and doc["TTL"] == "-1", doc)
     st, doc = post("/v3/lease/grant", {"TTL": 0})
