@@ -5,8 +5,8 @@ timetolive listing them, revoke deleting them, keepalive renewing the part of
 a lease in the second shard (through another gateway than the one that put
 the key), locks excluding each other in FIFO order, and bad input. The shapes
 are compared with etcd's by test_etcd.py (fixtures/etcd-v3.json). Node ports
-34000-34002 (admin 35000-35002), gateways 34090 and 34094 (or
-the next free port of each four)."""
+34000-34002 (admin 35000-35002), or the first free triple of 34010, 34020 ...
+34080; gateways 34090 and 34094, or the next free port of each four."""
 import base64
 import os
 import socket
@@ -300,9 +300,32 @@ def start_gateway(cluster):
     return G
 
 
+def bindable(port):
+    """Whether port can be bound without SO_REUSEADDR, as a node binds it:
+    34000-35099 lie inside the kernel's ephemeral ports, so another test's
+    connection (or its TIME-WAIT, 60 s) may hold one."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_base(base):
+    """The first of base, base + 10, ... (up to 34080) whose node and admin
+    ports are all free."""
+    for b in range(base, 34081, 10):
+        if all(bindable(b + i) and bindable(b + 1000 + i) for i in range(3)):
+            return b
+    return base
+
+
 def main():
     global C
-    C = harness.Cluster(3, base_port=BASE, prefixes=("/", "/apps"))
+    C = harness.Cluster(3, base_port=free_base(BASE), prefixes=("/", "/apps"))
     run_tests(C, start_gateway,
               [test_put_ttl_revoke_two_shards, test_keepalive_renews_second_shard,
                test_lock_excludes_and_is_fifo, test_lock_in_second_shard,
