@@ -59,6 +59,7 @@
 #define CM_API_CAS_TRIES 8                 /* txn/prev_kv: read-compare-CAS rounds */
 #define CM_API_DRAIN_MS 1000               /* at shutdown: answers still going out */
 #define CM_API_DRAIN_STEP_MS 10
+#define CM_API_LOCK_WAIT_MS (5u * 60u * 1000u) /* --lock-wait-ms's default */
 #define CM_API_PROBE_MS 1000               /* readiness probe period */
 #define CM_API_PROBE_TIMEOUT_MS 1000
 #define CM_API_REASON_MAX 256
@@ -86,6 +87,7 @@ struct cm_gw_opts {
 	 * certificates (asked for and verified when set); owned by main. */
 	const char *https_ca_pem;
 	uint32_t timeout_ms;  /* per Confman request */
+	uint32_t lock_wait_ms; /* longest wait of a /v3/lock/lock (v3_lock.c) */
 	size_t max_body;
 	unsigned threads;
 	bool verbose;
@@ -163,6 +165,7 @@ struct cm_gw_req {
 	struct cm_gw_walk *walk;     /* prefix range / deleterange; owned */
 	struct cm_gw_txn *txn;       /* txn, prev_kv delete; owned */
 	struct cm_gw_sse *sse;       /* watch stream; owned */
+	struct cm_gw_lease *lease;   /* lease, lock, put with a lease; owned */
 	struct cm_gw_req *next_stream;
 };
 
@@ -270,6 +273,11 @@ void cm_gw__v3_walk(struct cm_gw_req *r, bool del);
 void cm_gw__v3_txn(struct cm_gw_req *r);
 void cm_gw__v3_txn_free(struct cm_gw_txn *t);
 void cm_gw__v3_delete_prev(struct cm_gw_req *r);
+
+/* ---- v3_lease.c, v3_lock.c: leases and locks (api/v3_lease.h) ---- */
+void cm_gw__v3_lease(struct cm_gw_req *r);     /* every CM_API_R_IS_LEASE route */
+void cm_gw__v3_put_lease(struct cm_gw_req *r); /* a put with a lease (key valid) */
+void cm_gw__v3_lease_free(struct cm_gw_req *r);
 
 /* ---- probe.c: readiness ---- */
 int cm_gw__probe_start(struct cm_gw *gw);

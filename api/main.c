@@ -40,6 +40,8 @@ static void usage(FILE *f)
 		"and the servers must list the gateway's CN in [cluster] proxies.\n"
 		"  -j, --threads N       gateway threads, 1..%d (default: one per CPU)\n"
 		"  -b, --max-body BYTES  largest request body; larger gets 413 (default %u)\n"
+		"  --lock-wait-ms MS     longest wait of a /v3/lock/lock, 1000..86400000\n"
+		"                        (default %u); then 504\n"
 		"  -v, --verbose         log start and stop\n"
 		"  --test-txn-sleep-ms N FOR TESTS ONLY: block the thread N ms (<= 10000)\n"
 		"                        between a txn's read and its write, so a test can\n"
@@ -49,9 +51,10 @@ static void usage(FILE *f)
 		"                        once a key is deleted and re-created)\n"
 		"  -h, --help            this text\n"
 		"Endpoints: /v1/kv/PATH, /v1/watch/PATH, /v3/kv/{put,range,deleterange,txn},\n"
+		"/v3/lease/{grant,keepalive,revoke,timetolive,leases}, /v3/lock/{lock,unlock},\n"
 		"/healthz, /readyz. Stops on SIGINT or SIGTERM.\n",
 		CM_CLIENT_DEFAULT_CLUSTER, CM_CLIENT_DEFAULT_TIMEOUT_MS, CM_API_THREADS_MAX,
-		CM_API_BODY_MAX_DEFAULT);
+		CM_API_BODY_MAX_DEFAULT, CM_API_LOCK_WAIT_MS);
 }
 
 /* One per CPU: each thread is a whole gateway (loop, client, HTTP daemon)
@@ -84,6 +87,7 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		{"https-cert", required_argument, NULL, 'P'},
 		{"https-key", required_argument, NULL, 'K'},
 		{"https-ca", required_argument, NULL, 'C'},
+		{"lock-wait-ms", required_argument, NULL, 'W'},
 		{NULL, 0, NULL, 0}};
 	memset(o, 0, sizeof(*o));
 	o->servers = getenv("CONFMAN_SERVERS");
@@ -93,6 +97,7 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 	o->timeout_ms = CM_CLIENT_DEFAULT_TIMEOUT_MS;
 	o->threads = default_threads();
 	o->max_body = CM_API_BODY_MAX_DEFAULT;
+	o->lock_wait_ms = CM_API_LOCK_WAIT_MS;
 	int c;
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "l:s:c:t:j:b:vh", longs, NULL)) != -1) {
@@ -128,6 +133,11 @@ static int parse_opts(int argc, char **argv, struct cm_gw_opts *o)
 		case 'P': o->https_cert_pem = optarg; break; /* a path until load_https() */
 		case 'K': o->https_key_pem = optarg; break;
 		case 'C': o->https_ca_pem = optarg; break;
+		case 'W':
+			if (parse_num(optarg, 1000, 86400000, &v) != 0)
+				return -EINVAL;
+			o->lock_wait_ms = (uint32_t)v;
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: return -EINVAL;
 		}

@@ -59,6 +59,16 @@ static const struct {
 	{"/v3/kv/range", CM_API_R_V3_RANGE, "POST"},
 	{"/v3/kv/deleterange", CM_API_R_V3_DELETE, "POST"},
 	{"/v3/kv/txn", CM_API_R_V3_TXN, "POST"},
+	{"/v3/lease/grant", CM_API_R_V3_LEASE_GRANT, "POST"},
+	{"/v3/lease/revoke", CM_API_R_V3_LEASE_REVOKE, "POST"},
+	{"/v3/kv/lease/revoke", CM_API_R_V3_LEASE_REVOKE, "POST"},
+	{"/v3/lease/keepalive", CM_API_R_V3_LEASE_KEEPALIVE, "POST"},
+	{"/v3/lease/timetolive", CM_API_R_V3_LEASE_TTL, "POST"},
+	{"/v3/kv/lease/timetolive", CM_API_R_V3_LEASE_TTL, "POST"},
+	{"/v3/lease/leases", CM_API_R_V3_LEASE_LIST, "POST"},
+	{"/v3/kv/lease/leases", CM_API_R_V3_LEASE_LIST, "POST"},
+	{"/v3/lock/lock", CM_API_R_V3_LOCK, "POST"},
+	{"/v3/lock/unlock", CM_API_R_V3_UNLOCK, "POST"},
 };
 
 #define KV_ALLOW "GET, HEAD, PUT, DELETE"

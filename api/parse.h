@@ -34,7 +34,18 @@ enum cm_api_route {
 	CM_API_R_V3_RANGE,   /* POST /v3/kv/range */
 	CM_API_R_V3_DELETE,  /* POST /v3/kv/deleterange */
 	CM_API_R_V3_TXN,     /* POST /v3/kv/txn */
+	/* Leases and locks (api/v3_lease.c, v3_lock.c): cm_etcd_parse_lease(). */
+	CM_API_R_V3_LEASE_GRANT,     /* POST /v3/lease/grant */
+	CM_API_R_V3_LEASE_REVOKE,    /* POST /v3/lease/revoke, /v3/kv/lease/revoke */
+	CM_API_R_V3_LEASE_KEEPALIVE, /* POST /v3/lease/keepalive */
+	CM_API_R_V3_LEASE_TTL,       /* POST /v3/lease/timetolive, /v3/kv/lease/timetolive */
+	CM_API_R_V3_LEASE_LIST,      /* POST /v3/lease/leases, /v3/kv/lease/leases */
+	CM_API_R_V3_LOCK,            /* POST /v3/lock/lock */
+	CM_API_R_V3_UNLOCK,          /* POST /v3/lock/unlock */
 };
+
+/* A lease or lock route (cm_etcd_parse_lease), not a /v3/kv one. */
+#define CM_API_R_IS_LEASE(r) ((r) >= CM_API_R_V3_LEASE_GRANT && (r) <= CM_API_R_V3_UNLOCK)
 
 enum cm_api_method { CM_API_GET = 1, CM_API_HEAD, CM_API_PUT, CM_API_POST, CM_API_DELETE };
 
@@ -131,6 +142,7 @@ struct cm_etcd_range {
 
 struct cm_etcd_put {
 	struct cm_api_buf key, value;
+	int64_t lease; /* 0: none; else 1..INT64_MAX (a txn refuses it: 501) */
 };
 
 struct cm_etcd_delete {
@@ -193,6 +205,27 @@ int cm_etcd_parse(enum cm_api_route r, const char *body, size_t len, struct cm_e
 
 /* cm_etcd_req_free - free what cm_etcd_parse allocated (r may be zeroed). */
 void cm_etcd_req_free(struct cm_etcd_req *r);
+
+/* A lease or lock request; the fields its route has, the others zero. */
+struct cm_etcd_lease {
+	int64_t id;            /* GRANT (0: the gateway picks), REVOKE, KEEPALIVE, TTL: ID */
+	int64_t ttl;           /* GRANT: TTL, seconds */
+	bool keys;             /* TTL: list the attached keys */
+	struct cm_api_buf name; /* LOCK: name; UNLOCK: key */
+	int64_t lease;         /* LOCK */
+};
+
+/*
+ * cm_etcd_parse_lease - decode the JSON body of a lease or lock request
+ * (route r: CM_API_R_IS_LEASE) as cm_etcd_parse does /v3/kv ones. Ids and
+ * leases must be 0..INT64_MAX (etcd takes negative ones; Confman's ids
+ * are positive), TTL any int64 (the handler bounds it); LOCK needs a name,
+ * UNLOCK a key. Free out with cm_etcd_lease_free(); untouched on error.
+ * Returns 0, -EINVAL, -ENOMEM; err holds the reason.
+ */
+int cm_etcd_parse_lease(enum cm_api_route r, const char *body, size_t len,
+			struct cm_etcd_lease *out, char *err, size_t cap);
+void cm_etcd_lease_free(struct cm_etcd_lease *l);
 
 /*
  * cm_etcd_prefix_of - if [key, range_end) is "every key starting with P"

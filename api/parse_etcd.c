@@ -220,7 +220,9 @@ static int parse_put(struct ctx *c, json_t *o, struct cm_etcd_put *p)
 					  {"ignore_value", "ignoreValue"},
 					  {"ignore_lease", "ignoreLease"}};
 	int rv = check_fields(c, o, fs, sizeof(fs) / sizeof(fs[0]), "PutRequest");
-	rv = rv ? rv : unsupported(c, o, &F_LEASE);
+	rv = rv ? rv : get_i64(c, o, &F_LEASE, &p->lease);
+	if (rv == 0 && p->lease < 0)
+		rv = fail(c, -EINVAL, "lease: expected 0..%lld", (long long)INT64_MAX);
 	rv = rv ? rv : unsupported(c, o, &F_PREV_KV);
 	rv = rv ? rv : unsupported(c, o, &F_IGNORE_VALUE);
 	rv = rv ? rv : unsupported(c, o, &F_IGNORE_LEASE);
@@ -301,6 +303,8 @@ static int parse_op(struct ctx *c, json_t *o, struct cm_etcd_op *op)
 	if (rv == 0 && (v = get(o, &fs[1])) != NULL && json_is_object(v)) {
 		op->kind = CM_ETCD_OP_PUT;
 		rv = parse_put(c, v, &op->put);
+		if (rv == 0 && op->put.lease != 0)
+			rv = fail(c, -EOPNOTSUPP, "lease in a txn is not supported by confman-api");
 		n++;
 	}
 	if (rv == 0 && (v = get(o, &fs[2])) != NULL && json_is_object(v)) {
@@ -434,5 +438,85 @@ int cm_etcd_parse(enum cm_api_route r, const char *body, size_t len, struct cm_e
 		return rv;
 	}
 	*out = req;
+	return 0;
+}
+
+/* ---- leases and locks ----------------------------------------------------------- */
+
+static const struct field F_ID = {"ID", NULL}, F_TTL = {"TTL", NULL}, F_KEYS = {"keys", NULL},
+			  F_NAME = {"name", NULL};
+
+/* An id or lease: 0..INT64_MAX. */
+static int get_id(struct ctx *c, json_t *o, const struct field *f, int64_t *out)
+{
+	int rv = get_i64(c, o, f, out);
+	if (rv == 0 && *out < 0)
+		rv = fail(c, -EINVAL, "%s: expected 0..%lld", f->proto, (long long)INT64_MAX);
+	return rv;
+}
+
+static int parse_lease_body(struct ctx *c, enum cm_api_route r, json_t *o, struct cm_etcd_lease *l)
+{
+	static const struct field grant[] = {{"TTL", NULL}, {"ID", NULL}}, id[] = {{"ID", NULL}},
+				  ttl[] = {{"ID", NULL}, {"keys", NULL}},
+				  lock[] = {{"name", NULL}, {"lease", NULL}}, unlock[] = {{"key", NULL}};
+	int rv;
+	switch (r) {
+	case CM_API_R_V3_LEASE_GRANT:
+		rv = check_fields(c, o, grant, 2, "LeaseGrantRequest");
+		rv = rv ? rv : get_i64(c, o, &F_TTL, &l->ttl);
+		return rv ? rv : get_id(c, o, &F_ID, &l->id);
+	case CM_API_R_V3_LEASE_REVOKE:
+	case CM_API_R_V3_LEASE_KEEPALIVE:
+		rv = check_fields(c, o, id, 1, "LeaseRequest");
+		return rv ? rv : get_id(c, o, &F_ID, &l->id);
+	case CM_API_R_V3_LEASE_TTL:
+		rv = check_fields(c, o, ttl, 2, "LeaseTimeToLiveRequest");
+		rv = rv ? rv : get_id(c, o, &F_ID, &l->id);
+		return rv ? rv : get_bool(c, o, &F_KEYS, &l->keys);
+	case CM_API_R_V3_LEASE_LIST:
+		return check_fields(c, o, NULL, 0, "LeaseLeasesRequest");
+	case CM_API_R_V3_LOCK:
+		rv = check_fields(c, o, lock, 2, "LockRequest");
+		rv = rv ? rv : get_bytes(c, o, &F_NAME, &l->name);
+		rv = rv ? rv : get_id(c, o, &F_LEASE, &l->lease);
+		if (rv == 0 && l->name.len == 0)
+			rv = fail(c, -EINVAL, "etcdserver: name is not provided");
+		return rv;
+	case CM_API_R_V3_UNLOCK:
+		rv = check_fields(c, o, unlock, 1, "UnlockRequest");
+		rv = rv ? rv : get_bytes(c, o, &F_KEY, &l->name);
+		return rv ? rv : need_key(c, &l->name);
+	default:
+		return fail(c, -EINVAL, "not a lease or lock endpoint");
+	}
+}
+
+void cm_etcd_lease_free(struct cm_etcd_lease *l)
+{
+	buf_free(&l->name);
+}
+
+int cm_etcd_parse_lease(enum cm_api_route r, const char *body, size_t len,
+			struct cm_etcd_lease *out, char *err, size_t cap)
+{
+	struct ctx c = {err, cap};
+	struct cm_etcd_lease l;
+	memset(&l, 0, sizeof(l));
+	json_error_t je;
+	/* An empty body is an empty message (curl -d '' and etcdctl's leases). */
+	json_t *o = len == 0 ? json_object()
+			     : json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL)
+		return len == 0 ? fail(&c, -ENOMEM, "out of memory")
+				: fail(&c, -EINVAL, "invalid JSON: %s", je.text);
+	int rv = json_is_object(o) ? parse_lease_body(&c, r, o, &l)
+				   : fail(&c, -EINVAL, "expected a JSON object");
+	json_decref(o);
+	if (rv != 0) {
+		cm_etcd_lease_free(&l);
+		return rv;
+	}
+	*out = l;
 	return 0;
 }

@@ -159,6 +159,10 @@ static void v3_put(struct cm_gw_req *r)
 		cm_gw__reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, 3, "value too large");
 		return;
 	}
+	if (p->lease != 0) {
+		cm_gw__v3_put_lease(r);
+		return;
+	}
 	struct cm_req cq;
 	cm_gw__req_init(&cq, CM_OP_PUT, p->key.p, p->key.len);
 	cq.value.p = p->value.p != NULL ? (const char *)p->value.p : "";
@@ -254,6 +258,10 @@ static void v3_delete(struct cm_gw_req *r)
 
 void cm_gw__v3(struct cm_gw_req *r)
 {
+	if (CM_API_R_IS_LEASE(r->t.route)) {
+		cm_gw__v3_lease(r);
+		return;
+	}
 	char err[CM_API_ERR_MAX] = "";
 	int rv = cm_etcd_parse(r->t.route, r->body, r->len, &r->etcd, err, sizeof(err));
 	if (rv == -EOPNOTSUPP) {

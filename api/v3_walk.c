@@ -91,6 +91,7 @@ void cm_gw__v3_free(struct cm_gw_req *r)
 	if (r->txn != NULL)
 		cm_gw__v3_txn_free(r->txn);
 	r->txn = NULL;
+	cm_gw__v3_lease_free(r);
 	cm_etcd_req_free(&r->etcd);
 }
 

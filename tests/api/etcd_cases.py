@@ -65,4 +65,28 @@ CASES = [
     ("bad-json", "/v3/kv/put", "{not json"),
     ("bad-base64", "/v3/kv/put", {"key": "!!!", "value": b64("x")}),
     ("put-no-key", "/v3/kv/put", {"value": b64("x")}),
+    # Leases and locks (api/README.md "Leases and locks"). Ids are chosen
+    # here (7000 = 0x1b58), so both sides answer with the same ones and the
+    # lock key is NAME/1b58 on both; 9999 is never granted. The 2 s lease
+    # comes after the list, which it could leave under load.
+    ("lease-grant", "/v3/lease/grant", {"TTL": 60, "ID": 7000}),
+    ("lease-grant-exists", "/v3/lease/grant", {"TTL": 60, "ID": "7000"}),
+    ("lease-grant-too-large", "/v3/lease/grant", {"TTL": 99999999999}),
+    ("put-lease", "/v3/kv/put", {"key": b64("/fx/l1"), "value": b64("x"), "lease": "7000"}),
+    ("put-lease-unknown", "/v3/kv/put", {"key": b64("/fx/l2"), "value": b64("x"), "lease": 9999}),
+    ("lease-ttl-keys", "/v3/lease/timetolive", {"ID": 7000, "keys": True}),
+    ("lease-ttl", "/v3/lease/timetolive", {"ID": "7000"}),
+    ("lease-ttl-unknown", "/v3/lease/timetolive", {"ID": 9999}),
+    ("lease-keepalive", "/v3/lease/keepalive", {"ID": 7000}),
+    ("lease-keepalive-unknown", "/v3/lease/keepalive", {"ID": 9999}),
+    ("lease-leases", "/v3/lease/leases", {}),
+    ("lease-grant-random-min-ttl", "/v3/lease/grant", {"TTL": "1"}),
+    ("lock", "/v3/lock/lock", {"name": b64("/fx/lock"), "lease": 7000}),
+    ("lock-unknown-lease", "/v3/lock/lock", {"name": b64("/fx/lock2"), "lease": 9999}),
+    ("unlock", "/v3/lock/unlock", {"key": b64("/fx/lock/1b58")}),
+    ("unlock-again", "/v3/lock/unlock", {"key": b64("/fx/lock/1b58")}),
+    ("lease-revoke", "/v3/lease/revoke", {"ID": 7000}),
+    ("range-after-revoke", "/v3/kv/range", {"key": b64("/fx/l1")}),
+    ("lease-revoke-unknown", "/v3/kv/lease/revoke", {"ID": 7000}),
+    ("lease-ttl-revoked", "/v3/kv/lease/timetolive", {"ID": 7000}),
 ]

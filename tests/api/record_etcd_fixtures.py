@@ -6,7 +6,8 @@ Run on demand (not part of the suite) when the cases in etcd_cases.py change:
     python3 tests/api/record_etcd_fixtures.py
 
 It starts a throwaway single-node etcd (Debian's etcd-server) on
-127.0.0.1:21198 (client) and :21199 (peer) with its data in a temporary
+127.0.0.1:21198 (client) and :21199 (peer) (or $CONFMAN_ETCD_PORT and the
+port after it) with its data in a temporary
 directory, sends every case in order to its v3 JSON gateway, writes
 fixtures/etcd-v3.json ({name: {status, body}}, body parsed as JSON), and
 stops etcd and removes the directory whatever happens.
@@ -25,8 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import etcd_cases  # noqa: E402
 from gwlib import terminate  # noqa: E402
 
-CLIENT = "http://127.0.0.1:21198"
-PEER = "http://127.0.0.1:21199"
+_PORT = int(os.environ.get("CONFMAN_ETCD_PORT", "21198"))
+CLIENT = "http://127.0.0.1:%d" % _PORT
+PEER = "http://127.0.0.1:%d" % (_PORT + 1)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "etcd-v3.json")
 
 

@@ -247,7 +247,7 @@ def test_unsupported_is_501():
         ("/v3/kv/range", {"key": b64("/a"), "range_end": b64("/c")}),
         ("/v3/kv/range", {"key": b64("/a"), "revision": "3"}),
         ("/v3/kv/range", {"key": b64("/a"), "sort_order": "DESCEND"}),
-        ("/v3/kv/put", {"key": b64("/a"), "value": b64("x"), "lease": "7"}),
+        ("/v3/kv/txn", {"success": [{"request_put": {"key": b64("/a"), "lease": "7"}}]}),
         ("/v3/kv/put", {"key": b64("/a"), "value": b64("x"), "prev_kv": True}),
         ("/v3/kv/txn", {"compare": [{"key": b64("/a"), "version": "1"},
                                     {"key": b64("/b"), "version": "1"}]}),

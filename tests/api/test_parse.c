@@ -150,13 +150,55 @@ static void test_etcd_parse_requests(void **state)
 	assert_int_equal(r.txn->success[0].kind, CM_ETCD_OP_PUT);
 	cm_etcd_req_free(&r);
 	assert_int_equal(parse(CM_API_R_V3_PUT, "{\"value\":\"eA==\"}", &r), -EINVAL);
-	assert_int_equal(parse(CM_API_R_V3_PUT, "{\"key\":\"L2E=\",\"lease\":\"1\"}", &r),
+	assert_int_equal(parse(CM_API_R_V3_PUT, "{\"key\":\"L2E=\",\"lease\":\"12\"}", &r), 0);
+	assert_int_equal(r.put.lease, 12);
+	cm_etcd_req_free(&r);
+	assert_int_equal(parse(CM_API_R_V3_PUT, "{\"key\":\"L2E=\",\"lease\":-1}", &r), -EINVAL);
+	assert_int_equal(parse(CM_API_R_V3_TXN,
+			       "{\"success\":[{\"request_put\":{\"key\":\"L2E=\",\"lease\":3}}]}", &r),
 			 -EOPNOTSUPP);
 	assert_int_equal(parse(CM_API_R_V3_PUT, "{\"key\":\"L2E=\",\"bogus\":1}", &r), -EINVAL);
 	assert_int_equal(parse(CM_API_R_V3_RANGE, "{\"key\":\"L2E=\",\"key\":\"L2E=\"}", &r),
 			 -EINVAL);
 	assert_int_equal(parse(CM_API_R_V3_RANGE, "[1]", &r), -EINVAL);
 	assert_int_equal(parse(CM_API_R_V3_RANGE, "{\"key\":\"L2E=\",\"limit\":-1}", &r), -EINVAL);
+}
+
+static int parse_lease(enum cm_api_route rt, const char *body, struct cm_etcd_lease *l)
+{
+	char err[CM_API_ERR_MAX];
+	return cm_etcd_parse_lease(rt, body, strlen(body), l, err, sizeof(err));
+}
+
+static void test_etcd_parse_lease(void **state)
+{
+	(void)state;
+	struct cm_api_target t;
+	assert_int_equal(cm_api_route_parse("POST", "/v3/lease/grant", &t), 0);
+	assert_int_equal(t.route, CM_API_R_V3_LEASE_GRANT);
+	assert_int_equal(cm_api_route_parse("POST", "/v3/kv/lease/revoke", &t), 0);
+	assert_int_equal(t.route, CM_API_R_V3_LEASE_REVOKE);
+	assert_int_equal(cm_api_route_parse("GET", "/v3/lock/lock", &t), -EPERM);
+	struct cm_etcd_lease l;
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_GRANT, "{\"TTL\":\"60\",\"ID\":7}", &l), 0);
+	assert_int_equal(l.ttl, 60);
+	assert_int_equal(l.id, 7);
+	cm_etcd_lease_free(&l);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_GRANT, "{\"ID\":-7}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_GRANT, "{\"ttl\":5}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_LIST, "", &l), 0);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_LIST, "{\"x\":1}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_TTL, "{\"ID\":9,\"keys\":true}", &l), 0);
+	assert_true(l.keys);
+	assert_int_equal(parse_lease(CM_API_R_V3_LOCK, "{\"name\":\"L2E=\",\"lease\":\"5\"}", &l),
+			 0);
+	assert_int_equal(l.name.len, 2);
+	assert_int_equal(l.lease, 5);
+	cm_etcd_lease_free(&l);
+	assert_int_equal(parse_lease(CM_API_R_V3_LOCK, "{\"lease\":5}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_UNLOCK, "{}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_UNLOCK, "{\"key\":\"!!\"}", &l), -EINVAL);
+	assert_int_equal(parse_lease(CM_API_R_V3_LEASE_KEEPALIVE, "[1]", &l), -EINVAL);
 }
 
 static void test_etcd_prefix_of(void **state)
@@ -213,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_unescape_keeps_nul_escaped),
 		cmocka_unit_test(test_headers_and_query),
 		cmocka_unit_test(test_etcd_parse_requests),
+		cmocka_unit_test(test_etcd_parse_lease),
 		cmocka_unit_test(test_etcd_prefix_of),
 		cmocka_unit_test(test_random_input_never_crashes),
 	};

@@ -320,6 +320,14 @@ static void gen_gateway(void)
 		"\"EQUAL\",\"version\":\"1\"}],\"success\":[{\"request_put\":{\"key\":"
 		"\"Zm9v\",\"value\":\"YmFy\"}}],\"failure\":[{\"request_range\":{\"key\":"
 		"\"Zm9v\"}}]}",
+		/* 7: lease and lock bodies; the next byte picks the route (7 is grant) */
+		"\x07\x07{\"TTL\":60,\"ID\":7000}",
+		"\x07\x01{\"ID\":\"7000\"}",
+		"\x07\x02{\"ID\":7000}",
+		"\x07\x03{\"ID\":7000,\"keys\":true}",
+		"\x07\x04",
+		"\x07\x05{\"name\":\"L2ZsL2xvY2s=\",\"lease\":7000}",
+		"\x07\x06{\"key\":\"L2ZsL2xvY2svMWI1OA==\"}",
 	};
 	for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
 		char name[32];
