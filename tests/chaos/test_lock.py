@@ -6,6 +6,12 @@ servers; then: no overlapping tenures at the resource, tokens strictly
 increasing, progress after each fault. The same workers against confmand
 --test-lock-no-log (locks granted without the log) must be caught.
 
+Workers: 3 chaos-lock-workers (the library), a `confmanctl lock` loop and 2
+mount workers (each a confman-fs mount of its own on the host, lock_ttl
+1500ms, flock(2) on the lock's file, the token from user.confman.lock_token;
+lockcheck.MountWorker). One more fault: kill -9 of the holding mount's
+daemon.
+
 3 nodes in network namespaces (netcluster.py: 10.77.X.0/24 picked per run,
 port 7001 inside each namespace, nothing on the host's ports). Default:
 about 25 s of faults; CONFMAN_SOAK=1: 120 s.
@@ -17,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lockcheck  # noqa: E402
+import nemesis  # noqa: E402  (FuseMount)
 import netcluster  # noqa: E402
 from netcluster import harness  # noqa: E402
 
@@ -24,7 +31,8 @@ LOCK = "/locks/chaos"
 TTL_MS = 1500
 HOLD_MS = 100
 SOAK = os.environ.get("CONFMAN_SOAK") == "1"
-FAULT_SECONDS = 120 if SOAK else 24
+FAULT_SECONDS = 120 if SOAK else 28
+MOUNTS = 2  # mount workers
 
 
 def election_ms():
@@ -40,10 +48,13 @@ BOUND_MS = TTL_MS + election_ms() + 1000
 
 def strike_holder(fence, workers, kind, k):
     """kill -9 (of a chaos-lock-worker or, every other time, of a `confmanctl
-    lock`) or SIGSTOP past its TTL (of a chaos-lock-worker, whose late "end"
-    the fence must refuse) of a worker while it holds the lock: struck from
-    the fence's hook, at its "begin". (time struck, worker) or None."""
+    lock`; kill-mount: of a mount worker's confman-fs) or SIGSTOP past its
+    TTL (of a chaos-lock-worker, whose late "end" the fence must refuse) of
+    a worker while it holds the lock: struck from the fence's hook, at its
+    "begin". (time struck, worker) or None."""
     want = "ctl" if kind == "kill-holder" and k % 2 else "lib"
+    if kind == "kill-mount":
+        want = "mount"
     struck = {}
 
     def hook(name):
@@ -51,7 +62,7 @@ def strike_holder(fence, workers, kind, k):
         if w is None or w.kind != want:
             return False
         struck["t"], struck["w"] = time.monotonic_ns(), w
-        if kind == "kill-holder":
+        if kind in ("kill-holder", "kill-mount"):
             w.kill()
         else:
             w.pause()
@@ -75,8 +86,8 @@ def faults(c, workers, fence, seconds, rng):
     """Faults one at a time; returns (kind, start_ns, end_ns, victim)."""
     done = []
     end = time.time() + seconds
-    kinds = ["kill-holder", "pause-holder", "kill-leader", "kill-holder", "pause-leader",
-             "isolate-leader", "kill-follower"]
+    kinds = ["kill-holder", "kill-mount", "pause-holder", "kill-leader", "kill-holder",
+             "pause-leader", "kill-mount", "isolate-leader", "kill-follower"]
     k = 0
     while time.time() < end - 4:
         kind = kinds[k % len(kinds)] if k < len(kinds) else rng.choice(kinds)
@@ -84,7 +95,7 @@ def faults(c, workers, fence, seconds, rng):
         time.sleep(rng.uniform(0.8, 1.5))  # calm: the lock moves around
         t0 = time.monotonic_ns()
         victim = None
-        if kind.endswith("holder"):
+        if kind.endswith("holder") or kind == "kill-mount":
             struck = strike_holder(fence, workers, kind, k)
             if struck is None:
                 continue
@@ -129,6 +140,11 @@ def scenario(broken, seconds, seed=1):
         ctl = [harness.CONFMANCTL, "--servers", servers, "--timeout", "2000"]
         workers.append(lockcheck.CtlWorker("ctl0", ctl, LOCK, fence.path, run_s, TTL_MS,
                                            HOLD_MS))
+        opts = "timeout=3000,lock_ttl=%dms" % TTL_MS
+        for k in range(MOUNTS):
+            workers.append(lockcheck.MountWorker(
+                "fs%d" % k, lambda name: nemesis.FuseMount(c, opts, name), LOCK, fence.path,
+                hist, run_s, HOLD_MS, seed=seed * 10 + 5 + k))
         for w in workers:
             w.start()
         time.sleep(1.5)
@@ -171,9 +187,21 @@ def scenario(broken, seconds, seed=1):
                 for _a, _b, rc in w.runs:
                     rcs[rc] = rcs.get(rc, 0) + 1
                 print("  %s: confmanctl lock exit codes %s" % (w.name, rcs), flush=True)
+            if w.kind == "mount":
+                print("  %s: %d mounts, flock_worker exits %s, failed holds %s"
+                      % (w.name, w.gen, w.exits, w.errors() or "none"), flush=True)
+        mounts = [w.name for w in workers if w.kind == "mount"]
+        if v:
+            print("  violations involving a mount worker: %d of %d"
+                  % (sum(1 for x in v if involves(x, mounts)), len(v)), flush=True)
         for x in v[:3]:
             print("    " + lockcheck.format_violation(x), flush=True)
         assert len(holds) > 20, "too few holds to mean anything"
+        for name in mounts:
+            assert by_worker.get(name), "mount worker %s never held the lock" % name
+        if not broken:
+            killed = [f for f in done if f[0] == "kill-mount"]
+            assert killed, "no mount's daemon was killed while holding"
         if any(f[0] == "pause-holder" for f in done):
             # the paused holder's late "end" came after another's higher token
             assert refused, "a holder paused past its TTL wrote nothing the fence refused"
@@ -184,6 +212,12 @@ def scenario(broken, seconds, seed=1):
         if fence:
             fence.close()
         c.down()
+
+
+def involves(x, names):
+    """Whether violation x names one of the workers names."""
+    text = lockcheck.format_violation(x)
+    return any('"%s"' % n in text for n in names)
 
 
 def test_lock_without_the_log_is_caught():
