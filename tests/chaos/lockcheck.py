@@ -371,16 +371,22 @@ class MountWorker:
                 self.mount.proc.kill()
 
     def pause(self):
-        self._paused = self.pid()
-        if self._paused:
-            os.kill(self._paused, signal.SIGSTOP)
+        """SIGSTOP of the host: the mount's daemon (its keepalives stop, the
+        session lease runs out) and the loop (its "end" comes late)."""
+        with self.mu:
+            m, p = self.mount, self.proc
+        self._paused = [x.pid for x in (m.proc if m else None, p)
+                        if x is not None and x.poll() is None]
+        for pid in self._paused:
+            os.kill(pid, signal.SIGSTOP)
 
     def resume(self):
-        if getattr(self, "_paused", None):
+        for pid in getattr(self, "_paused", []):
             try:
-                os.kill(self._paused, signal.SIGCONT)
+                os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+        self._paused = []
 
     def wait(self, timeout):
         self.thread.join(timeout)
@@ -391,6 +397,7 @@ class MountWorker:
 
     def stop(self):
         self.stopping = True
+        self.resume()
         with self.mu:
             p = self.proc
         if p and p.poll() is None:

@@ -9,12 +9,14 @@ increasing, progress after each fault. The same workers against confmand
 Workers: 3 chaos-lock-workers (the library), a `confmanctl lock` loop and 2
 mount workers (each a confman-fs mount of its own on the host, lock_ttl
 1500ms, flock(2) on the lock's file, the token from user.confman.lock_token;
-lockcheck.MountWorker). One more fault: kill -9 of the holding mount's
-daemon.
+lockcheck.MountWorker). Two more faults: kill -9 of the holding mount's
+daemon, and SIGSTOP past the TTL of a holding mount's daemon and its holder
+(the host paused: its session is lost, its late "end" must be refused).
 
 3 nodes in network namespaces (netcluster.py: 10.77.X.0/24 picked per run,
 port 7001 inside each namespace, nothing on the host's ports). Default:
-about 25 s of faults; CONFMAN_SOAK=1: 120 s.
+about 36 s of faults (each waits for the last one's recovery); CONFMAN_SOAK=1:
+120 s.
 """
 import os
 import random
@@ -31,7 +33,7 @@ LOCK = "/locks/chaos"
 TTL_MS = 1500
 HOLD_MS = 100
 SOAK = os.environ.get("CONFMAN_SOAK") == "1"
-FAULT_SECONDS = 120 if SOAK else 32
+FAULT_SECONDS = 120 if SOAK else 36
 MOUNTS = 2  # mount workers
 
 
@@ -49,11 +51,12 @@ BOUND_MS = TTL_MS + election_ms() + 1000
 def strike_holder(fence, workers, kind, k):
     """kill -9 (of a chaos-lock-worker or, every other time, of a `confmanctl
     lock`; kill-mount: of a mount worker's confman-fs) or SIGSTOP past its
-    TTL (of a chaos-lock-worker, whose late "end" the fence must refuse) of
-    a worker while it holds the lock: struck from the fence's hook, at its
-    "begin". (time struck, worker) or None."""
+    TTL (of a chaos-lock-worker; pause-mount: of a mount worker's confman-fs
+    and loop; the fence must refuse the late "end") of a worker while it
+    holds the lock: struck from the fence's hook, at its "begin". (time
+    struck, worker) or None."""
     want = "ctl" if kind == "kill-holder" and k % 2 else "lib"
-    if kind == "kill-mount":
+    if kind.endswith("mount"):
         want = "mount"
     struck = {}
 
@@ -76,7 +79,7 @@ def strike_holder(fence, workers, kind, k):
         return None
     while "t" not in struck:  # it struck while being disarmed
         time.sleep(0.01)
-    if kind == "pause-holder":
+    if kind.startswith("pause"):
         time.sleep(TTL_MS / 1000.0 + 0.8)
         struck["w"].resume()
     return struck["t"], struck["w"].name
@@ -86,8 +89,8 @@ def faults(c, workers, fence, seconds, rng):
     """Faults one at a time; returns (kind, start_ns, end_ns, victim)."""
     done = []
     end = time.time() + seconds
-    kinds = ["kill-holder", "kill-mount", "pause-holder", "kill-leader", "kill-holder",
-             "pause-leader", "kill-mount", "isolate-leader", "kill-follower"]
+    kinds = ["kill-holder", "kill-mount", "pause-holder", "kill-leader", "pause-mount",
+             "kill-holder", "pause-leader", "kill-mount", "isolate-leader", "kill-follower"]
     k = 0
     while time.time() < end - 4:
         kind = kinds[k % len(kinds)] if k < len(kinds) else rng.choice(kinds)
@@ -95,7 +98,7 @@ def faults(c, workers, fence, seconds, rng):
         time.sleep(rng.uniform(0.8, 1.5))  # calm: the lock moves around
         t0 = time.monotonic_ns()
         victim = None
-        if kind.endswith("holder") or kind == "kill-mount":
+        if kind.endswith("holder") or kind.endswith("mount"):
             struck = strike_holder(fence, workers, kind, k)
             if struck is None:
                 continue
@@ -211,9 +214,12 @@ def scenario(broken, seconds, seed=1):
         if not broken:
             killed = [f for f in done if f[0] == "kill-mount"]
             assert killed, "no mount's daemon was killed while holding"
-        if any(f[0] == "pause-holder" for f in done):
+        for kind in ("pause-holder", "pause-mount"):
+            victims = [f[3] for f in done if f[0] == kind]
             # the paused holder's late "end" came after another's higher token
-            assert refused, "a holder paused past its TTL wrote nothing the fence refused"
+            assert not victims or any(not e["accepted"] and e["worker"] in victims
+                                      for e in log), \
+                "%s: a holder paused past its TTL wrote nothing the fence refused" % kind
         return v
     finally:
         for w in workers:
