@@ -18,9 +18,11 @@ port 7001 inside each namespace, nothing on the host's ports). Default:
 about 36 s of faults (each waits for the last one's recovery); CONFMAN_SOAK=1:
 120 s.
 """
+import fcntl
 import os
 import random
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -245,10 +247,85 @@ def test_lock_without_the_log_is_caught():
         "no violation names a mount worker: the mount's holds are not checked"
 
 
+def test_new_open_does_not_inherit_a_closing_files_flock():
+    """The kernel names a flock's owner by its struct file, whose memory the
+    next open(2) reuses at once (the same lock_owner, seen for successive
+    open/flock/close rounds), while the closed file's FUSE_RELEASE (which
+    gives its lock back) is a background request: with 12 of those waiting
+    for the cluster (the kernel's max_background), it is not even delivered.
+    The next open's flock must not find the closing file's hold and call
+    it its own."""
+    c = netcluster.NetCluster(nodes=3)
+    m, fds, paused = None, [], []
+    try:
+        c.up()
+        assert c.find_leader(timeout=30), "no leader"
+        m = nemesis.FuseMount(c, "timeout=3000,lock_ttl=5s", "reuse")
+        d = os.path.join(m.dir, "locks")
+        os.makedirs(d, exist_ok=True)
+        for k in range(13):
+            with open(os.path.join(d, "f%d" % k), "w"):
+                pass
+        for k in range(12):
+            fds.append(os.open(os.path.join(d, "f%d" % k), os.O_RDWR))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
+        target = os.path.join(d, "f12")
+        with open(target) as f:
+            f.read()  # cached: the read-only open below asks no server
+        fa = os.open(target, os.O_RDONLY)
+        fcntl.flock(fa, fcntl.LOCK_EX)
+        t1 = int(os.getxattr(fa, "user.confman.lock_token"))
+        for i in (1, 2, 3):
+            c.pause(i)
+            paused.append(i)
+        for fd in fds:
+            os.close(fd)  # 12 RELEASEs wait for the paused cluster
+        fds = []
+        os.close(fa)  # its RELEASE waits in the kernel's background queue
+        fb = os.open(target, os.O_RDONLY)
+        got = {}
+
+        def take():
+            try:
+                fcntl.flock(fb, fcntl.LOCK_EX)
+                got["token"] = int(os.getxattr(fb, "user.confman.lock_token"))
+            except OSError as e:
+                got["err"] = e
+            got["t"] = time.monotonic()
+
+        th = threading.Thread(target=take, daemon=True)
+        t0 = time.monotonic()
+        th.start()
+        th.join(1.0)
+        early = "t" in got
+        for i in paused:
+            c.resume(i)
+        paused = []
+        th.join(15)
+        os.close(fb)
+        print("  closing file's token %d; the next open's flock: %s after %.0f ms%s"
+              % (t1, got.get("token", got.get("err")), (got.get("t", t0) - t0) * 1000,
+                 " (with every server paused)" if early else ""), flush=True)
+        assert "token" in got, "flock after the servers resumed: %s" % got.get("err")
+        assert got["token"] > t1, \
+            "the new open's flock got the closing file's hold (token %d)" % t1
+    finally:
+        for i in paused:
+            c.resume(i)
+        for fd in fds:
+            os.close(fd)
+        if m:
+            m.down()
+        c.down()
+
+
 def test_lock_under_faults():
     v = scenario(broken=False, seconds=FAULT_SECONDS)
     assert not v, "\n".join(lockcheck.format_violation(x) for x in v[:10])
 
 
 if __name__ == "__main__":
-    harness.run([test_lock_without_the_log_is_caught, test_lock_under_faults])
+    tests = [test_lock_without_the_log_is_caught, test_new_open_does_not_inherit_a_closing_files_flock,
+             test_lock_under_faults]
+    only = os.environ.get("CONFMAN_TEST_ONLY")
+    harness.run([t for t in tests if not only or t.__name__ in only.split(",")])
