@@ -10,6 +10,10 @@ in the lock's queue). Prints one JSON object: rounds; unlock: round_trips_per_s
 (open to close), acquire_us and release_us p50/p90/p99 (the flock calls);
 close: round_trips_per_s, acquire_us (includes waiting for the previous
 round's release).
+
+Each round also reads user.confman.lock_token (answered by the mount, no
+server request) after the acquire, outside the timed call: the tokens must
+strictly increase, or the round did not get a hold of its own (exit 1).
 """
 import fcntl
 import json
@@ -23,7 +27,7 @@ def pct(v, p):
     return round(v[min(len(v) - 1, (len(v) - 1) * p // 100)] / 1000)
 
 
-def rounds(path, n, unlock):
+def rounds(path, n, unlock, last):
     acq, rel = [], []
     start = time.monotonic_ns()
     for _ in range(n):
@@ -32,6 +36,11 @@ def rounds(path, n, unlock):
         fcntl.flock(fd, fcntl.LOCK_EX)
         t1 = time.monotonic_ns()
         acq.append(t1 - t0)
+        token = int(os.getxattr(fd, "user.confman.lock_token"))
+        if token <= last:
+            raise SystemExit("flock_loop: token %d after %d: not a hold of its own" % (token, last))
+        last = token
+        t1 = time.monotonic_ns()
         if unlock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             rel.append(time.monotonic_ns() - t1)
@@ -41,7 +50,7 @@ def rounds(path, n, unlock):
            "acquire_us": {"p50": pct(acq, 50), "p90": pct(acq, 90), "p99": pct(acq, 99)}}
     if unlock:
         out["release_us"] = {"p50": pct(rel, 50), "p90": pct(rel, 90), "p99": pct(rel, 99)}
-    return out
+    return out, last
 
 
 def main():
@@ -51,8 +60,9 @@ def main():
     path, n = sys.argv[1], int(sys.argv[2])
     with open(path, "a"):
         pass
-    print(json.dumps({"rounds": n, "unlock": rounds(path, n, True),
-                      "close": rounds(path, n, False)}))
+    unlock, last = rounds(path, n, True, 0)
+    close, _ = rounds(path, n, False, last)
+    print(json.dumps({"rounds": n, "unlock": unlock, "close": close}))
     return 0
 
 
