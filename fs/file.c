@@ -87,6 +87,7 @@ struct cm_fs_fh *cm_fs__job_fh(struct cm_fs_job *j)
 /* Reply to open/create with handle h; on a failed reply free it. */
 void cm_fs__reply_opened(struct cm_fs_job *j, struct cm_fs_fh *h, const struct cm_attr *attr)
 {
+	h->lk_owner = cm_fs__lock_owner_new(j->fs);
 	j->fi.fh = (uint64_t)(uintptr_t)h;
 	/* Reads go to the per-open buffer, never to pages: the kernel bounds
 	 * page reads by the i_size of the attributes it accepted last, which

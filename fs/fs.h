@@ -191,6 +191,11 @@ struct cm_fs_fh {
 	 * table's chg then) and it was as new as the watch (fs/dir.c). */
 	bool plus;
 	uint64_t list_chg;
+	/* The owner of this open's flock(2) locks in the cluster, drawn from
+	 * cm_fs.lk_next: the kernel's lock_owner names the struct file by its
+	 * address, which the next open reuses while this one's RELEASE (a
+	 * background request) may still be on its way (fs/lock.c). */
+	uint64_t lk_owner;
 	struct cm_fs_fh *prev, *next;
 };
 

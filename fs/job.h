@@ -105,6 +105,8 @@ void cm_fs__run_xlock(struct cm_fs_job *j);
 /* lock.c: the highest token of this mount's holds of ino: 0 (and the
  * token), -ENOLCK (only lost ones), -ENODATA (none). */
 int cm_fs__lock_token(struct cm_fs *fs, uint64_t ino, uint64_t *token);
+/* A new open's flock owner (struct cm_fs_fh.lk_owner). */
+uint64_t cm_fs__lock_owner_new(struct cm_fs *fs);
 
 /* With CONFMAN_FS_TRACE=1 in the environment, one line per step of a file
  * job on stderr (CLOCK_MONOTONIC seconds, thread of the request, op, inode,

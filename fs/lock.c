@@ -56,6 +56,21 @@ static uint64_t lk_new_id(struct cm_fs *fs)
 	return __atomic_add_fetch(&fs->lk_next, 1, __ATOMIC_RELAXED);
 }
 
+/* A flock owner for a new open: never 0 and never reused in this mount. */
+uint64_t cm_fs__lock_owner_new(struct cm_fs *fs)
+{
+	return lk_new_id(fs);
+}
+
+/* The owner of j's flock: its open's own (a kernel lock_owner may be the
+ * previous open's, whose RELEASE may not have arrived yet: that hold is
+ * not this open's), or lock_owner for a request without a handle. */
+static uint64_t flock_owner(struct cm_fs_job *j)
+{
+	struct cm_fs_fh *h = j->has_fi ? cm_fs__job_fh(j) : NULL;
+	return h != NULL && h->lk_owner != 0 ? h->lk_owner : j->fi.lock_owner;
+}
+
 static struct cm_fs_lk *lk_new(struct cm_fs *fs, const char *path, uint64_t ino, uint64_t owner,
 			       bool posix)
 {
@@ -403,9 +418,9 @@ static void run_flock(struct cm_fs_job *j)
 		return;
 	}
 	if (op & LOCK_UN)
-		lock_give(j, j->fi.lock_owner, false);
+		lock_give(j, flock_owner(j), false);
 	else if (op & (LOCK_SH | LOCK_EX))
-		lock_take(j, j->fi.lock_owner, false, (op & LOCK_SH) != 0, !(op & LOCK_NB));
+		lock_take(j, flock_owner(j), false, (op & LOCK_SH) != 0, !(op & LOCK_NB));
 	else
 		cm_fs__done_err(j, -EINVAL);
 }
@@ -509,7 +524,8 @@ bool cm_fs__lock_close(struct cm_fs_job *j, void (*then)(struct cm_fs_job *j))
 	bool posix = j->op == CM_FS_FLUSH;
 	if (!j->has_fi || (!posix && !j->fi.flock_release))
 		return false;
-	struct cm_fs_lk *lk = lk_of(j->fs, j->ino, j->fi.lock_owner, posix);
+	uint64_t owner = posix ? j->fi.lock_owner : flock_owner(j);
+	struct cm_fs_lk *lk = lk_of(j->fs, j->ino, owner, posix);
 	if (lk == NULL || lk->state == CM_FS_LK_WAITING)
 		return false;
 	if (lk->state == CM_FS_LK_LOST) {

@@ -10,10 +10,10 @@ them (one lock serialises them: that order is the truth).
 
 Workers are of a type with one interface (start, kill, pause, resume,
 holder check, acquires): chaos-lock-worker (the client library, tests/chaos/
-lock_worker.c) and `confmanctl lock` (a thread running it again and again
-with a command that writes $CONFMAN_FENCE). A mount worker (flock on a file
-of a confman-fs mount, the token from its xattr) is one more class with the
-same methods.
+lock_worker.c), `confmanctl lock` (a thread running it again and again
+with a command that writes $CONFMAN_FENCE) and a mount worker (flock(2) on
+a file of a confman-fs mount of its own, the token from its
+user.confman.lock_token xattr: tests/chaos/flock_worker.py).
 """
 import json
 import os
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../
 import harness  # noqa: E402
 
 LOCK_WORKER = os.path.join(harness.BUILD, "tests/chaos/chaos-lock-worker")
+FLOCK_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flock_worker.py")
 
 
 class Fence:
@@ -188,21 +189,7 @@ class CWorker:
 
     def acquires(self):
         """Granted holds: dicts worker, token, invoke, complete (ns)."""
-        out = []
-        for g in range(1, self.gen + 1):
-            try:
-                with open(os.path.join(self.outdir, "%s.%d.jsonl" % (self.name, g))) as f:
-                    for line in f:
-                        try:
-                            e = json.loads(line)
-                        except ValueError:
-                            continue  # the last line of a killed process
-                        if e["ev"] == "acquire" and not e["err"]:
-                            out.append({"worker": e["worker"], "token": e["token"],
-                                        "invoke": e["invoke"], "complete": e["complete"]})
-            except OSError:
-                pass
-        return out
+        return read_acquires(self.outdir, self.name, self.gen)
 
 
 # The command `confmanctl lock` runs: begin, hold, end, as chaos-lock-worker
@@ -290,6 +277,173 @@ class CtlWorker:
 
     def acquires(self):
         return []  # no client-side record: its holds are the fence's
+
+
+class MountWorker:
+    """A confman-fs mount of its own (mount_factory(name): an object with
+    .dir, .proc (the daemon) and .down(), e.g. nemesis.FuseMount with
+    lock_ttl set) and flock_worker.py looping on the lock's file there, from
+    a supervisor thread. kill() is kill -9 of the mount's daemon (its
+    session lease is left to expire; its loop writes its "end" and then
+    finds the mount gone): the thread then unmounts the dead mount (umount
+    -l) and starts a new mount and loop, as a restarted host would."""
+    kind = "mount"
+
+    def __init__(self, name, mount_factory, lock, fence, outdir, seconds, hold_ms=100, seed=1):
+        self.name, self.factory, self.lock, self.fence = name, mount_factory, lock, fence
+        self.outdir, self.seconds, self.hold_ms, self.seed = outdir, seconds, hold_ms, seed
+        self.gen, self.mount, self.proc, self.errs = 0, None, None, []
+        self.killed_gen = None  # the mount generation kill() struck
+        self.exits = {}  # loop exit status -> count
+        self.mu = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        if not self.thread.is_alive() and not self.stopping:
+            self.thread.start()
+
+    def _file(self, m):
+        """The lock's file on mount m (created if missing), or None."""
+        path = os.path.join(m.dir, self.lock.lstrip("/"))
+        end = time.time() + 10
+        while not self.stopping:
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "a"):
+                    pass
+                return path
+            except OSError as e:  # a server fault: the create timed out
+                if time.time() > end:
+                    self.errs.append("%s: cannot create %s: %s" % (self.name, path, e))
+                    return None
+                time.sleep(0.2)
+        return None
+
+    def _loop(self):
+        end = time.time() + self.seconds
+        while not self.stopping and time.time() < end - 0.5:
+            self.gen += 1
+            try:
+                m = self.factory("%s.%d" % (self.name, self.gen))
+            except RuntimeError as e:
+                self.errs.append("%s: %s" % (self.name, e))
+                return
+            with self.mu:
+                self.mount = m
+            path = self._file(m)
+            rc = None
+            if path:
+                out = os.path.join(self.outdir, "%s.%d.jsonl" % (self.name, self.gen))
+                p = subprocess.Popen(
+                    [sys.executable, FLOCK_WORKER, "--file", path, "--fence", self.fence,
+                     "--worker", self.name, "--out", out,
+                     "--seconds", "%.1f" % max(0.1, end - time.time()),
+                     "--hold-ms", str(self.hold_ms), "--seed", str(self.seed * 100 + self.gen)],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                with self.mu:
+                    self.proc = p
+                text, _ = p.communicate()
+                rc = p.returncode
+                self.exits[rc] = self.exits.get(rc, 0) + 1
+                # 0 ran its time; 3 its mount's daemon was killed; -9 stopped.
+                if rc not in (0, 3, -9):
+                    self.errs.append("%s: flock_worker exited %s: %s" % (self.name, rc, text[-600:]))
+            killed = m.proc.poll() is not None
+            if killed and self.killed_gen != self.gen:
+                self.errs.append("%s: confman-fs exited by itself (%s), see %s"
+                                 % (self.name, m.proc.returncode, m.logpath))
+            san = m.down()  # fusermount3 -u, or umount -l of a dead mount
+            if san:
+                self.errs.append("%s: confman-fs sanitizer report:\n%s" % (self.name, san[-3000:]))
+            if rc != 3 and not killed:
+                return
+
+    def pid(self):
+        with self.mu:
+            return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def kill(self):
+        """kill -9 of the mount's daemon (fast: the fence's hook calls it)."""
+        with self.mu:
+            if self.mount and self.mount.proc.poll() is None:
+                self.killed_gen = self.gen
+                self.mount.proc.kill()
+
+    def pause(self):
+        """SIGSTOP of the host: the mount's daemon (its keepalives stop, the
+        session lease runs out) and the loop (its "end" comes late)."""
+        with self.mu:
+            m, p = self.mount, self.proc
+        self._paused = [x.pid for x in (m.proc if m else None, p)
+                        if x is not None and x.poll() is None]
+        for pid in self._paused:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        for pid in getattr(self, "_paused", []):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self._paused = []
+
+    def wait(self, timeout):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.stop()
+            return ["%s did not end" % self.name] + self.errs
+        return self.errs
+
+    def stop(self):
+        self.stopping = True
+        self.resume()
+        with self.mu:
+            p = self.proc
+        if p and p.poll() is None:
+            p.kill()
+        self.thread.join(30)
+        with self.mu:
+            m = self.mount
+        if self.thread.is_alive() and m is not None:
+            m.proc.kill()  # the thread is stuck on it: the unmount below frees it
+            m.down()
+
+    def acquires(self):
+        return read_acquires(self.outdir, self.name, self.gen)
+
+    def errors(self):
+        """errno name -> count of failed holds (faults: EIO, ENOLCK, waited)."""
+        out = {}
+        for g in range(1, self.gen + 1):
+            for e in _jsonl(os.path.join(self.outdir, "%s.%d.jsonl" % (self.name, g))):
+                if e.get("err"):
+                    out[e["err"]] = out.get(e["err"], 0) + 1
+        return out
+
+
+def _jsonl(path):
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue  # the last line of a killed process
+    except OSError:
+        return
+
+
+def read_acquires(outdir, name, gens):
+    """Granted holds in NAME.1.jsonl .. NAME.GENS.jsonl: dicts worker, token,
+    invoke, complete (ns)."""
+    out = []
+    for g in range(1, gens + 1):
+        for e in _jsonl(os.path.join(outdir, "%s.%d.jsonl" % (name, g))):
+            if e["ev"] == "acquire" and not e["err"]:
+                out.append({"worker": e["worker"], "token": e["token"],
+                            "invoke": e["invoke"], "complete": e["complete"]})
+    return out
 
 
 # ---- the checks
