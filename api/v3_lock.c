@@ -96,20 +96,6 @@ static void give_up(struct cm_gw_req *r)
 
 /* ---- lock ------------------------------------------------------------------------ */
 
-/* Failures after which a waiting ACQUIRE is sent again (proto.h: the
- * server keeps the pair's place), as cm_lock_acquire does. */
-static bool acquire_again(int err)
-{
-	switch (err) {
-	case -ETIMEDOUT: case -EIO: case -ECONNREFUSED: case -ECONNRESET:
-	case CM_ENOTLEADER: case CM_ENOLEADER: case CM_ETRANSFERRING: case CM_ESTALE:
-	case CM_ESHUTDOWN:
-		return true;
-	default:
-		return false;
-	}
-}
-
 static void acquire_send(struct cm_gw_req *r);
 
 static void lock_granted(struct cm_gw_req *r, const struct cm_resp *resp)
@@ -151,7 +137,7 @@ static void on_acquire(void *arg, int err, const struct cm_resp *resp)
 		cm_gw__lease_ensure(r, l->lock_name, l->lock_len, acquire_send);
 	} else if (err == -ENOENT) {
 		cm_gw__lease_not_found(r, true);
-	} else if (acquire_again(err) && !r->gw->stopping) {
+	} else if (cm_lock_again(err) && !r->gw->stopping /* as cm_lock_acquire */) {
 		if (caller_gone(r) || mono_ms() >= l->deadline_ms)
 			give_up(r);
 		else

@@ -66,12 +66,8 @@ void cm_kv__ext_default(struct cm_attr *a)
 
 uint32_t cm_kv__key(uint8_t *kb, uint64_t group, uint64_t parent, const char *name, uint32_t nlen)
 {
-	assert(nlen <= CM_NAME_MAX);
-	cm_bo_put_be64(kb, group);
-	cm_bo_put_be64(kb + 8, parent);
-	if (nlen != 0)
-		memcpy(kb + CM_KV_KEY_HDR, name, nlen);
-	return CM_KV_KEY_HDR + nlen;
+	assert(nlen <= CM_NAME_MAX); /* a node's name; reserved records may be longer */
+	return cm_kv__rkey(kb, group, parent, name, nlen);
 }
 
 int cm_kv__node_dec(const void *rec, size_t len, struct cm_kv__node *n)

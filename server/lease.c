@@ -184,6 +184,9 @@ static int propose(struct cm_node *n, struct cm_group *g, uint32_t op, uint64_t 
 static void group_tick(struct cm_node *n, struct cm_group *g)
 {
 	struct cm_leases *L = &g->leases;
+	/* Most groups here follow and hold nothing of ours: no status copy. */
+	if (L->term == 0 && L->waits.n == 0 && raft_leader(g->raft) != n->cfg->node_id)
+		return;
 	raft_term term = leading(g);
 	if (term == 0) {
 		if (L->term != 0 || L->waits.n != 0)

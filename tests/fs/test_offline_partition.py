@@ -31,30 +31,10 @@ import test_fs  # noqa: E402
 from test_fs import Mount, expect_errno  # noqa: E402
 from test_notify import IN_CLOSE_WRITE, Inotify  # noqa: E402
 import netcluster  # noqa: E402
+from offline_util import cat, wait_for, xattr  # noqa: E402
 
 netcluster.PORT = int(os.environ.get("CONFMAN_IT_PORT", "28150"))
 S = {}
-
-
-def xattr(path, name):
-    try:
-        return os.getxattr(path, name).decode()
-    except OSError as e:
-        return "errno %d" % e.errno
-
-
-def cat(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def wait_for(what, fn, timeout=20.0, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        if fn():
-            return
-        time.sleep(step)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def heard(ino, name, t0, timeout=15):
